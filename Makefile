@@ -1,0 +1,64 @@
+# GenoFed task runner: people and CI call the same targets.
+# `make demo` and `make test` both create .venv from the pinned dependencies
+# in pyproject.toml when it is missing or older than pyproject.toml.
+
+PYTHON      ?= python3.11
+VENV        := .venv
+BIN         := $(VENV)/bin
+STAMP       := $(VENV)/.installed
+DEMO_DIR    ?= demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint format protos check-protos bench plink2 clean help
+
+help:
+	@echo "make demo      synthetic 3-site cohort + federated study (simulation engine)"
+	@echo "make test      unit, reference (vs plink2) and architecture tests"
+	@echo "make lint      ruff, mypy on the math cores, import-linter contracts"
+	@echo "make protos    regenerate genofed/protos/v1 generated code"
+	@echo "make bench     benchmarks against plink2 (long; not part of make test)"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# plink2 is the reference implementation that tests compare against (Debian package).
+plink2:
+	@if ! command -v plink2 >/dev/null 2>&1 || ! test -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq plink2 libopenblas0-pthread >/dev/null; \
+	  else \
+	    echo "error: plink2 is missing; run: sudo apt-get install -y plink2 libopenblas0-pthread" >&2; exit 1; \
+	  fi; \
+	fi
+
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR)
+	$(BIN)/genofed demo --out $(DEMO_DIR)
+
+test: $(STAMP) plink2
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+protos: $(STAMP)
+	$(BIN)/python -m genofed.protos.generate
+
+bench: $(STAMP) plink2
+	$(BIN)/python bench/freq_hardy.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
