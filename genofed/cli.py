@@ -1,0 +1,271 @@
+"""``genofed``: the consortium analyst's command line.
+
+A composition root (it may import both sides): it runs studies on the
+simulation engine, makes synthetic cohorts and runs the demo.
+
+Examples::
+
+    genofed demo --out demo
+    genofed synth --sites 3 --samples 1500 --variants 2000 --seed 1 --out cohorts
+    genofed study run study.toml --simulation --site cohorts/site-a \\
+        --site cohorts/site-b --site cohorts/site-c --out results
+
+Exit codes (each is tested to be documented here):
+
+* 0 — success
+* 1 — unexpected internal error (a bug: please report it with the traceback)
+* 2 — bad input: a study file, site directory, option or data file is wrong
+* 3 — a site refused or failed a request
+* 4 — the sites' variants do not harmonize
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress as RichProgress
+from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from genofed.common.errors import GenoFedError, HarmonizationError, InputError, SiteFailure
+from genofed.common.study import load_study
+from genofed.coordinator.runner import Progress, StudyOutcome
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_INPUT = 2
+EXIT_SITE = 3
+EXIT_HARMONIZATION = 4
+
+DEMO_STUDY = """\
+# GenoFed demo study: the embedded default run by `make demo`.
+[study]
+name = "demo-qc"
+description = "Allele frequencies, missingness, genotype counts and Hardy-Weinberg across three synthetic hospitals"
+on_variant_mismatch = "stop"
+
+[[analysis]]
+kind = "freq"
+
+[[analysis]]
+kind = "missing"
+
+[[analysis]]
+kind = "gcount"
+
+[[analysis]]
+kind = "hardy"
+midp = false
+"""
+DEMO_SAMPLES = 1500
+DEMO_VARIANTS = 2000
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="GenoFed for consortium analysts: run federated genomic studies.\n\n"
+    "Example: genofed demo --out demo",
+)
+study_app = typer.Typer(no_args_is_help=True, help="Inspect and run studies.")
+app.add_typer(study_app, name="study")
+
+console = Console(stderr=True)
+out_console = Console()
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Map GenoFed errors to messages and documented exit codes."""
+    try:
+        yield
+    except InputError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_INPUT) from exc
+    except SiteFailure as exc:
+        console.print(f"[bold red]site failure:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_SITE) from exc
+    except HarmonizationError as exc:
+        console.print(f"[bold red]harmonization:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_HARMONIZATION) from exc
+    except GenoFedError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_INPUT) from exc
+
+
+@contextmanager
+def _progress_display(enabled: bool) -> Iterator[Callable[[Progress], None]]:
+    if not enabled:
+        yield lambda _event: None
+        return
+    with RichProgress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task("starting the simulation engine", total=None)
+
+        def update(event: Progress) -> None:
+            if event.step == "round":
+                bar.update(task, description=event.message)
+            bar.console.print(f"  {event.message}", highlight=False)
+
+        yield update
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="directory to create")],
+    sites: Annotated[int, typer.Option(min=1, help="number of sites")] = 3,
+    samples: Annotated[int, typer.Option(min=10, help="total individuals")] = DEMO_SAMPLES,
+    variants: Annotated[int, typer.Option(min=1, help="biallelic SNPs")] = DEMO_VARIANTS,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = 1,
+) -> None:
+    """Write synthetic multi-site cohorts (coalescent genotypes, phenotypes, site directories).
+
+    Example: genofed synth --sites 3 --samples 1500 --variants 2000 --seed 1 --out cohorts
+    """
+    from genofed.synth import write_cohorts
+
+    with _errors():
+        with console.status("simulating cohorts (msprime)"):
+            summary = write_cohorts(out, sites=sites, samples=samples, variants=variants, seed=seed)
+    out_console.print(
+        f"wrote {len(summary.sites)} site directories and pooled/ under {summary.out} "
+        f"({summary.n_samples} samples, {summary.n_variants} variants, seed {summary.seed})"
+    )
+    for site in summary.sites:
+        out_console.print(f"  site: {site}")
+
+
+@study_app.command("show")
+def study_show(study_file: Annotated[Path, typer.Argument(help="study.toml")]) -> None:
+    """Validate a study file and print its canonical form and hash."""
+    with _errors():
+        study = load_study(study_file)
+    out_console.print_json(study.canonical_json().decode())
+    out_console.print(f"sha256: {study.sha256}")
+
+
+@study_app.command("run")
+def study_run(
+    study_file: Annotated[Path, typer.Argument(help="study.toml")],
+    out: Annotated[Path, typer.Option(help="results directory")],
+    site: Annotated[list[Path] | None, typer.Option(help="site directory (repeat per site)")] = None,
+    simulation: Annotated[bool, typer.Option(help="run on Flower's simulation engine")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing results directory")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
+    verbose: Annotated[bool, typer.Option(help="show Flower's own logs")] = False,
+) -> None:
+    """Run a study and write plink2-compatible results.
+
+    Example: genofed study run study.toml --simulation --site a --site b --site c --out results
+    """
+    if not simulation:
+        console.print(
+            "[bold red]error:[/] only --simulation is available in this version; "
+            "deployment over a SuperLink is not built yet"
+        )
+        raise typer.Exit(EXIT_INPUT)
+    from genofed.simulation import run_simulated_study
+
+    with _errors():
+        study = load_study(study_file)
+        with _progress_display(not as_json) as progress:
+            outcome = run_simulated_study(
+                study, site or [], out, overwrite=overwrite, progress=progress, verbose=verbose
+            )
+    _report(outcome, as_json)
+
+
+def _report(outcome: StudyOutcome, as_json: bool) -> None:
+    if as_json:
+        out_console.print_json(json.dumps(_summary_doc(outcome)))
+        return
+    sites = Table(title=f"study {outcome.study.name} ({outcome.study.sha256[:12]})")
+    for col in ("site", "samples", "variants", "swapped", "policy"):
+        sites.add_column(col)
+    swapped = {r.site: r.n_swapped for r in outcome.harmonization.reports}
+    for s in outcome.sites:
+        sites.add_row(
+            s.name,
+            s.facts.get("n_samples", "?"),
+            s.facts.get("n_variants", "?"),
+            str(swapped.get(s.name, 0)),
+            s.facts.get("policy", ""),
+        )
+    out_console.print(sites)
+    results = Table(title="results")
+    results.add_column("analysis")
+    results.add_column("summary")
+    for key, value in outcome.summary.items():
+        if isinstance(value, dict):
+            results.add_row(key, ", ".join(f"{k} = {v}" for k, v in value.items()))
+        else:
+            results.add_row(key, str(value))
+    out_console.print(results)
+    out_console.print(f"results: {outcome.out}")
+    for name in outcome.outputs:
+        out_console.print(f"  {outcome.out / name}")
+
+
+def _summary_doc(outcome: StudyOutcome) -> dict[str, Any]:
+    return {
+        "study": outcome.study.name,
+        "sha256": outcome.study.sha256,
+        "run_id": outcome.run_id,
+        "out": str(outcome.out),
+        "outputs": list(outcome.outputs),
+        "sites": [{"name": s.name, **s.facts} for s in outcome.sites],
+        "summary": outcome.summary,
+    }
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="demo directory to create")] = Path("demo"),
+    samples: Annotated[int, typer.Option(min=10)] = DEMO_SAMPLES,
+    variants: Annotated[int, typer.Option(min=1)] = DEMO_VARIANTS,
+    seed: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Synthetic 3-site cohort + a federated QC study on the simulation engine.
+
+    Example: genofed demo --out demo
+    """
+    from genofed.simulation import run_simulated_study
+    from genofed.synth import write_cohorts
+
+    with _errors():
+        if out.exists() and any(out.iterdir()):
+            raise InputError("the demo directory is not empty", path=out, hint="remove it or pick another --out")
+        with console.status(f"simulating 3 synthetic hospitals ({samples} samples, {variants} variants)"):
+            cohorts = write_cohorts(out / "cohorts", sites=3, samples=samples, variants=variants, seed=seed)
+        study_file = out / "study.toml"
+        study_file.write_text(DEMO_STUDY, encoding="utf-8")
+        study = load_study(study_file)
+        with _progress_display(True) as progress:
+            outcome = run_simulated_study(study, list(cohorts.sites), out / "results", progress=progress)
+    _report(outcome, as_json=False)
+    out_console.print(
+        f"\nstudy file: {study_file}\npooled cohort for reference checks: {cohorts.pooled}\n"
+        f"compare with: plink2 --bfile {cohorts.pooled}/pooled --freq --hardy --missing --geno-counts"
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception:
+        console.print_exception()
+        sys.exit(EXIT_INTERNAL)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,208 @@
+"""A study: the analyst's ``study.toml``, its canonical form and its hash.
+
+The canonical form is UTF-8 JSON with sorted keys, no insignificant
+whitespace and every default filled in, so two files that mean the same study
+have the same bytes. The SHA-256 of those bytes is the study's identity in
+audit logs, ledgers and results.
+
+Study file format (documented for analysts in the README)::
+
+    [study]
+    name = "demo"                    # required; letters, digits, . _ -
+    description = "..."              # optional
+    min_sites = 3                    # optional; default: every site must answer
+    on_variant_mismatch = "stop"     # or "intersect"
+
+    [[analysis]]
+    kind = "hardy"                   # see genofed.common.analyses
+    id = "hardy"                     # optional; defaults to the kind
+    midp = false                     # parameters of the kind
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from genofed.common.analyses import ANALYSIS_KINDS
+from genofed.common.errors import ConfigError, IntegrityError
+from genofed.common.tomlconfig import check_keys, get_typed, load_toml
+
+#: Schema tag written into every canonical study.
+STUDY_SCHEMA = "genofed.study/v1"
+#: What to do when sites hold different variants.
+MISMATCH_POLICIES = ("stop", "intersect")
+DEFAULT_ON_MISMATCH = "stop"
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_STUDY_KEYS = ("name", "description", "min_sites", "on_variant_mismatch")
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """One ``[[analysis]]`` table with its parameters resolved."""
+
+    id: str
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "params": dict(self.params)}
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study with its defaults filled in."""
+
+    name: str
+    analyses: tuple[AnalysisSpec, ...]
+    description: str = ""
+    min_sites: int | None = None
+    on_variant_mismatch: str = DEFAULT_ON_MISMATCH
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": STUDY_SCHEMA,
+            "study": {
+                "name": self.name,
+                "description": self.description,
+                "min_sites": self.min_sites,
+                "on_variant_mismatch": self.on_variant_mismatch,
+            },
+            "analyses": [a.to_json() for a in self.analyses],
+        }
+
+    def canonical_json(self) -> bytes:
+        """The canonical bytes that are hashed and signed."""
+        return json.dumps(
+            self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+
+    @property
+    def sha256(self) -> str:
+        """The study's identity: SHA-256 of the canonical form, lowercase hex."""
+        return hashlib.sha256(self.canonical_json()).hexdigest()
+
+
+def load_study(path: Path) -> Study:
+    """Read and validate ``study.toml``; errors name the file and the key."""
+    raw = load_toml(path)
+    return study_from_mapping(raw, path=path)
+
+
+def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
+    """Validate a parsed study file (``path`` is only used in messages)."""
+    check_keys(raw, ("study", "analysis"), path=path, where="the study file", required=("study",))
+    head = raw["study"]
+    if not isinstance(head, dict):
+        raise ConfigError("[study] must be a table", path=path)
+    check_keys(head, _STUDY_KEYS, path=path, where="[study]", required=("name",))
+    name = get_typed(head, "name", str, None, path=path, where="study")
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"study.name {name!r} is not a valid name",
+            path=path,
+            hint="use 1-64 letters, digits, '.', '_' or '-'",
+        )
+    min_sites = get_typed(head, "min_sites", int, None, path=path, where="study")
+    if min_sites is not None and min_sites < 1:
+        raise ConfigError("study.min_sites must be at least 1", path=path)
+    mismatch = get_typed(
+        head, "on_variant_mismatch", str, DEFAULT_ON_MISMATCH, path=path, where="study"
+    )
+    if mismatch not in MISMATCH_POLICIES:
+        raise ConfigError(
+            f"study.on_variant_mismatch must be one of {MISMATCH_POLICIES}, not {mismatch!r}",
+            path=path,
+        )
+    tables = raw.get("analysis", [])
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(
+            "the study lists no analyses",
+            path=path,
+            hint='add at least one [[analysis]] table, e.g. kind = "freq"',
+        )
+    analyses = tuple(_analysis(t, i, path) for i, t in enumerate(tables, start=1))
+    seen: set[str] = set()
+    for a in analyses:
+        if a.id in seen:
+            raise ConfigError(
+                f"two analyses have the id {a.id!r}",
+                path=path,
+                hint="give each [[analysis]] a unique id = ...",
+            )
+        seen.add(a.id)
+    return Study(
+        name=name,
+        description=get_typed(head, "description", str, "", path=path, where="study"),
+        min_sites=min_sites,
+        on_variant_mismatch=mismatch,
+        analyses=analyses,
+    )
+
+
+def _analysis(table: Any, number: int, path: Path) -> AnalysisSpec:
+    where = f"[[analysis]] #{number}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table", path=path)
+    kind_name = get_typed(table, "kind", str, None, path=path, where=where)
+    if kind_name is None:
+        raise ConfigError(f"missing key 'kind' in {where}", path=path)
+    if kind_name not in ANALYSIS_KINDS:
+        raise ConfigError(
+            f"unknown analysis kind {kind_name!r} in {where}",
+            path=path,
+            hint=f"known kinds: {', '.join(sorted(ANALYSIS_KINDS))}",
+        )
+    kind = ANALYSIS_KINDS[kind_name]
+    check_keys(table, ("kind", "id", *kind.params), path=path, where=f"{where} ({kind_name})")
+    ident = get_typed(table, "id", str, kind_name, path=path, where=where)
+    if not _NAME.match(ident):
+        raise ConfigError(f"{where}: id {ident!r} is not a valid name", path=path)
+    params = {
+        key: get_typed(table, key, spec.kind, spec.default, path=path, where=where)
+        for key, spec in kind.params.items()
+    }
+    return AnalysisSpec(id=ident, kind=kind_name, params=MappingProxyType(params))
+
+
+def study_from_canonical(data: bytes, expected_sha256: str) -> Study:
+    """Rebuild a study from its canonical bytes, checking the hash.
+
+    Raises the opaque IntegrityError when the bytes do not hash to the
+    expected value or are not the canonical form of a valid study.
+    """
+    if hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise IntegrityError()
+    try:
+        doc = json.loads(data.decode("utf-8"))
+        if doc.get("schema") != STUDY_SCHEMA:
+            raise IntegrityError()
+        head = {k: v for k, v in doc["study"].items() if v is not None}
+        raw = {
+            "study": head,
+            "analysis": [{"kind": a["kind"], "id": a["id"], **a["params"]} for a in doc["analyses"]],
+        }
+        study = study_from_mapping(raw, path=Path("<canonical study>"))
+    except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
+        raise IntegrityError() from exc
+    if study.canonical_json() != data:
+        raise IntegrityError()
+    return study
+
+
+__all__ = [
+    "MISMATCH_POLICIES",
+    "STUDY_SCHEMA",
+    "AnalysisSpec",
+    "Study",
+    "load_study",
+    "study_from_canonical",
+    "study_from_mapping",
+]

@@ -1,0 +1,214 @@
+"""Variant harmonization: make every site's variants line up before any analysis.
+
+Sites send their variant tables (chromosome, position, ID, REF, ALT: no
+sample data). A variant is identified by chromosome (a leading ``chr`` is
+ignored), position and its unordered allele pair. The first site's order and
+naming are the study's reference. For each site the result says which local
+variant answers each study variant (``index``) and whether its alleles are
+swapped relative to the reference (``flip``: the site then counts the other
+allele, turning genotype ``g`` into ``2 - g``).
+
+Anything else that differs — a variant missing at a site, an extra one, the
+same position with other alleles, a duplicated variant — is counted per site.
+The study stops on any such difference unless it allows running on the
+intersection of all sites' variants.
+
+Only autosomes are supported for now: plink2 treats chrX, chrY and MT as
+haploid in males, which these analyses do not model, so a study holding such
+variants stops with an error that says how to exclude them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from genofed.common.errors import HarmonizationError
+
+#: Chromosome names treated as autosomes (after dropping a ``chr`` prefix).
+AUTOSOMES = frozenset(str(i) for i in range(1, 23))
+
+
+@dataclass(frozen=True)
+class VariantTable:
+    """One site's variants, in its file order."""
+
+    chrom: np.ndarray
+    pos: np.ndarray
+    id: np.ndarray
+    ref: np.ndarray
+    alt: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def take(self, index: np.ndarray) -> VariantTable:
+        return VariantTable(
+            self.chrom[index], self.pos[index], self.id[index], self.ref[index], self.alt[index]
+        )
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """How one site answers the study's variants."""
+
+    index: np.ndarray  # int64, local variant index for each study variant
+    flip: np.ndarray  # bool, True where the site's REF/ALT are swapped
+
+
+@dataclass(frozen=True)
+class SiteMatchReport:
+    """Per-site counts of how its variants matched the reference."""
+
+    site: str
+    n_variants: int
+    n_matched: int
+    n_swapped: int
+    n_missing: int  # reference variants the site lacks
+    n_extra: int  # site variants the reference lacks
+    n_allele_mismatch: int  # same chromosome and position, other alleles
+    n_duplicates: int
+
+    @property
+    def clean(self) -> bool:
+        return self.n_missing == self.n_extra == self.n_allele_mismatch == self.n_duplicates == 0
+
+
+@dataclass(frozen=True)
+class Harmonization:
+    variants: VariantTable  # the study's variants, reference order and naming
+    plans: tuple[SitePlan, ...]
+    reports: tuple[SiteMatchReport, ...]
+
+
+def _norm_chrom(chrom: str) -> str:
+    return chrom[3:] if chrom[:3].lower() == "chr" else chrom
+
+
+def _keys(table: VariantTable) -> tuple[list[tuple[str, int, str, str]], list[tuple[str, int]]]:
+    chroms = [_norm_chrom(str(c)) for c in table.chrom]
+    pos = [int(p) for p in table.pos]
+    keys = [
+        (c, p, *sorted((str(r), str(a))))
+        for c, p, r, a in zip(chroms, pos, table.ref, table.alt, strict=True)
+    ]
+    return keys, list(zip(chroms, pos, strict=True))
+
+
+def harmonize(
+    sites: Sequence[str], tables: Sequence[VariantTable], *, allow_intersection: bool
+) -> Harmonization:
+    """Match every site's variants to the first site's; raise on differences.
+
+    Raises HarmonizationError naming each site's counts (and one example)
+    when the tables differ and ``allow_intersection`` is False, when a
+    non-autosomal variant is present, or when nothing is left in common.
+    """
+    if not tables:
+        raise HarmonizationError("no sites to harmonize")
+    ref_keys, _ = _keys(tables[0])
+    ref_pos = {k: i for i, k in enumerate(ref_keys)}
+    ref_positions = {(k[0], k[1]) for k in ref_keys}
+    lookups: list[dict[tuple[str, int, str, str], int]] = []
+    reports: list[SiteMatchReport] = []
+    examples: list[str] = []
+    for site, table in zip(sites, tables, strict=True):
+        keys, positions = _keys(table)
+        lookup: dict[tuple[str, int, str, str], int] = {}
+        duplicates = 0
+        for i, key in enumerate(keys):
+            if key in lookup:
+                duplicates += 1
+            lookup[key] = i
+        matched = sum(1 for k in lookup if k in ref_pos)
+        extra_keys = [i for k, i in lookup.items() if k not in ref_pos]
+        mismatch = sum(1 for i in extra_keys if positions[i] in ref_positions)
+        report = SiteMatchReport(
+            site=site,
+            n_variants=len(table),
+            n_matched=matched,
+            n_swapped=0,
+            n_missing=len(ref_pos) - matched,
+            n_extra=len(extra_keys),
+            n_allele_mismatch=mismatch,
+            n_duplicates=duplicates,
+        )
+        if not report.clean and len(examples) < 3:
+            examples.append(_example(site, tables[0], table, ref_keys, lookup, extra_keys))
+        reports.append(report)
+        lookups.append(lookup)
+    if any(r.n_duplicates for r in reports):
+        raise HarmonizationError(_describe(reports, examples, "duplicated variants"))
+    if not all(r.clean for r in reports) and not allow_intersection:
+        raise HarmonizationError(_describe(reports, examples, "sites hold different variants"))
+    common = [i for i, k in enumerate(ref_keys) if all(k in lk for lk in lookups)]
+    if not common:
+        raise HarmonizationError("the sites have no variant in common")
+    study_variants = tables[0].take(np.asarray(common, dtype=np.int64))
+    _check_autosomes(study_variants)
+    plans: list[SitePlan] = []
+    final_reports: list[SiteMatchReport] = []
+    for table, lookup, report in zip(tables, lookups, reports, strict=True):
+        index = np.fromiter((lookup[ref_keys[i]] for i in common), dtype=np.int64, count=len(common))
+        flip = np.asarray(table.ref[index] != study_variants.ref)
+        plans.append(SitePlan(index=index, flip=flip))
+        final_reports.append(
+            SiteMatchReport(**{**report.__dict__, "n_swapped": int(flip.sum())})
+        )
+    return Harmonization(study_variants, tuple(plans), tuple(final_reports))
+
+
+def _example(
+    site: str,
+    ref: VariantTable,
+    table: VariantTable,
+    ref_keys: list[tuple[str, int, str, str]],
+    lookup: dict[tuple[str, int, str, str], int],
+    extra: list[int],
+) -> str:
+    for i, key in enumerate(ref_keys):
+        if key not in lookup:
+            return f"{site} lacks {ref.id[i]} ({ref.chrom[i]}:{ref.pos[i]} {ref.ref[i]}/{ref.alt[i]})"
+    if not extra:
+        return f"{site} lists some variants more than once"
+    i = extra[0]
+    return f"{site} has {table.id[i]} ({table.chrom[i]}:{table.pos[i]} {table.ref[i]}/{table.alt[i]}) that the first site lacks"
+
+
+def _describe(reports: list[SiteMatchReport], examples: list[str], what: str) -> str:
+    lines = [f"variant harmonization failed: {what}"]
+    for r in reports:
+        lines.append(
+            f"  {r.site}: {r.n_variants} variants, {r.n_matched} match the first site, "
+            f"{r.n_missing} missing, {r.n_extra} extra, {r.n_allele_mismatch} with other alleles, "
+            f"{r.n_duplicates} duplicated"
+        )
+    lines.extend(f"  e.g. {e}" for e in examples)
+    lines.append(
+        '  fix: give every site the same variant set, or set on_variant_mismatch = "intersect" '
+        "in [study] to run on the variants all sites share (duplicates must always be removed)"
+    )
+    return "\n".join(lines)
+
+
+def _check_autosomes(variants: VariantTable) -> None:
+    bad = [i for i, c in enumerate(variants.chrom) if _norm_chrom(str(c)) not in AUTOSOMES]
+    if bad:
+        i = bad[0]
+        raise HarmonizationError(
+            f"{len(bad)} study variants are not on autosomes (e.g. {variants.id[i]} on "
+            f"chromosome {variants.chrom[i]}); sex-chromosome and mitochondrial variants are "
+            "not supported yet\n  fix: exclude them at each site (plink2 --autosome --make-bed)"
+        )
+
+
+__all__ = [
+    "AUTOSOMES",
+    "Harmonization",
+    "SiteMatchReport",
+    "SitePlan",
+    "VariantTable",
+    "harmonize",
+]

@@ -1,0 +1,53 @@
+"""The coordinator's one seam for transport.
+
+The study protocol (``runner.py``) speaks to sites through :class:`Transport`:
+send one request to each of some nodes, get each node's reply. Flower's Grid
+is behind the implementation in ``app.py`` (the simulation engine and the
+gRPC deployment both reach the coordinator as a Grid); tests use an
+in-process implementation that calls the site handler directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from genofed.common.records import NamedArrays
+from genofed.protos.v1 import genofed_pb2 as pb
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A request for one node, with its input arrays."""
+
+    request: pb.AnalysisRequest
+    inputs: NamedArrays = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A node's reply, or the transport's error when none came back."""
+
+    reply: pb.SiteReply | None
+    arrays: NamedArrays = field(default_factory=dict)
+    error: str | None = None
+
+
+class Transport(Protocol):
+    """Sends requests to site nodes and collects their replies."""
+
+    def nodes(self) -> list[int]:
+        """The node IDs currently connected."""
+        ...
+
+    def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        """Send each request to its node; return a reply (or error) for every node.
+
+        A node that did not answer within ``timeout`` seconds gets an
+        ``Incoming`` with ``error`` set.
+        """
+        ...
+
+
+__all__ = ["Incoming", "Outgoing", "Transport"]

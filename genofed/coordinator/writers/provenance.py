@@ -1,0 +1,116 @@
+"""``provenance.json`` and ``harmonization.tsv``: how a result came to be.
+
+Provenance names the study (its hash and canonical form), the run, the
+engine, every site with what it reported about itself and what it released
+(array names, shapes, SHA-256), the harmonization outcome, and the versions
+of the software involved, so that a result can be traced and re-checked.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from genofed.common.study import Study
+from genofed.coordinator.combine.harmonize import Harmonization
+from genofed.coordinator.writers.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from genofed.coordinator.runner import SiteRecord
+
+PROVENANCE_FILE = "provenance.json"
+HARMONIZATION_FILE = "harmonization.tsv"
+PROVENANCE_SCHEMA = "genofed.provenance/v1"
+_PACKAGES = ("genofed", "flwr", "numpy", "scipy", "protobuf", "grpcio", "pgenlib", "bed-reader")
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def write_harmonization(out_dir: Path, harmonization: Harmonization) -> str:
+    """One row per site: how its variants matched the study's."""
+    lines = ["#SITE\tN_VARIANTS\tN_MATCHED\tN_SWAPPED\tN_MISSING\tN_EXTRA\tN_ALLELE_MISMATCH"]
+    for r in harmonization.reports:
+        lines.append(
+            f"{r.site}\t{r.n_variants}\t{r.n_matched}\t{r.n_swapped}\t{r.n_missing}\t"
+            f"{r.n_extra}\t{r.n_allele_mismatch}"
+        )
+    atomic_write_text(out_dir / HARMONIZATION_FILE, "\n".join(lines) + "\n")
+    return HARMONIZATION_FILE
+
+
+def write_provenance(
+    out_dir: Path,
+    *,
+    study: Study,
+    run_id: str,
+    engine: str,
+    started: datetime,
+    finished: datetime,
+    sites: Sequence[SiteRecord],
+    harmonization: Harmonization,
+    outputs: Sequence[str],
+) -> str:
+    """Write ``provenance.json``; returns its file name."""
+    demo_sites = [s.name for s in sites if s.facts.get("policy", "").startswith("demo")]
+    doc = {
+        "schema": PROVENANCE_SCHEMA,
+        "study": {
+            "name": study.name,
+            "sha256": study.sha256,
+            "signed": False,
+            "canonical": json.loads(study.canonical_json()),
+        },
+        "run": {
+            "run_id": run_id,
+            "engine": engine,
+            "started": started.isoformat(),
+            "finished": finished.isoformat(),
+        },
+        "sites": [
+            {
+                "name": s.name,
+                "node_id": s.node_id,
+                "software_version": s.software_version,
+                "n_samples": int(s.facts.get("n_samples", 0)),
+                "n_variants": int(s.facts.get("n_variants", 0)),
+                "policy": s.facts.get("policy", ""),
+                "releases": s.replies,
+            }
+            for s in sites
+        ],
+        "n_samples_total": sum(int(s.facts.get("n_samples", 0)) for s in sites),
+        "harmonization": {
+            "n_study_variants": len(harmonization.variants),
+            "sites": [r.__dict__ for r in harmonization.reports],
+        },
+        "privacy": {
+            "release_mode": "plain sums (no suppression, noise or secure aggregation yet)",
+            "demo_policy_sites": demo_sites,
+            "note": (
+                "sites under the demo policy accept unsigned studies; "
+                "that policy is for synthetic data only"
+            )
+            if demo_sites
+            else "",
+        },
+        "outputs": sorted([*outputs, PROVENANCE_FILE]),
+        "versions": _versions(),
+    }
+    atomic_write_text(out_dir / PROVENANCE_FILE, json.dumps(doc, indent=2) + "\n")
+    return PROVENANCE_FILE
+
+
+__all__ = ["HARMONIZATION_FILE", "PROVENANCE_FILE", "write_harmonization", "write_provenance"]

@@ -1,0 +1,53 @@
+"""Flower ClientApp: the site agent's adapter to Flower's Message API.
+
+Decodes a ``genofed.v1`` request from the message, hands it to
+:func:`genofed.site_agent.handler.handle_request` and encodes the reply. The
+site directory comes from the SuperNode's node config (``site-dir``); the
+simulation runner binds each virtual node to its directory itself and calls
+:func:`answer`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from genofed.common.errors import IntegrityError
+from genofed.common.records import reply_to_recorddict, request_from_recorddict
+from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.handler import handle_request
+
+#: Node config key naming the site directory (``flower-supernode --node-config``).
+SITE_DIR_KEY = "site-dir"
+
+app = ClientApp()
+
+
+def site_dir_from_context(context: Context) -> Path:
+    """The site directory this node serves, from its node config."""
+    if SITE_DIR_KEY not in context.node_config:
+        raise RuntimeError(
+            f"this node has no site directory: start it with --node-config '{SITE_DIR_KEY}=\"/path\"'"
+        )
+    return Path(str(context.node_config[SITE_DIR_KEY]))
+
+
+def answer(msg: Message, site_dir: Path) -> Message:
+    """Answer one GenoFed request message for the site in ``site_dir``."""
+    try:
+        request, inputs = request_from_recorddict(msg.content)
+    except IntegrityError:
+        reply = pb.SiteReply(
+            status=pb.REPLY_STATUS_REFUSED, reason_code="INTEGRITY", message="malformed request"
+        )
+        return Message(reply_to_recorddict(reply, {}), reply_to=msg)
+    reply, arrays = handle_request(site_dir, request, inputs)
+    return Message(reply_to_recorddict(reply, arrays), reply_to=msg)
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """Answer one GenoFed request (deployment: one SuperNode per site)."""
+    return answer(msg, site_dir_from_context(context))

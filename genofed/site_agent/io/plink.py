@@ -1,0 +1,317 @@
+"""PLINK 1 fileset (.bed/.bim/.fam) reader that streams genotypes in variant chunks.
+
+Why this shape:
+
+* The site agent must work on cohorts of any size with bounded memory, so
+  genotypes are never loaded whole: :meth:`BedFile.iter_dosages` yields one
+  ``(n_chunk, n_samples)`` int8 block at a time, and its size is set by
+  ``chunk_variants``, not by the number of variants in the file.
+* Decoding uses ``pgenlib`` (plink2's own library), which reads a PLINK 1
+  ``.bed`` directly and was measured several times faster than ``bed-reader``.
+  ``.bim`` and ``.fam`` are parsed here, so that every problem is reported
+  with its file and line.
+* Everything that can be checked before decoding is checked in the
+  constructor (files present, magic bytes, ``.bed`` size against the
+  ``.bim``/``.fam`` line counts, line shapes, duplicate samples), because a
+  site that starts a study and then fails half way has wasted everyone's round.
+
+Allele convention: dosages count the ``.bim`` column 5 allele (A1), which
+plink2 calls ALT when it reads a ``.bed``; column 6 (A2) is REF. Missing calls
+are ``-9``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import pgenlib
+
+from genofed.common.errors import InputError
+
+#: Variants per chunk. Measured on 10,000 samples x 8,000 variants (one core):
+#: decoding time is flat from 64 to 4,096 variants per chunk (~0.03 s for the
+#: whole file, 6x faster than bed-reader). A chunk holds ``chunk_variants *
+#: n_samples`` bytes, so 1,024 keeps 500,000 samples at 0.5 GB while giving the
+#: statistics cores blocks large enough for BLAS to pay off.
+DEFAULT_CHUNK_VARIANTS = 1024
+
+MISSING = -9
+_MAGIC = b"\x6c\x1b\x01"
+_BIM_COLUMNS = 6
+_FAM_COLUMNS = 6
+
+
+@dataclass(frozen=True)
+class Variants:
+    """One row per ``.bim`` line, in file order."""
+
+    chrom: np.ndarray
+    pos: np.ndarray
+    id: np.ndarray
+    ref: np.ndarray
+    alt: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """One row per ``.fam`` line; ``sex`` is 1 male, 2 female, 0 unknown."""
+
+    fid: np.ndarray
+    iid: np.ndarray
+    sex: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.iid)
+
+
+def fileset_paths(path: Path) -> tuple[Path, Path, Path]:
+    """``(bed, bim, fam)`` for ``X.bed`` or for the prefix ``X``."""
+    path = Path(path)
+    prefix = path.with_suffix("") if path.suffix == ".bed" else path
+    return tuple(prefix.with_name(prefix.name + ext) for ext in (".bed", ".bim", ".fam"))  # type: ignore[return-value]
+
+
+def _data_lines(path: Path) -> list[tuple[int, list[str]]]:
+    """Non-blank lines of a headerless text file as ``(line_number, fields)``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            "not a text file (bytes that are not UTF-8)",
+            path=path,
+            hint="give the PLINK 1 text file that belongs with the .bed",
+        ) from exc
+    return [(n, line.split()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def read_bim(path: Path) -> Variants:
+    """Parse a ``.bim``: six whitespace-separated columns, integer position."""
+    rows = _data_lines(path)
+    for line_no, fields in rows:
+        if len(fields) != _BIM_COLUMNS:
+            raise InputError(
+                f"expected 6 columns (chrom, id, cM, position, A1, A2), found {len(fields)}",
+                path=path,
+                line=line_no,
+                hint="a .bim line is: chromosome, variant ID, cM, bp position, allele 1, allele 2",
+            )
+    pos = np.empty(len(rows), dtype=np.int64)
+    for i, (line_no, fields) in enumerate(rows):
+        try:
+            pos[i] = int(fields[3])
+        except ValueError as exc:
+            raise InputError(
+                f"column 4 (position) is {fields[3]!r}, not an integer",
+                path=path,
+                line=line_no,
+                hint="positions are whole base-pair coordinates",
+            ) from exc
+    cols = list(zip(*(fields for _, fields in rows), strict=True)) or [()] * _BIM_COLUMNS
+    return Variants(
+        chrom=np.array(cols[0], dtype=str),
+        pos=pos,
+        id=np.array(cols[1], dtype=str),
+        ref=np.array(cols[5], dtype=str),
+        alt=np.array(cols[4], dtype=str),
+    )
+
+
+def read_fam(path: Path) -> Samples:
+    """Parse a ``.fam``: six columns; (FID, IID) pairs must be unique."""
+    rows = _data_lines(path)
+    first_line: dict[tuple[str, str], int] = {}
+    for line_no, fields in rows:
+        if len(fields) != _FAM_COLUMNS:
+            raise InputError(
+                f"expected 6 columns (FID, IID, father, mother, sex, phenotype), "
+                f"found {len(fields)}",
+                path=path,
+                line=line_no,
+                hint="a .fam line is: FID, IID, father IID, mother IID, sex, phenotype",
+            )
+        key = (fields[0], fields[1])
+        if key in first_line:
+            raise InputError(
+                f"duplicate sample FID={key[0]!r} IID={key[1]!r} "
+                f"(lines {first_line[key]} and {line_no})",
+                path=path,
+                line=line_no,
+                hint="every (FID, IID) pair must be unique; remove or rename one of them",
+            )
+        first_line[key] = line_no
+    sex_codes = {"1": 1, "2": 2}
+    return Samples(
+        fid=np.array([f[0] for _, f in rows], dtype=str),
+        iid=np.array([f[1] for _, f in rows], dtype=str),
+        sex=np.array([sex_codes.get(f[4], 0) for _, f in rows], dtype=np.int8),
+    )
+
+
+def _check_bed(bed: Path, bim: Path, fam: Path, n_variants: int, n_samples: int) -> None:
+    with bed.open("rb") as fh:
+        head = fh.read(3)
+    if head != _MAGIC:
+        if head[:2] == _MAGIC[:2] and head[2:] == b"\x00":
+            msg = "is an old individual-major .bed (third magic byte 0x00)"
+            hint = f"convert it to variant-major: plink --bfile {bed.with_suffix('')} --make-bed"
+        elif head[:2] == _MAGIC[:2]:
+            msg = "looks like a PLINK 2 .pgen, not a PLINK 1 .bed"
+            hint = f"convert it: plink2 --pfile {bed.with_suffix('')} --make-bed"
+        else:
+            msg = f"is not a PLINK 1 .bed (first bytes {head.hex(' ')}, expected 6c 1b 01)"
+            hint = "give the .bed written by plink --make-bed"
+        raise InputError(msg, path=bed, hint=hint)
+    expected = 3 + n_variants * ((n_samples + 3) // 4)
+    actual = bed.stat().st_size
+    if actual != expected:
+        raise InputError(
+            f"size is {actual} bytes but {bim.name} has {n_variants} variants and "
+            f"{fam.name} has {n_samples} samples, which need {expected} bytes",
+            path=bed,
+            hint="the .bed is truncated or the .bim/.fam belong to another fileset; "
+            "copy the three files again from the same plink --make-bed run",
+        )
+
+
+class BedFile:
+    """A validated PLINK 1 fileset; genotypes are read lazily in chunks."""
+
+    def __init__(self, path: Path) -> None:
+        bed, bim, fam = fileset_paths(path)
+        missing = [p for p in (bed, bim, fam) if not p.is_file()]
+        if missing:
+            raise InputError(
+                "file not found"
+                + (
+                    f" (also missing: {', '.join(map(str, missing[1:]))})"
+                    if len(missing) > 1
+                    else ""
+                ),
+                path=missing[0],
+                hint="a PLINK 1 fileset is X.bed, X.bim and X.fam side by side; "
+                "give the path to X.bed or the prefix X",
+            )
+        self.path = bed
+        self.variants = read_bim(bim)
+        self.samples = read_fam(fam)
+        self.n_variants = len(self.variants)
+        self.n_samples = len(self.samples)
+        if self.n_samples == 0:
+            raise InputError("no samples", path=fam, hint="the .fam must list at least one sample")
+        if self.n_variants == 0:
+            raise InputError(
+                "no variants", path=bim, hint="the .bim must list at least one variant"
+            )
+        _check_bed(bed, bim, fam, self.n_variants, self.n_samples)
+        self._closed = False
+
+    def __enter__(self) -> BedFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Refuse further reads; each iterator closes its own decoder when done."""
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return (
+            f"BedFile({str(self.path)!r}, n_samples={self.n_samples}, n_variants={self.n_variants})"
+        )
+
+    def iter_dosages(
+        self,
+        variant_idx: np.ndarray | None = None,
+        *,
+        sample_idx: np.ndarray | None = None,
+        chunk_variants: int = DEFAULT_CHUNK_VARIANTS,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, dosages)`` chunks of A1 (ALT) allele counts.
+
+        ``dosages`` is a fresh int8 array of shape ``(n_chunk, n_selected_samples)``
+        holding 0/1/2 and ``-9`` for missing. ``start`` is the offset of the
+        chunk's first row within ``variant_idx`` (any order) or within all
+        variants when it is None. ``sample_idx`` are sorted, unique indices into
+        the ``.fam`` order (None keeps all samples).
+        """
+        if chunk_variants < 1:
+            raise ValueError(f"chunk_variants must be >= 1, not {chunk_variants}")
+        variants = None if variant_idx is None else self._check_variant_idx(variant_idx)
+        subset = None if sample_idx is None else self._check_sample_idx(sample_idx)
+        return self._iter(variants, subset, chunk_variants)
+
+    def _iter(
+        self, variants: np.ndarray | None, subset: np.ndarray | None, chunk: int
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        if self._closed:
+            raise ValueError(f"{self!r} is closed")
+        n_out = self.n_samples if subset is None else len(subset)
+        total = self.n_variants if variants is None else len(variants)
+        try:
+            with pgenlib.PgenReader(
+                bytes(self.path),
+                raw_sample_ct=self.n_samples,
+                variant_ct=self.n_variants,
+                sample_subset=subset,
+            ) as reader:
+                for start in range(0, total, chunk):
+                    if self._closed:
+                        raise ValueError(f"{self!r} was closed during iteration")
+                    stop = min(start + chunk, total)
+                    out = np.empty((stop - start, n_out), dtype=np.int8)
+                    if variants is None:
+                        reader.read_range(start, stop, out)
+                    else:
+                        reader.read_list(variants[start:stop], out)
+                    yield start, out
+        except RuntimeError as exc:
+            raise InputError(
+                f"could not decode genotypes ({exc})",
+                path=self.path,
+                hint="the file may have changed since it was opened; check it with plink",
+            ) from exc
+
+    def _check_variant_idx(self, variant_idx: np.ndarray) -> np.ndarray:
+        idx = np.asarray(variant_idx)
+        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+            raise ValueError("variant_idx must be a 1-D integer array")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_variants):
+            raise IndexError(f"variant_idx out of range [0, {self.n_variants})")
+        return np.ascontiguousarray(idx, dtype=np.uint32)
+
+    def _check_sample_idx(self, sample_idx: np.ndarray) -> np.ndarray | None:
+        idx = np.asarray(sample_idx)
+        if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError("sample_idx must be a non-empty 1-D integer array")
+        if np.any(np.diff(idx) <= 0):
+            raise ValueError("sample_idx must be sorted and unique")
+        if idx[0] < 0 or idx[-1] >= self.n_samples:
+            raise IndexError(f"sample_idx out of range [0, {self.n_samples})")
+        if idx.size == self.n_samples:
+            return None
+        return np.ascontiguousarray(idx, dtype=np.uint32)
+
+
+__all__ = [
+    "DEFAULT_CHUNK_VARIANTS",
+    "MISSING",
+    "BedFile",
+    "Samples",
+    "Variants",
+    "fileset_paths",
+    "read_bim",
+    "read_fam",
+]

@@ -1,0 +1,243 @@
+"""The site directory: ``site.toml`` (where the data are) and ``policy.toml`` (what may leave).
+
+``site.toml``::
+
+    [site]
+    name = "hospital-a"          # [A-Za-z0-9_.-]{1,64}
+    [data]
+    genotypes = "cohort.bed"     # PLINK 1 fileset; relative paths are relative to this directory
+    phenotypes = "pheno.tsv"     # optional
+    covariates = "covar.tsv"     # optional
+
+Paths are stored relative to the site directory when the file lies inside it
+(so the directory can be moved or mounted elsewhere as a whole) and absolute
+otherwise.
+
+:func:`init_site` validates every input before it writes anything, and writes
+each file to a temporary name then renames it, so a failed ``init`` leaves the
+directory as it found it, and a site directory that has a ``site.toml`` was
+written by an ``init`` that checked its data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli_w
+
+from genofed.common.errors import ConfigError, InputError
+from genofed.common.tomlconfig import check_keys, get_typed, load_toml
+from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
+from genofed.site_agent.io.plink import BedFile, fileset_paths
+from genofed.site_agent.policy import DEFAULT_POLICY_TOML, DEMO_POLICY_TOML, POLICY_FILE
+
+SITE_CONFIG = "site.toml"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DATA_KEYS = ("genotypes", "phenotypes", "covariates")
+_SITE_HEADER = "# GenoFed site configuration, written by `genofed-site init`.\n\n"
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """A site's identity and data files; paths are absolute once loaded."""
+
+    name: str
+    directory: Path
+    genotypes: Path
+    phenotypes: Path | None = None
+    covariates: Path | None = None
+
+
+@dataclass(frozen=True)
+class SiteSummary:
+    """Counts that show a site's data were read as intended."""
+
+    config: SiteConfig
+    n_samples: int
+    n_variants: int
+    n_with_phenotypes: int | None
+    n_matched: int | None
+    phenotype_columns: tuple[str, ...]
+    covariate_columns: tuple[str, ...]
+
+
+def _check_name(name: str, *, path: Path | None = None) -> None:
+    if not NAME_PATTERN.fullmatch(name):
+        error = ConfigError if path is not None else InputError
+        raise error(
+            f"site name {name!r} is not allowed",
+            path=path,
+            hint="use 1 to 64 letters, digits, '_', '.' or '-', e.g. hospital-a",
+        )
+
+
+def inspect_site(config: SiteConfig) -> SiteSummary:
+    """Open and validate every data file of ``config`` and count what they hold."""
+    with BedFile(config.genotypes) as bed:
+        samples, n_variants = bed.samples, bed.n_variants
+    pheno = read_pheno_table(config.phenotypes) if config.phenotypes else None
+    covar = read_pheno_table(config.covariates) if config.covariates else None
+    tables = [t for t in (pheno, covar) if t is not None]
+    n_with_pheno = n_matched = None
+    if pheno is not None:
+        n_with_pheno = match_samples(samples, pheno).n_matched
+    if tables:
+        n_matched = match_samples(samples, *tables).n_matched
+        if n_matched == 0:
+            raise InputError(
+                "no genotyped sample appears in " + " and ".join(str(t.path) for t in tables),
+                path=fileset_paths(config.genotypes)[2],
+                hint="the tables must use the same FID and IID as the .fam "
+                "(or have only an IID column matching the .fam IIDs)",
+            )
+
+    def names(table: PhenoTable | None) -> tuple[str, ...]:
+        return tuple(table.columns) if table is not None else ()
+
+    return SiteSummary(
+        config=config,
+        n_samples=len(samples),
+        n_variants=n_variants,
+        n_with_phenotypes=n_with_pheno,
+        n_matched=n_matched,
+        phenotype_columns=names(pheno),
+        covariate_columns=names(covar),
+    )
+
+
+def load_site(directory: Path) -> SiteConfig:
+    """Read ``directory/site.toml``; relative data paths resolve against ``directory``."""
+    directory = Path(os.path.abspath(directory))
+    path = directory / SITE_CONFIG
+    if not path.is_file():
+        raise ConfigError(
+            "file not found",
+            path=path,
+            hint="create the site directory with: genofed-site init --name NAME "
+            "--genotypes X.bed --out DIR",
+        )
+    doc = load_toml(path)
+    check_keys(doc, ("site", "data"), path=path, where="the file", required=("site", "data"))
+    for table in ("site", "data"):
+        if not isinstance(doc[table], dict):
+            raise ConfigError(f"{table!r} must be a table ([{table}])", path=path)
+    check_keys(doc["site"], ("name",), path=path, where="[site]", required=("name",))
+    check_keys(doc["data"], _DATA_KEYS, path=path, where="[data]", required=("genotypes",))
+    name = get_typed(doc["site"], "name", str, None, path=path, where="site")
+    _check_name(name, path=path)
+    paths: dict[str, Path | None] = {}
+    for key in _DATA_KEYS:
+        value = get_typed(doc["data"], key, str, None, path=path, where="data")
+        paths[key] = None if value is None else directory / value
+    genotypes = paths.pop("genotypes")
+    assert genotypes is not None  # required above
+    return SiteConfig(name=name, directory=directory, genotypes=genotypes, **paths)
+
+
+def _stored(path: Path, directory: Path) -> str:
+    """``path`` relative to ``directory`` when inside it, else absolute."""
+    absolute = Path(os.path.abspath(path))
+    if absolute.is_relative_to(directory):
+        return absolute.relative_to(directory).as_posix()
+    return str(absolute)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("x", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_all(directory: Path, files: list[tuple[str, str]]) -> None:
+    """Create ``directory`` if needed and write ``files``; on failure undo all of it."""
+    created = not directory.exists()
+    written: list[Path] = []
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in files:
+            _write_new(directory / name, text)
+            written.append(directory / name)
+    except BaseException as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created and directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+        if isinstance(exc, OSError):
+            raise InputError(
+                f"cannot write the site files ({exc.strerror or exc})",
+                path=directory,
+                hint="check that the directory is writable and the disk is not full",
+            ) from exc
+        raise
+
+
+def init_site(
+    out: Path,
+    *,
+    name: str,
+    genotypes: Path,
+    phenotypes: Path | None = None,
+    covariates: Path | None = None,
+    demo_policy: bool = False,
+) -> SiteSummary:
+    """Validate the inputs, then write ``site.toml`` and ``policy.toml`` into ``out``.
+
+    Nothing is written if any check fails. ``out`` may exist (and hold the data
+    files) but must not already hold a ``site.toml`` or ``policy.toml``.
+    """
+    _check_name(name)
+    directory = Path(os.path.abspath(out))
+    if directory.exists() and not directory.is_dir():
+        raise InputError(
+            "exists and is not a directory",
+            path=directory,
+            hint="give --out a directory (it is created if absent)",
+        )
+    for existing in (directory / SITE_CONFIG, directory / POLICY_FILE):
+        if existing.exists():
+            raise InputError(
+                "already exists; refusing to overwrite a site's configuration",
+                path=existing,
+                hint="choose another --out directory, or move the old files away first",
+            )
+    config = SiteConfig(
+        name=name,
+        directory=directory,
+        genotypes=Path(os.path.abspath(fileset_paths(genotypes)[0])),
+        phenotypes=Path(os.path.abspath(phenotypes)) if phenotypes else None,
+        covariates=Path(os.path.abspath(covariates)) if covariates else None,
+    )
+    summary = inspect_site(config)
+
+    data = {"genotypes": _stored(config.genotypes, directory)}
+    for key in ("phenotypes", "covariates"):
+        value = getattr(config, key)
+        if value is not None:
+            data[key] = _stored(value, directory)
+    site_text = _SITE_HEADER + tomli_w.dumps({"site": {"name": name}, "data": data})
+    policy_text = DEMO_POLICY_TOML if demo_policy else DEFAULT_POLICY_TOML
+
+    # policy first: a site.toml is the mark of a finished init.
+    _write_all(directory, [(POLICY_FILE, policy_text), (SITE_CONFIG, site_text)])
+    return summary
+
+
+__all__ = [
+    "NAME_PATTERN",
+    "SITE_CONFIG",
+    "SiteConfig",
+    "SiteSummary",
+    "init_site",
+    "inspect_site",
+    "load_site",
+]

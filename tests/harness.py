@@ -1,0 +1,40 @@
+"""Test harness: a composition root that wires the coordinator to site handlers in-process.
+
+:class:`InProcessTransport` implements the coordinator's transport seam by
+encoding each request as Flower records, calling the site's ClientApp logic
+directly, and decoding the reply: the same codec and handler as the real
+engines, without Ray or gRPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from flwr.app import Message, MessageType
+
+from genofed.common.records import reply_from_recorddict, request_to_recorddict
+from genofed.coordinator.transport import Incoming, Outgoing
+from genofed.site_agent.app import answer
+
+
+class InProcessTransport:
+    """Node ``i + 1`` serves ``site_dirs[i]``."""
+
+    def __init__(self, site_dirs: Sequence[Path]) -> None:
+        self.site_dirs = {i + 1: Path(d) for i, d in enumerate(site_dirs)}
+        self.sent: list[tuple[int, Outgoing]] = []
+
+    def nodes(self) -> list[int]:
+        return sorted(self.site_dirs)
+
+    def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        result = {}
+        for node, o in outgoing.items():
+            self.sent.append((node, o))
+            msg = Message(
+                request_to_recorddict(o.request, o.inputs), dst_node_id=node, message_type=MessageType.QUERY
+            )
+            reply = answer(msg, self.site_dirs[node])
+            result[node] = Incoming(*reply_from_recorddict(reply.content))
+        return result

@@ -1,0 +1,139 @@
+"""The site policy file and the checks it makes on each request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genofed.common.errors import ConfigError, PolicyRefusal
+from genofed.site_agent.policy import (
+    DEFAULT_POLICY_TOML,
+    DEMO_ANALYSES,
+    DEMO_POLICY_TOML,
+    REFUSE_ALL,
+    SitePolicy,
+    check_request,
+    load_policy,
+)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    return path
+
+
+def test_load_policy__missing_file_refuses_everything(tmp_path: Path) -> None:
+    policy = load_policy(tmp_path / "policy.toml")
+    assert policy == REFUSE_ALL
+    assert not policy.demo and not policy.allowed_analyses
+    with pytest.raises(PolicyRefusal) as info:
+        check_request(policy, kind="freq", signed=True, n_samples=1000)
+    assert info.value.reason_code == "ANALYSIS_NOT_ALLOWED"
+
+
+def test_default_policy_toml__loads_as_refuse_all(tmp_path: Path) -> None:
+    assert load_policy(_write(tmp_path, DEFAULT_POLICY_TOML)) == REFUSE_ALL
+
+
+def test_demo_policy_toml__is_labelled_synthetic_only_and_allows_demo_analyses(
+    tmp_path: Path,
+) -> None:
+    assert DEMO_POLICY_TOML.startswith("# DEMO POLICY: FOR SYNTHETIC DATA ONLY.")
+    policy = load_policy(_write(tmp_path, DEMO_POLICY_TOML))
+    assert policy == SitePolicy(
+        demo=True,
+        allowed_analyses=frozenset({"variants", "freq", "hardy", "missing", "gcount"}),
+        min_cohort_size=10,
+        min_cell_count=10,
+    )
+    assert policy.allowed_analyses == frozenset(DEMO_ANALYSES)
+
+
+def test_load_policy__reads_every_key(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[policy]\nversion = 1\ndemo = false\nallowed_analyses = ["freq"]\n'
+        "min_cohort_size = 50\nmin_cell_count = 5\n",
+    )
+    assert load_policy(path) == SitePolicy(
+        demo=False, allowed_analyses=frozenset({"freq"}), min_cohort_size=50, min_cell_count=5
+    )
+
+
+def test_load_policy__unknown_key_names_key_and_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[policy]\nversion = 1\nmin_cohort = 5\n")
+    with pytest.raises(ConfigError, match="unknown key 'min_cohort' in \\[policy\\]") as info:
+        load_policy(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert "min_cohort_size" in str(info.value)  # the hint lists the allowed keys
+
+
+def test_load_policy__unknown_top_level_table_names_it(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[policy]\nversion = 1\n[budget]\nepsilon = 1.0\n")
+    with pytest.raises(ConfigError, match="unknown key 'budget'") as info:
+        load_policy(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ('demo = "yes"', "policy.demo must be bool"),
+        ('allowed_analyses = "freq"', "policy.allowed_analyses must be list"),
+        ("allowed_analyses = [1]", "must hold strings"),
+        ("min_cohort_size = true", "policy.min_cohort_size must be int"),
+        ("min_cell_count = -1", "must be >= 0"),
+    ],
+)
+def test_load_policy__wrong_type_names_key_and_file(tmp_path: Path, line: str, needle: str) -> None:
+    path = _write(tmp_path, f"[policy]\nversion = 1\n{line}\n")
+    with pytest.raises(ConfigError, match=needle) as info:
+        load_policy(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_load_policy__unsupported_version_says_which(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[policy]\nversion = 2\n")
+    with pytest.raises(ConfigError, match="policy version 2 is not supported"):
+        load_policy(path)
+
+
+def test_load_policy__toml_syntax_error_names_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[policy]\nversion = 1\ndemo = \n")
+    with pytest.raises(ConfigError) as info:
+        load_policy(path)
+    assert str(info.value).startswith(f"{path}:3: ")
+
+
+DEMO = SitePolicy(demo=True, allowed_analyses=frozenset({"freq"}), min_cohort_size=10)
+REAL = SitePolicy(demo=False, allowed_analyses=frozenset({"freq"}), min_cohort_size=10)
+
+
+@pytest.mark.parametrize(
+    ("policy", "kind", "signed", "n", "code"),
+    [
+        (DEMO, "hardy", False, 100, "ANALYSIS_NOT_ALLOWED"),
+        (REAL, "freq", False, 100, "UNSIGNED_STUDY"),
+        (DEMO, "freq", False, 9, "COHORT_TOO_SMALL"),
+        (REAL, "freq", True, 3, "COHORT_TOO_SMALL"),
+    ],
+)
+def test_check_request__refuses_with_reason_code(
+    policy: SitePolicy, kind: str, signed: bool, n: int, code: str
+) -> None:
+    with pytest.raises(PolicyRefusal) as info:
+        check_request(policy, kind=kind, signed=signed, n_samples=n)
+    assert info.value.reason_code == code
+    assert str(n) not in str(info.value)  # never tells the coordinator the exact cohort size
+
+
+def test_check_request__unsigned_refusal_says_only_demo_policies_accept_for_now() -> None:
+    with pytest.raises(PolicyRefusal, match="only sites with a demo policy"):
+        check_request(REAL, kind="freq", signed=False, n_samples=100)
+
+
+@pytest.mark.parametrize(("policy", "signed"), [(DEMO, False), (DEMO, True), (REAL, True)])
+def test_check_request__allows_permitted_request(policy: SitePolicy, signed: bool) -> None:
+    check_request(policy, kind="freq", signed=signed, n_samples=10)
