@@ -1,9 +1,10 @@
 """Test harness: a composition root that wires the coordinator to site handlers in-process.
 
 :class:`InProcessTransport` implements the coordinator's transport seam by
-encoding each request as Flower records, calling the site's ClientApp logic
-directly, and decoding the reply: the same codec and handler as the real
-engines, without Ray or gRPC.
+encoding each request as Flower records, decoding it as the ClientApp does,
+calling the site handler directly, and encoding and decoding the reply: the
+same codec and handler as the real engines, without Ray or gRPC (a Flower
+``Message`` can only be made inside a Flower run).
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from flwr.app import Message, MessageType
-
-from genofed.common.records import reply_from_recorddict, request_to_recorddict
+from genofed.common.records import (
+    reply_from_recorddict,
+    reply_to_recorddict,
+    request_from_recorddict,
+    request_to_recorddict,
+)
 from genofed.coordinator.transport import Incoming, Outgoing
-from genofed.site_agent.app import answer
+from genofed.site_agent.handler import handle_request
 
 
 class InProcessTransport:
@@ -32,9 +36,7 @@ class InProcessTransport:
         result = {}
         for node, o in outgoing.items():
             self.sent.append((node, o))
-            msg = Message(
-                request_to_recorddict(o.request, o.inputs), dst_node_id=node, message_type=MessageType.QUERY
-            )
-            reply = answer(msg, self.site_dirs[node])
-            result[node] = Incoming(*reply_from_recorddict(reply.content))
+            request, inputs = request_from_recorddict(request_to_recorddict(o.request, o.inputs))
+            reply, arrays = handle_request(self.site_dirs[node], request, inputs)
+            result[node] = Incoming(*reply_from_recorddict(reply_to_recorddict(reply, arrays)))
         return result

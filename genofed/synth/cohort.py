@@ -141,7 +141,10 @@ def _missing_calls(n_cells: int, rate: float, rng: np.random.Generator) -> np.nd
 
 @contextlib.contextmanager
 def _bed_writer(
-    path: Path, n_samples: int, n_variants: int, properties: dict[str, Sequence[object]]
+    path: Path,
+    n_samples: int,
+    n_variants: int,
+    properties: dict[str, Sequence[object] | np.ndarray],
 ) -> Iterator[create_bed]:
     writer = create_bed(path, n_samples, n_variants, properties=properties, num_threads=1)
     try:
@@ -154,7 +157,9 @@ def _bed_writer(
     writer.close()
 
 
-def _fam_properties(layout: CohortLayout, covariates: Covariates, start: int, stop: int) -> dict:
+def _fam_properties(
+    layout: CohortLayout, covariates: Covariates, start: int, stop: int
+) -> dict[str, Sequence[object] | np.ndarray]:
     iids = list(layout.iids[start:stop])
     n = stop - start
     return {
@@ -205,7 +210,7 @@ def _truth(
     causal_freq: np.ndarray,
     pheno: Phenotypes,
     n_missing_calls: int,
-) -> dict:
+) -> dict[str, object]:
     return {
         "format": TRUTH_FORMAT,
         "seed": seed,

@@ -84,7 +84,10 @@ def plan_layout(samples: int, sites: int, rng: np.random.Generator) -> CohortLay
     n_a = sum(n_a_per_site)
     n_b = samples - n_a
     next_a, next_b, start = 0, n_a, 0
-    layouts, iids, individuals, populations = [], [], [], []
+    layouts: list[SiteLayout] = []
+    iids: list[str] = []
+    individuals: list[np.ndarray] = []
+    populations: list[np.ndarray] = []
     for k, (size, site_a) in enumerate(zip(sizes, n_a_per_site, strict=True)):
         site_b = size - site_a
         members = np.concatenate(

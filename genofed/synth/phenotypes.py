@@ -33,6 +33,12 @@ import numpy as np
 
 __all__ = [
     "AGE_EFFECT",
+    "AGE_MAX",
+    "AGE_MEAN",
+    "AGE_MIN",
+    "AGE_SD",
+    "COMMON_FREQUENCY",
+    "DISEASE_MISSING",
     "HERITABILITY",
     "LIABILITY_AGE_EFFECT",
     "LIABILITY_POPULATION_EFFECT",

@@ -13,15 +13,19 @@ likely as the observed one.
 
 Why this shape: a variant's distribution depends only on ``(n, r)``, and in a
 cohort many variants share it, so the work is done once per distinct key.
-For each key the log-probabilities come from ``gammaln`` in closed form
-(no accumulating recurrence error), the probabilities are scaled by the mode,
-and the cumulative sums from both ends are kept. The distribution is
-log-concave, so "no more likely than observed" is a prefix plus a suffix of
-the support, found per variant by a vectorised bisection; the p-value is then
-two look-ups. Sums run from the small end, so tiny p-values keep full relative
-precision; where the observed outcome is below about ``e^-690`` of the mode
-the tail is summed in log space instead, so p-values keep their digits down to
-the double-precision floor (about 5e-324, below which PLINK 2 prints 0 too).
+The distribution is log-concave in the rare-homozygote count ``j``, so for
+each key the mode is found by bisection on the exact integer ratio test, and
+only the band of outcomes within ``e^-80`` of the mode is materialised (about
+13 standard deviations; everything outside it is below double precision
+relative to any p-value computed from the band). Inside the band the
+probabilities are a running product of the one-step ratios (no
+transcendental per outcome), and cumulative sums from both ends are kept.
+"No more likely than observed" is then a prefix plus a suffix of the band,
+found per variant by vectorised bisection: the p-value is two look-ups.
+Variants whose observed outcome lies below ``e^-40`` of the mode (p-values
+around 1e-17 and smaller, rare in real data) are summed over the full support
+in log space (``gammaln``), so they keep full relative precision down to the
+double-precision floor (about 5e-324; PLINK 2 prints 0 there too).
 
 PLINK 2 conventions reproduced here (checked against v2.00a3.5):
 
@@ -37,6 +41,7 @@ rejects the rest. Pure core: numpy/scipy only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -46,15 +51,16 @@ from scipy.special import gammaln, logsumexp
 
 __all__ = ["HardyResult", "hardy", "hwe_exact_p"]
 
-#: Outcomes within this log-probability of the observed one count as ties
-#: (exactly as likely): above the ~1e-11 error of the gammaln differences,
-#: far below any genuine gap between two outcomes' probabilities.
-_TIE_LOG_TOL: Final = 1e-9
-#: Below this log ratio to the mode, tail sums in linear scale would reach
-#: subnormal numbers; those variants are summed in log space.
-_LINEAR_FLOOR: Final = -690.0
-#: Bound on the padded (keys x support) block processed at once.
-_BLOCK_ELEMENTS: Final = 1 << 22
+#: Outcomes within this relative probability of the observed one count as
+#: ties (exactly as likely): well above the ~1e-11 rounding of the products
+#: and gammaln differences, far below any genuine gap between two outcomes.
+_TIE_REL_TOL: Final = 1e-9
+#: Band kept around the mode, in natural-log units below the mode.
+_BAND: Final = 80.0
+#: Observed outcomes further than this below the mode take the log-space path.
+_INNER: Final = 40.0
+#: Bound on the padded (keys x band) block processed at once.
+_BLOCK_ELEMENTS: Final = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -92,150 +98,182 @@ def hardy(counts: npt.ArrayLike, *, midp: bool = False) -> HardyResult:
 def hwe_exact_p(
     het: npt.ArrayLike, hom1: npt.ArrayLike, hom2: npt.ArrayLike, *, midp: bool = False
 ) -> npt.NDArray[np.float64]:
-    """Exact HWE p-values (or mid-p values) for arrays of genotype counts."""
+    """Exact HWE p-values (or mid-p values) for 1-D arrays of genotype counts.
+
+    Symmetric in ``hom1`` and ``hom2``. A variant with no calls gets 1 (0.5
+    with ``midp``), as in PLINK 2.
+    """
     het_a = np.asarray(het, dtype=np.int64)
     h1 = np.asarray(hom1, dtype=np.int64)
     h2 = np.asarray(hom2, dtype=np.int64)
     if not (het_a.shape == h1.shape == h2.shape) or het_a.ndim != 1:
         raise ValueError("het, hom1 and hom2 must be 1-D arrays of one length")
-    if het_a.size and int(min(het_a.min(), h1.min(), h2.min())) < 0:
-        raise ValueError("genotype counts must be non-negative")
-    homr = np.minimum(h1, h2)
-    n = het_a + h1 + h2
-    rare = 2 * homr + het_a
     out = np.empty(het_a.shape, dtype=np.float64)
     if not out.size:
         return out
-    # One distribution per distinct (n, rare); rows sorted by support size so
-    # blocks of similar width pad little.
-    keys, inverse = np.unique(np.stack([rare // 2, n]), axis=1, return_inverse=True)
+    if int(min(het_a.min(), h1.min(), h2.min())) < 0:
+        raise ValueError("genotype counts must be non-negative")
+    j_obs = np.minimum(h1, h2)
+    n = het_a + h1 + h2
+    rare = 2 * j_obs + het_a
+    key = rare * (int(n.max()) + 1) + n
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(keys.shape[1] + 1))
+    kr, kn = rare[first], n[first]
+    mode = _mode(kr, kn)
+    l_mode = _log_prob(mode, kr, kn)
+    lo = _bisect_first(lambda j, s: _log_prob(j, kr[s], kn[s]) >= l_mode[s] - _BAND, 0 * mode, mode)
+    hi = (
+        _bisect_first(
+            lambda j, s: _log_prob(j, kr[s], kn[s]) < l_mode[s] - _BAND, mode, kr // 2 + 1
+        )
+        - 1
+    )
+    width = hi - lo + 1
+    by_width = np.argsort(width, kind="stable")
+    var_order = np.argsort(inverse, kind="stable")
+    var_bounds = np.searchsorted(inverse[var_order], np.arange(kr.size + 1))
+    deep: list[npt.NDArray[np.int64]] = []
     start = 0
-    n_keys = keys.shape[1]
-    while start < n_keys:
-        width = int(keys[0, start]) + 1
-        # keys are sorted by rare // 2 first, so later rows are at least as wide
+    while start < kr.size:
         stop = start + 1
-        while stop < n_keys and (stop - start + 1) * (int(keys[0, stop]) + 1) <= max(
-            _BLOCK_ELEMENTS, width
+        while stop < kr.size and (stop - start + 1) * width[by_width[stop]] <= max(
+            _BLOCK_ELEMENTS, int(width[by_width[start]])
         ):
             stop += 1
-        variants = order[bounds[start] : bounds[stop]]
-        rows = inverse[variants] - start
-        out[variants] = _block_p(
-            n_key=keys[1, start:stop],
-            rare_key=2 * keys[0, start:stop],  # parity restored below per variant
-            rows=rows,
-            n=n[variants],
-            rare=rare[variants],
-            homr=homr[variants],
-            midp=midp,
-        )
+        keys = by_width[start:stop]
+        variants = np.concatenate([var_order[var_bounds[k] : var_bounds[k + 1]] for k in keys])
+        local = np.empty(kr.size, dtype=np.int64)
+        local[keys] = np.arange(keys.size)
+        p, regular = _band_p(
+            r=kr[keys], n=kn[keys], lo=lo[keys], hi=hi[keys], mode=mode[keys],
+            row=local[inverse[variants]], j_obs=j_obs[variants], midp=midp,
+        )  # fmt: skip
+        out[variants] = p
+        deep.append(variants[~regular])
         start = stop
+    for v in np.concatenate(deep):
+        out[v] = _full_support_p(int(rare[v]), int(n[v]), int(j_obs[v]), midp=midp)
     return out
 
 
-def _block_p(
-    *,
-    n_key: npt.NDArray[np.int64],
-    rare_key: npt.NDArray[np.int64],
-    rows: npt.NDArray[np.int64],
-    n: npt.NDArray[np.int64],
-    rare: npt.NDArray[np.int64],
-    homr: npt.NDArray[np.int64],
-    midp: bool,
+def _log_prob(
+    j: npt.NDArray[np.int64], r: npt.NDArray[np.int64], n: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float64]:
-    """P-values for the variants of one block of keys.
+    """Unnormalised log P(j rare homozygotes | n calls, r rare alleles)."""
+    h = (r - 2 * j).astype(np.float64)
+    homc = (n - r + j).astype(np.float64)
+    jf = j.astype(np.float64)
+    return np.asarray(
+        h * np.log(2.0) - gammaln(jf + 1.0) - gammaln(h + 1.0) - gammaln(homc + 1.0),
+        dtype=np.float64,
+    )
 
-    A key is ``(rare // 2, n)``; the support index ``j`` is the rare-homozygote
-    count, ``0 <= j <= rare // 2``. Rows of keys that share ``(rare // 2, n)``
-    but differ in the parity of ``rare`` are distinct distributions, so the
-    block is expanded to one row per distinct ``(row, parity)``.
+
+def _mode(r: npt.NDArray[np.int64], n: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """First ``j`` where P(j+1) <= P(j), by exact integer arithmetic.
+
+    P(j+1)/P(j) = h(h-1) / (4 (j+1) (homc+1)) decreases in ``j`` and is 0 at
+    ``j = r // 2``, so the first such ``j`` is a mode.
     """
-    parity = rare % 2
-    sub_keys, sub_inv = np.unique(2 * rows + parity, return_inverse=True)
-    sub_inv = sub_inv.reshape(-1)
-    key_row = sub_keys // 2
-    n_row = n_key[key_row].astype(np.float64)
-    r_row = (rare_key[key_row] + sub_keys % 2).astype(np.float64)
-    k_row = rare_key[key_row] // 2  # max j per row
-    width = int(k_row.max()) + 1
-    j = np.arange(width, dtype=np.float64)[None, :]
-    valid = j <= k_row[:, None]
-    h = r_row[:, None] - 2.0 * j
-    homc = n_row[:, None] - h - j
-    with np.errstate(invalid="ignore"):
-        lp = h * np.log(2.0) - gammaln(j + 1.0) - gammaln(h + 1.0) - gammaln(homc + 1.0)
-    lp = np.where(valid, lp, -np.inf)
-    lmax = lp.max(axis=1)
-    w = np.exp(lp - lmax[:, None])  # padding -> 0
+
+    def at_or_past_mode(
+        j: npt.NDArray[np.int64], s: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        h = r[s] - 2 * j
+        homc = n[s] - r[s] + j
+        return np.asarray(h * (h - 1) <= 4 * (j + 1) * (homc + 1))
+
+    return _bisect_first(at_or_past_mode, np.zeros_like(r), r // 2)
+
+
+def _bisect_first(
+    pred: Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], npt.NDArray[np.bool_]],
+    lo: npt.NDArray[np.int64],
+    hi: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """Per element, the first ``j`` in ``[lo, hi]`` where ``pred`` holds (``hi`` if none
+    before it); ``pred`` must be monotone (false, then true) on the range.
+
+    ``pred(j, s)`` gets candidate indices and the positions ``s`` they belong to.
+    """
+    lo = lo.astype(np.int64, copy=True)
+    hi = hi.astype(np.int64, copy=True)
+    active = np.flatnonzero(lo < hi)
+    while active.size:
+        mid = (lo[active] + hi[active]) // 2
+        ok = pred(mid, active)
+        hi[active[ok]] = mid[ok]
+        lo[active[~ok]] = mid[~ok] + 1
+        active = active[lo[active] < hi[active]]
+    return lo
+
+
+def _band_p(
+    *,
+    r: npt.NDArray[np.int64],
+    n: npt.NDArray[np.int64],
+    lo: npt.NDArray[np.int64],
+    hi: npt.NDArray[np.int64],
+    mode: npt.NDArray[np.int64],
+    row: npt.NDArray[np.int64],
+    j_obs: npt.NDArray[np.int64],
+    midp: bool,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """P-values from the band around each key's mode; ``regular`` is False for
+    variants whose observed outcome is too far from the mode for the band."""
+    width = int((hi - lo).max()) + 1
+    j = lo[:, None] + np.arange(width, dtype=np.int64)[None, :]
+    valid = j <= hi[:, None]
+    h = (r[:, None] - 2 * j).astype(np.float64)
+    homc = (n[:, None] - r[:, None] + j).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        step = (h * (h - 1.0)) / (4.0 * (j + 1.0) * (homc + 1.0))
+        w = np.ones_like(step)
+        np.cumprod(step[:, :-1], axis=1, out=w[:, 1:])
+    w = np.where(valid, w, 0.0)  # w[:, i] = P(lo + i) / P(lo)
     left = np.cumsum(w, axis=1)
     right = np.cumsum(w[:, ::-1], axis=1)[:, ::-1]
     total = left[:, -1]
-    mode = np.argmax(lp, axis=1)
 
-    row = sub_inv
-    obs = homr
-    lp_obs = lp[row, obs]
-    thr = lp_obs + _TIE_LOG_TOL
-    m = mode[row]
-    kmax = k_row[row]
-    # Left of the mode lp increases: a = number of j < m with lp <= thr.
-    a = _bisect(lp, row, np.zeros_like(m), m.copy(), thr, first_above=True)
-    # Right of the mode lp decreases: b = first j > m with lp <= thr.
-    b = _bisect(lp, row, m + 1, kmax + 1, thr, first_above=False)
-    mode_in = lp[row, m] <= thr
+    span = (hi - lo)[row]
+    col = j_obs - lo[row]
+    mcol = (mode - lo)[row]
+    inside = (col >= 0) & (col <= span)
+    col_c = np.clip(col, 0, width - 1)
+    w_obs = w[row, col_c]
+    w_mode = w[row, mcol]
+    regular = inside & (w_obs >= w_mode * np.exp(-_INNER))
+    thr = w_obs * (1.0 + _TIE_REL_TOL)
+    # Left of the mode w increases: a = first column with w > thr.
+    a = _bisect_first(lambda c, s: w[row[s], c] > thr[s], np.zeros_like(mcol), mcol)
+    # Right of the mode w decreases: b = first column after it with w <= thr.
+    b = _bisect_first(lambda c, s: w[row[s], c] <= thr[s], mcol + 1, span + 1)
+    mode_in = w_mode <= thr
     tail = np.where(a > 0, left[row, np.maximum(a - 1, 0)], 0.0)
-    tail = tail + np.where(b <= kmax, right[row, np.minimum(b, width - 1)], 0.0)
-    tail = tail + np.where(mode_in, w[row, m], 0.0)
-    p = tail / total[row]
-
-    rel_obs = lp_obs - lmax[row]
-    deep = rel_obs < _LINEAR_FLOOR
-    if deep.any():
-        idx = np.flatnonzero(deep)
-        lp_rows = lp[row[idx]]
-        in_tail = lp_rows <= thr[idx, None]
-        log_tail = logsumexp(np.where(in_tail, lp_rows, -np.inf), axis=1)
-        log_total = logsumexp(lp_rows, axis=1)
-        p[idx] = np.exp(log_tail - log_total)
-
+    tail += np.where(b <= span, right[row, np.minimum(b, width - 1)], 0.0)
+    tail += np.where(mode_in, w_mode, 0.0)
+    z = total[row]
+    p = tail / z
     if midp:
         ties = np.ones_like(p)  # the observed outcome itself
-        for cand, ok in ((a - 1, a > 0), (b, b <= kmax), (m, mode_in)):
-            cand_c = np.clip(cand, 0, width - 1)
-            is_tie = ok & (cand_c != obs) & (np.abs(lp[row, cand_c] - lp_obs) <= _TIE_LOG_TOL)
-            ties += is_tie
-        with np.errstate(under="ignore"):
-            p_obs = np.exp(rel_obs) / total[row]
-        p = p - 0.5 * ties * p_obs
-    return np.minimum(p, 1.0)
+        for cand, ok in ((a - 1, a > 0), (b, b <= span), (mcol, mode_in)):
+            c = np.clip(cand, 0, width - 1)
+            ties += ok & (c != col) & (np.abs(w[row, c] - w_obs) <= _TIE_REL_TOL * w_obs)
+        p = p - 0.5 * ties * (w_obs / z)
+    return np.minimum(p, 1.0), regular
 
 
-def _bisect(
-    lp: npt.NDArray[np.float64],
-    row: npt.NDArray[np.int64],
-    lo: npt.NDArray[np.int64],
-    hi: npt.NDArray[np.int64],
-    thr: npt.NDArray[np.float64],
-    *,
-    first_above: bool,
-) -> npt.NDArray[np.int64]:
-    """First index in ``[lo, hi)`` where ``lp > thr`` (or ``<= thr``), else ``hi``.
-
-    The predicate must be monotone over the range (false, then true).
-    """
-    lo = lo.copy()
-    hi = hi.copy()
-    width = lp.shape[1]
-    while True:
-        active = lo < hi
-        if not active.any():
-            return lo
-        mid = (lo + hi) // 2
-        vals = lp[row, np.minimum(mid, width - 1)]
-        pred = vals > thr if first_above else vals <= thr
-        hi = np.where(active & pred, mid, hi)
-        lo = np.where(active & ~pred, mid + 1, lo)
+def _full_support_p(r: int, n: int, j_obs: int, *, midp: bool) -> float:
+    """Log-space p-value over the whole support, for far-from-mode outcomes."""
+    j = np.arange(r // 2 + 1, dtype=np.int64)
+    lp = _log_prob(j, np.full_like(j, r), np.full_like(j, n))
+    l_obs = lp[j_obs]
+    in_tail = lp <= l_obs + _TIE_REL_TOL
+    log_z = float(logsumexp(lp))
+    log_tail = float(logsumexp(lp[in_tail]))
+    p = float(np.exp(log_tail - log_z))
+    if midp:
+        ties = int(np.count_nonzero(np.abs(lp - l_obs) <= _TIE_REL_TOL))
+        p -= 0.5 * ties * float(np.exp(l_obs - log_z))
+    return min(p, 1.0)

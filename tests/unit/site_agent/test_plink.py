@@ -223,3 +223,16 @@ def test_bedfile__duplicate_sample_ids_name_both_lines(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"FID='fam1' IID='s2' \(lines 3 and 10\)") as info:
         BedFile(bed_path)
     assert str(info.value).startswith(f"{fam}:10: ")
+
+
+def test_bedfile__bim_with_crlf_and_blank_lines_reads_the_same(tmp_path: Path) -> None:
+    bed_path, _ = write_fileset(tmp_path)
+    with BedFile(bed_path) as bed:
+        before = bed.variants
+    bim = tmp_path / "cohort.bim"
+    lines = bim.read_text().splitlines()
+    bim.write_bytes(("\r\n".join(lines[:3]) + "\r\n\r\n  \n" + "\n".join(lines[3:])).encode())
+    with BedFile(bed_path) as bed:
+        after = bed.variants
+    for field in ("chrom", "pos", "id", "ref", "alt"):
+        np.testing.assert_array_equal(getattr(after, field), getattr(before, field))

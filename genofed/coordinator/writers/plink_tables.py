@@ -1,0 +1,171 @@
+"""Writers for PLINK 2 (v2.00a3.5) per-variant report tables.
+
+``.afreq`` (``--freq``), ``.vmiss`` (``--missing``), ``.gcount``
+(``--geno-counts``) and ``.hardy`` (``--hardy [midp]``), laid out exactly as
+PLINK 2 writes them: same header line, column order, tab separators and
+number formatting, so downstream tools and ``diff`` treat pooled federated
+results like a centralized run.
+
+Number formatting follows PLINK 2's ``dtoa_g``: six significant digits,
+``%g`` style (trailing zeros dropped, exponent form below 1e-4 and from
+999999.5, two-digit minimum exponent), ``nan`` and ``inf`` in lower case.
+PLINK 2 rounds half-way cases to even on a decimal scaled copy; ``%.6g``
+rounds the exact binary value, so a value lying on a 7th-digit tie can differ
+in the last printed digit — never by more than one unit in the 6th digit.
+
+Only autosomal variants belong here: PLINK 2 writes chrX/Y/MT differently
+(HAP_* counts, ``.hardy.x``), and the caller rejects them upstream.
+
+Every file goes through :func:`~genofed.coordinator.writers.atomic.atomic_write_text`
+(temporary file in the target directory, then ``os.replace``), so a reader
+never sees half a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from genofed.coordinator.combine.freq import FreqResult, GenoCountsResult, MissingnessResult
+from genofed.coordinator.combine.hardy import HardyResult
+from genofed.coordinator.writers.atomic import atomic_write_text
+
+__all__ = [
+    "AFREQ_HEADER",
+    "GCOUNT_HEADER",
+    "HARDY_HEADER",
+    "HARDY_MIDP_HEADER",
+    "VMISS_HEADER",
+    "VariantColumns",
+    "format_g6",
+    "write_afreq",
+    "write_gcount",
+    "write_hardy",
+    "write_vmiss",
+]
+
+AFREQ_HEADER = "#CHROM\tID\tREF\tALT\tALT_FREQS\tOBS_CT"
+VMISS_HEADER = "#CHROM\tID\tMISSING_CT\tOBS_CT\tF_MISS"
+GCOUNT_HEADER = (
+    "#CHROM\tID\tREF\tALT\tHOM_REF_CT\tHET_REF_ALT_CTS\tTWO_ALT_GENO_CTS"
+    "\tHAP_REF_CT\tHAP_ALT_CTS\tMISSING_CT"
+)
+HARDY_HEADER = "#CHROM\tID\tA1\tAX\tHOM_A1_CT\tHET_A1_CT\tTWO_AX_CT\tO(HET_A1)\tE(HET_A1)\tP"
+HARDY_MIDP_HEADER = HARDY_HEADER[: -len("P")] + "MIDP"
+
+
+@dataclass(frozen=True)
+class VariantColumns:
+    """Per-variant metadata printed in the leading columns (one entry per variant).
+
+    ``pos`` is kept for callers and for reports that print POS; the default
+    PLINK 2 tables written here do not include it.
+    """
+
+    chrom: Sequence[str]
+    pos: Sequence[int] | npt.NDArray[np.int64]
+    id: Sequence[str]
+    ref: Sequence[str]
+    alt: Sequence[str]
+
+    def __post_init__(self) -> None:
+        lengths = {len(self.chrom), len(self.pos), len(self.id), len(self.ref), len(self.alt)}
+        if len(lengths) != 1:
+            raise ValueError(
+                "VariantColumns fields must have one length; got "
+                f"chrom={len(self.chrom)} pos={len(self.pos)} id={len(self.id)} "
+                f"ref={len(self.ref)} alt={len(self.alt)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+
+def format_g6(value: float) -> str:
+    """Format a float as PLINK 2's ``dtoa_g`` does (6 significant digits)."""
+    return "%.6g" % value  # noqa: UP031 - %g is the spec, not a style choice
+
+
+def _check_len(variants: VariantColumns, *arrays: npt.NDArray[np.generic]) -> None:
+    for a in arrays:
+        if a.shape[0] != len(variants):
+            raise ValueError(
+                f"result has {a.shape[0]} variants but variant columns have {len(variants)}"
+            )
+
+
+def _write_atomic(path: Path, header: str, lines: Iterable[str]) -> None:
+    """Write ``header`` and ``lines`` to ``path`` atomically (see :mod:`.atomic`).
+
+    The whole table is built before anything touches the disk, so a
+    formatting error leaves no file at all.
+    """
+    text = "\n".join([header, *lines]) + "\n"
+    atomic_write_text(Path(path), text)
+
+
+def write_afreq(path: Path, variants: VariantColumns, freq: FreqResult) -> None:
+    """Write a ``plink2 --freq`` ``.afreq`` table."""
+    _check_len(variants, freq.alt_freqs, freq.obs_ct)
+    rows = zip(
+        variants.chrom, variants.id, variants.ref, variants.alt,
+        freq.alt_freqs.tolist(), freq.obs_ct.tolist(), strict=True,
+    )  # fmt: skip
+    _write_atomic(
+        path,
+        AFREQ_HEADER,
+        (f"{c}\t{i}\t{r}\t{a}\t{format_g6(f)}\t{o}" for c, i, r, a, f, o in rows),
+    )
+
+
+def write_vmiss(path: Path, variants: VariantColumns, miss: MissingnessResult) -> None:
+    """Write a ``plink2 --missing`` variant report (``.vmiss``)."""
+    _check_len(variants, miss.missing_ct, miss.obs_ct, miss.f_miss)
+    rows = zip(
+        variants.chrom, variants.id, miss.missing_ct.tolist(), miss.obs_ct.tolist(),
+        miss.f_miss.tolist(), strict=True,
+    )  # fmt: skip
+    _write_atomic(
+        path, VMISS_HEADER, (f"{c}\t{i}\t{m}\t{o}\t{format_g6(f)}" for c, i, m, o, f in rows)
+    )
+
+
+def write_gcount(path: Path, variants: VariantColumns, counts: GenoCountsResult) -> None:
+    """Write a ``plink2 --geno-counts`` table (``.gcount``); HAP_* are 0 on autosomes."""
+    _check_len(variants, counts.hom_ref_ct, counts.het_ref_alt_ct, counts.two_alt_geno_ct)
+    rows = zip(
+        variants.chrom, variants.id, variants.ref, variants.alt,
+        counts.hom_ref_ct.tolist(), counts.het_ref_alt_ct.tolist(),
+        counts.two_alt_geno_ct.tolist(), counts.missing_ct.tolist(), strict=True,
+    )  # fmt: skip
+    _write_atomic(
+        path,
+        GCOUNT_HEADER,
+        (f"{c}\t{i}\t{r}\t{a}\t{h0}\t{h1}\t{h2}\t0\t0\t{m}" for c, i, r, a, h0, h1, h2, m in rows),
+    )
+
+
+def write_hardy(path: Path, variants: VariantColumns, result: HardyResult) -> None:
+    """Write a ``plink2 --hardy`` table (``.hardy``; last column MIDP with ``midp``).
+
+    A1 is REF and AX is ALT, as PLINK 2 prints biallelic variants.
+    """
+    _check_len(variants, result.hom_a1_ct, result.p)
+    rows = zip(
+        variants.chrom, variants.id, variants.ref, variants.alt,
+        result.hom_a1_ct.tolist(), result.het_a1_ct.tolist(), result.two_ax_ct.tolist(),
+        result.o_het_a1.tolist(), result.e_het_a1.tolist(), result.p.tolist(), strict=True,
+    )  # fmt: skip
+    header = HARDY_MIDP_HEADER if result.midp else HARDY_HEADER
+    _write_atomic(
+        path,
+        header,
+        (
+            f"{c}\t{i}\t{r}\t{a}\t{h0}\t{h1}\t{h2}\t{format_g6(o)}\t{format_g6(e)}\t{format_g6(p)}"
+            for c, i, r, a, h0, h1, h2, o, e, p in rows
+        ),
+    )
