@@ -122,7 +122,9 @@ def hwe_exact_p(
     kr, kn = rare[first], n[first]
     mode = _mode(kr, kn)
     l_mode = _log_prob(mode, kr, kn)
-    lo = _bisect_first(lambda j, s: _log_prob(j, kr[s], kn[s]) >= l_mode[s] - _BAND, 0 * mode, mode)
+    lo = _bisect_first(
+        lambda j, s: _log_prob(j, kr[s], kn[s]) >= l_mode[s] - _BAND, np.zeros_like(mode), mode
+    )
     hi = (
         _bisect_first(
             lambda j, s: _log_prob(j, kr[s], kn[s]) < l_mode[s] - _BAND, mode, kr // 2 + 1
