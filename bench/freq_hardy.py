@@ -15,6 +15,7 @@ Results go to ``bench/out/freq_hardy.json`` and are printed as a table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -50,22 +51,24 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, floa
             procs = [root, *root.children(recursive=True)]
             rss = 0
             for p in procs:
-                try:
+                with contextlib.suppress(psutil.Error):
                     rss += p.memory_info().rss
-                except psutil.Error:
-                    pass
             peak = max(peak, rss)
         except psutil.Error:
             pass
         time.sleep(0.1)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read().decode() if proc.stderr else ''}")
+        raise SystemExit(
+            f"{' '.join(cmd)} failed:\n{proc.stderr.read().decode() if proc.stderr else ''}"
+        )
     return {"wall_s": round(wall, 2), "peak_rss_mib": round(peak / 2**20, 1)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--variants", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
@@ -79,21 +82,52 @@ def main() -> None:
     if not (cohort / "truth.json").exists():
         shutil.rmtree(cohort, ignore_errors=True)
         synth = measure(
-            [str(BIN / "genofed"), "synth", "--sites", "3", "--samples", str(args.samples),
-             "--variants", str(args.variants), "--seed", str(args.seed), "--out", str(cohort)]
+            [
+                str(BIN / "genofed"),
+                "synth",
+                "--sites",
+                "3",
+                "--samples",
+                str(args.samples),
+                "--variants",
+                str(args.variants),
+                "--seed",
+                str(args.seed),
+                "--out",
+                str(cohort),
+            ]
         )
     study = out / "bench-study.toml"
     study.write_text(STUDY)
     results = out / "results-freq-hardy"
     sites = sorted(p for p in cohort.iterdir() if p.name.startswith("site-"))
     federated = measure(
-        [str(BIN / "genofed"), "study", "run", str(study), "--simulation", "--overwrite", "--json",
-         "--out", str(results), *[a for s in sites for a in ("--site", str(s))]]
+        [
+            str(BIN / "genofed"),
+            "study",
+            "run",
+            str(study),
+            "--simulation",
+            "--overwrite",
+            "--json",
+            "--out",
+            str(results),
+            *[a for s in sites for a in ("--site", str(s))],
+        ]
     )
     plink_out = out / "plink2-pooled"
     plink = measure(
-        ["plink2", "--bfile", str(cohort / "pooled" / "pooled"), "--freq", "--hardy",
-         "--threads", str(os.cpu_count() or 1), "--out", str(plink_out)]
+        [
+            "plink2",
+            "--bfile",
+            str(cohort / "pooled" / "pooled"),
+            "--freq",
+            "--hardy",
+            "--threads",
+            str(os.cpu_count() or 1),
+            "--out",
+            str(plink_out),
+        ]
     )
     prov = json.loads((results / "provenance.json").read_text())
     sent = {}

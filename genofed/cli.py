@@ -49,7 +49,7 @@ DEMO_STUDY = """\
 # GenoFed demo study: the embedded default run by `make demo`.
 [study]
 name = "demo-qc"
-description = "Allele frequencies, missingness, genotype counts and Hardy-Weinberg across three synthetic hospitals"
+description = "Frequencies, missingness, genotype counts and HWE at three synthetic hospitals"
 on_variant_mismatch = "stop"
 
 [[analysis]]
@@ -132,9 +132,8 @@ def synth(
     """
     from genofed.synth import write_cohorts
 
-    with _errors():
-        with console.status("simulating cohorts (msprime)"):
-            summary = write_cohorts(out, sites=sites, samples=samples, variants=variants, seed=seed)
+    with _errors(), console.status("simulating cohorts (msprime)"):
+        summary = write_cohorts(out, sites=sites, samples=samples, variants=variants, seed=seed)
     out_console.print(
         f"wrote {len(summary.sites)} site directories and pooled/ under {summary.out} "
         f"({summary.n_samples} samples, {summary.n_variants} variants, seed {summary.seed})"
@@ -156,7 +155,9 @@ def study_show(study_file: Annotated[Path, typer.Argument(help="study.toml")]) -
 def study_run(
     study_file: Annotated[Path, typer.Argument(help="study.toml")],
     out: Annotated[Path, typer.Option(help="results directory")],
-    site: Annotated[list[Path] | None, typer.Option(help="site directory (repeat per site)")] = None,
+    site: Annotated[
+        list[Path] | None, typer.Option(help="site directory (repeat per site)")
+    ] = None,
     simulation: Annotated[bool, typer.Option(help="run on Flower's simulation engine")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an existing results directory")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
@@ -242,18 +243,27 @@ def demo(
 
     with _errors():
         if out.exists() and any(out.iterdir()):
-            raise InputError("the demo directory is not empty", path=out, hint="remove it or pick another --out")
-        with console.status(f"simulating 3 synthetic hospitals ({samples} samples, {variants} variants)"):
-            cohorts = write_cohorts(out / "cohorts", sites=3, samples=samples, variants=variants, seed=seed)
+            raise InputError(
+                "the demo directory is not empty", path=out, hint="remove it or pick another --out"
+            )
+        with console.status(
+            f"simulating 3 synthetic hospitals ({samples} samples, {variants} variants)"
+        ):
+            cohorts = write_cohorts(
+                out / "cohorts", sites=3, samples=samples, variants=variants, seed=seed
+            )
         study_file = out / "study.toml"
         study_file.write_text(DEMO_STUDY, encoding="utf-8")
         study = load_study(study_file)
         with _progress_display(True) as progress:
-            outcome = run_simulated_study(study, list(cohorts.sites), out / "results", progress=progress)
+            outcome = run_simulated_study(
+                study, list(cohorts.sites), out / "results", progress=progress
+            )
     _report(outcome, as_json=False)
     out_console.print(
         f"\nstudy file: {study_file}\npooled cohort for reference checks: {cohorts.pooled}\n"
-        f"compare with: plink2 --bfile {cohorts.pooled}/pooled --freq --hardy --missing --geno-counts"
+        f"compare with: plink2 --bfile {cohorts.pooled}/pooled"
+        " --freq --hardy --missing --geno-counts"
     )
 
 

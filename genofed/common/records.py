@@ -51,7 +51,9 @@ def study_from_proto(message: pb.Study) -> Study:
     return study_from_canonical(message.canonical_json, message.sha256)
 
 
-def _pack(key: str, message: pb.AnalysisRequest | pb.SiteReply, arrays: Mapping[str, np.ndarray]) -> RecordDict:
+def _pack(
+    key: str, message: pb.AnalysisRequest | pb.SiteReply, arrays: Mapping[str, np.ndarray]
+) -> RecordDict:
     return RecordDict(
         {
             key: ConfigRecord({_PROTO: message.SerializeToString()}),
@@ -82,7 +84,9 @@ def _proto_bytes(content: RecordDict, key: str) -> bytes:
     return data
 
 
-def request_to_recorddict(request: pb.AnalysisRequest, inputs: Mapping[str, np.ndarray]) -> RecordDict:
+def request_to_recorddict(
+    request: pb.AnalysisRequest, inputs: Mapping[str, np.ndarray]
+) -> RecordDict:
     """Encode a request; its ``inputs`` manifest is filled from ``inputs``."""
     message = pb.AnalysisRequest()
     message.CopyFrom(request)

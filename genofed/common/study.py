@@ -187,7 +187,9 @@ def study_from_canonical(data: bytes, expected_sha256: str) -> Study:
         head = {k: v for k, v in doc["study"].items() if v is not None}
         raw = {
             "study": head,
-            "analysis": [{"kind": a["kind"], "id": a["id"], **a["params"]} for a in doc["analyses"]],
+            "analysis": [
+                {"kind": a["kind"], "id": a["id"], **a["params"]} for a in doc["analyses"]
+            ],
         }
         study = study_from_mapping(raw, path=Path("<canonical study>"))
     except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:

@@ -74,11 +74,7 @@ def get_typed(
         return default
     value = table[key]
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        ok = False
-    else:
-        ok = isinstance(value, kinds)
-    if not ok:
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in kinds)
         raise ConfigError(
             f"{where}.{key} must be {names}, not {type(value).__name__} ({value!r})", path=path

@@ -43,7 +43,9 @@ class GridTransport:
     def nodes(self) -> list[int]:
         return sorted(self._grid.get_node_ids())
 
-    def wait_for_nodes(self, expected: int, timeout: float, clock: Callable[[], float] = time.monotonic) -> list[int]:
+    def wait_for_nodes(
+        self, expected: int, timeout: float, clock: Callable[[], float] = time.monotonic
+    ) -> list[int]:
         """Wait until ``expected`` nodes are connected or ``timeout`` passes."""
         deadline = clock() + timeout
         nodes = self.nodes()
@@ -101,7 +103,12 @@ def run_job(job: StudyJob, grid: Grid) -> StudyOutcome:
             f"{job.connect_timeout:.0f} s"
         )
     return run_study(
-        job.study, transport, job.out, engine=job.engine, overwrite=job.overwrite, progress=job.progress
+        job.study,
+        transport,
+        job.out,
+        engine=job.engine,
+        overwrite=job.overwrite,
+        progress=job.progress,
     )
 
 

@@ -111,8 +111,12 @@ def run_study(
     total = 1 + (1 if count_ids else 0)
 
     notify(Progress("round", f"round 1/{total}: variant harmonization", 1, total))
-    replies = _ask(transport, nodes, _request(study, run_id, VARIANTS_KIND, "variants", 1), {}, timeout, notify)
-    sites = {n: SiteRecord(n, r.site, dict(r.facts), r.software_version) for n, (r, _) in replies.items()}
+    replies = _ask(
+        transport, nodes, _request(study, run_id, VARIANTS_KIND, "variants", 1), {}, timeout, notify
+    )
+    sites = {
+        n: SiteRecord(n, r.site, dict(r.facts), r.software_version) for n, (r, _) in replies.items()
+    }
     _check_site_names(sites)
     order = sorted(nodes, key=lambda n: sites[n].name)
     tables = [_variant_table(sites[n].name, replies[n][1]) for n in order]
@@ -130,7 +134,14 @@ def run_study(
         outputs: list[str] = [write_harmonization(staging, harmonization)]
         summary: dict[str, object] = {"n_variants": len(harmonization.variants)}
         if count_ids:
-            notify(Progress("round", f"round 2/{total}: genotype counts for {', '.join(count_ids)}", 2, total))
+            notify(
+                Progress(
+                    "round",
+                    f"round 2/{total}: genotype counts for {', '.join(count_ids)}",
+                    2,
+                    total,
+                )
+            )
             plans = dict(zip(order, harmonization.plans, strict=True))
             outgoing = {
                 n: Outgoing(
@@ -150,7 +161,9 @@ def run_study(
             for spec in study.analyses:
                 if spec.kind in COUNT_KINDS:
                     notify(Progress("analysis", f"combining {spec.id} ({spec.kind})"))
-                    files, stats = write_count_outputs(staging, spec, harmonization.variants, pooled)
+                    files, stats = write_count_outputs(
+                        staging, spec, harmonization.variants, pooled
+                    )
                     outputs.extend(files)
                     summary[spec.id] = stats
         finished = clock()
@@ -199,7 +212,9 @@ def _publish(staging: Path, out: Path) -> None:
         staging.rename(out)
 
 
-def _request(study: Study, run_id: str, kind: str, analysis_id: str, round_: int) -> pb.AnalysisRequest:
+def _request(
+    study: Study, run_id: str, kind: str, analysis_id: str, round_: int
+) -> pb.AnalysisRequest:
     return pb.AnalysisRequest(
         study=pb.SignedStudy(study=study_to_proto(study)),
         analysis_id=analysis_id,
@@ -277,7 +292,9 @@ def _checked_counts(site: str, arrays: NamedArrays, n_variants: int) -> np.ndarr
         or counts.dtype.kind not in "iu"
         or (counts.size and counts.min() < 0)
     ):
-        raise SiteFailure(site, "BAD_REPLY", f"genotype counts must be ({n_variants}, 4) non-negative integers")
+        raise SiteFailure(
+            site, "BAD_REPLY", f"genotype counts must be ({n_variants}, 4) non-negative integers"
+        )
     return counts.astype(np.int64)
 
 

@@ -29,7 +29,8 @@ def site_dir_from_context(context: Context) -> Path:
     """The site directory this node serves, from its node config."""
     if SITE_DIR_KEY not in context.node_config:
         raise RuntimeError(
-            f"this node has no site directory: start it with --node-config '{SITE_DIR_KEY}=\"/path\"'"
+            "this node has no site directory: start it with "
+            f"--node-config '{SITE_DIR_KEY}=\"/path\"'"
         )
     return Path(str(context.node_config[SITE_DIR_KEY]))
 

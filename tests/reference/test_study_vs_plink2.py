@@ -22,12 +22,22 @@ from genofed.site_agent.sitedir import init_site
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
 
-TABLES = {"freq.afreq": "afreq", "hardy.hardy": "hardy", "missing.vmiss": "vmiss", "geno.gcount": "gcount"}
+TABLES = {
+    "freq.afreq": "afreq",
+    "hardy.hardy": "hardy",
+    "missing.vmiss": "vmiss",
+    "geno.gcount": "gcount",
+}
 FLOAT_COLUMNS = {"ALT_FREQS", "O(HET_A1)", "E(HET_A1)", "P", "MIDP", "F_MISS"}
 
 
 def _study(midp: bool = False) -> Study:
-    kinds = [{"kind": "freq"}, {"kind": "missing"}, {"kind": "gcount"}, {"kind": "hardy", "midp": midp}]
+    kinds = [
+        {"kind": "freq"},
+        {"kind": "missing"},
+        {"kind": "gcount"},
+        {"kind": "hardy", "midp": midp},
+    ]
     return study_from_mapping({"study": {"name": "ref"}, "analysis": kinds}, path=Path("<test>"))
 
 
@@ -46,7 +56,11 @@ def assert_tables_match(ours: Path, theirs: Path) -> None:
         want = [r[col] for r in ref_rows]
         if name in FLOAT_COLUMNS:
             np.testing.assert_allclose(
-                np.array(got, dtype=float), np.array(want, dtype=float), rtol=1e-5, atol=0, err_msg=name
+                np.array(got, dtype=float),
+                np.array(want, dtype=float),
+                rtol=1e-5,
+                atol=0,
+                err_msg=name,
             )
         else:
             assert got == want, name
@@ -54,8 +68,19 @@ def assert_tables_match(ours: Path, theirs: Path) -> None:
 
 def _plink2(plink2: Path, bfile: Path, out: Path, *extra: str) -> Path:
     subprocess.run(
-        [str(plink2), "--bfile", str(bfile), "--freq", "--missing", "--geno-counts", *extra,
-         "--threads", "1", "--out", str(out)],
+        [
+            str(plink2),
+            "--bfile",
+            str(bfile),
+            "--freq",
+            "--missing",
+            "--geno-counts",
+            *extra,
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
         check=True,
         capture_output=True,
     )
@@ -66,41 +91,59 @@ def _plink2(plink2: Path, bfile: Path, out: Path, *extra: str) -> Path:
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
     # A higher missing rate than the demo so that many variants have missing calls.
     return write_cohorts(
-        tmp_path_factory.mktemp("ref") / "cohorts", sites=3, samples=900, variants=1500, seed=11,
+        tmp_path_factory.mktemp("ref") / "cohorts",
+        sites=3,
+        samples=900,
+        variants=1500,
+        seed=11,
         missing_rate=0.03,
     )
 
 
 @pytest.fixture(scope="module")
-def plink2_pooled(cohort: SynthSummary, plink2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _plink2(plink2, cohort.pooled_prefix, tmp_path_factory.mktemp("p2") / "pooled", "--hardy")
+def plink2_pooled(
+    cohort: SynthSummary, plink2: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    return _plink2(
+        plink2, cohort.pooled_prefix, tmp_path_factory.mktemp("p2") / "pooled", "--hardy"
+    )
 
 
-def test_simulation_study__equals_plink2_on_pooled(cohort: SynthSummary, plink2_pooled: Path, tmp_path: Path) -> None:
+def test_simulation_study__equals_plink2_on_pooled(
+    cohort: SynthSummary, plink2_pooled: Path, tmp_path: Path
+) -> None:
     outcome = run_simulated_study(_study(), list(cohort.sites), tmp_path / "results")
     for ours, ext in TABLES.items():
         assert_tables_match(outcome.out / ours, plink2_pooled.with_suffix("." + ext))
     _, rows = _read(outcome.out / "missing.vmiss")
-    assert sum(int(r[2]) > 0 for r in rows) > len(rows) // 2  # variants with missing calls are covered
+    assert (
+        sum(int(r[2]) > 0 for r in rows) > len(rows) // 2
+    )  # variants with missing calls are covered
 
 
 def test_hardy_midp__equals_plink2_midp(cohort: SynthSummary, plink2: Path, tmp_path: Path) -> None:
     ref = _plink2(plink2, cohort.pooled_prefix, tmp_path / "p2", "--hardy", "midp")
-    outcome = run_study(_study(midp=True), InProcessTransport(cohort.sites), tmp_path / "r", engine="in-process")
+    outcome = run_study(
+        _study(midp=True), InProcessTransport(cohort.sites), tmp_path / "r", engine="in-process"
+    )
     assert_tables_match(outcome.out / "hardy.hardy", ref.with_suffix(".hardy"))
 
 
 def _swap_alleles(site: Path, out: Path) -> Path:
-    """A copy of a site whose .bim lists ALT/REF the other way round (genotypes recoded to match)."""
+    """A copy of a site whose .bim lists the alleles the other way round, genotypes recoded."""
     src = site / "data" / "genotypes"
     (out / "data").mkdir(parents=True)
     with bed_reader.open_bed(src.with_suffix(".bed"), count_A1=True) as bed:
         g = bed.read(dtype="int8")
-        props = {k: getattr(bed, k) for k in ("fid", "iid", "sex", "chromosome", "sid", "bp_position")}
+        props = {
+            k: getattr(bed, k) for k in ("fid", "iid", "sex", "chromosome", "sid", "bp_position")
+        }
         a1, a2 = bed.allele_1, bed.allele_2
     swapped = np.where(g < 0, g, 2 - g).astype(np.int8)
     dst = out / "data" / "genotypes.bed"
-    bed_reader.to_bed(dst, swapped, properties={**props, "allele_1": a2, "allele_2": a1}, count_A1=True)
+    bed_reader.to_bed(
+        dst, swapped, properties={**props, "allele_1": a2, "allele_2": a1}, count_A1=True
+    )
     return init_site(out, name=site.name, genotypes=dst, demo_policy=True).config.directory
 
 

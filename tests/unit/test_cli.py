@@ -48,7 +48,16 @@ def test_study_run__missing_site_dir_exits_2(tmp_path: Path) -> None:
     study.write_text(cli.DEMO_STUDY)
     result = runner.invoke(
         cli.app,
-        ["study", "run", str(study), "--simulation", "--site", str(tmp_path / "nope"), "--out", str(tmp_path / "r")],
+        [
+            "study",
+            "run",
+            str(study),
+            "--simulation",
+            "--site",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "r"),
+        ],
     )
     assert result.exit_code == cli.EXIT_INPUT
     assert not (tmp_path / "r").exists()

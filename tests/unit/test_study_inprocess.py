@@ -17,14 +17,19 @@ from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
 
 QC = study_from_mapping(
-    {"study": {"name": "qc"}, "analysis": [{"kind": k} for k in ("freq", "missing", "gcount", "hardy")]},
+    {
+        "study": {"name": "qc"},
+        "analysis": [{"kind": k} for k in ("freq", "missing", "gcount", "hardy")],
+    },
     path=Path("<test>"),
 )
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory):
-    return write_cohorts(tmp_path_factory.mktemp("c") / "cohorts", sites=3, samples=150, variants=200, seed=3)
+    return write_cohorts(
+        tmp_path_factory.mktemp("c") / "cohorts", sites=3, samples=150, variants=200, seed=3
+    )
 
 
 def test_run_study__writes_every_table_and_provenance(cohort, tmp_path: Path) -> None:
@@ -32,7 +37,14 @@ def test_run_study__writes_every_table_and_provenance(cohort, tmp_path: Path) ->
     outcome = run_study(QC, transport, tmp_path / "results", engine="in-process")
     names = sorted(p.name for p in (tmp_path / "results").iterdir())
     assert names == sorted(
-        ["freq.afreq", "missing.vmiss", "geno.gcount", "hardy.hardy", "harmonization.tsv", "provenance.json"]
+        [
+            "freq.afreq",
+            "missing.vmiss",
+            "geno.gcount",
+            "hardy.hardy",
+            "harmonization.tsv",
+            "provenance.json",
+        ]
     )
     prov = json.loads((tmp_path / "results" / "provenance.json").read_text())
     assert prov["study"]["sha256"] == QC.sha256
@@ -75,7 +87,10 @@ def test_run_study__mismatched_variants_stop_before_any_counts(tmp_path: Path) -
     a = write_cohorts(tmp_path / "a", sites=2, samples=60, variants=50, seed=1)
     b = write_cohorts(tmp_path / "b", sites=1, samples=30, variants=50, seed=2)
     other = init_site(
-        tmp_path / "site-z", name="site-z", genotypes=b.sites[0] / "data" / "genotypes.bed", demo_policy=True
+        tmp_path / "site-z",
+        name="site-z",
+        genotypes=b.sites[0] / "data" / "genotypes.bed",
+        demo_policy=True,
     )
     transport = InProcessTransport([*a.sites, other.config.directory])
     with pytest.raises(HarmonizationError):

@@ -90,10 +90,10 @@ def _norm_chrom(chrom: str) -> str:
 def _keys(table: VariantTable) -> tuple[list[tuple[str, int, str, str]], list[tuple[str, int]]]:
     chroms = [_norm_chrom(str(c)) for c in table.chrom]
     pos = [int(p) for p in table.pos]
-    keys = [
-        (c, p, *sorted((str(r), str(a))))
-        for c, p, r, a in zip(chroms, pos, table.ref, table.alt, strict=True)
-    ]
+    keys = []
+    for c, p, r, a in zip(chroms, pos, table.ref, table.alt, strict=True):
+        lo, hi = sorted((str(r), str(a)))
+        keys.append((c, p, lo, hi))
     return keys, list(zip(chroms, pos, strict=True))
 
 
@@ -151,12 +151,12 @@ def harmonize(
     plans: list[SitePlan] = []
     final_reports: list[SiteMatchReport] = []
     for table, lookup, report in zip(tables, lookups, reports, strict=True):
-        index = np.fromiter((lookup[ref_keys[i]] for i in common), dtype=np.int64, count=len(common))
+        index = np.fromiter(
+            (lookup[ref_keys[i]] for i in common), dtype=np.int64, count=len(common)
+        )
         flip = np.asarray(table.ref[index] != study_variants.ref)
         plans.append(SitePlan(index=index, flip=flip))
-        final_reports.append(
-            SiteMatchReport(**{**report.__dict__, "n_swapped": int(flip.sum())})
-        )
+        final_reports.append(SiteMatchReport(**{**report.__dict__, "n_swapped": int(flip.sum())}))
     return Harmonization(study_variants, tuple(plans), tuple(final_reports))
 
 
@@ -170,11 +170,14 @@ def _example(
 ) -> str:
     for i, key in enumerate(ref_keys):
         if key not in lookup:
-            return f"{site} lacks {ref.id[i]} ({ref.chrom[i]}:{ref.pos[i]} {ref.ref[i]}/{ref.alt[i]})"
+            return (
+                f"{site} lacks {ref.id[i]} ({ref.chrom[i]}:{ref.pos[i]} {ref.ref[i]}/{ref.alt[i]})"
+            )
     if not extra:
         return f"{site} lists some variants more than once"
     i = extra[0]
-    return f"{site} has {table.id[i]} ({table.chrom[i]}:{table.pos[i]} {table.ref[i]}/{table.alt[i]}) that the first site lacks"
+    where = f"{table.chrom[i]}:{table.pos[i]} {table.ref[i]}/{table.alt[i]}"
+    return f"{site} has {table.id[i]} ({where}) that the first site lacks"
 
 
 def _describe(reports: list[SiteMatchReport], examples: list[str], what: str) -> str:

@@ -64,10 +64,15 @@ def test_study_hash__changes_with_a_parameter(tmp_path: Path) -> None:
         ('[study]\nname = "x"\n', "lists no analyses"),
         ("[study]\nname = \n", "not valid TOML"),
         (STUDY + '\n[[analysis]]\nkind = "freq"\n', "two analyses have the id 'freq'"),
-        (STUDY.replace('name = "qc"', 'name = "qc"\non_variant_mismatch = "ignore"'), "on_variant_mismatch"),
+        (
+            STUDY.replace('name = "qc"', 'name = "qc"\non_variant_mismatch = "ignore"'),
+            "on_variant_mismatch",
+        ),
     ],
 )
-def test_load_study__bad_file_names_file_and_problem(tmp_path: Path, text: str, needle: str) -> None:
+def test_load_study__bad_file_names_file_and_problem(
+    tmp_path: Path, text: str, needle: str
+) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_study(path)

@@ -29,7 +29,11 @@ def test_harmonize__identical_sites_map_one_to_one() -> None:
 
 
 def test_harmonize__swapped_alleles_and_other_order_are_aligned() -> None:
-    other = [("chr2", 50, "x3", "A", "G"), ("chr1", 100, "x1", "A", "G"), ("chr1", 200, "x2", "T", "C")]
+    other = [
+        ("chr2", 50, "x3", "A", "G"),
+        ("chr1", 100, "x1", "A", "G"),
+        ("chr1", 200, "x2", "T", "C"),
+    ]
     h = harmonize(["a", "b"], [_table(REF), _table(other)], allow_intersection=False)
     assert h.plans[1].index.tolist() == [1, 2, 0]
     assert h.plans[1].flip.tolist() == [False, True, True]
@@ -67,6 +71,4 @@ def test_harmonize__non_autosomal_variant_stops_with_fix() -> None:
 
 def test_harmonize__nothing_in_common_stops() -> None:
     with pytest.raises(HarmonizationError, match="no variant in common"):
-        harmonize(
-            ["a", "b"], [_table(REF[:1]), _table(REF[1:])], allow_intersection=True
-        )
+        harmonize(["a", "b"], [_table(REF[:1]), _table(REF[1:])], allow_intersection=True)
