@@ -36,8 +36,20 @@ from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from genofed.common.errors import GenoFedError, HarmonizationError, InputError, SiteFailure
-from genofed.common.study import load_study
+from genofed.common.signing import (
+    StudySignature,
+    generate_private_key,
+    is_signed_study_file,
+    load_private_key,
+    load_signed_study,
+    public_key_text,
+    sign_study,
+    signed_study_json,
+    write_keypair,
+)
+from genofed.common.study import Study, load_study
 from genofed.coordinator.runner import Progress, StudyOutcome
+from genofed.coordinator.writers.atomic import atomic_write_text
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -142,13 +154,64 @@ def synth(
         out_console.print(f"  site: {site}")
 
 
-@study_app.command("show")
-def study_show(study_file: Annotated[Path, typer.Argument(help="study.toml")]) -> None:
-    """Validate a study file and print its canonical form and hash."""
+def _load_study_file(path: Path) -> tuple[Study, StudySignature | None]:
+    """A study from ``study.toml`` (unsigned) or a signed study (``.json``)."""
+    if is_signed_study_file(path):
+        return load_signed_study(path)
+    return load_study(path), None
+
+
+@study_app.command("keygen")
+def study_keygen(
+    out: Annotated[Path, typer.Option(help="private key file to create (KEY and KEY.pub)")],
+) -> None:
+    """Make an Ed25519 key pair for signing studies.
+
+    The private key (PEM, owner-only) stays with you; give the one line in
+    KEY.pub to each site's privacy officer for their policy's trusted_analysts.
+
+    Example: genofed study keygen --out ~/.genofed/alice
+    """
+    with _errors():
+        pub = write_keypair(out, generate_private_key())
+    out_console.print(f"private key: {out} (keep it secret)")
+    out_console.print(f"public key:  {pub}")
+    out_console.print(f"  {pub.read_text().strip()}")
+
+
+@study_app.command("sign")
+def study_sign(
+    study_file: Annotated[Path, typer.Argument(help="study.toml")],
+    key: Annotated[Path, typer.Option(help="your private key (genofed study keygen)")],
+    out: Annotated[
+        Path | None, typer.Option(help="signed study to write [default: STUDY.signed.json]")
+    ] = None,
+) -> None:
+    """Sign a study's canonical form; sites run only studies signed by analysts they trust.
+
+    Example: genofed study sign study.toml --key ~/.genofed/alice
+    """
     with _errors():
         study = load_study(study_file)
+        signature = sign_study(study, load_private_key(key))
+        target = out or study_file.with_name(study_file.stem + ".signed.json")
+        atomic_write_text(target, signed_study_json(study, signature))
+    out_console.print(f"signed study: {target}")
+    out_console.print(f"sha256: {study.sha256}")
+    out_console.print(f"signer: {public_key_text(signature.public_key)}")
+
+
+@study_app.command("show")
+def study_show(
+    study_file: Annotated[Path, typer.Argument(help="study.toml or a signed study (.json)")],
+) -> None:
+    """Validate a study file and print its canonical form and hash."""
+    with _errors():
+        study, signature = _load_study_file(study_file)
     out_console.print_json(study.canonical_json().decode())
     out_console.print(f"sha256: {study.sha256}")
+    if signature is not None:
+        out_console.print(f"signed by: {public_key_text(signature.public_key)}")
 
 
 @study_app.command("run")
@@ -176,10 +239,16 @@ def study_run(
     from genofed.simulation import run_simulated_study
 
     with _errors():
-        study = load_study(study_file)
+        study, signature = _load_study_file(study_file)
         with _progress_display(not as_json) as progress:
             outcome = run_simulated_study(
-                study, site or [], out, overwrite=overwrite, progress=progress, verbose=verbose
+                study,
+                site or [],
+                out,
+                overwrite=overwrite,
+                progress=progress,
+                verbose=verbose,
+                signature=signature,
             )
     _report(outcome, as_json)
 

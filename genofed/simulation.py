@@ -18,6 +18,7 @@ from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
 from genofed.common.errors import GenoFedError
+from genofed.common.signing import StudySignature
 from genofed.common.study import Study
 from genofed.coordinator.app import StudyJob, make_server_app
 from genofed.coordinator.runner import ProgressFn, StudyOutcome
@@ -51,6 +52,7 @@ def run_simulated_study(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     verbose: bool = False,
+    signature: StudySignature | None = None,
 ) -> StudyOutcome:
     """Run ``study`` over the given site directories; results go to ``out``."""
     if not site_dirs:
@@ -68,6 +70,7 @@ def run_simulated_study(
         expected_sites=len(resolved),
         overwrite=overwrite,
         progress=progress,
+        signature=signature,
     )
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level

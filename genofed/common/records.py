@@ -20,6 +20,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from genofed.common.errors import IntegrityError
+from genofed.common.signing import StudySignature
 from genofed.common.study import Study, study_from_canonical
 from genofed.protos.v1 import genofed_pb2 as pb
 
@@ -44,6 +45,21 @@ def array_spec(name: str, array: np.ndarray) -> pb.ArraySpec:
 
 def study_to_proto(study: Study) -> pb.Study:
     return pb.Study(canonical_json=study.canonical_json(), sha256=study.sha256)
+
+
+def signed_study_to_proto(study: Study, signature: StudySignature | None) -> pb.SignedStudy:
+    message = pb.SignedStudy(study=study_to_proto(study))
+    if signature is not None:
+        message.signature = signature.signature
+        message.analyst_public_key = signature.public_key
+    return message
+
+
+def signature_from_proto(message: pb.SignedStudy) -> StudySignature | None:
+    """The analyst's signature, or None for an unsigned study."""
+    if not message.signature and not message.analyst_public_key:
+        return None
+    return StudySignature(public_key=message.analyst_public_key, signature=message.signature)
 
 
 def study_from_proto(message: pb.Study) -> Study:
@@ -123,6 +139,8 @@ __all__ = [
     "reply_to_recorddict",
     "request_from_recorddict",
     "request_to_recorddict",
+    "signature_from_proto",
+    "signed_study_to_proto",
     "study_from_proto",
     "study_to_proto",
 ]

@@ -23,6 +23,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from genofed.common.errors import GenoFedError, IntegrityError
 from genofed.common.records import reply_from_recorddict, request_to_recorddict
+from genofed.common.signing import StudySignature
 from genofed.common.study import Study, load_study
 from genofed.coordinator.runner import ProgressFn, StudyOutcome, run_study
 from genofed.coordinator.transport import Incoming, Outgoing
@@ -91,6 +92,7 @@ class StudyJob:
     overwrite: bool = False
     progress: ProgressFn | None = None
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    signature: StudySignature | None = None  # the analyst's, sent with every request
 
 
 def run_job(job: StudyJob, grid: Grid) -> StudyOutcome:
@@ -109,6 +111,7 @@ def run_job(job: StudyJob, grid: Grid) -> StudyOutcome:
         engine=job.engine,
         overwrite=job.overwrite,
         progress=job.progress,
+        signature=job.signature,
     )
 
 

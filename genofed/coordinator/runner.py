@@ -32,7 +32,8 @@ import numpy as np
 
 from genofed.common.analyses import COUNT_KINDS, VARIANTS_KIND
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
-from genofed.common.records import NamedArrays, study_to_proto
+from genofed.common.records import NamedArrays, signed_study_to_proto
+from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import Study
 from genofed.coordinator.combine.harmonize import Harmonization, VariantTable, harmonize
 from genofed.coordinator.outputs import write_count_outputs
@@ -97,9 +98,15 @@ def run_study(
     progress: ProgressFn | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
     clock: Clock = _utcnow,
+    signature: StudySignature | None = None,
 ) -> StudyOutcome:
-    """Run ``study`` over ``transport`` and write its results to ``out``."""
+    """Run ``study`` over ``transport`` and write its results to ``out``.
+
+    ``signature`` is the analyst's signature over the study; it travels with
+    every request so that each site can check it against its policy.
+    """
     notify = progress or (lambda _event: None)
+    signed = signed_study_to_proto(study, signature)
     run_id = run_id or uuid.uuid4().hex[:16]
     started = clock()
     _check_out(out, overwrite)
@@ -112,7 +119,12 @@ def run_study(
 
     notify(Progress("round", f"round 1/{total}: variant harmonization", 1, total))
     replies = _ask(
-        transport, nodes, _request(study, run_id, VARIANTS_KIND, "variants", 1), {}, timeout, notify
+        transport,
+        nodes,
+        _request(signed, run_id, VARIANTS_KIND, "variants", 1),
+        {},
+        timeout,
+        notify,
     )
     sites = {
         n: SiteRecord(n, r.site, dict(r.facts), r.software_version) for n, (r, _) in replies.items()
@@ -145,7 +157,7 @@ def run_study(
             plans = dict(zip(order, harmonization.plans, strict=True))
             outgoing = {
                 n: Outgoing(
-                    _request(study, run_id, GENOTYPE_COUNTS_KIND, ",".join(count_ids), 2),
+                    _request(signed, run_id, GENOTYPE_COUNTS_KIND, ",".join(count_ids), 2),
                     {"variant_index": plans[n].index, "flip": plans[n].flip},
                 )
                 for n in order
@@ -178,6 +190,7 @@ def run_study(
                 sites=[sites[n] for n in order],
                 harmonization=harmonization,
                 outputs=outputs,
+                signer=None if signature is None else public_key_text(signature.public_key),
             )
         )
         _publish(staging, out)
@@ -213,10 +226,10 @@ def _publish(staging: Path, out: Path) -> None:
 
 
 def _request(
-    study: Study, run_id: str, kind: str, analysis_id: str, round_: int
+    study: pb.SignedStudy, run_id: str, kind: str, analysis_id: str, round_: int
 ) -> pb.AnalysisRequest:
     return pb.AnalysisRequest(
-        study=pb.SignedStudy(study=study_to_proto(study)),
+        study=study,
         analysis_id=analysis_id,
         kind=kind,
         step=kind,

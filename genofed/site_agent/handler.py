@@ -25,11 +25,17 @@ import numpy as np
 import genofed
 from genofed.common.analyses import COUNT_KINDS, VARIANTS_KIND
 from genofed.common.errors import GenoFedError, IntegrityError, PolicyRefusal
-from genofed.common.records import NamedArrays, study_from_proto
+from genofed.common.records import NamedArrays, signature_from_proto, study_from_proto
 from genofed.common.study import Study
 from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.io.plink import BedFile
-from genofed.site_agent.policy import POLICY_FILE, SitePolicy, check_request, load_policy
+from genofed.site_agent.policy import (
+    POLICY_FILE,
+    SitePolicy,
+    check_request,
+    check_study_signature,
+    load_policy,
+)
 from genofed.site_agent.sitedir import SiteConfig, load_site
 from genofed.site_agent.stats.genotype_counts import flip_counts, genotype_counts
 
@@ -83,7 +89,12 @@ def _dispatch(
     inputs: NamedArrays,
     reply: pb.SiteReply,
 ) -> NamedArrays:
-    signed = bool(request.study.signature)
+    signed = (
+        check_study_signature(
+            policy, request.study.study.canonical_json, signature_from_proto(request.study)
+        )
+        is not None
+    )
     with BedFile(config.genotypes) as bed:
         reply.facts["n_samples"] = str(bed.n_samples)
         reply.facts["n_variants"] = str(bed.n_variants)

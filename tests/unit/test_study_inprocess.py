@@ -67,7 +67,7 @@ def test_run_study__refusing_site_stops_study_and_writes_nothing(cohort, tmp_pat
     with pytest.raises(SiteFailure) as info:
         run_study(QC, transport, tmp_path / "results", engine="in-process")
     assert info.value.site == "site-b"
-    assert info.value.reason_code == "ANALYSIS_NOT_ALLOWED"
+    assert info.value.reason_code == "UNSIGNED_STUDY"  # the default policy refuses everything
     assert not (tmp_path / "results").exists()
     assert not list(tmp_path.glob(".results.partial-*"))
 

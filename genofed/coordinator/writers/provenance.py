@@ -62,15 +62,20 @@ def write_provenance(
     sites: Sequence[SiteRecord],
     harmonization: Harmonization,
     outputs: Sequence[str],
+    signer: str | None = None,
 ) -> str:
-    """Write ``provenance.json``; returns its file name."""
+    """Write ``provenance.json``; returns its file name.
+
+    ``signer`` is the analyst's public key (``ed25519:...``) for a signed study.
+    """
     demo_sites = [s.name for s in sites if s.facts.get("policy", "").startswith("demo")]
     doc = {
         "schema": PROVENANCE_SCHEMA,
         "study": {
             "name": study.name,
             "sha256": study.sha256,
-            "signed": False,
+            "signed": signer is not None,
+            "signer_public_key": signer,
             "canonical": json.loads(study.canonical_json()),
         },
         "run": {

@@ -129,11 +129,41 @@ def test_check_request__refuses_with_reason_code(
     assert str(n) not in str(info.value)  # never tells the coordinator the exact cohort size
 
 
-def test_check_request__unsigned_refusal_says_only_demo_policies_accept_for_now() -> None:
-    with pytest.raises(PolicyRefusal, match="only sites with a demo policy"):
+def test_check_request__unsigned_refusal_says_how_to_sign() -> None:
+    with pytest.raises(PolicyRefusal, match="genofed study sign"):
         check_request(REAL, kind="freq", signed=False, n_samples=100)
 
 
 @pytest.mark.parametrize(("policy", "signed"), [(DEMO, False), (DEMO, True), (REAL, True)])
 def test_check_request__allows_permitted_request(policy: SitePolicy, signed: bool) -> None:
     check_request(policy, kind="freq", signed=signed, n_samples=10)
+
+
+def test_load_policy__trusted_analysts_are_parsed(tmp_path: Path) -> None:
+    from genofed.common.signing import generate_private_key, parse_public_key, public_key_text
+
+    pub = public_key_text(generate_private_key().public_key())
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        "[policy]\nversion = 1\n\n[[policy.trusted_analysts]]\n"
+        f'name = "alice"\npublic_key = "{pub}"\n'
+    )
+    assert dict(load_policy(path).trusted_analysts) == {"alice": parse_public_key(pub)}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('name = "alice"\npublic_key = "ssh-ed25519 AAAA"', "public_key is not an Ed25519"),
+        ('name = "alice"', "public_key"),
+        ('name = "alice"\npublic_key = "ed25519:AAAA"\ncolour = "red"', "colour"),
+    ],
+)
+def test_load_policy__bad_trusted_analyst_names_key_and_file(
+    tmp_path: Path, entry: str, message: str
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(f"[policy]\nversion = 1\n\n[[policy.trusted_analysts]]\n{entry}\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_policy(path)
+    assert str(path) in str(info.value)
