@@ -59,6 +59,7 @@ protos: $(STAMP)
 
 bench: $(STAMP) plink2
 	$(BIN)/python bench/freq_hardy.py
+	$(BIN)/python bench/dp_freq.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

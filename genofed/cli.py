@@ -35,6 +35,7 @@ from rich.progress import Progress as RichProgress
 from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from genofed import deploy_cli
 from genofed.common.errors import GenoFedError, HarmonizationError, InputError, SiteFailure
 from genofed.common.signing import (
     StudySignature,
@@ -61,7 +62,7 @@ DEMO_STUDY = """\
 # GenoFed demo study: the embedded default run by `make demo`.
 [study]
 name = "demo-qc"
-description = "Frequencies, missingness, genotype counts and HWE at three synthetic hospitals"
+description = "QC tables, HWE and GWAS (linear and logistic) at three synthetic hospitals"
 on_variant_mismatch = "stop"
 
 [[analysis]]
@@ -76,6 +77,18 @@ kind = "gcount"
 [[analysis]]
 kind = "hardy"
 midp = false
+
+[[analysis]]
+kind = "glm"
+id = "gwas_qpheno"
+phenotype = "QPHENO"
+covariates = ["AGE", "SEX"]
+
+[[analysis]]
+kind = "glm"
+id = "gwas_disease"
+phenotype = "DISEASE"
+covariates = ["AGE", "SEX"]
 """
 DEMO_SAMPLES = 1500
 DEMO_VARIANTS = 2000
@@ -88,6 +101,9 @@ app = typer.Typer(
 )
 study_app = typer.Typer(no_args_is_help=True, help="Inspect and run studies.")
 app.add_typer(study_app, name="study")
+for _sub_app, _sub_name in deploy_cli.iter_apps():
+    app.add_typer(_sub_app, name=_sub_name)
+app.command("app-hash")(deploy_cli.app_hash)
 
 console = Console(stderr=True)
 out_console = Console()
@@ -222,6 +238,19 @@ def study_run(
         list[Path] | None, typer.Option(help="site directory (repeat per site)")
     ] = None,
     simulation: Annotated[bool, typer.Option(help="run on Flower's simulation engine")] = False,
+    superlink: Annotated[
+        str | None,
+        typer.Option(help="run on a live federation: the coordinator's control API HOST:PORT"),
+    ] = None,
+    sites: Annotated[
+        int, typer.Option(min=1, help="with --superlink: how many sites must take part")
+    ] = 3,
+    ca_cert: Annotated[
+        Path | None, typer.Option(help="with --superlink: the consortium CA certificate")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="with --superlink: PLAINTEXT, test setups only")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an existing results directory")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
     verbose: Annotated[bool, typer.Option(help="show Flower's own logs")] = False,
@@ -229,13 +258,21 @@ def study_run(
     """Run a study and write plink2-compatible results.
 
     Example: genofed study run study.toml --simulation --site a --site b --site c --out results
+
+    Live federation (results are written to --out on the coordinator host):
+    genofed study run study.toml --superlink coord:9093 --ca-cert ca.pem --sites 3 --out results
     """
-    if not simulation:
+    if simulation == (superlink is not None):
         console.print(
-            "[bold red]error:[/] only --simulation is available in this version; "
-            "deployment over a SuperLink is not built yet"
+            "[bold red]error:[/] choose where to run: --simulation (with --site DIR per site) "
+            "or --superlink HOST:PORT (a live federation)"
         )
         raise typer.Exit(EXIT_INPUT)
+    if superlink is not None:
+        _study_run_deployed(
+            study_file, out, superlink, sites, ca_cert, insecure, overwrite, as_json
+        )
+        return
     from genofed.simulation import run_simulated_study
 
     with _errors():
@@ -251,6 +288,48 @@ def study_run(
                 signature=signature,
             )
     _report(outcome, as_json)
+
+
+def _study_run_deployed(
+    study_file: Path,
+    out: Path,
+    superlink: str,
+    sites: int,
+    ca_cert: Path | None,
+    insecure: bool,
+    overwrite: bool,
+    as_json: bool,
+) -> None:
+    from genofed.coordinator.submit import Submission, submit_study
+
+    if insecure:
+        console.print("[bold red]WARNING: --insecure: the study travels in PLAINTEXT.[/]")
+    with _errors():
+        _load_study_file(study_file)  # a clear error here rather than on the coordinator
+        outcome = submit_study(
+            Submission(
+                study_file=study_file,
+                superlink=superlink,
+                out=out,
+                expected_sites=sites,
+                ca_cert=ca_cert,
+                insecure=insecure,
+                overwrite=overwrite,
+            ),
+            emit=(lambda _line: None)
+            if as_json
+            else (lambda line: console.print(f"  {line}", highlight=False, markup=False)),
+        )
+    if as_json:
+        out_console.print_json(json.dumps(outcome.doc))
+        return
+    out_console.print(
+        f"study {outcome.doc['study']} ({str(outcome.doc['sha256'])[:12]}) finished in "
+        f"{outcome.seconds:.1f} s on {len(outcome.doc['sites'])} sites"
+    )
+    out_console.print(f"results (on the coordinator host): {outcome.out}")
+    for name in outcome.doc["outputs"]:
+        out_console.print(f"  {outcome.out / str(name)}")
 
 
 def _report(outcome: StudyOutcome, as_json: bool) -> None:

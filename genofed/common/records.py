@@ -43,6 +43,11 @@ def array_spec(name: str, array: np.ndarray) -> pb.ArraySpec:
     )
 
 
+def array_manifest(arrays: Mapping[str, np.ndarray]) -> list[pb.ArraySpec]:
+    """Manifest of named arrays, in order: what the codec sends and the audit log records."""
+    return [array_spec(name, array) for name, array in arrays.items()]
+
+
 def study_to_proto(study: Study) -> pb.Study:
     return pb.Study(canonical_json=study.canonical_json(), sha256=study.sha256)
 
@@ -118,11 +123,19 @@ def request_from_recorddict(content: RecordDict) -> tuple[pb.AnalysisRequest, Na
 
 
 def reply_to_recorddict(reply: pb.SiteReply, arrays: Mapping[str, np.ndarray]) -> RecordDict:
-    """Encode a reply; its ``arrays`` manifest is filled from ``arrays``."""
+    """Encode a reply; its ``arrays`` manifest is filled from ``arrays``.
+
+    A reply that already lists a manifest (the site agent's, which its audit
+    log records) must list exactly these arrays: the bytes that leave are the
+    bytes that were audited, or nothing leaves.
+    """
+    manifest = array_manifest(arrays)
+    if reply.arrays and list(reply.arrays) != manifest:
+        raise IntegrityError()
     message = pb.SiteReply()
     message.CopyFrom(reply)
     del message.arrays[:]
-    message.arrays.extend(array_spec(n, a) for n, a in arrays.items())
+    message.arrays.extend(manifest)
     return _pack(REPLY_KEY, message, arrays)
 
 
@@ -134,6 +147,7 @@ def reply_from_recorddict(content: RecordDict) -> tuple[pb.SiteReply, NamedArray
 
 __all__ = [
     "NamedArrays",
+    "array_manifest",
     "array_spec",
     "reply_from_recorddict",
     "reply_to_recorddict",

@@ -13,6 +13,11 @@ Study file format (documented for analysts in the README)::
     min_sites = 3                    # optional; default: every site must answer
     on_variant_mismatch = "stop"     # or "intersect"
 
+    [privacy]                        # optional; default mode = "plain"
+    mode = "dp"                      # "plain": exact sums; "dp": each site adds noise
+    epsilon = 1.0                    # dp: privacy loss per site for the whole study
+    delta = 1e-6                     # dp: its delta
+
     [[analysis]]
     kind = "hardy"                   # see genofed.common.analyses
     id = "hardy"                     # optional; defaults to the kind
@@ -30,7 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from genofed.common.analyses import ANALYSIS_KINDS
+from genofed.common.analyses import ANALYSIS_KINDS, COUNT_KINDS, ParamError
 from genofed.common.errors import ConfigError, IntegrityError
 from genofed.common.tomlconfig import check_keys, get_typed, load_toml
 
@@ -42,6 +47,24 @@ DEFAULT_ON_MISMATCH = "stop"
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _STUDY_KEYS = ("name", "description", "min_sites", "on_variant_mismatch")
+_PRIVACY_KEYS = ("mode", "epsilon", "delta")
+#: Release modes a study may ask for (a site's policy says which it allows).
+RELEASE_MODES = ("plain", "dp")
+DEFAULT_DELTA = 1e-6
+#: Analyses that can run in ``dp`` mode (their release is noised genotype counts).
+DP_KINDS = COUNT_KINDS
+
+
+@dataclass(frozen=True)
+class PrivacySpec:
+    """How sites release: ``plain`` sums, or ``dp`` with (epsilon, delta) per site."""
+
+    mode: str = "plain"
+    epsilon: float | None = None
+    delta: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "epsilon": self.epsilon, "delta": self.delta}
 
 
 @dataclass(frozen=True)
@@ -65,10 +88,12 @@ class Study:
     description: str = ""
     min_sites: int | None = None
     on_variant_mismatch: str = DEFAULT_ON_MISMATCH
+    privacy: PrivacySpec = PrivacySpec()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": STUDY_SCHEMA,
+            "privacy": self.privacy.to_json(),
             "study": {
                 "name": self.name,
                 "description": self.description,
@@ -98,7 +123,13 @@ def load_study(path: Path) -> Study:
 
 def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
     """Validate a parsed study file (``path`` is only used in messages)."""
-    check_keys(raw, ("study", "analysis"), path=path, where="the study file", required=("study",))
+    check_keys(
+        raw,
+        ("study", "analysis", "privacy"),
+        path=path,
+        where="the study file",
+        required=("study",),
+    )
     head = raw["study"]
     if not isinstance(head, dict):
         raise ConfigError("[study] must be a table", path=path)
@@ -144,7 +175,47 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
         min_sites=min_sites,
         on_variant_mismatch=mismatch,
         analyses=analyses,
+        privacy=_privacy(raw.get("privacy", {}), path, analyses),
     )
+
+
+def _privacy(table: Any, path: Path, analyses: tuple[AnalysisSpec, ...]) -> PrivacySpec:
+    if not isinstance(table, dict):
+        raise ConfigError("[privacy] must be a table", path=path)
+    check_keys(table, _PRIVACY_KEYS, path=path, where="[privacy]")
+    mode = get_typed(table, "mode", str, "plain", path=path, where="privacy")
+    if mode not in RELEASE_MODES:
+        raise ConfigError(
+            f"privacy.mode must be one of {RELEASE_MODES}, not {mode!r}",
+            path=path,
+            hint='use mode = "dp" with epsilon = ..., or leave [privacy] out for plain sums',
+        )
+    epsilon = get_typed(table, "epsilon", (int, float), None, path=path, where="privacy")
+    delta = get_typed(table, "delta", (int, float), None, path=path, where="privacy")
+    if mode == "plain":
+        if epsilon is not None or delta is not None:
+            raise ConfigError(
+                'privacy.epsilon and privacy.delta apply only to mode = "dp"', path=path
+            )
+        return PrivacySpec()
+    if epsilon is None or not 0 < epsilon <= 100:
+        raise ConfigError(
+            'privacy.epsilon must be given for mode = "dp" and lie in (0, 100]',
+            path=path,
+            hint="e.g. epsilon = 1.0 (the privacy loss each site accepts for this study)",
+        )
+    not_dp = sorted({a.kind for a in analyses} - DP_KINDS)
+    if not_dp:
+        raise ConfigError(
+            f'mode = "dp" is available for {", ".join(sorted(DP_KINDS))} only, '
+            f"not for {', '.join(not_dp)}",
+            path=path,
+            hint='run those analyses in a separate study without [privacy] mode = "dp"',
+        )
+    delta = DEFAULT_DELTA if delta is None else delta
+    if not 0 < delta < 1e-2:
+        raise ConfigError(f"privacy.delta must lie in (0, 0.01), not {delta}", path=path)
+    return PrivacySpec(mode=mode, epsilon=float(epsilon), delta=float(delta))
 
 
 def _analysis(table: Any, number: int, path: Path) -> AnalysisSpec:
@@ -169,6 +240,11 @@ def _analysis(table: Any, number: int, path: Path) -> AnalysisSpec:
         key: get_typed(table, key, spec.kind, spec.default, path=path, where=where)
         for key, spec in kind.params.items()
     }
+    if kind.check is not None:
+        try:
+            params = kind.check(params)
+        except ParamError as exc:
+            raise ConfigError(f"{where} ({kind_name}): {exc}", path=path, hint=exc.hint) from exc
     return AnalysisSpec(id=ident, kind=kind_name, params=MappingProxyType(params))
 
 
@@ -185,8 +261,10 @@ def study_from_canonical(data: bytes, expected_sha256: str) -> Study:
         if doc.get("schema") != STUDY_SCHEMA:
             raise IntegrityError()
         head = {k: v for k, v in doc["study"].items() if v is not None}
+        privacy = {k: v for k, v in doc["privacy"].items() if v is not None}
         raw = {
             "study": head,
+            "privacy": privacy,
             "analysis": [
                 {"kind": a["kind"], "id": a["id"], **a["params"]} for a in doc["analyses"]
             ],
@@ -201,8 +279,10 @@ def study_from_canonical(data: bytes, expected_sha256: str) -> Study:
 
 __all__ = [
     "MISMATCH_POLICIES",
+    "RELEASE_MODES",
     "STUDY_SCHEMA",
     "AnalysisSpec",
+    "PrivacySpec",
     "Study",
     "load_study",
     "study_from_canonical",

@@ -7,12 +7,16 @@ the ServerApp's main function waits for the sites, then hands the study to
 
 A study job reaches the ServerApp either directly (``make_server_app``, used
 by the simulation runner in the same process) or through the run config
-(``study-path``, ``out-dir``, ``expected-sites``: ``flwr run`` in deployment).
+(``study-text`` or ``study-path``, ``out-dir``, ``expected-sites``, ``run-id``:
+``genofed study run --superlink`` via ``flwr run`` in deployment; the keys
+are declared in :mod:`genofed.common.appbundle`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,16 +27,16 @@ from flwr.serverapp import Grid, ServerApp
 
 from genofed.common.errors import GenoFedError, IntegrityError
 from genofed.common.records import reply_from_recorddict, request_to_recorddict
-from genofed.common.signing import StudySignature
+from genofed.common.signing import StudySignature, is_signed_study_file, load_signed_study
 from genofed.common.study import Study, load_study
-from genofed.coordinator.runner import ProgressFn, StudyOutcome, run_study
+from genofed.coordinator.runner import Progress, ProgressFn, StudyOutcome, run_study
 from genofed.coordinator.transport import Incoming, Outgoing
 
 log = logging.getLogger("genofed.coordinator")
 
 #: How long the ServerApp waits for the expected sites to connect.
 DEFAULT_CONNECT_TIMEOUT_S = 120.0
-_POLL_S = 0.2
+_POLL_S = 0.1
 
 
 class GridTransport:
@@ -56,6 +60,7 @@ class GridTransport:
         return nodes
 
     def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        # push, then poll every _POLL_S: Grid.send_and_receive sleeps 3 s between pulls
         messages = [
             Message(
                 request_to_recorddict(o.request, o.inputs),
@@ -65,7 +70,7 @@ class GridTransport:
             for node, o in outgoing.items()
         ]
         result: dict[int, Incoming] = {}
-        for msg in self._grid.send_and_receive(messages, timeout=timeout):
+        for msg in self._send_and_receive(messages, timeout):
             node = msg.metadata.src_node_id
             if msg.has_error():
                 result[node] = Incoming(None, error=f"site app failed: {msg.error.reason}")
@@ -80,6 +85,18 @@ class GridTransport:
             result.setdefault(node, Incoming(None, error=f"no reply within {timeout:.0f} s"))
         return result
 
+    def _send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
+        pending = set(self._grid.push_messages(messages))
+        deadline = time.monotonic() + timeout
+        replies: list[Message] = []
+        while pending and time.monotonic() < deadline:
+            got = list(self._grid.pull_messages(pending))
+            replies.extend(got)
+            pending.difference_update(m.metadata.reply_to_message_id for m in got)
+            if pending:
+                time.sleep(_POLL_S)
+        return replies
+
 
 @dataclass(frozen=True)
 class StudyJob:
@@ -93,6 +110,7 @@ class StudyJob:
     progress: ProgressFn | None = None
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
     signature: StudySignature | None = None  # the analyst's, sent with every request
+    run_id: str | None = None
 
 
 def run_job(job: StudyJob, grid: Grid) -> StudyOutcome:
@@ -112,6 +130,7 @@ def run_job(job: StudyJob, grid: Grid) -> StudyOutcome:
         overwrite=job.overwrite,
         progress=job.progress,
         signature=job.signature,
+        run_id=job.run_id,
     )
 
 
@@ -131,17 +150,93 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Deployment entry point: the job comes from the run config."""
-    cfg = context.run_config
-    job = StudyJob(
-        study=load_study(Path(str(cfg["study-path"]))),
-        out=Path(str(cfg["out-dir"])),
-        engine="deployment",
-        expected_sites=int(cfg.get("expected-sites", 1)),
-        overwrite=bool(cfg.get("overwrite", False)),
-    )
-    outcome = run_job(job, grid)
+    """Deployment entry point: the job comes from the run config.
+
+    Runs in the SuperLink's ServerApp process on the coordinator host, so
+    ``out-dir`` is a path there. Its standard output is what ``flwr run
+    --stream`` (and so ``genofed study run --superlink``) shows: one
+    ``genofed-progress:`` line per event, then one ``genofed-result:`` JSON line.
+    """
+    try:
+        outcome = run_job(job_from_run_config(context.run_config), grid)
+    except GenoFedError as exc:
+        print(result_line({"status": "failed", "error": type(exc).__name__, "message": str(exc)}))
+        raise
+    print(result_line({"status": "ok", **outcome_doc(outcome)}), flush=True)
     log.info("study %s finished: %s", outcome.study.name, outcome.out)
 
 
-__all__ = ["GridTransport", "StudyJob", "app", "make_server_app", "run_job"]
+def job_from_run_config(cfg: Mapping[str, object]) -> StudyJob:
+    """The :class:`StudyJob` that ``genofed study run --superlink`` put in the run config.
+
+    ``study-text`` carries the study file itself (``study-suffix`` says
+    whether it is a ``.toml`` study or a signed ``.json`` one), so the
+    analyst's study need not be on the coordinator host; ``study-path``
+    names a file on the coordinator host instead.
+    """
+    signature: StudySignature | None = None
+    text = str(cfg.get("study-text", ""))
+    if text:
+        suffix = ".json" if str(cfg.get("study-suffix", ".toml")) == ".json" else ".toml"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"study{suffix}"
+            path.write_text(text, encoding="utf-8")
+            study, signature = _load_study_file(path)
+    else:
+        study, signature = _load_study_file(Path(str(cfg["study-path"])))
+    return StudyJob(
+        study=study,
+        out=Path(str(cfg["out-dir"])),
+        engine="deployment",
+        expected_sites=int(str(cfg.get("expected-sites", 1))),
+        overwrite=bool(cfg.get("overwrite", False)),
+        progress=_print_progress,
+        connect_timeout=float(str(cfg.get("connect-timeout", DEFAULT_CONNECT_TIMEOUT_S))),
+        signature=signature,
+        run_id=str(cfg.get("run-id", "")) or None,
+    )
+
+
+def _load_study_file(path: Path) -> tuple[Study, StudySignature | None]:
+    if is_signed_study_file(path):
+        return load_signed_study(path)
+    return load_study(path), None
+
+
+PROGRESS_PREFIX = "genofed-progress: "
+RESULT_PREFIX = "genofed-result: "
+
+
+def _print_progress(event: Progress) -> None:
+    print(f"{PROGRESS_PREFIX}{event.message}", flush=True)
+
+
+def result_line(doc: Mapping[str, object]) -> str:
+    return RESULT_PREFIX + json.dumps(doc, sort_keys=True, default=str)
+
+
+def outcome_doc(outcome: StudyOutcome) -> dict[str, object]:
+    """A JSON-able summary of a finished study."""
+    return {
+        "study": outcome.study.name,
+        "sha256": outcome.study.sha256,
+        "run_id": outcome.run_id,
+        "out": str(outcome.out),
+        "outputs": list(outcome.outputs),
+        "sites": [{"name": s.name, **s.facts} for s in outcome.sites],
+        "summary": outcome.summary,
+    }
+
+
+__all__ = [
+    "PROGRESS_PREFIX",
+    "RESULT_PREFIX",
+    "GridTransport",
+    "StudyJob",
+    "app",
+    "job_from_run_config",
+    "make_server_app",
+    "outcome_doc",
+    "result_line",
+    "run_job",
+]

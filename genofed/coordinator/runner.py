@@ -20,22 +20,25 @@ without a site, up to ``min_sites``, comes with the deployment work).
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from genofed.common.analyses import COUNT_KINDS, VARIANTS_KIND
+from genofed.common.analyses import COUNT_KINDS, GLM_KIND, VARIANTS_KIND
+from genofed.common.checkpoint import checkpoint_from_proto, checkpoint_to_json
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
 from genofed.common.records import NamedArrays, signed_study_to_proto
 from genofed.common.signing import StudySignature, public_key_text
-from genofed.common.study import Study
+from genofed.common.study import AnalysisSpec, Study
 from genofed.coordinator.combine.harmonize import Harmonization, VariantTable, harmonize
+from genofed.coordinator.glm_protocol import run_glm
 from genofed.coordinator.outputs import write_count_outputs
 from genofed.coordinator.transport import Incoming, Outgoing, Transport
 from genofed.coordinator.writers.provenance import write_harmonization, write_provenance
@@ -165,11 +168,14 @@ def run_study(
             replies = _exchange(transport, outgoing, timeout, notify)
             n_variants = len(harmonization.variants)
             per_site = []
+            dp = study.privacy.mode == "dp"
             for n in order:
                 reply, arrays = replies[n]
                 sites[n].replies.append(_reply_record(GENOTYPE_COUNTS_KIND, reply))
-                per_site.append(_checked_counts(sites[n].name, arrays, n_variants))
+                per_site.append(_checked_counts(sites[n].name, arrays, n_variants, noisy=dp))
             pooled = np.sum(per_site, axis=0)
+            if dp:  # post-processing of noisy sums: a count cannot be negative
+                pooled = np.maximum(pooled, 0)
             for spec in study.analyses:
                 if spec.kind in COUNT_KINDS:
                     notify(Progress("analysis", f"combining {spec.id} ({spec.kind})"))
@@ -178,6 +184,23 @@ def run_study(
                     )
                     outputs.extend(files)
                     summary[spec.id] = stats
+        glm_rounds = iter(range(3, 10**6))
+        for spec in study.analyses:
+            if spec.kind == GLM_KIND:
+                notify(Progress("analysis", f"running {spec.id} (glm, several rounds)"))
+
+                def ask(kind: str, ident: str, inputs: Sequence[NamedArrays]) -> list[Reply]:
+                    req = _request(signed, run_id, kind, ident, next(glm_rounds))
+                    out = {n: Outgoing(req, x) for n, x in zip(order, inputs, strict=True)}
+                    got = _exchange(transport, out, timeout, notify)
+                    for n in order:
+                        sites[n].replies.append(_reply_record(kind, got[n][0]))
+                    return [got[n] for n in order]
+
+                prefix = _glm_prefix(study, spec)
+                files, stats = run_glm(spec, harmonization, staging, ask, prefix=prefix)
+                outputs.extend(files)
+                summary[spec.id] = stats
         finished = clock()
         outputs.append(
             write_provenance(
@@ -201,6 +224,16 @@ def run_study(
     return StudyOutcome(
         out, study, run_id, tuple(sites[n] for n in order), harmonization, tuple(outputs), summary
     )
+
+
+Reply = tuple[pb.SiteReply, NamedArrays]
+
+
+def _glm_prefix(study: Study, spec: AnalysisSpec) -> str:
+    """``gwas``, or ``gwas.<id>`` when two glm analyses share a phenotype."""
+    phenotype = spec.params["phenotype"]
+    same = [a for a in study.analyses if a.kind == GLM_KIND and a.params["phenotype"] == phenotype]
+    return "gwas" if len(same) == 1 else f"gwas.{spec.id}"
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -297,13 +330,16 @@ def _variant_table(site: str, arrays: NamedArrays) -> VariantTable:
     return table
 
 
-def _checked_counts(site: str, arrays: NamedArrays, n_variants: int) -> np.ndarray:
+def _checked_counts(
+    site: str, arrays: NamedArrays, n_variants: int, *, noisy: bool = False
+) -> np.ndarray:
+    """A site's counts, checked; noisy (``dp``) counts may be negative."""
     counts = arrays.get("genotype_counts")
     if (
         counts is None
         or counts.shape != (n_variants, 4)
         or counts.dtype.kind not in "iu"
-        or (counts.size and counts.min() < 0)
+        or (counts.size and counts.min() < 0 and not noisy)
     ):
         raise SiteFailure(
             site, "BAD_REPLY", f"genotype counts must be ({n_variants}, 4) non-negative integers"
@@ -319,8 +355,25 @@ def _reply_record(kind: str, reply: pb.SiteReply) -> dict[str, object]:
             {"name": a.name, "dtype": a.dtype, "shape": list(a.shape), "sha256": a.sha256}
             for a in reply.arrays
         ],
-        "receipt": {"audited": reply.receipt.audited},
+        "receipt": _receipt_record(reply.receipt),
+        **({"noise": json.loads(reply.facts["noise"])} if "noise" in reply.facts else {}),
+        **(
+            {"epsilon_charged": reply.receipt.epsilon_charged}
+            if reply.receipt.epsilon_charged
+            else {}
+        ),
     }
+
+
+def _receipt_record(receipt: pb.Receipt) -> dict[str, object]:
+    """The receipt as provenance keeps it: the audit entry and the checkpoint that signs it."""
+    record: dict[str, object] = {"audited": receipt.audited}
+    if receipt.audited:
+        record["audit_index"] = receipt.audit_index
+        record["checkpoint"] = checkpoint_to_json(checkpoint_from_proto(receipt.checkpoint))
+        record["epsilon_charged"] = receipt.epsilon_charged
+        record["delta_charged"] = receipt.delta_charged
+    return record
 
 
 __all__ = ["Progress", "SiteRecord", "StudyOutcome", "run_study"]

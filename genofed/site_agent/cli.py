@@ -11,6 +11,8 @@ Exit codes:
 * ``2`` (EXIT_INPUT): bad input or configuration (a file, a flag, a TOML
   file); the message says what, where and how to fix it. Typer's own usage
   errors (unknown flag, missing option) also exit with 2.
+* ``3`` (EXIT_AUDIT_FAILED, ``audit verify`` only): the audit log does not
+  verify (:mod:`genofed.site_agent.audit_cli`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from genofed.common.errors import GenoFedError
+from genofed.site_agent import audit_cli, node_cli
 from genofed.site_agent.policy import POLICY_FILE, SitePolicy, load_policy
 from genofed.site_agent.sitedir import SiteSummary, init_site, inspect_site, load_site
 
@@ -40,6 +43,9 @@ app = typer.Typer(
     add_completion=False,
     help="GenoFed site agent: prepare and check this hospital's site directory.",
 )
+app.add_typer(audit_cli.app, name="audit")  # exit code 3: see genofed.site_agent.audit_cli
+app.command("up")(node_cli.up)  # connects to the coordinator: see genofed.site_agent.node_cli
+app.command("app-hash")(node_cli.app_hash)
 T = TypeVar("T")
 
 
@@ -151,9 +157,10 @@ def init(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Check the data files, then write site.toml and policy.toml into --out.
+    """Check the data files, then write site.toml, policy.toml and state/ into --out.
 
-    Nothing is written if any file is wrong. Without --demo-policy the policy
+    state/ holds the site's new audit key and log; give state/audit.pub to
+    the privacy officer. Nothing is written if any file is wrong. Without --demo-policy the policy
     refuses every study until the privacy officer edits it.
 
     Example:

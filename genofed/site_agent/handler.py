@@ -13,25 +13,50 @@ What can leave a site, by request kind:
   and 2 copies of the study's ALT allele and with a missing call. It serves
   the ``freq``, ``hardy``, ``missing`` and ``gcount`` analyses named in the
   request, each of which the policy must allow.
+
+Every request, refusal and release is an entry of the site's audit log
+(:mod:`genofed.site_agent.audit`), written durably before the reply leaves;
+the reply's receipt cites the entry and the signed checkpoint covering it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 import genofed
 from genofed.common.analyses import COUNT_KINDS, VARIANTS_KIND
+from genofed.common.checkpoint import checkpoint_to_proto
 from genofed.common.errors import GenoFedError, IntegrityError, PolicyRefusal
-from genofed.common.records import NamedArrays, signature_from_proto, study_from_proto
+from genofed.common.glm_wire import GLM_REQUEST_KINDS
+from genofed.common.records import (
+    NamedArrays,
+    array_manifest,
+    signature_from_proto,
+    study_from_proto,
+)
 from genofed.common.study import Study
 from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.audit import (
+    DECISION_ERROR,
+    DECISION_REFUSED,
+    NO_NOISE,
+    AuditLog,
+    refusal_entry,
+    release_entry,
+    request_entry,
+)
+from genofed.site_agent.dp_release import ledger_for, plan_counts, release_counts
+from genofed.site_agent.glm_requests import serve_glm
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.policy import (
     POLICY_FILE,
     SitePolicy,
+    check_release_mode,
     check_request,
     check_study_signature,
     load_policy,
@@ -40,15 +65,96 @@ from genofed.site_agent.sitedir import SiteConfig, load_site
 from genofed.site_agent.stats.genotype_counts import flip_counts, genotype_counts
 
 log = logging.getLogger("genofed.site")
+Clock = Callable[[], datetime]
+
+#: Reason code of a reply the site cannot audit (nothing is released).
+AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 
 #: Request kind for per-variant genotype counts.
 GENOTYPE_COUNTS_KIND = "genotype_counts"
 
 
 def handle_request(
+    site_dir: Path,
+    request: pb.AnalysisRequest,
+    inputs: NamedArrays,
+    *,
+    clock: Clock | None = None,
+) -> tuple[pb.SiteReply, NamedArrays]:
+    """Answer one request and audit it; never raises for a request the site declines.
+
+    The request is logged before anything is computed; a release is logged,
+    durably, before it is returned, and a refusal or error is logged with its
+    reason. The reply's receipt cites the entry and the signed checkpoint that
+    covers it. If the log cannot be written, nothing but an error leaves.
+    """
+    try:
+        name = load_site(site_dir).name
+        audit = AuditLog.open(site_dir, clock=clock)
+    except GenoFedError as exc:
+        log.error("cannot open the audit log; refusing %s: %s", request.kind, exc)
+        reply = _reply_to(request)
+        return _failed(reply, pb.REPLY_STATUS_ERROR, AUDIT_UNAVAILABLE, str(exc)), {}
+    with audit:
+        try:
+            audit.append(request_entry(request))
+        except GenoFedError as exc:
+            log.error("cannot audit a %s request; refusing it: %s", request.kind, exc)
+            reply = _reply_to(request, site=name)
+            return _failed(reply, pb.REPLY_STATUS_ERROR, AUDIT_UNAVAILABLE, str(exc)), {}
+        reply, arrays = _answer(site_dir, request, inputs)
+        ok = reply.status == pb.REPLY_STATUS_OK
+        manifest = array_manifest(arrays)
+        if ok:
+            entry = release_entry(
+                request,
+                manifest,
+                noise=reply.facts.get("noise", NO_NOISE),
+                epsilon=reply.receipt.epsilon_charged,
+                delta=reply.receipt.delta_charged,
+            )
+        else:
+            refused = reply.status == pb.REPLY_STATUS_REFUSED
+            decision = DECISION_REFUSED if refused else DECISION_ERROR
+            entry = refusal_entry(
+                request, decision=decision, reason=f"{reply.reason_code}: {reply.message}"
+            )
+        try:
+            index, checkpoint = audit.append(entry)
+        except GenoFedError as exc:
+            log.error("cannot audit the answer to a %s request: %s", request.kind, exc)
+            if not ok:
+                return reply, {}  # a refusal releases nothing: it still goes back
+            reply = _reply_to(request, site=name)
+            return _failed(reply, pb.REPLY_STATUS_ERROR, AUDIT_UNAVAILABLE, str(exc)), {}
+    del reply.arrays[:]
+    reply.arrays.extend(manifest)  # the encoder refuses to send any other arrays
+    reply.receipt.CopyFrom(
+        pb.Receipt(
+            audited=True,
+            audit_index=index,
+            checkpoint=checkpoint_to_proto(checkpoint),
+            epsilon_charged=reply.receipt.epsilon_charged,
+            delta_charged=reply.receipt.delta_charged,
+        )
+    )
+    return reply, arrays
+
+
+def _reply_to(request: pb.AnalysisRequest, site: str = "") -> pb.SiteReply:
+    return pb.SiteReply(
+        site=site,
+        analysis_id=request.analysis_id,
+        step=request.step,
+        study_sha256=request.study.study.sha256,
+        software_version=genofed.__version__,
+    )
+
+
+def _answer(
     site_dir: Path, request: pb.AnalysisRequest, inputs: NamedArrays
 ) -> tuple[pb.SiteReply, NamedArrays]:
-    """Answer one request; never raises for a request the site declines."""
+    """Answer one request (:func:`handle_request` audits it)."""
     reply = pb.SiteReply(
         analysis_id=request.analysis_id,
         step=request.step,
@@ -106,11 +212,24 @@ def _dispatch(
         if request.kind == GENOTYPE_COUNTS_KIND:
             for kind in _served_kinds(study, request.analysis_id):
                 check_request(policy, kind=kind, signed=signed, n_samples=bed.n_samples)
+            check_release_mode(policy, study.privacy.mode)
             index, flip = _variant_plan(inputs, bed.n_variants)
+            if study.privacy.mode == "dp":
+                ledger = ledger_for(config.directory, policy)
+                dp_plan = plan_counts(study, len(index))
+                ledger.check(dp_plan.noise_multiplier)  # refuse before computing anything
             counts = np.zeros((len(index), 4), dtype=np.int64)
             for start, dosages in bed.iter_dosages(index):
                 counts[start : start + len(dosages)] = genotype_counts(dosages)
-            return {"genotype_counts": flip_counts(counts, flip)}
+            counts = flip_counts(counts, flip)
+            if study.privacy.mode == "dp":
+                counts = release_counts(ledger, dp_plan, counts, request, reply)
+            return {"genotype_counts": counts}
+        if request.kind in GLM_REQUEST_KINDS:
+            index, flip = _variant_plan(inputs, bed.n_variants)
+            return serve_glm(
+                config, policy, study, request, inputs, reply, bed, index, flip, signed
+            )
     raise PolicyRefusal("UNKNOWN_REQUEST", f"this site does not know request kind {request.kind!r}")
 
 
@@ -144,4 +263,4 @@ def _variant_plan(inputs: NamedArrays, n_variants: int) -> tuple[np.ndarray, np.
     return index.astype(np.int64), flip
 
 
-__all__ = ["GENOTYPE_COUNTS_KIND", "handle_request"]
+__all__ = ["AUDIT_UNAVAILABLE", "GENOTYPE_COUNTS_KIND", "handle_request"]

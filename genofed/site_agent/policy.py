@@ -8,6 +8,13 @@
     allowed_analyses = []        # e.g. ["freq", "hardy"]
     min_cohort_size = 10         # refuse studies whose matched cohort is smaller
     min_cell_count = 10          # smallest count a released table may hold
+    allowed_app_hashes = []      # Flower app bundles (FAB SHA-256) run in deployment
+    allowed_release_modes = []   # "plain" (exact sums) and/or "dp" (noise, charged)
+
+    [policy.budget]              # differential privacy budget of this site
+    epsilon = 3.0
+    delta = 1e-6
+    period = "year"              # "year", "quarter", "month" (calendar, UTC) or "lifetime"
 
     [[policy.trusted_analysts]]  # one table per analyst whose signed studies count
     name = "alice"
@@ -24,25 +31,35 @@ A non-demo policy accepts only studies signed by one of its trusted analysts
 (:mod:`genofed.common.signing`); a demo policy also accepts unsigned ones,
 but a signature that is present must still verify. Budgets and suppression
 join the same table in later changes.
+
+``allowed_app_hashes`` is enforced where a SuperNode would execute a bundle
+(:mod:`genofed.site_agent.appgate`): a bundle not listed is refused before
+any of it is unpacked or run. The demo policy lists the bundle of the
+GenoFed version that wrote it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from genofed import __version__
+from genofed.common.appbundle import bundle_hash
 from genofed.common.errors import ConfigError, PolicyRefusal
 from genofed.common.signing import StudySignature, parse_public_key, verify_study_signature
+from genofed.common.study import RELEASE_MODES
 from genofed.common.tomlconfig import check_keys, get_typed, load_toml
+from genofed.site_agent.ledger import PERIODS, Budget
 
 POLICY_FILE = "policy.toml"
 POLICY_VERSION = 1
 DEFAULT_MIN_COHORT_SIZE = 10
 DEFAULT_MIN_CELL_COUNT = 10
-DEMO_ANALYSES = ("variants", "freq", "hardy", "missing", "gcount")
+DEMO_ANALYSES = ("variants", "freq", "hardy", "missing", "gcount", "glm")
 
 _KEYS = (
     "version",
@@ -51,8 +68,13 @@ _KEYS = (
     "min_cohort_size",
     "min_cell_count",
     "trusted_analysts",
+    "allowed_app_hashes",
+    "allowed_release_modes",
+    "budget",
 )
+_BUDGET_KEYS = ("epsilon", "delta", "period")
 _ANALYST_KEYS = ("name", "public_key")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _log = logging.getLogger("genofed.site")
 
 
@@ -66,6 +88,12 @@ class SitePolicy:
     min_cell_count: int = DEFAULT_MIN_CELL_COUNT
     #: analyst name -> raw Ed25519 public key
     trusted_analysts: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
+    #: SHA-256 (hex) of the Flower app bundles this site runs in deployment (``appgate.py``)
+    allowed_app_hashes: frozenset[str] = frozenset()
+    #: "plain" and/or "dp"; a study asking for another mode is refused
+    allowed_release_modes: frozenset[str] = frozenset()
+    #: None: no budget, so every dp release is refused
+    budget: Budget | None = None
 
 
 #: The policy of a site without a policy file: refuses everything.
@@ -88,6 +116,20 @@ allowed_analyses = []
 min_cohort_size = {DEFAULT_MIN_COHORT_SIZE}
 # Smallest count a released table may hold (smaller cells are suppressed).
 min_cell_count = {DEFAULT_MIN_CELL_COUNT}
+# App bundles (Flower FAB SHA-256) this site runs when connected to a coordinator;
+# any other bundle is refused before it runs. `genofed-site app-hash` prints the
+# hash of the GenoFed version installed here.
+allowed_app_hashes = []
+# How results may leave: "plain" (exact per-site sums) and/or "dp" (each
+# release carries calibrated noise and is charged to the budget below).
+allowed_release_modes = []
+
+# The differential privacy budget: total (epsilon, delta) per period.
+# Without it, every "dp" release is refused.
+# [policy.budget]
+# epsilon = 3.0
+# delta = 1e-6
+# period = "year"   # "year", "quarter", "month" (calendar, UTC) or "lifetime"
 
 # [[policy.trusted_analysts]]
 # name = "alice"
@@ -106,6 +148,15 @@ demo = true
 allowed_analyses = [{", ".join(f'"{a}"' for a in DEMO_ANALYSES)}]
 min_cohort_size = {DEFAULT_MIN_COHORT_SIZE}
 min_cell_count = {DEFAULT_MIN_CELL_COUNT}
+# the app bundle of GenoFed {__version__}, the version that wrote this file
+allowed_app_hashes = ["{bundle_hash()}"]
+allowed_release_modes = ["plain", "dp"]
+
+# A generous budget for synthetic data, so that repeated demo runs keep working.
+[policy.budget]
+epsilon = 100.0
+delta = 1e-5
+period = "year"
 """
 
 
@@ -147,8 +198,76 @@ def load_policy(path: Path) -> SitePolicy:
         demo=demo,
         allowed_analyses=frozenset(analyses),
         trusted_analysts=MappingProxyType(_trusted_analysts(table, path)),
+        allowed_app_hashes=_app_hashes(table, path),
+        allowed_release_modes=_release_modes(table, path, demo),
+        budget=_budget(table, path),
         **minimums,
     )
+
+
+def _release_modes(table: Mapping[str, object], path: Path, demo: bool) -> frozenset[str]:
+    default = list(RELEASE_MODES) if demo else []
+    modes = get_typed(table, "allowed_release_modes", list, default, path=path, where="policy")
+    for mode in modes:
+        if mode not in RELEASE_MODES:
+            raise ConfigError(
+                f"policy.allowed_release_modes may hold {RELEASE_MODES}, not {mode!r}", path=path
+            )
+    return frozenset(modes)
+
+
+def _budget(table: Mapping[str, object], path: Path) -> Budget | None:
+    if "budget" not in table:
+        return None
+    sub = table["budget"]
+    if not isinstance(sub, dict):
+        raise ConfigError("policy.budget must be a table ([policy.budget])", path=path)
+    check_keys(sub, _BUDGET_KEYS, path=path, where="[policy.budget]", required=("epsilon",))
+    epsilon = get_typed(sub, "epsilon", (int, float), None, path=path, where="policy.budget")
+    delta = get_typed(sub, "delta", (int, float), 1e-6, path=path, where="policy.budget")
+    period = get_typed(sub, "period", str, "year", path=path, where="policy.budget")
+    if not epsilon > 0:
+        raise ConfigError(f"policy.budget.epsilon must be > 0, not {epsilon}", path=path)
+    if not 0 < delta < 1e-2:
+        raise ConfigError(f"policy.budget.delta must lie in (0, 0.01), not {delta}", path=path)
+    if period not in PERIODS:
+        raise ConfigError(
+            f"policy.budget.period must be one of {PERIODS}, not {period!r}", path=path
+        )
+    return Budget(epsilon=float(epsilon), delta=float(delta), period=period)
+
+
+def check_release_mode(policy: SitePolicy, mode: str) -> None:
+    """Refuse a study whose release mode the policy does not allow."""
+    if mode not in policy.allowed_release_modes:
+        raise PolicyRefusal(
+            "RELEASE_MODE_NOT_ALLOWED",
+            f"this site does not release in mode {mode!r} "
+            f"(it allows: {', '.join(sorted(policy.allowed_release_modes)) or 'none'})",
+        )
+    if mode == "dp" and policy.budget is None:
+        raise PolicyRefusal("NO_BUDGET", "this site has no privacy budget for dp releases")
+
+
+def _app_hashes(table: Mapping[str, object], path: Path) -> frozenset[str]:
+    hashes = get_typed(table, "allowed_app_hashes", list, [], path=path, where="policy")
+    for h in hashes:
+        if not (isinstance(h, str) and _SHA256_HEX.match(h)):
+            raise ConfigError(
+                f"policy.allowed_app_hashes must hold SHA-256 hex digests, not {h!r}",
+                path=path,
+                hint="`genofed-site app-hash` prints the hash of the installed GenoFed app",
+            )
+    return frozenset(hashes)
+
+
+def check_app_bundle(policy: SitePolicy, fab_hash: str) -> None:
+    """Raise :class:`PolicyRefusal` unless ``policy`` allows the app bundle ``fab_hash``."""
+    if fab_hash.lower() not in policy.allowed_app_hashes:
+        raise PolicyRefusal(
+            "APP_NOT_ALLOWED",
+            f"app bundle {fab_hash[:16]} is not in this site's allowed_app_hashes",
+        )
 
 
 def _trusted_analysts(table: Mapping[str, object], path: Path) -> dict[str, bytes]:
@@ -228,6 +347,8 @@ __all__ = [
     "POLICY_FILE",
     "REFUSE_ALL",
     "SitePolicy",
+    "check_app_bundle",
+    "check_release_mode",
     "check_request",
     "check_study_signature",
     "load_policy",

@@ -9,6 +9,9 @@
     phenotypes = "pheno.tsv"     # optional
     covariates = "covar.tsv"     # optional
 
+``state/`` holds the site's Ed25519 audit key and its audit log (see
+:mod:`genofed.site_agent.audit`); ``init`` creates them with a new key.
+
 Paths are stored relative to the site directory when the file lies inside it
 (so the directory can be moved or mounted elsewhere as a whole) and absolute
 otherwise.
@@ -30,6 +33,7 @@ import tomli_w
 
 from genofed.common.errors import ConfigError, InputError
 from genofed.common.tomlconfig import check_keys, get_typed, load_toml
+from genofed.site_agent.audit import AuditPaths, init_audit, remove_created
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile, fileset_paths
 from genofed.site_agent.policy import DEFAULT_POLICY_TOML, DEMO_POLICY_TOML, POLICY_FILE
@@ -190,10 +194,12 @@ def init_site(
     covariates: Path | None = None,
     demo_policy: bool = False,
 ) -> SiteSummary:
-    """Validate the inputs, then write ``site.toml`` and ``policy.toml`` into ``out``.
+    """Validate the inputs, then write ``site.toml``, ``policy.toml`` and ``state/`` into ``out``.
 
-    Nothing is written if any check fails. ``out`` may exist (and hold the data
-    files) but must not already hold a ``site.toml`` or ``policy.toml``.
+    ``state/`` holds the site's new audit key and empty audit log
+    (:mod:`genofed.site_agent.audit`). Nothing is written if any check fails.
+    ``out`` may exist (and hold the data files) but must not already hold a
+    ``site.toml``, ``policy.toml``, audit key or audit log.
     """
     _check_name(name)
     directory = Path(os.path.abspath(out))
@@ -203,7 +209,8 @@ def init_site(
             path=directory,
             hint="give --out a directory (it is created if absent)",
         )
-    for existing in (directory / SITE_CONFIG, directory / POLICY_FILE):
+    audit = AuditPaths.of(directory)
+    for existing in (directory / SITE_CONFIG, directory / POLICY_FILE, audit.key, audit.db):
         if existing.exists():
             raise InputError(
                 "already exists; refusing to overwrite a site's configuration",
@@ -227,8 +234,16 @@ def init_site(
     site_text = _SITE_HEADER + tomli_w.dumps({"site": {"name": name}, "data": data})
     policy_text = DEMO_POLICY_TOML if demo_policy else DEFAULT_POLICY_TOML
 
-    # policy first: a site.toml is the mark of a finished init.
-    _write_all(directory, [(POLICY_FILE, policy_text), (SITE_CONFIG, site_text)])
+    # audit key and log, then policy: a site.toml is the mark of a finished init.
+    created = not directory.exists()
+    state = init_audit(directory)
+    try:
+        _write_all(directory, [(POLICY_FILE, policy_text), (SITE_CONFIG, site_text)])
+    except BaseException:
+        remove_created(state)
+        if created and directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+        raise
     return summary
 
 

@@ -7,7 +7,8 @@ the individuals over unequal sites with different ancestry mixes
 (:mod:`~genofed.synth.layout`), draws covariates and phenotypes from known
 causal variants (:mod:`~genofed.synth.phenotypes`), and writes one site
 directory per hospital plus the pooled cohort and ``truth.json``
-(:mod:`~genofed.synth.cohort`). The same seed gives byte-identical files.
+(:mod:`~genofed.synth.cohort`). The same seed gives byte-identical files,
+except each site's ``state/`` (its audit key is new at every init).
 
 This package is a composition root for test data: it may use the site
 agent's directory code, never the coordinator.

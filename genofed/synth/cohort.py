@@ -3,6 +3,7 @@
 Layout of ``out``::
 
     site-a/ site.toml policy.toml          written by genofed.site_agent.sitedir.init_site
+            state/                          the site's audit key and log (a new key each time)
             data/genotypes.bed .bim .fam    this site's individuals, all variants
                  pheno.tsv covar.tsv        #FID IID QPHENO DISEASE / #FID IID AGE SEX
     site-b/ ...
@@ -438,7 +439,8 @@ def write_cohorts(
 
     ``out`` must not exist or be an empty directory. ``chunk`` (variants held
     in memory at once) changes speed and memory only, never the files. The
-    same arguments give byte-identical files; see the module docstring for
+    same arguments give byte-identical files (except each site's ``state/``,
+    whose audit key is new at every init); see the module docstring for
     the layout and :mod:`genofed.synth` for the model.
     """
     out = Path(os.path.abspath(out))

@@ -35,12 +35,24 @@ def test_study_show__unknown_key_exits_2_naming_file(tmp_path: Path) -> None:
     assert str(study) in result.output.replace("\n", "")
 
 
-def test_study_run__without_simulation_says_deployment_is_not_built(tmp_path: Path) -> None:
+def test_study_run__without_simulation_or_superlink_asks_where_to_run(tmp_path: Path) -> None:
     study = tmp_path / "study.toml"
     study.write_text(cli.DEMO_STUDY)
     result = runner.invoke(cli.app, ["study", "run", str(study), "--out", str(tmp_path / "r")])
     assert result.exit_code == cli.EXIT_INPUT
-    assert "not built yet" in result.output
+    assert "--superlink" in result.output
+
+
+def test_study_run__superlink_without_ca_cert_refuses_plaintext(tmp_path: Path) -> None:
+    study = tmp_path / "study.toml"
+    study.write_text(cli.DEMO_STUDY)
+    result = runner.invoke(
+        cli.app,
+        ["study", "run", str(study), "--superlink", "127.0.0.1:1", "--out", str(tmp_path / "r")],
+    )
+    assert result.exit_code == cli.EXIT_INPUT
+    assert "without TLS" in result.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_study_run__missing_site_dir_exits_2(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ def _real_policy(trusted: str) -> str:
 [policy]
 version = 1
 allowed_analyses = ["variants", "freq", "hardy"]
+allowed_release_modes = ["plain"]
 
 [[policy.trusted_analysts]]
 name = "alice"

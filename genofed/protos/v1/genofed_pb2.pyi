@@ -141,7 +141,7 @@ class SiteReply(_message.Message):
     def __init__(self, site: _Optional[str] = ..., study_sha256: _Optional[str] = ..., analysis_id: _Optional[str] = ..., step: _Optional[str] = ..., status: _Optional[_Union[ReplyStatus, str]] = ..., reason_code: _Optional[str] = ..., message: _Optional[str] = ..., arrays: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ..., facts: _Optional[_Mapping[str, str]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., software_version: _Optional[str] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
-    __slots__ = ("index", "time", "kind", "study_sha256", "analysis_id", "run_id", "decision", "reason", "arrays", "noise", "epsilon", "delta")
+    __slots__ = ("index", "time", "kind", "study_sha256", "analysis_id", "run_id", "decision", "reason", "arrays", "noise", "epsilon", "delta", "request_kind", "step", "round", "inputs")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +154,10 @@ class AuditEntry(_message.Message):
     NOISE_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_KIND_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
     index: int
     time: str
     kind: AuditKind
@@ -166,4 +170,8 @@ class AuditEntry(_message.Message):
     noise: str
     epsilon: float
     delta: float
-    def __init__(self, index: _Optional[int] = ..., time: _Optional[str] = ..., kind: _Optional[_Union[AuditKind, str]] = ..., study_sha256: _Optional[str] = ..., analysis_id: _Optional[str] = ..., run_id: _Optional[str] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ..., arrays: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ..., noise: _Optional[str] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
+    request_kind: str
+    step: str
+    round: int
+    inputs: _containers.RepeatedCompositeFieldContainer[ArraySpec]
+    def __init__(self, index: _Optional[int] = ..., time: _Optional[str] = ..., kind: _Optional[_Union[AuditKind, str]] = ..., study_sha256: _Optional[str] = ..., analysis_id: _Optional[str] = ..., run_id: _Optional[str] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ..., arrays: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ..., noise: _Optional[str] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., request_kind: _Optional[str] = ..., step: _Optional[str] = ..., round: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ...) -> None: ...

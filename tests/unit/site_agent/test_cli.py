@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from genofed.site_agent import cli
 from genofed.site_agent.cli import EXIT_INPUT, EXIT_OK, EXIT_UNEXPECTED, app
-from genofed.site_agent.policy import POLICY_FILE
+from genofed.site_agent.policy import DEMO_ANALYSES, POLICY_FILE
 from genofed.site_agent.sitedir import SITE_CONFIG
 
 runner = CliRunner()
@@ -117,7 +117,7 @@ def test_check__prints_summary_of_existing_site(data: Path) -> None:
     result = runner.invoke(app, ["check", str(data)])
     assert result.exit_code == EXIT_OK, result.output
     assert re.search(r"matched samples\s+│\s+8\b", result.stdout)
-    assert "freq, gcount, hardy, missing, variants" in result.stdout
+    assert ", ".join(sorted(DEMO_ANALYSES)) in result.stdout
     assert "DEMO POLICY" in result.stdout
 
 
@@ -133,10 +133,10 @@ def test_check__unknown_key_in_site_toml_exits_2_naming_key_and_file(data: Path)
 def test_check__unknown_key_in_policy_toml_exits_2_naming_key_and_file(data: Path) -> None:
     assert _init(data).exit_code == EXIT_OK
     policy = data / POLICY_FILE
-    policy.write_text(policy.read_text().replace("demo = false", "demo = false\nbudget = 1"))
+    policy.write_text(policy.read_text().replace("demo = false", "demo = false\ncolour = 1"))
     result = runner.invoke(app, ["check", str(data)])
     assert result.exit_code == EXIT_INPUT
-    assert f"{policy}: unknown key 'budget' in [policy]" in result.stderr
+    assert f"{policy}: unknown key 'colour' in [policy]" in result.stderr
 
 
 def test_help__shows_an_example() -> None:

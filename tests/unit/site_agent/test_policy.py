@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from genofed.common.appbundle import bundle_hash
 from genofed.common.errors import ConfigError, PolicyRefusal
+from genofed.site_agent.ledger import Budget
 from genofed.site_agent.policy import (
     DEFAULT_POLICY_TOML,
     DEMO_ANALYSES,
@@ -44,9 +46,12 @@ def test_demo_policy_toml__is_labelled_synthetic_only_and_allows_demo_analyses(
     policy = load_policy(_write(tmp_path, DEMO_POLICY_TOML))
     assert policy == SitePolicy(
         demo=True,
-        allowed_analyses=frozenset({"variants", "freq", "hardy", "missing", "gcount"}),
+        allowed_analyses=frozenset(DEMO_ANALYSES),
         min_cohort_size=10,
         min_cell_count=10,
+        allowed_app_hashes=frozenset({bundle_hash()}),
+        allowed_release_modes=frozenset({"plain", "dp"}),
+        budget=Budget(epsilon=100.0, delta=1e-5, period="year"),
     )
     assert policy.allowed_analyses == frozenset(DEMO_ANALYSES)
 

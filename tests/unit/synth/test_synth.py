@@ -36,7 +36,12 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """Every file's bytes, except each site's ``state/`` (its audit key is new at every init)."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and "state" not in p.relative_to(root).parts[1:2]
+    }
 
 
 def _read_bed(prefix: Path) -> tuple[np.ndarray, list[str], list[str]]:

@@ -1,0 +1,146 @@
+"""Run one long-lived child server (SuperLink, SuperNode) under a GenoFed command.
+
+``genofed coordinator up`` and ``genofed-site up`` both start a Flower server
+as a child process, keep its full log in a file, print one short line per
+event that a person cares about (the caller's ``translate`` picks them), and
+stop it cleanly: SIGTERM or SIGINT to the GenoFed command is forwarded to the
+child's process group, which gets ``grace`` seconds before SIGKILL.
+
+Only the processes started here are signalled, by their own PID / process
+group, never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+#: Seconds a child gets between SIGTERM and SIGKILL.
+DEFAULT_GRACE_S = 10.0
+
+Translate = Callable[[str], str | None]
+
+
+@dataclass
+class Child:
+    """A started child process, its log file and the thread relaying its output."""
+
+    name: str
+    process: subprocess.Popen[str]
+    log_path: Path | None
+    relay: threading.Thread | None = None
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self, grace: float = DEFAULT_GRACE_S) -> int:
+        """SIGTERM the child's process group, SIGKILL it after ``grace`` s; return its code."""
+        if self.process.poll() is None:
+            _signal_group(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=grace)
+        if self.relay is not None:
+            self.relay.join(timeout=grace)
+        return self.process.returncode
+
+
+def start_child(
+    name: str,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    translate: Translate | None = None,
+    emit: Callable[[str], None] = print,
+    keep_lines: int = 200,
+) -> Child:
+    """Start ``argv`` in its own process group and relay its output in a thread.
+
+    Every output line goes to ``log_path`` (when given); lines for which
+    ``translate`` returns text are passed to ``emit``. The last
+    ``keep_lines`` lines are kept on :attr:`Child.lines` for error messages.
+    """
+    process = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env=dict(env) if env is not None else None,
+        start_new_session=True,
+    )
+    child = Child(name, process, log_path)
+    log_fh: IO[str] | None = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_fh = log_path.open("a", encoding="utf-8")
+
+    def _relay() -> None:
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                if log_fh is not None:
+                    log_fh.write(line)
+                    log_fh.flush()
+                child.lines.append(line.rstrip("\n"))
+                del child.lines[:-keep_lines]
+                if translate is not None and (event := translate(line.rstrip("\n"))):
+                    emit(event)
+        finally:
+            if log_fh is not None:
+                log_fh.close()
+
+    child.relay = threading.Thread(target=_relay, name=f"relay-{name}", daemon=True)
+    child.relay.start()
+    return child
+
+
+def supervise(children: Sequence[Child], *, grace: float = DEFAULT_GRACE_S) -> int:
+    """Wait until a child exits or SIGTERM/SIGINT arrives, then stop every child cleanly.
+
+    Children are stopped last-started first. Returns 0 when a signal asked
+    for the stop; otherwise the exit code of the first child that ended
+    (or 1 if it ended with 0: a server that stops by itself has failed).
+    """
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    ended: Child | None = None
+    try:
+        while ended is None and not stopping.is_set():
+            ended = next((c for c in children if c.process.poll() is not None), None)
+            stopping.wait(0.2)
+    finally:
+        for child in reversed(children):
+            child.stop(grace)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if stopping.is_set() or ended is None:
+        return 0
+    return ended.process.returncode or 1
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    # start_child made the child a session (and process group) leader: pgid == pid.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+__all__ = ["DEFAULT_GRACE_S", "Child", "start_child", "supervise"]

@@ -1,0 +1,240 @@
+"""The site's answers to ``glm_stats`` and ``glm_logistic`` requests.
+
+Reads the phenotype and covariate tables named in ``site.toml``, keeps the
+genotyped samples that have the phenotype and every covariate (plink2 drops
+the others from the regression altogether), streams the requested variants
+and returns the sums defined in :mod:`genofed.common.glm_wire`.
+
+Binary phenotypes are plink case/control columns: 1 control, 2 case (a
+column holding only 0 and 1 is read as 0 control, 1 case, as plink2 reads it
+with ``--1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from genofed.common.analyses import GLM_KIND
+from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.glm_wire import BINARY, GLM_STATS_KIND, PHENOTYPE_TYPE_FACT, QUANTITATIVE
+from genofed.common.records import NamedArrays
+from genofed.common.study import AnalysisSpec, Study
+from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
+from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.policy import SitePolicy, check_request
+from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
+from genofed.site_agent.stats.glm import (
+    allele_counts,
+    gram_upper,
+    linear_chunk,
+    logistic_chunk,
+    oriented,
+)
+
+
+@dataclass(frozen=True)
+class GlmSamples:
+    """The analysis samples of one ``glm`` analysis at this site."""
+
+    index: np.ndarray  # into the .fam order, sorted
+    y: np.ndarray
+    covariates: np.ndarray  # (n, k)
+    binary: bool
+
+
+def _table(path: Any, key: str, config: SiteConfig) -> PhenoTable:
+    if path is None:
+        raise InputError(
+            f"this site has no {key} file, which the study's glm analysis needs",
+            path=config.directory / SITE_CONFIG,
+            hint=f'add {key} = "FILE" under [data]',
+        )
+    return read_pheno_table(path)
+
+
+def _binary_coding(values: np.ndarray) -> np.ndarray | None:
+    """0/1 case indicator for a plink case/control column, None if not binary."""
+    present = values[~np.isnan(values)]
+    levels = set(np.unique(present).tolist())
+    if not levels:
+        return None
+    if levels <= {1.0, 2.0}:
+        return values - 1.0
+    if levels <= {0.0, 1.0}:
+        return values.copy()
+    return None
+
+
+def glm_samples(config: SiteConfig, bed: BedFile, spec: AnalysisSpec) -> GlmSamples:
+    """Select and code the samples of ``spec`` (phenotype, covariates, model)."""
+    phenotype: str = spec.params["phenotype"]
+    covariate_names: tuple[str, ...] = tuple(spec.params["covariates"])
+    model: str = spec.params["model"]
+    pheno = _table(config.phenotypes, "phenotypes", config)
+    tables = [pheno]
+    covar = None
+    if covariate_names:
+        covar = _table(config.covariates, "covariates", config)
+        tables.append(covar)
+    match = match_samples(bed.samples, *tables)
+    raw_y = pheno.column(phenotype)[match.table_idx[0]]
+    columns = [covar.column(c)[match.table_idx[1]] for c in covariate_names] if covar else []
+    covariates = np.column_stack(columns) if columns else np.zeros((len(raw_y), 0))
+    keep = ~np.isnan(raw_y) & ~np.isnan(covariates).any(axis=1)
+    coded = _binary_coding(raw_y)
+    if model == "logistic" and coded is None:
+        raise InputError(
+            f"phenotype {phenotype!r} is not a case/control column (values other than 1/2 or 0/1)",
+            path=pheno.path,
+            hint='code cases 2 and controls 1, or use model = "linear"',
+        )
+    binary = coded is not None and model != "linear"
+    y = coded if binary and coded is not None else raw_y
+    return GlmSamples(
+        index=match.genotype_idx[keep],
+        y=np.ascontiguousarray(y[keep]),
+        covariates=np.ascontiguousarray(covariates[keep]),
+        binary=binary,
+    )
+
+
+def serve_glm(
+    config: SiteConfig,
+    policy: SitePolicy,
+    study: Study,
+    request: pb.AnalysisRequest,
+    inputs: NamedArrays,
+    reply: pb.SiteReply,
+    bed: BedFile,
+    index: np.ndarray,
+    flip: np.ndarray,
+    signed: bool,
+) -> NamedArrays:
+    """Check a glm request against the study and the policy, then answer it."""
+    spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
+    if spec is None or spec.kind != GLM_KIND:
+        raise PolicyRefusal(
+            "NOT_IN_STUDY", f"analysis {request.analysis_id!r} is not a glm analysis of this study"
+        )
+    check_request(policy, kind=GLM_KIND, signed=signed, n_samples=bed.n_samples)
+    privacy = getattr(study, "privacy", None)
+    if privacy is not None and getattr(privacy, "mode", "plain") != "plain":
+        raise PolicyRefusal(
+            "UNSUPPORTED",
+            "glm analyses release exact sums only; this study asks for noisy releases",
+        )
+    return answer_glm(config, bed, spec, request.kind, inputs, index, flip, reply.facts)
+
+
+def answer_glm(
+    config: SiteConfig,
+    bed: BedFile,
+    spec: AnalysisSpec,
+    kind: str,
+    inputs: NamedArrays,
+    index: np.ndarray,
+    flip: np.ndarray,
+    facts: Any,
+) -> NamedArrays:
+    """Compute the arrays for a ``glm_stats`` or ``glm_logistic`` request."""
+    samples = glm_samples(config, bed, spec)
+    if not len(samples.index):
+        raise InputError(
+            f"no genotyped sample has phenotype {spec.params['phenotype']!r} and every covariate",
+            path=config.directory / SITE_CONFIG,
+            hint="check that the phenotype and covariate files use the .fam sample IDs",
+        )
+    facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
+    facts["glm_samples"] = str(len(samples.index))
+    if kind == GLM_STATS_KIND:
+        return _stats(bed, samples, index, flip)
+    beta = inputs.get("beta")
+    firth = inputs.get("firth")
+    p = samples.covariates.shape[1] + 2
+    if (
+        beta is None
+        or firth is None
+        or beta.shape != (len(index), p)
+        or beta.dtype != np.float64
+        or firth.shape != (len(index),)
+        or firth.dtype != np.bool_
+        or not np.isfinite(beta).all()
+    ):
+        raise PolicyRefusal("BAD_REQUEST", "the glm_logistic request's betas are malformed")
+    if not samples.binary:
+        raise PolicyRefusal("BAD_REQUEST", "logistic statistics need a binary phenotype")
+    return _logistic(bed, samples, index, flip, beta, firth)
+
+
+def _analysis_columns(bed: BedFile, samples: GlmSamples, index: np.ndarray):  # type: ignore[no-untyped-def]
+    """Yield (start, all-sample dosages, analysis-sample dosages) chunks."""
+    sub = samples.index
+    full = len(sub) == bed.n_samples
+    for start, dosages in bed.iter_dosages(index):
+        yield start, dosages, (dosages if full else dosages[:, sub])
+
+
+def _stats(bed: BedFile, samples: GlmSamples, index: np.ndarray, flip: np.ndarray) -> NamedArrays:
+    n = len(samples.index)
+    z = np.column_stack([np.ones(n), samples.covariates, samples.y])
+    v = len(index)
+    counts = np.zeros((v, 2), dtype=np.int64)
+    gz = np.zeros((v, z.shape[1]))
+    gg = np.zeros(v)
+    miss_rows: list[np.ndarray] = []
+    miss_zz: list[np.ndarray] = []
+    for start, everyone, analysed in _analysis_columns(bed, samples, index):
+        stop = start + len(everyone)
+        counts[start:stop] = allele_counts(everyone, flip[start:stop])
+        g, missing = oriented(analysed, flip[start:stop])
+        chunk = linear_chunk(g, missing, z)
+        gz[start:stop] = chunk.gz
+        gg[start:stop] = chunk.gg
+        miss_rows.append(chunk.miss_rows + start)
+        miss_zz.append(chunk.miss_zz)
+    t = z.shape[1] * (z.shape[1] + 1) // 2
+    return {
+        "allele_counts": counts,
+        "gz": gz,
+        "gg": gg,
+        "zz": gram_upper(z),
+        "miss_index": np.concatenate(miss_rows) if miss_rows else np.zeros(0, np.int64),
+        "miss_zz": np.concatenate(miss_zz) if miss_zz else np.zeros((0, t)),
+    }
+
+
+def _logistic(
+    bed: BedFile,
+    samples: GlmSamples,
+    index: np.ndarray,
+    flip: np.ndarray,
+    beta: np.ndarray,
+    firth: np.ndarray,
+) -> NamedArrays:
+    parts: dict[str, list[np.ndarray]] = {"grad": [], "hess": [], "loglik": [], "third": []}
+    for start, analysed in bed.iter_dosages(index, sample_idx=samples.index):
+        stop = start + len(analysed)
+        g, missing = oriented(analysed, flip[start:stop])
+        chunk = logistic_chunk(
+            g, missing, samples.covariates, samples.y, beta[start:stop], firth[start:stop]
+        )
+        for name in parts:
+            parts[name].append(getattr(chunk, name))
+    p = beta.shape[1]
+    empty = {
+        "grad": (0, p),
+        "hess": (0, p * (p + 1) // 2),
+        "loglik": (0,),
+        "third": (0, p * (p + 1) * (p + 2) // 6),
+    }
+    return {
+        name: np.concatenate(arrays) if arrays else np.zeros(empty[name])
+        for name, arrays in parts.items()
+    }
+
+
+__all__ = ["GlmSamples", "answer_glm", "glm_samples", "serve_glm"]

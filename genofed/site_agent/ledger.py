@@ -1,0 +1,211 @@
+"""The site's privacy ledger: every DP release charged, durably, before it leaves.
+
+One SQLite database per site (``state/ledger.sqlite`` in the site directory).
+Each row is one composable event: a Gaussian release with its noise
+multiplier, for a study, an analysis and a coordinator run. The privacy spent
+in a budget period is the RDP composition of that period's events
+(:mod:`genofed.site_agent.privacy.accounting`), evaluated at the policy's
+delta.
+
+:meth:`Ledger.charge` checks and records in one ``BEGIN IMMEDIATE``
+transaction, so two processes serving the same site cannot both spend the
+last of a budget, and a crash before the commit leaves no charge (and, since
+the reply is only built after the commit, no release). A crash after the
+commit leaves a charge without a release: the site has over-counted its
+spending, never under-counted it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from genofed.common.errors import PolicyRefusal
+from genofed.site_agent.privacy.accounting import epsilon_of
+
+LEDGER_FILE = "ledger.sqlite"
+PERIODS = ("year", "quarter", "month", "lifetime")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS charges (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    period TEXT NOT NULL,
+    study_sha256 TEXT NOT NULL,
+    analysis_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    mechanism TEXT NOT NULL,
+    noise_multiplier REAL NOT NULL,
+    sensitivity REAL NOT NULL,
+    scale REAL NOT NULL,
+    epsilon REAL NOT NULL,
+    delta REAL NOT NULL
+);
+"""
+
+Clock = Callable[[], datetime]
+#: Test hook called at each write point ("before-insert", "before-commit", "after-commit").
+CrashHook = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """(epsilon, delta) a site may spend per period."""
+
+    epsilon: float
+    delta: float
+    period: str = "year"
+
+
+@dataclass(frozen=True)
+class Release:
+    """One Gaussian release to be charged."""
+
+    study_sha256: str
+    analysis_id: str
+    run_id: str
+    noise_multiplier: float
+    sensitivity: float
+    mechanism: str = "discrete_gaussian"
+
+    @property
+    def scale(self) -> float:
+        return self.noise_multiplier * self.sensitivity
+
+
+@dataclass(frozen=True)
+class ChargeReceipt:
+    charge_id: int
+    epsilon: float  # of this release alone, at the budget's delta
+    spent: float  # of the period after this release
+    period: str
+
+
+def period_key(period: str, when: datetime) -> str:
+    if period == "year":
+        return f"{when.year}"
+    if period == "quarter":
+        return f"{when.year}-Q{(when.month - 1) // 3 + 1}"
+    if period == "month":
+        return f"{when.year}-{when.month:02d}"
+    if period == "lifetime":
+        return "lifetime"
+    raise ValueError(f"unknown budget period {period!r}; use one of {PERIODS}")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Ledger:
+    """A site's privacy ledger (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: Path,
+        budget: Budget,
+        *,
+        clock: Clock = _now,
+        crash_hook: CrashHook | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.budget = budget
+        self._clock = clock
+        self._hook = crash_hook or (lambda _point: None)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, isolation_level=None, timeout=30)) as db:
+            db.execute("PRAGMA synchronous=FULL")
+            yield db
+
+    def _multipliers(self, db: sqlite3.Connection, period: str) -> list[float]:
+        rows = db.execute("SELECT noise_multiplier FROM charges WHERE period = ?", (period,))
+        return [float(r[0]) for r in rows]
+
+    def spent(self) -> float:
+        """Epsilon spent in the current period, at the budget's delta."""
+        period = period_key(self.budget.period, self._clock())
+        with self._connect() as db:
+            return epsilon_of(self._multipliers(db, period), self.budget.delta)
+
+    def check(self, noise_multiplier: float) -> None:
+        """Refuse now, before any computation, a release the budget cannot cover."""
+        period = period_key(self.budget.period, self._clock())
+        with self._connect() as db:
+            after = epsilon_of(
+                [*self._multipliers(db, period), noise_multiplier], self.budget.delta
+            )
+        self._refuse_over(after)
+
+    def _refuse_over(self, after: float) -> None:
+        if after > self.budget.epsilon:
+            raise PolicyRefusal(
+                "BUDGET_EXCEEDED",
+                f"this release would bring the site's privacy spending this {self.budget.period} "
+                f"above its budget of epsilon = {self.budget.epsilon:g}",
+            )
+
+    def charge(self, release: Release) -> ChargeReceipt:
+        """Record ``release`` durably, or raise ``BUDGET_EXCEEDED`` and record nothing."""
+        when = self._clock()
+        period = period_key(self.budget.period, when)
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                past = self._multipliers(db, period)
+                after = epsilon_of([*past, release.noise_multiplier], self.budget.delta)
+                self._refuse_over(after)
+                alone = epsilon_of([release.noise_multiplier], self.budget.delta)
+                self._hook("before-insert")
+                cursor = db.execute(
+                    "INSERT INTO charges (time, period, study_sha256, analysis_id, run_id, "
+                    "mechanism, noise_multiplier, sensitivity, scale, epsilon, delta) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        when.isoformat(),
+                        period,
+                        release.study_sha256,
+                        release.analysis_id,
+                        release.run_id,
+                        release.mechanism,
+                        release.noise_multiplier,
+                        release.sensitivity,
+                        release.scale,
+                        alone,
+                        self.budget.delta,
+                    ),
+                )
+                self._hook("before-commit")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        self._hook("after-commit")
+        charge_id = cursor.lastrowid
+        assert charge_id is not None
+        return ChargeReceipt(charge_id, alone, after, period)
+
+    def entries(self) -> list[dict[str, object]]:
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM charges ORDER BY id")]
+
+
+__all__ = [
+    "LEDGER_FILE",
+    "PERIODS",
+    "Budget",
+    "ChargeReceipt",
+    "Ledger",
+    "Release",
+    "period_key",
+]

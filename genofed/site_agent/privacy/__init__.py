@@ -1,0 +1,1 @@
+"""Differential privacy at the site: noise calibration, accounting, secure noise."""

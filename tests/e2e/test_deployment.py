@@ -1,0 +1,211 @@
+"""End to end: a real SuperLink and three SuperNodes on 127.0.0.1, TLS and node auth on.
+
+The federation is started once for the module (``genofed coordinator up``,
+``register-site``, ``genofed-site up`` per site) and stopped by PID in the
+fixture's teardown. The study run over gRPC must write the same tables, byte
+for byte, as the in-process run of the same study on the same site
+directories (the in-process harness runs the same protocol, codec and site
+handler as the simulation engine).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from genofed.common.pki import write_node_keypair
+from genofed.common.study import load_study
+from genofed.coordinator.runner import run_study
+from genofed.synth import write_cohorts
+from tests.e2e.federation import BIN, Federation, free_port, make_federation, start
+from tests.harness import InProcessTransport
+
+SITES = ("a", "b", "c")
+STUDY = """\
+[study]
+name = "e2e-freq-hardy"
+on_variant_mismatch = "stop"
+
+[[analysis]]
+kind = "freq"
+
+[[analysis]]
+kind = "hardy"
+midp = false
+"""
+STUDY_TIMEOUT_S = 180
+
+# About 2 min 15 s on a 2-core machine (Flower polling and process start-up): kept
+# out of `make test`; run with `make test PYTEST_ARGS="-m slow"`.
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    root = tmp_path_factory.mktemp("federation")
+    cohorts = write_cohorts(root / "cohorts", sites=3, samples=300, variants=200, seed=7)
+    fed = make_federation(root, SITES)
+    try:
+        fed.start_coordinator()
+        for name in SITES:
+            fed.register(f"site-{name}", fed.pki.node_keys[name][1])
+        for name, site_dir in zip(SITES, cohorts.sites, strict=True):
+            fed.start_site(name, site_dir, fed.pki.node_keys[name][0])
+        for proc in fed.sites.values():
+            assert proc.wait_for("connected to the coordinator", 60), proc.text()
+        fed.site_dirs = list(cohorts.sites)  # type: ignore[attr-defined]
+        yield fed
+    finally:
+        fed.stop_all()
+
+
+def _run_study(
+    fed: Federation, study: Path, out: Path
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    res = fed.genofed(
+        "study",
+        "run",
+        str(study),
+        "--superlink",
+        fed.control,
+        "--ca-cert",
+        str(fed.pki.ca_cert),
+        "--sites",
+        "3",
+        "--out",
+        str(out),
+        timeout=STUDY_TIMEOUT_S,
+    )
+    return res, time.monotonic() - started
+
+
+def test_study_run__over_grpc_with_tls_matches_in_process_run_byte_for_byte(
+    federation: Federation, tmp_path: Path
+) -> None:
+    study_file = tmp_path / "study.toml"
+    study_file.write_text(STUDY)
+    res, seconds = _run_study(federation, study_file, tmp_path / "deployed")
+    assert res.returncode == 0, res.stdout + res.stderr
+    print(f"deployed study: {seconds:.1f} s")
+
+    local = tmp_path / "in-process"
+    run_study(
+        load_study(study_file),
+        InProcessTransport(federation.site_dirs),  # type: ignore[attr-defined]
+        local,
+        engine="in-process",
+    )
+    deployed = sorted(p.name for p in (tmp_path / "deployed").iterdir())
+    assert deployed == sorted(p.name for p in local.iterdir())
+    tables = [n for n in deployed if n != "provenance.json"]
+    assert {"freq.afreq", "hardy.hardy"} <= set(tables)
+    for name in tables:
+        assert (tmp_path / "deployed" / name).read_bytes() == (local / name).read_bytes(), name
+    provenance = json.loads((tmp_path / "deployed" / "provenance.json").read_text())
+    assert provenance["run"]["engine"] == "deployment"
+    assert sorted(s["name"] for s in provenance["sites"]) == ["site-a", "site-b", "site-c"]
+    for name, proc in federation.sites.items():
+        assert "reply sent" in proc.text(), name
+
+
+def test_site_policy__refuses_a_bundle_it_does_not_allow(
+    federation: Federation, tmp_path: Path
+) -> None:
+    site_c = Path(federation.site_dirs[2])  # type: ignore[attr-defined]
+    policy = site_c / "policy.toml"
+    saved = policy.read_text()
+    lines = [
+        'allowed_app_hashes = ["' + "0" * 64 + '"]' if ln.startswith("allowed_app_hashes") else ln
+        for ln in saved.splitlines()
+    ]
+    policy.write_text("\n".join(lines) + "\n")
+    try:
+        study_file = tmp_path / "study.toml"
+        study_file.write_text(STUDY)
+        res, _ = _run_study(federation, study_file, tmp_path / "refused")
+    finally:
+        policy.write_text(saved)
+    assert res.returncode == 3, res.stdout + res.stderr  # a site refused
+    assert "APP_NOT_ALLOWED" in res.stderr.replace("\n", " ")
+    assert not (tmp_path / "refused").exists()
+    refusals = [json.loads(x) for x in (site_c / "app-refusals.jsonl").read_text().splitlines()]
+    assert refusals[-1]["reason_code"] == "APP_NOT_ALLOWED"
+    assert "REFUSED app bundle" in federation.sites["c"].text()
+
+
+def test_unregistered_node_key__is_refused_by_the_coordinator(
+    federation: Federation, tmp_path: Path
+) -> None:
+    key, pub = tmp_path / "intruder.key", tmp_path / "intruder.pub"
+    write_node_keypair(key, pub)
+    site_dir = Path(federation.site_dirs[0])  # type: ignore[attr-defined]
+    intruder_dir = tmp_path / "intruder-site"
+    shutil.copytree(site_dir, intruder_dir, ignore=shutil.ignore_patterns(".genofed-node"))
+    proc = federation.start_site("intruder", intruder_dir, key)
+    try:
+        proc.popen.wait(timeout=60)
+    finally:
+        proc.stop()
+    assert proc.popen.returncode not in (0, None)
+    assert "refused this node" in proc.text()
+    assert "refused a node whose key is not registered" in federation.coordinator.text()  # type: ignore[union-attr]
+
+
+def test_plaintext_client__cannot_connect_to_the_tls_coordinator(
+    federation: Federation, tmp_path: Path
+) -> None:
+    site_dir = Path(federation.site_dirs[0])  # type: ignore[attr-defined]
+    argv = [
+        str(BIN / "flower-supernode"),
+        "--insecure",
+        "--superlink",
+        federation.fleet,
+        "--port",
+        str(free_port()),
+        "--max-retries",
+        "2",
+        "--node-config",
+        f'site-dir="{site_dir}"',
+    ]
+    proc = start("plaintext", argv, tmp_path / "plaintext.out", federation.env)
+    try:
+        proc.popen.wait(timeout=60)
+    finally:
+        proc.stop()
+    assert proc.popen.returncode != 0
+    assert "SuperNode ID" not in proc.text()
+
+
+def test_site_up__refuses_plaintext_without_insecure(federation: Federation) -> None:
+    site_dir = Path(federation.site_dirs[0])  # type: ignore[attr-defined]
+    res = subprocess.run(
+        [str(BIN / "genofed-site"), "up", str(site_dir), "--superlink", federation.fleet],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=federation.env,
+        check=False,
+    )
+    assert res.returncode == 2
+    assert "refusing to connect without TLS" in res.stderr.replace("\n", " ")
+
+
+def test_coordinator_up__refuses_plaintext_without_insecure(tmp_path: Path) -> None:
+    config = tmp_path / "coordinator.toml"
+    config.write_text(f'[coordinator]\nfleet_address = "127.0.0.1:{free_port()}"\n')
+    res = subprocess.run(
+        [str(BIN / "genofed"), "coordinator", "up", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 2
+    assert "refusing to start without TLS" in res.stderr.replace("\n", " ")
