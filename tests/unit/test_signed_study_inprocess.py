@@ -135,3 +135,40 @@ def test_demo_site__accepts_unsigned_but_checks_a_present_signature(
             signature=sign_study(QC, STRANGER),
         )
     assert info.value.reason_code == "INTEGRITY"
+
+
+@pytest.mark.parametrize(
+    ("edit", "code"),
+    [
+        ("delete", "INTEGRITY"),  # no policy: no trusted analyst, so the signature is unknown
+        ('allowed_analyses = ["variants", "freq"]', "ANALYSIS_NOT_ALLOWED"),
+        ("min_cohort_size = 100000", "COHORT_TOO_SMALL"),
+    ],
+)
+def test_policy_refusals__signed_study_is_still_refused(
+    sites: list[Path], tmp_path: Path, edit: str, code: str
+) -> None:
+    copies = []
+    for site in sites:
+        target = tmp_path / "sites" / site.name
+        shutil.copytree(site, target)
+        policy = target / POLICY_FILE
+        if edit == "delete":
+            policy.unlink()
+        elif edit.startswith("allowed_analyses"):
+            policy.write_text(
+                policy.read_text().replace('allowed_analyses = ["variants", "freq", "hardy"]', edit)
+            )
+        else:
+            policy.write_text(policy.read_text().replace("version = 1", f"version = 1\n{edit}"))
+        copies.append(target)
+    with pytest.raises(SiteFailure) as info:
+        run_study(
+            QC,
+            InProcessTransport(copies),
+            tmp_path / "r",
+            engine="in-process",
+            signature=sign_study(QC, ANALYST),
+        )
+    assert info.value.reason_code == code
+    assert not (tmp_path / "r").exists()
