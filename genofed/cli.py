@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -49,7 +49,7 @@ from genofed.common.signing import (
     write_keypair,
 )
 from genofed.common.study import Study, load_study
-from genofed.coordinator.runner import Progress, StudyOutcome
+from genofed.coordinator.runner import Progress, StudyOutcome, outcome_doc
 from genofed.coordinator.writers.atomic import atomic_write_text
 
 EXIT_OK = 0
@@ -334,7 +334,7 @@ def _study_run_deployed(
 
 def _report(outcome: StudyOutcome, as_json: bool) -> None:
     if as_json:
-        out_console.print_json(json.dumps(_summary_doc(outcome)))
+        out_console.print_json(json.dumps(outcome_doc(outcome)))
         return
     sites = Table(title=f"study {outcome.study.name} ({outcome.study.sha256[:12]})")
     for col in ("site", "samples", "variants", "swapped", "policy"):
@@ -361,18 +361,6 @@ def _report(outcome: StudyOutcome, as_json: bool) -> None:
     out_console.print(f"results: {outcome.out}")
     for name in outcome.outputs:
         out_console.print(f"  {outcome.out / name}")
-
-
-def _summary_doc(outcome: StudyOutcome) -> dict[str, Any]:
-    return {
-        "study": outcome.study.name,
-        "sha256": outcome.study.sha256,
-        "run_id": outcome.run_id,
-        "out": str(outcome.out),
-        "outputs": list(outcome.outputs),
-        "sites": [{"name": s.name, **s.facts} for s in outcome.sites],
-        "summary": outcome.summary,
-    }
 
 
 @app.command()

@@ -29,7 +29,13 @@ from genofed.common.errors import GenoFedError, IntegrityError
 from genofed.common.records import reply_from_recorddict, request_to_recorddict
 from genofed.common.signing import StudySignature, is_signed_study_file, load_signed_study
 from genofed.common.study import Study, load_study
-from genofed.coordinator.runner import Progress, ProgressFn, StudyOutcome, run_study
+from genofed.coordinator.runner import (
+    Progress,
+    ProgressFn,
+    StudyOutcome,
+    outcome_doc,
+    run_study,
+)
 from genofed.coordinator.transport import Incoming, Outgoing
 
 log = logging.getLogger("genofed.coordinator")
@@ -213,19 +219,6 @@ def _print_progress(event: Progress) -> None:
 
 def result_line(doc: Mapping[str, object]) -> str:
     return RESULT_PREFIX + json.dumps(doc, sort_keys=True, default=str)
-
-
-def outcome_doc(outcome: StudyOutcome) -> dict[str, object]:
-    """A JSON-able summary of a finished study."""
-    return {
-        "study": outcome.study.name,
-        "sha256": outcome.study.sha256,
-        "run_id": outcome.run_id,
-        "out": str(outcome.out),
-        "outputs": list(outcome.outputs),
-        "sites": [{"name": s.name, **s.facts} for s in outcome.sites],
-        "summary": outcome.summary,
-    }
 
 
 __all__ = [

@@ -82,6 +82,19 @@ class StudyOutcome:
     summary: dict[str, object]
 
 
+def outcome_doc(outcome: StudyOutcome) -> dict[str, object]:
+    """A JSON-able summary of a finished study."""
+    return {
+        "study": outcome.study.name,
+        "sha256": outcome.study.sha256,
+        "run_id": outcome.run_id,
+        "out": str(outcome.out),
+        "outputs": list(outcome.outputs),
+        "sites": [{"name": s.name, **s.facts} for s in outcome.sites],
+        "summary": outcome.summary,
+    }
+
+
 ProgressFn = Callable[[Progress], None]
 Clock = Callable[[], datetime]
 
@@ -376,4 +389,4 @@ def _receipt_record(receipt: pb.Receipt) -> dict[str, object]:
     return record
 
 
-__all__ = ["Progress", "SiteRecord", "StudyOutcome", "run_study"]
+__all__ = ["Progress", "SiteRecord", "StudyOutcome", "outcome_doc", "run_study"]

@@ -155,12 +155,7 @@ def _answer(
     site_dir: Path, request: pb.AnalysisRequest, inputs: NamedArrays
 ) -> tuple[pb.SiteReply, NamedArrays]:
     """Answer one request (:func:`handle_request` audits it)."""
-    reply = pb.SiteReply(
-        analysis_id=request.analysis_id,
-        step=request.step,
-        study_sha256=request.study.study.sha256,
-        software_version=genofed.__version__,
-    )
+    reply = _reply_to(request)
     try:
         config = load_site(site_dir)
         reply.site = config.name
