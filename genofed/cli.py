@@ -62,7 +62,7 @@ DEMO_STUDY = """\
 # GenoFed demo study: the embedded default run by `make demo`.
 [study]
 name = "demo-qc"
-description = "QC tables, HWE and GWAS (linear and logistic) at three synthetic hospitals"
+description = "QC, HWE, GWAS, PCA and recurrence-free survival at three synthetic hospitals"
 on_variant_mismatch = "stop"
 
 [[analysis]]
@@ -89,7 +89,46 @@ kind = "glm"
 id = "gwas_disease"
 phenotype = "DISEASE"
 covariates = ["AGE", "SEX"]
+
+[[analysis]]
+kind = "pca"                      # population structure; each site keeps its own scores
+n_pcs = 10
+
+[[analysis]]
+kind = "glm"                      # QPHENO again, corrected for ancestry: lambda_gc drops
+id = "gwas_qpheno_pcs"
+phenotype = "QPHENO"
+covariates = ["AGE", "SEX", "PC1", "PC2", "PC3", "PC4", "PC5"]
+
+[[analysis]]
+kind = "km"                       # recurrence-free survival by genomic risk group
+time = "RFS_DAYS"
+event = "RFS_EVENT"
+group = "RSCORE"
+cuts = [18, 31]
+grid = [182, 365, 730, 1095, 1461, 1826, 2191, 2557, 2922, 3287, 3652]
+
+[[analysis]]
+kind = "cox"                      # hazard ratios, stratified by site
+time = "RFS_DAYS"
+event = "RFS_EVENT"
+covariates = ["RSCORE", "AGE", "SEX"]
+
+[[analysis]]
+kind = "prs"                      # polygenic risk score: OR per SD, AUC, calibration
+scoring_file = "cohorts/pgs/GENOFED_SIM.txt"   # `genofed demo` writes the absolute path
+phenotype = "DISEASE"
+covariates = ["AGE", "SEX"]
+
+[[analysis]]
+kind = "pgx"                      # star alleles of 6 genes; CYP2C19 poor metabolizers vs response
+outcome = "CLOP_EVENT"            # drug response (synth --pgx)
+covariates = ["AGE"]
+test_gene = "CYP2C19"
+test_phenotype = "Poor Metabolizer"
 """
+#: The scoring file as DEMO_STUDY names it; the demo replaces it by the file's absolute path.
+DEMO_SCORING_FILE = "cohorts/pgs/GENOFED_SIM.txt"
 DEMO_SAMPLES = 1500
 DEMO_VARIANTS = 2000
 
@@ -153,6 +192,13 @@ def synth(
     samples: Annotated[int, typer.Option(min=10, help="total individuals")] = DEMO_SAMPLES,
     variants: Annotated[int, typer.Option(min=1, help="biallelic SNPs")] = DEMO_VARIANTS,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = 1,
+    pgx: Annotated[
+        bool,
+        typer.Option(
+            "--pgx",
+            help="add pharmacogenomic variants (GRCh38) and the CLOP_EVENT drug response",
+        ),
+    ] = False,
 ) -> None:
     """Write synthetic multi-site cohorts (coalescent genotypes, phenotypes, site directories).
 
@@ -161,7 +207,9 @@ def synth(
     from genofed.synth import write_cohorts
 
     with _errors(), console.status("simulating cohorts (msprime)"):
-        summary = write_cohorts(out, sites=sites, samples=samples, variants=variants, seed=seed)
+        summary = write_cohorts(
+            out, sites=sites, samples=samples, variants=variants, seed=seed, pgx=pgx
+        )
     out_console.print(
         f"wrote {len(summary.sites)} site directories and pooled/ under {summary.out} "
         f"({summary.n_samples} samples, {summary.n_variants} variants, seed {summary.seed})"
@@ -252,6 +300,14 @@ def study_run(
         bool, typer.Option("--insecure", help="with --superlink: PLAINTEXT, test setups only")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an existing results directory")] = False,
+    site_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="seconds to wait for a site's reply; then the site drops out if the study's "
+            "min_sites allows, else the study stops naming it",
+        ),
+    ] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
     verbose: Annotated[bool, typer.Option(help="show Flower's own logs")] = False,
 ) -> None:
@@ -270,7 +326,7 @@ def study_run(
         raise typer.Exit(EXIT_INPUT)
     if superlink is not None:
         _study_run_deployed(
-            study_file, out, superlink, sites, ca_cert, insecure, overwrite, as_json
+            study_file, out, superlink, sites, ca_cert, insecure, overwrite, as_json, site_timeout
         )
         return
     from genofed.simulation import run_simulated_study
@@ -286,6 +342,7 @@ def study_run(
                 progress=progress,
                 verbose=verbose,
                 signature=signature,
+                site_timeout=site_timeout,
             )
     _report(outcome, as_json)
 
@@ -299,6 +356,7 @@ def _study_run_deployed(
     insecure: bool,
     overwrite: bool,
     as_json: bool,
+    site_timeout: float,
 ) -> None:
     from genofed.coordinator.submit import Submission, submit_study
 
@@ -315,6 +373,7 @@ def _study_run_deployed(
                 ca_cert=ca_cert,
                 insecure=insecure,
                 overwrite=overwrite,
+                site_timeout_s=site_timeout,
             ),
             emit=(lambda _line: None)
             if as_json
@@ -328,6 +387,7 @@ def _study_run_deployed(
         f"{outcome.seconds:.1f} s on {len(outcome.doc['sites'])} sites"
     )
     out_console.print(f"results (on the coordinator host): {outcome.out}")
+    _warn_missing(outcome.doc.get("summary", {}))
     for name in outcome.doc["outputs"]:
         out_console.print(f"  {outcome.out / str(name)}")
 
@@ -361,6 +421,18 @@ def _report(outcome: StudyOutcome, as_json: bool) -> None:
     out_console.print(f"results: {outcome.out}")
     for name in outcome.outputs:
         out_console.print(f"  {outcome.out / name}")
+    _warn_missing(outcome.summary)
+
+
+def _warn_missing(summary: object) -> None:
+    """Say loudly which sites dropped out of a study that went on without them."""
+    missing = summary.get("sites_missing") if isinstance(summary, dict) else None
+    for m in missing or []:
+        console.print(
+            f"[bold yellow]warning:[/] {m['site']} dropped out at round {m['round']} "
+            f"({m['step']}, {m['reason_code']}); these results come from the other sites",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -386,21 +458,41 @@ def demo(
             f"simulating 3 synthetic hospitals ({samples} samples, {variants} variants)"
         ):
             cohorts = write_cohorts(
-                out / "cohorts", sites=3, samples=samples, variants=variants, seed=seed
+                out / "cohorts", sites=3, samples=samples, variants=variants, seed=seed, pgx=True
             )
         study_file = out / "study.toml"
-        study_file.write_text(DEMO_STUDY, encoding="utf-8")
+        study_file.write_text(
+            DEMO_STUDY.replace(DEMO_SCORING_FILE, str(cohorts.scoring_file)), encoding="utf-8"
+        )
         study = load_study(study_file)
         with _progress_display(True) as progress:
             outcome = run_simulated_study(
                 study, list(cohorts.sites), out / "results", progress=progress
             )
     _report(outcome, as_json=False)
+    _demo_privacy_officer(outcome, cohorts.sites[0], out)
     out_console.print(
         f"\nstudy file: {study_file}\npooled cohort for reference checks: {cohorts.pooled}\n"
         f"compare with: plink2 --bfile {cohorts.pooled}/pooled"
         " --freq --hardy --missing --geno-counts"
     )
+
+
+def _demo_privacy_officer(outcome: StudyOutcome, site_dir: Path, out: Path) -> None:
+    """The demo's receipt checks, and one site's privacy report (genofed-site report)."""
+    from genofed.site_agent.report import write_report
+
+    checks = [
+        str(r["receipt"].get("receipt_check", ""))
+        for s in outcome.sites
+        for r in s.replies
+        if isinstance(r.get("receipt"), dict)
+    ]
+    verified = sum(c == "verified" for c in checks)
+    out_console.print(f"receipts verified against each site's audit key: {verified}/{len(checks)}")
+    with _errors():
+        report = write_report(site_dir, out / f"{site_dir.name}-privacy-report.html")
+    out_console.print(f"privacy officer's report for {site_dir.name}: {report}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

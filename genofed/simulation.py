@@ -20,9 +20,12 @@ from flwr.simulation import run_simulation
 from genofed.common.errors import GenoFedError
 from genofed.common.signing import StudySignature
 from genofed.common.study import Study
-from genofed.coordinator.app import StudyJob, make_server_app
+from genofed.coordinator.app import DEFAULT_SITE_TIMEOUT_S, StudyJob, make_server_app
+from genofed.coordinator.receipt_check import WARN, ReceiptCheck, load_audit_key
 from genofed.coordinator.runner import ProgressFn, StudyOutcome
 from genofed.site_agent import app as site_app
+from genofed.site_agent.audit import AuditPaths
+from genofed.site_agent.secure_release import answer_secure
 from genofed.site_agent.sitedir import load_site
 
 #: Ray settings for a laptop: one CPU per virtual site, no dashboard.
@@ -41,7 +44,26 @@ def make_client_app(site_dirs: Sequence[Path]) -> ClientApp:
     def _query(msg: Message, context: Context) -> Message:
         return site_app.answer(msg, Path(dirs[int(context.node_config["partition-id"])]))
 
+    @client_app.train()
+    def _train(msg: Message, context: Context) -> Message:  # SecAgg+ stages (secure_release.py)
+        return answer_secure(msg, context, Path(dirs[int(context.node_config["partition-id"])]))
+
     return client_app
+
+
+def simulation_receipts(site_dirs: Sequence[Path]) -> ReceiptCheck:
+    """Receipts checked against each site directory's ``state/audit.pub``, in ``warn`` mode.
+
+    The simulation runs on this machine's own site directories, so a receipt
+    that does not verify is a warning (and noted in provenance.json), not a
+    refusal; deployment refuses (coordinator.toml ``[receipts]``).
+    """
+    keys = {}
+    for d in site_dirs:
+        pub = AuditPaths.of(d).pub
+        if pub.is_file():
+            keys[load_site(d).name] = load_audit_key(pub)
+    return ReceiptCheck(keys, WARN)
 
 
 def run_simulated_study(
@@ -53,8 +75,13 @@ def run_simulated_study(
     progress: ProgressFn | None = None,
     verbose: bool = False,
     signature: StudySignature | None = None,
+    site_timeout: float = DEFAULT_SITE_TIMEOUT_S,
 ) -> StudyOutcome:
-    """Run ``study`` over the given site directories; results go to ``out``."""
+    """Run ``study`` over the given site directories; results go to ``out``.
+
+    ``site_timeout``: seconds to wait for a site's reply before it drops out
+    (or the study stops, when ``min_sites`` does not allow going on without it).
+    """
     if not site_dirs:
         raise GenoFedError("no site directories given; pass --site DIR once per site")
     resolved = [Path(d).resolve() for d in site_dirs]
@@ -71,6 +98,8 @@ def run_simulated_study(
         overwrite=overwrite,
         progress=progress,
         signature=signature,
+        site_timeout=site_timeout,
+        receipts=simulation_receipts(resolved),
     )
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
@@ -95,4 +124,4 @@ def run_simulated_study(
     return outcomes[0]
 
 
-__all__ = ["make_client_app", "run_simulated_study"]
+__all__ = ["make_client_app", "run_simulated_study", "simulation_receipts"]

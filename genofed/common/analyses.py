@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from genofed.common import pca_wire, pgx_wire, prs_wire, survival_wire, train_wire
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -114,6 +116,118 @@ ANALYSIS_KINDS: MappingProxyType[str, AnalysisKind] = MappingProxyType(
                 ("gwas.<PHENOTYPE>.glm.linear", "gwas.<PHENOTYPE>.glm.logistic.hybrid"),
                 check=_check_glm,
             ),
+            AnalysisKind(
+                "pca",
+                "population-structure PCA by federated subspace iteration (plink2 --pca)",
+                MappingProxyType(
+                    {
+                        "n_pcs": ParamSpec(int, pca_wire.DEFAULT_N_PCS, "principal components"),
+                        "maf": ParamSpec(float, 0.0, "minimum minor allele frequency (--maf)"),
+                        "indep_pairwise": ParamSpec(
+                            list, (), "[window, step, r2] LD pruning (--indep-pairwise)"
+                        ),
+                        "variants": ParamSpec(list, (), "variant IDs to use (--extract)"),
+                    }
+                ),
+                ("pca.eigenval", "pca.eigenvec.var"),
+                check=pca_wire.check_pca_params,
+            ),
+            AnalysisKind(
+                "km",
+                "Kaplan-Meier curves per group on a time grid, with a log-rank test",
+                MappingProxyType(
+                    {
+                        "time": ParamSpec(str, "", "time-to-event column"),
+                        "event": ParamSpec(str, "", "event column: 1 event, 0 censored"),
+                        "group": ParamSpec(str, "", "grouping column (none: one curve)"),
+                        "cuts": ParamSpec(list, (), "cut points of a score group column"),
+                        "levels": ParamSpec(list, (), "values of a categorical group column"),
+                        "grid": ParamSpec(list, (), "time grid the sites count on"),
+                    }
+                ),
+                ("km.tsv", "logrank.tsv", "km.png"),
+                check=survival_wire.check_km,
+            ),
+            AnalysisKind(
+                "cox",
+                "Cox proportional hazards stratified by site (federated Newton-Raphson)",
+                MappingProxyType(
+                    {
+                        "time": ParamSpec(str, "", "time-to-event column"),
+                        "event": ParamSpec(str, "", "event column: 1 event, 0 censored"),
+                        "covariates": ParamSpec(list, (), "covariate columns, in order"),
+                        "ties": ParamSpec(str, "efron", "efron or breslow"),
+                    }
+                ),
+                ("cox.tsv",),
+                check=survival_wire.check_cox,
+            ),
+            AnalysisKind(
+                "prs",
+                "polygenic risk score from a PGS Catalog scoring file (plink2 --score)",
+                MappingProxyType(
+                    {
+                        "scoring_file": ParamSpec(str, "", "PGS Catalog scoring file (format 2)"),
+                        "scoring_sha256": ParamSpec(str, "", "SHA-256 the file must have"),
+                        "phenotype": ParamSpec(str, "", "phenotype column"),
+                        "covariates": ParamSpec(list, (), "covariate columns, in order"),
+                        "model": ParamSpec(str, "auto", "auto, linear or logistic"),
+                        "n_bins": ParamSpec(int, prs_wire.DEFAULT_N_BINS, "histogram bins"),
+                        "thresholds": ParamSpec(
+                            int, prs_wire.DEFAULT_THRESHOLDS, "score thresholds for the AUC"
+                        ),
+                        "calibration_groups": ParamSpec(
+                            int, prs_wire.DEFAULT_CALIBRATION_GROUPS, "calibration groups"
+                        ),
+                        "ambiguous": ParamSpec(str, "keep", "A/T, C/G rows: keep or drop"),
+                    }
+                ),
+                ("prs.summary.json", "prs.histogram.tsv", "prs.calibration.tsv", "prs.png"),
+                check=prs_wire.check_prs,
+            ),
+            AnalysisKind(
+                "pgx",
+                "pharmacogenomics: star-allele diplotypes, phenotypes, drug-response association",
+                MappingProxyType(
+                    {
+                        "genes": ParamSpec(list, (), "genes (default: all with tables)"),
+                        "build": ParamSpec(str, "GRCh38", "genome build of the sites' files"),
+                        "outcome": ParamSpec(str, "", "binary drug-response column"),
+                        "covariates": ParamSpec(list, (), "covariates of the association"),
+                        "test_gene": ParamSpec(str, "CYP2C19", "gene of the tested phenotype"),
+                        "test_phenotype": ParamSpec(str, "Poor Metabolizer", "tested phenotype"),
+                    }
+                ),
+                ("pgx.diplotypes.tsv", "pgx.phenotypes.tsv", "pgx.summary.json"),
+                check=pgx_wire.check_pgx,
+            ),
+            AnalysisKind(
+                "train",
+                "risk model trained by DP-SGD (Opacus) at each site and FedAvg across sites",
+                MappingProxyType(
+                    {
+                        "target": ParamSpec(str, "", "binary (case/control) target column"),
+                        "variants": ParamSpec(list, (), "variant IDs whose dosages are features"),
+                        "covariates": ParamSpec(list, (), "covariate columns, in order"),
+                        "covariate_ranges": ParamSpec(list, (), "public [lo, hi] per covariate"),
+                        "model": ParamSpec(str, "logistic", "logistic or mlp"),
+                        "hidden_units": ParamSpec(int, 16, "mlp hidden layer width"),
+                        "rounds": ParamSpec(int, 10, "FedAvg rounds"),
+                        "local_epochs": ParamSpec(int, 1, "epochs per round at each site"),
+                        "batch_size": ParamSpec(int, 64, "expected batch size (Poisson)"),
+                        "learning_rate": ParamSpec(float, 0.5, "SGD learning rate"),
+                        "clipping_norm": ParamSpec(float, 1.0, "per-sample gradient L2 clip"),
+                        "noise_multiplier": ParamSpec(
+                            float, train_wire.UNSET_NOISE, "DP-SGD noise multiplier (0: none)"
+                        ),
+                        "target_epsilon": ParamSpec(float, 0.0, "per-site epsilon to calibrate"),
+                        "eval_epsilon": ParamSpec(float, 1.0, "epsilon of the noisy evaluation"),
+                        "seed": ParamSpec(int, 0, "seed of the initial weights"),
+                    }
+                ),
+                ("model.pt", "train.summary.json", "train.calibration.tsv"),
+                check=train_wire.check_train,
+            ),
         )
     }
 )
@@ -127,12 +241,24 @@ COUNT_KINDS = frozenset({"freq", "hardy", "missing", "gcount"})
 #: Analysis kind of the GWAS (multi-round regression protocol, ``coordinator/glm_protocol.py``).
 GLM_KIND = "glm"
 
+#: Analysis kind of polygenic risk scores (``coordinator/prs_protocol.py``).
+PRS_KIND = "prs"
+
+#: Analysis kind of risk-model training (``coordinator/train_protocol.py``).
+TRAIN_KIND = train_wire.TRAIN_KIND
+
+#: Analysis kind of pharmacogenomics (``coordinator/pgx_protocol.py``).
+PGX_KIND = "pgx"
+
 __all__ = [
     "ANALYSIS_KINDS",
     "COUNT_KINDS",
     "GLM_FIRTH_MODES",
     "GLM_KIND",
     "GLM_MODELS",
+    "PGX_KIND",
+    "PRS_KIND",
+    "TRAIN_KIND",
     "VARIANTS_KIND",
     "AnalysisKind",
     "ParamError",

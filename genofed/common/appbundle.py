@@ -36,6 +36,7 @@ RUN_CONFIG_DEFAULTS: dict[str, str | int | bool | float] = {
     "run-id": "",
     "overwrite": False,
     "connect-timeout": 120.0,
+    "site-timeout": 600.0,
 }
 
 #: Flower's fixed timestamp for FAB entries (flwr.common.constant.FAB_DATE).

@@ -14,9 +14,13 @@ Study file format (documented for analysts in the README)::
     on_variant_mismatch = "stop"     # or "intersect"
 
     [privacy]                        # optional; default mode = "plain"
-    mode = "dp"                      # "plain": exact sums; "dp": each site adds noise
+    mode = "dp"                      # "plain": exact sums; "dp": each site adds noise;
+                                     # "exact": sums through SecAgg+ (>= 3 sites);
+                                     # "distributed-dp": noise shares under SecAgg+
     epsilon = 1.0                    # dp: privacy loss per site for the whole study
     delta = 1e-6                     # dp: its delta
+    noise_shares = 3                 # distributed-dp: each site adds 1/noise_shares of
+                                     # the noise variance (docs/decisions/0003-secure-aggregation.md)
 
     [[analysis]]
     kind = "hardy"                   # see genofed.common.analyses
@@ -37,6 +41,7 @@ from typing import Any
 
 from genofed.common.analyses import ANALYSIS_KINDS, COUNT_KINDS, ParamError
 from genofed.common.errors import ConfigError, IntegrityError
+from genofed.common.pca_wire import pc_covariate_problem
 from genofed.common.tomlconfig import check_keys, get_typed, load_toml
 
 #: Schema tag written into every canonical study.
@@ -47,12 +52,16 @@ DEFAULT_ON_MISMATCH = "stop"
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _STUDY_KEYS = ("name", "description", "min_sites", "on_variant_mismatch")
-_PRIVACY_KEYS = ("mode", "epsilon", "delta")
+_PRIVACY_KEYS = ("mode", "epsilon", "delta", "noise_shares")
 #: Release modes a study may ask for (a site's policy says which it allows).
-RELEASE_MODES = ("plain", "dp")
+RELEASE_MODES = ("plain", "dp", "exact", "distributed-dp")
+#: Modes whose count round is summed with Flower's SecAgg+ (genofed.common.secure_sum).
+SECURE_MODES = ("exact", "distributed-dp")
 DEFAULT_DELTA = 1e-6
-#: Analyses that can run in ``dp`` mode (their release is noised genotype counts).
-DP_KINDS = COUNT_KINDS
+#: Analyses that can run in ``dp`` mode: noised genotype counts, and ``train``, whose
+#: DP-SGD noise comes from its own noise_multiplier / target_epsilon (sites refuse a
+#: noiseless ``train`` in a dp study).
+DP_KINDS = COUNT_KINDS | {"train"}
 
 
 @dataclass(frozen=True)
@@ -62,9 +71,14 @@ class PrivacySpec:
     mode: str = "plain"
     epsilon: float | None = None
     delta: float | None = None
+    #: distributed-dp: the number of sites' noise shares that make up the target noise
+    noise_shares: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "epsilon": self.epsilon, "delta": self.delta}
+        doc: dict[str, Any] = {"mode": self.mode, "epsilon": self.epsilon, "delta": self.delta}
+        if self.noise_shares is not None:  # absent otherwise: older studies keep their hash
+            doc["noise_shares"] = self.noise_shares
+        return doc
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,9 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
                 hint="give each [[analysis]] a unique id = ...",
             )
         seen.add(a.id)
+    pc_problem = pc_covariate_problem(analyses)
+    if pc_problem is not None:
+        raise ConfigError(pc_problem[0], path=path, hint=pc_problem[1])
     return Study(
         name=name,
         description=get_typed(head, "description", str, "", path=path, where="study"),
@@ -190,6 +207,10 @@ def _privacy(table: Any, path: Path, analyses: tuple[AnalysisSpec, ...]) -> Priv
             path=path,
             hint='use mode = "dp" with epsilon = ..., or leave [privacy] out for plain sums',
         )
+    if mode in SECURE_MODES:
+        return _secure_privacy(table, mode, path, analyses)
+    if "noise_shares" in table:
+        raise ConfigError('privacy.noise_shares applies only to mode = "distributed-dp"', path=path)
     epsilon = get_typed(table, "epsilon", (int, float), None, path=path, where="privacy")
     delta = get_typed(table, "delta", (int, float), None, path=path, where="privacy")
     if mode == "plain":
@@ -216,6 +237,39 @@ def _privacy(table: Any, path: Path, analyses: tuple[AnalysisSpec, ...]) -> Priv
     if not 0 < delta < 1e-2:
         raise ConfigError(f"privacy.delta must lie in (0, 0.01), not {delta}", path=path)
     return PrivacySpec(mode=mode, epsilon=float(epsilon), delta=float(delta))
+
+
+def _secure_privacy(
+    table: dict[str, Any], mode: str, path: Path, analyses: tuple[AnalysisSpec, ...]
+) -> PrivacySpec:
+    """``exact`` (SecAgg+ sums) or ``distributed-dp`` (noise shares under SecAgg+)."""
+    not_counts = sorted({a.kind for a in analyses} - COUNT_KINDS)
+    if not_counts:
+        raise ConfigError(
+            f"mode = {mode!r} is available for {', '.join(sorted(COUNT_KINDS))} only, "
+            f"not for {', '.join(not_counts)}",
+            path=path,
+            hint=f"run those analyses in a separate study without [privacy] mode = {mode!r}",
+        )
+    if mode == "exact":
+        extra = sorted(set(table) & {"epsilon", "delta", "noise_shares"})
+        if extra:
+            raise ConfigError(
+                f'privacy.{extra[0]} does not apply to mode = "exact" (no noise is added)',
+                path=path,
+            )
+        return PrivacySpec(mode=mode)
+    dp = _privacy({k: v for k, v in table.items() if k != "noise_shares"} | {"mode": "dp"},
+                  path, analyses)
+    shares = get_typed(table, "noise_shares", int, None, path=path, where="privacy")
+    if shares is None or not 1 <= shares <= 1000:
+        raise ConfigError(
+            'privacy.noise_shares must be given for mode = "distributed-dp" and lie in [1, 1000]',
+            path=path,
+            hint="e.g. noise_shares = 3: each site adds 1/3 of the target noise variance, and "
+            "the target holds while at least 3 sites' shares are in the secure sum",
+        )
+    return PrivacySpec(mode=mode, epsilon=dp.epsilon, delta=dp.delta, noise_shares=shares)
 
 
 def _analysis(table: Any, number: int, path: Path) -> AnalysisSpec:
@@ -280,6 +334,7 @@ def study_from_canonical(data: bytes, expected_sha256: str) -> Study:
 __all__ = [
     "MISMATCH_POLICIES",
     "RELEASE_MODES",
+    "SECURE_MODES",
     "STUDY_SCHEMA",
     "AnalysisSpec",
     "PrivacySpec",

@@ -4,7 +4,10 @@
 as a child process, keep its full log in a file, print one short line per
 event that a person cares about (the caller's ``translate`` picks them), and
 stop it cleanly: SIGTERM or SIGINT to the GenoFed command is forwarded to the
-child's process group, which gets ``grace`` seconds before SIGKILL.
+child's process group, which gets ``grace`` seconds before SIGKILL. On Linux
+a child also gets SIGTERM when the GenoFed command dies without stopping it
+(killed, out of memory): a SuperNode must not outlive the supervisor that
+gates its apps (:mod:`genofed.common.diewithparent`).
 
 Only the processes started here are signalled, by their own PID / process
 group, never by name.
@@ -16,6 +19,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +77,8 @@ def start_child(
     ``translate`` returns text are passed to ``emit``. The last
     ``keep_lines`` lines are kept on :attr:`Child.lines` for error messages.
     """
+    if sys.platform == "linux":  # the child must not outlive this process
+        argv = [sys.executable, "-m", "genofed.common.diewithparent", str(os.getpid()), "--", *argv]
     process = subprocess.Popen(
         list(argv),
         stdin=subprocess.DEVNULL,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -25,23 +26,28 @@ from pathlib import Path
 from flwr.app import Context, Message, MessageType
 from flwr.serverapp import Grid, ServerApp
 
-from genofed.common.errors import GenoFedError, IntegrityError
+from genofed.common.errors import ConfigError, GenoFedError, IntegrityError
 from genofed.common.records import reply_from_recorddict, request_to_recorddict
 from genofed.common.signing import StudySignature, is_signed_study_file, load_signed_study
 from genofed.common.study import Study, load_study
+from genofed.coordinator.receipt_check import ReceiptCheck
 from genofed.coordinator.runner import (
+    DEFAULT_TIMEOUT_S,
     Progress,
     ProgressFn,
     StudyOutcome,
     outcome_doc,
     run_study,
 )
+from genofed.coordinator.superlink import CONFIG_ENV, load_coordinator_config
 from genofed.coordinator.transport import Incoming, Outgoing
 
 log = logging.getLogger("genofed.coordinator")
 
 #: How long the ServerApp waits for the expected sites to connect.
 DEFAULT_CONNECT_TIMEOUT_S = 120.0
+#: How long the coordinator waits for one site's reply in a round.
+DEFAULT_SITE_TIMEOUT_S = DEFAULT_TIMEOUT_S
 _POLL_S = 0.1
 
 
@@ -117,6 +123,8 @@ class StudyJob:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
     signature: StudySignature | None = None  # the analyst's, sent with every request
     run_id: str | None = None
+    site_timeout: float = DEFAULT_SITE_TIMEOUT_S
+    receipts: ReceiptCheck | None = None  # checks each reply's receipt (receipt_check.py)
 
 
 def run_job(job: StudyJob, grid: Grid) -> StudyOutcome:
@@ -137,6 +145,8 @@ def run_job(job: StudyJob, grid: Grid) -> StudyOutcome:
         progress=job.progress,
         signature=job.signature,
         run_id=job.run_id,
+        timeout=job.site_timeout,
+        receipts=job.receipts,
     )
 
 
@@ -200,7 +210,27 @@ def job_from_run_config(cfg: Mapping[str, object]) -> StudyJob:
         connect_timeout=float(str(cfg.get("connect-timeout", DEFAULT_CONNECT_TIMEOUT_S))),
         signature=signature,
         run_id=str(cfg.get("run-id", "")) or None,
+        site_timeout=float(str(cfg.get("site-timeout", DEFAULT_SITE_TIMEOUT_S))),
+        receipts=deployment_receipts(),
     )
+
+
+def deployment_receipts() -> ReceiptCheck:
+    """A fresh receipt check from coordinator.toml's ``[receipts]``.
+
+    ``genofed coordinator up`` names its config file in the environment of
+    the SuperLink, and so of the ServerApps it runs; without it the study is
+    refused rather than run with unchecked receipts.
+    """
+    path = os.environ.get(CONFIG_ENV, "")
+    if not path:
+        raise ConfigError(
+            f"{CONFIG_ENV} is not set: this ServerApp was not started by "
+            "`genofed coordinator up`, so it has no site audit keys to check receipts with",
+            hint="start the coordinator with `genofed coordinator up --config coordinator.toml`",
+        )
+    template = load_coordinator_config(Path(path)).receipts
+    return ReceiptCheck(template.keys, template.mode)
 
 
 def _load_study_file(path: Path) -> tuple[Study, StudySignature | None]:
@@ -227,6 +257,7 @@ __all__ = [
     "GridTransport",
     "StudyJob",
     "app",
+    "deployment_receipts",
     "job_from_run_config",
     "make_server_app",
     "outcome_doc",

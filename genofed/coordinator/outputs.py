@@ -32,34 +32,45 @@ HWE_SUMMARY_P = 1e-6
 
 
 def write_count_outputs(
-    out_dir: Path, spec: AnalysisSpec, variants: VariantTable, pooled: np.ndarray
+    out_dir: Path,
+    spec: AnalysisSpec,
+    variants: VariantTable,
+    pooled: np.ndarray,
+    withheld: np.ndarray | None = None,
 ) -> tuple[list[str], dict[str, object]]:
-    """Write the table(s) of one count analysis; return file names and headline numbers."""
+    """Write the table(s) of one count analysis; return file names and headline numbers.
+
+    ``withheld`` marks variants a site withheld (small-cell suppression): their
+    rows print NA and they are left out of the headline numbers.
+    """
     columns = VariantColumns(variants.chrom, variants.pos, variants.id, variants.ref, variants.alt)
+    keep = np.ones(len(columns), dtype=bool) if withheld is None else ~withheld
     if spec.kind == "freq":
         freq = allele_frequencies(pooled)
         name = "freq.afreq" if spec.id == "freq" else f"{spec.id}.afreq"
-        write_afreq(out_dir / name, columns, freq)
-        maf = np.minimum(freq.alt_freqs, 1 - freq.alt_freqs)
+        write_afreq(out_dir / name, columns, freq, withheld)
+        maf = np.minimum(freq.alt_freqs, 1 - freq.alt_freqs)[keep]
         return [name], {
-            "variants": len(columns),
+            "variants": int(keep.sum()),
             "monomorphic": int(np.sum(maf == 0)),
             "maf<0.01": int(np.sum(maf < 0.01)),
         }
     if spec.kind == "missing":
         miss = variant_missingness(pooled)
         name = "missing.vmiss" if spec.id == "missing" else f"{spec.id}.vmiss"
-        write_vmiss(out_dir / name, columns, miss)
-        return [name], {"mean F_MISS": f"{float(np.nanmean(miss.f_miss)):.4g}"}
+        write_vmiss(out_dir / name, columns, miss, withheld)
+        f_miss = miss.f_miss[keep]
+        mean = float(np.nanmean(f_miss)) if np.isfinite(f_miss).any() else float("nan")
+        return [name], {"mean F_MISS": f"{mean:.4g}"}
     if spec.kind == "gcount":
         name = "geno.gcount" if spec.id == "gcount" else f"{spec.id}.gcount"
-        write_gcount(out_dir / name, columns, genotype_count_table(pooled))
-        return [name], {"genotype calls": int(pooled[:, :3].sum())}
+        write_gcount(out_dir / name, columns, genotype_count_table(pooled), withheld)
+        return [name], {"genotype calls": int(pooled[keep, :3].sum())}
     if spec.kind == "hardy":
         result = hardy(pooled, midp=bool(spec.params.get("midp", False)))
         name = "hardy.hardy" if spec.id == "hardy" else f"{spec.id}.hardy"
-        write_hardy(out_dir / name, columns, result)
-        return [name], {f"P<{HWE_SUMMARY_P:g}": int(np.sum(result.p < HWE_SUMMARY_P))}
+        write_hardy(out_dir / name, columns, result, withheld)
+        return [name], {f"P<{HWE_SUMMARY_P:g}": int(np.sum(result.p[keep] < HWE_SUMMARY_P))}
     raise ValueError(f"{spec.kind!r} is not a count analysis")
 
 

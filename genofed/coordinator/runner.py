@@ -14,8 +14,12 @@ Results are written to a staging directory beside ``out`` and moved into
 place only when everything succeeded, so a failed study leaves no partial
 result that looks complete.
 
-Any site's error or refusal stops the study and names the site (continuing
-without a site, up to ``min_sites``, comes with the deployment work).
+A site that refuses, fails or does not answer within the site timeout either
+stops the study (the default: every site must take part; the error names the
+site) or, when the study's ``min_sites`` still holds without it, drops out:
+the study goes on with the others, an analysis it was part-way through is
+run again from its first round without it, and the summary and
+``provenance.json`` name the missing site, the round and the reason.
 """
 
 from __future__ import annotations
@@ -23,15 +27,16 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from genofed.common.analyses import COUNT_KINDS, GLM_KIND, VARIANTS_KIND
+from genofed.common.analyses import COUNT_KINDS, GLM_KIND, PGX_KIND, PRS_KIND, VARIANTS_KIND
 from genofed.common.checkpoint import checkpoint_from_proto, checkpoint_to_json
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
 from genofed.common.records import NamedArrays, signed_study_to_proto
@@ -40,6 +45,12 @@ from genofed.common.study import AnalysisSpec, Study
 from genofed.coordinator.combine.harmonize import Harmonization, VariantTable, harmonize
 from genofed.coordinator.glm_protocol import run_glm
 from genofed.coordinator.outputs import write_count_outputs
+from genofed.coordinator.pca_protocol import PCA_KIND, run_pca
+from genofed.coordinator.pgx_protocol import run_pgx
+from genofed.coordinator.prs_protocol import run_prs
+from genofed.coordinator.receipt_check import ReceiptCheck
+from genofed.coordinator.suppressed import site_withheld, suppression_summary, write_suppressed
+from genofed.coordinator.survival_protocol import run_cox, run_km
 from genofed.coordinator.transport import Incoming, Outgoing, Transport
 from genofed.coordinator.writers.provenance import write_harmonization, write_provenance
 from genofed.protos.v1 import genofed_pb2 as pb
@@ -69,6 +80,8 @@ class SiteRecord:
     facts: dict[str, str] = field(default_factory=dict)
     software_version: str = ""
     replies: list[dict[str, object]] = field(default_factory=list)
+    #: Set when the site dropped out of the study: round, step, reason code, message.
+    missing: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,8 +128,12 @@ def run_study(
     timeout: float = DEFAULT_TIMEOUT_S,
     clock: Clock = _utcnow,
     signature: StudySignature | None = None,
+    receipts: ReceiptCheck | None = None,
 ) -> StudyOutcome:
     """Run ``study`` over ``transport`` and write its results to ``out``.
+
+    ``receipts``, when given, checks every reply's receipt against the sites'
+    audit keys before the protocol uses it (:mod:`.receipt_check`).
 
     ``signature`` is the analyst's signature over the study; it travels with
     every request so that each site can check it against its policy.
@@ -126,27 +143,25 @@ def run_study(
     run_id = run_id or uuid.uuid4().hex[:16]
     started = clock()
     _check_out(out, overwrite)
+    if receipts is not None:
+        transport = receipts.wrap(transport)
     nodes = sorted(transport.nodes())
     need = study.min_sites or 1
     if len(nodes) < need:
         raise GenoFedError(f"{len(nodes)} sites connected; the study needs at least {need}")
+    members = _Members(transport, nodes, study.min_sites, timeout, notify)
     count_ids = [a.id for a in study.analyses if a.kind in COUNT_KINDS]
     total = 1 + (1 if count_ids else 0)
 
     notify(Progress("round", f"round 1/{total}: variant harmonization", 1, total))
-    replies = _ask(
-        transport,
-        nodes,
-        _request(signed, run_id, VARIANTS_KIND, "variants", 1),
-        {},
-        timeout,
-        notify,
-    )
+    request = _request(signed, run_id, VARIANTS_KIND, "variants", 1)
+    replies = members.exchange({n: Outgoing(request) for n in nodes}, 1)
     sites = {
         n: SiteRecord(n, r.site, dict(r.facts), r.software_version) for n, (r, _) in replies.items()
     }
     _check_site_names(sites)
-    order = sorted(nodes, key=lambda n: sites[n].name)
+    members.names = {n: r.name for n, r in sites.items()}
+    order = sorted(replies, key=lambda n: sites[n].name)
     tables = [_variant_table(sites[n].name, replies[n][1]) for n in order]
     harmonization = harmonize(
         [sites[n].name for n in order],
@@ -178,14 +193,20 @@ def run_study(
                 )
                 for n in order
             }
-            replies = _exchange(transport, outgoing, timeout, notify)
+            replies = members.exchange(outgoing, 2)
+            order = [n for n in order if n in replies]
             n_variants = len(harmonization.variants)
             per_site = []
+            withheld = []  # per site: variants withheld by small-cell suppression
             dp = study.privacy.mode == "dp"
             for n in order:
                 reply, arrays = replies[n]
                 sites[n].replies.append(_reply_record(GENOTYPE_COUNTS_KIND, reply))
                 per_site.append(_checked_counts(sites[n].name, arrays, n_variants, noisy=dp))
+                withheld.append(site_withheld(sites[n].name, arrays, n_variants))
+            names = [sites[n].name for n in order]
+            outputs.extend(write_suppressed(staging, harmonization.variants, names, withheld))
+            summary["suppressed"] = suppression_summary(names, withheld)
             pooled = np.sum(per_site, axis=0)
             if dp:  # post-processing of noisy sums: a count cannot be negative
                 pooled = np.maximum(pooled, 0)
@@ -193,27 +214,90 @@ def run_study(
                 if spec.kind in COUNT_KINDS:
                     notify(Progress("analysis", f"combining {spec.id} ({spec.kind})"))
                     files, stats = write_count_outputs(
-                        staging, spec, harmonization.variants, pooled
+                        staging, spec, harmonization.variants, pooled, np.any(withheld, axis=0)
                     )
                     outputs.extend(files)
                     summary[spec.id] = stats
-        glm_rounds = iter(range(3, 10**6))
+        rounds = iter(range(3, 10**6))
         for spec in study.analyses:
             if spec.kind == GLM_KIND:
                 notify(Progress("analysis", f"running {spec.id} (glm, several rounds)"))
 
-                def ask(kind: str, ident: str, inputs: Sequence[NamedArrays]) -> list[Reply]:
-                    req = _request(signed, run_id, kind, ident, next(glm_rounds))
-                    out = {n: Outgoing(req, x) for n, x in zip(order, inputs, strict=True)}
-                    got = _exchange(transport, out, timeout, notify)
-                    for n in order:
-                        sites[n].replies.append(_reply_record(kind, got[n][0]))
-                    return [got[n] for n in order]
+                def run_glm_with(part: list[int], spec: AnalysisSpec = spec) -> Result:
+                    names = [sites[n].name for n in part]
+                    ask = members.asker(signed, run_id, part, sites, rounds)
+                    return run_glm(
+                        spec,
+                        _only(harmonization, names),
+                        staging,
+                        ask,
+                        prefix=_glm_prefix(study, spec),
+                    )
 
-                prefix = _glm_prefix(study, spec)
-                files, stats = run_glm(spec, harmonization, staging, ask, prefix=prefix)
+                files, stats = members.run_analysis(order, run_glm_with)
+                order = members.still(order)
                 outputs.extend(files)
                 summary[spec.id] = stats
+            elif spec.kind == PCA_KIND:
+                notify(Progress("analysis", f"running {spec.id} (pca, several rounds)"))
+
+                def run_pca_with(part: list[int], spec: AnalysisSpec = spec) -> Result:
+                    names = [sites[n].name for n in part]
+                    ask = members.asker(signed, run_id, part, sites, rounds)
+                    return run_pca(
+                        spec,
+                        _only(harmonization, names),
+                        staging,
+                        ask,
+                        study_sha256=study.sha256,
+                        prefix=_pca_prefix(study, spec),
+                    )
+
+                files, stats = members.run_analysis(order, run_pca_with)
+                order = members.still(order)
+                outputs.extend(files)
+                summary[spec.id] = stats
+            elif spec.kind == PRS_KIND:
+                notify(Progress("analysis", f"running {spec.id} (prs, several rounds)"))
+
+                def run_prs_with(part: list[int], spec: AnalysisSpec = spec) -> Result:
+                    ask = members.asker(signed, run_id, part, sites, rounds)
+                    return run_prs(spec, [sites[n].name for n in part], staging, ask)
+
+                files, stats = members.run_analysis(order, run_prs_with)
+                order = members.still(order)
+                outputs.extend(files)
+                summary[spec.id] = stats
+            elif spec.kind == PGX_KIND:
+                notify(Progress("analysis", f"running {spec.id} (pgx)"))
+
+                def run_pgx_with(part: list[int], spec: AnalysisSpec = spec) -> Result:
+                    ask = members.asker(signed, run_id, part, sites, rounds)
+                    return run_pgx(spec, [sites[n].name for n in part], staging, ask)
+
+                files, stats = members.run_analysis(order, run_pgx_with)
+                order = members.still(order)
+                outputs.extend(files)
+                summary[spec.id] = stats
+            elif spec.kind in ("km", "cox"):
+                notify(Progress("analysis", f"running {spec.id} ({spec.kind})"))
+                survival = run_km if spec.kind == "km" else run_cox
+
+                def run_survival_with(
+                    part: list[int],
+                    spec: AnalysisSpec = spec,
+                    run: Callable[..., Result] = survival,
+                ) -> Result:
+                    ask = members.asker(signed, run_id, part, sites, rounds)
+                    return run(spec, [sites[n].name for n in part], staging, ask)
+
+                files, stats = members.run_analysis(order, run_survival_with)
+                order = members.still(order)
+                outputs.extend(files)
+                summary[spec.id] = stats
+        summary.update(_missing_summary(study, sites.values(), members.lost))
+        if receipts is not None:
+            receipts.annotate(list(sites.values()))
         finished = clock()
         outputs.append(
             write_provenance(
@@ -223,10 +307,12 @@ def run_study(
                 engine=engine,
                 started=started,
                 finished=finished,
-                sites=[sites[n] for n in order],
+                sites=sorted(sites.values(), key=lambda r: r.name),
                 harmonization=harmonization,
                 outputs=outputs,
                 signer=None if signature is None else public_key_text(signature.public_key),
+                missing=_as_list(summary.get("sites_missing")),
+                rounds=members.rounds,
             )
         )
         _publish(staging, out)
@@ -240,6 +326,188 @@ def run_study(
 
 
 Reply = tuple[pb.SiteReply, NamedArrays]
+#: An analysis's output files and summary statistics.
+Result = tuple[list[str], dict[str, object]]
+Asker = Callable[[str, str, Sequence[NamedArrays]], list[Reply]]
+
+
+class _Restart(Exception):
+    """A site dropped out part-way through an analysis; run it again without it."""
+
+
+class _Members:
+    """The sites still taking part, and the rule for losing one.
+
+    ``min_sites`` None means every site must take part: any failure stops the
+    study. Otherwise a site that refuses, fails or stays silent for
+    ``timeout`` seconds is dropped while at least ``min_sites`` remain.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        nodes: Sequence[int],
+        min_sites: int | None,
+        timeout: float,
+        notify: ProgressFn,
+    ) -> None:
+        self._transport = transport
+        self._min_sites = min_sites
+        self._timeout = timeout
+        self._notify = notify
+        self.active = list(nodes)
+        #: node -> site name, once the site has said it (round 1)
+        self.names: dict[int, str] = {}
+        #: node -> what happened: round, step, site, reason code, message
+        self.lost: dict[int, dict[str, object]] = {}
+        #: per round: step, sites asked, seconds, array bytes to and from the busiest site
+        self.rounds: list[dict[str, object]] = []
+
+    def still(self, nodes: Sequence[int]) -> list[int]:
+        """``nodes`` without the ones that dropped out."""
+        return [n for n in nodes if n not in self.lost]
+
+    def exchange(self, outgoing: Mapping[int, Outgoing], round_: int) -> dict[int, Reply]:
+        """One round: the replies of the nodes that answered; drops or stops for the rest."""
+        started = time.monotonic()
+        incoming = self._transport.exchange(outgoing, timeout=self._timeout)
+        self.rounds.append(
+            {
+                "round": round_,
+                "step": next(iter(outgoing.values())).request.kind,
+                "sites": len(outgoing),
+                "seconds": round(time.monotonic() - started, 3),
+                "array_bytes_to_site": max(_nbytes(o.inputs) for o in outgoing.values()),
+                "array_bytes_from_site": max(
+                    (_nbytes(i.arrays) for i in incoming.values()), default=0
+                ),
+            }
+        )
+        ok: dict[int, Reply] = {}
+        failed: list[tuple[int, SiteFailure]] = []
+        for node in outgoing:
+            got = incoming.get(node, Incoming(None, error="no reply"))
+            name = self.names.get(node) or f"node {node}"
+            if got.reply is None:
+                failed.append((node, SiteFailure(name, "NO_REPLY", got.error or "no reply")))
+                continue
+            name = got.reply.site or name
+            if got.reply.status != pb.REPLY_STATUS_OK:
+                code = got.reply.reason_code or "FAILED"
+                failed.append((node, SiteFailure(name, code, got.reply.message)))
+                continue
+            self._notify(Progress("site", f"{name}: {got.reply.step} ok"))
+            ok[node] = (got.reply, got.arrays)
+        if failed:
+            self._lose(failed, round_, next(iter(outgoing.values())).request.kind)
+        return ok
+
+    def _lose(self, failed: list[tuple[int, SiteFailure]], round_: int, step: str) -> None:
+        remaining = [n for n in self.active if n not in {node for node, _ in failed}]
+        if self._min_sites is None or len(remaining) < self._min_sites:
+            if len(failed) == 1 or self._min_sites is None:
+                raise failed[0][1]
+            names = ", ".join(exc.site for _, exc in failed)
+            raise SiteFailure(
+                names,
+                failed[0][1].reason_code,
+                f"{len(failed)} sites failed at round {round_} ({step}): "
+                + "; ".join(str(exc) for _, exc in failed)
+                + f"; {len(remaining)} left, the study needs min_sites = {self._min_sites}",
+            )
+        for node, exc in failed:
+            self.lost[node] = {
+                "site": exc.site,
+                "round": round_,
+                "step": step,
+                "reason_code": exc.reason_code,
+                "message": str(exc),
+            }
+            log.warning("%s dropped out at round %d (%s): %s", exc.site, round_, step, exc)
+            self._notify(
+                Progress(
+                    "site",
+                    f"{exc.site} dropped out at round {round_} ({exc.reason_code}); continuing "
+                    f"with {len(remaining)} sites (min_sites = {self._min_sites})",
+                )
+            )
+        self.active = remaining
+
+    def asker(
+        self,
+        signed: pb.SignedStudy,
+        run_id: str,
+        part: list[int],
+        sites: Mapping[int, SiteRecord],
+        rounds: Iterator[int],
+    ) -> Asker:
+        """An ``ask`` for a multi-round analysis over ``part`` (in that order)."""
+
+        def ask(kind: str, ident: str, inputs: Sequence[NamedArrays]) -> list[Reply]:
+            round_ = next(rounds)
+            req = _request(signed, run_id, kind, ident, round_)
+            got = self.exchange(
+                {n: Outgoing(req, x) for n, x in zip(part, inputs, strict=True)}, round_
+            )
+            for n in part:
+                if n in got:
+                    sites[n].replies.append(_reply_record(kind, got[n][0]))
+            if len(got) < len(part):
+                raise _Restart
+            return [got[n] for n in part]
+
+        return ask
+
+    def run_analysis(self, part: list[int], run: Callable[[list[int]], Result]) -> Result:
+        """Run a multi-round analysis; again without a site that drops out part-way."""
+        while True:
+            part = self.still(part)
+            try:
+                return run(part)
+            except _Restart:
+                continue
+
+
+def _nbytes(arrays: NamedArrays) -> int:
+    return int(sum(a.nbytes for a in arrays.values()))
+
+
+def _only(harmonization: Harmonization, names: Sequence[str]) -> Harmonization:
+    """The harmonization restricted to the sites still taking part."""
+    keep = [i for i, r in enumerate(harmonization.reports) if r.site in set(names)]
+    if len(keep) == len(harmonization.reports):
+        return harmonization
+    return Harmonization(
+        harmonization.variants,
+        tuple(harmonization.plans[i] for i in keep),
+        tuple(harmonization.reports[i] for i in keep),
+    )
+
+
+def _as_list(value: object) -> list[dict[str, object]]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _missing_summary(
+    study: Study, sites: Iterable[SiteRecord], lost: Mapping[int, dict[str, object]]
+) -> dict[str, object]:
+    """Summary keys naming the sites that dropped out (none when every site took part)."""
+    if not lost:
+        return {}
+    by_node = {s.node_id: s for s in sites}
+    missing = []
+    for node, what in sorted(lost.items()):
+        record = by_node.get(node)
+        if record is not None:
+            record.missing = what
+        missing.append({"node_id": node, **what})
+    return {"sites_missing": missing, "min_sites": study.min_sites}
+
+
+def _pca_prefix(study: Study, spec: AnalysisSpec) -> str:
+    """``pca``, or ``pca.<id>`` when the study has several pca analyses."""
+    several = sum(a.kind == PCA_KIND for a in study.analyses) > 1
+    return f"pca.{spec.id}" if several else "pca"
 
 
 def _glm_prefix(study: Study, spec: AnalysisSpec) -> str:
@@ -282,38 +550,6 @@ def _request(
         round=round_,
         run_id=run_id,
     )
-
-
-def _ask(
-    transport: Transport,
-    nodes: list[int],
-    request: pb.AnalysisRequest,
-    inputs: NamedArrays,
-    timeout: float,
-    notify: ProgressFn,
-) -> dict[int, tuple[pb.SiteReply, NamedArrays]]:
-    return _exchange(transport, {n: Outgoing(request, inputs) for n in nodes}, timeout, notify)
-
-
-def _exchange(
-    transport: Transport,
-    outgoing: Mapping[int, Outgoing],
-    timeout: float,
-    notify: ProgressFn,
-) -> dict[int, tuple[pb.SiteReply, NamedArrays]]:
-    incoming = transport.exchange(outgoing, timeout=timeout)
-    result: dict[int, tuple[pb.SiteReply, NamedArrays]] = {}
-    for node in outgoing:
-        got = incoming.get(node, Incoming(None, error="no reply"))
-        if got.reply is None:
-            raise SiteFailure(f"node {node}", "NO_REPLY", got.error or "no reply")
-        reply = got.reply
-        name = reply.site or f"node {node}"
-        if reply.status != pb.REPLY_STATUS_OK:
-            raise SiteFailure(name, reply.reason_code or "FAILED", reply.message)
-        notify(Progress("site", f"{name}: {reply.step} ok"))
-        result[node] = (reply, got.arrays)
-    return result
 
 
 def _check_site_names(sites: Mapping[int, SiteRecord]) -> None:

@@ -52,6 +52,7 @@ class Submission:
     insecure: bool = False
     overwrite: bool = False
     connect_timeout_s: float = 120.0
+    site_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def submit_study(
             "run-id": run_id,
             "overwrite": sub.overwrite,
             "connect-timeout": float(sub.connect_timeout_s),
+            "site-timeout": float(sub.site_timeout_s),
         }
         run_config = home / "run-config.toml"
         run_config.write_text(tomli_w.dumps(overrides), encoding="utf-8")

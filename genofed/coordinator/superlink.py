@@ -12,6 +12,11 @@
     server_cert = "certs/server.pem"
     server_key = "certs/server.key"
 
+    [receipts]                          # see genofed.coordinator.receipt_check
+    mode = "require"                    # refuse a reply whose receipt does not verify
+    [receipts.audit_keys]               # each site's state/audit.pub
+    site-a = "keys/site-a.audit.pub"
+
 The SuperLink runs as a child process with TLS on every API and SuperNode
 authentication on (only registered node keys may connect); its ServerApps
 run in the SuperLink's own SuperExec on this host, so study results are
@@ -34,18 +39,21 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from genofed.common.errors import ConfigError, GenoFedError, InputError
 from genofed.common.supervise import start_child, supervise
 from genofed.common.tomlconfig import check_keys, get_typed, load_toml
+from genofed.coordinator.receipt_check import REQUIRE, ReceiptCheck, receipts_from_toml
 
 DEFAULT_FLEET_ADDRESS = "0.0.0.0:9092"
 DEFAULT_CONTROL_ADDRESS = "127.0.0.1:9093"
 DEFAULT_STATE_DIR = "state"
 #: Name of the SuperLink connection GenoFed writes into a private ``FLWR_HOME``.
 CONNECTION = "genofed"
+#: Environment variable naming coordinator.toml for the ServerApp (receipt keys and mode).
+CONFIG_ENV = "GENOFED_COORDINATOR_CONFIG"
 
 INSECURE_WARNING = (
     "WARNING: --insecure: the coordinator accepts PLAINTEXT connections and ANY node "
@@ -68,6 +76,7 @@ class CoordinatorConfig:
     ca_cert: Path | None = None
     server_cert: Path | None = None
     server_key: Path | None = None
+    receipts: ReceiptCheck = field(default_factory=lambda: ReceiptCheck({}, REQUIRE))
 
     @property
     def tls(self) -> bool:
@@ -93,7 +102,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     """Read ``coordinator.toml``; unknown keys are errors naming the key and the file."""
     path = Path(path)
     doc = load_toml(path)
-    check_keys(doc, ("coordinator", "tls"), path=path, where="the file")
+    check_keys(doc, ("coordinator", "tls", "receipts"), path=path, where="the file")
     base = path.resolve().parent
     coord = doc.get("coordinator", {})
     tls = doc.get("tls", {})
@@ -130,6 +139,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
             get_typed(coord, "state_dir", str, DEFAULT_STATE_DIR, path=path, where="coordinator")
         ),
         **{k: (_path(v) if v else None) for k, v in files.items()},
+        receipts=receipts_from_toml(doc.get("receipts"), path=path),
     )
 
 
@@ -237,6 +247,17 @@ def run_coordinator(
     config.state_dir.mkdir(parents=True, exist_ok=True)
     env = flower_env(config.state_dir / "flwr", **(extra_env or {}))
     env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1")
+    env[CONFIG_ENV] = str(config.path.resolve())  # the ServerApp reads [receipts] from it
+    receipts = config.receipts
+    emit(
+        f"[coordinator] receipts: {receipts.mode}; audit keys for "
+        f"{', '.join(sorted(receipts.keys)) or 'no site'}"
+    )
+    if receipts.mode == REQUIRE and not receipts.keys:
+        emit(
+            "[coordinator] WARNING: no site audit keys in [receipts.audit_keys]: every site "
+            "reply will be refused until they are listed"
+        )
     child = start_child(
         "superlink",
         superlink_argv(config, insecure=insecure),
@@ -310,6 +331,7 @@ def register_site(
 
 
 __all__ = [
+    "CONFIG_ENV",
     "CONNECTION",
     "DEFAULT_CONTROL_ADDRESS",
     "DEFAULT_FLEET_ADDRESS",

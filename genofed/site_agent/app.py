@@ -18,6 +18,7 @@ from genofed.common.errors import IntegrityError
 from genofed.common.records import reply_to_recorddict, request_from_recorddict
 from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.handler import handle_request
+from genofed.site_agent.secure_release import answer_secure
 
 #: Node config key naming the site directory (``flower-supernode --node-config``).
 SITE_DIR_KEY = "site-dir"
@@ -52,3 +53,9 @@ def answer(msg: Message, site_dir: Path) -> Message:
 def query(msg: Message, context: Context) -> Message:
     """Answer one GenoFed request (deployment: one SuperNode per site)."""
     return answer(msg, site_dir_from_context(context))
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """One SecAgg+ stage of a secure-sum round (``exact``, ``distributed-dp``; secure_release.py)."""
+    return answer_secure(msg, context, site_dir_from_context(context))

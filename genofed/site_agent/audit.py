@@ -318,6 +318,33 @@ class AuditLog:
             ) from exc
         return size, checkpoint
 
+    def proof_of_last(self, index: int) -> tuple[bytes, list[bytes]]:
+        """The leaf data of entry ``index`` and its inclusion proof in the tree of ``index + 1``.
+
+        That tree is the one the checkpoint :meth:`append` returned for the
+        entry signs. The entry is its last leaf, so the RFC 6962 audit path is
+        the frontier of the first ``index`` leaves, smallest subtree first:
+        O(log n) from the stored frontier, no leaf re-read.
+        """
+        try:
+            leaf = self._conn.execute(
+                "SELECT leaf FROM audit_entries WHERE idx = ?", (index,)
+            ).fetchone()
+            row = self._conn.execute(
+                "SELECT frontier FROM audit_checkpoints WHERE tree_size = ?", (index,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise InputError(f"cannot read the audit log ({exc})", path=self._db) from exc
+        if leaf is None or row is None or len(row[0]) != HASH_SIZE * bin(index).count("1"):
+            raise InputError(
+                f"the audit log has no entry {index} with the checkpoint before it",
+                path=self._db,
+                hint="run `genofed-site audit verify` on the site directory",
+            )
+        blob = bytes(row[0])
+        frontier = [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
+        return bytes(leaf[0]), frontier[::-1]
+
     def _head(self) -> tuple[int, list[bytes]]:
         row = self._conn.execute(
             "SELECT tree_size, frontier FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1"

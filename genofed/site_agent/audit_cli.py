@@ -36,6 +36,7 @@ from rich.table import Table
 from genofed.common.checkpoint import Checkpoint, checkpoint_from_json, checkpoint_to_json
 from genofed.common.errors import GenoFedError, InputError
 from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.admin_cli import agent_for
 from genofed.site_agent.audit import (
     DECISION_APPROVED,
     DECISION_ERROR,
@@ -260,6 +261,16 @@ def _entries(files: LogFiles) -> list[pb.AuditEntry]:
     return entries
 
 
+def _shown_entries(path: Path) -> list[pb.AuditEntry]:
+    """From the running agent when it serves this site directory, else from the files."""
+    if (path / SITE_CONFIG).is_file():
+        client = agent_for(path)
+        if client is not None:
+            with client:
+                return client.audit_entries()
+    return _entries(load_log_files(path))
+
+
 def _leaf_bytes(line: str) -> bytes:
     return base64.b64decode(json.loads(line)["leaf"], validate=True)
 
@@ -312,6 +323,8 @@ def show_cmd(
     """List the log's entries: what was asked, refused and released, and when.
 
     This does not verify the log; run `genofed-site audit verify` for that.
+    For a site directory served by a running agent, the entries come from its
+    SiteAdmin service; otherwise they are read from the files.
 
     Example:
 
@@ -330,7 +343,7 @@ def show_cmd(
                 )
         start = _since(since) if since else None
         chosen = []
-        for entry in _entries(load_log_files(path)):
+        for entry in _shown_entries(path):
             if study and not entry.study_sha256.startswith(study.lower()):
                 continue
             if decision and entry.decision != decision:

@@ -29,7 +29,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from genofed.common.errors import GenoFedError
-from genofed.site_agent import audit_cli, node_cli
+from genofed.site_agent import admin_cli, approvals_cli, audit_cli, node_cli
 from genofed.site_agent.policy import POLICY_FILE, SitePolicy, load_policy
 from genofed.site_agent.sitedir import SiteSummary, init_site, inspect_site, load_site
 
@@ -46,6 +46,12 @@ app = typer.Typer(
 app.add_typer(audit_cli.app, name="audit")  # exit code 3: see genofed.site_agent.audit_cli
 app.command("up")(node_cli.up)  # connects to the coordinator: see genofed.site_agent.node_cli
 app.command("app-hash")(node_cli.app_hash)
+app.command("status")(admin_cli.status)  # SiteAdmin service or state: genofed.site_agent.admin_cli
+app.command("budget")(admin_cli.budget)
+app.command("report")(admin_cli.report)  # HTML for the privacy officer
+app.command("approve")(approvals_cli.approve_cmd)  # study approvals: genofed.site_agent.approvals
+app.command("refuse")(approvals_cli.refuse_cmd)
+app.command("studies")(approvals_cli.studies_cmd)
 T = TypeVar("T")
 
 

@@ -12,6 +12,7 @@ with ``--1``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from genofed.common.study import AnalysisSpec, Study
 from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.pca_state import glm_pc_scores
 from genofed.site_agent.policy import SitePolicy, check_request
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
 from genofed.site_agent.stats.glm import (
@@ -69,20 +71,33 @@ def _binary_coding(values: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def glm_samples(config: SiteConfig, bed: BedFile, spec: AnalysisSpec) -> GlmSamples:
-    """Select and code the samples of ``spec`` (phenotype, covariates, model)."""
+def glm_samples(
+    config: SiteConfig,
+    bed: BedFile,
+    spec: AnalysisSpec,
+    pc_scores: Mapping[str, np.ndarray] | None = None,
+) -> GlmSamples:
+    """Select and code the samples of ``spec`` (phenotype, covariates, model).
+
+    ``pc_scores`` maps covariates served by the study's pca analysis (``PC1``
+    ...) to this site's locally held scores in ``.fam`` order.
+    """
+    pcs = pc_scores or {}
     phenotype: str = spec.params["phenotype"]
     covariate_names: tuple[str, ...] = tuple(spec.params["covariates"])
     model: str = spec.params["model"]
     pheno = _table(config.phenotypes, "phenotypes", config)
     tables = [pheno]
     covar = None
-    if covariate_names:
+    if any(c not in pcs for c in covariate_names):
         covar = _table(config.covariates, "covariates", config)
         tables.append(covar)
     match = match_samples(bed.samples, *tables)
     raw_y = pheno.column(phenotype)[match.table_idx[0]]
-    columns = [covar.column(c)[match.table_idx[1]] for c in covariate_names] if covar else []
+    columns = [
+        pcs[c][match.genotype_idx] if c in pcs else covar.column(c)[match.table_idx[1]]  # type: ignore[union-attr]
+        for c in covariate_names
+    ]
     covariates = np.column_stack(columns) if columns else np.zeros((len(raw_y), 0))
     keep = ~np.isnan(raw_y) & ~np.isnan(covariates).any(axis=1)
     coded = _binary_coding(raw_y)
@@ -127,7 +142,10 @@ def serve_glm(
             "UNSUPPORTED",
             "glm analyses release exact sums only; this study asks for noisy releases",
         )
-    return answer_glm(config, bed, spec, request.kind, inputs, index, flip, reply.facts)
+    pcs = glm_pc_scores(config.directory, study, spec, bed.samples)
+    return answer_glm(
+        config, bed, spec, request.kind, inputs, index, flip, reply.facts, pc_scores=pcs
+    )
 
 
 def answer_glm(
@@ -139,9 +157,10 @@ def answer_glm(
     index: np.ndarray,
     flip: np.ndarray,
     facts: Any,
+    pc_scores: Mapping[str, np.ndarray] | None = None,
 ) -> NamedArrays:
     """Compute the arrays for a ``glm_stats`` or ``glm_logistic`` request."""
-    samples = glm_samples(config, bed, spec)
+    samples = glm_samples(config, bed, spec, pc_scores)
     if not len(samples.index):
         raise InputError(
             f"no genotyped sample has phenotype {spec.params['phenotype']!r} and every covariate",

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from genofed.common.errors import PolicyRefusal
-from genofed.site_agent.privacy.accounting import epsilon_of
+from genofed.site_agent.privacy.accounting import Event, epsilon_of_events
 
 LEDGER_FILE = "ledger.sqlite"
 PERIODS = ("year", "quarter", "month", "lifetime")
@@ -46,6 +46,12 @@ CREATE TABLE IF NOT EXISTS charges (
     delta REAL NOT NULL
 );
 """
+#: Columns added for DP-SGD charges (``train``); older ledgers get them with the
+#: defaults of a plain Gaussian release (one step, no subsampling).
+_SUBSAMPLING_COLUMNS = (
+    ("sampling_rate", "REAL NOT NULL DEFAULT 1.0"),
+    ("steps", "INTEGER NOT NULL DEFAULT 1"),
+)
 
 Clock = Callable[[], datetime]
 #: Test hook called at each write point ("before-insert", "before-commit", "after-commit").
@@ -71,6 +77,13 @@ class Release:
     noise_multiplier: float
     sensitivity: float
     mechanism: str = "discrete_gaussian"
+    #: DP-SGD: Poisson sampling rate and number of steps (1.0 and 1: one Gaussian release)
+    sampling_rate: float = 1.0
+    steps: int = 1
+
+    @property
+    def event(self) -> Event:
+        return (self.noise_multiplier, self.sampling_rate, self.steps)
 
     @property
     def scale(self) -> float:
@@ -119,6 +132,10 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            have = {row[1] for row in db.execute("PRAGMA table_info(charges)")}
+            for name, decl in _SUBSAMPLING_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE charges ADD COLUMN {name} {decl}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -126,22 +143,32 @@ class Ledger:
             db.execute("PRAGMA synchronous=FULL")
             yield db
 
-    def _multipliers(self, db: sqlite3.Connection, period: str) -> list[float]:
-        rows = db.execute("SELECT noise_multiplier FROM charges WHERE period = ?", (period,))
-        return [float(r[0]) for r in rows]
+    def _events(self, db: sqlite3.Connection, period: str, *run: str) -> list[Event]:
+        sql = "SELECT noise_multiplier, sampling_rate, steps FROM charges WHERE period = ?"
+        if run:
+            sql += " AND study_sha256 = ? AND run_id = ? AND analysis_id = ?"
+        return [(float(r[0]), float(r[1]), int(r[2])) for r in db.execute(sql, (period, *run))]
 
     def spent(self) -> float:
         """Epsilon spent in the current period, at the budget's delta."""
         period = period_key(self.budget.period, self._clock())
         with self._connect() as db:
-            return epsilon_of(self._multipliers(db, period), self.budget.delta)
+            return epsilon_of_events(self._events(db, period), self.budget.delta)
 
-    def check(self, noise_multiplier: float) -> None:
+    def spent_on(self, study_sha256: str, run_id: str, analysis_id: str) -> float:
+        """Epsilon of one analysis of one run this period (all its charges), at the budget's delta."""
+        period = period_key(self.budget.period, self._clock())
+        with self._connect() as db:
+            events = self._events(db, period, study_sha256, run_id, analysis_id)
+        return epsilon_of_events(events, self.budget.delta)
+
+    def check(self, noise_multiplier: float, *, sampling_rate: float = 1.0, steps: int = 1) -> None:
         """Refuse now, before any computation, a release the budget cannot cover."""
         period = period_key(self.budget.period, self._clock())
         with self._connect() as db:
-            after = epsilon_of(
-                [*self._multipliers(db, period), noise_multiplier], self.budget.delta
+            after = epsilon_of_events(
+                [*self._events(db, period), (noise_multiplier, sampling_rate, steps)],
+                self.budget.delta,
             )
         self._refuse_over(after)
 
@@ -160,15 +187,15 @@ class Ledger:
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                past = self._multipliers(db, period)
-                after = epsilon_of([*past, release.noise_multiplier], self.budget.delta)
+                past = self._events(db, period)
+                after = epsilon_of_events([*past, release.event], self.budget.delta)
                 self._refuse_over(after)
-                alone = epsilon_of([release.noise_multiplier], self.budget.delta)
+                alone = epsilon_of_events([release.event], self.budget.delta)
                 self._hook("before-insert")
                 cursor = db.execute(
                     "INSERT INTO charges (time, period, study_sha256, analysis_id, run_id, "
-                    "mechanism, noise_multiplier, sensitivity, scale, epsilon, delta) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "mechanism, noise_multiplier, sensitivity, scale, epsilon, delta, "
+                    "sampling_rate, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         when.isoformat(),
                         period,
@@ -181,6 +208,8 @@ class Ledger:
                         release.scale,
                         alone,
                         self.budget.delta,
+                        release.sampling_rate,
+                        release.steps,
                     ),
                 )
                 self._hook("before-commit")

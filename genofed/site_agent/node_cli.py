@@ -17,6 +17,7 @@ from rich.console import Console
 
 from genofed.common.appbundle import bundle_hash
 from genofed.common.errors import GenoFedError
+from genofed.site_agent.admin import DEFAULT_ADMIN_ADDRESS
 
 EXIT_INPUT = 2
 
@@ -36,12 +37,21 @@ def up(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="PLAINTEXT, no node auth: test setups only.")
     ] = False,
+    admin_address: Annotated[
+        str,
+        typer.Option(
+            help="Local address of the SiteAdmin service: 127.0.0.1:PORT (0: any free port), "
+            "[::1]:PORT or unix:/path. Non-loopback addresses are refused."
+        ),
+    ] = DEFAULT_ADMIN_ADDRESS,
 ) -> None:
     """Start this site's Flower SuperNode and app gate until SIGTERM or Ctrl-C.
 
     Connects out to the coordinator (no inbound port), with TLS and this site's
     node key, and runs only app bundles listed in policy.toml
-    (allowed_app_hashes). Prints one line per request and reply.
+    (allowed_app_hashes). Prints one line per request and reply. Serves the
+    read-only SiteAdmin service on a local address (--admin-address) for
+    `genofed-site status`, `budget`, `studies` and `audit show`.
 
     Example:
 
@@ -63,6 +73,7 @@ def up(
         node_key=node_key,
         insecure=insecure,
         runtime_port=runtime_port,
+        admin_address=admin_address,
     )
     try:
         code = run_site_node(opts, emit=emit)

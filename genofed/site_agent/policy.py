@@ -10,6 +10,16 @@
     min_cell_count = 10          # smallest count a released table may hold
     allowed_app_hashes = []      # Flower app bundles (FAB SHA-256) run in deployment
     allowed_release_modes = []   # "plain" (exact sums) and/or "dp" (noise, charged)
+    require_secure_aggregation = false  # true: refuse plain releases (exact mode with
+                                        # SecAgg+ is not built yet)
+
+    [policy.analysis.glm]        # parameter bounds per analysis kind (policy_rules.py)
+    max_covariates = 10
+
+    [[policy.auto_approve]]      # studies approved without the officer (policy_rules.py)
+    name = "qc-from-alice"
+    analysts = ["alice"]
+    analyses = ["freq", "hardy"]
 
     [policy.budget]              # differential privacy budget of this site
     epsilon = 3.0
@@ -29,8 +39,11 @@ something by it.
 
 A non-demo policy accepts only studies signed by one of its trusted analysts
 (:mod:`genofed.common.signing`); a demo policy also accepts unsigned ones,
-but a signature that is present must still verify. Budgets and suppression
-join the same table in later changes.
+but a signature that is present must still verify. Parameter bounds and
+auto-approval rules are read by :mod:`genofed.site_agent.policy_rules`;
+approvals by hash live in :mod:`genofed.site_agent.approvals`; small-cell
+suppression with ``min_cell_count`` (0 turns it off) in
+:mod:`genofed.site_agent.suppression`.
 
 ``allowed_app_hashes`` is enforced where a SuperNode would execute a bundle
 (:mod:`genofed.site_agent.appgate`): a bundle not listed is refused before
@@ -51,15 +64,36 @@ from genofed import __version__
 from genofed.common.appbundle import bundle_hash
 from genofed.common.errors import ConfigError, PolicyRefusal
 from genofed.common.signing import StudySignature, parse_public_key, verify_study_signature
-from genofed.common.study import RELEASE_MODES
+from genofed.common.study import RELEASE_MODES, Study
 from genofed.common.tomlconfig import check_keys, get_typed, load_toml
 from genofed.site_agent.ledger import PERIODS, Budget
+from genofed.site_agent.policy_rules import (
+    AutoApproveRule,
+    ParamBound,
+    check_bounds,
+    matching_rule,
+    parse_auto_approve,
+    parse_bounds,
+)
 
 POLICY_FILE = "policy.toml"
 POLICY_VERSION = 1
 DEFAULT_MIN_COHORT_SIZE = 10
 DEFAULT_MIN_CELL_COUNT = 10
-DEMO_ANALYSES = ("variants", "freq", "hardy", "missing", "gcount", "glm")
+DEMO_ANALYSES = (
+    "variants",
+    "freq",
+    "hardy",
+    "missing",
+    "gcount",
+    "glm",
+    "prs",
+    "pgx",
+    "km",
+    "cox",
+    "pca",
+    "train",
+)
 
 _KEYS = (
     "version",
@@ -71,6 +105,9 @@ _KEYS = (
     "allowed_app_hashes",
     "allowed_release_modes",
     "budget",
+    "require_secure_aggregation",
+    "analysis",
+    "auto_approve",
 )
 _BUDGET_KEYS = ("epsilon", "delta", "period")
 _ANALYST_KEYS = ("name", "public_key")
@@ -94,6 +131,12 @@ class SitePolicy:
     allowed_release_modes: frozenset[str] = frozenset()
     #: None: no budget, so every dp release is refused
     budget: Budget | None = None
+    #: True: exact per-site sums ("plain" releases) are refused
+    require_secure_aggregation: bool = False
+    #: ``[policy.analysis.<kind>]`` parameter bounds
+    analysis_bounds: tuple[ParamBound, ...] = ()
+    #: ``[[policy.auto_approve]]`` rules, in file order
+    auto_approve: tuple[AutoApproveRule, ...] = ()
 
 
 #: The policy of a site without a policy file: refuses everything.
@@ -114,8 +157,12 @@ demo = false
 allowed_analyses = []
 # Refuse studies whose cohort at this site is smaller than this.
 min_cohort_size = {DEFAULT_MIN_COHORT_SIZE}
-# Smallest count a released table may hold (smaller cells are suppressed).
+# Smallest count a released table may hold: a variant whose genotype counts at this
+# site include a nonzero cell below it is withheld (marked suppressed); 0: off.
 min_cell_count = {DEFAULT_MIN_CELL_COUNT}
+# true: refuse releases of exact per-site sums ("plain"). GenoFed has no exact
+# mode with secure aggregation (SecAgg+) yet, so only "dp" studies then run.
+require_secure_aggregation = false
 # App bundles (Flower FAB SHA-256) this site runs when connected to a coordinator;
 # any other bundle is refused before it runs. `genofed-site app-hash` prints the
 # hash of the GenoFed version installed here.
@@ -134,6 +181,21 @@ allowed_release_modes = []
 # [[policy.trusted_analysts]]
 # name = "alice"
 # public_key = "ed25519:..."
+
+# Bounds on the parameters of an allowed analysis: max_/min_<param> (a number,
+# or a list's length) and allowed_<param> (the values it may take).
+# [policy.analysis.glm]
+# max_covariates = 10
+# allowed_model = ["linear", "logistic"]
+# [policy.analysis.freq]
+# max_epsilon = 1.0          # dp studies: the study's epsilon
+
+# Every study waits for `genofed-site approve STUDY_HASH` unless a rule approves it:
+# [[policy.auto_approve]]
+# name = "qc-from-alice"
+# analysts = ["alice"]       # trusted analyst names, or "*"
+# analyses = ["freq", "hardy"]
+# release_modes = ["dp"]
 """
 
 DEMO_POLICY_TOML = f"""\
@@ -147,7 +209,10 @@ version = {POLICY_VERSION}
 demo = true
 allowed_analyses = [{", ".join(f'"{a}"' for a in DEMO_ANALYSES)}]
 min_cohort_size = {DEFAULT_MIN_COHORT_SIZE}
-min_cell_count = {DEFAULT_MIN_CELL_COUNT}
+# Small-cell suppression is OFF in the demo (0) so that demo results equal
+# plink2 on the pooled cohort; real policies keep the default of 10.
+min_cell_count = 0
+require_secure_aggregation = false
 # the app bundle of GenoFed {__version__}, the version that wrote this file
 allowed_app_hashes = ["{bundle_hash()}"]
 allowed_release_modes = ["plain", "dp"]
@@ -157,6 +222,12 @@ allowed_release_modes = ["plain", "dp"]
 epsilon = 100.0
 delta = 1e-5
 period = "year"
+
+# The demo AUTO-APPROVES EVERY STUDY it accepts (signed or not): no
+# `genofed-site approve` step. Real policies name analysts and analyses.
+[[policy.auto_approve]]
+name = "demo: everything"
+analysts = ["*"]
 """
 
 
@@ -194,13 +265,19 @@ def load_policy(path: Path) -> SitePolicy:
         if value < 0:
             raise ConfigError(f"policy.{key} must be >= 0, not {value}", path=path)
         minimums[key] = value
+    trusted = _trusted_analysts(table, path)
     return SitePolicy(
         demo=demo,
         allowed_analyses=frozenset(analyses),
-        trusted_analysts=MappingProxyType(_trusted_analysts(table, path)),
+        trusted_analysts=MappingProxyType(trusted),
         allowed_app_hashes=_app_hashes(table, path),
         allowed_release_modes=_release_modes(table, path, demo),
         budget=_budget(table, path),
+        require_secure_aggregation=get_typed(
+            table, "require_secure_aggregation", bool, False, path=path, where="policy"
+        ),
+        analysis_bounds=parse_bounds(table, path, frozenset(analyses)),
+        auto_approve=parse_auto_approve(table, path, frozenset(trusted)),
         **minimums,
     )
 
@@ -314,6 +391,35 @@ def check_study_signature(
     return None
 
 
+def check_study(policy: SitePolicy, study: Study) -> None:
+    """Raise :class:`PolicyRefusal` unless the policy allows the study as a whole.
+
+    Every analysis must be allowed and within the policy's parameter bounds,
+    and the release mode allowed; with ``require_secure_aggregation`` a plain
+    release (exact per-site sums) is refused, since GenoFed has no exact mode
+    with secure aggregation yet.
+    """
+    for spec in study.analyses:
+        if spec.kind not in policy.allowed_analyses:
+            raise PolicyRefusal(
+                "ANALYSIS_NOT_ALLOWED",
+                f"analysis {spec.kind!r} is not in this site's allowed_analyses",
+            )
+    check_release_mode(policy, study.privacy.mode)
+    if policy.require_secure_aggregation and study.privacy.mode == "plain":
+        raise PolicyRefusal(
+            "SECURE_AGGREGATION_REQUIRED",
+            "this site releases exact sums only under secure aggregation, which GenoFed "
+            'does not offer yet (no exact mode with SecAgg+); ask for [privacy] mode = "dp"',
+        )
+    check_bounds(policy.analysis_bounds, study)
+
+
+def auto_approval_rule(policy: SitePolicy, study: Study, analyst: str | None) -> str | None:
+    """The name of the policy's first auto-approval rule that approves the study, or None."""
+    return matching_rule(policy.auto_approve, study, analyst)
+
+
 def check_request(policy: SitePolicy, *, kind: str, signed: bool, n_samples: int) -> None:
     """Raise :class:`PolicyRefusal` unless ``policy`` allows this request.
 
@@ -331,6 +437,11 @@ def check_request(policy: SitePolicy, *, kind: str, signed: bool, n_samples: int
             "this site accepts only studies signed by a trusted analyst "
             "(genofed study sign study.toml --key KEY)",
         )
+    check_cohort_size(policy, n_samples)
+
+
+def check_cohort_size(policy: SitePolicy, n_samples: int) -> None:
+    """Refuse when the site's cohort is below the policy's minimum (without saying its size)."""
     if n_samples < policy.min_cohort_size:
         raise PolicyRefusal(
             "COHORT_TOO_SMALL",
@@ -347,9 +458,12 @@ __all__ = [
     "POLICY_FILE",
     "REFUSE_ALL",
     "SitePolicy",
+    "auto_approval_rule",
     "check_app_bundle",
+    "check_cohort_size",
     "check_release_mode",
     "check_request",
+    "check_study",
     "check_study_signature",
     "load_policy",
 ]

@@ -14,6 +14,11 @@ Flower's own log goes to ``STATE/supernode.log`` and ``STATE/appgate.log``
 (``STATE`` defaults to ``DIR/.genofed-node``, also Flower's ``FLWR_HOME``
 for this node); the console gets one line per event (connected, request
 received, reply sent, bundle refused).
+
+While it runs, this process also serves the read-only SiteAdmin gRPC service
+(:mod:`genofed.site_agent.admin`) on a local address only (``admin_address``,
+default ``127.0.0.1`` on a free port; ``STATE/admin.json`` says where), for
+the ``genofed-site`` admin commands.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from pathlib import Path
 
 from genofed.common.errors import InputError
 from genofed.common.supervise import Child, start_child, supervise
+from genofed.site_agent.admin import DEFAULT_ADMIN_ADDRESS, check_local_address, serve_admin
 from genofed.site_agent.app import SITE_DIR_KEY
 from genofed.site_agent.appgate import DEFAULT_POLL_S, flower_command
+from genofed.site_agent.policy import POLICY_FILE, load_policy
 from genofed.site_agent.sitedir import load_site
 
 #: Port of the SuperNode's local Runtime API (Flower's default); one per node on a host.
@@ -56,6 +63,7 @@ class NodeOptions:
     state_dir: Path | None = None
     max_wait_s: float | None = None
     gate_poll_s: float = DEFAULT_POLL_S
+    admin_address: str = DEFAULT_ADMIN_ADDRESS
 
     @property
     def state(self) -> Path:
@@ -65,6 +73,8 @@ class NodeOptions:
 def check_options(opts: NodeOptions) -> list[str]:
     """Validate ``opts`` (raising :class:`InputError`); return warnings to show."""
     load_site(opts.site_dir)
+    load_policy(opts.site_dir / POLICY_FILE)  # an invalid policy stops the agent, naming the key
+    check_local_address(opts.admin_address)
     warnings: list[str] = []
     if opts.insecure:
         if opts.node_key is not None:
@@ -186,6 +196,15 @@ def run_site_node(opts: NodeOptions, *, emit: Callable[[str], None] = print) -> 
     for warning in check_options(opts):
         emit(warning)
     opts.state.mkdir(parents=True, exist_ok=True)
+    admin = serve_admin(opts.site_dir, opts.state, opts.admin_address, superlink=opts.superlink)
+    emit(f"[site] site admin service (local only) on {admin.address}")
+    try:
+        return _run_children(opts, emit)
+    finally:
+        admin.stop()
+
+
+def _run_children(opts: NodeOptions, emit: Callable[[str], None]) -> int:
     env = node_env(opts)
     node = start_child(
         "supernode",

@@ -5,8 +5,10 @@
 mutation 1.25e-8, three autosomes; :mod:`~genofed.synth.coalescent`), spreads
 the individuals over unequal sites with different ancestry mixes
 (:mod:`~genofed.synth.layout`), draws covariates and phenotypes from known
-causal variants (:mod:`~genofed.synth.phenotypes`), and writes one site
-directory per hospital plus the pooled cohort and ``truth.json``
+causal variants (:mod:`~genofed.synth.phenotypes`) and a recurrence
+time-to-event outcome driven by a genomic score
+(:mod:`~genofed.synth.recurrence`), and writes one site directory per
+hospital plus the pooled cohort and ``truth.json``
 (:mod:`~genofed.synth.cohort`). The same seed gives byte-identical files,
 except each site's ``state/`` (its audit key is new at every init).
 

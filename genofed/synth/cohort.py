@@ -5,13 +5,22 @@ Layout of ``out``::
     site-a/ site.toml policy.toml          written by genofed.site_agent.sitedir.init_site
             state/                          the site's audit key and log (a new key each time)
             data/genotypes.bed .bim .fam    this site's individuals, all variants
-                 pheno.tsv covar.tsv        #FID IID QPHENO DISEASE / #FID IID AGE SEX
+                 pheno.tsv covar.tsv        #FID IID QPHENO DISEASE RSCORE RFS_DAYS RFS_EVENT
+                                            / #FID IID AGE SEX; the last three columns are
+                                            the recurrence outcome (recurrence.py)
     site-b/ ...
     pooled/ pooled.bed .bim .fam pheno.tsv covar.tsv
                                             every site's individuals, in site order
     truth.json                              seed, parameters, causal variants and effects,
                                             per-site sample and ancestry counts
     populations.tsv                         #FID IID SITE POP: true ancestry per individual
+    pgx/diplotypes.tsv                      with pgx=True: every individual's true star-allele
+                                            diplotypes (genofed.synth.pgx_alleles); the PGx
+                                            variants are in the .bed files and CLOP_EVENT
+                                            (drug response) in pheno.tsv
+    pgs/GENOFED_SIM.txt                     PGS Catalog scoring file (format 2) of the
+                                            simulated trait: the causal variants and their
+                                            true effects (genofed.synth.pgs_file)
 
 The pooled fileset is what a centralized analysis (``plink2 --bfile
 out/pooled/pooled``) sees; a federated run over the sites must reproduce it.
@@ -55,10 +64,11 @@ import tskit
 from bed_reader import create_bed
 
 from genofed.common.errors import InputError
-from genofed.synth import coalescent, phenotypes
+from genofed.synth import coalescent, pgs_file, pgx_alleles, phenotypes, recurrence
 from genofed.synth.coalescent import iter_dosage_chunks, select_variants, simulate_genome
 from genofed.synth.layout import CohortLayout, plan_layout
 from genofed.synth.phenotypes import Covariates, Phenotypes, choose_causal, draw_covariates
+from genofed.synth.recurrence import Recurrence, simulate_recurrence
 
 __all__ = ["DEFAULT_CHUNK", "TRUTH_FORMAT", "SynthSummary", "write_cohorts"]
 
@@ -76,6 +86,11 @@ _KEY_SELECT = 3
 _KEY_CAUSAL = 4
 _KEY_MISSING = 5
 _KEY_PHENO = 6
+_KEY_RECURRENCE = 7
+_KEY_PGS = 12
+_KEY_PGX = 13
+#: PGS Catalog scoring file of the simulated trait (genofed.synth.pgs_file).
+SCORING_FILE = "pgs/GENOFED_SIM.txt"
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,11 @@ class SynthSummary:
     def truth(self) -> Path:
         """``out/truth.json``."""
         return self.out / "truth.json"
+
+    @property
+    def scoring_file(self) -> Path:
+        """``out/pgs/GENOFED_SIM.txt``: PGS Catalog scoring file of the simulated trait."""
+        return self.out / SCORING_FILE
 
     @property
     def pooled_prefix(self) -> Path:
@@ -178,18 +198,23 @@ def _write_tables(
     iids: Sequence[str],
     covariates: Covariates,
     pheno: Phenotypes,
+    recur: Recurrence,
     rows: slice,
 ) -> tuple[Path, Path]:
-    pheno_lines = ["#FID\tIID\tQPHENO\tDISEASE"]
+    pheno_lines = ["#FID\tIID\tQPHENO\tDISEASE\tRSCORE\tRFS_DAYS\tRFS_EVENT"]
     covar_lines = ["#FID\tIID\tAGE\tSEX"]
     q = pheno.qpheno[rows].tolist()
     d = pheno.disease[rows].tolist()
     age = covariates.age[rows].tolist()
     sex = covariates.sex[rows].tolist()
+    score = recur.score[rows].tolist()
+    days = recur.days[rows].tolist()
+    event = recur.event[rows].tolist()
     for i, iid in enumerate(iids):
         qv = "NA" if np.isnan(q[i]) else f"{q[i]:.6f}"
         dv = "NA" if d[i] == phenotypes.DISEASE_MISSING else str(d[i])
-        pheno_lines.append(f"{iid}\t{iid}\t{qv}\t{dv}")
+        sv = "NA" if np.isnan(score[i]) else str(int(score[i]))
+        pheno_lines.append(f"{iid}\t{iid}\t{qv}\t{dv}\t{sv}\t{days[i]}\t{event[i]}")
         covar_lines.append(f"{iid}\t{iid}\t{age[i]}\t{sex[i]}")
     pheno_path, covar_path = directory / "pheno.tsv", directory / "covar.tsv"
     pheno_path.write_text("\n".join(pheno_lines) + "\n", encoding="utf-8")
@@ -210,6 +235,7 @@ def _truth(
     causal: coalescent.Variants,
     causal_freq: np.ndarray,
     pheno: Phenotypes,
+    recur: Recurrence,
     n_missing_calls: int,
 ) -> dict[str, object]:
     return {
@@ -263,6 +289,18 @@ def _truth(
             "missing_disease": int((pheno.disease == phenotypes.DISEASE_MISSING).sum()),
             "cases": int((pheno.disease == 2).sum()),
             "controls": int((pheno.disease == 1).sum()),
+            "recurrence": {
+                "model": "Weibull proportional hazards (genofed.synth.recurrence)",
+                "score_cuts": list(recurrence.SCORE_CUTS),
+                "log_hr_score_per_10_points": recurrence.SCORE_LOG_HR,
+                "log_hr_age_per_10_years": recurrence.AGE_LOG_HR,
+                "log_hr_female": recurrence.SEX_LOG_HR,
+                "weibull_shape": recurrence.SHAPE,
+                "baseline_rate_per_day": recurrence.BASELINE_RATE,
+                "events": int(recur.event.sum()),
+                "censored": int((recur.event == 0).sum()),
+                "missing_score": int(np.isnan(recur.score).sum()),
+            },
         },
         "causal": [
             {
@@ -295,6 +333,12 @@ def _truth(
     }
 
 
+def _write_row(row: np.ndarray, pooled: object, sites: list[tuple[int, int, object]]) -> None:
+    pooled.write(row)  # type: ignore[attr-defined]
+    for a, b, writer in sites:
+        writer.write(row[a:b])  # type: ignore[attr-defined]
+
+
 def _build(
     root: Path,
     *,
@@ -304,10 +348,18 @@ def _build(
     seed: int,
     missing_rate: float,
     chunk: int,
+    pgx: bool = False,
 ) -> tuple[CohortLayout, list[str]]:
     t0 = time.perf_counter()
     layout = plan_layout(samples, sites, _rng(seed, _KEY_LAYOUT))
     covariates = draw_covariates(samples, _rng(seed, _KEY_COVARIATES))
+    pgx_cohort = (
+        pgx_alleles.simulate_pgx(
+            layout.population, covariates.age.astype(np.float64), _rng(seed, _KEY_PGX)
+        )
+        if pgx
+        else None
+    )
     genome = simulate_genome(layout.n_a, layout.n_b, variants, seed)
     t1 = time.perf_counter()
     log.info("simulated %d biallelic sites in %.1f s", len(genome.candidates), t1 - t0)
@@ -327,6 +379,10 @@ def _build(
         "allele_1": selected.alt.tolist(),
         "allele_2": selected.ref.tolist(),
     }
+    written = variants
+    if pgx_cohort is not None:  # PGx variants join in (chromosome, position) order
+        merged = pgx_alleles.merge_variants(bim, pgx_cohort)
+        bim, written = merged.bim, merged.n_variants  # type: ignore[assignment]
     site_dirs = [root / s.name / "data" for s in layout.sites]
     pooled_dir = root / "pooled"
     for d in [*site_dirs, pooled_dir]:
@@ -338,7 +394,7 @@ def _build(
             _bed_writer(
                 pooled_dir / "pooled.bed",
                 samples,
-                variants,
+                written,
                 {**bim, **_fam_properties(layout, covariates, 0, samples)},
             )
         )
@@ -350,7 +406,7 @@ def _build(
                     _bed_writer(
                         d / "genotypes.bed",
                         s.n_samples,
-                        variants,
+                        written,
                         {**bim, **_fam_properties(layout, covariates, s.start, s.stop)},
                     )
                 ),
@@ -363,10 +419,14 @@ def _build(
             causal_dosage[:, lo:hi] = dosage[causal_idx[lo:hi] - start].T
             lo, hi = np.searchsorted(missing, (start * samples, stop * samples))
             np.put(dosage, missing[lo:hi] - start * samples, _BED_MISSING)
-            for row in dosage:
-                pooled_writer.write(row)
-                for a, b, writer in site_writers:
-                    writer.write(row[a:b])
+            for offset, row in enumerate(dosage):
+                if pgx_cohort is not None:
+                    for k in merged.before.get(start + offset, ()):
+                        _write_row(pgx_cohort.dosages[k], pooled_writer, site_writers)
+                _write_row(row, pooled_writer, site_writers)
+        if pgx_cohort is not None:
+            for k in merged.after:
+                _write_row(pgx_cohort.dosages[k], pooled_writer, site_writers)
     t2 = time.perf_counter()
     log.info("wrote %d x %d genotypes in %.1f s", samples, variants, t2 - t1)
 
@@ -377,9 +437,16 @@ def _build(
         covariates,
         _rng(seed, _KEY_PHENO),
     )
+    recur = simulate_recurrence(pheno.genetic, covariates, _rng(seed, _KEY_RECURRENCE))
     for s, d in zip(layout.sites, site_dirs, strict=True):
-        _write_tables(d, layout.iids[s.start : s.stop], covariates, pheno, slice(s.start, s.stop))
-    _write_tables(pooled_dir, layout.iids, covariates, pheno, slice(0, samples))
+        rows = slice(s.start, s.stop)
+        _write_tables(d, layout.iids[s.start : s.stop], covariates, pheno, recur, rows)
+    _write_tables(pooled_dir, layout.iids, covariates, pheno, recur, slice(0, samples))
+    if pgx_cohort is not None:
+        for s, d in zip(layout.sites, site_dirs, strict=True):
+            pgx_alleles.add_outcome_column(d / "pheno.tsv", pgx_cohort.outcome[s.start : s.stop])
+        pgx_alleles.add_outcome_column(pooled_dir / "pheno.tsv", pgx_cohort.outcome)
+        pgx_alleles.write_truth_table(root / "pgx" / "diplotypes.tsv", layout.iids, pgx_cohort)
 
     pop_lines = ["#FID\tIID\tSITE\tPOP"]
     for s in layout.sites:
@@ -402,10 +469,26 @@ def _build(
         causal=causal,
         causal_freq=alt_freq[causal_idx],
         pheno=pheno,
+        recur=recur,
         n_missing_calls=int(missing.size),
     )
+    if pgx_cohort is not None:
+        truth["pgx"] = pgx_alleles.pgx_truth(pgx_cohort)
     (root / "truth.json").write_text(
         json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    pgs_file.write_scoring_file(
+        root / SCORING_FILE,
+        pgs_file.scoring_file_text(
+            causal.chrom,
+            causal.position,
+            causal.ref,
+            causal.alt,
+            pheno.effects,
+            selected.chrom,
+            selected.position,
+            _rng(seed, _KEY_PGS),
+        ),
     )
     return layout, causal_ids
 
@@ -434,8 +517,14 @@ def write_cohorts(
     seed: int = 1,
     missing_rate: float = 0.005,
     chunk: int = DEFAULT_CHUNK,
+    pgx: bool = False,
 ) -> SynthSummary:
     """Simulate ``samples`` individuals over ``sites`` sites and write them under ``out``.
+
+    ``pgx`` adds pharmacogenomic variants (at their GRCh38 positions, among
+    the others in chromosome order) and the ``CLOP_EVENT`` drug-response
+    column (:mod:`genofed.synth.pgx_alleles`); without it the files are as
+    they were.
 
     ``out`` must not exist or be an empty directory. ``chunk`` (variants held
     in memory at once) changes speed and memory only, never the files. The
@@ -456,6 +545,7 @@ def write_cohorts(
             seed=seed,
             missing_rate=missing_rate,
             chunk=chunk,
+            pgx=pgx,
         )
         # site.toml stores data paths relative to the site directory, so the
         # site directories may be initialised here and then moved.

@@ -83,13 +83,17 @@ class Phenotypes:
     """``qpheno`` (float64, NaN when missing), ``disease`` (int8: 1, 2, -9 missing).
 
     ``effects`` are per-ALT-allele effects on QPHENO (and on the liability) of
-    the causal variants, in the order of the causal dosage columns.
+    the causal variants, in the order of the causal dosage columns;
+    ``genetic`` is each individual's genetic value G (centred, variance
+    ``HERITABILITY``), which :mod:`genofed.synth.recurrence` builds its
+    genomic recurrence score from.
     """
 
     qpheno: np.ndarray
     disease: np.ndarray
     effects: np.ndarray
     liability_threshold: float
+    genetic: np.ndarray
 
 
 def draw_covariates(n: int, rng: np.random.Generator) -> Covariates:
@@ -162,5 +166,9 @@ def simulate_phenotypes(
     qpheno[_mask_some(n, rng)] = np.nan
     disease[_mask_some(n, rng)] = DISEASE_MISSING
     return Phenotypes(
-        qpheno=qpheno, disease=disease, effects=effects, liability_threshold=threshold
+        qpheno=qpheno,
+        disease=disease,
+        effects=effects,
+        liability_threshold=threshold,
+        genetic=genetic,
     )

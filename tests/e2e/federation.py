@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genofed.common.pki import PkiLayout, init_pki
+from genofed.site_agent.audit import AuditPaths
+from genofed.site_agent.sitedir import load_site
 
 BIN = Path(sys.executable).parent
 STOP_GRACE_S = 15.0
@@ -148,7 +150,15 @@ class Federation:
             proc.stop()
 
 
-def make_federation(root: Path, site_names: Sequence[str]) -> Federation:
+def make_federation(
+    root: Path, site_names: Sequence[str], site_dirs: Sequence[Path] = ()
+) -> Federation:
+    """A federation's PKI and ``coordinator.toml``; nothing is started yet.
+
+    ``site_dirs`` are listed under ``[receipts.audit_keys]`` (each site's
+    ``state/audit.pub``), so that the coordinator can check every reply's
+    receipt, as it must in production.
+    """
     pki = init_pki(root / "certs", coordinator_host="127.0.0.1", sites=list(site_names))
     fleet = f"127.0.0.1:{free_port()}"
     control = f"127.0.0.1:{free_port()}"
@@ -161,12 +171,21 @@ def make_federation(root: Path, site_names: Sequence[str]) -> Federation:
         "[tls]\n"
         f'ca_cert = "{pki.ca_cert}"\n'
         f'server_cert = "{pki.server_cert}"\n'
-        f'server_key = "{pki.server_key}"\n',
+        f'server_key = "{pki.server_key}"\n' + _receipts_toml(site_dirs),
         encoding="utf-8",
     )
     home = root / "flwr-home"
     home.mkdir()
     return Federation(root, pki, fleet, control, config, test_env(home))
+
+
+def _receipts_toml(site_dirs: Sequence[Path]) -> str:
+    if not site_dirs:
+        return ""
+    lines = ['\n[receipts]\nmode = "require"\n\n[receipts.audit_keys]\n']
+    for d in site_dirs:
+        lines.append(f'"{load_site(d).name}" = "{AuditPaths.of(Path(d)).pub}"\n')
+    return "".join(lines)
 
 
 def timed_lines(proc: subprocess.Popen[str], on_line: Callable[[float, str], None]) -> None:

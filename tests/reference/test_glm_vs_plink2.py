@@ -1,8 +1,9 @@
 """Federated GWAS (``glm``) on 3 synthetic sites equals ``plink2 --glm`` on the pooled cohort.
 
-plink2 runs with its defaults (``--glm`` with the synth's ``pheno.tsv`` and
-``covar.tsv``; AGE and SEX are not variance-standardized on either side, and
-plink2 prints no scale warning for them). The cohort has 3 % missing calls,
+plink2 runs with its defaults (``--glm`` with the synth's ``pheno.tsv``
+phenotypes QPHENO and DISEASE and ``covar.tsv``; AGE and SEX are not
+variance-standardized on either side, and plink2 prints no scale warning
+for them). The cohort has 3 % missing calls,
 so most variants drop a few samples, and rare variants that need Firth.
 
 Tolerances:
@@ -81,6 +82,9 @@ def _plink2_glm(plink2: Path, cohort: SynthSummary, out: Path, *modifiers: str) 
             str(cohort.pooled_prefix),
             "--pheno",
             str(pooled / "pheno.tsv"),
+            # the GWAS phenotypes only (pheno.tsv also holds the survival columns)
+            "--pheno-name",
+            "QPHENO,DISEASE",
             "--covar",
             str(pooled / "covar.tsv"),
             "--glm",

@@ -16,6 +16,10 @@ in the last printed digit — never by more than one unit in the 6th digit.
 Only autosomal variants belong here: PLINK 2 writes chrX/Y/MT differently
 (HAP_* counts, ``.hardy.x``), and the caller rejects them upstream.
 
+A variant that a site withheld under small-cell suppression
+(``coordinator/suppressed.py``) is passed in ``withheld``: its row keeps the
+variant columns and prints ``NA`` in every count and statistic column.
+
 Every file goes through :func:`~genofed.coordinator.writers.atomic.atomic_write_text`
 (temporary file in the target directory, then ``os.replace``), so a reader
 never sees half a table.
@@ -98,6 +102,20 @@ def _check_len(variants: VariantColumns, *arrays: npt.NDArray[np.generic]) -> No
             )
 
 
+def _mark_withheld(
+    lines: Iterable[str], withheld: npt.NDArray[np.bool_] | None, lead: int
+) -> Iterable[str]:
+    """``lines`` with every field after the first ``lead`` set to NA on withheld rows."""
+    if withheld is None or not withheld.any():
+        yield from lines
+        return
+    for line, hidden in zip(lines, withheld.tolist(), strict=True):
+        if hidden:
+            fields = line.split("\t")
+            line = "\t".join(fields[:lead] + ["NA"] * (len(fields) - lead))
+        yield line
+
+
 def _write_atomic(path: Path, header: str, lines: Iterable[str]) -> None:
     """Write ``header`` and ``lines`` to ``path`` atomically (see :mod:`.atomic`).
 
@@ -108,7 +126,12 @@ def _write_atomic(path: Path, header: str, lines: Iterable[str]) -> None:
     atomic_write_text(Path(path), text)
 
 
-def write_afreq(path: Path, variants: VariantColumns, freq: FreqResult) -> None:
+def write_afreq(
+    path: Path,
+    variants: VariantColumns,
+    freq: FreqResult,
+    withheld: npt.NDArray[np.bool_] | None = None,
+) -> None:
     """Write a ``plink2 --freq`` ``.afreq`` table."""
     _check_len(variants, freq.alt_freqs, freq.obs_ct)
     rows = zip(
@@ -118,11 +141,20 @@ def write_afreq(path: Path, variants: VariantColumns, freq: FreqResult) -> None:
     _write_atomic(
         path,
         AFREQ_HEADER,
-        (f"{c}\t{i}\t{r}\t{a}\t{format_g6(f)}\t{o}" for c, i, r, a, f, o in rows),
+        _mark_withheld(
+            (f"{c}\t{i}\t{r}\t{a}\t{format_g6(f)}\t{o}" for c, i, r, a, f, o in rows),
+            withheld,
+            4,
+        ),
     )
 
 
-def write_vmiss(path: Path, variants: VariantColumns, miss: MissingnessResult) -> None:
+def write_vmiss(
+    path: Path,
+    variants: VariantColumns,
+    miss: MissingnessResult,
+    withheld: npt.NDArray[np.bool_] | None = None,
+) -> None:
     """Write a ``plink2 --missing`` variant report (``.vmiss``)."""
     _check_len(variants, miss.missing_ct, miss.obs_ct, miss.f_miss)
     rows = zip(
@@ -130,11 +162,20 @@ def write_vmiss(path: Path, variants: VariantColumns, miss: MissingnessResult) -
         miss.f_miss.tolist(), strict=True,
     )  # fmt: skip
     _write_atomic(
-        path, VMISS_HEADER, (f"{c}\t{i}\t{m}\t{o}\t{format_g6(f)}" for c, i, m, o, f in rows)
+        path,
+        VMISS_HEADER,
+        _mark_withheld(
+            (f"{c}\t{i}\t{m}\t{o}\t{format_g6(f)}" for c, i, m, o, f in rows), withheld, 2
+        ),
     )
 
 
-def write_gcount(path: Path, variants: VariantColumns, counts: GenoCountsResult) -> None:
+def write_gcount(
+    path: Path,
+    variants: VariantColumns,
+    counts: GenoCountsResult,
+    withheld: npt.NDArray[np.bool_] | None = None,
+) -> None:
     """Write a ``plink2 --geno-counts`` table (``.gcount``); HAP_* are 0 on autosomes."""
     _check_len(variants, counts.hom_ref_ct, counts.het_ref_alt_ct, counts.two_alt_geno_ct)
     rows = zip(
@@ -145,11 +186,23 @@ def write_gcount(path: Path, variants: VariantColumns, counts: GenoCountsResult)
     _write_atomic(
         path,
         GCOUNT_HEADER,
-        (f"{c}\t{i}\t{r}\t{a}\t{h0}\t{h1}\t{h2}\t0\t0\t{m}" for c, i, r, a, h0, h1, h2, m in rows),
+        _mark_withheld(
+            (
+                f"{c}\t{i}\t{r}\t{a}\t{h0}\t{h1}\t{h2}\t0\t0\t{m}"
+                for c, i, r, a, h0, h1, h2, m in rows
+            ),
+            withheld,
+            4,
+        ),
     )
 
 
-def write_hardy(path: Path, variants: VariantColumns, result: HardyResult) -> None:
+def write_hardy(
+    path: Path,
+    variants: VariantColumns,
+    result: HardyResult,
+    withheld: npt.NDArray[np.bool_] | None = None,
+) -> None:
     """Write a ``plink2 --hardy`` table (``.hardy``; last column MIDP with ``midp``).
 
     A1 is REF and AX is ALT, as PLINK 2 prints biallelic variants.
@@ -164,8 +217,12 @@ def write_hardy(path: Path, variants: VariantColumns, result: HardyResult) -> No
     _write_atomic(
         path,
         header,
-        (
-            f"{c}\t{i}\t{r}\t{a}\t{h0}\t{h1}\t{h2}\t{format_g6(o)}\t{format_g6(e)}\t{format_g6(p)}"
-            for c, i, r, a, h0, h1, h2, o, e, p in rows
+        _mark_withheld(
+            (
+                f"{c}\t{i}\t{r}\t{a}\t{h0}\t{h1}\t{h2}\t{format_g6(o)}\t{format_g6(e)}\t{format_g6(p)}"
+                for c, i, r, a, h0, h1, h2, o, e, p in rows
+            ),
+            withheld,
+            4,
         ),
     )

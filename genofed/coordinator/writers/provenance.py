@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -63,10 +63,17 @@ def write_provenance(
     harmonization: Harmonization,
     outputs: Sequence[str],
     signer: str | None = None,
+    missing: Sequence[Mapping[str, object]] = (),
+    rounds: Sequence[Mapping[str, object]] = (),
 ) -> str:
     """Write ``provenance.json``; returns its file name.
 
     ``signer`` is the analyst's public key (``ed25519:...``) for a signed study.
+    ``missing`` lists the sites that dropped out of the study (round, reason);
+    each such site's own record also carries ``missing``, and it is left out
+    of ``n_samples_total``. ``rounds`` records each round's wall time and the
+    array bytes sent to and received from the busiest site (payload sizes,
+    without the message framing).
     """
     demo_sites = [s.name for s in sites if s.facts.get("policy", "").startswith("demo")]
     doc = {
@@ -93,10 +100,13 @@ def write_provenance(
                 "n_variants": int(s.facts.get("n_variants", 0)),
                 "policy": s.facts.get("policy", ""),
                 "releases": s.replies,
+                **({"missing": s.missing} if s.missing else {}),
             }
             for s in sites
         ],
-        "n_samples_total": sum(int(s.facts.get("n_samples", 0)) for s in sites),
+        "sites_missing": [dict(m) for m in missing],
+        "rounds": [dict(r) for r in rounds],
+        "n_samples_total": sum(int(s.facts.get("n_samples", 0)) for s in sites if not s.missing),
         "harmonization": {
             "n_study_variants": len(harmonization.variants),
             "sites": [r.__dict__ for r in harmonization.reports],

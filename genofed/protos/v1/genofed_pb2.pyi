@@ -94,18 +94,22 @@ class Checkpoint(_message.Message):
     def __init__(self, tree_size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., time: _Optional[str] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
 
 class Receipt(_message.Message):
-    __slots__ = ("audited", "audit_index", "checkpoint", "epsilon_charged", "delta_charged")
+    __slots__ = ("audited", "audit_index", "checkpoint", "epsilon_charged", "delta_charged", "entry", "inclusion_proof")
     AUDITED_FIELD_NUMBER: _ClassVar[int]
     AUDIT_INDEX_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CHARGED_FIELD_NUMBER: _ClassVar[int]
     DELTA_CHARGED_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    INCLUSION_PROOF_FIELD_NUMBER: _ClassVar[int]
     audited: bool
     audit_index: int
     checkpoint: Checkpoint
     epsilon_charged: float
     delta_charged: float
-    def __init__(self, audited: _Optional[bool] = ..., audit_index: _Optional[int] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., epsilon_charged: _Optional[float] = ..., delta_charged: _Optional[float] = ...) -> None: ...
+    entry: bytes
+    inclusion_proof: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, audited: _Optional[bool] = ..., audit_index: _Optional[int] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., epsilon_charged: _Optional[float] = ..., delta_charged: _Optional[float] = ..., entry: _Optional[bytes] = ..., inclusion_proof: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class SiteReply(_message.Message):
     __slots__ = ("site", "study_sha256", "analysis_id", "step", "status", "reason_code", "message", "arrays", "facts", "receipt", "software_version")

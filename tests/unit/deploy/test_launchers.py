@@ -10,6 +10,7 @@ from genofed.common.errors import ConfigError, InputError
 from genofed.common.pki import init_pki
 from genofed.coordinator.app import job_from_run_config
 from genofed.coordinator.superlink import (
+    CONFIG_ENV,
     check_config,
     load_coordinator_config,
     superlink_argv,
@@ -108,10 +109,15 @@ def test_translate_supernode__connection_and_refusal() -> None:
     assert translate_supernode("INFO :      [RUN 3]") is None
 
 
-def test_job_from_run_config__reads_the_study_text_not_a_path(tmp_path: Path) -> None:
+def test_job_from_run_config__reads_the_study_text_not_a_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `genofed coordinator up` names its config for the ServerApp (receipt keys and mode)
+    monkeypatch.setenv(CONFIG_ENV, str(_config(tmp_path)))
     text = '[study]\nname = "s"\n[[analysis]]\nkind = "freq"\n'
     job = job_from_run_config(
         {"study-text": text, "out-dir": str(tmp_path / "r"), "expected-sites": 3, "run-id": "abc"}
     )
     assert job.study.name == "s" and job.expected_sites == 3 and job.run_id == "abc"
     assert job.engine == "deployment" and job.signature is None
+    assert job.receipts is not None and job.receipts.mode == "require"

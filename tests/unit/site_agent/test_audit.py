@@ -370,17 +370,19 @@ def test_handle_request__release_is_audited_with_the_bytes_that_leave(
     site = _copy_site(cohort, tmp_path)
     reply, arrays = handle_request(site, _request(), {}, clock=StepClock())
     assert reply.status == pb.REPLY_STATUS_OK
-    request_e, release_e = _log_entries(site)
+    request_e, approval_e, release_e = _log_entries(site)
     assert request_e.kind == pb.AUDIT_KIND_REQUEST and request_e.request_kind == "variants"
+    # the demo policy's auto-approval rule approved the study: a decision entry
+    assert approval_e.kind == pb.AUDIT_KIND_DECISION and approval_e.decision == "approved"
     assert release_e.kind == pb.AUDIT_KIND_RELEASE and release_e.decision == "approved"
     assert release_e.study_sha256 == QC.sha256 and release_e.run_id == "run-1"
     assert [a.name for a in release_e.arrays] == list(arrays)
     assert list(release_e.arrays) == list(reply.arrays)
     for spec in release_e.arrays:
         assert array_spec(spec.name, arrays[spec.name]) == spec
-    assert reply.receipt.audited and reply.receipt.audit_index == 1
+    assert reply.receipt.audited and reply.receipt.audit_index == 2
     checkpoint = checkpoint_from_proto(reply.receipt.checkpoint)
-    assert checkpoint.tree_size == 2
+    assert checkpoint.tree_size == 3
     assert verify_path(site, saved=checkpoint).ok
 
 
@@ -421,7 +423,7 @@ def test_handle_request__release_that_cannot_be_audited_is_not_sent(
 
     monkeypatch.setattr(audit_module.AuditLog, "append", append_then_fail)
     reply, arrays = handle_request(site, _request(), {})
-    assert calls == [pb.AUDIT_KIND_REQUEST, pb.AUDIT_KIND_RELEASE]
+    assert calls == [pb.AUDIT_KIND_REQUEST, pb.AUDIT_KIND_DECISION, pb.AUDIT_KIND_RELEASE]
     assert reply.status == pb.REPLY_STATUS_ERROR and reply.reason_code == AUDIT_UNAVAILABLE
     assert arrays == {} and not reply.facts and not reply.arrays
 

@@ -18,6 +18,7 @@ from genofed.site_agent.policy import (
     check_request,
     load_policy,
 )
+from genofed.site_agent.policy_rules import AutoApproveRule
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -48,10 +49,11 @@ def test_demo_policy_toml__is_labelled_synthetic_only_and_allows_demo_analyses(
         demo=True,
         allowed_analyses=frozenset(DEMO_ANALYSES),
         min_cohort_size=10,
-        min_cell_count=10,
+        min_cell_count=0,  # no suppression: demo results equal plink2
         allowed_app_hashes=frozenset({bundle_hash()}),
         allowed_release_modes=frozenset({"plain", "dp"}),
         budget=Budget(epsilon=100.0, delta=1e-5, period="year"),
+        auto_approve=(AutoApproveRule("demo: everything", frozenset({"*"})),),
     )
     assert policy.allowed_analyses == frozenset(DEMO_ANALYSES)
 

@@ -169,7 +169,7 @@ def test_write_cohorts__phenotypes_and_covariates_present_with_some_missing(
     cohort: SynthSummary,
 ) -> None:
     header, rows = _table(cohort.pooled / "pheno.tsv")
-    assert header == ["#FID", "IID", "QPHENO", "DISEASE"]
+    assert header == ["#FID", "IID", "QPHENO", "DISEASE", "RSCORE", "RFS_DAYS", "RFS_EVENT"]
     q = [row[2] for row in rows]
     d = [row[3] for row in rows]
     assert 1 <= q.count("NA") <= 5 and 1 <= d.count("NA") <= 5
@@ -286,3 +286,26 @@ def test_write_cohorts__leaves_nothing_behind_on_error(
     with pytest.raises(InputError, match="on purpose"):
         _write(tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_cohorts__recurrence_outcome_is_censored_and_follows_the_score(
+    cohort: SynthSummary,
+) -> None:
+    _, rows = _table(cohort.pooled / "pheno.tsv")
+    score = np.array([np.nan if r[4] == "NA" else float(r[4]) for r in rows])
+    days = np.array([int(r[5]) for r in rows])
+    event = np.array([int(r[6]) for r in rows])
+    assert 1 <= int(np.isnan(score).sum()) <= 5
+    assert np.nanmin(score) >= 0 and np.nanmax(score) <= 100
+    assert days.min() >= 1 and days.max() <= 3653
+    assert set(event.tolist()) == {0, 1}
+    recurrence = _truth(cohort)["phenotypes"]["recurrence"]
+    assert recurrence["events"] == int(event.sum()) and recurrence["censored"] == len(rows) - int(
+        event.sum()
+    )
+    # censoring: some follow-ups end before 10 years without an event
+    assert ((event == 0) & (days < 3000)).any()
+    # the hazard rises with the score: more events above the median score
+    ok = ~np.isnan(score)
+    high = score[ok] > np.median(score[ok])
+    assert event[ok][high].mean() > event[ok][~high].mean()

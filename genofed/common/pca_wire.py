@@ -1,0 +1,197 @@
+"""What the population-structure PCA (``pca``) protocol exchanges, and its parameters.
+
+Both halves read this module so that a site and the coordinator agree on
+what every released number means; a privacy officer reads it to know what
+leaves the site for a ``pca`` analysis. **No array that leaves a site is
+sized by its samples**: every release is per variant or a small ``l x l``
+matrix, and the per-sample scores stay in the site's state directory.
+
+The model is plink2's ``--pca``: genotype ``g`` (study-ALT dosage) of variant
+``i`` standardized as ``x = (g - 2 f_i) / sqrt(2 f_i (1 - f_i))`` with the
+pooled ALT frequency ``f_i``; a missing call and a monomorphic variant give
+``x = 0`` (mean imputation). plink2's relationship matrix divides each entry
+``sum_i x_ji x_ki`` by the number of variants called in *both* samples, which
+across sites would need every sample's missingness pattern. GenoFed uses
+``N_jk ~ c_j c_k / M`` (``c_j`` calls of sample ``j`` over the ``M`` PCA
+variants), exact on the diagonal and exact for all entries when nothing is
+missing::
+
+    K = A A^T + diag(delta),  A_j = x_j M / (c_j sqrt(M)),
+    delta_j = s_j / c_j - s_j M / c_j^2,  s_j = sum_i x_ji^2
+
+Each site holds its rows of ``A`` and ``delta``. Requests (in this order):
+
+``pca_counts`` (inputs ``variant_index``, ``flip``)::
+
+    genotype_counts  int64   (V, 4)   HOM_REF, HET, HOM_ALT, MISSING (study orientation)
+
+``pca_ld`` (inputs ``variant_index``, ``flip`` and ``window`` (1,) int64):
+plink2 ``--indep-pairwise`` pair statistics of variants fewer than
+``window`` apart (in the request's order) on one chromosome, over the
+samples called at both; row ``i``, column ``d - 1`` is the pair
+``(i, i + d)``, zero across chromosomes::
+
+    ld_n    int64   (V, window-1)      samples called at both
+    ld_sum  float64 (V, window-1, 5)   sums of g_i, g_j, g_i^2, g_j^2, g_i g_j
+
+``pca_iterate`` (inputs ``variant_index``, ``flip``, ``freq`` (V,),
+``step`` (1,) int64, ``wts`` (V, l) and ``transform`` (l, l)). Step 0
+starts from the random variant-space block ``wts`` = Omega: the site forms
+``U = A Omega``. Step ``t > 0`` receives ``wts = A^T Q`` (pooled) and
+``transform = R^-1`` with ``Q = U_prev R^-1`` orthonormal over all samples,
+and forms ``U = A wts + delta * Q`` (``= K Q``). It keeps ``U`` and ``Q``
+and releases::
+
+    a_t_u   float64 (V, l)   A^T U over its samples
+    gram    float64 (l, l)   U^T U
+    cross   float64 (l, l)   Q^T U (zeros at step 0)
+
+``pca_finish`` (inputs ``variant_index``, ``flip``, ``freq``, ``step``,
+``transform`` (l, k)): the site stores its rows of the unit-norm sample
+eigenvectors ``E = Q transform`` (``Q`` kept by the last ``pca_iterate``;
+never released) and releases::
+
+    x_t_e   float64 (V, k)   X^T E, for plink2's variant weights X^T e / sqrt(lambda)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Final
+
+#: The analysis kind (``[[analysis]] kind = "pca"``).
+PCA_KIND: Final = "pca"
+PCA_COUNTS_KIND: Final = "pca_counts"
+PCA_LD_KIND: Final = "pca_ld"
+PCA_ITERATE_KIND: Final = "pca_iterate"
+PCA_FINISH_KIND: Final = "pca_finish"
+PCA_REQUEST_KINDS: Final = frozenset(
+    {PCA_COUNTS_KIND, PCA_LD_KIND, PCA_ITERATE_KIND, PCA_FINISH_KIND}
+)
+
+#: plink2 --pca's default number of components.
+DEFAULT_N_PCS: Final = 10
+#: Widest LD window a study may ask for (pair statistics grow with it).
+MAX_LD_WINDOW: Final = 1000
+#: Most ``pca_iterate`` rounds one analysis may take (the start included); a site
+#: refuses any step beyond it, so no coordinator can probe a site's data longer.
+MAX_ITERATIONS: Final = 60
+
+
+def block_width(n_pcs: int) -> int:
+    """Most columns of the iterated block for ``n_pcs`` components (sites refuse wider)."""
+    return 4 * n_pcs + 20
+
+
+#: A glm covariate naming a principal component of the study's pca analysis.
+PC_COVARIATE: Final = re.compile(r"^PC([1-9][0-9]*)$")
+
+
+def check_pca_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Validate and normalise a ``pca`` analysis's parameters (raises ``ParamError``)."""
+    from genofed.common.analyses import ParamError
+
+    n_pcs = params["n_pcs"]
+    if not 1 <= n_pcs <= 100:
+        raise ParamError(f"n_pcs must lie in 1..100, not {n_pcs}", "e.g. n_pcs = 10")
+    maf = params["maf"]
+    if not 0.0 <= maf < 0.5:
+        raise ParamError(f"maf must lie in [0, 0.5), not {maf}", "e.g. maf = 0.01")
+    prune = params["indep_pairwise"]
+    if prune:
+        ok = (
+            len(prune) == 3
+            and isinstance(prune[0], int)
+            and isinstance(prune[1], int)
+            and not isinstance(prune[0], bool)
+            and not isinstance(prune[1], bool)
+            and isinstance(prune[2], int | float)
+            and 2 <= prune[0] <= MAX_LD_WINDOW
+            and 1 <= prune[1] <= prune[0]
+            and 0.0 < prune[2] <= 1.0
+        )
+        if not ok:
+            raise ParamError(
+                f"indep_pairwise must be [window, step, r2] as plink2 --indep-pairwise takes "
+                f"them (window 2..{MAX_LD_WINDOW} variants, 1 <= step <= window, 0 < r2 <= 1), "
+                f"not {list(prune)!r}",
+                "e.g. indep_pairwise = [50, 5, 0.2]; a window in kb is not supported",
+            )
+        prune = (prune[0], prune[1], float(prune[2]))
+    variants = params["variants"]
+    if not all(isinstance(v, str) and v for v in variants) or len(set(variants)) != len(variants):
+        raise ParamError(
+            "variants must list distinct variant IDs", 'e.g. variants = ["1:320:A:G", ...]'
+        )
+    return {**params, "indep_pairwise": tuple(prune), "variants": tuple(variants)}
+
+
+def pc_index(covariate: str) -> int | None:
+    """0-based component index of a covariate named ``PC<k>``, else None."""
+    found = PC_COVARIATE.match(covariate)
+    return None if found is None else int(found.group(1)) - 1
+
+
+def pc_source(analyses: Sequence[Any], glm_id: str) -> Any | None:
+    """The ``pca`` analysis whose scores serve glm ``glm_id``'s ``PC<k>`` covariates.
+
+    That is the study's pca analysis when it is listed before the glm; a
+    study without one reads ``PC<k>`` columns from the covariate table, as
+    before PCA existed.
+    """
+    for a in analyses:
+        if a.id == glm_id:
+            return None
+        if a.kind == "pca":
+            return a
+    return None
+
+
+def pc_covariate_problem(analyses: Sequence[Any]) -> tuple[str, str] | None:
+    """Why the study's ``PC<k>`` glm covariates cannot be served, as (message, hint); or None.
+
+    A glm listed after a ``pca`` analysis takes ``PC1``...``PCk`` from its
+    scores; that needs exactly one pca analysis in the study and
+    ``n_pcs >= k``.
+    """
+    n_pca = sum(a.kind == "pca" for a in analyses)
+    for a in analyses:
+        if a.kind != "glm":
+            continue
+        wanted = [j for c in a.params["covariates"] if (j := pc_index(c)) is not None]
+        source = pc_source(analyses, a.id)
+        if not wanted or source is None:
+            continue
+        if n_pca != 1:
+            return (
+                f"glm analysis {a.id!r} names PC covariates and the study has {n_pca} pca "
+                "analyses, so which one supplies them is ambiguous",
+                "keep one pca analysis in a study whose glm names PC covariates",
+            )
+        if max(wanted) + 1 > source.params["n_pcs"]:
+            return (
+                f"glm analysis {a.id!r} names PC{max(wanted) + 1}, but pca analysis "
+                f"{source.id!r} keeps {source.params['n_pcs']} components",
+                "raise n_pcs or name fewer PC covariates",
+            )
+    return None
+
+
+__all__ = [
+    "DEFAULT_N_PCS",
+    "MAX_ITERATIONS",
+    "MAX_LD_WINDOW",
+    "PCA_COUNTS_KIND",
+    "PCA_FINISH_KIND",
+    "PCA_ITERATE_KIND",
+    "PCA_KIND",
+    "PCA_LD_KIND",
+    "PCA_REQUEST_KINDS",
+    "PC_COVARIATE",
+    "block_width",
+    "check_pca_params",
+    "pc_covariate_problem",
+    "pc_index",
+    "pc_source",
+]

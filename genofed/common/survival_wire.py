@@ -1,0 +1,175 @@
+"""What the survival analyses (``km``, ``cox``) exchange, and their parameters.
+
+Both halves read this module so that a site and the coordinator agree on
+what every released number means; a privacy officer reads it to know what
+leaves the site. Event times are sensitive: **no time, event indicator,
+covariate or group value of any patient leaves a site**, only the arrays
+below.
+
+``km_counts`` (one round per ``km`` analysis; no inputs: the grid and the
+groups are in the signed study). With the analyst's grid
+``t_1 < ... < t_J`` and ``t_0 = -inf``, for each group ``g`` and grid point
+``j``::
+
+    n_risk      int64 (G, J)  samples with time > t_{j-1} (at risk at the start of interval j)
+    n_event     int64 (G, J)  events with t_{j-1} < time <= t_j
+    suppressed  bool  (G, J)  the site withheld this cell (0 < n_risk < policy min_cell_count)
+
+A withheld cell holds ``SUPPRESSED_VALUE`` (-1) in both count arrays, never
+a zero. Because ``n_risk`` only falls along the grid, a group's withheld
+cells run from its first small risk set to the point where nobody is left
+(an empty risk set is not withheld). Samples with time beyond ``t_J`` are at
+risk at every grid point and are never counted as events.
+
+``cox_step`` (one per Newton iteration; input ``beta`` float64 (p,), the
+coefficients of the study's covariates in order)::
+
+    loglik  float64 (1,)    the site's log partial likelihood at beta (Efron or Breslow ties)
+    grad    float64 (p,)    its gradient
+    hess    float64 (p, p)  its Hessian (negative information)
+
+The site is one stratum of a Cox model stratified by site, so the pooled
+log partial likelihood, its gradient and its Hessian are the sums of the
+sites' (``p`` numbers and a ``p x p`` matrix per round, whatever the
+cohort size).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Final
+
+KM_KIND: Final = "km"
+COX_KIND: Final = "cox"
+SURVIVAL_KINDS: Final = frozenset({KM_KIND, COX_KIND})
+
+KM_COUNTS_KIND: Final = "km_counts"
+COX_STEP_KIND: Final = "cox_step"
+SURVIVAL_REQUEST_KINDS: Final = frozenset({KM_COUNTS_KIND, COX_STEP_KIND})
+
+#: Value of a withheld (suppressed) cell in ``n_risk`` and ``n_event``.
+SUPPRESSED_VALUE: Final = -1
+#: Ways of handling tied event times in the Cox partial likelihood.
+COX_TIES: Final = ("efron", "breslow")
+#: Group label of the whole cohort when ``km`` has no ``group``.
+ALL_GROUP: Final = "ALL"
+#: Largest grid a ``km`` analysis may ask for.
+MAX_GRID: Final = 1000
+
+
+def _param_error(message: str, hint: str) -> Exception:
+    # analyses.py imports this module for its table of kinds, so import its error lazily.
+    from genofed.common.analyses import ParamError
+
+    return ParamError(message, hint)
+
+
+def _column(params: dict[str, Any], key: str, example: str) -> str:
+    value = params[key]
+    if not value:
+        raise _param_error(
+            f"missing key {key!r}", f'name the phenotype column, e.g. {key} = "{example}"'
+        )
+    return str(value)
+
+
+def _numbers(values: Any, key: str, example: str) -> tuple[float, ...]:
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise _param_error(
+                f"{key} must be a list of numbers, not {v!r}", f"e.g. {key} = {example}"
+            )
+        out.append(float(v))
+    if any(b <= a for a, b in itertools.pairwise(out)):
+        raise _param_error(f"{key} must be strictly increasing", f"e.g. {key} = {example}")
+    return tuple(out)
+
+
+def check_km(params: dict[str, Any]) -> dict[str, Any]:
+    """Normalise and check a ``km`` analysis's parameters."""
+    time = _column(params, "time", "RFS_DAYS")
+    event = _column(params, "event", "RFS_EVENT")
+    grid = _numbers(params["grid"], "grid", "[365, 730, 1095]")
+    if not grid:
+        raise _param_error(
+            "missing key 'grid': sites release counts only on a time grid the study names",
+            "e.g. grid = [180, 365, 730, 1095, 1461, 1826] (in the unit of the time column)",
+        )
+    if len(grid) > MAX_GRID or grid[0] < 0:
+        raise _param_error(f"grid must hold 1 to {MAX_GRID} non-negative times", "coarsen the grid")
+    group = str(params["group"])
+    cuts = _numbers(params["cuts"], "cuts", "[18, 31]")
+    levels = _numbers(params["levels"], "levels", "[1, 2]")
+    if group and bool(cuts) == bool(levels):
+        raise _param_error(
+            f"group = {group!r} needs exactly one of cuts (a score) or levels (a category)",
+            "e.g. cuts = [18, 31] for a score, or levels = [1, 2] for SEX",
+        )
+    if not group and (cuts or levels):
+        raise _param_error("cuts and levels need group = COLUMN", 'e.g. group = "RSCORE"')
+    if group in (time, event) or time == event:
+        raise _param_error("time, event and group must be different columns", "check the names")
+    return {**params, "grid": grid, "cuts": cuts, "levels": levels}
+
+
+def check_cox(params: dict[str, Any]) -> dict[str, Any]:
+    """Normalise and check a ``cox`` analysis's parameters."""
+    time = _column(params, "time", "RFS_DAYS")
+    event = _column(params, "event", "RFS_EVENT")
+    covariates = params["covariates"]
+    if not covariates or not all(isinstance(c, str) and c for c in covariates):
+        raise _param_error(
+            "covariates must be a non-empty list of column names",
+            'e.g. covariates = ["RSCORE", "AGE", "SEX"]',
+        )
+    if len(set(covariates)) != len(covariates) or {time, event} & set(covariates):
+        raise _param_error(
+            "covariates must be distinct and must not include the time or event column",
+            "list each covariate column once",
+        )
+    if params["ties"] not in COX_TIES:
+        raise _param_error(
+            f"ties must be one of {COX_TIES}, not {params['ties']!r}",
+            '"efron" is the default of lifelines and R survival',
+        )
+    return {**params, "covariates": tuple(covariates)}
+
+
+def km_group_labels(group: str, cuts: tuple[float, ...], levels: tuple[float, ...]) -> list[str]:
+    """Labels of a ``km`` analysis's groups, in the order of the count arrays' rows.
+
+    With cuts ``c_1 < ... < c_m`` a sample with score ``s`` is in group ``i``
+    where ``c_i <= s < c_{i+1}`` (``c_0 = -inf``, ``c_{m+1} = inf``).
+    """
+    if not group:
+        return [ALL_GROUP]
+    if levels:
+        return [f"{group}={_num(v)}" for v in levels]
+    edges = [_num(c) for c in cuts]
+    labels = [f"{group}<{edges[0]}"]
+    labels += [f"{a}<={group}<{b}" for a, b in itertools.pairwise(edges)]
+    labels.append(f"{group}>={edges[-1]}")
+    return labels
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+__all__ = [
+    "ALL_GROUP",
+    "COX_KIND",
+    "COX_STEP_KIND",
+    "COX_TIES",
+    "KM_COUNTS_KIND",
+    "KM_KIND",
+    "MAX_GRID",
+    "SUPPRESSED_VALUE",
+    "SURVIVAL_KINDS",
+    "SURVIVAL_REQUEST_KINDS",
+    "check_cox",
+    "check_km",
+    "km_group_labels",
+]

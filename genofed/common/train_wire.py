@@ -1,0 +1,179 @@
+"""What the risk-model training protocol (``train``) exchanges, and its parameters.
+
+Both halves read this module; a privacy officer reads it to know what leaves
+the site for a ``train`` analysis.
+
+Features, in order: the study-ALT dosage of each listed variant minus 1
+(missing calls 0, so dosages lie in [-1, 1]), then each covariate mapped
+from the analyst's public range ``[lo, hi]`` to [-1, 1] and clipped there.
+The ranges are part of the study, not estimated from data, so scaling
+releases nothing. The target is a plink case/control column (1/2 or 0/1).
+
+``train_round`` (one per FedAvg round; inputs ``variant_index``, ``flip`` and
+the global weights ``w.<parameter>`` float32)::
+
+    w.<parameter>  float32  the site's updated weights, same names and shapes
+
+with the facts ``train_samples`` (the FedAvg weight) and, for a noisy
+update, ``noise`` (mechanism, noise multiplier, sampling rate, steps,
+clipping norm, epsilon of the study's rounds so far at this site).
+With ``noise_multiplier = 0`` the update is an exact function of the data
+(a ``plain`` release); otherwise it is DP-SGD (Opacus, Poisson sampling) and
+the subsampled Gaussian steps are charged to the site's ledger before the
+update leaves.
+
+``train_eval`` (once, with the final weights)::
+
+    eval_histogram  int64 (2, B)  controls (row 0) and cases (row 1) per bin of
+                                  the model's logit, bins EVAL_LOGIT_EDGES
+
+Never a per-patient score. In a noisy ``train`` the histogram carries
+discrete Gaussian noise (L2 sensitivity 1) calibrated to ``eval_epsilon``
+and charged to the ledger as well.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+import numpy as np
+
+TRAIN_KIND: Final = "train"
+TRAIN_ROUND_KIND: Final = "train_round"
+TRAIN_EVAL_KIND: Final = "train_eval"
+TRAIN_REQUEST_KINDS: Final = frozenset({TRAIN_ROUND_KIND, TRAIN_EVAL_KIND})
+
+MODELS: Final = ("logistic", "mlp")
+#: Prefix of weight array names on the wire.
+WEIGHT_PREFIX: Final = "w."
+#: Fact: the samples a site trained on (its FedAvg weight).
+TRAIN_SAMPLES_FACT: Final = "train_samples"
+EVAL_HISTOGRAM: Final = "eval_histogram"
+#: Edges of the evaluation histogram's logit bins (plus an open bin at each end).
+EVAL_LOGIT_EDGES: Final = np.linspace(-8.0, 8.0, 65)
+N_EVAL_BINS: Final = len(EVAL_LOGIT_EDGES) + 1
+#: noise_multiplier's "not given" value (0.0 means: no noise).
+UNSET_NOISE: Final = -1.0
+
+DEFAULTS: Final[dict[str, Any]] = {
+    "model": "logistic",
+    "hidden_units": 16,
+    "rounds": 10,
+    "local_epochs": 1,
+    "batch_size": 64,
+    "learning_rate": 0.5,
+    "clipping_norm": 1.0,
+    "noise_multiplier": UNSET_NOISE,
+    "target_epsilon": 0.0,
+    "eval_epsilon": 1.0,
+    "seed": 0,
+}
+
+
+def parameter_shapes(model: str, n_features: int, hidden: int) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the model's parameters (the torch ``state_dict`` keys)."""
+    if model == "logistic":
+        return {"linear.weight": (1, n_features), "linear.bias": (1,)}
+    return {
+        "hidden.weight": (hidden, n_features),
+        "hidden.bias": (hidden,),
+        "output.weight": (1, hidden),
+        "output.bias": (1,),
+    }
+
+
+def noisy(params: dict[str, Any] | Any) -> bool:
+    """True when the updates are DP-SGD (noise multiplier > 0 or a target epsilon)."""
+    return bool(params["target_epsilon"] > 0 or params["noise_multiplier"] > 0)
+
+
+def check_train(params: dict[str, Any]) -> dict[str, Any]:
+    """Check a ``train`` analysis's parameters together; raise ``ParamError``."""
+    from genofed.common.analyses import ParamError  # analyses imports this module
+    if not params["target"]:
+        raise ParamError("missing key 'target'", 'name the case/control column: target = "DISEASE"')
+    variants, covariates = params["variants"], params["covariates"]
+    for name, values in (("variants", variants), ("covariates", covariates)):
+        if not all(isinstance(v, str) and v for v in values) or len(set(values)) != len(values):
+            raise ParamError(f"{name} must be a list of distinct names", f"list each {name} once")
+    if not variants and not covariates:
+        raise ParamError("the model has no features", "list variants = [...] and/or covariates")
+    if params["target"] in covariates:
+        raise ParamError("covariates must not include the target", "remove it from covariates")
+    ranges = params["covariate_ranges"]
+    if len(ranges) != len(covariates) or not all(
+        isinstance(r, list | tuple)
+        and len(r) == 2
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in r)
+        and math.isfinite(r[0])
+        and math.isfinite(r[1])
+        and r[0] < r[1]
+        for r in ranges
+    ):
+        raise ParamError(
+            "covariate_ranges must give one [lo, hi] (lo < hi) per covariate, in order",
+            "e.g. covariates = [\"AGE\", \"SEX\"] with covariate_ranges = [[30, 80], [1, 2]]; "
+            "the ranges scale the features and must not come from the data",
+        )
+    if params["model"] not in MODELS:
+        raise ParamError(f"model must be one of {MODELS}, not {params['model']!r}")
+    for key in ("hidden_units", "rounds", "local_epochs", "batch_size"):
+        if params[key] < 1:
+            raise ParamError(f"{key} must be at least 1, not {params[key]}")
+    for key in ("learning_rate", "clipping_norm", "eval_epsilon"):
+        if not params[key] > 0:
+            raise ParamError(f"{key} must be > 0, not {params[key]}")
+    z, eps = params["noise_multiplier"], params["target_epsilon"]
+    if (z == UNSET_NOISE) == (eps == 0.0) or (z != UNSET_NOISE and z < 0) or eps < 0:
+        raise ParamError(
+            "give exactly one of noise_multiplier (>= 0) and target_epsilon (> 0)",
+            "noise_multiplier = 1.1 (DP-SGD), target_epsilon = 3.0 (each site calibrates its "
+            "noise), or noise_multiplier = 0.0 for exact updates without noise",
+        )
+    return {
+        **params,
+        "variants": tuple(variants),
+        "covariates": tuple(covariates),
+        "covariate_ranges": tuple(tuple(float(x) for x in r) for r in ranges),
+    }
+
+
+def model_logits(model: str, weights: Any, x: np.ndarray) -> np.ndarray:
+    """The model's logits for features ``x`` (n, p), in numpy (as the torch model computes)."""
+    w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+    if model == "logistic":
+        out = x @ w["linear.weight"].T + w["linear.bias"]
+    else:
+        h = np.maximum(x @ w["hidden.weight"].T + w["hidden.bias"], 0.0)
+        out = h @ w["output.weight"].T + w["output.bias"]
+    return np.asarray(out[:, 0])
+
+
+def scale_covariates(values: np.ndarray, ranges: Any) -> np.ndarray:
+    """Covariates ``(n, k)`` mapped from their ``[lo, hi]`` ranges to [-1, 1], clipped."""
+    lo = np.array([r[0] for r in ranges], dtype=np.float64)
+    hi = np.array([r[1] for r in ranges], dtype=np.float64)
+    scaled = (np.asarray(values, dtype=np.float64) - (lo + hi) / 2) / ((hi - lo) / 2)
+    return np.clip(scaled, -1.0, 1.0)
+
+
+__all__ = [
+    "DEFAULTS",
+    "EVAL_HISTOGRAM",
+    "EVAL_LOGIT_EDGES",
+    "MODELS",
+    "N_EVAL_BINS",
+    "TRAIN_EVAL_KIND",
+    "TRAIN_KIND",
+    "TRAIN_REQUEST_KINDS",
+    "TRAIN_ROUND_KIND",
+    "TRAIN_SAMPLES_FACT",
+    "UNSET_NOISE",
+    "WEIGHT_PREFIX",
+    "check_train",
+    "model_logits",
+    "noisy",
+    "parameter_shapes",
+    "scale_covariates",
+]

@@ -1,0 +1,126 @@
+"""The PCA math cores: site standardization and pair sums; coordinator iteration and pruning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genofed.coordinator.combine.pca import (
+    prune_pairwise,
+    r_squared,
+    ritz,
+    variant_weights,
+    whiten,
+)
+from genofed.site_agent.stats.pca import ld_pair_sums, relationship_terms, standardized
+
+
+def _genotypes(rng: np.random.Generator, v: int, n: int, missing: float) -> np.ndarray:
+    f = rng.uniform(0.05, 0.5, size=(v, 1))
+    g = rng.binomial(2, f, size=(v, n)).astype(np.int8)
+    g[rng.random((v, n)) < missing] = -9
+    return g
+
+
+def _pooled_freq(g: np.ndarray) -> np.ndarray:
+    called = (g >= 0).sum(axis=1)
+    return np.where(g >= 0, g, 0).sum(axis=1) / (2.0 * called)
+
+
+def test_standardized__centres_scales_and_zeroes_missing_and_monomorphic() -> None:
+    g = np.array([[0, 1, 2, -9], [0, 0, 0, 0]], dtype=np.int8)
+    x, called = standardized(g, np.array([False, False]), np.array([0.5, 0.0]))
+    np.testing.assert_allclose(x[0], [-1 / np.sqrt(0.5), 0, 1 / np.sqrt(0.5), 0])
+    np.testing.assert_array_equal(x[1], 0.0)
+    np.testing.assert_array_equal(called[0], [True, True, True, False])
+    flipped, _ = standardized(2 - g[:1], np.array([True]), np.array([0.5]))
+    np.testing.assert_allclose(flipped[0, :3], x[0, :3])
+
+
+def test_relationship_terms__exact_diagonal_and_exact_without_missing_calls() -> None:
+    rng = np.random.default_rng(1)
+    g = _genotypes(rng, 60, 25, missing=0.1)
+    x, called = standardized(g, np.zeros(60, bool), _pooled_freq(g))
+    scale, delta = relationship_terms(called.sum(axis=0), (x * x).sum(axis=0), 60)
+    a = scale[:, None] * x.T
+    k = a @ a.T + np.diag(delta)
+    np.testing.assert_allclose(np.diag(k), (x * x).sum(axis=0) / called.sum(axis=0))
+    full = _genotypes(rng, 60, 25, missing=0.0)
+    x, called = standardized(full, np.zeros(60, bool), _pooled_freq(full))
+    scale, delta = relationship_terms(called.sum(axis=0), (x * x).sum(axis=0), 60)
+    a = scale[:, None] * x.T
+    np.testing.assert_allclose(a @ a.T + np.diag(delta), x.T @ x / 60, atol=1e-12)
+
+
+def test_subspace_iteration_over_site_blocks__finds_the_top_eigenpairs() -> None:
+    """Drive whiten/ritz as the protocol does, with K held as three row blocks."""
+    rng = np.random.default_rng(2)
+    g = _genotypes(rng, 300, 90, missing=0.05)
+    x, called = standardized(g, np.zeros(300, bool), _pooled_freq(g))
+    scale, delta = relationship_terms(called.sum(axis=0), (x * x).sum(axis=0), 300)
+    a = scale[:, None] * x.T  # (n, V)
+    blocks = np.array_split(np.arange(90), 3)
+    k_full = a @ a.T + np.diag(delta)
+    want = np.linalg.eigvalsh(k_full)[::-1][:4]
+    omega = rng.standard_normal((300, 18))
+    u = [a[b] @ omega for b in blocks]
+    for _ in range(60):
+        gram = sum(ub.T @ ub for ub in u)
+        t = whiten(gram)
+        wts = sum(a[b].T @ ub for b, ub in zip(blocks, u, strict=True)) @ t
+        q = [ub @ t for ub in u]
+        u = [a[b] @ wts + delta[b, None] * qb for b, qb in zip(blocks, q, strict=True)]
+        pairs = ritz(
+            sum(qb.T @ ub for qb, ub in zip(q, u, strict=True)), sum(ub.T @ ub for ub in u)
+        )
+        if pairs.residuals[:4].max() < 1e-6:
+            break
+    np.testing.assert_allclose(pairs.values[:4], want, rtol=1e-9)
+    vectors = np.concatenate(q) @ pairs.vectors[:, :4]
+    true = np.linalg.eigh(k_full)[1][:, ::-1][:, :4]
+    np.testing.assert_allclose(np.abs((vectors * true).sum(axis=0)), 1.0, atol=1e-8)
+
+
+def test_whiten__refuses_a_rank_deficient_block() -> None:
+    u = np.ones((5, 2))
+    with pytest.raises(ValueError, match="lost rank"):
+        whiten(u.T @ u)
+
+
+def test_ld_pair_sums__match_correlations_over_jointly_called_samples() -> None:
+    rng = np.random.default_rng(3)
+    d = _genotypes(rng, 12, 40, missing=0.1)
+    g = np.where(d >= 0, d, 0).astype(float)
+    called = d >= 0
+    same = np.ones((12, 4), dtype=bool)
+    same[5:, :] = False  # rows 5.. pretend to start another chromosome
+    n, sums = ld_pair_sums(g, called, 12, 5, same)
+    r2 = r_squared(n, sums)
+    for i, dist in ((0, 1), (2, 3), (3, 4)):
+        both = called[i] & called[i + dist]
+        want = np.corrcoef(g[i, both], g[i + dist, both])[0, 1] ** 2
+        assert r2[i, dist - 1] == pytest.approx(want, rel=1e-12)
+        assert n[i, dist - 1] == both.sum()
+    assert (n[5:] == 0).all() and (r2[10:, 2:] == 0).all()
+
+
+def test_prune_pairwise__drops_the_lower_maf_variant_and_the_later_on_ties() -> None:
+    chrom = np.array(["1"] * 4 + ["2"] * 2)
+    maf = np.array([0.3, 0.1, 0.2, 0.2, 0.4, 0.4])
+    variable = np.array([True, True, True, True, True, True])
+    r2 = np.zeros((6, 3))
+    r2[0, 0] = 0.9  # 0-1: 1 has the lower MAF
+    r2[2, 0] = 0.9  # 2-3: tie, the later (3) goes
+    r2[3, 0] = 0.9  # 3-4 crosses chromosomes: ignored whatever it says
+    r2[4, 0] = 0.1  # 4-5 below the threshold
+    keep = prune_pairwise(chrom, maf, variable, r2, window=3, step=1, threshold=0.5)
+    np.testing.assert_array_equal(keep, [True, False, True, False, True, True])
+    variable[5] = False  # all calls alike: pruned outright, as plink2 does
+    keep = prune_pairwise(chrom, maf, variable, r2, window=3, step=1, threshold=0.5)
+    assert not keep[5]
+
+
+def test_variant_weights__refer_to_the_non_major_allele() -> None:
+    x_t_e = np.array([[2.0], [2.0]])
+    w = variant_weights(x_t_e, np.array([4.0]), np.array([0.2, 0.7]))
+    np.testing.assert_allclose(w[:, 0], [1.0, -1.0])
