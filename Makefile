@@ -9,7 +9,7 @@ STAMP       := $(VENV)/.installed
 DEMO_DIR    ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format protos check-protos bench plink2 chromium clean help
+.PHONY: demo test lint format protos check-protos bench plink2 chromium docker-compose docker-e2e clean help
 
 help:
 	@echo "make demo      synthetic 3-site cohort + federated study (simulation engine)"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint      ruff, mypy on the math cores, import-linter contracts"
 	@echo "make protos    regenerate genofed/protos/v1 generated code"
 	@echo "make bench     benchmarks against plink2 (long; not part of make test)"
+	@echo "make docker-e2e  images + compose federation (coordinator, 3 sites, TLS) vs simulation (root; not part of make test)"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
@@ -48,11 +49,22 @@ chromium:
 	  fi; \
 	fi
 
+# Debian's docker-compose validates docker/compose.yml in a test (`config -q`, no daemon);
+# without it that test is skipped with its reason.
+docker-compose:
+	@if ! command -v docker-compose >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
+	  else \
+	    echo "note: docker-compose is missing, so the compose file test is skipped; run: sudo apt-get install -y docker-compose" >&2; \
+	  fi; \
+	fi
+
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(BIN)/genofed demo --out $(DEMO_DIR)
 
-test: $(STAMP) plink2 chromium
+test: $(STAMP) plink2 chromium docker-compose
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -75,6 +87,11 @@ bench: $(STAMP) plink2
 	$(BIN)/python bench/prs.py
 	$(BIN)/python bench/pca.py
 	$(BIN)/python bench/survival.py
+
+# Container deployment end to end (root: installs docker.io, docker-compose, mmdebstrap if
+# missing and starts dockerd if it is not running); see docker/README.md.
+docker-e2e: $(STAMP)
+	GENOFED_BIN=$(BIN) docker/e2e.sh
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -62,10 +62,10 @@ def check(config_path: Path) -> tuple[bool, str]:
     if config.ca_cert is None:
         return False, f"unhealthy: {config_path} has no [tls]; the coordinator refuses plaintext"
     fleet, control = _local(config.fleet_address), _local(config.control_address)
-    problem = tls_ready(fleet, config.ca_cert)
+    problem = tls_ready(fleet, config.ca_cert, TIMEOUT_S)
     if problem:
         return False, f"unhealthy: Fleet API: {problem}"
-    problem = https_health(control, config.ca_cert)
+    problem = https_health(control, config.ca_cert, TIMEOUT_S)
     if problem:
         return False, f"unhealthy: Control API: {problem}"
     return True, f"healthy: Fleet API {fleet} (gRPC, TLS), Control API {control} (HTTPS)"

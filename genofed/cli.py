@@ -315,7 +315,7 @@ def study_run(
 
     Example: genofed study run study.toml --simulation --site a --site b --site c --out results
 
-    Live federation (results are written to --out on the coordinator host):
+    Live federation (results come back to --out here; the coordinator keeps a copy):
     genofed study run study.toml --superlink coord:9093 --ca-cert ca.pem --sites 3 --out results
     """
     if simulation == (superlink is not None):
@@ -386,10 +386,19 @@ def _study_run_deployed(
         f"study {outcome.doc['study']} ({str(outcome.doc['sha256'])[:12]}) finished in "
         f"{outcome.seconds:.1f} s on {len(outcome.doc['sites'])} sites"
     )
-    out_console.print(f"results (on the coordinator host): {outcome.out}")
+    if outcome.doc["out"] is None:
+        console.print(
+            "[bold yellow]warning:[/] the results are too large to stream back; they are on "
+            f"the coordinator host in {outcome.doc['coordinator_out']}",
+            highlight=False,
+        )
+    else:
+        out_console.print(f"results: {outcome.out}")
+        out_console.print(f"  (the coordinator keeps a copy in {outcome.doc['coordinator_out']})")
     _warn_missing(outcome.doc.get("summary", {}))
-    for name in outcome.doc["outputs"]:
-        out_console.print(f"  {outcome.out / str(name)}")
+    if outcome.doc["out"] is not None:
+        for name in outcome.doc["outputs"]:
+            out_console.print(f"  {outcome.out / str(name)}")
 
 
 def _report(outcome: StudyOutcome, as_json: bool) -> None:

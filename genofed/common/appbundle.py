@@ -37,6 +37,7 @@ RUN_CONFIG_DEFAULTS: dict[str, str | int | bool | float] = {
     "overwrite": False,
     "connect-timeout": 120.0,
     "site-timeout": 600.0,
+    "return-results": False,
 }
 
 #: Flower's fixed timestamp for FAB entries (flwr.common.constant.FAB_DATE).

@@ -52,6 +52,15 @@ eigenvectors ``E = Q transform`` (``Q`` kept by the last ``pca_iterate``;
 never released) and releases::
 
     x_t_e   float64 (V, k)   X^T E, for plink2's variant weights X^T e / sqrt(lambda)
+
+Bounds a site enforces whatever the coordinator asks: at most
+:data:`MAX_ITERATIONS` steps per run, a block of at most
+:func:`block_width` ``(n_pcs)`` columns, ``k = n_pcs`` final components,
+and an LD window of at most :data:`MAX_LD_WINDOW` variants. Each product
+is a sum over the site's samples; a coordinator that chose its blocks
+adversarially could still learn up to ``MAX_ITERATIONS * block_width``
+directions of the site's variant Gram matrix per run, which the audit log
+shows (one entry per step, with shapes and hashes).
 """
 
 from __future__ import annotations

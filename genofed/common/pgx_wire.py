@@ -8,12 +8,14 @@ the site's own shipped tables (PyPGx 0.27.0, see
 ``pgx_counts`` (one round), per gene ``G`` of the study (``O`` = 3 outcome
 columns: outcome 0, outcome 1, outcome missing or not asked)::
 
-    G.diplotype            str   (k,)     diplotypes called at this site
+    G.diplotype            str   (k,)     diplotypes called at this site, but those withheld
     G.diplotype_counts     int64 (k, O)   samples per diplotype and outcome
-    G.diplotype_withheld   bool  (k,)     rows withheld (a cell in [1, min_cell_count))
+    G.diplotype_rows_withheld int64 (1,)  how many diplotype rows were withheld (a cell in
+                                          [1, min_cell_count)): neither their names nor
+                                          their counts leave
     G.phenotype            str   (p,)     every phenotype of the gene (fixed by the tables)
     G.phenotype_counts     int64 (p, O)
-    G.phenotype_withheld   bool  (p,)
+    G.phenotype_withheld   bool  (p,)     rows withheld (sent as zeros)
     G.not_called           int64 (3, O)   not called: missing call, unexplained, ambiguous
     G.not_called_withheld  bool  (3,)
 

@@ -17,6 +17,9 @@ p = 2 + covariates)::
 
     prs_match        row_status     int8  (R,)    MATCH_* code of each scoring row at this site
                      effect_counts  int64 (R, 2)  called samples, effect-allele dosage (all samples)
+                     effect_counts_withheld bool (R,)  rows withheld: effect or other allele
+                                                  count in [1, min_cell_count) (sent as zeros;
+                                                  the row is then not scored anywhere)
     prs_moments      moments        float64 (3,)  analysis samples, sum of scores, sum of squares
       in: use_rows bool (R,), impute_freq float64 (R,)
     prs_stats        histogram      int64 (B+2,)  samples per standardized-score bin (tails at

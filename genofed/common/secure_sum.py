@@ -55,6 +55,9 @@ MAX_SECURE_SITES = MODULUS_RANGE // QUANTIZATION_RANGE - 1
 REQUEST_CONFIG_KEY = "genofed.request"
 #: Prefix of the config keys holding the request's input arrays (raw C-order bytes).
 INPUT_CONFIG_PREFIX = "genofed.input."
+#: Field of the config record holding a serialized proto (as :mod:`genofed.common.records`
+#: encodes them); a site's reply rides beside its masked vector under ``REPLY_KEY``.
+PROTO_FIELD = "proto"
 #: Name prefix of the masked arrays a site's reply lists (its audit entry records them).
 MASKED_PREFIX = "secagg_masked_"
 
@@ -186,6 +189,7 @@ __all__ = [
     "MIN_SECURE_SITES",
     "MODULUS_RANGE",
     "NUM_EXAMPLES",
+    "PROTO_FIELD",
     "QUANTIZATION_RANGE",
     "REQUEST_CONFIG_KEY",
     "exact_sum",

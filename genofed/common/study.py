@@ -19,8 +19,8 @@ Study file format (documented for analysts in the README)::
                                      # "distributed-dp": noise shares under SecAgg+
     epsilon = 1.0                    # dp: privacy loss per site for the whole study
     delta = 1e-6                     # dp: its delta
-    noise_shares = 3                 # distributed-dp: each site adds 1/noise_shares of
-                                     # the noise variance (docs/decisions/0003-secure-aggregation.md)
+    noise_shares = 3                 # distributed-dp: each site adds 1/noise_shares of the
+                                     # noise variance (docs/decisions/0003-secure-aggregation.md)
 
     [[analysis]]
     kind = "hardy"                   # see genofed.common.analyses

@@ -91,6 +91,7 @@ def noisy(params: dict[str, Any] | Any) -> bool:
 def check_train(params: dict[str, Any]) -> dict[str, Any]:
     """Check a ``train`` analysis's parameters together; raise ``ParamError``."""
     from genofed.common.analyses import ParamError  # analyses imports this module
+
     if not params["target"]:
         raise ParamError("missing key 'target'", 'name the case/control column: target = "DISEASE"')
     variants, covariates = params["variants"], params["covariates"]
@@ -113,7 +114,7 @@ def check_train(params: dict[str, Any]) -> dict[str, Any]:
     ):
         raise ParamError(
             "covariate_ranges must give one [lo, hi] (lo < hi) per covariate, in order",
-            "e.g. covariates = [\"AGE\", \"SEX\"] with covariate_ranges = [[30, 80], [1, 2]]; "
+            'e.g. covariates = ["AGE", "SEX"] with covariate_ranges = [[30, 80], [1, 2]]; '
             "the ranges scale the features and must not come from the data",
         )
     if params["model"] not in MODELS:

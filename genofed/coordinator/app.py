@@ -31,6 +31,7 @@ from genofed.common.records import reply_from_recorddict, request_to_recorddict
 from genofed.common.signing import StudySignature, is_signed_study_file, load_signed_study
 from genofed.common.study import Study, load_study
 from genofed.coordinator.receipt_check import ReceiptCheck
+from genofed.coordinator.results_transfer import MAX_ARCHIVE_BYTES, archive_lines, pack
 from genofed.coordinator.runner import (
     DEFAULT_TIMEOUT_S,
     Progress,
@@ -39,8 +40,9 @@ from genofed.coordinator.runner import (
     outcome_doc,
     run_study,
 )
+from genofed.coordinator.secure_round import secure_exchange
 from genofed.coordinator.superlink import CONFIG_ENV, load_coordinator_config
-from genofed.coordinator.transport import Incoming, Outgoing
+from genofed.coordinator.transport import Incoming, Outgoing, SecureExchange
 
 log = logging.getLogger("genofed.coordinator")
 
@@ -96,6 +98,12 @@ class GridTransport:
         for node in outgoing:
             result.setdefault(node, Incoming(None, error=f"no reply within {timeout:.0f} s"))
         return result
+
+    def secure_exchange(
+        self, outgoing: Mapping[int, Outgoing], *, timeout: float
+    ) -> SecureExchange:
+        """A secure-sum round with Flower's SecAgg+ (``exact``, ``distributed-dp``)."""
+        return secure_exchange(self._grid, outgoing, timeout=timeout)
 
     def _send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
         pending = set(self._grid.push_messages(messages))
@@ -178,7 +186,17 @@ def main(grid: Grid, context: Context) -> None:
     except GenoFedError as exc:
         print(result_line({"status": "failed", "error": type(exc).__name__, "message": str(exc)}))
         raise
-    print(result_line({"status": "ok", **outcome_doc(outcome)}), flush=True)
+    doc: dict[str, object] = {"status": "ok", **outcome_doc(outcome)}
+    if bool(context.run_config.get("return-results", False)):
+        archive = pack(outcome.out)
+        if len(archive.data) <= MAX_ARCHIVE_BYTES:
+            for line in archive_lines(archive):
+                print(line, flush=True)
+            doc["results_archive"] = archive.manifest()
+        else:
+            doc["results_archive"] = None
+            doc["results_archive_bytes"] = len(archive.data)
+    print(result_line(doc), flush=True)
     log.info("study %s finished: %s", outcome.study.name, outcome.out)
 
 
@@ -200,19 +218,35 @@ def job_from_run_config(cfg: Mapping[str, object]) -> StudyJob:
             study, signature = _load_study_file(path)
     else:
         study, signature = _load_study_file(Path(str(cfg["study-path"])))
+    run_id = str(cfg.get("run-id", "")) or None
+    out = str(cfg.get("out-dir", ""))
     return StudyJob(
         study=study,
-        out=Path(str(cfg["out-dir"])),
+        out=Path(out) if out else coordinator_results_dir(run_id),
         engine="deployment",
         expected_sites=int(str(cfg.get("expected-sites", 1))),
         overwrite=bool(cfg.get("overwrite", False)),
         progress=_print_progress,
         connect_timeout=float(str(cfg.get("connect-timeout", DEFAULT_CONNECT_TIMEOUT_S))),
         signature=signature,
-        run_id=str(cfg.get("run-id", "")) or None,
+        run_id=run_id,
         site_timeout=float(str(cfg.get("site-timeout", DEFAULT_SITE_TIMEOUT_S))),
         receipts=deployment_receipts(),
     )
+
+
+def coordinator_results_dir(run_id: str | None) -> Path:
+    """``STATE_DIR/results/RUN_ID`` on the coordinator host: the consortium's copy."""
+    if not run_id:
+        raise ConfigError("the run config has neither out-dir nor run-id")
+    path = os.environ.get(CONFIG_ENV, "")
+    if not path:
+        raise ConfigError(
+            f"{CONFIG_ENV} is not set: this ServerApp was not started by "
+            "`genofed coordinator up`, so it does not know where to keep results",
+            hint="start the coordinator with `genofed coordinator up --config coordinator.toml`",
+        )
+    return load_coordinator_config(Path(path)).state_dir.resolve() / "results" / run_id
 
 
 def deployment_receipts() -> ReceiptCheck:

@@ -10,7 +10,12 @@
    (Newton, Firth fallback) and report its odds ratio with a 95 % Wald CI.
 
 Writes ``pgx.diplotypes.tsv``, ``pgx.phenotypes.tsv`` and ``pgx.summary.json``
-(``pgx.<id>.*`` when the analysis id is not ``pgx``).
+(``pgx.<id>.*`` when the analysis id is not ``pgx``). A site withholds a
+small diplotype row with its name, so a pooled diplotype count sums the
+sites that reported it (``SITES_REPORTING``; the summary says how many rows
+each site withheld); phenotype rows have fixed names and are marked
+(``WITHHELD_AT_SITES``, counts ``NA``). ``called`` counts the samples in
+released phenotype rows.
 """
 
 from __future__ import annotations
@@ -56,11 +61,15 @@ def _get(site: str, arrays: NamedArrays, name: str, ndim: int) -> np.ndarray:
 def _pooled(
     replies: Sequence[tuple[pb.SiteReply, NamedArrays]], sites: Sequence[str], gene: str, name: str
 ) -> PooledTable:
+    """Pooled table; for diplotypes ``withheld_at`` counts the sites that reported the row."""
     labels, counts, withheld = [], [], []
     for site, (_, arrays) in zip(sites, replies, strict=True):
         lab = _get(site, arrays, f"{gene}.{name}", 1)
         cnt = _get(site, arrays, f"{gene}.{name}_counts", 2)
-        wh = _get(site, arrays, f"{gene}.{name}_withheld", 1)
+        if name == "diplotype":
+            wh = np.ones(len(lab), dtype=np.int64)
+        else:
+            wh = _get(site, arrays, f"{gene}.{name}_withheld", 1)
         if cnt.shape != (len(lab), 3) or wh.shape != (len(lab),):
             raise SiteFailure(site, "BAD_REPLY", f"{gene}.{name} tables disagree in length")
         labels.append(lab)
@@ -81,16 +90,18 @@ def _not_called(
     return pool_table(labels, counts, hidden)
 
 
-def _rows(gene: str, table: PooledTable) -> list[str]:
+def _rows(gene: str, table: PooledTable, *, reporting: bool = False) -> list[str]:
+    """TSV rows; ``reporting``: the last column counts reporting sites, and nothing is NA."""
     total = int(table.counts.sum())
     out = []
-    for label, row, hidden in zip(
+    for label, row, last in zip(
         table.labels, table.counts.tolist(), table.withheld_at.tolist(), strict=True
     ):
         n = sum(row)
         freq = f"{n / total:.6g}" if total else "NA"
-        cells = [str(n), freq, *map(str, row)] if not hidden else ["NA", "NA", "NA", "NA", "NA"]
-        out.append("\t".join([gene, label, *cells, str(hidden)]))
+        hidden = last and not reporting
+        cells = ["NA"] * 5 if hidden else [str(n), freq, *map(str, row)]
+        out.append("\t".join([gene, label, *cells, str(last)]))
     return out
 
 
@@ -107,10 +118,11 @@ def run_pgx(
             "N",
             "FREQ",
             *(c.upper().replace(" ", "_") for c in OUTCOME_COLUMNS),
-            "WITHHELD_AT_SITES",
+            "{}",
         ]
     )
-    dip_lines, phe_lines = [head.format("DIPLOTYPE")], [head.format("PHENOTYPE")]
+    dip_lines = [head.format("DIPLOTYPE", "SITES_REPORTING")]
+    phe_lines = [head.format("PHENOTYPE", "WITHHELD_AT_SITES")]
     genes: dict[str, object] = {}
     tables: dict[str, PooledTable] = {}
     for gene in spec.params["genes"]:
@@ -118,14 +130,18 @@ def run_pgx(
         phe = _pooled(replies, sites, gene, "phenotype")
         nc = _not_called(replies, sites, gene)
         tables[gene] = phe
-        dip_lines += _rows(gene, dip)
+        dip_lines += _rows(gene, dip, reporting=True)
         phe_lines += _rows(gene, phe)
         genes[gene] = {
-            "called": int(dip.counts.sum()),
+            "called": int(phe.counts.sum()),
             "not_called": {
                 r: int(c) for r, c in zip(nc.labels, nc.counts.sum(axis=1).tolist(), strict=True)
             },
-            "rows_withheld": int((dip.withheld_at > 0).sum() + (phe.withheld_at > 0).sum()),
+            "phenotype_rows_withheld": int((phe.withheld_at > 0).sum()),
+            "diplotype_rows_withheld": {
+                site: int(_get(site, a, f"{gene}.diplotype_rows_withheld", 1).sum())
+                for site, (_, a) in zip(sites, replies, strict=True)
+            },
             "not_assessable": {
                 site: reply.facts.get(f"pgx_{gene}_not_assessable", "")
                 for site, (reply, _) in zip(sites, replies, strict=True)

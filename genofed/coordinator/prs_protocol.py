@@ -117,8 +117,17 @@ def run_prs(
     r, s = len(scoring), len(sites)
     base: NamedArrays = {"scoring_file": np.frombuffer(data, dtype=np.uint8).copy()}
     replies = ask(PRS_MATCH_KIND, spec.id, [base] * s)
-    got = _arrays(replies, sites, {"row_status": (r,), "effect_counts": (r, 2)})
-    plan = combine.plan_rows(got["row_status"], got["effect_counts"])
+    got = _arrays(
+        replies,
+        sites,
+        {"row_status": (r,), "effect_counts": (r, 2), "effect_counts_withheld": (r,)},
+    )
+    plan = combine.plan_rows(got["row_status"], got["effect_counts"], got["effect_counts_withheld"])
+    if not plan.use.any() and any(site["withheld"] for site in plan.per_site):
+        raise GenoFedError(
+            "every scoring row matched at every site was withheld by a site (small allele "
+            "counts under its min_cell_count); the score cannot be computed"
+        )
     if not plan.use.any():
         raise GenoFedError(
             f"no row of the scoring file {spec.params['scoring_file']} matches a variant at every "
@@ -190,12 +199,21 @@ def run_prs(
         "model": model,
         **({"auc": round(report.auc, 4)} if model == "logistic" else {}),
         **{
-            k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v])  # type: ignore[union-attr]
+            k: _rounded(v)
             for k, v in report.association.items()
             if k in ("or_per_sd", "or_per_sd_ci", "beta_per_sd", "beta_per_sd_ci")
         },
         "rounds": rounds,
     }
+
+
+def _rounded(value: object) -> object:
+    """Headline numbers to 4 decimals (the summary JSON keeps them whole)."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def _fit_logistic(

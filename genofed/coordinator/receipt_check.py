@@ -41,7 +41,7 @@ from genofed.common.checkpoint import key_id, public_key_from_pem
 from genofed.common.errors import ConfigError, InputError, IntegrityError
 from genofed.common.receipts import verify_receipt
 from genofed.common.tomlconfig import check_keys, get_typed
-from genofed.coordinator.transport import Incoming, Outgoing, Transport
+from genofed.coordinator.transport import Incoming, Outgoing, SecureExchange, Transport
 from genofed.protos.v1 import genofed_pb2 as pb
 
 if TYPE_CHECKING:
@@ -148,6 +148,23 @@ class _CheckingTransport:
                     got = Incoming(refused)  # its arrays are not used
             checked[node] = got
         return checked
+
+    def secure_exchange(
+        self, outgoing: Mapping[int, Outgoing], *, timeout: float
+    ) -> SecureExchange:
+        """The inner transport's secure-sum round, every OK reply's receipt checked."""
+        secure = getattr(self._inner, "secure_exchange", None)
+        if secure is None:
+            raise AttributeError("secure_exchange")
+        result: SecureExchange = secure(outgoing, timeout=timeout)
+        checked = {}
+        for node, got in result.incoming.items():
+            if got.reply is not None and got.reply.status == pb.REPLY_STATUS_OK:
+                refused = self._check.check(outgoing[node].request, got.reply)
+                if refused is not None:
+                    return SecureExchange({**result.incoming, node: Incoming(refused)}, None)
+            checked[node] = got
+        return SecureExchange(checked, result.total)
 
     def __getattr__(self, name: str) -> object:  # e.g. GridTransport.wait_for_nodes
         return getattr(self._inner, name)

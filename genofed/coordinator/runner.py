@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import time
 import uuid
@@ -36,12 +37,19 @@ from pathlib import Path
 
 import numpy as np
 
-from genofed.common.analyses import COUNT_KINDS, GLM_KIND, PGX_KIND, PRS_KIND, VARIANTS_KIND
+from genofed.common.analyses import (
+    COUNT_KINDS,
+    GLM_KIND,
+    PGX_KIND,
+    PRS_KIND,
+    TRAIN_KIND,
+    VARIANTS_KIND,
+)
 from genofed.common.checkpoint import checkpoint_from_proto, checkpoint_to_json
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
 from genofed.common.records import NamedArrays, signed_study_to_proto
 from genofed.common.signing import StudySignature, public_key_text
-from genofed.common.study import AnalysisSpec, Study
+from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
 from genofed.coordinator.combine.harmonize import Harmonization, VariantTable, harmonize
 from genofed.coordinator.glm_protocol import run_glm
 from genofed.coordinator.outputs import write_count_outputs
@@ -49,8 +57,10 @@ from genofed.coordinator.pca_protocol import PCA_KIND, run_pca
 from genofed.coordinator.pgx_protocol import run_pgx
 from genofed.coordinator.prs_protocol import run_prs
 from genofed.coordinator.receipt_check import ReceiptCheck
+from genofed.coordinator.secure_counts import SecureCounts
 from genofed.coordinator.suppressed import site_withheld, suppression_summary, write_suppressed
 from genofed.coordinator.survival_protocol import run_cox, run_km
+from genofed.coordinator.train_protocol import run_train
 from genofed.coordinator.transport import Incoming, Outgoing, Transport
 from genofed.coordinator.writers.provenance import write_harmonization, write_provenance
 from genofed.protos.v1 import genofed_pb2 as pb
@@ -151,6 +161,12 @@ def run_study(
         raise GenoFedError(f"{len(nodes)} sites connected; the study needs at least {need}")
     members = _Members(transport, nodes, study.min_sites, timeout, notify)
     count_ids = [a.id for a in study.analyses if a.kind in COUNT_KINDS]
+    # exact / distributed-dp: the counts round is a SecAgg+ sum (secure_counts.py)
+    secure = (
+        SecureCounts(study, transport, len(nodes))
+        if study.privacy.mode in SECURE_MODES and count_ids
+        else None
+    )
     total = 1 + (1 if count_ids else 0)
 
     notify(Progress("round", f"round 1/{total}: variant harmonization", 1, total))
@@ -193,21 +209,25 @@ def run_study(
                 )
                 for n in order
             }
-            replies = members.exchange(outgoing, 2)
+            replies = members.exchange(outgoing, 2, send=None if secure is None else secure.send)
             order = [n for n in order if n in replies]
             n_variants = len(harmonization.variants)
             per_site = []
             withheld = []  # per site: variants withheld by small-cell suppression
-            dp = study.privacy.mode == "dp"
+            dp = study.privacy.mode in ("dp", "distributed-dp")
             for n in order:
                 reply, arrays = replies[n]
                 sites[n].replies.append(_reply_record(GENOTYPE_COUNTS_KIND, reply))
-                per_site.append(_checked_counts(sites[n].name, arrays, n_variants, noisy=dp))
+                if secure is None:  # a secure round's arrays are masked vectors
+                    per_site.append(_checked_counts(sites[n].name, arrays, n_variants, noisy=dp))
                 withheld.append(site_withheld(sites[n].name, arrays, n_variants))
             names = [sites[n].name for n in order]
             outputs.extend(write_suppressed(staging, harmonization.variants, names, withheld))
             summary["suppressed"] = suppression_summary(names, withheld)
-            pooled = np.sum(per_site, axis=0)
+            if secure is None:
+                pooled = np.sum(per_site, axis=0)
+            else:
+                pooled = secure.total(n_variants, _pooled_samples(sites[n] for n in order))
             if dp:  # post-processing of noisy sums: a count cannot be negative
                 pooled = np.maximum(pooled, 0)
             for spec in study.analyses:
@@ -219,6 +239,7 @@ def run_study(
                     outputs.extend(files)
                     summary[spec.id] = stats
         rounds = iter(range(3, 10**6))
+        train_epsilon: dict[str, object] = {}  # train analysis id -> epsilon per site
         for spec in study.analyses:
             if spec.kind == GLM_KIND:
                 notify(Progress("analysis", f"running {spec.id} (glm, several rounds)"))
@@ -279,6 +300,21 @@ def run_study(
                 order = members.still(order)
                 outputs.extend(files)
                 summary[spec.id] = stats
+            elif spec.kind == TRAIN_KIND:
+                notify(Progress("analysis", f"running {spec.id} (train, several rounds)"))
+
+                def run_train_with(part: list[int], spec: AnalysisSpec = spec) -> Result:
+                    names = [sites[n].name for n in part]
+                    ask = members.asker(signed, run_id, part, sites, rounds)
+                    return run_train(
+                        spec, _only(harmonization, names), staging, ask, study_sha256=study.sha256
+                    )
+
+                files, stats = members.run_analysis(order, run_train_with)
+                order = members.still(order)
+                outputs.extend(files)
+                summary[spec.id] = stats
+                train_epsilon[spec.id] = stats["epsilon_per_site"]
             elif spec.kind in ("km", "cox"):
                 notify(Progress("analysis", f"running {spec.id} ({spec.kind})"))
                 survival = run_km if spec.kind == "km" else run_cox
@@ -313,6 +349,7 @@ def run_study(
                 signer=None if signature is None else public_key_text(signature.public_key),
                 missing=_as_list(summary.get("sites_missing")),
                 rounds=members.rounds,
+                train_epsilon=train_epsilon,
             )
         )
         _publish(staging, out)
@@ -329,6 +366,10 @@ Reply = tuple[pb.SiteReply, NamedArrays]
 #: An analysis's output files and summary statistics.
 Result = tuple[list[str], dict[str, object]]
 Asker = Callable[[str, str, Sequence[NamedArrays]], list[Reply]]
+
+
+#: A site's app gate refusing a bundle answers with a Flower error "site app failed: CODE: ...".
+_SITE_APP_CODE = re.compile(r"site app failed: ([A-Z][A-Z_]+):")
 
 
 class _Restart(Exception):
@@ -367,10 +408,18 @@ class _Members:
         """``nodes`` without the ones that dropped out."""
         return [n for n in nodes if n not in self.lost]
 
-    def exchange(self, outgoing: Mapping[int, Outgoing], round_: int) -> dict[int, Reply]:
-        """One round: the replies of the nodes that answered; drops or stops for the rest."""
+    def exchange(
+        self,
+        outgoing: Mapping[int, Outgoing],
+        round_: int,
+        send: Callable[..., dict[int, Incoming]] | None = None,
+    ) -> dict[int, Reply]:
+        """One round: the replies of the nodes that answered; drops or stops for the rest.
+
+        ``send`` replaces the transport's exchange (a SecAgg+ round: secure_counts.py).
+        """
         started = time.monotonic()
-        incoming = self._transport.exchange(outgoing, timeout=self._timeout)
+        incoming = (send or self._transport.exchange)(outgoing, timeout=self._timeout)
         self.rounds.append(
             {
                 "round": round_,
@@ -389,7 +438,9 @@ class _Members:
             got = incoming.get(node, Incoming(None, error="no reply"))
             name = self.names.get(node) or f"node {node}"
             if got.reply is None:
-                failed.append((node, SiteFailure(name, "NO_REPLY", got.error or "no reply")))
+                error = got.error or "no reply"
+                code = m[1] if (m := _SITE_APP_CODE.match(error)) else "NO_REPLY"
+                failed.append((node, SiteFailure(name, code, error)))
                 continue
             name = got.reply.site or name
             if got.reply.status != pb.REPLY_STATUS_OK:
@@ -466,6 +517,17 @@ class _Members:
                 return run(part)
             except _Restart:
                 continue
+
+
+def _pooled_samples(records: Iterable[SiteRecord]) -> int | None:
+    """The sites' sample counts (round 1 facts) added up; None if a site did not say."""
+    total = 0
+    for record in records:
+        n = record.facts.get("n_samples", "")
+        if not n.isdigit():
+            return None
+        total += int(n)
+    return total
 
 
 def _nbytes(arrays: NamedArrays) -> int:

@@ -2,12 +2,12 @@
 
 The study file travels in the run config (``study-text``), so it need not be
 on the coordinator host. The ServerApp runs on the coordinator host (in the
-SuperLink's SuperExec) and writes results to ``--out`` **on that host**;
-``flwr run --stream`` brings its output back here: ``genofed-progress:``
-lines are shown as they come and the final ``genofed-result:`` line says
-whether the study finished (and where its results are) or why it failed. When
-the analyst runs this on the coordinator host, as the tests do, ``--out`` is
-a local directory; from another machine, copy the results from there.
+SuperLink's SuperExec) and keeps its copy of the results there
+(``STATE_DIR/results/RUN_ID``); ``flwr run --stream`` brings its output back
+here: ``genofed-progress:`` lines are shown as they come, the results come
+back as an archive (:mod:`genofed.coordinator.results_transfer`) and are
+unpacked into ``--out`` on this machine, and the final ``genofed-result:``
+line says whether the study finished or why it failed.
 
 The bundle submitted is :func:`genofed.common.appbundle.bundle_pyproject`
 (no code), built by ``flwr run`` from a temporary app directory.
@@ -34,6 +34,7 @@ from genofed.common.errors import (
 )
 from genofed.common.supervise import start_child
 from genofed.coordinator.app import PROGRESS_PREFIX, RESULT_PREFIX
+from genofed.coordinator.results_transfer import Reassembler, check_out, unpack
 from genofed.coordinator.superlink import CONNECTION, flower_cli_home, flower_command, flower_env
 
 #: Longest a submitted study may take before the submitter gives up waiting.
@@ -65,7 +66,8 @@ class DeployedOutcome:
 
     @property
     def out(self) -> Path:
-        return Path(str(self.doc["out"]))
+        """Where the results are: ``--out`` here, or the coordinator's copy if too large."""
+        return Path(str(self.doc["out"] or self.doc["coordinator_out"]))
 
 
 class RemoteSiteFailure(SiteFailure):
@@ -97,6 +99,7 @@ def submit_study(
         raise InputError("study file not found", path=sub.study_file)
     if sub.expected_sites < 1:
         raise InputError("--sites must be at least 1")
+    check_out(sub.out, sub.overwrite)
     run_id = uuid.uuid4().hex[:16]
     started = time.monotonic()
     with flower_cli_home(sub.superlink, ca_cert=sub.ca_cert, insecure=sub.insecure) as home:
@@ -106,18 +109,22 @@ def submit_study(
         overrides = {
             "study-text": sub.study_file.read_text(encoding="utf-8"),
             "study-suffix": sub.study_file.suffix,
-            "out-dir": str(sub.out.resolve()),
+            "out-dir": "",
+            "return-results": True,
             "expected-sites": sub.expected_sites,
             "run-id": run_id,
-            "overwrite": sub.overwrite,
+            "overwrite": False,
             "connect-timeout": float(sub.connect_timeout_s),
             "site-timeout": float(sub.site_timeout_s),
         }
         run_config = home / "run-config.toml"
         run_config.write_text(tomli_w.dumps(overrides), encoding="utf-8")
         results: list[dict[str, Any]] = []
+        parts = Reassembler()
 
         def _translate(line: str) -> str | None:
+            if parts.feed(line):
+                return None
             if PROGRESS_PREFIX in line:
                 return line.split(PROGRESS_PREFIX, 1)[1]
             if RESULT_PREFIX in line:
@@ -164,6 +171,13 @@ def submit_study(
         raise make(str(doc.get("message", "unknown error")))
     if doc.get("run_id") != run_id:
         raise GenoFedError("the coordinator reported a different run than the one submitted")
+    doc["coordinator_out"] = doc.get("out")
+    manifest = doc.get("results_archive")
+    if isinstance(manifest, dict):
+        unpack(parts.archive(manifest), sub.out, run_id=run_id, overwrite=sub.overwrite)
+        doc["out"] = str(sub.out.resolve())
+    else:
+        doc["out"] = None  # too large to stream: only the coordinator's copy exists
     return DeployedOutcome(run_id=run_id, doc=doc, seconds=time.monotonic() - started)
 
 

@@ -191,7 +191,10 @@ def _write_calibration(
     path: Path, per_site: dict[str, dict[str, object]], summary: dict[str, object]
 ) -> str:
     lines = ["SITE\tGROUP\tRISK_LOW\tRISK_HIGH\tN\tOBSERVED\tEXPECTED"]
-    parts = [*((s, v["calibration"]) for s, v in per_site.items()), ("pooled", summary["calibration"])]
+    parts = [
+        *((s, v["calibration"]) for s, v in per_site.items()),
+        ("pooled", summary["calibration"]),
+    ]
     for site, calibration in parts:
         for row in calibration["groups"]:  # type: ignore[index]
             lines.append(

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from genofed.common.records import NamedArrays
 from genofed.protos.v1 import genofed_pb2 as pb
 
@@ -50,4 +52,25 @@ class Transport(Protocol):
         ...
 
 
-__all__ = ["Incoming", "Outgoing", "Transport"]
+@dataclass(frozen=True)
+class SecureExchange:
+    """Each site's reply to a secure-sum round, and the sum (None unless every site took part)."""
+
+    incoming: dict[int, Incoming]
+    total: np.ndarray | None
+
+
+class SecureTransport(Transport, Protocol):
+    """A transport that can also sum the sites' counts with SecAgg+ (``secure_round.py``).
+
+    Flower's Grid (simulation engine, deployment) has it; the in-process test
+    transport does not, so ``exact`` and ``distributed-dp`` studies need one of
+    the Flower engines.
+    """
+
+    def secure_exchange(
+        self, outgoing: Mapping[int, Outgoing], *, timeout: float
+    ) -> SecureExchange: ...
+
+
+__all__ = ["Incoming", "Outgoing", "SecureExchange", "SecureTransport", "Transport"]

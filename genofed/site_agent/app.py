@@ -57,5 +57,5 @@ def query(msg: Message, context: Context) -> Message:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """One SecAgg+ stage of a secure-sum round (``exact``, ``distributed-dp``; secure_release.py)."""
+    """One SecAgg+ stage of a secure-sum round (``exact``, ``distributed-dp``)."""
     return answer_secure(msg, context, site_dir_from_context(context))

@@ -178,11 +178,17 @@ def serve_pgx(
                     _table(calls.phenotype[called], outcome[called], phenotypes),
                 ),
             }
-            for name, (labels, counts) in tables.items():
-                hidden = small_cell_rows(counts, policy.min_cell_count)
-                out[f"{gene}.{name}"] = np.array(labels, dtype=str)
-                out[f"{gene}.{name}_counts"] = np.where(hidden[:, None], 0, counts)
-                out[f"{gene}.{name}_withheld"] = hidden
+            labels, counts = tables["diplotype"]
+            hidden = small_cell_rows(counts, policy.min_cell_count)
+            # a withheld diplotype leaves no trace, not even its name
+            out[f"{gene}.diplotype"] = np.array(labels, dtype=str)[~hidden]
+            out[f"{gene}.diplotype_counts"] = counts[~hidden]
+            out[f"{gene}.diplotype_rows_withheld"] = np.array([hidden.sum()], dtype=np.int64)
+            labels, counts = tables["phenotype"]
+            hidden = small_cell_rows(counts, policy.min_cell_count)
+            out[f"{gene}.phenotype"] = np.array(labels, dtype=str)
+            out[f"{gene}.phenotype_counts"] = np.where(hidden[:, None], 0, counts)
+            out[f"{gene}.phenotype_withheld"] = hidden
             reasons = calls.reason[~called].astype(np.int64) - 1
             nc = np.zeros((3, 3), dtype=np.int64)
             np.add.at(nc, (reasons, np.where(outcome[~called] < 0, 2, outcome[~called])), 1)

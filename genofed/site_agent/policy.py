@@ -9,9 +9,10 @@
     min_cohort_size = 10         # refuse studies whose matched cohort is smaller
     min_cell_count = 10          # smallest count a released table may hold
     allowed_app_hashes = []      # Flower app bundles (FAB SHA-256) run in deployment
-    allowed_release_modes = []   # "plain" (exact sums) and/or "dp" (noise, charged)
-    require_secure_aggregation = false  # true: refuse plain releases (exact mode with
-                                        # SecAgg+ is not built yet)
+    allowed_release_modes = []   # "plain" (per-site sums), "dp" (noise, charged),
+                                 # "exact" (SecAgg+ sums; min_cell_count does not apply),
+                                 # "distributed-dp" (noise shares under SecAgg+, charged)
+    require_secure_aggregation = false  # true: refuse plain releases
 
     [policy.analysis.glm]        # parameter bounds per analysis kind (policy_rules.py)
     max_covariates = 10
@@ -127,7 +128,7 @@ class SitePolicy:
     trusted_analysts: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
     #: SHA-256 (hex) of the Flower app bundles this site runs in deployment (``appgate.py``)
     allowed_app_hashes: frozenset[str] = frozenset()
-    #: "plain" and/or "dp"; a study asking for another mode is refused
+    #: "plain", "dp", "exact", "distributed-dp"; a study asking for another is refused
     allowed_release_modes: frozenset[str] = frozenset()
     #: None: no budget, so every dp release is refused
     budget: Budget | None = None
@@ -160,15 +161,18 @@ min_cohort_size = {DEFAULT_MIN_COHORT_SIZE}
 # Smallest count a released table may hold: a variant whose genotype counts at this
 # site include a nonzero cell below it is withheld (marked suppressed); 0: off.
 min_cell_count = {DEFAULT_MIN_CELL_COUNT}
-# true: refuse releases of exact per-site sums ("plain"). GenoFed has no exact
-# mode with secure aggregation (SecAgg+) yet, so only "dp" studies then run.
+# true: refuse releases of exact per-site sums ("plain"); "exact" studies release
+# the same sums through SecAgg+ (the coordinator learns only the sum over >= 3 sites).
 require_secure_aggregation = false
 # App bundles (Flower FAB SHA-256) this site runs when connected to a coordinator;
 # any other bundle is refused before it runs. `genofed-site app-hash` prints the
 # hash of the GenoFed version installed here.
 allowed_app_hashes = []
-# How results may leave: "plain" (exact per-site sums) and/or "dp" (each
-# release carries calibrated noise and is charged to the budget below).
+# How results may leave: "plain" (exact per-site sums), "dp" (each release
+# carries calibrated noise and is charged to the budget below), "exact" (counts
+# masked by SecAgg+ so that only the sum over >= 3 sites is learned; small-cell
+# suppression does not apply to them) and "distributed-dp" (a share of the
+# noise under SecAgg+, charged; see docs/decisions/0003-secure-aggregation.md).
 allowed_release_modes = []
 
 # The differential privacy budget: total (epsilon, delta) per period.
@@ -215,7 +219,7 @@ min_cell_count = 0
 require_secure_aggregation = false
 # the app bundle of GenoFed {__version__}, the version that wrote this file
 allowed_app_hashes = ["{bundle_hash()}"]
-allowed_release_modes = ["plain", "dp"]
+allowed_release_modes = ["plain", "dp", "exact", "distributed-dp"]
 
 # A generous budget for synthetic data, so that repeated demo runs keep working.
 [policy.budget]
@@ -322,8 +326,8 @@ def check_release_mode(policy: SitePolicy, mode: str) -> None:
             f"this site does not release in mode {mode!r} "
             f"(it allows: {', '.join(sorted(policy.allowed_release_modes)) or 'none'})",
         )
-    if mode == "dp" and policy.budget is None:
-        raise PolicyRefusal("NO_BUDGET", "this site has no privacy budget for dp releases")
+    if mode in ("dp", "distributed-dp") and policy.budget is None:
+        raise PolicyRefusal("NO_BUDGET", f"this site has no privacy budget for {mode} releases")
 
 
 def _app_hashes(table: Mapping[str, object], path: Path) -> frozenset[str]:
@@ -396,8 +400,8 @@ def check_study(policy: SitePolicy, study: Study) -> None:
 
     Every analysis must be allowed and within the policy's parameter bounds,
     and the release mode allowed; with ``require_secure_aggregation`` a plain
-    release (exact per-site sums) is refused, since GenoFed has no exact mode
-    with secure aggregation yet.
+    release (exact per-site sums) is refused: ``exact`` releases the same
+    sums through SecAgg+ (:mod:`genofed.site_agent.secure_counts`).
     """
     for spec in study.analyses:
         if spec.kind not in policy.allowed_analyses:
@@ -409,8 +413,8 @@ def check_study(policy: SitePolicy, study: Study) -> None:
     if policy.require_secure_aggregation and study.privacy.mode == "plain":
         raise PolicyRefusal(
             "SECURE_AGGREGATION_REQUIRED",
-            "this site releases exact sums only under secure aggregation, which GenoFed "
-            'does not offer yet (no exact mode with SecAgg+); ask for [privacy] mode = "dp"',
+            "this site releases exact sums only under secure aggregation: ask for "
+            '[privacy] mode = "exact" (SecAgg+ sums over >= 3 sites), or "dp"',
         )
     check_bounds(policy.analysis_bounds, study)
 

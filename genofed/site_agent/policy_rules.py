@@ -157,7 +157,7 @@ def check_bounds(bounds: Sequence[ParamBound], study: Study) -> None:
             if bound.kind != spec.kind:
                 continue
             if bound.param in PRIVACY_PARAMS:
-                if study.privacy.mode != "dp":
+                if study.privacy.mode not in ("dp", "distributed-dp"):
                     continue
                 value: Any = getattr(study.privacy, bound.param)
             else:

@@ -99,7 +99,16 @@ def serve_prs(
     matched = np.isin(match.status, MATCHED_CODES)
     reply.facts["prs_rows_matched"] = str(int(matched.sum()))
     if request.kind == PRS_MATCH_KIND:
-        return {"row_status": match.status, "effect_counts": _effect_counts(bed, match, matched)}
+        counts = _effect_counts(bed, match, matched)
+        # small allele counts are withheld; missing-call counts are not (as glm_stats'
+        # miss_zz releases them), or a few percent missing calls would withhold every row
+        cells = np.stack([counts[:, 1], 2 * counts[:, 0] - counts[:, 1]], axis=1)
+        withheld = small_cell_rows(cells, policy.min_cell_count)
+        return {
+            "row_status": match.status,
+            "effect_counts": np.where(withheld[:, None], 0, counts),
+            "effect_counts_withheld": withheld,
+        }
     use = inputs.get("use_rows")
     freq = inputs.get("impute_freq")
     r = len(scoring)

@@ -30,7 +30,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Message
 from flwr.client.mod import secaggplus_mod
 from flwr.common import Code, FitRes, Status, bytes_to_ndarray, ndarrays_to_parameters
 from flwr.common.secure_aggregation.secaggplus_constants import (
@@ -43,9 +43,10 @@ from flwr.compat.common import recorddict_compat as compat
 
 import genofed
 from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, PolicyRefusal
-from genofed.common.records import NamedArrays, array_spec, reply_to_recorddict
+from genofed.common.records import REPLY_KEY, NamedArrays, array_spec, reply_to_recorddict
 from genofed.common.secure_sum import (
     NUM_EXAMPLES,
+    PROTO_FIELD,
     masked_arrays,
     request_from_config,
     settings_problem,
@@ -135,13 +136,12 @@ def _collect(msg: Message, context: Context, site_dir: Path) -> Message:
         )
         return Message(reply_to_recorddict(reply, {}), reply_to=msg)
     sealer = SecAggSealer(msg, context)
-    reply, arrays = handle_request(site_dir, request, inputs, sealer=sealer)
+    reply, _masked = handle_request(site_dir, request, inputs, sealer=sealer)
     if reply.status != pb.REPLY_STATUS_OK or sealer.out is None:
         return Message(reply_to_recorddict(reply, {}), reply_to=msg)
     out = sealer.out
     # the reply (its manifest lists the masked arrays, its receipt cites their audit entry)
-    for key, record in reply_to_recorddict(reply, {}).config_records.items():
-        out.content.config_records[key] = record
+    out.content.config_records[REPLY_KEY] = ConfigRecord({PROTO_FIELD: reply.SerializeToString()})
     return out
 
 
@@ -155,7 +155,9 @@ def _key_exchange(msg: Message, context: Context, site_dir: Path, stage: str) ->
             policy = load_policy(site_dir / POLICY_FILE)
         except ConfigError as exc:
             audit.append(refusal_entry(request, decision=DECISION_REFUSED, reason=str(exc)))
-            raise PolicyRefusal("POLICY_INVALID", f"this site's policy file is invalid: {exc}")
+            raise PolicyRefusal(
+                "POLICY_INVALID", f"this site's policy file is invalid: {exc}"
+            ) from exc
         if not policy.allowed_release_modes & set(SECURE_MODES):
             reason = (
                 "this site's policy allows no secure release mode "

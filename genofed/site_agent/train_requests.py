@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,8 @@ def serve_train(
     spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
     if spec is None or spec.kind != TRAIN_KIND:
         raise PolicyRefusal(
-            "NOT_IN_STUDY", f"analysis {request.analysis_id!r} is not a train analysis of this study"
+            "NOT_IN_STUDY",
+            f"analysis {request.analysis_id!r} is not a train analysis of this study",
         )
     check_request(policy, kind=TRAIN_KIND, signed=signed, n_samples=bed.n_samples)
     params = spec.params
@@ -104,7 +106,10 @@ def serve_train(
     reply.facts[TRAIN_SAMPLES_FACT] = str(len(y))
     weights = _weights(inputs, params, x.shape[1])
     if request.kind == TRAIN_ROUND_KIND:
-        return _round(config, policy, request, reply, params, x, y, weights)
+        started = time.monotonic()
+        arrays = _round(config, policy, request, reply, params, x, y, weights)
+        reply.facts["train_seconds"] = f"{time.monotonic() - started:.3f}"
+        return arrays
     return _evaluate(config, policy, request, reply, params, x, y, weights)
 
 
@@ -182,7 +187,7 @@ def _round(
     if not noisy(params):
         seed = (params["seed"] * 1_000_003 + request.round) & 0x7FFFFFFF
         update = local_update(
-            x, y, weights, **common, noise_multiplier=0.0, delta=1.0,
+            x, y, weights, **common, noise_multiplier=0.0,
             generator=torch.Generator().manual_seed(seed),
         )  # fmt: skip
         return _as_arrays(update.weights)
@@ -194,10 +199,12 @@ def _round(
         z = calibrate_dpsgd_noise(params["target_epsilon"], delta, rate, steps * params["rounds"])
     ledger.check(z, sampling_rate=rate, steps=steps)  # refuse before any computation
     update = local_update(
-        x, y, weights, **common, noise_multiplier=z, delta=delta, generator=_secure_generator()
+        x, y, weights, **common, noise_multiplier=z, generator=_secure_generator()
     )
-    if update.steps != steps or update.sampling_rate != rate:
-        raise RuntimeError("Opacus ran other steps than the site charges")  # never sent
+    recorded = sum(n for zz, q, n in update.opacus_history if (zz, q) == (z, rate))
+    if update.steps != steps or recorded != steps or len(update.opacus_history) != 1:
+        # never sent: Opacus's accountant must have seen exactly what the ledger charges
+        raise RuntimeError(f"Opacus recorded {update.opacus_history}, the site charges {steps}")
     receipt = ledger.charge(
         Release(
             study_sha256=request.study.study.sha256,
@@ -210,7 +217,6 @@ def _round(
             steps=steps,
         )
     )
-    events = _run_events(ledger, request)
     reply.receipt.epsilon_charged = receipt.epsilon
     reply.receipt.delta_charged = delta
     reply.facts["noise"] = json.dumps(
@@ -223,7 +229,6 @@ def _round(
             "steps": steps,
             "epsilon_this_round": receipt.epsilon,
             "epsilon_train_so_far": ledger.spent_on(*_run_key(request)),
-            "opacus_epsilon_train_so_far": _opacus_epsilon(events, delta),
             "delta": delta,
             "randomness": NOISE_RNG,
             "neighbouring": "add/remove one individual",
@@ -287,7 +292,9 @@ def _evaluate(
 
 
 def _as_arrays(weights: dict[str, np.ndarray]) -> NamedArrays:
-    return {WEIGHT_PREFIX + k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+    return {
+        WEIGHT_PREFIX + k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()
+    }
 
 
 __all__ = ["DPSGD_MECHANISM", "NOISE_RNG", "serve_train"]

@@ -199,6 +199,9 @@ def test_prs_logistic__equals_central_statistics_on_plink2_scores(
     s, z, x, y = _central(cohort, plink2_scores, "DISEASE")
     y = y - 1.0  # plink 1/2 coding
     assert got["n_variants_matched"] == 15 and got["n_variants_unmatched"] == 3
+    for m in got["matching"].values():  # the synth file exercises every matching path
+        assert m["absent"] == 3 and m["swapped"] > 0
+        assert m["strand_flipped"] + m["strand_flipped_swapped"] > 0
     assert got["n_samples"] == len(s)
     np.testing.assert_allclose(got["score_mean"], s.mean(), rtol=1e-4)
     np.testing.assert_allclose(got["score_sd"], s.std(ddof=1), rtol=1e-4)
@@ -286,9 +289,21 @@ def test_prs__small_cells_withheld_under_min_cell_count(
     cal = [r.split("\t") for r in (out / "prs.calibration.tsv").read_text().splitlines()[1:]]
     assert got["calibration"]["groups_withheld"] == sum(r[-1] != "0" for r in cal) > 0
     assert sum(int(r[3]) for r in cal if r[3] != "NA") < got["n_samples"]
-    full = _summary(federated.out, "prs.summary.json")
-    assert abs(got["auc"] - full["auc"]) < 0.02
+    # the same rows, scored without suppression: only the released tables differ
+    lines = set(got["rows_withheld_by_a_site"])
+    assert got["n_variants_matched"] == 15 - len(lines)
+    same_rows = tmp_path / "same_rows.txt"
+    text = cohort.scoring_file.read_text().splitlines()
+    same_rows.write_text("".join(t + "\n" for i, t in enumerate(text, 1) if i not in lines))
+    full_out = run_study(
+        _prs_study(same_rows, covariates=COVARIATES),
+        InProcessTransport(cohort.sites),
+        tmp_path / "full",
+        engine="in-process",
+    ).out
+    full = _summary(full_out, "prs.summary.json")
     assert got["or_per_sd"] == pytest.approx(full["or_per_sd"], rel=1e-12)
+    assert abs(got["auc"] - full["auc"]) < 0.02
 
 
 def _prs_study(scoring_file: Path, **params: object) -> Study:

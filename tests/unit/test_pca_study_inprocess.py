@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genofed.common.errors import InputError, SiteFailure
+from genofed.common.errors import InputError, PolicyRefusal, SiteFailure
 from genofed.common.pca_wire import MAX_ITERATIONS
 from genofed.common.records import signed_study_to_proto
 from genofed.common.study import study_from_mapping
@@ -17,7 +17,7 @@ from genofed.coordinator.runner import run_study
 from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.handler import handle_request
 from genofed.site_agent.io.plink import read_fam
-from genofed.site_agent.pca_state import pc_covariates
+from genofed.site_agent.pca_state import IterateState, load_iterate, pc_covariates, save_iterate
 from genofed.site_agent.policy import POLICY_FILE
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
@@ -108,3 +108,12 @@ def test_pc_covariates__without_scores_say_to_run_the_pca_first(cohort) -> None:
     with pytest.raises(InputError, match="holds no scores") as exc:
         pc_covariates(cohort.sites[0], "0" * 64, "pca", samples, [0])
     assert "list the pca analysis before the glm" in str(exc.value.hint)
+
+
+def test_iterate_state__a_step_must_follow_the_stored_one_of_the_same_run(tmp_path: Path) -> None:
+    state = IterateState("run-1", 3, np.ones((4, 2)), np.zeros((4, 2)), np.ones(4), np.zeros(4))
+    save_iterate(tmp_path, state)
+    np.testing.assert_array_equal(load_iterate(tmp_path, "run-1", 4).u, state.u)
+    for run_id, step in (("run-1", 6), ("run-2", 4)):
+        with pytest.raises(PolicyRefusal, match="does not follow"):
+            load_iterate(tmp_path, run_id, step)

@@ -62,25 +62,36 @@ class RowPlan:
     use: npt.NDArray[np.bool_]
     impute_freq: F64
     per_site: tuple[dict[str, int], ...]
+    withheld: npt.NDArray[np.bool_]  # rows some site withheld
 
 
-def plan_rows(statuses: Sequence[np.ndarray], effect_counts: Sequence[np.ndarray]) -> RowPlan:
-    """Rows matched at every site (and called somewhere), with pooled effect-allele frequencies."""
+def plan_rows(
+    statuses: Sequence[np.ndarray],
+    effect_counts: Sequence[np.ndarray],
+    withheld: Sequence[np.ndarray],
+) -> RowPlan:
+    """Rows matched at every site, withheld by none, called somewhere; pooled frequencies.
+
+    A row a site withheld (small allele or missing-call count) has no pooled
+    frequency to impute with, so no site scores it.
+    """
     matched = np.all([np.isin(s, MATCHED_CODES) for s in statuses], axis=0)
+    hidden = np.any(withheld, axis=0)
     counts = np.sum(effect_counts, axis=0)
     called, dosage = counts[:, 0], counts[:, 1]
-    use = matched & (called > 0)
+    use = matched & ~hidden & (called > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         freq = np.where(use, dosage / (2.0 * np.maximum(called, 1)), 0.0)
     per_site = tuple(
         {
             **{name: int(np.sum(s == code)) for code, name in MATCH_NAMES.items()},
             "matched": int(np.isin(s, MATCHED_CODES).sum()),
+            "withheld": int(np.sum(w)),
             "used": int(use.sum()),
         }
-        for s in statuses
+        for s, w in zip(statuses, withheld, strict=True)
     )
-    return RowPlan(use=use, impute_freq=freq.astype(np.float64), per_site=per_site)
+    return RowPlan(use=use, impute_freq=freq.astype(np.float64), per_site=per_site, withheld=hidden)
 
 
 @dataclass(frozen=True)

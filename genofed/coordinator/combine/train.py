@@ -41,9 +41,7 @@ from genofed.common.train_wire import EVAL_LOGIT_EDGES, parameter_shapes
 CALIBRATION_EDGES = np.linspace(0.1, 1.0, 10)
 
 
-def initial_weights(
-    model: str, n_features: int, hidden: int, seed: int
-) -> dict[str, np.ndarray]:
+def initial_weights(model: str, n_features: int, hidden: int, seed: int) -> dict[str, np.ndarray]:
     """Zeros for logistic regression; torch's default uniform(+-1/sqrt(fan_in)) for the MLP."""
     shapes = parameter_shapes(model, n_features, hidden)
     if model == "logistic":

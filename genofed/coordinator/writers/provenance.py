@@ -65,6 +65,7 @@ def write_provenance(
     signer: str | None = None,
     missing: Sequence[Mapping[str, object]] = (),
     rounds: Sequence[Mapping[str, object]] = (),
+    train_epsilon: Mapping[str, object] | None = None,
 ) -> str:
     """Write ``provenance.json``; returns its file name.
 
@@ -73,7 +74,8 @@ def write_provenance(
     each such site's own record also carries ``missing``, and it is left out
     of ``n_samples_total``. ``rounds`` records each round's wall time and the
     array bytes sent to and received from the busiest site (payload sizes,
-    without the message framing).
+    without the message framing). ``train_epsilon`` maps each ``train``
+    analysis to the epsilon each site's ledger charged for it (None: no noise).
     """
     demo_sites = [s.name for s in sites if s.facts.get("policy", "").startswith("demo")]
     doc = {
@@ -112,7 +114,8 @@ def write_provenance(
             "sites": [r.__dict__ for r in harmonization.reports],
         },
         "privacy": {
-            "release_mode": "plain sums (no suppression, noise or secure aggregation yet)",
+            "release_mode": study.privacy.mode,
+            "release_mode_description": _RELEASE_MODE_TEXT.get(study.privacy.mode, ""),
             "demo_policy_sites": demo_sites,
             "note": (
                 "sites under the demo policy accept unsigned studies; "
@@ -120,12 +123,25 @@ def write_provenance(
             )
             if demo_sites
             else "",
+            **({"train_epsilon_per_site": dict(train_epsilon)} if train_epsilon else {}),
         },
         "outputs": sorted([*outputs, PROVENANCE_FILE]),
         "versions": _versions(),
     }
     atomic_write_text(out_dir / PROVENANCE_FILE, json.dumps(doc, indent=2) + "\n")
     return PROVENANCE_FILE
+
+
+#: What each release mode means for what the coordinator saw (README "For privacy officers").
+_RELEASE_MODE_TEXT = {
+    "plain": "per-site sums (small cells suppressed as each site's policy says)",
+    "dp": "per-site sums, each with the site's calibrated discrete Gaussian noise",
+    "exact": "only the sum over all sites, through Flower's SecAgg+ (no per-site counts)",
+    "distributed-dp": (
+        "only the sum over all sites, through Flower's SecAgg+, carrying every site's "
+        "discrete Gaussian noise share"
+    ),
+}
 
 
 __all__ = ["HARMONIZATION_FILE", "PROVENANCE_FILE", "write_harmonization", "write_provenance"]

@@ -74,6 +74,7 @@ class PrsReport:
             "n_variants_matched": int(self.plan.use.sum()),
             "n_variants_unmatched": int(len(self.scoring) - self.plan.use.sum()),
             "matching": dict(zip(self.sites, self.plan.per_site, strict=True)),
+            "rows_withheld_by_a_site": self.scoring.line[self.plan.withheld].tolist(),
             "ambiguous": self.spec.params["ambiguous"],
             "phenotype": self.spec.params["phenotype"],
             "covariates": list(self.spec.params["covariates"]),

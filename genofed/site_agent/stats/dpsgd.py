@@ -65,17 +65,21 @@ class LocalUpdate:
     weights: dict[str, np.ndarray]
     steps: int
     sampling_rate: float
-    #: epsilon of this update alone by Opacus's own accountant, at ``delta`` (None: no noise)
-    opacus_epsilon: float | None
+    #: what Opacus's RDP accountant recorded: (noise multiplier, sampling rate, steps)
+    opacus_history: tuple[tuple[float, float, int], ...]
 
 
-def build_model(model: str, n_features: int, hidden: int, weights: dict[str, np.ndarray]) -> RiskModel:
+def build_model(
+    model: str, n_features: int, hidden: int, weights: dict[str, np.ndarray]
+) -> RiskModel:
     """A :class:`RiskModel` holding ``weights`` (float32, names of :func:`parameter_shapes`)."""
     module = RiskModel(model, n_features, hidden)
     shapes = parameter_shapes(model, n_features, hidden)
     if set(weights) != set(shapes) or any(weights[k].shape != s for k, s in shapes.items()):
         raise ValueError("weights do not match the model's parameters")
-    module.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in weights.items()})
+    module.load_state_dict(
+        {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in weights.items()}
+    )
     return module
 
 
@@ -91,7 +95,6 @@ def local_update(
     learning_rate: float,
     clipping_norm: float,
     noise_multiplier: float,
-    delta: float,
     generator: torch.Generator,
 ) -> LocalUpdate:
     """Train from ``weights`` on ``(x, y)`` for ``local_epochs`` (see the module docstring)."""
@@ -110,7 +113,7 @@ def local_update(
                 optimizer.zero_grad()
                 criterion(module(xb), yb).backward()
                 optimizer.step()
-        return LocalUpdate(_weights(module), local_epochs * len(loader), 1.0, None)
+        return LocalUpdate(_weights(module), local_epochs * len(loader), 1.0, ())
 
     from opacus import PrivacyEngine
 
@@ -140,9 +143,9 @@ def local_update(
                         param.grad_sample = torch.zeros((0, *param.shape))
                 dp_optimizer.step()
                 steps += 1
-        opacus_epsilon = float(engine.accountant.get_epsilon(delta))
+        history = tuple((float(z), float(q), int(n)) for z, q, n in engine.accountant.history)
         private.remove_hooks()
-    return LocalUpdate(_weights(module), steps, sampling_rate, opacus_epsilon)
+    return LocalUpdate(_weights(module), steps, sampling_rate, history)
 
 
 def _weights(module: nn.Module) -> dict[str, np.ndarray]:

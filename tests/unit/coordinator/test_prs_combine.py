@@ -20,8 +20,10 @@ def test_plan_rows__uses_rows_matched_at_every_site_with_pooled_frequency() -> N
     a = np.array([MATCH_EXACT, MATCH_SWAPPED, MATCH_EXACT], dtype=np.int8)
     b = np.array([MATCH_EXACT, MATCH_EXACT, MATCH_ABSENT], dtype=np.int8)
     counts = [np.array([[10, 5], [10, 10], [10, 2]]), np.array([[30, 15], [20, 4], [0, 0]])]
-    plan = plan_rows([a, b], counts)
+    plan = plan_rows([a, b], counts, [np.zeros(3, bool), np.zeros(3, bool)])
     assert plan.use.tolist() == [True, True, False]
+    hidden = plan_rows([a, b], counts, [np.array([False, True, False]), np.zeros(3, bool)])
+    assert hidden.use.tolist() == [True, False, False] and hidden.per_site[0]["withheld"] == 1
     np.testing.assert_allclose(plan.impute_freq, [20 / 80, 14 / 60, 0.0])
     assert plan.per_site[1]["absent"] == 1 and plan.per_site[0]["matched"] == 3
 

@@ -121,3 +121,13 @@ def test_job_from_run_config__reads_the_study_text_not_a_path(
     assert job.study.name == "s" and job.expected_sites == 3 and job.run_id == "abc"
     assert job.engine == "deployment" and job.signature is None
     assert job.receipts is not None and job.receipts.mode == "require"
+
+
+def test_job_from_run_config__without_out_dir_keeps_results_in_the_coordinator_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path)
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    text = '[study]\nname = "s"\n[[analysis]]\nkind = "freq"\n'
+    job = job_from_run_config({"study-text": text, "out-dir": "", "run-id": "r42"})
+    assert job.out == load_coordinator_config(config).state_dir.resolve() / "results" / "r42"

@@ -51,7 +51,7 @@ def test_demo_policy_toml__is_labelled_synthetic_only_and_allows_demo_analyses(
         min_cohort_size=10,
         min_cell_count=0,  # no suppression: demo results equal plink2
         allowed_app_hashes=frozenset({bundle_hash()}),
-        allowed_release_modes=frozenset({"plain", "dp"}),
+        allowed_release_modes=frozenset({"plain", "dp", "exact", "distributed-dp"}),
         budget=Budget(epsilon=100.0, delta=1e-5, period="year"),
         auto_approve=(AutoApproveRule("demo: everything", frozenset({"*"})),),
     )

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# `make docker-e2e`: build the images, bring up the compose federation (a coordinator,
+# three sites, TLS and node auth), run the freq + hardy study from the analyst runner,
+# compare its tables byte for byte with `genofed study run --simulation` on the same site
+# directories, and tear everything down, also on failure.
+#
+#   docker/e2e.sh              everything (needs root: apt-get, dockerd)
+#   docker/e2e.sh prepare DIR  only write a deployment directory (synth, certs, configs)
+#
+# Environment:
+#   GENOFED_BIN           the GenoFed virtualenv's bin directory (default .venv/bin)
+#   GENOFED_BASE_IMAGE    base image for both builds; unset: python:3.11-slim-bookworm if it
+#                         is present or can be pulled, else one built from Debian packages
+#                         (docker/local-base.sh: mmdebstrap + docker import)
+#   GENOFED_CA_DIR        extra CA certificates (*.crt) to build in (default: this host's
+#                         /usr/local/share/ca-certificates, i.e. its local additions)
+#   GENOFED_DEPLOY        deployment directory to use and keep (default: a temporary one,
+#                         removed at the end unless GENOFED_KEEP=1)
+#   GENOFED_WAIT_S        how long to wait for the sites to be healthy (default 240)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN="${GENOFED_BIN:-.venv/bin}"
+UID_GID=10001:10001  # the images' unprivileged user (GENOFED_UID build argument)
+PROJECT=genofed-e2e
+COMPOSE=(docker-compose -p "$PROJECT" -f docker/compose.yml)
+SITES=(a b c)
+DEFAULT_BASE=python:3.11-slim-bookworm
+LOCAL_BASE=genofed/base:bookworm-local
+STUDY='[study]
+name = "docker-e2e-freq-hardy"
+on_variant_mismatch = "stop"
+
+[[analysis]]
+kind = "freq"
+
+[[analysis]]
+kind = "hardy"
+midp = false
+'
+
+say() { printf '[docker-e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# --- a deployment directory: what docker/compose.yml mounts -------------------------
+prepare() {
+  local dir="$1" s
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  [ -z "$(ls -A "$dir")" ] || die "$dir is not empty"
+  "$BIN/genofed" synth --sites 3 --samples 300 --variants 200 --seed 7 --out "$dir/cohorts" >/dev/null
+  "$BIN/genofed" certs init --out "$dir/certs" --coordinator-host coordinator \
+    --sites "$(IFS=,; echo "${SITES[*]}")" >/dev/null
+  local coord="$dir/coordinator"
+  mkdir -p "$coord/tls" "$coord/keys" "$coord/nodes" "$dir/study" "$dir/results"
+  cp "$dir/certs/ca.pem" "$dir/certs/server.pem" "$dir/certs/server.key" "$coord/tls/"
+  {
+    printf '[coordinator]\nfleet_address = "0.0.0.0:9092"\ncontrol_address = "127.0.0.1:9093"\n'
+    printf 'state_dir = "/var/lib/genofed/state"\n\n'
+    printf '[tls]\nca_cert = "tls/ca.pem"\nserver_cert = "tls/server.pem"\nserver_key = "tls/server.key"\n\n'
+    printf '[receipts]\nmode = "require"\n\n[receipts.audit_keys]\n'
+    for s in "${SITES[@]}"; do printf 'site-%s = "keys/site-%s.audit.pub"\n' "$s" "$s"; done
+  } > "$coord/coordinator.toml"
+  for s in "${SITES[@]}"; do
+    # the privacy officer hands over the audit key; IT the node public key
+    cp "$dir/cohorts/site-$s/state/audit.pub" "$coord/keys/site-$s.audit.pub"
+    cp "$dir/certs/sites/$s/node.pub" "$coord/nodes/site-$s.pub"
+    install -d -m 0700 "$dir/cohorts/site-$s/keys"
+    install -m 0600 "$dir/certs/sites/$s/node.key" "$dir/cohorts/site-$s/keys/node.key"
+  done
+  printf '%s' "$STUDY" > "$dir/study/study.toml"
+  # the containers' user owns what they read and write; certs/ (with the CA key) stays root's
+  chown -R "$UID_GID" "$coord" "$dir/results" "$dir/cohorts"/site-*
+  say "deployment directory: $dir"
+}
+
+if [ "${1:-}" = prepare ]; then
+  [ $# -eq 2 ] || die "usage: docker/e2e.sh prepare DIR"
+  prepare "$2"
+  exit 0
+fi
+
+# --- the whole cycle -----------------------------------------------------------------
+[ "$(id -u)" = 0 ] || die "run as root (it installs packages with apt-get and starts dockerd)"
+[ -x "$BIN/genofed" ] || die "$BIN/genofed not found; run make venv (or set GENOFED_BIN)"
+started=$(date +%s)
+work="$(mktemp -d /tmp/genofed-docker-e2e.XXXXXX)"
+DOCKERD_PID=""
+UP=""
+DEPLOY="${GENOFED_DEPLOY:-$work/deploy}"
+
+cleanup() {
+  local code=$?
+  set +e
+  if [ -n "$UP" ]; then
+    if [ "$code" != 0 ]; then
+      say "failed; the federation's state and last log lines:"
+      "${COMPOSE[@]}" ps >&2
+      "${COMPOSE[@]}" logs --no-color --tail=40 >&2
+    fi
+    "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 && say "federation down"
+  fi
+  if [ -n "$DOCKERD_PID" ]; then
+    kill "$DOCKERD_PID" 2>/dev/null
+    for _ in $(seq 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.5; done
+    say "dockerd (pid $DOCKERD_PID, started by this run) stopped"
+  fi
+  if [ -z "${GENOFED_DEPLOY:-}" ] && [ "${GENOFED_KEEP:-0}" != 1 ]; then
+    rm -rf "$work"
+  else
+    say "kept: $DEPLOY (logs in $work)"
+  fi
+  say "$([ "$code" = 0 ] && echo PASSED || echo FAILED) in $(( $(date +%s) - started )) s"
+  exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# 1. the container engine
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! docker info >/dev/null 2>&1; then
+  dockerd --storage-driver=overlay2 >"$work/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || die "dockerd did not start; see $work/dockerd.log"
+  say "dockerd started (pid $DOCKERD_PID)"
+fi
+
+# 2. build inputs: base image, extra CA certificates, the torch CPU wheel
+base="${GENOFED_BASE_IMAGE:-}"
+if [ -z "$base" ]; then
+  if docker image inspect "$DEFAULT_BASE" >/dev/null 2>&1 \
+     || timeout 120 docker pull -q "$DEFAULT_BASE" >/dev/null 2>&1; then
+    base="$DEFAULT_BASE"
+  elif docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
+    base="$LOCAL_BASE"
+    say "no image registry; reusing the Debian-built base $base"
+  else
+    say "no image registry; building a base image from Debian packages"
+    base="$(docker/local-base.sh "$LOCAL_BASE")"
+  fi
+fi
+ca_dir="${GENOFED_CA_DIR:-/usr/local/share/ca-certificates}"
+find docker/ca-certificates -name '*.crt' -delete
+if compgen -G "$ca_dir/*.crt" >/dev/null; then cp "$ca_dir"/*.crt docker/ca-certificates/; fi
+torch="$("$BIN/python" docker/requirements.py pyproject.toml "$work" >/dev/null && sed -n 's/^torch==//p' "$work/constraints.txt")"
+wheel=""
+for d in $("$BIN/python" -m pip config list 2>/dev/null | sed -n "s/.*find-links='\(.*\)'/\1/p") ${PIP_FIND_LINKS:-}; do
+  for w in "$d"/torch-"$torch"-cp311-*.whl; do [ -f "$w" ] && wheel="$w" && break 2; done
+done
+find docker/wheels -name 'torch-*.whl' ! -name "torch-$torch-*" -delete
+if [ -n "$wheel" ]; then
+  cmp -s "$wheel" "docker/wheels/$(basename "$wheel")" || cp "$wheel" docker/wheels/
+  say "torch wheel: $wheel"
+else
+  say "no local torch $torch wheel in pip's find-links: the build takes it from PyTorch's CPU index"
+fi
+export GENOFED_BASE_IMAGE="$base" GENOFED_DEPLOY="$DEPLOY"
+
+# 3. images (the build cache makes a rebuild after a code change take seconds)
+say "building images on $base"
+t=$(date +%s)
+"${COMPOSE[@]}" build -q coordinator site-a
+say "images built in $(( $(date +%s) - t )) s: $(docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' genofed/coordinator:dev) / $(docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' genofed/site:dev)"
+
+# 4. the federation
+prepare "$DEPLOY"
+UP=1
+t=$(date +%s)
+"${COMPOSE[@]}" up -d --no-build coordinator register-sites site-a site-b site-c
+deadline=$(( $(date +%s) + ${GENOFED_WAIT_S:-240} ))
+for s in "${SITES[@]}"; do
+  while :; do
+    health="$(docker inspect -f '{{.State.Health.Status}}' "$("${COMPOSE[@]}" ps -q "site-$s")" 2>/dev/null || echo missing)"
+    [ "$health" = healthy ] && break
+    [ "$(date +%s)" -lt "$deadline" ] || die "site-$s is $health after ${GENOFED_WAIT_S:-240} s"
+    sleep 2
+  done
+done
+say "coordinator and three sites healthy in $(( $(date +%s) - t )) s"
+
+# 5. the study, from the runner
+t=$(date +%s)
+"${COMPOSE[@]}" run --rm --no-deps -T runner
+say "study over gRPC finished in $(( $(date +%s) - t )) s"
+"${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1
+UP=""
+say "federation down"
+
+# 6. the same study on the simulation engine, on the same site directories
+t=$(date +%s)
+"$BIN/genofed" study run "$DEPLOY/study/study.toml" --simulation --out "$DEPLOY/results/simulation" \
+  $(for s in "${SITES[@]}"; do printf -- '--site %s ' "$DEPLOY/cohorts/site-$s"; done) >"$work/simulation.out" 2>&1 \
+  || { cat "$work/simulation.out" >&2; die "the simulation run failed"; }
+say "simulation run finished in $(( $(date +%s) - t )) s"
+
+# 7. compare
+deployed="$DEPLOY/results/deployed" simulated="$DEPLOY/results/simulation"
+[ "$(ls "$deployed")" = "$(ls "$simulated")" ] \
+  || die "different result files: deployed [$(ls "$deployed" | xargs)] simulation [$(ls "$simulated" | xargs)]"
+for f in freq.afreq hardy.hardy; do [ -f "$deployed/$f" ] || die "no $f in the deployed results"; done
+n=0
+for f in "$deployed"/*; do
+  name="$(basename "$f")"
+  [ "$name" = provenance.json ] && continue
+  cmp "$f" "$simulated/$name" >&2 || die "$name differs between the deployed and the simulation run"
+  n=$((n + 1))
+done
+"$BIN/python" - "$deployed/provenance.json" <<'PY' || die "provenance.json of the deployed run is not as expected"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+assert doc["run"]["engine"] == "deployment", doc["run"]
+sites = sorted(s["name"] for s in doc["sites"])
+assert sites == ["site-a", "site-b", "site-c"], sites
+checks = {r["receipt"]["receipt_check"] for s in doc["sites"] for r in s["releases"]}
+assert checks == {"verified"}, checks
+PY
+say "$n result tables identical byte for byte ($(ls "$deployed" | grep -v provenance.json | xargs)); every receipt verified"

@@ -1,0 +1,87 @@
+"""The genotype-counts round of ``exact`` and ``distributed-dp`` studies, for the runner.
+
+The runner sends the same per-site requests as in ``plain`` mode; instead of
+one reply per site with its counts, the round runs Flower's SecAgg+
+(:mod:`genofed.coordinator.secure_round`) and the coordinator learns only
+the sum. :class:`SecureCounts` checks up front that the study can run
+securely (at least three sites, a transport with SecAgg+), keeps the sum, and
+checks it: shape, and in ``exact`` mode that every variant's four cells add up
+to the pooled sample count the sites reported in round 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from genofed.common.errors import GenoFedError
+from genofed.common.secure_sum import MAX_SECURE_SITES, MIN_SECURE_SITES
+from genofed.common.study import SECURE_MODES, Study
+from genofed.coordinator.transport import (
+    Incoming,
+    Outgoing,
+    SecureExchange,
+    SecureTransport,
+    Transport,
+)
+
+
+class SecureCounts:
+    """One secure-sum counts round; :meth:`send` is the round's exchange."""
+
+    def __init__(self, study: Study, transport: Transport, n_sites: int) -> None:
+        mode = study.privacy.mode
+        if mode not in SECURE_MODES:
+            raise ValueError(f"mode {mode!r} is not a secure-sum mode")
+        if n_sites < MIN_SECURE_SITES:
+            raise GenoFedError(
+                f'[privacy] mode = "{mode}" sums counts with SecAgg+ over at least '
+                f"{MIN_SECURE_SITES} sites, and {n_sites} are taking part: with fewer, a site "
+                "could subtract its own counts from the sum and learn another's; add sites, or "
+                'use mode = "dp" or "plain"'
+            )
+        if n_sites > MAX_SECURE_SITES:
+            raise GenoFedError(f"a secure sum takes at most {MAX_SECURE_SITES} sites")
+        if not hasattr(transport, "secure_exchange"):
+            raise GenoFedError(
+                f'[privacy] mode = "{mode}" needs Flower\'s SecAgg+: run the study on the '
+                "simulation engine (--simulation) or a deployment (--superlink)"
+            )
+        self._transport: SecureTransport = transport  # type: ignore[assignment]
+        self._mode = mode
+        self._result: SecureExchange | None = None
+
+    def send(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        if len(outgoing) < MIN_SECURE_SITES:
+            raise GenoFedError(
+                f"only {len(outgoing)} sites are left for the secure sum; it needs "
+                f"{MIN_SECURE_SITES}"
+            )
+        self._result = self._transport.secure_exchange(outgoing, timeout=timeout)
+        return self._result.incoming
+
+    def total(self, n_variants: int, n_samples: int | None) -> np.ndarray:
+        """The checked sum; ``n_samples``: the pooled cohort size (exact mode checks rows)."""
+        total = None if self._result is None else self._result.total
+        if total is None:
+            raise GenoFedError(
+                "the secure-sum round did not complete with every site, so its sum is not used "
+                "(a secure sum is all or nothing: min_sites does not drop a site from it)"
+            )
+        if total.shape != (n_variants, 4):
+            raise GenoFedError(
+                f"the secure sum has shape {total.shape}, not ({n_variants}, 4); "
+                "the sites and the coordinator disagree on the study's variants"
+            )
+        if self._mode == "exact" and n_samples is not None and total.size:
+            rows = total.sum(axis=1)
+            if total.min() < 0 or not np.all(rows == n_samples):
+                raise GenoFedError(
+                    "the secure sum is not a table of counts (a variant's cells do not add up "
+                    f"to the {n_samples} samples the sites reported); it is not used"
+                )
+        return total.astype(np.int64)
+
+
+__all__ = ["SecureCounts"]
