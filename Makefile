@@ -87,6 +87,7 @@ bench: $(STAMP) plink2
 	$(BIN)/python bench/prs.py
 	$(BIN)/python bench/pca.py
 	$(BIN)/python bench/survival.py
+	$(BIN)/python bench/train.py
 
 # Container deployment end to end (root: installs docker.io, docker-compose, mmdebstrap if
 # missing and starts dockerd if it is not running); see docker/README.md.

@@ -1,5 +1,6 @@
 # GenoFed coordinator: `genofed coordinator up` (a Flower SuperLink with TLS and SuperNode
-# authentication; studies' ServerApps run inside it and write results under /results).
+# authentication; studies' ServerApps run inside it, keep the consortium's copy of each
+# study's results in the state volume and stream them back to the analyst).
 # The analyst's CLI (`genofed study run --superlink`) is in this image too.
 #
 #   docker build -f docker/coordinator.Dockerfile -t genofed/coordinator .   (repository root)
@@ -11,8 +12,8 @@
 #   /etc/genofed/coordinator.toml  the configuration, read-only, with tls/ (ca.pem, server.pem,
 #                                  server.key), keys/<site>.audit.pub ([receipts.audit_keys])
 #                                  and nodes/<site>.pub (node keys to register) beside it
-#   /var/lib/genofed               state: the SuperLink database, logs, Flower's home (a volume)
-#   /results                       where studies' results are written (a volume)
+#   /var/lib/genofed               state (a volume): the SuperLink database, logs, Flower's
+#                                  home, results/<run> (the coordinator's copy of each study's)
 #   9092/tcp                       the Fleet API the sites connect to (gRPC, TLS, node auth);
 #                                  the Control API stays on 127.0.0.1:9093 (no user auth in
 #                                  open-source Flower): analysts run on this host or share its
@@ -69,11 +70,11 @@ RUN set -eu; pip install --quiet --no-deps /tmp/genofed-src; pip check; rm -rf /
 # --- end of the shared part ---
 
 COPY docker/coordinator_health.py /usr/local/lib/genofed/coordinator_health.py
-RUN mkdir -p /var/lib/genofed /results /etc/genofed \
-    && chown "${GENOFED_UID}:${GENOFED_UID}" /var/lib/genofed /results
+RUN mkdir -p /var/lib/genofed /etc/genofed \
+    && chown "${GENOFED_UID}:${GENOFED_UID}" /var/lib/genofed
 WORKDIR /var/lib/genofed
 USER ${GENOFED_UID}:${GENOFED_UID}
-VOLUME ["/var/lib/genofed", "/results"]
+VOLUME ["/var/lib/genofed"]
 EXPOSE 9092
 # Healthy = the SuperLink completes a TLS handshake, with the consortium CA, on its Fleet API
 # and its Control API (both named in coordinator.toml).

@@ -62,7 +62,7 @@ DEMO_STUDY = """\
 # GenoFed demo study: the embedded default run by `make demo`.
 [study]
 name = "demo-qc"
-description = "QC, HWE, GWAS, PCA and recurrence-free survival at three synthetic hospitals"
+description = "QC, GWAS, PCA, survival, PRS, PGx and a DP risk model at three synthetic hospitals"
 on_variant_mismatch = "stop"
 
 [[analysis]]
@@ -126,9 +126,26 @@ outcome = "CLOP_EVENT"            # drug response (synth --pgx)
 covariates = ["AGE"]
 test_gene = "CYP2C19"
 test_phenotype = "Poor Metabolizer"
+
+[[analysis]]
+kind = "train"                    # risk model: DP-SGD (Opacus) at each site, FedAvg -> model.pt
+target = "DISEASE"
+variants = []                     # `genofed demo` writes the simulated causal variants' IDs
+covariates = ["AGE", "SEX"]
+covariate_ranges = [[30, 80], [1, 2]]   # public ranges that scale the covariates
+model = "logistic"
+rounds = 3
+local_epochs = 1
+batch_size = 64
+clipping_norm = 1.0
+noise_multiplier = 1.0            # or target_epsilon = 3.0 (each site calibrates its noise)
 """
 #: The scoring file as DEMO_STUDY names it; the demo replaces it by the file's absolute path.
 DEMO_SCORING_FILE = "cohorts/pgs/GENOFED_SIM.txt"
+#: The train analysis's variant list as DEMO_STUDY has it; the demo lists the causal variants.
+DEMO_TRAIN_VARIANTS = (
+    "variants = []                     # `genofed demo` writes the simulated causal variants' IDs"
+)
 DEMO_SAMPLES = 1500
 DEMO_VARIANTS = 2000
 
@@ -470,8 +487,12 @@ def demo(
                 out / "cohorts", sites=3, samples=samples, variants=variants, seed=seed, pgx=True
             )
         study_file = out / "study.toml"
+        causal = ", ".join(f'"{v}"' for v in cohorts.causal_variants)
         study_file.write_text(
-            DEMO_STUDY.replace(DEMO_SCORING_FILE, str(cohorts.scoring_file)), encoding="utf-8"
+            DEMO_STUDY.replace(DEMO_SCORING_FILE, str(cohorts.scoring_file)).replace(
+                DEMO_TRAIN_VARIANTS, f"variants = [{causal}]  # causal variants (truth.json)"
+            ),
+            encoding="utf-8",
         )
         study = load_study(study_file)
         with _progress_display(True) as progress:
@@ -506,6 +527,8 @@ def _demo_privacy_officer(outcome: StudyOutcome, site_dir: Path, out: Path) -> N
 
 def main() -> None:  # pragma: no cover - console entry point
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # dp-accounting logs each RDP order it drops as unconverged (a conservative bound): noise
+    logging.getLogger("absl").setLevel(logging.ERROR)
     try:
         app()
     except SystemExit:

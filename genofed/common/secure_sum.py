@@ -86,13 +86,24 @@ def secaggplus_settings(n_sites: int) -> dict[str, float | int]:
 
 
 def settings_problem(
-    *, sample_num: int, clipping_range: float, target_range: int, mod_range: int, max_weight: float
+    *,
+    sample_num: int,
+    clipping_range: float,
+    target_range: int,
+    mod_range: int,
+    max_weight: float,
+    min_participants: int = MIN_SECURE_SITES,
 ) -> str | None:
-    """Why a site must not take part in a SecAgg+ round configured like this, or None."""
-    if sample_num < MIN_SECURE_SITES:
+    """Why a site must not take part in a SecAgg+ round configured like this, or None.
+
+    ``min_participants``: at least :data:`MIN_SECURE_SITES`; a ``distributed-dp``
+    study's ``noise_shares`` when larger (fewer shares would not make up its noise).
+    """
+    need = max(MIN_SECURE_SITES, min_participants)
+    if sample_num < need:
         return (
-            f"the secure sum has {sample_num} participants; this site takes part only in "
-            f"sums over at least {MIN_SECURE_SITES} sites"
+            f"the secure sum has {sample_num} participants; this site takes part in this "
+            f"study's sums only over at least {need} sites"
         )
     expected = (float(CLIPPING_RANGE), QUANTIZATION_RANGE, MODULUS_RANGE, MAX_WEIGHT)
     got = (float(clipping_range), int(target_range), int(mod_range), float(max_weight))

@@ -259,8 +259,9 @@ def _secure_privacy(
                 path=path,
             )
         return PrivacySpec(mode=mode)
-    dp = _privacy({k: v for k, v in table.items() if k != "noise_shares"} | {"mode": "dp"},
-                  path, analyses)
+    dp = _privacy(
+        {k: v for k, v in table.items() if k != "noise_shares"} | {"mode": "dp"}, path, analyses
+    )
     shares = get_typed(table, "noise_shares", int, None, path=path, where="privacy")
     if shares is None or not 1 <= shares <= 1000:
         raise ConfigError(

@@ -142,6 +142,14 @@ def run_pgx(
                 site: int(_get(site, a, f"{gene}.diplotype_rows_withheld", 1).sum())
                 for site, (_, a) in zip(sites, replies, strict=True)
             },
+            "unsupported_alleles": sorted(
+                {
+                    a
+                    for reply, _ in replies
+                    for a in reply.facts.get(f"pgx_{gene}_unsupported", "").split(",")
+                    if a
+                }
+            ),
             "not_assessable": {
                 site: reply.facts.get(f"pgx_{gene}_not_assessable", "")
                 for site, (reply, _) in zip(sites, replies, strict=True)

@@ -136,7 +136,12 @@ def unpack(archive: Archive, out: Path, *, run_id: str, overwrite: bool) -> list
             for m in members:
                 if not m.isfile():
                     raise GenoFedError(f"the results archive holds a non-file entry {m.name!r}")
-            tar.extractall(staging, filter="data")
+                if m.name.startswith("/") or ".." in Path(m.name).parts:
+                    raise GenoFedError(f"the results archive holds an unsafe name {m.name!r}")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(staging, filter="data")
+            else:  # Python < 3.11.4 (Debian 12's 3.11.2) has no filters; names checked above
+                tar.extractall(staging)
         if out.exists():
             old = out.parent / f".{out.name}.old-{run_id}"
             out.rename(old)

@@ -41,6 +41,13 @@ class SecureCounts:
                 "could subtract its own counts from the sum and learn another's; add sites, or "
                 'use mode = "dp" or "plain"'
             )
+        shares = study.privacy.noise_shares
+        if shares is not None and n_sites < shares:
+            raise GenoFedError(
+                f"the study splits its noise into noise_shares = {shares} site shares, and only "
+                f"{n_sites} sites are taking part: the sum would carry less than the target "
+                "noise, so the sites would refuse; lower noise_shares or add sites"
+            )
         if n_sites > MAX_SECURE_SITES:
             raise GenoFedError(f"a secure sum takes at most {MAX_SECURE_SITES} sites")
         if not hasattr(transport, "secure_exchange"):

@@ -86,9 +86,7 @@ def secure_exchange(
         config=ServerConfig(num_rounds=1),
         strategy=strategy,
     )
-    context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord(
-        {WorkflowKey.CURRENT_ROUND: 1}
-    )
+    context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({WorkflowKey.CURRENT_ROUND: 1})
     context.state.array_records[MAIN_PARAMS_RECORD] = ArrayRecord()
     workflow = SecAggPlusWorkflow(**settings, timeout=timeout)  # type: ignore[arg-type]
     started = time.monotonic()
@@ -121,7 +119,7 @@ class _SumStrategy(Strategy):
     ) -> list[tuple[ClientProxy, FitIns]]:
         empty = Parameters(tensors=[], tensor_type="numpy.ndarray")
         return [
-            (GridClientProxy(node, self._grid, 0), FitIns(empty, dict(config)))  # type: ignore[arg-type]
+            (GridClientProxy(node, self._grid, 0), FitIns(empty, dict(config)))
             for node, config in sorted(self._configs.items())
         ]
 
@@ -205,10 +203,10 @@ class _WatchedGrid:
             )
         if failed:
             stopped = Incoming(None, error="the secure-sum round was stopped")
-            incoming = dict.fromkeys(expected, stopped)
-            incoming.update(self.replies)
-            incoming.update(failed)
-            raise _Abort(incoming)
+            everyone = dict.fromkeys(expected, stopped)
+            everyone.update(self.replies)
+            everyone.update(failed)
+            raise _Abort(everyone)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._grid, name)

@@ -72,15 +72,19 @@ def run_train(
     n_train: list[int] = []
     for round_ in range(1, params["rounds"] + 1):
         replies = ask(TRAIN_ROUND_KIND, spec.id, [{**p, **_wire(weights)} for p in plans])
-        updates = [_update(site, arrays, shapes) for site, (_, arrays) in zip(sites, replies)]
-        n_train = [_samples(site, reply) for site, (reply, _) in zip(sites, replies)]
+        updates = [
+            _update(site, arrays, shapes) for site, (_, arrays) in zip(sites, replies, strict=True)
+        ]
+        n_train = [_samples(site, reply) for site, (reply, _) in zip(sites, replies, strict=True)]
         weights = combine.fedavg(updates, n_train)
         history.append({"round": round_, "sites": len(replies)})
     replies = ask(TRAIN_EVAL_KIND, spec.id, [{**p, **_wire(weights)} for p in plans])
-    histograms = [_histogram(site, arrays) for site, (_, arrays) in zip(sites, replies)]
+    histograms = [
+        _histogram(site, arrays) for site, (_, arrays) in zip(sites, replies, strict=True)
+    ]
     pooled = np.sum(histograms, axis=0)
     per_site = {}
-    for site, (reply, _), h, n in zip(sites, replies, histograms, n_train):
+    for site, (reply, _), h, n in zip(sites, replies, histograms, n_train, strict=True):
         per_site[site] = {
             "train_samples": n,
             "auc": _number(combine.auc_from_histogram(h)),

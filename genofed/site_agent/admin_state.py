@@ -198,9 +198,7 @@ def budget_report(site_dir: Path, *, clock: Clock = _utcnow) -> sa.BudgetReport:
             )
         )
     if budget is not None:
-        report.epsilon_spent = epsilon_of_events(
-            by_period.get(report.current_period, []), delta
-        )
+        report.epsilon_spent = epsilon_of_events(by_period.get(report.current_period, []), delta)
     return report
 
 

@@ -15,6 +15,9 @@ What can leave a site, by request kind:
   request, each of which the policy must allow. In ``plain`` mode, variants
   with a nonzero genotype count below the policy's ``min_cell_count`` are withheld
   and marked in a ``suppressed`` array (:mod:`genofed.site_agent.suppression`).
+  In ``exact`` and ``distributed-dp`` mode these counts leave only masked by
+  Flower's SecAgg+ (a ``sealer`` from :mod:`genofed.site_agent.secure_release`;
+  :mod:`genofed.site_agent.secure_counts`), never in the clear.
 * ``prs_match``, ``prs_moments``, ``prs_stats``, ``prs_logistic``,
   ``prs_calibration``: the ``prs`` analysis's per-scoring-row match codes and
   effect-allele counts, score moments, a suppressed score histogram,

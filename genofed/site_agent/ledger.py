@@ -156,7 +156,7 @@ class Ledger:
             return epsilon_of_events(self._events(db, period), self.budget.delta)
 
     def spent_on(self, study_sha256: str, run_id: str, analysis_id: str) -> float:
-        """Epsilon of one analysis of one run this period (all its charges), at the budget's delta."""
+        """Epsilon of one analysis of one run (all its charges this period), at budget delta."""
         period = period_key(self.budget.period, self._clock())
         with self._connect() as db:
             events = self._events(db, period, study_sha256, run_id, analysis_id)

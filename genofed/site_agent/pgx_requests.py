@@ -93,10 +93,15 @@ def gene_calls(bed: BedFile, gene: str, build: str) -> GeneCalls:
     calls = call_diplotypes(d.cores[np.ix_(keep, cols)], dosages)
     diplotype = np.full(n, "", dtype=object)
     phenotype = np.full(n, "", dtype=object)
-    for s in np.flatnonzero(calls.reason == CALLED).tolist():
-        a, b = int(keep[calls.first[s]]), int(keep[calls.second[s]])
-        diplotype[s] = d.diplotype(a, b)
-        phenotype[s] = d.phenotype(a, b)
+    called = np.flatnonzero(calls.reason == CALLED)
+    pairs = np.stack([keep[calls.first[called]], keep[calls.second[called]]], axis=1)
+    if called.size:  # name each distinct pair once
+        unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        inverse = np.asarray(inverse).reshape(-1)
+        names = np.array([d.diplotype(int(a), int(b)) for a, b in unique], dtype=object)
+        kinds = np.array([d.phenotype(int(a), int(b)) for a, b in unique], dtype=object)
+        diplotype[called] = names[inverse]
+        phenotype[called] = kinds[inverse]
     return GeneCalls(d, keep, missing_alleles, diplotype, phenotype, calls.reason)
 
 
@@ -165,6 +170,7 @@ def serve_pgx(
         for gene in spec.params["genes"]:
             calls = gene_calls(bed, gene, build)
             reply.facts[f"pgx_{gene}_not_assessable"] = ",".join(calls.missing_alleles)
+            reply.facts[f"pgx_{gene}_unsupported"] = ",".join(calls.definition.unsupported)
             called = calls.reason == CALLED
             diplotypes = sorted(set(calls.diplotype[called].tolist()))
             phenotypes = list(calls.definition.phenotypes())

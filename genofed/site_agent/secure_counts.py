@@ -32,7 +32,7 @@ import numpy as np
 
 from genofed.common.errors import PolicyRefusal
 from genofed.common.records import NamedArrays
-from genofed.common.secure_sum import CLIPPING_RANGE, range_problem
+from genofed.common.secure_sum import CLIPPING_RANGE, MIN_SECURE_SITES, range_problem
 from genofed.common.study import SECURE_MODES, Study
 from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.dp_release import ledger_for, plan_counts
@@ -56,8 +56,11 @@ DISTRIBUTED_MECHANISM = "distributed_discrete_gaussian"
 class Sealer(Protocol):
     """Turns a site's vector into what leaves for a secure sum (SecAgg+ masking)."""
 
-    def check(self) -> None:
-        """Raise :class:`PolicyRefusal` before anything is computed if the round is unsafe."""
+    def check(self, min_participants: int) -> None:
+        """Raise :class:`PolicyRefusal` before anything is computed if the round is unsafe.
+
+        ``min_participants``: the fewest sites the secure sum may have for this study.
+        """
         ...
 
     def seal(self, arrays: NamedArrays) -> NamedArrays:
@@ -89,7 +92,7 @@ def serve_secure_counts(
         raise PolicyRefusal(
             "BAD_REQUEST", f"a secure-sum round was started for a study in mode {mode!r}"
         )
-    sealer.check()
+    sealer.check(study.privacy.noise_shares or MIN_SECURE_SITES)
     share: NoiseShare | None = None
     ledger: Ledger | None = None
     if mode == "distributed-dp":

@@ -78,18 +78,27 @@ class SecAggSealer:
         #: the masked message secaggplus_mod built, once :meth:`seal` ran
         self.out: Message | None = None
 
-    def check(self) -> None:
+    def check(self, min_participants: int) -> None:
         state = self._context.state.config_records.get(RECORD_KEY_STATE)
         if state is None or "sample_num" not in state:
             raise PolicyRefusal(
                 "SECURE_AGGREGATION_SETTINGS", "no SecAgg+ setup preceded this secure-sum request"
             )
+        values = {}
+        for key in ("sample_num", "clipping_range", "target_range", "mod_range", "max_weight"):
+            value = state.get(key)
+            if not isinstance(value, int | float):
+                raise PolicyRefusal(
+                    "SECURE_AGGREGATION_SETTINGS", f"the SecAgg+ setup has no number {key!r}"
+                )
+            values[key] = value
         problem = settings_problem(
-            sample_num=int(state["sample_num"]),  # type: ignore[call-overload]
-            clipping_range=float(state["clipping_range"]),  # type: ignore[arg-type]
-            target_range=int(state["target_range"]),  # type: ignore[call-overload]
-            mod_range=int(state["mod_range"]),  # type: ignore[call-overload]
-            max_weight=float(state["max_weight"]),  # type: ignore[arg-type]
+            sample_num=int(values["sample_num"]),
+            clipping_range=float(values["clipping_range"]),
+            target_range=int(values["target_range"]),
+            mod_range=int(values["mod_range"]),
+            max_weight=float(values["max_weight"]),
+            min_participants=min_participants,
         )
         if problem is not None:
             raise PolicyRefusal("SECURE_AGGREGATION_SETTINGS", problem)

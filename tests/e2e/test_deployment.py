@@ -133,6 +133,32 @@ def test_study_run__over_grpc_with_tls_matches_in_process_run_byte_for_byte(
         assert "reply sent" in proc.text(), name
 
 
+def test_exact_study__secaggplus_over_grpc_matches_plain_in_process_byte_for_byte(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """``[privacy] mode = "exact"``: the counts round is Flower's SecAgg+ (four stages)."""
+    plain_file = tmp_path / "plain.toml"
+    plain_file.write_text(STUDY)
+    exact_file = tmp_path / "exact.toml"
+    exact_file.write_text(
+        STUDY.replace("[[analysis]]", '[privacy]\nmode = "exact"\n\n[[analysis]]', 1)
+    )
+    res, seconds = _run_study(federation, exact_file, tmp_path / "deployed")
+    assert res.returncode == 0, res.stdout + res.stderr
+    print(f"deployed exact study: {seconds:.1f} s")
+    local = tmp_path / "in-process"
+    sites = federation.site_dirs  # type: ignore[attr-defined]
+    run_study(load_study(plain_file), InProcessTransport(sites), local, engine="in-process")
+    for name in ("freq.afreq", "hardy.hardy"):
+        assert (tmp_path / "deployed" / name).read_bytes() == (local / name).read_bytes(), name
+    provenance = json.loads((tmp_path / "deployed" / "provenance.json").read_text())
+    assert provenance["privacy"]["release_mode"] == "exact"
+    for site in provenance["sites"]:
+        counts = [r for r in site["releases"] if r["request"] == "genotype_counts"]
+        assert [a["name"] for a in counts[0]["arrays"]] == ["secagg_masked_0", "secagg_masked_1"]
+        assert counts[0]["receipt"]["receipt_check"] == "verified"
+
+
 def test_site_policy__refuses_a_bundle_it_does_not_allow(
     federation: Federation, tmp_path: Path
 ) -> None:

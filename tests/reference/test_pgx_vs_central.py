@@ -111,6 +111,7 @@ def test_pgx_tables__equal_central_calls_from_the_true_diplotypes(
         ambiguous = sum(1 for c in calls[g][0] if not c)
         assert summary["genes"][g]["not_called"]["ambiguous phase"] == ambiguous
     assert summary["genes"]["TPMT"]["not_called"]["ambiguous phase"] > 0  # *1/*3A vs *3B/*3C
+    assert summary["genes"]["CYP2C19"]["unsupported_alleles"] == ["*36", "*37"]  # structural
     assert {g for g, _ in dip} == set(GENES)
 
 

@@ -103,7 +103,8 @@ def test_release_mode_not_allowed__refused(cohort, tmp_path: Path) -> None:
         cohort,
         tmp_path / "sites",
         lambda t: t.replace(
-            'allowed_release_modes = ["plain", "dp"]', 'allowed_release_modes = ["dp"]'
+            'allowed_release_modes = ["plain", "dp", "exact", "distributed-dp"]',
+            'allowed_release_modes = ["dp"]',
         ),
     )
     with pytest.raises(SiteFailure) as info:

@@ -77,8 +77,10 @@ class StandInSealer:
     def __init__(self, refuse: str | None = None) -> None:
         self.refuse = refuse
         self.sealed: NamedArrays | None = None
+        self.min_participants = 0
 
-    def check(self) -> None:
+    def check(self, min_participants: int) -> None:
+        self.min_participants = min_participants
         if self.refuse:
             raise PolicyRefusal("SECURE_AGGREGATION_SETTINGS", self.refuse)
 
@@ -158,10 +160,17 @@ def test_policy__require_secure_aggregation_accepts_exact_and_refuses_plain(site
     assert info.value.reason_code == "SECURE_AGGREGATION_REQUIRED"
 
 
+def test_coordinator__refuses_fewer_sites_than_noise_shares(cohort, tmp_path: Path) -> None:
+    study = _study({"mode": "distributed-dp", "epsilon": 1.0, "noise_shares": 4})
+    with pytest.raises(GenoFedError, match="noise_shares = 4"):
+        run_study(study, InProcessTransport(list(cohort.sites)), tmp_path / "r", engine="t")
+
+
 def test_site__distributed_dp_adds_a_share_and_charges_the_guarantee(site: Path) -> None:
     sealer = StandInSealer()
     reply, _ = handle_request(site, *_counts_request(DDP), sealer=sealer)
     assert reply.status == pb.REPLY_STATUS_OK, reply.message
+    assert sealer.min_participants == 3  # the site asks SecAgg+ for >= noise_shares sites
     facts = json.loads(reply.facts["noise"])
     z = calibrate_noise_multiplier(2.0, 1e-6)
     assert facts["noise_shares"] == 3

@@ -48,7 +48,7 @@ def test_exact_study__secaggplus_sum_equals_plain_byte_for_byte(
     plain = run_study(
         _study("qc", {"mode": "plain"}), InProcessTransport(sites), tmp_path / "p", engine="t"
     )
-    exact = run_simulated_study(_study("qc", {"mode": "exact"}), sites, tmp_path / "e")
+    run_simulated_study(_study("qc", {"mode": "exact"}), sites, tmp_path / "e")
     tables = [f for f in plain.outputs if not f.endswith(".json")]
     assert {"freq.afreq", "missing.vmiss", "geno.gcount", "hardy.hardy"} <= set(tables)
     for name in tables:
@@ -68,7 +68,9 @@ def test_exact_study__secaggplus_sum_equals_plain_byte_for_byte(
 
 
 @pytest.mark.slow
-def test_distributed_dp_study__runs_and_charges_each_site(sites: list[Path], tmp_path: Path) -> None:
+def test_distributed_dp_study__runs_and_charges_each_site(
+    sites: list[Path], tmp_path: Path
+) -> None:
     copies = []
     for site in sites:
         shutil.copytree(site, tmp_path / site.name)

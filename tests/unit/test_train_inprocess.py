@@ -15,7 +15,7 @@ import torch
 from dp_accounting.rdp import RdpAccountant
 from opacus.accountants import RDPAccountant
 
-from genofed.common.errors import ConfigError, SiteFailure
+from genofed.common.errors import ConfigError, InputError, SiteFailure
 from genofed.common.study import Study, study_from_mapping
 from genofed.common.train_wire import model_logits, scale_covariates
 from genofed.coordinator.runner import run_study
@@ -214,3 +214,15 @@ def test_train__bad_parameters_are_errors_naming_the_fix(cohort: SynthSummary) -
         _study(cohort)
     with pytest.raises(ConfigError, match="covariate_ranges"):
         _study(cohort, noise_multiplier=0.0, covariate_ranges=[[30, 80]])
+
+
+def test_train__non_binary_target_and_unknown_variant_are_errors_naming_the_fix(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    sites = _copy(cohort, tmp_path)
+    study = _study(cohort, target="QPHENO", noise_multiplier=0.0, rounds=1)
+    with pytest.raises(SiteFailure, match=r"pheno.tsv: train target 'QPHENO' is not"):
+        run_study(study, InProcessTransport(sites), tmp_path / "a", engine="t")
+    table = {"variants": [*cohort.causal_variants, "9:1:A:C"], "noise_multiplier": 0.0}
+    with pytest.raises(InputError, match=r"variant '9:1:A:C'.*harmonization.tsv"):
+        run_study(_study(cohort, **table), InProcessTransport(sites), tmp_path / "b", engine="t")

@@ -65,7 +65,10 @@ def fedavg(
     names = list(updates[0])
     return {
         name: np.sum(
-            [np.asarray(u[name], np.float64) * (n / total) for u, n in zip(updates, n_samples)],
+            [
+                np.asarray(u[name], np.float64) * (n / total)
+                for u, n in zip(updates, n_samples, strict=True)
+            ],
             axis=0,
         ).astype(np.float32)
         for name in names

@@ -70,7 +70,7 @@ def _rdp_of_step(z: float, q: float) -> np.ndarray:
 def calibrate_dpsgd_noise(
     epsilon: float, delta: float, sampling_rate: float, steps: int, *, tol: float = 1e-3
 ) -> float:
-    """The smallest noise multiplier (to ``tol``) whose ``steps`` subsampled steps cost <= epsilon."""
+    """The smallest noise multiplier (to ``tol``) whose subsampled ``steps`` cost <= epsilon."""
     if epsilon <= 0 or not 0 < delta < 1 or not 0 < sampling_rate <= 1 or steps < 1:
         raise ValueError(
             f"need epsilon > 0, 0 < delta < 1, 0 < rate <= 1, steps >= 1, not "

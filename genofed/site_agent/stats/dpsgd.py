@@ -54,8 +54,10 @@ class RiskModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "logistic":
-            return self.linear(x).squeeze(-1)
-        return self.output(torch.relu(self.hidden(x))).squeeze(-1)
+            out: torch.Tensor = self.linear(x)
+        else:
+            out = self.output(torch.relu(self.hidden(x)))
+        return out.squeeze(-1)
 
 
 @dataclass(frozen=True)

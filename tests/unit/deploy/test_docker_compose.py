@@ -149,7 +149,9 @@ def test_compose__coordinator_config_read_only_state_on_volumes(config: dict[str
     state, read_only = _target(coordinator, "/var/lib/genofed")
     assert state == "coordinator-state" and not read_only
     assert "coordinator-state" in config["volumes"]
-    assert not _target(coordinator, "/results")[1]
+    results, read_only = _target(config["services"]["runner"], "/results")
+    assert results == f"{config['_deploy']}/results" and not read_only
+    assert "/results/deployed" in config["services"]["runner"]["command"]
 
 
 def test_compose__the_ca_private_key_is_mounted_nowhere(config: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""DP-SGD charges: the ledger's subsampled-Gaussian accounting agrees with dp-accounting and Opacus."""
+"""DP-SGD charges: the ledger's subsampled-Gaussian accounting, dp-accounting and Opacus agree."""
 
 from __future__ import annotations
 
