@@ -83,10 +83,12 @@ protos: $(STAMP)
 bench: $(STAMP) plink2
 	$(BIN)/python bench/freq_hardy.py
 	$(BIN)/python bench/dp_freq.py
+	$(BIN)/python bench/secagg.py --deployment
 	$(BIN)/python bench/suppression.py
 	$(BIN)/python bench/prs.py
 	$(BIN)/python bench/pca.py
 	$(BIN)/python bench/survival.py
+	$(BIN)/python bench/deploy_rounds.py
 	$(BIN)/python bench/train.py
 
 # Container deployment end to end (root: installs docker.io, docker-compose, mmdebstrap if

@@ -69,7 +69,8 @@ RUN set -eu; pip install --quiet --no-deps /tmp/genofed-src; pip check; rm -rf /
     genofed --help >/dev/null
 # --- end of the shared part ---
 
-COPY docker/coordinator_health.py /usr/local/lib/genofed/coordinator_health.py
+LABEL org.genofed.image="coordinator"
+COPY docker/coordinator_health.py docker/register_sites.sh /usr/local/lib/genofed/
 RUN mkdir -p /var/lib/genofed /etc/genofed \
     && chown "${GENOFED_UID}:${GENOFED_UID}" /var/lib/genofed
 WORKDIR /var/lib/genofed

@@ -87,6 +87,7 @@ started=$(date +%s)
 work="$(mktemp -d /tmp/genofed-docker-e2e.XXXXXX)"
 DOCKERD_PID=""
 UP=""
+KEEP_DEPLOY="${GENOFED_DEPLOY:+1}"  # a directory the caller named is kept
 DEPLOY="${GENOFED_DEPLOY:-$work/deploy}"
 
 cleanup() {
@@ -105,7 +106,7 @@ cleanup() {
     for _ in $(seq 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.5; done
     say "dockerd (pid $DOCKERD_PID, started by this run) stopped"
   fi
-  if [ -z "${GENOFED_DEPLOY:-}" ] && [ "${GENOFED_KEEP:-0}" != 1 ]; then
+  if [ -z "$KEEP_DEPLOY" ] && [ "${GENOFED_KEEP:-0}" != 1 ]; then
     rm -rf "$work"
   else
     say "kept: $DEPLOY (logs in $work)"
@@ -169,6 +170,8 @@ export GENOFED_BASE_IMAGE="$base" GENOFED_DEPLOY="$DEPLOY"
 say "building images on $base"
 t=$(date +%s)
 "${COMPOSE[@]}" build -q coordinator site-a
+# the images these builds replaced (untagged now; only GenoFed's, by their label)
+docker image prune -f --filter label=org.genofed.image >/dev/null
 say "images built in $(( $(date +%s) - t )) s: $(docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' genofed/coordinator:dev) / $(docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' genofed/site:dev)"
 
 # 4. the federation
@@ -191,6 +194,14 @@ say "coordinator and three sites healthy in $(( $(date +%s) - t )) s"
 t=$(date +%s)
 "${COMPOSE[@]}" run --rm --no-deps -T runner
 say "study over gRPC finished in $(( $(date +%s) - t )) s"
+# SIGTERM (through the containers' init) stops the agents and the coordinator cleanly
+t=$(date +%s)
+"${COMPOSE[@]}" stop -t 30 coordinator site-a site-b site-c >/dev/null 2>&1
+for svc in coordinator site-a site-b site-c; do
+  code="$(docker inspect -f '{{.State.ExitCode}}' "$("${COMPOSE[@]}" ps -q "$svc")")"
+  [ "$code" = 0 ] || die "$svc exited with code $code on SIGTERM (expected 0: stopped on request)"
+done
+say "coordinator and sites stopped on SIGTERM with exit code 0 in $(( $(date +%s) - t )) s"
 "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1
 UP=""
 say "federation down"

@@ -71,6 +71,7 @@ RUN set -eu; pip install --quiet --no-deps /tmp/genofed-src; pip check; rm -rf /
     genofed --help >/dev/null
 # --- end of the shared part ---
 
+LABEL org.genofed.image="site"
 COPY docker/site_health.py /usr/local/lib/genofed/site_health.py
 RUN mkdir -p /srv/genofed/site /etc/genofed \
     && chown "${GENOFED_UID}:${GENOFED_UID}" /srv/genofed/site

@@ -135,8 +135,9 @@ covariates = ["AGE", "SEX"]
 covariate_ranges = [[30, 80], [1, 2]]   # public ranges that scale the covariates
 model = "logistic"
 rounds = 3
-local_epochs = 1
+local_epochs = 2
 batch_size = 64
+learning_rate = 1.0
 clipping_norm = 1.0
 noise_multiplier = 1.0            # or target_epsilon = 3.0 (each site calibrates its noise)
 """

@@ -12,24 +12,40 @@ a site never needs to know which allele is A1.
 ``glm_stats`` (one round; serves linear regression completely and is the
 starting point of logistic regression, whose first Newton step is at beta=0)::
 
-    allele_counts  int64   (V, 2)   called samples, ALT dosage, over ALL genotyped samples
-    gz             float64 (V, k+2) sum of g * z over analysis samples with a call
-    gg             float64 (V,)     sum of g^2 over the same samples
-    zz             float64 (T,)     sum of z z^T (upper triangle) over all analysis samples
-    miss_index     int64   (m,)     rows (of the request) with a missing call in an analysis sample
-    miss_zz        float64 (m, T)   sum of z z^T over the analysis samples missing that call
+    gz            float64 (V, k+2) sum of g * z over analysis samples with a call
+    gg            float64 (V,)     sum of g^2 over the same samples
+    zz            float64 (T,)     sum of z z^T (upper triangle) over all analysis samples
+    miss_index    int32   (m,)     rows (of the request) with a missing call in an analysis sample
+    miss_zz       float32 (m, T)   sum of (z - c)(z - c)^T over the analysis samples missing that
+                                   call, c = miss_center(zz) (the site's own means of C and y)
+    other_counts  int32   (V, 2)   called samples and ALT dosage over the genotyped samples
+                                   outside the analysis; (0, 2) when every genotyped sample is in it
 
 with ``z = [1, C_1, ..., C_k, y]`` and ``T = (k+2)(k+3)/2``. Sizes depend on
-variants and covariates only: ``(k+3)`` floats per variant, plus ``T`` floats
-for each variant that has missing calls at the site.
+variants and covariates only: ``(k+3)`` float64 per variant (``(k+3)*8``
+bytes), ``4 + 4T`` bytes more for each variant that has missing calls at the
+site, ``8`` more per variant at a site with genotyped samples outside the
+analysis, and ``T`` float64 once. Allele counts over the analysis samples
+follow from these: called = ``zz[0] - miss_zz[:, 0]`` (the missing samples'
+count), ALT dosage = ``gz[:, 0]``.
+
+Why float32 is exact enough for ``miss_zz``: it only corrects the totals for
+the few samples missing a call, and it is taken about the site's means ``c``
+(which the coordinator recomputes from ``zz``), so its rounding error
+(relative 6e-8 of a centred sum over the missing samples) does not grow with
+the phenotype's or a covariate's mean. ``gz``, ``gg`` and ``zz``, from which
+the regression's cancellations come, stay float64.
 
 ``glm_logistic`` (one per Newton or Firth step; inputs ``beta`` (V, p) in the
 site's orientation and ``firth`` (V,) bool)::
 
     grad    float64 (V, p)                  X^T (y - mu)
     hess    float64 (V, p(p+1)/2)           X^T W X, W = mu (1 - mu)
-    loglik  float64 (V,)                    sum y log mu + (1 - y) log(1 - mu)
+    loglik  float64 (F,)                    sum y log mu + (1 - y) log(1 - mu), firth rows only
     third   float64 (F, p(p+1)(p+2)/6)      sum w (1/2 - mu) x_a x_b x_c, firth rows only
+
+Newton steps need no log-likelihood (plink2's stopping rules read the
+steps only), so it is sent for the Firth rows alone.
 
 Symmetric arrays are sent as their unique entries, in the order of
 :func:`multisets`. The third-moment tensor is what lets the coordinator form
@@ -40,9 +56,13 @@ Firth's penalized score ``X^T (y - mu + h (1/2 - mu))`` with the hat diagonal
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from itertools import combinations_with_replacement
 from typing import Final
+
+import numpy as np
+import numpy.typing as npt
 
 GLM_STATS_KIND: Final = "glm_stats"
 GLM_LOGISTIC_KIND: Final = "glm_logistic"
@@ -60,6 +80,19 @@ def multisets(n: int, degree: int) -> tuple[tuple[int, ...], ...]:
     return tuple(combinations_with_replacement(range(n), degree))
 
 
+def miss_center(zz: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The centre ``c`` of ``miss_zz``: 0 for the intercept, then the means of ``C`` and ``y``.
+
+    ``zz`` is a site's ``glm_stats`` total, whose first ``k+2`` entries are
+    ``sum 1, sum C_1, ..., sum y``; both sides compute ``c`` from the same numbers.
+    """
+    zz = np.asarray(zz, dtype=np.float64)
+    q = math.isqrt(8 * len(zz) + 1) // 2  # T = q (q + 1) / 2
+    center = zz[:q] / zz[0] if zz[0] > 0 else np.zeros(q)
+    center[0] = 0.0
+    return np.asarray(center, dtype=np.float64)
+
+
 __all__ = [
     "BINARY",
     "GLM_LOGISTIC_KIND",
@@ -67,5 +100,6 @@ __all__ = [
     "GLM_STATS_KIND",
     "PHENOTYPE_TYPE_FACT",
     "QUANTITATIVE",
+    "miss_center",
     "multisets",
 ]

@@ -149,7 +149,7 @@ def _logistic(
         shapes = {
             "grad": (v, p),
             "hess": (v, len(multisets(p, 2))),
-            "loglik": (v,),
+            "loglik": (f,),
             "third": (f, len(multisets(p, 3))),
         }
         pooled = {name: np.zeros(shape) for name, shape in shapes.items()}
@@ -159,7 +159,9 @@ def _logistic(
                 if got is None or got.shape != shape:
                     raise SiteFailure(site, "BAD_REPLY", f"{name} must have shape {shape}")
                 pooled[name] += got
-        fit.receive(pending, pooled["grad"], pooled["hess"], pooled["loglik"], pooled["third"])
+        loglik = np.full(v, np.nan)  # Newton rows have none (glm_wire): never read
+        loglik[pending.firth] = pooled["loglik"]
+        fit.receive(pending, pooled["grad"], pooled["hess"], loglik, pooled["third"])
     return fit.result(), rounds
 
 

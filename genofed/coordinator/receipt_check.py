@@ -134,6 +134,8 @@ class _CheckingTransport:
     def __init__(self, inner: Transport, check: ReceiptCheck) -> None:
         self._inner = inner
         self._check = check
+        if hasattr(inner, "secure_exchange"):  # only what the inner transport can do
+            self.secure_exchange = self._secure_exchange
 
     def nodes(self) -> list[int]:
         return self._inner.nodes()
@@ -149,20 +151,21 @@ class _CheckingTransport:
             checked[node] = got
         return checked
 
-    def secure_exchange(
+    def _secure_exchange(
         self, outgoing: Mapping[int, Outgoing], *, timeout: float
     ) -> SecureExchange:
         """The inner transport's secure-sum round, every OK reply's receipt checked."""
-        secure = getattr(self._inner, "secure_exchange", None)
-        if secure is None:
-            raise AttributeError("secure_exchange")
-        result: SecureExchange = secure(outgoing, timeout=timeout)
+        result: SecureExchange = self._inner.secure_exchange(  # type: ignore[attr-defined]
+            outgoing, timeout=timeout
+        )
         checked = {}
         for node, got in result.incoming.items():
             if got.reply is not None and got.reply.status == pb.REPLY_STATUS_OK:
                 refused = self._check.check(outgoing[node].request, got.reply)
                 if refused is not None:
-                    return SecureExchange({**result.incoming, node: Incoming(refused)}, None)
+                    return SecureExchange(
+                        {**result.incoming, node: Incoming(refused)}, None, (node,)
+                    )
             checked[node] = got
         return SecureExchange(checked, result.total)
 

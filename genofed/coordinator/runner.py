@@ -163,7 +163,7 @@ def run_study(
     count_ids = [a.id for a in study.analyses if a.kind in COUNT_KINDS]
     # exact / distributed-dp: the counts round is a SecAgg+ sum (secure_counts.py)
     secure = (
-        SecureCounts(study, transport, len(nodes))
+        SecureCounts(study, transport, len(nodes), lambda n: members.names.get(n, f"node {n}"))
         if study.privacy.mode in SECURE_MODES and count_ids
         else None
     )

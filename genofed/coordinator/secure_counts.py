@@ -11,11 +11,11 @@ to the pooled sample count the sites reported in round 1.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from genofed.common.errors import GenoFedError
+from genofed.common.errors import GenoFedError, SiteFailure
 from genofed.common.secure_sum import MAX_SECURE_SITES, MIN_SECURE_SITES
 from genofed.common.study import SECURE_MODES, Study
 from genofed.coordinator.transport import (
@@ -28,9 +28,20 @@ from genofed.coordinator.transport import (
 
 
 class SecureCounts:
-    """One secure-sum counts round; :meth:`send` is the round's exchange."""
+    """One secure-sum counts round; :meth:`send` is the round's exchange.
 
-    def __init__(self, study: Study, transport: Transport, n_sites: int) -> None:
+    A secure round is all or nothing: :meth:`send` raises :class:`SiteFailure`
+    naming the site that refused, failed or stayed silent, whatever the
+    study's ``min_sites`` (``name_of`` names a node, once round 1 told it).
+    """
+
+    def __init__(
+        self,
+        study: Study,
+        transport: Transport,
+        n_sites: int,
+        name_of: Callable[[int], str] = lambda node: f"node {node}",
+    ) -> None:
         mode = study.privacy.mode
         if mode not in SECURE_MODES:
             raise ValueError(f"mode {mode!r} is not a secure-sum mode")
@@ -57,6 +68,7 @@ class SecureCounts:
             )
         self._transport: SecureTransport = transport  # type: ignore[assignment]
         self._mode = mode
+        self._name_of = name_of
         self._result: SecureExchange | None = None
 
     def send(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
@@ -66,6 +78,16 @@ class SecureCounts:
                 f"{MIN_SECURE_SITES}"
             )
         self._result = self._transport.secure_exchange(outgoing, timeout=timeout)
+        if self._result.failed:  # all or nothing: the first site that stopped the round
+            node = self._result.failed[0]
+            got = self._result.incoming[node]
+            if got.reply is None:
+                raise SiteFailure(self._name_of(node), "NO_REPLY", got.error or "no reply")
+            raise SiteFailure(
+                got.reply.site or self._name_of(node),
+                got.reply.reason_code or "FAILED",
+                got.reply.message,
+            )
         return self._result.incoming
 
     def total(self, n_variants: int, n_samples: int | None) -> np.ndarray:

@@ -66,9 +66,10 @@ _POLL_S = 0.1
 
 
 class _Abort(Exception):
-    def __init__(self, incoming: dict[int, Incoming]) -> None:
+    def __init__(self, incoming: dict[int, Incoming], failed: tuple[int, ...]) -> None:
         super().__init__("secure-sum round stopped")
         self.incoming = incoming
+        self.failed = failed
 
 
 def secure_exchange(
@@ -93,7 +94,7 @@ def secure_exchange(
     try:
         workflow(watched, context)  # type: ignore[arg-type]
     except _Abort as exc:
-        return SecureExchange(exc.incoming, None)
+        return SecureExchange(exc.incoming, None, exc.failed)
     if strategy.mean is None or set(watched.replies) != set(nodes):
         raise GenoFedError("SecAgg+ did not unmask the sum; see the coordinator's log")
     log.info("secure sum of %d sites in %.1f s", len(nodes), time.monotonic() - started)
@@ -206,7 +207,7 @@ class _WatchedGrid:
             everyone = dict.fromkeys(expected, stopped)
             everyone.update(self.replies)
             everyone.update(failed)
-            raise _Abort(everyone)
+            raise _Abort(everyone, tuple(sorted(failed)))
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._grid, name)

@@ -68,16 +68,14 @@ def run_train(
     weights = combine.initial_weights(
         params["model"], n_features, params["hidden_units"], params["seed"]
     )
-    history = []
     n_train: list[int] = []
-    for round_ in range(1, params["rounds"] + 1):
+    for _round in range(params["rounds"]):
         replies = ask(TRAIN_ROUND_KIND, spec.id, [{**p, **_wire(weights)} for p in plans])
         updates = [
             _update(site, arrays, shapes) for site, (_, arrays) in zip(sites, replies, strict=True)
         ]
         n_train = [_samples(site, reply) for site, (reply, _) in zip(sites, replies, strict=True)]
         weights = combine.fedavg(updates, n_train)
-        history.append({"round": round_, "sites": len(replies)})
     replies = ask(TRAIN_EVAL_KIND, spec.id, [{**p, **_wire(weights)} for p in plans])
     histograms = [
         _histogram(site, arrays) for site, (_, arrays) in zip(sites, replies, strict=True)

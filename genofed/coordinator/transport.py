@@ -58,6 +58,8 @@ class SecureExchange:
 
     incoming: dict[int, Incoming]
     total: np.ndarray | None
+    #: the nodes that refused, failed or stayed silent and so stopped the round
+    failed: tuple[int, ...] = ()
 
 
 class SecureTransport(Transport, Protocol):

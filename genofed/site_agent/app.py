@@ -4,7 +4,9 @@ Decodes a ``genofed.v1`` request from the message, hands it to
 :func:`genofed.site_agent.handler.handle_request` and encodes the reply. The
 site directory comes from the SuperNode's node config (``site-dir``); the
 simulation runner binds each virtual node to its directory itself and calls
-:func:`answer`.
+:func:`answer`. ``TRAIN`` messages are the four stages of a SecAgg+ round
+(``exact`` and ``distributed-dp`` studies), answered by
+:func:`genofed.site_agent.secure_release.answer_secure`.
 """
 
 from __future__ import annotations

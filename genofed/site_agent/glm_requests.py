@@ -5,6 +5,10 @@ genotyped samples that have the phenotype and every covariate (plink2 drops
 the others from the regression altogether), streams the requested variants
 and returns the sums defined in :mod:`genofed.common.glm_wire`.
 
+Logistic regression's Newton rounds read the analysis's genotypes from a
+cache that the ``glm_stats`` round writes in the site's ``state/`` directory
+(what it holds and for how long: :mod:`genofed.site_agent.glm_cache`).
+
 Binary phenotypes are plink case/control columns: 1 control, 2 case (a
 column holding only 0 and 1 is read as 0 control, 1 case, as plink2 reads it
 with ``--1``).
@@ -20,21 +24,31 @@ import numpy as np
 
 from genofed.common.analyses import GLM_KIND
 from genofed.common.errors import InputError, PolicyRefusal
-from genofed.common.glm_wire import BINARY, GLM_STATS_KIND, PHENOTYPE_TYPE_FACT, QUANTITATIVE
+from genofed.common.glm_wire import (
+    BINARY,
+    GLM_STATS_KIND,
+    PHENOTYPE_TYPE_FACT,
+    QUANTITATIVE,
+    miss_center,
+)
 from genofed.common.records import NamedArrays
 from genofed.common.study import AnalysisSpec, Study
 from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.glm_cache import CacheWriter, GenotypeCache, cache_dir, forget_others
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
-from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.io.plink import DEFAULT_CHUNK_VARIANTS, BedFile
 from genofed.site_agent.pca_state import glm_pc_scores
 from genofed.site_agent.policy import SitePolicy, check_request
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
 from genofed.site_agent.stats.glm import (
+    LogisticKernel,
     allele_counts,
+    concat_logistic,
     gram_upper,
     linear_chunk,
-    logistic_chunk,
+    logistic_from_codes,
     oriented,
+    oriented_codes,
 )
 
 
@@ -144,7 +158,16 @@ def serve_glm(
         )
     pcs = glm_pc_scores(config.directory, study, spec, bed.samples)
     return answer_glm(
-        config, bed, spec, request.kind, inputs, index, flip, reply.facts, pc_scores=pcs
+        config,
+        bed,
+        spec,
+        request.kind,
+        inputs,
+        index,
+        flip,
+        reply.facts,
+        pc_scores=pcs,
+        study_sha256=study.sha256,
     )
 
 
@@ -158,8 +181,14 @@ def answer_glm(
     flip: np.ndarray,
     facts: Any,
     pc_scores: Mapping[str, np.ndarray] | None = None,
+    study_sha256: str = "",
 ) -> NamedArrays:
-    """Compute the arrays for a ``glm_stats`` or ``glm_logistic`` request."""
+    """Compute the arrays for a ``glm_stats`` or ``glm_logistic`` request.
+
+    With ``study_sha256``, a binary phenotype's genotypes are cached for the
+    later Newton rounds (:mod:`genofed.site_agent.glm_cache`); without it
+    every round decodes the ``.bed``.
+    """
     samples = glm_samples(config, bed, spec, pc_scores)
     if not len(samples.index):
         raise InputError(
@@ -169,8 +198,15 @@ def answer_glm(
         )
     facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
     facts["glm_samples"] = str(len(samples.index))
+    directory = cache_dir(config.directory, study_sha256, spec.id)
+    forget_others(config.directory, study_sha256, spec.id)
     if kind == GLM_STATS_KIND:
-        return _stats(bed, samples, index, flip)
+        writer = (
+            CacheWriter(directory, index, flip, samples.index)
+            if samples.binary and study_sha256
+            else None
+        )
+        return _stats(bed, samples, index, flip, writer)
     beta = inputs.get("beta")
     firth = inputs.get("firth")
     p = samples.covariates.shape[1] + 2
@@ -186,43 +222,58 @@ def answer_glm(
         raise PolicyRefusal("BAD_REQUEST", "the glm_logistic request's betas are malformed")
     if not samples.binary:
         raise PolicyRefusal("BAD_REQUEST", "logistic statistics need a binary phenotype")
-    return _logistic(bed, samples, index, flip, beta, firth)
+    cache = GenotypeCache.open(directory, samples.index) if study_sha256 else None
+    return _logistic(bed, samples, index, flip, beta, firth, cache)
 
 
-def _analysis_columns(bed: BedFile, samples: GlmSamples, index: np.ndarray):  # type: ignore[no-untyped-def]
-    """Yield (start, all-sample dosages, analysis-sample dosages) chunks."""
-    sub = samples.index
-    full = len(sub) == bed.n_samples
-    for start, dosages in bed.iter_dosages(index):
-        yield start, dosages, (dosages if full else dosages[:, sub])
-
-
-def _stats(bed: BedFile, samples: GlmSamples, index: np.ndarray, flip: np.ndarray) -> NamedArrays:
+def _stats(
+    bed: BedFile,
+    samples: GlmSamples,
+    index: np.ndarray,
+    flip: np.ndarray,
+    cache: CacheWriter | None,
+) -> NamedArrays:
+    """``glm_stats`` arrays; with ``cache``, also writes the analysis's genotype cache."""
     n = len(samples.index)
     z = np.column_stack([np.ones(n), samples.covariates, samples.y])
+    zz = gram_upper(z)
+    center = miss_center(zz)
     v = len(index)
-    counts = np.zeros((v, 2), dtype=np.int64)
+    other = np.setdiff1d(np.arange(bed.n_samples), samples.index)
+    other_counts = np.zeros((v if other.size else 0, 2), dtype=np.int32)
     gz = np.zeros((v, z.shape[1]))
     gg = np.zeros(v)
     miss_rows: list[np.ndarray] = []
     miss_zz: list[np.ndarray] = []
-    for start, everyone, analysed in _analysis_columns(bed, samples, index):
-        stop = start + len(everyone)
-        counts[start:stop] = allele_counts(everyone, flip[start:stop])
-        g, missing = oriented(analysed, flip[start:stop])
-        chunk = linear_chunk(g, missing, z)
-        gz[start:stop] = chunk.gz
-        gg[start:stop] = chunk.gg
-        miss_rows.append(chunk.miss_rows + start)
-        miss_zz.append(chunk.miss_zz)
+    full = n == bed.n_samples
+    try:
+        for start, everyone in bed.iter_dosages(index):
+            stop = start + len(everyone)
+            if other.size:
+                other_counts[start:stop] = allele_counts(everyone[:, other], flip[start:stop])
+            analysed = everyone if full else everyone[:, samples.index]
+            g, missing = oriented(analysed, flip[start:stop])
+            chunk = linear_chunk(g, missing, z, miss_center=center)
+            gz[start:stop] = chunk.gz
+            gg[start:stop] = chunk.gg
+            miss_rows.append(chunk.miss_rows + start)
+            miss_zz.append(chunk.miss_zz)
+            if cache is not None:
+                cache.add(*oriented_codes(analysed, flip[start:stop]))
+        if cache is not None:
+            cache.close()
+    except BaseException:
+        if cache is not None:
+            cache.abort()
+        raise
     t = z.shape[1] * (z.shape[1] + 1) // 2
     return {
-        "allele_counts": counts,
         "gz": gz,
         "gg": gg,
-        "zz": gram_upper(z),
-        "miss_index": np.concatenate(miss_rows) if miss_rows else np.zeros(0, np.int64),
-        "miss_zz": np.concatenate(miss_zz) if miss_zz else np.zeros((0, t)),
+        "zz": zz,
+        "miss_index": (np.concatenate(miss_rows) if miss_rows else np.zeros(0)).astype(np.int32),
+        "miss_zz": (np.concatenate(miss_zz) if miss_zz else np.zeros((0, t))).astype(np.float32),
+        "other_counts": other_counts,
     }
 
 
@@ -233,27 +284,36 @@ def _logistic(
     flip: np.ndarray,
     beta: np.ndarray,
     firth: np.ndarray,
+    cache: GenotypeCache | None,
 ) -> NamedArrays:
-    parts: dict[str, list[np.ndarray]] = {"grad": [], "hess": [], "loglik": [], "third": []}
-    for start, analysed in bed.iter_dosages(index, sample_idx=samples.index):
-        stop = start + len(analysed)
-        g, missing = oriented(analysed, flip[start:stop])
-        chunk = logistic_chunk(
-            g, missing, samples.covariates, samples.y, beta[start:stop], firth[start:stop]
+    """``glm_logistic`` arrays, reading the cached genotypes when the cache covers the request."""
+    kernel = LogisticKernel(
+        samples.covariates, samples.y, firth=bool(firth.any()), newton_float32=True
+    )
+    rows = None if cache is None else cache.rows_for(index, flip)
+    if cache is not None and rows is not None:
+        chunks = cache.chunks(rows, DEFAULT_CHUNK_VARIANTS)
+    else:
+        chunks = (
+            (start, *oriented_codes(dosages, flip[start : start + len(dosages)]))
+            for start, dosages in bed.iter_dosages(index, sample_idx=samples.index)
         )
-        for name in parts:
-            parts[name].append(getattr(chunk, name))
-    p = beta.shape[1]
-    empty = {
-        "grad": (0, p),
-        "hess": (0, p * (p + 1) // 2),
-        "loglik": (0,),
-        "third": (0, p * (p + 1) * (p + 2) // 6),
-    }
-    return {
-        name: np.concatenate(arrays) if arrays else np.zeros(empty[name])
-        for name, arrays in parts.items()
-    }
+    parts = []
+    for start, codes, miss_rows, miss_cols in chunks:
+        stop = start + len(codes)
+        parts.append(
+            logistic_from_codes(
+                kernel,
+                codes,
+                miss_rows,
+                miss_cols,
+                beta[start:stop],
+                firth[start:stop],
+                firth[start:stop],
+            )
+        )
+    out = concat_logistic(parts, kernel.p)
+    return {"grad": out.grad, "hess": out.hess, "loglik": out.loglik, "third": out.third}
 
 
 __all__ = ["GlmSamples", "answer_glm", "glm_samples", "serve_glm"]

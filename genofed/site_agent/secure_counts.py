@@ -117,6 +117,7 @@ def serve_secure_counts(
         reply.facts["noise"] = json.dumps(
             {
                 "mechanism": "none",
+                "mode": mode,
                 "release": "SecAgg+ masked vector: the coordinator learns only the sum",
                 "clipping_range": CLIPPING_RANGE,
             },
@@ -149,6 +150,7 @@ def _charge(
     reply.facts["noise"] = json.dumps(
         {
             "mechanism": "distributed discrete_gaussian share (OpenDP) under SecAgg+",
+            "mode": "distributed-dp",
             "share_scale": share.share_scale,
             "noise_shares": share.shares,
             "target_noise_multiplier": share.noise_multiplier,

@@ -64,7 +64,7 @@ from genofed.site_agent.stats.glm import oriented
 #: What provenance says about the DP-SGD noise's randomness (see stats/dpsgd.py).
 NOISE_RNG = (
     "torch.Generator (Mersenne Twister) seeded from os.urandom per update; Opacus secure_mode "
-    "is off because torchcsprng is not installable for torch 2.13"
+    "is off because torchcsprng is not installable (not in the package index; archived upstream)"
 )
 DPSGD_MECHANISM = "dpsgd: Poisson-subsampled Gaussian (Opacus PrivacyEngine, RDP accountant)"
 
@@ -247,7 +247,7 @@ def _run_key(request: pb.AnalysisRequest) -> tuple[str, str, str]:
 def _run_events(ledger: Ledger, request: pb.AnalysisRequest) -> list[tuple[float, float, int]]:
     study, run, analysis = _run_key(request)
     return [
-        (float(e["noise_multiplier"]), float(e["sampling_rate"]), int(e["steps"]))  # type: ignore[arg-type]
+        (float(str(e["noise_multiplier"])), float(str(e["sampling_rate"])), int(str(e["steps"])))
         for e in ledger.entries()
         if (e["study_sha256"], e["run_id"], e["analysis_id"]) == (study, run, analysis)
     ]

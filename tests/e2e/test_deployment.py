@@ -133,6 +133,7 @@ def test_study_run__over_grpc_with_tls_matches_in_process_run_byte_for_byte(
         assert "reply sent" in proc.text(), name
 
 
+@pytest.mark.slow  # about 100 s on 2 cores: four SecAgg+ stages at deployment round latency
 def test_exact_study__secaggplus_over_grpc_matches_plain_in_process_byte_for_byte(
     federation: Federation, tmp_path: Path
 ) -> None:

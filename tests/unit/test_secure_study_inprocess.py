@@ -17,6 +17,7 @@ import pytest
 from genofed.common.errors import GenoFedError, PolicyRefusal
 from genofed.common.records import NamedArrays, signed_study_to_proto
 from genofed.common.study import Study, study_from_mapping
+from genofed.coordinator.receipt_check import WARN, ReceiptCheck
 from genofed.coordinator.runner import run_study
 from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.audit import read_site_log
@@ -93,6 +94,14 @@ def test_exact_study__needs_flowers_secaggplus_and_three_sites(cohort, tmp_path:
     sites = list(cohort.sites)
     with pytest.raises(GenoFedError, match="needs Flower's SecAgg\\+"):
         run_study(EXACT, InProcessTransport(sites), tmp_path / "r3", engine="t")
+    with pytest.raises(GenoFedError, match="needs Flower's SecAgg\\+"):  # receipts wrap it
+        run_study(
+            EXACT,
+            InProcessTransport(sites),
+            tmp_path / "r3",
+            engine="t",
+            receipts=ReceiptCheck({}, WARN),
+        )
     with pytest.raises(GenoFedError, match="at least 3 sites"):
         run_study(EXACT, InProcessTransport(sites[:2]), tmp_path / "r2", engine="t")
     assert not (tmp_path / "r3").exists() and not (tmp_path / "r2").exists()
@@ -117,6 +126,7 @@ def test_site__audits_the_masked_vector_not_the_counts(site: Path) -> None:
     assert np.all(counts.sum(axis=1) == int(reply.facts["n_samples"]))  # exact, unnoised
     assert [a.name for a in reply.arrays] == ["secagg_masked_0"]
     assert reply.facts["release_mode"] == "exact"
+    assert json.loads(reply.facts["noise"])["mode"] == "exact"  # the audit entry's noise field
     assert reply.receipt.audited and reply.receipt.epsilon_charged == 0.0
     text = read_site_log(site).entries_text()
     assert reply.arrays[0].sha256 in text  # the audit entry records the masked vector's hash

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from genofed.common.errors import SiteFailure
 from genofed.common.study import Study, study_from_mapping
 from genofed.coordinator.runner import run_study
 from genofed.simulation import run_simulated_study
@@ -83,3 +84,21 @@ def test_distributed_dp_study__runs_and_charges_each_site(
         assert 0 < release["receipt"]["epsilon_charged"] <= 3.0
         assert release["noise"]["noise_shares"] == 3
     assert (outcome.out / "freq.afreq").is_file()
+
+
+@pytest.mark.slow
+def test_secure_round__a_site_refusal_stops_the_study_with_its_reason(
+    sites: list[Path], tmp_path: Path
+) -> None:
+    """A site over budget refuses at the masked-vector stage: no sum, the study stops."""
+    copies = []
+    for site in sites:
+        shutil.copytree(site, tmp_path / site.name)
+        copies.append(tmp_path / site.name)
+    policy = copies[1] / "policy.toml"
+    policy.write_text(policy.read_text().replace("epsilon = 100.0", "epsilon = 0.5"))
+    study = _study("ddp-over", {"mode": "distributed-dp", "epsilon": 3.0, "noise_shares": 3})
+    with pytest.raises(SiteFailure) as info:
+        run_simulated_study(study, copies, tmp_path / "d")
+    assert (info.value.site, info.value.reason_code) == (copies[1].name, "BUDGET_EXCEEDED")
+    assert not (tmp_path / "d").exists()

@@ -103,7 +103,7 @@ def test_train__noiseless_fedavg_reaches_the_central_models_auc(
     cohort: SynthSummary, tmp_path: Path
 ) -> None:
     out = tmp_path / "results"
-    study = _study(cohort, noise_multiplier=0.0, rounds=10, local_epochs=3, learning_rate=0.3)
+    study = _study(cohort, noise_multiplier=0.0, rounds=4, local_epochs=8, learning_rate=0.3)
     outcome = run_study(study, InProcessTransport(_copy(cohort, tmp_path)), out, engine="t")
     summary = json.loads((out / "train.summary.json").read_text())
     x, y = _pooled(cohort)
@@ -119,7 +119,7 @@ def test_train__noiseless_fedavg_reaches_the_central_models_auc(
     assert abs(_auc(model_logits("logistic", weights, x), y) - summary["auc"]) < 0.005
     assert summary["epsilon_per_site"] == {s.name: None for s in cohort.sites}
     assert sum(v["train_samples"] for v in summary["sites"].values()) == len(y)
-    assert outcome.summary["train"]["rounds"] == 10  # type: ignore[index]
+    assert outcome.summary["train"]["rounds"] == 4  # type: ignore[index]
     for name in ("model.pt", "train.summary.json", "train.calibration.tsv"):
         assert name in outcome.outputs
     # only weights and histograms left the sites: never an array sized by samples
@@ -224,5 +224,24 @@ def test_train__non_binary_target_and_unknown_variant_are_errors_naming_the_fix(
     with pytest.raises(SiteFailure, match=r"pheno.tsv: train target 'QPHENO' is not"):
         run_study(study, InProcessTransport(sites), tmp_path / "a", engine="t")
     table = {"variants": [*cohort.causal_variants, "9:1:A:C"], "noise_multiplier": 0.0}
-    with pytest.raises(InputError, match=r"variant '9:1:A:C'.*harmonization.tsv"):
+    with pytest.raises(InputError, match=r"(?s)variant '9:1:A:C'.*harmonization.tsv"):
         run_study(_study(cohort, **table), InProcessTransport(sites), tmp_path / "b", engine="t")
+
+
+def test_train__target_epsilon_is_calibrated_by_each_site_for_all_rounds(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    out = tmp_path / "results"
+    rounds, target = 2, 2.0
+    study = _study(cohort, target_epsilon=target, rounds=rounds)
+    run_study(study, InProcessTransport(_copy(cohort, tmp_path)), out, engine="t")
+    provenance = json.loads((out / "provenance.json").read_text())
+    for site in provenance["sites"]:
+        noise = [r["noise"] for r in site["releases"] if r["request"] == "train_round"]
+        assert len(noise) == rounds and len({n["noise_multiplier"] for n in noise}) == 1
+        z, q, steps = noise[0]["noise_multiplier"], noise[0]["sampling_rate"], noise[0]["steps"]
+        accountant = RdpAccountant()
+        step = dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z))
+        accountant.compose(step, rounds * steps)
+        assert target * 0.99 < accountant.get_epsilon(1e-5) <= target  # tight, never above
+        assert noise[-1]["epsilon_train_so_far"] == pytest.approx(accountant.get_epsilon(1e-5))

@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from genofed.common.glm_wire import multisets
+from genofed.common.glm_wire import miss_center, multisets
 
 __all__ = [
     "ERR_CONST_OMITTED",
@@ -133,6 +133,16 @@ def _to_a1(gram: F64, mask: npt.NDArray[np.bool_]) -> F64:
     return out
 
 
+def _uncenter(miss: F64, center: F64, q: int) -> F64:
+    """(m, T) sums of z z^T from sums of (z - c)(z - c)^T whose (0, 0) entry counts the samples."""
+    full = unpack(miss, q, 2)
+    a = np.eye(q)
+    a[:, 0] += center  # z = A (z - c) with the intercept z_0 = 1, c_0 = 0
+    full = np.einsum("ia,vab,jb->vij", a, full, a)
+    pairs = multisets(q, 2)
+    return np.asarray(full[:, [i for i, _ in pairs], [j for _, j in pairs]], dtype=np.float64)
+
+
 def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: int) -> PooledGram:
     """Sum the sites' ``glm_stats`` replies into per-variant Gram matrices (A1 coding).
 
@@ -141,12 +151,12 @@ def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: in
     q = k + 2  # z = [1, C, y]
     t = q * (q + 1) // 2
     shapes = {
-        "allele_counts": (n_variants, 2),
         "gz": (n_variants, q),
         "gg": (n_variants,),
         "zz": (t,),
     }
-    counts = np.zeros((n_variants, 2), dtype=np.int64)
+    called = np.zeros(n_variants, dtype=np.int64)
+    alt = np.zeros(n_variants)
     gz = np.zeros((n_variants, q))
     gg = np.zeros(n_variants)
     zz = np.zeros(t)
@@ -160,11 +170,23 @@ def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: in
             raise ValueError(f"site {i}: miss_index/miss_zz are malformed")
         if idx.size and (idx.min() < 0 or idx.max() >= n_variants):
             raise ValueError(f"site {i}: miss_index out of range")
-        counts += arrays["allele_counts"].astype(np.int64)
+        other = arrays.get("other_counts")
+        if other is None or other.shape not in {(n_variants, 2), (0, 2)}:
+            raise ValueError(f"site {i}: other_counts must have shape ({n_variants}, 2) or (0, 2)")
+        site_zz = np.asarray(arrays["zz"], dtype=np.float64)
+        rows = idx.astype(np.intp)
+        corr = _uncenter(np.asarray(corr, dtype=np.float64), miss_center(site_zz), q)
+        site_called = np.full(n_variants, np.rint(site_zz[0]), dtype=np.int64)
+        site_called[rows] -= np.rint(corr[:, 0]).astype(np.int64)
+        called += site_called
+        alt += arrays["gz"][:, 0]
+        if other.size:
+            called += other[:, 0].astype(np.int64)
+            alt += other[:, 1]
         gz += arrays["gz"]
         gg += arrays["gg"]
-        zz += arrays["zz"]
-        np.add.at(missing, idx.astype(np.intp), corr)
+        zz += site_zz
+        np.add.at(missing, rows, corr)
     full = np.empty((n_variants, q + 1, q + 1))
     zpos = np.array([0, *range(2, q + 1)])  # z index -> position in [1, g, C, y]
     block = unpack(zz[None, :] - missing, q, 2)
@@ -172,8 +194,8 @@ def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: in
     full[:, 1, zpos] = gz
     full[:, zpos, 1] = gz
     full[:, 1, 1] = gg
-    called, alt = counts[:, 0], counts[:, 1]
-    ref = 2 * called - alt
+    alt_ct = np.rint(alt).astype(np.int64)
+    ref = 2 * called - alt_ct
     a1_is_ref = 2 * ref < 2 * called  # REF frequency below 1/2: REF is not the major allele
     return PooledGram(gram=_to_a1(full, a1_is_ref), a1_is_ref=a1_is_ref, k=k)
 

@@ -67,6 +67,7 @@ def _rdp_of_step(z: float, q: float) -> np.ndarray:
     return curve
 
 
+@lru_cache(maxsize=64)
 def calibrate_dpsgd_noise(
     epsilon: float, delta: float, sampling_rate: float, steps: int, *, tol: float = 1e-3
 ) -> float:

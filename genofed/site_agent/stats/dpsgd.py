@@ -13,8 +13,9 @@ deviation ``noise_multiplier * clipping_norm`` to each step's sum. One local
 update is ``local_epochs / q`` steps, each a Poisson-subsampled Gaussian
 mechanism, which is exactly what the site's ledger charges.
 
-Randomness: Opacus's ``secure_mode`` needs ``torchcsprng``, which has no
-release for current torch (it is not installed here), so the Poisson
+Randomness: Opacus's ``secure_mode`` needs ``torchcsprng``, which cannot be
+installed here (no distribution in the package index; the project is
+archived upstream and was built for torch 1.x), so the Poisson
 sampling and the noise both come from the ``generator`` passed in: a torch
 (Mersenne Twister) generator that the site seeds from ``os.urandom`` for
 every update. It is not a cryptographically secure sampler, and the

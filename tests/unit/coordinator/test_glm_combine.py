@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genofed.common.errors import ConfigError
+from genofed.common.glm_wire import miss_center
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.combine.glm import (
     ERR_CONST_OMITTED,
@@ -48,25 +49,37 @@ def _cohort(rng: np.random.Generator, n: int, v: int, k: int, miss: float, binar
     return dos, cov, y
 
 
-def _site_stats(dos, cov, y, parts, flip):
-    """What each site would send for glm_stats (flip: file alleles swapped at that site)."""
+def _site_stats(dos, cov, y, parts, flip, miss_dtype=np.float64, other=None):
+    """What each site would send for glm_stats (flip: file alleles swapped at that site).
+
+    ``miss_dtype``: float32 as on the wire, float64 to test the algebra exactly.
+    ``other``: per site, extra genotyped samples outside the analysis (dosages).
+    """
     out = []
-    for part, swapped in zip(parts, flip, strict=True):
+    for i, (part, swapped) in enumerate(zip(parts, flip, strict=True)):
         d = dos[:, part]
         if swapped:  # the site's file counts the other allele; its plan flips it back
             d = np.where(d < 0, d, 2 - d).astype(np.int8)
         f = np.full(len(d), swapped)
         z = np.column_stack([np.ones(len(part)), cov[part], y[part]])
         g, missing = oriented(d, f)
-        chunk = linear_chunk(g, missing, z)
+        zz = gram_upper(z)
+        chunk = linear_chunk(g, missing, z, miss_center=miss_center(zz))
+        extra = None if other is None else other[i]
+        if extra is not None and swapped:
+            extra = np.where(extra < 0, extra, 2 - extra).astype(np.int8)
         out.append(
             {
-                "allele_counts": allele_counts(d, f),
                 "gz": chunk.gz,
                 "gg": chunk.gg,
-                "zz": gram_upper(z),
-                "miss_index": chunk.miss_rows,
-                "miss_zz": chunk.miss_zz,
+                "zz": zz,
+                "miss_index": chunk.miss_rows.astype(np.int32),
+                "miss_zz": chunk.miss_zz.astype(miss_dtype),
+                "other_counts": (
+                    np.zeros((0, 2), np.int32)
+                    if extra is None
+                    else allele_counts(extra, f).astype(np.int32)
+                ),
             }
         )
     return out
@@ -109,6 +122,43 @@ def test_linear__pooled_sites_equal_ols_on_pooled_samples(seed, sites, k, miss) 
         se = np.sqrt(np.diag(np.linalg.inv(x.T @ x)) * s2)
         np.testing.assert_allclose(result.beta[j], beta[1:], rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(result.se[j], se[1:], rtol=1e-8)
+
+
+def test_linear__float32_wire_corrections_keep_ols_precision_for_large_means() -> None:
+    # a phenotype far from zero (height in mm) and an age covariate: the float32
+    # corrections are centred on each site's means, so their rounding does not scale
+    # with those means
+    rng = np.random.default_rng(3)
+    n, v, k = 600, 8, 2
+    dos, cov, y = _cohort(rng, n, v, k, 0.05, binary=False)
+    cov[:, 1] = 60.0 + 10.0 * cov[:, 1]
+    y = 1700.0 + 10.0 * y
+    parts = _parts(rng, n, 3)
+    flip = [False, True, False]
+    exact = linear_regression(pool_stats(_site_stats(dos, cov, y, parts, flip), v, k))
+    wire = linear_regression(
+        pool_stats(_site_stats(dos, cov, y, parts, flip, miss_dtype=np.float32), v, k)
+    )
+    assert list(wire.errcode) == list(exact.errcode)
+    # float32 rounding of the corrections: ~1e-8 relative, 1,000x below plink2's printed digits
+    np.testing.assert_allclose(wire.beta, exact.beta, rtol=1e-6)
+    np.testing.assert_allclose(wire.se, exact.se, rtol=1e-6)
+    np.testing.assert_allclose(wire.p, exact.p, rtol=1e-5)
+
+
+def test_pool_stats__allele_counts_include_genotyped_samples_outside_the_analysis() -> None:
+    # A1 is chosen over every genotyped sample: three extra samples, homozygous for
+    # the study ALT allele, make ALT the major allele of variant 0
+    dos = np.array([[0] * 10 + [1] * 5], dtype=np.int8)  # REF frequency 25/30 over the analysis
+    extra = np.full((1, 20), 2, dtype=np.int8)
+    rng = np.random.default_rng(0)
+    cov, y = rng.normal(size=(15, 1)), rng.normal(size=15)
+    parts = [np.arange(15)]
+    alone = pool_stats(_site_stats(dos, cov, y, parts, [False]), 1, 1)
+    assert not alone.a1_is_ref[0]
+    with_extra = pool_stats(_site_stats(dos, cov, y, parts, [False], other=[extra]), 1, 1)
+    assert with_extra.a1_is_ref[0]
+    assert with_extra.obs_ct[0] == 15  # the regression still uses the analysis samples
 
 
 def test_linear__constant_genotype_and_too_few_samples_get_plink2_errcodes() -> None:

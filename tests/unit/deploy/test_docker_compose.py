@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,36 @@ def test_compose__the_ca_private_key_is_mounted_nowhere(config: dict[str, Any]) 
                 name,
                 source,
             )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="docker/e2e.sh prepare chowns to the images' uid")
+def test_e2e_prepare__writes_every_file_the_compose_file_mounts(tmp_path: Path) -> None:
+    from genofed.coordinator.superlink import load_coordinator_config
+
+    deploy = tmp_path / "deploy"
+    env = {**os.environ, "GENOFED_BIN": str(Path(sys.executable).parent)}
+    res = subprocess.run(
+        [str(ROOT / "docker" / "e2e.sh"), "prepare", str(deploy)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = _compose("config", deploy=deploy)
+    assert out.returncode == 0, out.stderr
+    services = yaml.safe_load(out.stdout)["services"]
+    for service in services.values():
+        for source, _target_path, read_only in _mounts(service):
+            if source.startswith("/"):  # a bind mount: the containers' uid 10001 can use it
+                info = Path(source).stat()
+                assert info.st_uid == 10001 or (read_only and info.st_mode & 0o004), source
+    config = load_coordinator_config(deploy / "coordinator" / "coordinator.toml")
+    assert config.tls and config.receipts.mode == "require"
+    assert sorted(config.receipts.keys) == list(SITES)
+    for site in SITES:
+        key = deploy / "cohorts" / site / "keys" / "node.key"
+        assert key.stat().st_mode & 0o077 == 0
+        assert (deploy / "coordinator" / "nodes" / f"{site}.pub").is_file()
+    assert not (deploy / "coordinator" / "tls" / "ca.key").exists()
