@@ -90,6 +90,7 @@ bench: $(STAMP) plink2
 	$(BIN)/python bench/survival.py
 	$(BIN)/python bench/deploy_rounds.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/gwas.py
 
 # Container deployment end to end (root: installs docker.io, docker-compose, mmdebstrap if
 # missing and starts dockerd if it is not running); see docker/README.md.
