@@ -10,7 +10,7 @@ Firth fallback) model with covariates ``AGE SEX``:
   deployed site answers each round in a fresh ClientApp process, nothing is
   kept in memory between rounds; the logistic rounds read the site's on-disk
   genotype cache, :mod:`genofed.site_agent.glm_cache`), and reports each
-  site's local-step wall time over all rounds, its peak RSS (``ru_maxrss`` of
+  site's local-step wall time over all rounds, its peak RSS (``VmHWM`` of
   the worker, and the same before its first request), the bytes it released
   (and per variant for ``glm_stats``), and the coordinator's time (everything
   but waiting for the sites);
@@ -61,18 +61,26 @@ MODELS = (("QPHENO", "linear"), ("DISEASE", "logistic"))
 COVARIATES = ["AGE", "SEX"]
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM; ``ru_maxrss`` would carry the parent's over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _site_worker(conn: Connection, site_dir: str) -> None:
     """One site's process: answer requests, report seconds and peak RSS for each."""
     from genofed.site_agent.handler import handle_request
 
-    conn.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    conn.send(_peak_rss_mib())
     while (msg := conn.recv()) is not None:
         raw, inputs = msg
         request = pb.AnalysisRequest.FromString(raw)
         start = time.perf_counter()
         reply, arrays = handle_request(Path(site_dir), request, inputs)
         seconds = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = _peak_rss_mib()
         conn.send((reply.SerializeToString(), arrays, seconds, peak))
 
 
@@ -126,13 +134,17 @@ class SiteProcesses:
 
 
 def measure(cmd: list[str]) -> dict[str, float]:
-    """Wall seconds and peak RSS (MiB) of ``cmd`` (polled every 50 ms)."""
+    """Wall seconds and peak RSS (MiB) of ``cmd`` and its children (Debian's plink2 is a
+    wrapper script that runs the binary for this CPU), polled every 50 ms."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     root, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
-        with contextlib.suppress(psutil.Error):
-            peak = max(peak, root.memory_info().rss)
+        rss = 0
+        for p in (root, *root.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):
+                rss += p.memory_info().rss
+        peak = max(peak, rss)
         time.sleep(0.05)
     if proc.returncode:
         raise SystemExit(proc.stderr.read().decode() if proc.stderr else "plink2 failed")

@@ -419,6 +419,27 @@ def _study_run_deployed(
             out_console.print(f"  {outcome.out / str(name)}")
 
 
+@study_app.command("report")
+def study_report(
+    results: Annotated[Path, typer.Argument(help="a results directory (genofed study run --out)")],
+    out: Annotated[
+        Path | None, typer.Option(help="HTML file to write [default: RESULTS/report.html]")
+    ] = None,
+) -> None:
+    """Render the study's HTML report again from a results directory.
+
+    Reads RESULTS/provenance.json and the result files; the page is the one
+    the run wrote (study, sites, privacy, one section per analysis).
+
+    Example: genofed study report results --out qc-report.html
+    """
+    from genofed.coordinator.writers.analyst_report import rewrite_report
+
+    with _errors():
+        target = rewrite_report(results, out)
+    out_console.print(f"report: {target}")
+
+
 def _report(outcome: StudyOutcome, as_json: bool) -> None:
     if as_json:
         out_console.print_json(json.dumps(outcome_doc(outcome)))

@@ -10,7 +10,8 @@ deployment; only the Grid differs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from flwr.app import Context, Message
@@ -105,6 +106,7 @@ def run_simulated_study(
     level = flwr_logger.level
     if not verbose:
         flwr_logger.setLevel(logging.ERROR)
+    saved_env = dict(os.environ)
     try:
         run_simulation(
             server_app=make_server_app(job, outcomes),
@@ -119,9 +121,24 @@ def run_simulated_study(
         raise
     finally:
         flwr_logger.setLevel(level)
+        _restore_environ(saved_env)
     if not outcomes:
         raise GenoFedError("the simulation ended without a study result; rerun with --verbose")
     return outcomes[0]
+
+
+def _restore_environ(saved: Mapping[str, str]) -> None:
+    """Undo what Ray wrote into this process's environment (``PYTHONPATH`` and ``RAY_*``).
+
+    Ray's driver exports the venv's site-packages as ``PYTHONPATH``; left in
+    place it leaks into every later subprocess, e.g. a system tool such as
+    Debian's ``docker-compose`` then imports this venv's packages and fails.
+    """
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 __all__ = ["make_client_app", "run_simulated_study", "simulation_receipts"]

@@ -15,17 +15,19 @@ starting point of logistic regression, whose first Newton step is at beta=0)::
     gz            float64 (V, k+2) sum of g * z over analysis samples with a call
     gg            float64 (V,)     sum of g^2 over the same samples
     zz            float64 (T,)     sum of z z^T (upper triangle) over all analysis samples
-    miss_index    int32   (m,)     rows (of the request) with a missing call in an analysis sample
+    miss_rows     uint8   (ceil(V/8),) bit per row (numpy.packbits order): a missing call in an
+                                   analysis sample; the rows of miss_zz, in order
     miss_zz       float32 (m, T)   sum of (z - c)(z - c)^T over the analysis samples missing that
                                    call, c = miss_center(zz) (the site's own means of C and y)
-    other_counts  int32   (V, 2)   called samples and ALT dosage over the genotyped samples
-                                   outside the analysis; (0, 2) when every genotyped sample is in it
+    other_counts  uint    (V, 2)   called samples and ALT dosage over the genotyped samples
+                                   outside the analysis, in the smallest of uint8, uint16, uint32
+                                   that holds twice their number; (0, 2) when there are none
 
 with ``z = [1, C_1, ..., C_k, y]`` and ``T = (k+2)(k+3)/2``. Sizes depend on
 variants and covariates only: ``(k+3)`` float64 per variant (``(k+3)*8``
-bytes), ``4 + 4T`` bytes more for each variant that has missing calls at the
-site, ``8`` more per variant at a site with genotyped samples outside the
-analysis, and ``T`` float64 once. Allele counts over the analysis samples
+bytes) and one bit, ``4T`` bytes more for each variant that has missing calls
+at the site, 2 to 8 more per variant at a site with genotyped samples outside
+the analysis, and ``T`` float64 once. Allele counts over the analysis samples
 follow from these: called = ``zz[0] - miss_zz[:, 0]`` (the missing samples'
 count), ALT dosage = ``gz[:, 0]``.
 
@@ -59,7 +61,7 @@ from __future__ import annotations
 import math
 from functools import cache
 from itertools import combinations_with_replacement
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +95,14 @@ def miss_center(zz: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.asarray(center, dtype=np.float64)
 
 
+def count_dtype(n: int) -> type[np.unsignedinteger[Any]]:
+    """The smallest unsigned integer type that holds ``2 n`` (allele count, n samples)."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if 2 * n <= np.iinfo(dtype).max:
+            return dtype
+    return np.uint64
+
+
 __all__ = [
     "BINARY",
     "GLM_LOGISTIC_KIND",
@@ -100,6 +110,7 @@ __all__ = [
     "GLM_STATS_KIND",
     "PHENOTYPE_TYPE_FACT",
     "QUANTITATIVE",
+    "count_dtype",
     "miss_center",
     "multisets",
 ]

@@ -7,8 +7,9 @@
    (``freq``, ``hardy``, ``missing``, ``gcount``): each site sends per-variant
    genotype counts for the study's variants, in the study's allele
    orientation; the coordinator sums them and writes each table.
-3. ``provenance.json`` records the study, the sites, what they reported and
-   the software versions.
+3. ``report.html`` (:mod:`.writers.analyst_report`) describes the results for
+   the analyst, and ``provenance.json`` records the study, the sites, what they
+   reported, the summary, which analysis wrote which file and the software versions.
 
 Results are written to a staging directory beside ``out`` and moved into
 place only when everything succeeded, so a failed study leaves no partial
@@ -62,7 +63,12 @@ from genofed.coordinator.suppressed import site_withheld, suppression_summary, w
 from genofed.coordinator.survival_protocol import run_cox, run_km
 from genofed.coordinator.train_protocol import run_train
 from genofed.coordinator.transport import Incoming, Outgoing, Transport
-from genofed.coordinator.writers.provenance import write_harmonization, write_provenance
+from genofed.coordinator.writers.analyst_report import REPORT_FILE, write_report
+from genofed.coordinator.writers.provenance import (
+    provenance_doc,
+    write_harmonization,
+    write_provenance,
+)
 from genofed.protos.v1 import genofed_pb2 as pb
 
 log = logging.getLogger("genofed.coordinator")
@@ -192,6 +198,7 @@ def run_study(
     try:
         outputs: list[str] = [write_harmonization(staging, harmonization)]
         summary: dict[str, object] = {"n_variants": len(harmonization.variants)}
+        analysis_files: dict[str, list[str]] = {}  # analysis id -> the files it wrote
         if count_ids:
             notify(
                 Progress(
@@ -238,9 +245,11 @@ def run_study(
                     )
                     outputs.extend(files)
                     summary[spec.id] = stats
+                    analysis_files[spec.id] = files
         rounds = iter(range(3, 10**6))
         train_epsilon: dict[str, object] = {}  # train analysis id -> epsilon per site
         for spec in study.analyses:
+            written = len(outputs)
             if spec.kind == GLM_KIND:
                 notify(Progress("analysis", f"running {spec.id} (glm, several rounds)"))
 
@@ -331,27 +340,31 @@ def run_study(
                 order = members.still(order)
                 outputs.extend(files)
                 summary[spec.id] = stats
+            if spec.kind not in COUNT_KINDS:
+                analysis_files[spec.id] = outputs[written:]
         summary.update(_missing_summary(study, sites.values(), members.lost))
         if receipts is not None:
             receipts.annotate(list(sites.values()))
         finished = clock()
-        outputs.append(
-            write_provenance(
-                staging,
-                study=study,
-                run_id=run_id,
-                engine=engine,
-                started=started,
-                finished=finished,
-                sites=sorted(sites.values(), key=lambda r: r.name),
-                harmonization=harmonization,
-                outputs=outputs,
-                signer=None if signature is None else public_key_text(signature.public_key),
-                missing=_as_list(summary.get("sites_missing")),
-                rounds=members.rounds,
-                train_epsilon=train_epsilon,
-            )
+        provenance = provenance_doc(
+            study=study,
+            run_id=run_id,
+            engine=engine,
+            started=started,
+            finished=finished,
+            sites=sorted(sites.values(), key=lambda r: r.name),
+            harmonization=harmonization,
+            outputs=[*outputs, REPORT_FILE],
+            signer=None if signature is None else public_key_text(signature.public_key),
+            missing=_as_list(summary.get("sites_missing")),
+            rounds=members.rounds,
+            train_epsilon=train_epsilon,
+            summary=summary,
+            analysis_outputs=analysis_files,
         )
+        # the analyst's report (from the same record) is the last output before provenance
+        outputs.append(write_report(staging, provenance))
+        outputs.append(write_provenance(staging, provenance))
         _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -30,6 +30,8 @@ crash leaves no half-written cache that a round could read.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -39,6 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from genofed.site_agent.audit import STATE_DIR
+
+_log = logging.getLogger("genofed.site")
 
 GLM_STATE = "glm"
 PLAN_FILE = "plan.npz"
@@ -69,7 +73,25 @@ def forget_others(site_dir: Path, study_sha256: str, analysis_id: str) -> None:
 
 
 class CacheWriter:
-    """Writes the cache chunk by chunk while ``glm_stats`` decodes the plan's variants."""
+    """Writes the cache chunk by chunk while ``glm_stats`` decodes the plan's variants.
+
+    The cache only saves time: if the disk refuses it (full, read-only), the
+    writer gives up quietly, removes what it wrote, and the rounds decode the
+    ``.bed`` instead. Use :meth:`start`, which returns None in that case.
+    """
+
+    @classmethod
+    def start(
+        cls, directory: Path, variant_index: np.ndarray, flip: np.ndarray, samples: np.ndarray
+    ) -> CacheWriter | None:
+        """A writer for ``directory``, or None where the cache cannot be written."""
+        try:
+            return cls(directory, variant_index, flip, samples)
+        except OSError as exc:
+            _log.warning(
+                "no glm genotype cache in %s (%s); rounds will decode the .bed", directory, exc
+            )
+            return None
 
     def __init__(
         self, directory: Path, variant_index: np.ndarray, flip: np.ndarray, samples: np.ndarray
@@ -86,33 +108,52 @@ class CacheWriter:
         self.fh = os.fdopen(fd, "wb")
         self.counts: list[np.ndarray] = []
         self.cols: list[np.ndarray] = []
+        self.failed = False
 
     def add(self, codes: np.ndarray, miss_rows: np.ndarray, miss_cols: np.ndarray) -> None:
         """Append a chunk: int8 ``codes`` (c, n) and its missing calls (sorted by row)."""
-        self.fh.write(np.ascontiguousarray(codes, dtype=np.int8).tobytes())
+        if self.failed:
+            return
+        try:
+            self.fh.write(np.ascontiguousarray(codes, dtype=np.int8).tobytes())
+        except OSError as exc:
+            self._give_up(exc)
+            return
         self.counts.append(np.bincount(miss_rows, minlength=len(codes)))
         self.cols.append(miss_cols.astype(np.int32))
 
     def close(self) -> None:
         """Finish the files and move them into place."""
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        counts = np.concatenate(self.counts) if self.counts else np.zeros(0, np.int64)
-        ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        cols = np.concatenate(self.cols) if self.cols else np.zeros(0, np.int32)
-        np.savez(self.tmp / MISSING_FILE, ptr=ptr, cols=cols)
-        np.savez(
-            self.tmp / PLAN_FILE,
-            variant_index=self.plan[0],
-            flip=self.plan[1],
-            samples=self.samples,
-        )
-        os.replace(self.tmp, self.final)
+        if self.failed:
+            return
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            counts = np.concatenate(self.counts) if self.counts else np.zeros(0, np.int64)
+            ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            cols = np.concatenate(self.cols) if self.cols else np.zeros(0, np.int32)
+            np.savez(self.tmp / MISSING_FILE, ptr=ptr, cols=cols)
+            np.savez(
+                self.tmp / PLAN_FILE,
+                variant_index=self.plan[0],
+                flip=self.plan[1],
+                samples=self.samples,
+            )
+            os.replace(self.tmp, self.final)
+        except OSError as exc:
+            self._give_up(exc)
 
     def abort(self) -> None:
-        self.fh.close()
+        """Remove what was written (the request failed)."""
+        self.failed = True
+        with contextlib.suppress(OSError):
+            self.fh.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _give_up(self, exc: OSError) -> None:
+        _log.warning("glm genotype cache not written (%s); rounds will decode the .bed", exc)
+        self.abort()
 
 
 @dataclass(frozen=True)

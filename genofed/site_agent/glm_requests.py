@@ -29,6 +29,7 @@ from genofed.common.glm_wire import (
     GLM_STATS_KIND,
     PHENOTYPE_TYPE_FACT,
     QUANTITATIVE,
+    count_dtype,
     miss_center,
 )
 from genofed.common.records import NamedArrays
@@ -202,7 +203,7 @@ def answer_glm(
     forget_others(config.directory, study_sha256, spec.id)
     if kind == GLM_STATS_KIND:
         writer = (
-            CacheWriter(directory, index, flip, samples.index)
+            CacheWriter.start(directory, index, flip, samples.index)
             if samples.binary and study_sha256
             else None
         )
@@ -240,7 +241,7 @@ def _stats(
     center = miss_center(zz)
     v = len(index)
     other = np.setdiff1d(np.arange(bed.n_samples), samples.index)
-    other_counts = np.zeros((v if other.size else 0, 2), dtype=np.int32)
+    other_counts = np.zeros((v if other.size else 0, 2), dtype=count_dtype(other.size))
     gz = np.zeros((v, z.shape[1]))
     gg = np.zeros(v)
     miss_rows: list[np.ndarray] = []
@@ -267,11 +268,14 @@ def _stats(
             cache.abort()
         raise
     t = z.shape[1] * (z.shape[1] + 1) // 2
+    has_missing = np.zeros(v, dtype=np.bool_)
+    for rows in miss_rows:
+        has_missing[rows] = True
     return {
         "gz": gz,
         "gg": gg,
         "zz": zz,
-        "miss_index": (np.concatenate(miss_rows) if miss_rows else np.zeros(0)).astype(np.int32),
+        "miss_rows": np.packbits(has_missing),
         "miss_zz": (np.concatenate(miss_zz) if miss_zz else np.zeros((0, t))).astype(np.float32),
         "other_counts": other_counts,
     }

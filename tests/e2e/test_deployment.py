@@ -120,13 +120,15 @@ def test_study_run__over_grpc_with_tls_matches_in_process_run_byte_for_byte(
     )
     deployed = sorted(p.name for p in (tmp_path / "deployed").iterdir())
     assert deployed == sorted(p.name for p in local.iterdir())
-    tables = [n for n in deployed if n != "provenance.json"]
+    tables = [n for n in deployed if n not in ("provenance.json", "report.html")]
     assert {"freq.afreq", "hardy.hardy"} <= set(tables)
     for name in tables:
         assert (tmp_path / "deployed" / name).read_bytes() == (local / name).read_bytes(), name
     provenance = json.loads((tmp_path / "deployed" / "provenance.json").read_text())
     assert provenance["run"]["engine"] == "deployment"
     assert sorted(s["name"] for s in provenance["sites"]) == ["site-a", "site-b", "site-c"]
+    report = (tmp_path / "deployed" / "report.html").read_text()
+    assert '<tr data-key="engine"><th>engine</th><td>deployment</td></tr>' in report
     checks = [r["receipt"]["receipt_check"] for s in provenance["sites"] for r in s["releases"]]
     assert checks and set(checks) == {"verified"}  # [receipts] mode = "require" in the harness
     for name, proc in federation.sites.items():

@@ -43,9 +43,11 @@ def test_run_study__writes_every_table_and_provenance(cohort, tmp_path: Path) ->
             "geno.gcount",
             "hardy.hardy",
             "harmonization.tsv",
+            "report.html",
             "provenance.json",
         ]
     )
+    assert outcome.outputs[-2:] == ("report.html", "provenance.json")
     prov = json.loads((tmp_path / "results" / "provenance.json").read_text())
     assert prov["study"]["sha256"] == QC.sha256
     assert prov["n_samples_total"] == 150

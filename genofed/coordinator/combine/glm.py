@@ -165,16 +165,16 @@ def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: in
         for name, shape in shapes.items():
             if name not in arrays or arrays[name].shape != shape:
                 raise ValueError(f"site {i}: {name} must have shape {shape}")
-        idx, corr = arrays.get("miss_index"), arrays.get("miss_zz")
-        if idx is None or corr is None or corr.shape != (len(idx), t) or idx.ndim != 1:
-            raise ValueError(f"site {i}: miss_index/miss_zz are malformed")
-        if idx.size and (idx.min() < 0 or idx.max() >= n_variants):
-            raise ValueError(f"site {i}: miss_index out of range")
+        bits, corr = arrays.get("miss_rows"), arrays.get("miss_zz")
+        if bits is None or bits.dtype != np.uint8 or bits.shape != ((n_variants + 7) // 8,):
+            raise ValueError(f"site {i}: miss_rows must be {(n_variants + 7) // 8} bytes")
+        rows = np.flatnonzero(np.unpackbits(bits, count=n_variants))
+        if corr is None or corr.shape != (len(rows), t):
+            raise ValueError(f"site {i}: miss_zz must have one row per bit set in miss_rows")
         other = arrays.get("other_counts")
         if other is None or other.shape not in {(n_variants, 2), (0, 2)}:
             raise ValueError(f"site {i}: other_counts must have shape ({n_variants}, 2) or (0, 2)")
         site_zz = np.asarray(arrays["zz"], dtype=np.float64)
-        rows = idx.astype(np.intp)
         corr = _uncenter(np.asarray(corr, dtype=np.float64), miss_center(site_zz), q)
         site_called = np.full(n_variants, np.rint(site_zz[0]), dtype=np.int64)
         site_called[rows] -= np.rint(corr[:, 0]).astype(np.int64)

@@ -9,12 +9,15 @@ of the software involved, so that a result can be traced and re-checked.
 from __future__ import annotations
 
 import json
+import math
 import platform
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from genofed.common.study import Study
 from genofed.coordinator.combine.harmonize import Harmonization
@@ -51,8 +54,7 @@ def write_harmonization(out_dir: Path, harmonization: Harmonization) -> str:
     return HARMONIZATION_FILE
 
 
-def write_provenance(
-    out_dir: Path,
+def provenance_doc(
     *,
     study: Study,
     run_id: str,
@@ -66,8 +68,10 @@ def write_provenance(
     missing: Sequence[Mapping[str, object]] = (),
     rounds: Sequence[Mapping[str, object]] = (),
     train_epsilon: Mapping[str, object] | None = None,
-) -> str:
-    """Write ``provenance.json``; returns its file name.
+    summary: Mapping[str, object] | None = None,
+    analysis_outputs: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """The content of ``provenance.json`` (:func:`write_provenance` writes it).
 
     ``signer`` is the analyst's public key (``ed25519:...``) for a signed study.
     ``missing`` lists the sites that dropped out of the study (round, reason);
@@ -76,9 +80,12 @@ def write_provenance(
     array bytes sent to and received from the busiest site (payload sizes,
     without the message framing). ``train_epsilon`` maps each ``train``
     analysis to the epsilon each site's ledger charged for it (None: no noise).
+    ``summary`` is the run's summary (non-finite numbers become null) and
+    ``analysis_outputs`` the files each analysis wrote, so that the results
+    directory can be described again later (``genofed study report``).
     """
     demo_sites = [s.name for s in sites if s.facts.get("policy", "").startswith("demo")]
-    doc = {
+    doc: dict[str, Any] = {
         "schema": PROVENANCE_SCHEMA,
         "study": {
             "name": study.name,
@@ -126,10 +133,30 @@ def write_provenance(
             **({"train_epsilon_per_site": dict(train_epsilon)} if train_epsilon else {}),
         },
         "outputs": sorted([*outputs, PROVENANCE_FILE]),
+        "analysis_outputs": {k: list(v) for k, v in (analysis_outputs or {}).items()},
+        "summary": _json_safe(dict(summary or {})),
         "versions": _versions(),
     }
+    return doc
+
+
+def write_provenance(out_dir: Path, doc: Mapping[str, Any]) -> str:
+    """Write ``provenance.json`` (from :func:`provenance_doc`); returns its file name."""
     atomic_write_text(out_dir / PROVENANCE_FILE, json.dumps(doc, indent=2) + "\n")
     return PROVENANCE_FILE
+
+
+def _json_safe(value: object) -> object:
+    """Plain JSON: numpy scalars and arrays as Python values, NaN and infinity as null."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 #: What each release mode means for what the coordinator saw (README "For privacy officers").
@@ -144,4 +171,11 @@ _RELEASE_MODE_TEXT = {
 }
 
 
-__all__ = ["HARMONIZATION_FILE", "PROVENANCE_FILE", "write_harmonization", "write_provenance"]
+__all__ = [
+    "HARMONIZATION_FILE",
+    "PROVENANCE_FILE",
+    "PROVENANCE_SCHEMA",
+    "provenance_doc",
+    "write_harmonization",
+    "write_provenance",
+]

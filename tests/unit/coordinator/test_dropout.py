@@ -61,7 +61,7 @@ def cohort(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _tables(out: Path) -> dict[str, bytes]:
-    skip = {"provenance.json", "harmonization.tsv"}
+    skip = {"provenance.json", "harmonization.tsv", "report.html"}  # these name the sites
     return {p.name: p.read_bytes() for p in out.iterdir() if p.name not in skip and p.is_file()}
 
 
@@ -90,6 +90,9 @@ def test_site_silent_in_counts_round__study_goes_on_without_it_when_min_sites_al
     assert "missing" not in by_name["site-a"]
     expected = json.loads((two / "provenance.json").read_text())["n_samples_total"]
     assert prov["n_samples_total"] == expected  # sites a and b only
+    report = (tmp_path / "dropped" / "report.html").read_text()
+    assert 'id="sites-missing"' in report
+    assert "<li>site-c: round 2 (genotype_counts), NO_REPLY: " in report
 
 
 def test_site_silent_mid_glm__the_glm_runs_again_without_it(cohort, tmp_path: Path) -> None:

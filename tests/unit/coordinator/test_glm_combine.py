@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genofed.common.errors import ConfigError
-from genofed.common.glm_wire import miss_center
+from genofed.common.glm_wire import count_dtype, miss_center
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.combine.glm import (
     ERR_CONST_OMITTED,
@@ -73,12 +73,12 @@ def _site_stats(dos, cov, y, parts, flip, miss_dtype=np.float64, other=None):
                 "gz": chunk.gz,
                 "gg": chunk.gg,
                 "zz": zz,
-                "miss_index": chunk.miss_rows.astype(np.int32),
+                "miss_rows": np.packbits(np.isin(np.arange(len(d)), chunk.miss_rows)),
                 "miss_zz": chunk.miss_zz.astype(miss_dtype),
                 "other_counts": (
-                    np.zeros((0, 2), np.int32)
+                    np.zeros((0, 2), np.uint8)
                     if extra is None
-                    else allele_counts(extra, f).astype(np.int32)
+                    else allele_counts(extra, f).astype(count_dtype(extra.shape[1]))
                 ),
             }
         )

@@ -32,7 +32,11 @@ pytestmark = pytest.mark.skipif(
 def _compose(
     *args: str, deploy: Path | None, compose_file: Path = COMPOSE_FILE
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GENOFED_", "COMPOSE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GENOFED_", "COMPOSE_")) and k != "PYTHONPATH"
+    }
     if deploy is not None:
         env["GENOFED_DEPLOY"] = str(deploy)
     assert DOCKER_COMPOSE is not None
