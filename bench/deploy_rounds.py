@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -39,7 +40,7 @@ SITES = ("a", "b", "c")
 FREQ = '[study]\nname = "bench-freq"\n\n[[analysis]]\nkind = "freq"\n'
 GLM = (
     '[study]\nname = "bench-glm"\n\n[[analysis]]\nkind = "glm"\n'
-    'phenotype = "DISEASE"\ncovariates = ["AGE", "SEX"]\nmodel = "logistic"\n'
+    'phenotype = "DISEASE"\ncovariates = ["AGE", "SEX"]\nmodel = "logistic"\nfirth = "never"\n'
 )
 
 
@@ -85,6 +86,30 @@ def run(fed: Federation, root: Path, name: str, text: str) -> dict[str, object]:
     }
 
 
+def site_times(site_dir: Path) -> dict[str, float]:
+    """From a site's time-stamped SuperNode log: message received -> reply sent, per message.
+
+    That span is the site's whole share of a round (app gate poll, ClientApp
+    process start, imports, the handler, the reply); the rest of a round is
+    polling and transport.
+    """
+    received: list[datetime] = []
+    spans: list[float] = []
+    for line in (site_dir / ".genofed-node" / "supernode.log").read_text().splitlines():
+        stamp, _, text = line.partition(" ")
+        if "Receiving:" in text:
+            received.append(datetime.fromisoformat(stamp))
+        elif "Sent successfully" in text and received:
+            spans.append((datetime.fromisoformat(stamp) - received[-1]).total_seconds())
+    if not spans:
+        return {}
+    return {
+        "messages": len(spans),
+        "received_to_sent_s_median": round(statistics.median(spans), 3),
+        "received_to_sent_s_mean": round(statistics.fmean(spans), 3),
+    }
+
+
 def clientapp_import_s(repeats: int = 3) -> float:
     """Wall time of importing the site's ClientApp in a fresh interpreter (best of ``repeats``)."""
     best = float("inf")
@@ -115,6 +140,7 @@ def main() -> None:
             "clientapp_import_s": clientapp_import_s(),
             "freq": run(fed, args.root, "freq", FREQ),
             "glm_logistic": run(fed, args.root, "glm", GLM),
+            "site_a": site_times(args.root / "cohorts" / "site-a"),
         }
     finally:
         fed.stop_all()
@@ -129,6 +155,7 @@ def main() -> None:
             f"study wall {r['study_wall_s']} s, max array bytes to/from a site "
             f"{r['array_bytes_to_site_max']}/{r['array_bytes_from_site_max']}"
         )
+    print(f"site a, message received -> reply sent: {report['site_a']}")
     print(f"federation start {report['federation_start_s']} s; ClientApp import "
           f"{report['clientapp_import_s']} s; full report: {args.out}")  # fmt: skip
 

@@ -23,6 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -100,7 +101,7 @@ def start_child(
         try:
             for line in process.stdout:
                 if log_fh is not None:
-                    log_fh.write(line)
+                    log_fh.write(f"{_stamp()} {line}")
                     log_fh.flush()
                 child.lines.append(line.rstrip("\n"))
                 del child.lines[:-keep_lines]
@@ -113,6 +114,11 @@ def start_child(
     child.relay = threading.Thread(target=_relay, name=f"relay-{name}", daemon=True)
     child.relay.start()
     return child
+
+
+def _stamp() -> str:
+    """UTC time to the millisecond, prefixed to every line of a child's log file."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def supervise(children: Sequence[Child], *, grace: float = DEFAULT_GRACE_S) -> int:

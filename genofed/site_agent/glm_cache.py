@@ -200,14 +200,16 @@ class GenotypeCache:
         """Yield ``(start, codes, miss_rows, miss_cols)`` for ``rows`` in chunks of ``chunk``."""
         n = self.n_samples
         path = self.directory / GENOTYPES_FILE
-        mapped = np.memmap(path, dtype=np.int8, mode="r", shape=(len(self.variant_index), n))
+        shape = (len(self.variant_index), n)
         fd = os.open(path, os.O_RDONLY)
         try:
             for start in range(0, len(rows), chunk):
                 part = rows[start : start + chunk]
                 breaks = np.flatnonzero(np.diff(part) != 1) + 1
                 if len(breaks) > SCATTERED:  # few rows here and there (Firth): gather
+                    mapped = np.memmap(path, dtype=np.int8, mode="r", shape=shape)
                     codes = np.asarray(mapped[part])
+                    del mapped  # unmapped: its pages leave this process's RSS
                 else:  # runs of rows (Newton): read them, so that RSS stays one chunk
                     codes = np.empty((len(part), n), dtype=np.int8)
                     for a, b in zip(
@@ -225,7 +227,6 @@ class GenotypeCache:
                 yield start, codes, miss_rows, miss_cols
         finally:
             os.close(fd)
-            del mapped
 
 
 __all__ = [

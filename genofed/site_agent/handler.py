@@ -117,7 +117,6 @@ from genofed.site_agent.suppression import (
     suppress_small_cells,
 )
 from genofed.site_agent.survival_requests import serve_survival
-from genofed.site_agent.train_requests import serve_train
 
 log = logging.getLogger("genofed.site")
 Clock = Callable[[], datetime]
@@ -335,6 +334,10 @@ def _dispatch(
             return serve_survival(config, policy, study, request, inputs, reply, bed, signed)
         if request.kind in TRAIN_REQUEST_KINDS:
             planned = _plan_inputs(inputs, bed)
+            # torch takes about a second to import, and every request starts a fresh
+            # ClientApp process: only train requests pay for it
+            from genofed.site_agent.train_requests import serve_train
+
             return serve_train(config, policy, study, request, planned, reply, bed, signed)
     raise PolicyRefusal("UNKNOWN_REQUEST", f"this site does not know request kind {request.kind!r}")
 

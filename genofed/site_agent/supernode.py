@@ -10,7 +10,8 @@ and only for app bundles the site policy allows.
 Plaintext is refused unless ``insecure`` is set explicitly, and then the
 SuperNode cannot authenticate (Flower ties node keys to TLS).
 
-Flower's own log goes to ``STATE/supernode.log`` and ``STATE/appgate.log``
+Flower's own log goes to ``STATE/supernode.log`` and ``STATE/appgate.log`` (each line
+prefixed with its UTC time)
 (``STATE`` defaults to ``DIR/.genofed-node``, also Flower's ``FLWR_HOME``
 for this node); the console gets one line per event (connected, request
 received, reply sent, bundle refused).
