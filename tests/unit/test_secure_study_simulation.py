@@ -50,7 +50,7 @@ def test_exact_study__secaggplus_sum_equals_plain_byte_for_byte(
         _study("qc", {"mode": "plain"}), InProcessTransport(sites), tmp_path / "p", engine="t"
     )
     run_simulated_study(_study("qc", {"mode": "exact"}), sites, tmp_path / "e")
-    tables = [f for f in plain.outputs if not f.endswith(".json")]
+    tables = [f for f in plain.outputs if not f.endswith((".json", ".html"))]  # run facts differ
     assert {"freq.afreq", "missing.vmiss", "geno.gcount", "hardy.hardy"} <= set(tables)
     for name in tables:
         assert filecmp.cmp(tmp_path / "p" / name, tmp_path / "e" / name, shallow=False), name
