@@ -22,6 +22,10 @@ starting point of logistic regression, whose first Newton step is at beta=0)::
     other_counts  uint    (V, 2)   called samples and ALT dosage over the genotyped samples
                                    outside the analysis, in the smallest of uint8, uint16, uint32
                                    that holds twice their number; (0, 2) when there are none
+    withheld      uint8   (ceil(V/8),) bit per row: the site withheld the variant because
+                                   fewer than its policy's min_cell_count analysis samples (but
+                                   some) miss that call, so its miss_zz row would describe those
+                                   few people; its gz, gg are zero and it has no miss_zz row
 
 with ``z = [1, C_1, ..., C_k, y]`` and ``T = (k+2)(k+3)/2``. Sizes depend on
 variants and covariates only: ``(k+3)`` float64 per variant (``(k+3)*8``

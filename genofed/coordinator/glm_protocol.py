@@ -116,6 +116,11 @@ def run_glm(
         "lambda_gc": round(genomic_inflation(result), 4),
         "firth": int(result.firth.sum()),
         "rounds": rounds,
+        **(
+            {"withheld (small cells)": int(gram.withheld.sum())}
+            if gram.withheld is not None and gram.withheld.any()
+            else {}
+        ),
     }
 
 

@@ -169,6 +169,7 @@ def serve_glm(
         reply.facts,
         pc_scores=pcs,
         study_sha256=study.sha256,
+        min_cell=policy.min_cell_count,
     )
 
 
@@ -183,12 +184,15 @@ def answer_glm(
     facts: Any,
     pc_scores: Mapping[str, np.ndarray] | None = None,
     study_sha256: str = "",
+    min_cell: int = 0,
 ) -> NamedArrays:
     """Compute the arrays for a ``glm_stats`` or ``glm_logistic`` request.
 
     With ``study_sha256``, a binary phenotype's genotypes are cached for the
     later Newton rounds (:mod:`genofed.site_agent.glm_cache`); without it
-    every round decodes the ``.bed``.
+    every round decodes the ``.bed``. A variant that fewer than ``min_cell``
+    analysis samples (but some) miss is withheld from ``glm_stats``: its
+    missing-call sums would describe those few people.
     """
     samples = glm_samples(config, bed, spec, pc_scores)
     if not len(samples.index):
@@ -207,7 +211,7 @@ def answer_glm(
             if samples.binary and study_sha256
             else None
         )
-        return _stats(bed, samples, index, flip, writer)
+        return _stats(bed, samples, index, flip, writer, min_cell)
     beta = inputs.get("beta")
     firth = inputs.get("firth")
     p = samples.covariates.shape[1] + 2
@@ -233,6 +237,7 @@ def _stats(
     index: np.ndarray,
     flip: np.ndarray,
     cache: CacheWriter | None,
+    min_cell: int = 0,
 ) -> NamedArrays:
     """``glm_stats`` arrays; with ``cache``, also writes the analysis's genotype cache."""
     n = len(samples.index)
@@ -246,6 +251,7 @@ def _stats(
     gg = np.zeros(v)
     miss_rows: list[np.ndarray] = []
     miss_zz: list[np.ndarray] = []
+    withheld = np.zeros(v, dtype=np.bool_)
     full = n == bed.n_samples
     try:
         for start, everyone in bed.iter_dosages(index):
@@ -255,10 +261,14 @@ def _stats(
             analysed = everyone if full else everyone[:, samples.index]
             g, missing = oriented(analysed, flip[start:stop])
             chunk = linear_chunk(g, missing, z, miss_center=center)
-            gz[start:stop] = chunk.gz
-            gg[start:stop] = chunk.gg
-            miss_rows.append(chunk.miss_rows + start)
-            miss_zz.append(chunk.miss_zz)
+            n_miss = missing.sum(axis=1)
+            small = (n_miss > 0) & (n_miss < min_cell)
+            keep = ~small[chunk.miss_rows]
+            gz[start:stop] = np.where(small[:, None], 0.0, chunk.gz)
+            gg[start:stop] = np.where(small, 0.0, chunk.gg)
+            miss_rows.append(chunk.miss_rows[keep] + start)
+            miss_zz.append(chunk.miss_zz[keep])
+            withheld[start:stop] = small
             if cache is not None:
                 cache.add(*oriented_codes(analysed, flip[start:stop]))
         if cache is not None:
@@ -278,6 +288,7 @@ def _stats(
         "miss_rows": np.packbits(has_missing),
         "miss_zz": (np.concatenate(miss_zz) if miss_zz else np.zeros((0, t))).astype(np.float32),
         "other_counts": other_counts,
+        "withheld": np.packbits(withheld),
     }
 
 

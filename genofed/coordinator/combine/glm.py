@@ -75,6 +75,8 @@ ERR_LOGISTIC_FAIL: Final = "LOGISTIC_CONVERGE_FAIL"
 ERR_FIRTH_FAIL: Final = "FIRTH_CONVERGE_FAIL"
 ERR_INVALID: Final = "INVALID_RESULT"
 ERR_UNFINISHED: Final = "UNFINISHED"
+#: Not plink2's: a site withheld the variant (too few samples missing its call to release).
+ERR_WITHHELD: Final = "SMALL_CELL_WITHHELD"
 
 #: Relative log-likelihood difference treated as a tie in the Firth step search.
 TIE: Final = 1e-11
@@ -108,6 +110,8 @@ class PooledGram:
     gram: F64
     a1_is_ref: npt.NDArray[np.bool_]
     k: int
+    #: Variants a site withheld (small cells); their rows are zero.
+    withheld: npt.NDArray[np.bool_] | None = None
 
     @property
     def p(self) -> int:
@@ -161,6 +165,7 @@ def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: in
     gg = np.zeros(n_variants)
     zz = np.zeros(t)
     missing = np.zeros((n_variants, t))
+    withheld = np.zeros(n_variants, dtype=np.bool_)
     for i, arrays in enumerate(sites):
         for name, shape in shapes.items():
             if name not in arrays or arrays[name].shape != shape:
@@ -171,6 +176,11 @@ def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: in
         rows = np.flatnonzero(np.unpackbits(bits, count=n_variants))
         if corr is None or corr.shape != (len(rows), t):
             raise ValueError(f"site {i}: miss_zz must have one row per bit set in miss_rows")
+        held = arrays.get("withheld")
+        if held is not None:
+            if held.dtype != np.uint8 or held.shape != ((n_variants + 7) // 8,):
+                raise ValueError(f"site {i}: withheld must be {(n_variants + 7) // 8} bytes")
+            withheld |= np.unpackbits(held, count=n_variants).astype(np.bool_)
         other = arrays.get("other_counts")
         if other is None or other.shape not in {(n_variants, 2), (0, 2)}:
             raise ValueError(f"site {i}: other_counts must have shape ({n_variants}, 2) or (0, 2)")
@@ -197,7 +207,8 @@ def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: in
     alt_ct = np.rint(alt).astype(np.int64)
     ref = 2 * called - alt_ct
     a1_is_ref = 2 * ref < 2 * called  # REF frequency below 1/2: REF is not the major allele
-    return PooledGram(gram=_to_a1(full, a1_is_ref), a1_is_ref=a1_is_ref, k=k)
+    full[withheld] = 0.0
+    return PooledGram(gram=_to_a1(full, a1_is_ref), a1_is_ref=a1_is_ref, k=k, withheld=withheld)
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,8 @@ def _precheck(gram: PooledGram) -> npt.NDArray[np.object_]:
     n = a[:, 0, 0]
     err = np.full(len(n), ERR_NONE, dtype=object)
     err[n <= p] = ERR_SAMPLE_CT
+    if gram.withheld is not None:
+        err[gram.withheld] = ERR_WITHHELD
     const = (n * a[:, 1, 1] - a[:, 0, 1] ** 2 == 0) & (err == ERR_NONE)
     err[const] = ERR_CONST_OMITTED
     todo = np.flatnonzero(err == ERR_NONE)
