@@ -249,99 +249,29 @@ def run_study(
         rounds = iter(range(3, 10**6))
         train_epsilon: dict[str, object] = {}  # train analysis id -> epsilon per site
         for spec in study.analyses:
+            if spec.kind in COUNT_KINDS:
+                continue
             written = len(outputs)
-            if spec.kind == GLM_KIND:
-                notify(Progress("analysis", f"running {spec.id} (glm, several rounds)"))
-
-                def run_glm_with(part: list[int], spec: AnalysisSpec = spec) -> Result:
-                    names = [sites[n].name for n in part]
-                    ask = members.asker(signed, run_id, part, sites, rounds)
-                    return run_glm(
-                        spec,
-                        _only(harmonization, names),
-                        staging,
-                        ask,
-                        prefix=_glm_prefix(study, spec),
-                    )
-
-                files, stats = members.run_analysis(order, run_glm_with)
-                order = members.still(order)
-                outputs.extend(files)
-                summary[spec.id] = stats
-            elif spec.kind == PCA_KIND:
-                notify(Progress("analysis", f"running {spec.id} (pca, several rounds)"))
-
-                def run_pca_with(part: list[int], spec: AnalysisSpec = spec) -> Result:
-                    names = [sites[n].name for n in part]
-                    ask = members.asker(signed, run_id, part, sites, rounds)
-                    return run_pca(
-                        spec,
-                        _only(harmonization, names),
-                        staging,
-                        ask,
-                        study_sha256=study.sha256,
-                        prefix=_pca_prefix(study, spec),
-                    )
-
-                files, stats = members.run_analysis(order, run_pca_with)
-                order = members.still(order)
-                outputs.extend(files)
-                summary[spec.id] = stats
-            elif spec.kind == PRS_KIND:
-                notify(Progress("analysis", f"running {spec.id} (prs, several rounds)"))
-
-                def run_prs_with(part: list[int], spec: AnalysisSpec = spec) -> Result:
-                    ask = members.asker(signed, run_id, part, sites, rounds)
-                    return run_prs(spec, [sites[n].name for n in part], staging, ask)
-
-                files, stats = members.run_analysis(order, run_prs_with)
-                order = members.still(order)
-                outputs.extend(files)
-                summary[spec.id] = stats
-            elif spec.kind == PGX_KIND:
-                notify(Progress("analysis", f"running {spec.id} (pgx)"))
-
-                def run_pgx_with(part: list[int], spec: AnalysisSpec = spec) -> Result:
-                    ask = members.asker(signed, run_id, part, sites, rounds)
-                    return run_pgx(spec, [sites[n].name for n in part], staging, ask)
-
-                files, stats = members.run_analysis(order, run_pgx_with)
-                order = members.still(order)
-                outputs.extend(files)
-                summary[spec.id] = stats
-            elif spec.kind == TRAIN_KIND:
-                notify(Progress("analysis", f"running {spec.id} (train, several rounds)"))
-
-                def run_train_with(part: list[int], spec: AnalysisSpec = spec) -> Result:
-                    names = [sites[n].name for n in part]
-                    ask = members.asker(signed, run_id, part, sites, rounds)
-                    return run_train(
-                        spec, _only(harmonization, names), staging, ask, study_sha256=study.sha256
-                    )
-
-                files, stats = members.run_analysis(order, run_train_with)
-                order = members.still(order)
-                outputs.extend(files)
-                summary[spec.id] = stats
-                train_epsilon[spec.id] = stats["epsilon_per_site"]
-            elif spec.kind in ("km", "cox"):
+            protocol = _PROTOCOLS.get(spec.kind)
+            if protocol is not None:
                 notify(Progress("analysis", f"running {spec.id} ({spec.kind})"))
-                survival = run_km if spec.kind == "km" else run_cox
 
-                def run_survival_with(
-                    part: list[int],
-                    spec: AnalysisSpec = spec,
-                    run: Callable[..., Result] = survival,
+                def attempt(
+                    part: list[int], spec: AnalysisSpec = spec, protocol: Protocol = protocol
                 ) -> Result:
+                    names = [sites[n].name for n in part]
                     ask = members.asker(signed, run_id, part, sites, rounds)
-                    return run(spec, [sites[n].name for n in part], staging, ask)
+                    return protocol(
+                        _Job(study, spec, _only(harmonization, names), names, staging, ask)
+                    )
 
-                files, stats = members.run_analysis(order, run_survival_with)
+                files, stats = members.run_analysis(order, attempt)
                 order = members.still(order)
                 outputs.extend(files)
                 summary[spec.id] = stats
-            if spec.kind not in COUNT_KINDS:
-                analysis_files[spec.id] = outputs[written:]
+                if spec.kind == TRAIN_KIND:
+                    train_epsilon[spec.id] = stats["epsilon_per_site"]
+            analysis_files[spec.id] = outputs[written:]
         summary.update(_missing_summary(study, sites.values(), members.lost))
         if receipts is not None:
             receipts.annotate(list(sites.values()))
@@ -583,6 +513,43 @@ def _pca_prefix(study: Study, spec: AnalysisSpec) -> str:
     """``pca``, or ``pca.<id>`` when the study has several pca analyses."""
     several = sum(a.kind == PCA_KIND for a in study.analyses) > 1
     return f"pca.{spec.id}" if several else "pca"
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a multi-round analysis's protocol needs for one attempt (one set of sites)."""
+
+    study: Study
+    spec: AnalysisSpec
+    harmonization: Harmonization  # restricted to the sites of this attempt
+    sites: list[str]
+    out: Path
+    ask: Asker
+
+
+Protocol = Callable[[_Job], "Result"]
+
+#: The coordinator's half of each multi-round analysis, by kind.
+_PROTOCOLS: dict[str, Protocol] = {
+    GLM_KIND: lambda j: run_glm(
+        j.spec, j.harmonization, j.out, j.ask, prefix=_glm_prefix(j.study, j.spec)
+    ),
+    PCA_KIND: lambda j: run_pca(
+        j.spec,
+        j.harmonization,
+        j.out,
+        j.ask,
+        study_sha256=j.study.sha256,
+        prefix=_pca_prefix(j.study, j.spec),
+    ),
+    PRS_KIND: lambda j: run_prs(j.spec, j.sites, j.out, j.ask),
+    PGX_KIND: lambda j: run_pgx(j.spec, j.sites, j.out, j.ask),
+    TRAIN_KIND: lambda j: run_train(
+        j.spec, j.harmonization, j.out, j.ask, study_sha256=j.study.sha256
+    ),
+    "km": lambda j: run_km(j.spec, j.sites, j.out, j.ask),
+    "cox": lambda j: run_cox(j.spec, j.sites, j.out, j.ask),
+}
 
 
 def _glm_prefix(study: Study, spec: AnalysisSpec) -> str:
