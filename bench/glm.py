@@ -24,7 +24,6 @@ import resource
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import psutil
@@ -32,45 +31,13 @@ import psutil
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from genofed.common.records import (
-    reply_from_recorddict,
-    reply_to_recorddict,
-    request_from_recorddict,
-    request_to_recorddict,
-)
+from timed import TimedTransport  # bench/timed.py: python puts bench/ on sys.path
+
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
-from genofed.coordinator.transport import Incoming, Outgoing
-from genofed.site_agent.handler import handle_request
 from genofed.synth import write_cohorts
 
 HERE = Path(__file__).resolve().parent
-
-
-class TimedTransport:
-    """In-process transport that times each site's handler and counts released bytes."""
-
-    def __init__(self, site_dirs: list[Path]) -> None:
-        self.site_dirs = {i + 1: d for i, d in enumerate(site_dirs)}
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.bytes: dict[str, int] = defaultdict(int)
-
-    def nodes(self) -> list[int]:
-        return sorted(self.site_dirs)
-
-    def exchange(self, outgoing, *, timeout):  # type: ignore[no-untyped-def]
-        result = {}
-        for node, o in outgoing.items():
-            assert isinstance(o, Outgoing)
-            request, inputs = request_from_recorddict(request_to_recorddict(o.request, o.inputs))
-            start = time.perf_counter()
-            reply, arrays = handle_request(self.site_dirs[node], request, inputs)
-            name = self.site_dirs[node].name
-            if request.kind.startswith("glm"):
-                self.seconds[name] += time.perf_counter() - start
-                self.bytes[name] += sum(a.nbytes for a in arrays.values())
-            result[node] = Incoming(*reply_from_recorddict(reply_to_recorddict(reply, arrays)))
-        return result
 
 
 def measure(cmd: list[str]) -> dict[str, float]:
@@ -112,7 +79,7 @@ def main() -> None:
             },
             path=Path("<bench>"),
         )
-        transport = TimedTransport(sites)
+        transport = TimedTransport(sites, ("glm",))
         out = args.work / f"results-{model}"
         start = time.perf_counter()
         outcome = run_study(study, transport, out, engine="bench", overwrite=True)
@@ -144,8 +111,10 @@ def main() -> None:
             "plink2_s": round(p2["wall_s"], 2),
             "plink2_peak_mib": round(p2["peak_mib"], 1),
             "slowest_site_over_plink2": round(slowest / p2["wall_s"], 2),
-            "bytes_per_site": dict(transport.bytes),
-            "bytes_per_variant_per_site": round(max(transport.bytes.values()) / args.variants, 1),
+            "bytes_per_site": dict(transport.released),
+            "bytes_per_variant_per_site": round(
+                max(transport.released.values()) / args.variants, 1
+            ),
             "rounds": outcome.summary["glm"]["rounds"],  # type: ignore[index]
             "lambda_gc": outcome.summary["glm"]["lambda_gc"],  # type: ignore[index]
         }

@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -32,17 +31,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import psutil
+from timed import TimedTransport  # bench/timed.py: python puts bench/ on sys.path
 
-from genofed.common.records import (
-    reply_from_recorddict,
-    reply_to_recorddict,
-    request_from_recorddict,
-    request_to_recorddict,
-)
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
-from genofed.coordinator.transport import Incoming, Outgoing
-from genofed.site_agent.handler import handle_request
 from genofed.synth import write_cohorts
 
 HERE = Path(__file__).resolve().parent
@@ -63,36 +55,6 @@ def measure(cmd: list[str]) -> dict[str, float]:
     if proc.returncode:
         raise SystemExit(proc.stderr.read().decode() if proc.stderr else "plink2 failed")
     return {"wall_s": time.perf_counter() - start, "peak_mib": peak / 2**20}
-
-
-class TimedTransport:
-    """In-process transport: times each site's pca requests, counts bytes both ways."""
-
-    def __init__(self, site_dirs: list[Path]) -> None:
-        self.site_dirs = {i + 1: d for i, d in enumerate(site_dirs)}
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.sent: dict[str, int] = defaultdict(int)
-        self.received: dict[str, int] = defaultdict(int)
-        self.rounds: dict[str, int] = defaultdict(int)
-
-    def nodes(self) -> list[int]:
-        return sorted(self.site_dirs)
-
-    def exchange(self, outgoing, *, timeout):  # type: ignore[no-untyped-def]
-        result = {}
-        for node, o in outgoing.items():
-            assert isinstance(o, Outgoing)
-            request, inputs = request_from_recorddict(request_to_recorddict(o.request, o.inputs))
-            start = time.perf_counter()
-            reply, arrays = handle_request(self.site_dirs[node], request, inputs)
-            name = self.site_dirs[node].name
-            if request.kind.startswith("pca"):
-                self.seconds[name] += time.perf_counter() - start
-                self.sent[name] += sum(a.nbytes for a in arrays.values())
-                self.received[name] += sum(a.nbytes for a in inputs.values())
-                self.rounds[name] += 1
-            result[node] = Incoming(*reply_from_recorddict(reply_to_recorddict(reply, arrays)))
-        return result
 
 
 def _max_rel(ours: Path, theirs: Path) -> float:
@@ -118,7 +80,7 @@ def main() -> None:
         {"study": {"name": "bench-pca"}, "analysis": [{"kind": "pca", "n_pcs": args.n_pcs}]},
         path=Path("<bench>"),
     )
-    transport = TimedTransport(sites)
+    transport = TimedTransport(sites, ("pca",))
     out = args.work / "results"
     start = time.perf_counter()
     outcome = run_study(study, transport, out, engine="bench", overwrite=True)
@@ -147,9 +109,9 @@ def main() -> None:
         "site_local_s": {k: round(v, 2) for k, v in site_s.items()},
         "coordinator_s": round(total - sum(site_s.values()), 2),
         "end_to_end_in_process_s": round(total, 2),
-        "bytes_released_per_site": dict(transport.sent),
+        "bytes_released_per_site": dict(transport.released),
         "bytes_received_per_site": dict(transport.received),
-        "bytes_released_per_site_per_round": round(max(transport.sent.values()) / rounds),
+        "bytes_released_per_site_per_round": round(max(transport.released.values()) / rounds),
         "plink2_approx_s": round(runs["approx"]["wall_s"], 2),
         "plink2_approx_peak_mib": round(runs["approx"]["peak_mib"], 1),
         "plink2_exact_s": round(runs["exact"]["wall_s"], 2),

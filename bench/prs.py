@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -33,48 +32,14 @@ import psutil
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from genofed.common.records import (
-    reply_from_recorddict,
-    reply_to_recorddict,
-    request_from_recorddict,
-    request_to_recorddict,
-)
+from timed import TimedTransport  # bench/timed.py: python puts bench/ on sys.path
+
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
-from genofed.coordinator.transport import Incoming, Outgoing
-from genofed.site_agent.handler import handle_request
 from genofed.synth import write_cohorts
 
 HERE = Path(__file__).resolve().parent
 _COMPLEMENT = str.maketrans("ACGT", "TGCA")
-
-
-class TimedTransport:
-    """In-process transport that times each site's handler and counts bytes both ways."""
-
-    def __init__(self, site_dirs: list[Path]) -> None:
-        self.site_dirs = {i + 1: d for i, d in enumerate(site_dirs)}
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.released: dict[str, int] = defaultdict(int)
-        self.received: dict[str, int] = defaultdict(int)
-
-    def nodes(self) -> list[int]:
-        return sorted(self.site_dirs)
-
-    def exchange(self, outgoing, *, timeout):  # type: ignore[no-untyped-def]
-        result = {}
-        for node, o in outgoing.items():
-            assert isinstance(o, Outgoing)
-            request, inputs = request_from_recorddict(request_to_recorddict(o.request, o.inputs))
-            start = time.perf_counter()
-            reply, arrays = handle_request(self.site_dirs[node], request, inputs)
-            name = self.site_dirs[node].name
-            if request.kind.startswith("prs"):
-                self.seconds[name] += time.perf_counter() - start
-                self.released[name] += sum(a.nbytes for a in arrays.values())
-                self.received[name] += sum(a.nbytes for a in inputs.values())
-            result[node] = Incoming(*reply_from_recorddict(reply_to_recorddict(reply, arrays)))
-        return result
 
 
 def measure(cmd: list[str]) -> dict[str, float]:
@@ -146,7 +111,7 @@ def main() -> None:
         },
         path=Path("<bench>"),
     )
-    transport = TimedTransport(sites)
+    transport = TimedTransport(sites, ("prs",))
     start = time.perf_counter()
     outcome = run_study(study, transport, args.work / "results", engine="bench", overwrite=True)
     total = time.perf_counter() - start

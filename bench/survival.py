@@ -24,7 +24,6 @@ import json
 import os
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -34,17 +33,10 @@ import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
+from timed import TimedTransport  # bench/timed.py: python puts bench/ on sys.path
 
-from genofed.common.records import (
-    reply_from_recorddict,
-    reply_to_recorddict,
-    request_from_recorddict,
-    request_to_recorddict,
-)
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
-from genofed.coordinator.transport import Incoming, Outgoing
-from genofed.site_agent.handler import handle_request
 from genofed.synth import write_cohorts
 
 HERE = Path(__file__).resolve().parent
@@ -52,33 +44,6 @@ GRID = [182, 365, 730, 1095, 1461, 1826, 2191, 2557, 2922, 3287, 3652]
 CUTS = [18, 31]
 COVARIATES = ["RSCORE", "AGE", "SEX"]
 LABELS = ["RSCORE<18", "18<=RSCORE<31", "RSCORE>=31"]
-
-
-class TimedTransport:
-    """In-process transport that times each site's handler and counts released bytes."""
-
-    def __init__(self, site_dirs: list[Path], kinds: tuple[str, ...]) -> None:
-        self.site_dirs = {i + 1: d for i, d in enumerate(site_dirs)}
-        self.kinds = kinds
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.bytes: dict[str, int] = defaultdict(int)
-
-    def nodes(self) -> list[int]:
-        return sorted(self.site_dirs)
-
-    def exchange(self, outgoing, *, timeout):  # type: ignore[no-untyped-def]
-        result = {}
-        for node, o in outgoing.items():
-            assert isinstance(o, Outgoing)
-            request, inputs = request_from_recorddict(request_to_recorddict(o.request, o.inputs))
-            start = time.perf_counter()
-            reply, arrays = handle_request(self.site_dirs[node], request, inputs)
-            name = self.site_dirs[node].name
-            if request.kind in self.kinds:
-                self.seconds[name] += time.perf_counter() - start
-                self.bytes[name] += sum(a.nbytes for a in arrays.values())
-            result[node] = Incoming(*reply_from_recorddict(reply_to_recorddict(reply, arrays)))
-        return result
 
 
 def pooled_table(cohort_dir: Path) -> pd.DataFrame:
@@ -152,7 +117,7 @@ def main() -> None:
         "site_local_s": {k: round(v, 3) for k, v in transport.seconds.items()},
         "coordinator_s": round(total - sum(transport.seconds.values()), 3),
         "rounds": 1,
-        "bytes_per_site": dict(transport.bytes),
+        "bytes_per_site": dict(transport.released),
         "lifelines_s": round(ref_s, 3),
         "max_abs_diff_surv_and_band": worst,
         "logrank_rel_diff": abs(float(logrank["CHISQ"][0]) / chisq - 1),
@@ -175,7 +140,7 @@ def main() -> None:
         "site_local_s": {k: round(v, 3) for k, v in transport.seconds.items()},
         "coordinator_s": round(total - sum(transport.seconds.values()), 3),
         "rounds": outcome.summary["cox"]["rounds"],  # type: ignore[index]
-        "bytes_per_site": dict(transport.bytes),
+        "bytes_per_site": dict(transport.released),
         "lifelines_s": round(ref_s, 3),
         "coef_max_rel_err": float(
             np.max(np.abs(cox.loc[COVARIATES, "COEF"] / ref.params_[COVARIATES] - 1))

@@ -31,7 +31,6 @@ import shutil
 import statistics
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -42,18 +41,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from timed import TimedTransport  # bench/timed.py: python puts bench/ on sys.path
 
-from genofed.common.records import (
-    reply_from_recorddict,
-    reply_to_recorddict,
-    request_from_recorddict,
-    request_to_recorddict,
-)
 from genofed.common.study import study_from_mapping
 from genofed.common.train_wire import scale_covariates
 from genofed.coordinator.runner import run_study
-from genofed.coordinator.transport import Incoming, Outgoing
-from genofed.site_agent.handler import handle_request
 from genofed.site_agent.io.pheno import match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile
 from genofed.synth import SynthSummary, write_cohorts
@@ -61,35 +53,6 @@ from genofed.synth import SynthSummary, write_cohorts
 HERE = Path(__file__).resolve().parent
 RANGES = [[30, 80], [1, 2]]
 EPSILONS = (1.0, 3.0, 8.0)
-
-
-class TimedTransport:
-    """In-process transport that records each site's wall time per train_round request."""
-
-    def __init__(self, site_dirs: list[Path]) -> None:
-        self.site_dirs = {i + 1: d for i, d in enumerate(site_dirs)}
-        self.request_s: dict[str, list[float]] = defaultdict(list)
-        self.update_s: dict[str, list[float]] = defaultdict(list)
-        self.bytes_out: dict[str, int] = defaultdict(int)
-
-    def nodes(self) -> list[int]:
-        return sorted(self.site_dirs)
-
-    def exchange(self, outgoing, *, timeout):  # type: ignore[no-untyped-def]
-        result = {}
-        for node, o in outgoing.items():
-            assert isinstance(o, Outgoing)
-            request, inputs = request_from_recorddict(request_to_recorddict(o.request, o.inputs))
-            start = time.perf_counter()
-            reply, arrays = handle_request(self.site_dirs[node], request, inputs)
-            name = self.site_dirs[node].name
-            if request.kind == "train_round":
-                self.request_s[name].append(time.perf_counter() - start)
-                if "train_seconds" in reply.facts:
-                    self.update_s[name].append(float(reply.facts["train_seconds"]))
-                self.bytes_out[name] += sum(a.nbytes for a in arrays.values())
-            result[node] = Incoming(*reply_from_recorddict(reply_to_recorddict(reply, arrays)))
-        return result
 
 
 def pooled_data(cohort: SynthSummary) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +112,7 @@ def run_one(
     study = study_from_mapping(
         {"study": {"name": f"bench-train-{label}"}, "analysis": [analysis]}, path=Path("<bench>")
     )
-    transport = TimedTransport(sites)
+    transport = TimedTransport(sites, ("train_round",))
     start = time.perf_counter()
     run_study(study, transport, work / "results" / label, engine="bench", overwrite=True)
     total = time.perf_counter() - start
@@ -168,11 +131,15 @@ def run_one(
             s: round(statistics.median(v), 3) for s, v in transport.request_s.items()
         },
         "local_update_seconds_per_round_per_site": {
-            s: round(statistics.median(v), 3) for s, v in transport.update_s.items()
+            s: round(
+                statistics.median(float(f["train_seconds"]) for f in facts if "train_seconds" in f),
+                3,
+            )
+            for s, facts in transport.facts.items()
         },
         "bytes_released_per_round_per_site": {
             s: b // int(params["rounds"])
-            for s, b in transport.bytes_out.items()  # type: ignore[call-overload]
+            for s, b in transport.released.items()  # type: ignore[call-overload]
         },
         "wall_seconds": round(total, 2),
     }
