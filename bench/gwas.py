@@ -11,7 +11,8 @@ Firth fallback) model with covariates ``AGE SEX``:
   kept in memory between rounds; the logistic rounds read the site's on-disk
   genotype cache, :mod:`genofed.site_agent.glm_cache`), and reports each
   site's local-step wall time over all rounds, its peak RSS (``VmHWM`` of
-  the worker, and the same before its first request), the bytes it released
+  the worker), the same before its first request (the site agent's imports)
+  and the growth between the two (what the analysis itself holds), the bytes it released
   (and per variant for ``glm_stats``), and the coordinator's time (everything
   but waiting for the sites);
 * runs the same study end to end on Flower's simulation engine
@@ -22,7 +23,8 @@ Firth fallback) model with covariates ``AGE SEX``:
 
 and prints every figure next to plink2's from the same run, as ratios, with
 the load average before and after (a shared machine's timings are noisy).
-Results go to ``bench/out/gwas/gwas.json``.
+Results go to ``bench/out/gwas/gwas.json``, one row per size and model; rows
+of earlier runs for other sizes or models are kept.
 
     .venv/bin/python bench/gwas.py --size 3000x20000
     .venv/bin/python bench/gwas.py --size 10000x100000 --size 50000x500000
@@ -50,11 +52,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import psutil
 
 from genofed.common.study import Study, study_from_mapping
-from genofed.coordinator.runner import run_study
 from genofed.coordinator.transport import Incoming, Outgoing
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.simulation import run_simulated_study
-from genofed.synth import write_cohorts
+
+# The site workers are spawned processes, which import this module again:
+# the coordinator's and the simulation's imports (Flower, Ray: about 400 MiB)
+# are made inside the functions that use them, so that a worker's peak RSS
+# is the site agent's own.
 
 HERE = Path(__file__).resolve().parent
 MODELS = (("QPHENO", "linear"), ("DISEASE", "logistic"))
@@ -198,6 +202,9 @@ def _load() -> str:
 def run_model(
     cohort: Path, sites: list[Path], work: Path, phenotype: str, model: str, simulation: bool
 ) -> dict[str, Any]:
+    from genofed.coordinator.runner import run_study
+    from genofed.simulation import run_simulated_study
+
     study = _study(phenotype, model)
     n_variants = len((cohort / "pooled" / "pooled.bim").read_text(encoding="utf-8").splitlines())
     row: dict[str, Any] = {"load_before": _load()}
@@ -230,6 +237,9 @@ def run_model(
             "site_rss_before_first_request_mib": {
                 k: round(v, 1) for k, v in transport.start_mib.items()
             },
+            "site_peak_rss_growth_mib": {
+                k: round(v - transport.start_mib[k], 1) for k, v in transport.peak_mib.items()
+            },
             "coordinator_s": round(total - transport.waiting, 2),
             "coordinator_over_plink2": round((total - transport.waiting) / p2["wall_s"], 3),
             "in_process_end_to_end_s": round(total, 2),
@@ -256,7 +266,12 @@ def main() -> None:
     ap.add_argument("--no-simulation", action="store_true", help="skip the Flower simulation run")
     ap.add_argument("--work", type=Path, default=HERE / "out" / "gwas")
     args = ap.parse_args()
+    from genofed.synth import write_cohorts
+
+    out_json = args.work / "gwas.json"
     report: dict[str, Any] = {"sites": 3, "threads": 1, "cpus": os.cpu_count(), "runs": {}}
+    if out_json.is_file():  # keep the other sizes' and models' rows
+        report["runs"] = json.loads(out_json.read_text()).get("runs", {})
     models = [m for m in MODELS if not args.model or m[1] in args.model]
     for size in args.size or ["10000x100000"]:
         samples, variants = (int(x) for x in size.lower().split("x"))
@@ -272,7 +287,7 @@ def main() -> None:
             row = run_model(cohort, sites, work, phenotype, model, not args.no_simulation)
             report["runs"][f"{size} {model}"] = row
             print(f"{size} {model}: {json.dumps(row)}", file=sys.stderr)
-            (args.work / "gwas.json").write_text(json.dumps(report, indent=2) + "\n")
+            out_json.write_text(json.dumps(report, indent=2) + "\n")
     json.dump(report, sys.stdout, indent=2)
     print()
 

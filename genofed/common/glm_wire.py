@@ -21,7 +21,9 @@ starting point of logistic regression, whose first Newton step is at beta=0)::
                                    call, c = miss_center(zz) (the site's own means of C and y)
     other_counts  uint    (V, 2)   called samples and ALT dosage over the genotyped samples
                                    outside the analysis, in the smallest of uint8, uint16, uint32
-                                   that holds twice their number; (0, 2) when there are none
+                                   that holds twice their number; (0, 2) when there are none or
+                                   fewer than the site policy's min_cell_count (then A1_FREQ
+                                   counts only that site's analysis samples)
     withheld      uint8   (ceil(V/8),) bit per row: the site withheld the variant because
                                    fewer than its policy's min_cell_count analysis samples (but
                                    some) miss that call, so its miss_zz row would describe those

@@ -4,18 +4,28 @@ Logistic regression takes several rounds (Newton, then Firth for a few
 variants), and in deployment every round is a fresh ClientApp process, so
 nothing survives in memory from one round to the next. Instead of decoding
 the ``.bed`` again each round, the site decodes the analysis's variants once,
-while it answers ``glm_stats``, into a compact file that each later round
+while it answers ``glm_stats``, into compact files that each later round
 reads only the still-active rows of.
 
 What is kept on disk, at this site only (it is never released, and no reply
 depends on whether it exists: a round without it decodes the ``.bed``)::
 
-    state/glm/<study sha256>/<analysis id>/plan.npz      the variant plan (.bed rows, flips) and
-                                                          the analysis samples (.fam rows)
-    state/glm/<study sha256>/<analysis id>/genotypes.i8  study-ALT allele counts (int8, 0 at a
-                                                          missing call), one row per plan variant,
-                                                          the analysis samples only
-    state/glm/<study sha256>/<analysis id>/missing.npz   where the missing calls are (CSR)
+    state/glm/<study sha256>/<analysis id>/format             the cache format (FORMAT)
+    state/glm/<study sha256>/<analysis id>/variant_index.npy  the variant plan: .bed rows,
+    state/glm/<study sha256>/<analysis id>/flip.npy           and allele flips
+    state/glm/<study sha256>/<analysis id>/samples.npy        the analysis samples (.fam rows)
+    state/glm/<study sha256>/<analysis id>/genotypes.i8       study-ALT allele counts (int8, 0 at a
+                                                               missing call), one row per plan
+                                                               variant, the analysis samples only
+    state/glm/<study sha256>/<analysis id>/miss_ptr.i64       where the missing calls are (CSR:
+    state/glm/<study sha256>/<analysis id>/miss_cols.i32      row offsets and sample columns)
+
+The ``.i8``, ``.i64`` and ``.i32`` files are headerless little-endian arrays,
+written as ``glm_stats`` decodes each chunk (so writing holds one chunk in
+memory) and read back by a round for just the rows it needs (``pread``, or a
+memory map dropped after each chunk), so that no round holds the whole file
+in memory. A directory without the current ``format`` (an older cache) is
+not read.
 
 ``genotypes.i8`` holds one byte per genotype of the analysis (plan variants x
 analysis samples): the same individual-level data as the site's ``.bed``
@@ -37,6 +47,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -45,12 +56,27 @@ from genofed.site_agent.audit import STATE_DIR
 _log = logging.getLogger("genofed.site")
 
 GLM_STATE = "glm"
-PLAN_FILE = "plan.npz"
+#: Contents of the ``format`` file; a cache without exactly this is ignored.
+FORMAT = b"genofed glm genotype cache 2\n"
+FORMAT_FILE = "format"
+VARIANT_INDEX_FILE = "variant_index.npy"
+FLIP_FILE = "flip.npy"
+SAMPLES_FILE = "samples.npy"
 GENOTYPES_FILE = "genotypes.i8"
-MISSING_FILE = "missing.npz"
+MISS_PTR_FILE = "miss_ptr.i64"
+MISS_COLS_FILE = "miss_cols.i32"
+_PTR = np.dtype("<i8")
+_COL = np.dtype("<i4")
 #: Above this many separate runs of rows in a chunk, rows are gathered through a
 #: memory map rather than read run by run (one system call each).
 SCATTERED = 64
+#: Genotypes per chunk a round reads from the cache (bytes of its int8 block).
+CHUNK_GENOTYPES = 1 << 22
+
+
+def chunk_rows(n_samples: int) -> int:
+    """Variants per chunk so that a chunk holds about :data:`CHUNK_GENOTYPES` genotypes."""
+    return max(1, CHUNK_GENOTYPES // max(n_samples, 1))
 
 
 def cache_dir(site_dir: Path, study_sha256: str, analysis_id: str) -> Path:
@@ -72,12 +98,23 @@ def forget_others(site_dir: Path, study_sha256: str, analysis_id: str) -> None:
                 shutil.rmtree(analysis, ignore_errors=True)
 
 
+def _create(path: Path) -> BinaryIO:
+    """A new file, mode 0600, open for writing."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
+def _bytes(array: np.ndarray) -> memoryview:
+    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
+
 class CacheWriter:
     """Writes the cache chunk by chunk while ``glm_stats`` decodes the plan's variants.
 
     The cache only saves time: if the disk refuses it (full, read-only), the
     writer gives up quietly, removes what it wrote, and the rounds decode the
     ``.bed`` instead. Use :meth:`start`, which returns None in that case.
+    Each chunk goes straight to the files: the writer holds no more than it
+    is given.
     """
 
     @classmethod
@@ -97,49 +134,63 @@ class CacheWriter:
         self, directory: Path, variant_index: np.ndarray, flip: np.ndarray, samples: np.ndarray
     ) -> None:
         self.final = directory
+        self.files: list[BinaryIO] = []
+        self.failed = False
         directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         shutil.rmtree(directory, ignore_errors=True)
         self.tmp = directory.with_name(f".{directory.name}.partial")
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(mode=0o700)
-        self.plan = (np.asarray(variant_index, np.int64), np.asarray(flip, np.bool_))
-        self.samples = np.asarray(samples, np.int64)
-        fd = os.open(self.tmp / GENOTYPES_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self.fh = os.fdopen(fd, "wb")
-        self.counts: list[np.ndarray] = []
-        self.cols: list[np.ndarray] = []
-        self.failed = False
+        try:
+            for name, array in (
+                (VARIANT_INDEX_FILE, np.asarray(variant_index, np.int64)),
+                (FLIP_FILE, np.asarray(flip, np.bool_)),
+                (SAMPLES_FILE, np.asarray(samples, np.int64)),
+            ):
+                with _create(self.tmp / name) as fh:
+                    np.save(fh, array, allow_pickle=False)
+            self.codes = self._open(GENOTYPES_FILE)
+            self.ptr = self._open(MISS_PTR_FILE)
+            self.cols = self._open(MISS_COLS_FILE)
+            self.ptr.write(_bytes(np.zeros(1, _PTR)))
+        except BaseException:
+            self.abort()
+            raise
+        self.n_missing = 0
+
+    def _open(self, name: str) -> BinaryIO:
+        fh = _create(self.tmp / name)
+        self.files.append(fh)
+        return fh
 
     def add(self, codes: np.ndarray, miss_rows: np.ndarray, miss_cols: np.ndarray) -> None:
         """Append a chunk: int8 ``codes`` (c, n) and its missing calls (sorted by row)."""
         if self.failed:
             return
+        counts = np.bincount(np.asarray(miss_rows, np.intp), minlength=len(codes))
+        ptr = self.n_missing + np.cumsum(counts, dtype=np.int64)
         try:
-            self.fh.write(np.ascontiguousarray(codes, dtype=np.int8).tobytes())
+            self.codes.write(_bytes(np.asarray(codes, np.int8)))
+            self.ptr.write(_bytes(ptr.astype(_PTR)))
+            self.cols.write(_bytes(np.asarray(miss_cols).astype(_COL)))
         except OSError as exc:
             self._give_up(exc)
             return
-        self.counts.append(np.bincount(miss_rows, minlength=len(codes)))
-        self.cols.append(miss_cols.astype(np.int32))
+        self.n_missing = int(ptr[-1]) if len(ptr) else self.n_missing
 
     def close(self) -> None:
         """Finish the files and move them into place."""
         if self.failed:
             return
         try:
-            self.fh.flush()
-            os.fsync(self.fh.fileno())
-            self.fh.close()
-            counts = np.concatenate(self.counts) if self.counts else np.zeros(0, np.int64)
-            ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            cols = np.concatenate(self.cols) if self.cols else np.zeros(0, np.int32)
-            np.savez(self.tmp / MISSING_FILE, ptr=ptr, cols=cols)
-            np.savez(
-                self.tmp / PLAN_FILE,
-                variant_index=self.plan[0],
-                flip=self.plan[1],
-                samples=self.samples,
-            )
+            for fh in self.files:
+                fh.flush()
+                os.fsync(fh.fileno())
+                fh.close()
+            with _create(self.tmp / FORMAT_FILE) as fh:
+                fh.write(FORMAT)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(self.tmp, self.final)
         except OSError as exc:
             self._give_up(exc)
@@ -147,8 +198,9 @@ class CacheWriter:
     def abort(self) -> None:
         """Remove what was written (the request failed)."""
         self.failed = True
-        with contextlib.suppress(OSError):
-            self.fh.close()
+        for fh in self.files:
+            with contextlib.suppress(OSError):
+                fh.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _give_up(self, exc: OSError) -> None:
@@ -156,31 +208,64 @@ class CacheWriter:
         self.abort()
 
 
+def _runs(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, stop)`` positions in ``part`` of its runs of consecutive rows."""
+    breaks = np.flatnonzero(np.diff(part) != 1) + 1
+    return np.concatenate([[0], breaks]), np.concatenate([breaks, [len(part)]])
+
+
+def _pread(fd: int, out: np.ndarray, offset: int, path: Path) -> None:
+    """Fill ``out`` (contiguous) from ``fd`` at byte ``offset``."""
+    view = _bytes(out)
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise OSError(f"{path} is truncated")
+        done += got
+
+
 @dataclass(frozen=True)
 class GenotypeCache:
-    """An open cache; :meth:`rows_for` maps a request onto it."""
+    """An open cache; :meth:`rows_for` maps a request onto it, :meth:`chunks` reads it."""
 
     directory: Path
     variant_index: np.ndarray
     flip: np.ndarray
     n_samples: int
-    ptr: np.ndarray
-    cols: np.ndarray
+    ptr: np.ndarray  # (V + 1,) offsets into miss_cols.i32; the columns stay on disk
 
     @classmethod
     def open(cls, directory: Path, samples: np.ndarray) -> GenotypeCache | None:
-        """The cache in ``directory`` if it exists and was made for ``samples``, else None."""
+        """The cache in ``directory`` if it is complete and was made for ``samples``, else None."""
         try:
-            with np.load(directory / PLAN_FILE) as plan:
-                variant_index, flip, cached = plan["variant_index"], plan["flip"], plan["samples"]
-            with np.load(directory / MISSING_FILE) as miss:
-                ptr, cols = miss["ptr"], miss["cols"]
-            size = (directory / GENOTYPES_FILE).stat().st_size
-        except (OSError, KeyError, ValueError):
+            if (directory / FORMAT_FILE).read_bytes() != FORMAT:
+                return None
+            cached = np.load(directory / SAMPLES_FILE, allow_pickle=False)
+            if not np.array_equal(cached, samples):
+                return None
+            variant_index = np.load(directory / VARIANT_INDEX_FILE, allow_pickle=False)
+            flip = np.load(directory / FLIP_FILE, allow_pickle=False)
+            ptr = np.fromfile(directory / MISS_PTR_FILE, dtype=_PTR)
+            v = len(variant_index)
+            sizes = (
+                (directory / GENOTYPES_FILE).stat().st_size,
+                (directory / MISS_COLS_FILE).stat().st_size,
+            )
+        except (OSError, ValueError, EOFError):
             return None
-        if not np.array_equal(cached, samples) or size != len(variant_index) * len(samples):
+        if (
+            variant_index.ndim != 1
+            or flip.shape != variant_index.shape
+            or flip.dtype != np.bool_
+            or not np.issubdtype(variant_index.dtype, np.integer)
+            or ptr.shape != (v + 1,)
+            or ptr[0] != 0
+            or (np.diff(ptr) < 0).any()
+            or sizes != (v * len(samples), int(ptr[-1]) * _COL.itemsize)
+        ):
             return None
-        return cls(directory, variant_index, flip, len(samples), ptr, cols)
+        return cls(directory, variant_index, flip, len(samples), ptr)
 
     def rows_for(self, variant_index: np.ndarray, flip: np.ndarray) -> np.ndarray | None:
         """Cache rows of the requested variants, or None if any is not cached as asked."""
@@ -197,41 +282,66 @@ class GenotypeCache:
     def chunks(
         self, rows: np.ndarray, chunk: int
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-        """Yield ``(start, codes, miss_rows, miss_cols)`` for ``rows`` in chunks of ``chunk``."""
+        """Yield ``(start, codes, miss_rows, miss_cols)`` for ``rows`` in chunks of ``chunk``.
+
+        Reads only those rows: runs of consecutive rows with one ``pread`` each
+        (Newton), rows here and there through a memory map that is dropped after
+        the chunk (Firth), so that memory holds about one chunk.
+        """
         n = self.n_samples
-        path = self.directory / GENOTYPES_FILE
-        shape = (len(self.variant_index), n)
-        fd = os.open(path, os.O_RDONLY)
+        geno_path = self.directory / GENOTYPES_FILE
+        cols_path = self.directory / MISS_COLS_FILE
+        geno = os.open(geno_path, os.O_RDONLY)
+        try:
+            cols = os.open(cols_path, os.O_RDONLY)
+        except OSError:
+            os.close(geno)
+            raise
         try:
             for start in range(0, len(rows), chunk):
-                part = rows[start : start + chunk]
-                breaks = np.flatnonzero(np.diff(part) != 1) + 1
-                if len(breaks) > SCATTERED:  # few rows here and there (Firth): gather
-                    mapped = np.memmap(path, dtype=np.int8, mode="r", shape=shape)
+                part = np.asarray(rows[start : start + chunk], np.int64)
+                first, stop = _runs(part)
+                lo, hi = self.ptr[part], self.ptr[part + 1]
+                lens = hi - lo
+                if len(first) > SCATTERED:  # few rows here and there (Firth): gather
+                    mapped = np.memmap(
+                        geno_path, dtype=np.int8, mode="r", shape=(len(self.variant_index), n)
+                    )
                     codes = np.asarray(mapped[part])
                     del mapped  # unmapped: its pages leave this process's RSS
+                    total = int(lens.sum())
+                    if total:
+                        mapped = np.memmap(
+                            cols_path, dtype=_COL, mode="r", shape=(int(self.ptr[-1]),)
+                        )
+                        within = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
+                        miss_cols = mapped[np.repeat(lo, lens) + within].astype(np.intp)
+                        del mapped
+                    else:
+                        miss_cols = np.zeros(0, np.intp)
                 else:  # runs of rows (Newton): read them, so that RSS stays one chunk
                     codes = np.empty((len(part), n), dtype=np.int8)
-                    for a, b in zip(
-                        np.concatenate([[0], breaks]),
-                        np.concatenate([breaks, [len(part)]]),
-                        strict=True,
-                    ):
-                        view = memoryview(codes[a:b].reshape(-1))  # type: ignore[arg-type]
-                        if os.preadv(fd, [view], int(part[a]) * n) != (b - a) * n:
-                            raise OSError(f"{path} is truncated")
-                first, lens = self.ptr[part], self.ptr[part + 1] - self.ptr[part]
+                    raw = np.empty(int(lens.sum()), dtype=_COL)
+                    at = 0
+                    for a, b in zip(first, stop, strict=True):
+                        _pread(geno, codes[a:b], int(part[a]) * n, geno_path)
+                        c0, c1 = int(self.ptr[part[a]]), int(self.ptr[part[b - 1] + 1])
+                        if c1 > c0:
+                            _pread(cols, raw[at : at + c1 - c0], c0 * _COL.itemsize, cols_path)
+                        at += c1 - c0
+                    miss_cols = raw.astype(np.intp)
                 miss_rows = np.repeat(np.arange(len(part)), lens)
-                within = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-                miss_cols = self.cols[np.repeat(first, lens) + within].astype(np.intp)
                 yield start, codes, miss_rows, miss_cols
         finally:
-            os.close(fd)
+            os.close(geno)
+            os.close(cols)
 
 
 __all__ = [
+    "CHUNK_GENOTYPES",
     "CacheWriter",
     "GenotypeCache",
     "cache_dir",
+    "chunk_rows",
     "forget_others",
 ]

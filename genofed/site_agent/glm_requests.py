@@ -16,9 +16,9 @@ with ``--1``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -35,21 +35,27 @@ from genofed.common.glm_wire import (
 from genofed.common.records import NamedArrays
 from genofed.common.study import AnalysisSpec, Study
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent.glm_cache import CacheWriter, GenotypeCache, cache_dir, forget_others
+from genofed.site_agent.glm_cache import (
+    CacheWriter,
+    GenotypeCache,
+    cache_dir,
+    chunk_rows,
+    forget_others,
+)
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
-from genofed.site_agent.io.plink import DEFAULT_CHUNK_VARIANTS, BedFile
+from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.pca_state import glm_pc_scores
 from genofed.site_agent.policy import SitePolicy, check_request
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
 from genofed.site_agent.stats.glm import (
+    LinearKernel,
     LogisticKernel,
     allele_counts,
     concat_logistic,
     gram_upper,
-    linear_chunk,
     logistic_from_codes,
-    oriented,
     oriented_codes,
+    oriented_codes_at,
 )
 
 
@@ -231,6 +237,27 @@ def answer_glm(
     return _logistic(bed, samples, index, flip, beta, firth, cache)
 
 
+#: Genotypes decoded per chunk of a ``glm_stats`` request (int8, 4 MiB): the
+#: chunk's variant count follows from it, so memory does not grow with the samples.
+CHUNK_GENOTYPES: Final = 1 << 22
+
+
+def _chunks(
+    bed: BedFile, index: np.ndarray, samples: np.ndarray, other: np.ndarray, rows: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """``(start, analysed, others)`` chunks: the analysis samples and the rest, in lockstep."""
+    analysed = bed.iter_dosages(index, sample_idx=samples, chunk_variants=rows)
+    others = bed.iter_dosages(index, sample_idx=other, chunk_variants=rows) if other.size else None
+    try:
+        for start, codes in analysed:
+            yield start, codes, None if others is None else next(others)[1]
+    finally:
+        for it in (analysed, others):
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+
 def _stats(
     bed: BedFile,
     samples: GlmSamples,
@@ -239,38 +266,48 @@ def _stats(
     cache: CacheWriter | None,
     min_cell: int = 0,
 ) -> NamedArrays:
-    """``glm_stats`` arrays; with ``cache``, also writes the analysis's genotype cache."""
+    """``glm_stats`` arrays; with ``cache``, also writes the analysis's genotype cache.
+
+    Decodes only the analysis samples (and, in a second pass in lockstep, the
+    genotyped samples outside the analysis for ``other_counts``), a chunk of
+    :data:`CHUNK_GENOTYPES` at a time, and sums with :class:`LinearKernel`.
+    """
     n = len(samples.index)
     z = np.column_stack([np.ones(n), samples.covariates, samples.y])
     zz = gram_upper(z)
-    center = miss_center(zz)
+    kernel = LinearKernel(z, miss_center=miss_center(zz))
     v = len(index)
     other = np.setdiff1d(np.arange(bed.n_samples), samples.index)
+    if other.size < min_cell:
+        # allele counts over fewer than min_cell people would describe them: none are
+        # sent, and the pooled A1_FREQ counts this site's analysis samples only
+        other = other[:0]
     other_counts = np.zeros((v if other.size else 0, 2), dtype=count_dtype(other.size))
     gz = np.zeros((v, z.shape[1]))
     gg = np.zeros(v)
     miss_rows: list[np.ndarray] = []
     miss_zz: list[np.ndarray] = []
     withheld = np.zeros(v, dtype=np.bool_)
-    full = n == bed.n_samples
+    rows = max(1, CHUNK_GENOTYPES // max(n, other.size, 1))
     try:
-        for start, everyone in bed.iter_dosages(index):
-            stop = start + len(everyone)
-            if other.size:
-                other_counts[start:stop] = allele_counts(everyone[:, other], flip[start:stop])
-            analysed = everyone if full else everyone[:, samples.index]
-            g, missing = oriented(analysed, flip[start:stop])
-            chunk = linear_chunk(g, missing, z, miss_center=center)
-            n_miss = missing.sum(axis=1)
-            small = (n_miss > 0) & (n_miss < min_cell)
+        for start, analysed, others in _chunks(bed, index, samples.index, other, rows):
+            stop = start + len(analysed)
+            if others is not None:
+                other_counts[start:stop] = allele_counts(others, flip[start:stop])
+            out = kernel.evaluate(analysed, flip[start:stop], calls=cache is not None)
+            chunk = out.stats
+            small = (out.n_missing > 0) & (out.n_missing < min_cell)
             keep = ~small[chunk.miss_rows]
-            gz[start:stop] = np.where(small[:, None], 0.0, chunk.gz)
-            gg[start:stop] = np.where(small, 0.0, chunk.gg)
+            gz[start:stop] = chunk.gz
+            gg[start:stop] = chunk.gg
+            gz[start:stop][small] = 0.0
+            gg[start:stop][small] = 0.0
             miss_rows.append(chunk.miss_rows[keep] + start)
-            miss_zz.append(chunk.miss_zz[keep])
+            miss_zz.append(chunk.miss_zz[keep].astype(np.float32))
             withheld[start:stop] = small
             if cache is not None:
-                cache.add(*oriented_codes(analysed, flip[start:stop]))
+                codes = oriented_codes_at(analysed, flip[start:stop], out.call_rows, out.call_cols)
+                cache.add(codes, out.call_rows, out.call_cols)
         if cache is not None:
             cache.close()
     except BaseException:
@@ -279,14 +316,14 @@ def _stats(
         raise
     t = z.shape[1] * (z.shape[1] + 1) // 2
     has_missing = np.zeros(v, dtype=np.bool_)
-    for rows in miss_rows:
-        has_missing[rows] = True
+    for part in miss_rows:
+        has_missing[part] = True
     return {
         "gz": gz,
         "gg": gg,
         "zz": zz,
         "miss_rows": np.packbits(has_missing),
-        "miss_zz": (np.concatenate(miss_zz) if miss_zz else np.zeros((0, t))).astype(np.float32),
+        "miss_zz": np.concatenate(miss_zz) if miss_zz else np.zeros((0, t), dtype=np.float32),
         "other_counts": other_counts,
         "withheld": np.packbits(withheld),
     }
@@ -306,12 +343,18 @@ def _logistic(
         samples.covariates, samples.y, firth=bool(firth.any()), newton_float32=True
     )
     rows = None if cache is None else cache.rows_for(index, flip)
+    # memory set by a genotype budget, not by the samples; whole kernel blocks per chunk, so
+    # that which rows share a block (and its precision) does not depend on the chunk size
+    step = kernel.block_rows
+    chunk = max(step, chunk_rows(len(samples.index)) // step * step)
     if cache is not None and rows is not None:
-        chunks = cache.chunks(rows, DEFAULT_CHUNK_VARIANTS)
+        chunks = cache.chunks(rows, chunk)
     else:
         chunks = (
             (start, *oriented_codes(dosages, flip[start : start + len(dosages)]))
-            for start, dosages in bed.iter_dosages(index, sample_idx=samples.index)
+            for start, dosages in bed.iter_dosages(
+                index, sample_idx=samples.index, chunk_variants=chunk
+            )
         )
     parts = []
     for start, codes, miss_rows, miss_cols in chunks:

@@ -107,7 +107,6 @@ from genofed.site_agent.policy import (
     check_study_signature,
     load_policy,
 )
-from genofed.site_agent.prs_requests import serve_prs
 from genofed.site_agent.secure_counts import Sealer, serve_secure_counts
 from genofed.site_agent.sitedir import SiteConfig, load_site
 from genofed.site_agent.stats.genotype_counts import flip_counts, genotype_counts
@@ -327,6 +326,9 @@ def _dispatch(
                 config, policy, study, request, inputs, reply, bed, index, flip, signed
             )
         if request.kind in PRS_REQUEST_KINDS:
+            # scipy.special takes about 0.25 s to import in each fresh ClientApp process
+            from genofed.site_agent.prs_requests import serve_prs
+
             return serve_prs(config, policy, study, request, inputs, reply, bed, signed)
         if request.kind in PGX_REQUEST_KINDS:
             return serve_pgx(config, policy, study, request, inputs, reply, bed, signed)

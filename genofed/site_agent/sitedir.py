@@ -81,7 +81,7 @@ def _check_name(name: str, *, path: Path | None = None) -> None:
 def inspect_site(config: SiteConfig) -> SiteSummary:
     """Open and validate every data file of ``config`` and count what they hold."""
     with BedFile(config.genotypes) as bed:
-        samples, n_variants = bed.samples, bed.n_variants
+        samples, n_variants = bed.samples, len(bed.variants)  # parses and checks the .bim
     pheno = read_pheno_table(config.phenotypes) if config.phenotypes else None
     covar = read_pheno_table(config.covariates) if config.covariates else None
     tables = [t for t in (pheno, covar) if t is not None]

@@ -94,3 +94,40 @@ def test_glm__variants_few_samples_miss_are_withheld_and_the_rest_unchanged(
             assert new[beta] == "NA"
         else:
             assert new == old
+
+
+def _blank_phenotype(site: Path, column: str, rows: int) -> None:
+    """Make the first ``rows`` samples' ``column`` missing (NA) in ``site``'s pheno.tsv."""
+    path = site / "data" / "pheno.tsv"
+    header, *lines = path.read_text().splitlines()
+    j = header.split("\t").index(column)
+    for i in range(rows):
+        cells = lines[i].split("\t")
+        cells[j] = "NA"
+        lines[i] = "\t".join(cells)
+    path.write_text("\n".join([header, *lines]) + "\n")
+
+
+@pytest.mark.parametrize(("min_cell", "sent"), [(0, True), (5, False)])
+def test_glm__allele_counts_of_fewer_than_min_cell_samples_outside_the_analysis_are_not_sent(
+    cohort, tmp_path: Path, min_cell: int, sent: bool
+) -> None:
+    # two more genotyped samples of site b lack QPHENO, so fewer than 5 are outside the
+    # analysis: their allele counts (other_counts) would be those people's genotypes
+    site = tmp_path / "site-b"
+    shutil.copytree(cohort.sites[1], site)
+    _blank_phenotype(site, "QPHENO", 2)
+    policy = site / POLICY_FILE
+    policy.write_text(
+        policy.read_text().replace("min_cell_count = 0", f"min_cell_count = {min_cell}")
+    )
+    transport = Recording([cohort.sites[0], site, cohort.sites[2]])
+    run_study(STUDY, transport, tmp_path / "run", engine="in-process")
+
+    other = transport.stats[2]["other_counts"]
+    n_variants = len(np.unpackbits(transport.stats[2]["withheld"]))
+    if sent:
+        assert other.shape[0] >= n_variants - 7 and other.shape[1] == 2
+        assert 2 <= int(other[:, 0].max()) < 5  # these two and the cohort's own few
+    else:
+        assert other.shape == (0, 2)

@@ -36,7 +36,7 @@ Pure core: arrays in, arrays out. The multi-round exchange that feeds
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Final
@@ -345,29 +345,12 @@ def _replace_err(result: GlmResult, errcode: np.ndarray) -> GlmResult:
 
 
 @dataclass(frozen=True)
-class Eval:
-    """Pooled statistics at one coefficient vector, in A1 coding."""
-
-    loglik: float
-    grad: F64
-    hess: F64
-    third: F64 | None
-
-
-@dataclass(frozen=True)
 class Pending:
     """What the next round must evaluate: variant rows, betas in the sites' coding, Firth rows."""
 
     index: npt.NDArray[np.int64]
     beta: F64
     firth: npt.NDArray[np.bool_]
-
-
-@dataclass
-class _Fit:
-    coef: F64
-    cov: F64 | None
-    unfinished: bool
 
 
 def _l_matrix(p: int) -> F64:
@@ -377,88 +360,120 @@ def _l_matrix(p: int) -> F64:
     return m
 
 
-def _firth_fit(p: int, first: Eval) -> Generator[F64, Eval, _Fit | None]:
-    """plink2's FirthRegression (a port of logistf) as a coroutine over evaluations.
+#: plink2's FirthRegression limits: the last iteration index (25 iterations), the
+#: score and step convergence thresholds, the penalized log-likelihood tolerance,
+#: the step cap and the number of step halvings.
+FIRTH_MAX_ITER_M1: Final = 24
+FIRTH_GCONV: Final = 1e-4
+FIRTH_XCONV: Final = 1e-4
+FIRTH_LCONV: Final = 1e-4
+FIRTH_MAX_STEP: Final = 5.0
+FIRTH_MAX_HALFSTEPS: Final = 5
 
-    Yields the next coefficients to evaluate and receives their :class:`Eval`;
-    returns the fit, or None where plink2 reports FIRTH_CONVERGE_FAIL.
+
+def _cholesky_ok(hess: F64) -> npt.NDArray[np.bool_]:
+    """Which of the stacked matrices ``np.linalg.cholesky`` factors (positive definite).
+
+    One batched call where every matrix factors; otherwise the batch is split
+    in halves until the failing matrices are found, so each matrix meets
+    exactly the test :func:`np.linalg.cholesky` applies to it alone.
     """
-    max_iter_m1, gconv, xconv, lconv = 24, 1e-4, 1e-4, 1e-4
-    coef = np.zeros(p)
-    ev = first
-    penalized = _penalized(ev)
-    if penalized is None:
-        return None
-    loglik, inv = penalized
-    is_last = unfinished = hs_bail = False
-    iteration = 0
-    while True:
-        if is_last:
-            return _Fit(coef, inv, unfinished)
-        assert ev.third is not None
-        score = ev.grad + np.einsum("jkl,kl->j", ev.third, inv)
-        grad_max = float(np.abs(score).max())
-        dcoef = inv @ score
-        dcoef_max = float(np.abs(dcoef).max())
-        if dcoef_max > 5.0:
-            dcoef *= 5.0 / dcoef_max
-            dcoef_max = 5.0
-        coef = coef + dcoef
-        converged = dcoef_max <= xconv and grad_max < gconv
-        loglik_old = loglik
-        thresh = loglik_old - (0.999999 * lconv if converged else 0.0)
-        maxhs, halfstep = 5, 1
-        while True:
-            ev = yield coef.copy()
-            penalized = _penalized(ev)
-            if penalized is None:
-                return None
-            loglik, inv = penalized
-            if halfstep > maxhs:
-                break
-            if loglik >= thresh:
-                # plink2 accepts loglik >= loglik_old; in single precision a
-                # tie is broken by rounding noise. In double precision an
-                # exact tie is a two-step cycle around the optimum (the step
-                # ignores the penalty's curvature), so a tie takes the
-                # half step here, as plink2's noise would.
-                if loglik > loglik_old + TIE * abs(loglik_old):
-                    break
-                maxhs = halfstep
-            elif (
-                halfstep == maxhs
-                and dcoef_max < 0.001
-                and grad_max < 0.05
-                and loglik >= loglik_old - lconv
-            ):
-                # converged as far as it goes: undo every half step and stop
-                halfstep -= 1
-                maxhs -= 1
-                hs_bail = True
-            coef = coef - dcoef * 2.0**-halfstep
-            halfstep += 1
-        if abs(loglik - loglik_old) <= lconv and (converged or hs_bail):
-            is_last = True
-        elif iteration == max_iter_m1:
-            is_last = unfinished = True
-        iteration += 1
-
-
-def _penalized(ev: Eval) -> tuple[float, F64] | None:
-    """Firth's penalized log-likelihood l + log|I|/2 and I^-1 (None: I not positive definite)."""
     try:
-        chol = np.linalg.cholesky(ev.hess)
+        np.linalg.cholesky(hess)
     except np.linalg.LinAlgError:
-        return None
-    logdet = 2.0 * float(np.log(np.diag(chol)).sum())
-    if not np.isfinite(logdet) or not np.isfinite(ev.loglik):
-        return None
-    inv = np.asarray(np.linalg.inv(ev.hess), dtype=np.float64)
-    return ev.loglik + 0.5 * logdet, inv
+        if len(hess) == 1:
+            return np.zeros(1, dtype=np.bool_)
+        half = len(hess) // 2
+        return np.concatenate([_cholesky_ok(hess[:half]), _cholesky_ok(hess[half:])])
+    return np.ones(len(hess), dtype=np.bool_)
+
+
+def _penalized(loglik: F64, hess: F64) -> tuple[npt.NDArray[np.bool_], F64, F64]:
+    """Firth's penalized log-likelihood l + log|I|/2 and I^-1 for stacked evaluations.
+
+    Returns ``(ok, penalized, inverse)``; ``ok`` is False where I is not
+    positive definite or the result is not finite (plink2's FIRTH_CONVERGE_FAIL),
+    and those rows of the other two are NaN.
+    """
+    ok = np.zeros(len(hess), dtype=np.bool_)
+    pen = np.full(len(hess), np.nan)
+    inv = np.full_like(hess, np.nan)
+    if not len(hess):
+        return ok, pen, inv
+    try:
+        chol = np.linalg.cholesky(hess)
+        ok[:] = True
+    except np.linalg.LinAlgError:
+        ok = _cholesky_ok(hess)
+        chol = np.full_like(hess, np.nan)
+        if ok.any():
+            chol[ok] = np.linalg.cholesky(hess[ok])
+    # the diagonal made contiguous: each row sums in the order a 1-D sum of it does
+    diag = np.ascontiguousarray(np.diagonal(chol, axis1=1, axis2=2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logdet = 2.0 * np.log(diag).sum(axis=1)
+    ok &= np.isfinite(logdet) & np.isfinite(loglik)
+    if ok.any():
+        pen[ok] = loglik[ok] + 0.5 * logdet[ok]
+        inv[ok] = np.linalg.inv(hess[ok])
+    return ok, pen, inv
+
+
+@dataclass
+class _FirthState:
+    """The Firth fits under way, one entry per variant, sorted by variant row.
+
+    Each fit waits for the evaluation at ``coef``: a trial point of Newton step
+    ``dcoef`` after ``halfstep - 1`` halvings, in iteration ``iteration``.
+    """
+
+    rows: npt.NDArray[np.int64]
+    coef: F64
+    dcoef: F64
+    dcoef_max: F64
+    grad_max: F64
+    converged: npt.NDArray[np.bool_]
+    hs_bail: npt.NDArray[np.bool_]
+    loglik_old: F64
+    thresh: F64
+    halfstep: npt.NDArray[np.int64]
+    maxhs: npt.NDArray[np.int64]
+    iteration: npt.NDArray[np.int64]
+
+    @classmethod
+    def empty(cls, p: int) -> _FirthState:
+        f, i, b = np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_)
+        return cls(i, np.zeros((0, p)), np.zeros((0, p)), f, f, b, b, f, f, i, i, i)
+
+    def take(self, keep: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> _FirthState:
+        return _FirthState(**{k: v[keep] for k, v in self.__dict__.items()})
+
+    def merge(self, other: _FirthState) -> _FirthState:
+        order = np.argsort(np.concatenate([self.rows, other.rows]), kind="stable")
+        return _FirthState(
+            **{k: np.concatenate([v, other.__dict__[k]])[order] for k, v in self.__dict__.items()}
+        )
+
+
+def _firth_step(grad: F64, third: F64, inv: F64) -> tuple[F64, F64, F64, npt.NDArray[np.bool_]]:
+    """logistf's modified-score Newton step for stacked fits, capped at 5 (plink2).
+
+    Returns ``(dcoef, dcoef_max, grad_max, converged)``.
+    """
+    score = grad + np.einsum("vjkl,vkl->vj", third, inv)
+    grad_max = np.abs(score).max(axis=1)
+    dcoef = np.matmul(inv, score[:, :, None])[:, :, 0]
+    dcoef_max = np.abs(dcoef).max(axis=1)
+    capped = dcoef_max > FIRTH_MAX_STEP
+    if capped.any():
+        dcoef[capped] *= (FIRTH_MAX_STEP / dcoef_max[capped])[:, None]
+        dcoef_max[capped] = FIRTH_MAX_STEP
+    converged = (dcoef_max <= FIRTH_XCONV) & (grad_max < FIRTH_GCONV)
+    return dcoef, dcoef_max, grad_max, converged
 
 
 class LogisticFit:
-    """Newton-Raphson for many variants at once, with per-variant Firth coroutines.
+    """Newton-Raphson and Firth regression for many variants at once.
 
     Start from the pooled ``glm_stats`` Gram (the evaluation at beta = 0);
     then repeat ``pending()`` / ``receive()`` until ``pending()`` is None
@@ -486,7 +501,7 @@ class LogisticFit:
             "hess": 0.25 * xtx,
             "loglik": n * np.log(0.5),
         }
-        self.firth: dict[int, tuple[Generator[F64, Eval, _Fit | None], F64]] = {}
+        self._firth = _FirthState.empty(p)
         if firth_mode == "always":
             newton = np.zeros(v, dtype=bool)
             self._start_firth(np.flatnonzero(todo))
@@ -579,48 +594,122 @@ class LogisticFit:
     # -- Firth -------------------------------------------------------------------------------
 
     def _start_firth(self, rows: np.ndarray) -> None:
+        """Start plink2's FirthRegression (a port of logistf) at beta = 0 for ``rows``.
+
+        The first evaluation is the pooled Gram's, with zero third moments.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if not rows.size:
+            return
         p = self.p
-        for r in rows.tolist():
-            self.used_firth[r] = True
-            first = Eval(
-                float(self.first["loglik"][r]),
-                self.first["grad"][r],
-                self.first["hess"][r],
-                np.zeros((p, p, p)),
-            )
-            coro = _firth_fit(p, first)
-            self._advance_firth(r, coro, None)
+        self.used_firth[rows] = True
+        ok, pen, inv = _penalized(self.first["loglik"][rows], self.first["hess"][rows])
+        self.errcode[rows[~ok]] = ERR_FIRTH_FAIL
+        rows, pen, inv = rows[ok], pen[ok], inv[ok]
+        coef = np.zeros((len(rows), p))
+        third = np.zeros((len(rows), p, p, p))
+        dcoef, dcoef_max, grad_max, converged = _firth_step(self.first["grad"][rows], third, inv)
+        zero = np.zeros(len(rows), dtype=np.int64)
+        started = _FirthState(
+            rows=rows,
+            coef=coef + dcoef,
+            dcoef=dcoef,
+            dcoef_max=dcoef_max,
+            grad_max=grad_max,
+            converged=converged,
+            hs_bail=np.zeros(len(rows), dtype=np.bool_),
+            loglik_old=pen,
+            thresh=pen - np.where(converged, 0.999999 * FIRTH_LCONV, 0.0),
+            halfstep=zero + 1,
+            maxhs=zero + FIRTH_MAX_HALFSTEPS,
+            iteration=zero,
+        )
+        self._firth = self._firth.merge(started)
 
     def _advance_firth(
-        self, row: int, coro: Generator[F64, Eval, _Fit | None], ev: Eval | None
+        self, rows: np.ndarray, loglik: F64, grad: F64, hess: F64, third: F64
     ) -> None:
-        try:
-            coef = next(coro) if ev is None else coro.send(ev)
-        except StopIteration as stop:
-            self.firth.pop(row, None)
-            fit: _Fit | None = stop.value
-            if fit is None:
-                self.errcode[row] = ERR_FIRTH_FAIL
-            else:
-                self.coef[row] = fit.coef
-                self.cov[row] = fit.cov
-                self.unfinished[row] = fit.unfinished
-            return
-        self.firth[row] = (coro, coef)
+        """Take the evaluations at the pending coefficients of the Firth fits of ``rows``.
+
+        Every fit makes the decision plink2's FirthRegression makes after an
+        evaluation in its step-halving loop: halve the step again, accept the
+        point (then stop, or take the next Newton step), or fail.
+        """
+        st = self._firth
+        slot = np.searchsorted(st.rows, rows)
+        if (slot >= len(st.rows)).any() or (
+            st.rows[np.minimum(slot, len(st.rows) - 1)] != rows
+        ).any():
+            raise ValueError("receive: the Firth rows are not those of pending()")
+        ok, pen, inv = _penalized(loglik, hess)
+        self.errcode[rows[~ok]] = ERR_FIRTH_FAIL
+        drop = np.zeros(len(st.rows), dtype=np.bool_)
+        drop[slot[~ok]] = True
+        s, rows, pen, inv, grad, third = slot[ok], rows[ok], pen[ok], inv[ok], grad[ok], third[ok]
+        loglik_old, halfstep, maxhs = st.loglik_old[s], st.halfstep[s], st.maxhs[s]
+        # the step-halving loop
+        accept = halfstep > maxhs
+        better = ~accept & (pen >= st.thresh[s])
+        # plink2 accepts loglik >= loglik_old; in single precision a tie is
+        # broken by rounding noise. In double precision an exact tie is a
+        # two-step cycle around the optimum (the step ignores the penalty's
+        # curvature), so a tie takes the half step here, as plink2's noise would.
+        gain = better & (pen > loglik_old + TIE * np.abs(loglik_old))
+        accept |= gain
+        maxhs = np.where(better & ~gain, halfstep, maxhs)
+        # converged as far as it goes: undo every half step and stop
+        bail = (
+            ~accept
+            & ~better
+            & (halfstep == maxhs)
+            & (st.dcoef_max[s] < 0.001)
+            & (st.grad_max[s] < 0.05)
+            & (pen >= loglik_old - FIRTH_LCONV)
+        )
+        halfstep = halfstep - bail
+        maxhs = maxhs - bail
+        hs_bail = st.hs_bail[s] | bail
+        coef = st.coef[s]
+        halve = ~accept
+        coef[halve] -= st.dcoef[s][halve] * np.ldexp(1.0, -halfstep[halve])[:, None]
+        halfstep = halfstep + halve
+        # the end of an iteration
+        last = accept & (np.abs(pen - loglik_old) <= FIRTH_LCONV) & (st.converged[s] | hs_bail)
+        unfinished = accept & ~last & (st.iteration[s] == FIRTH_MAX_ITER_M1)
+        done = last | unfinished
+        fin = rows[done]
+        self.coef[fin] = coef[done]
+        self.cov[fin] = inv[done]
+        self.unfinished[fin] = unfinished[done]
+        drop[s[done]] = True
+        st.halfstep[s], st.maxhs[s], st.hs_bail[s] = halfstep, maxhs, hs_bail
+        st.coef[s] = coef
+        nxt = accept & ~done
+        if nxt.any():
+            n = s[nxt]
+            dcoef, dcoef_max, grad_max, converged = _firth_step(grad[nxt], third[nxt], inv[nxt])
+            st.coef[n] = coef[nxt] + dcoef
+            st.dcoef[n], st.dcoef_max[n], st.grad_max[n] = dcoef, dcoef_max, grad_max
+            st.converged[n] = converged
+            st.loglik_old[n] = pen[nxt]
+            st.thresh[n] = pen[nxt] - np.where(converged, 0.999999 * FIRTH_LCONV, 0.0)
+            st.halfstep[n], st.maxhs[n] = 1, FIRTH_MAX_HALFSTEPS
+            st.iteration[n] += 1
+        if drop.any():
+            self._firth = st.take(~drop)
 
     # -- the exchange ------------------------------------------------------------------------
 
     def pending(self) -> Pending | None:
         """The evaluations the next round must make, or None when every fit is done."""
         newton = np.flatnonzero(self.active)
-        firth = np.array(sorted(self.firth), dtype=np.int64)
+        firth = self._firth.rows
         rows = np.union1d(newton, firth).astype(np.int64)
         if not rows.size:
             return None
         coef = self.coef[rows].copy()
         is_firth = np.isin(rows, firth)
-        for j in np.flatnonzero(is_firth).tolist():
-            coef[j] = self.firth[int(rows[j])][1]
+        coef[is_firth] = self._firth.coef  # both sorted by row
         return Pending(index=rows, beta=self._site_beta(rows, coef), firth=is_firth)
 
     def receive(self, pending: Pending, grad: F64, hess: F64, loglik: F64, third: F64) -> None:
@@ -631,15 +720,19 @@ class LogisticFit:
         hess = self._to_a1(rows, unpack(hess, p, 2), 2)
         is_firth = pending.firth
         newton = rows[~is_firth]
-        if newton.size:
-            self._newton_step(newton, grad[~is_firth], hess[~is_firth])
         if is_firth.any():
+            # before the Newton step, which may start Firth fits for its failures
             frows = rows[is_firth]
             t = self._to_a1(frows, unpack(third, p, 3), 3)
-            for j, r in enumerate(frows.tolist()):
-                i = int(np.flatnonzero(rows == r)[0])
-                coro = self.firth[r][0]
-                self._advance_firth(r, coro, Eval(float(loglik[i]), grad[i], hess[i], t[j]))
+            self._advance_firth(
+                frows,
+                np.asarray(loglik, dtype=np.float64)[is_firth],
+                grad[is_firth],
+                hess[is_firth],
+                t,
+            )
+        if newton.size:
+            self._newton_step(newton, grad[~is_firth], hess[~is_firth])
 
     def result(self) -> GlmResult:
         """Per-variant odds-ratio scale results (BETA holds log odds ratios)."""

@@ -25,7 +25,10 @@ import numpy.typing as npt
 from genofed.common.glm_wire import multisets
 
 __all__ = [
+    "LINEAR_BLOCK_ELEMENTS",
     "LinearChunk",
+    "LinearCodes",
+    "LinearKernel",
     "LogisticChunk",
     "LogisticKernel",
     "allele_counts",
@@ -36,6 +39,7 @@ __all__ = [
     "logistic_from_codes",
     "oriented",
     "oriented_codes",
+    "oriented_codes_at",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -70,13 +74,23 @@ def oriented_codes(
     d = np.ascontiguousarray(dosages, dtype=np.int8)
     n = d.shape[1] if d.ndim == 2 else 0
     where = np.flatnonzero(d.reshape(-1) < 0)
-    codes = d.copy()
+    rows, cols = np.divmod(where, max(n, 1))
+    return oriented_codes_at(d, flip, rows, cols), rows.astype(np.intp), cols.astype(np.intp)
+
+
+def oriented_codes_at(
+    dosages: npt.NDArray[np.int8],
+    flip: npt.NDArray[np.bool_],
+    miss_rows: npt.NDArray[np.intp],
+    miss_cols: npt.NDArray[np.intp],
+) -> npt.NDArray[np.int8]:
+    """The codes of :func:`oriented_codes` when its missing calls are already located."""
+    codes = np.array(dosages, dtype=np.int8, order="C", copy=True)
     flip = np.asarray(flip, dtype=np.bool_)
     if flip.any():
         codes[flip] = 2 - codes[flip]
-    codes.reshape(-1)[where] = 0
-    rows, cols = np.divmod(where, max(n, 1))
-    return codes, rows.astype(np.intp), cols.astype(np.intp)
+    codes[miss_rows, miss_cols] = 0
+    return codes
 
 
 def allele_counts(
@@ -132,6 +146,116 @@ def linear_chunk(
     else:
         miss_zz = np.zeros((0, len(multisets(z.shape[1], 2))))
     return LinearChunk(gz=gz, gg=gg, miss_rows=rows.astype(np.int64), miss_zz=miss_zz)
+
+
+#: Float64 genotypes the linear kernel converts at a time (1 MiB), so that the
+#: conversion, the product with ``z`` and the squares read from the CPU cache.
+LINEAR_BLOCK_ELEMENTS: Final = 1 << 17
+
+
+@dataclass(frozen=True)
+class LinearCodes:
+    """:class:`LinearChunk` of a chunk of int8 codes, with its missing calls.
+
+    ``n_missing`` (V,) counts each variant's missing calls; ``call_rows``,
+    ``call_cols`` locate them, sorted by row (only when asked for).
+    """
+
+    stats: LinearChunk
+    n_missing: npt.NDArray[np.int64]
+    call_rows: npt.NDArray[np.intp]
+    call_cols: npt.NDArray[np.intp]
+
+
+class LinearKernel:
+    """:func:`linear_chunk` for the file's int8 dosages, without a float64 copy of the chunk.
+
+    Set up once per request with ``z = [1, C, y]`` (n, k+2); :meth:`evaluate`
+    takes a chunk of A1 counts (0, 1, 2, -9 at missing calls) and the
+    variants' flips and returns what :func:`linear_chunk` returns for the
+    study-ALT dosages :func:`oriented` would make of it, up to rounding.
+
+    The chunk is converted to float64 a block of :data:`LINEAR_BLOCK_ELEMENTS`
+    at a time (held in the CPU cache), with the block's missing calls zeroed
+    in place; ``g z`` and ``g^2`` are summed over the file's counts and the
+    flip ``g -> 2 - g`` (on the called samples) is applied to those sums:
+    ``sum (2 - d) z = 2 (sum z - sum_missing z) - sum d z`` and
+    ``sum (2 - d)^2 = 4 n_called - 4 sum d + sum d^2``. The sums over the
+    missing calls (``miss_zz``, and ``sum_missing z`` for the flip) gather the
+    precomputed per-sample products at the missing calls only, so their cost
+    follows the number of missing calls; a block where more than 1 call in
+    16 is missing uses a product with the block's missing-call indicator
+    instead. Temporaries are a block's float64 genotypes and its missing
+    calls, whatever the number of samples or the chunk's size.
+    """
+
+    def __init__(
+        self, z: F64, *, miss_center: F64 | None = None, block_elements: int = LINEAR_BLOCK_ELEMENTS
+    ) -> None:
+        self.z = np.ascontiguousarray(z, dtype=np.float64)
+        self.n, self.q = self.z.shape
+        zc = self.z if miss_center is None else self.z - miss_center
+        # per sample: z, then the centred pair products, summed over the missing calls
+        self.per_sample = np.ascontiguousarray(np.hstack([self.z, _pair_products(zc)]))
+        self.t = self.per_sample.shape[1] - self.q
+        self.z_total = self.z.sum(axis=0)
+        self.block_rows = max(1, block_elements // max(self.n, 1))
+        self._buf = np.empty((self.block_rows, self.n))
+
+    def evaluate(
+        self, codes: npt.NDArray[np.int8], flip: npt.NDArray[np.bool_], *, calls: bool = False
+    ) -> LinearCodes:
+        """Statistics of ``codes`` (V, n) int8; with ``calls``, also where its missing calls are."""
+        codes = np.ascontiguousarray(codes, dtype=np.int8)
+        v, n, q = len(codes), self.n, self.q
+        if codes.shape != (v, n):
+            raise ValueError(f"codes must have {n} columns, not shape {codes.shape}")
+        gz = np.empty((v, q))
+        gg = np.empty(v)
+        n_missing = np.zeros(v, dtype=np.int64)
+        sums = np.zeros((v, q + self.t))  # over the missing calls: z, then pair products
+        call_rows: list[npt.NDArray[np.intp]] = []
+        call_cols: list[npt.NDArray[np.intp]] = []
+        step = self.block_rows
+        for a in range(0, v, step):
+            b = min(a + step, v)
+            block = codes[a:b]
+            g = self._buf[: b - a]
+            np.copyto(g, block, casting="unsafe")
+            where = np.flatnonzero(block.reshape(-1) < 0)
+            if where.size:
+                rows, cols = np.divmod(where, n)
+                n_missing[a:b] = np.bincount(rows, minlength=b - a)
+                if 16 * where.size > g.size:  # dense: one product with the indicator
+                    sums[a:b] = (block < 0).astype(np.float64) @ self.per_sample
+                else:
+                    starts = np.flatnonzero(rows[1:] != rows[:-1]) + 1
+                    starts = np.concatenate([[0], starts])
+                    sums[a + rows[starts]] = np.add.reduceat(self.per_sample[cols], starts, axis=0)
+                g.reshape(-1)[where] = 0.0
+                if calls:
+                    call_rows.append((rows + a).astype(np.intp))
+                    call_cols.append(cols.astype(np.intp))
+            np.matmul(g, self.z, out=gz[a:b])
+            gg[a:b] = np.einsum("ij,ij->i", g, g)
+        flip = np.asarray(flip, dtype=np.bool_)
+        if flip.any():
+            f = np.flatnonzero(flip)
+            dosage = gz[f, 0].copy()  # sum of the file's counts over the called samples
+            gz[f] = 2.0 * (self.z_total - sums[f, :q]) - gz[f]
+            gg[f] += 4.0 * (n - n_missing[f]) - 4.0 * dosage
+            none = f[n_missing[f] == n]  # no call: exactly zero, as the direct sums are
+            gz[none] = 0.0
+            gg[none] = 0.0
+        miss = np.flatnonzero(n_missing)
+        stats = LinearChunk(gz=gz, gg=gg, miss_rows=miss.astype(np.int64), miss_zz=sums[miss, q:])
+        empty = np.zeros(0, dtype=np.intp)
+        return LinearCodes(
+            stats=stats,
+            n_missing=n_missing,
+            call_rows=np.concatenate(call_rows) if call_rows else empty,
+            call_cols=np.concatenate(call_cols) if call_cols else empty,
+        )
 
 
 @dataclass(frozen=True)
@@ -242,6 +366,8 @@ class LogisticKernel:
             self.monomials[2].astype(np.float32),
         )
         self.block_rows = max(1, BLOCK_ELEMENTS // max(n, 1))
+        #: rows per double-precision evaluation (a block of ``block_rows`` is split)
+        self.double_rows = self.block_rows
         if newton_float32:
             self.block_rows *= 2  # the same bytes per block
         self.q_index = np.array([0, *range(2, self.p)], dtype=np.intp)
@@ -283,15 +409,19 @@ class LogisticKernel:
         beta: F64,
         firth: npt.NDArray[np.bool_],
         loglik: npt.NDArray[np.bool_],
+        *,
+        dtype: type | None = None,
     ) -> LogisticChunk:
         """Statistics for one block: ``g`` (b, n) with 0 at the missing calls ``missing``.
 
         ``missing`` is ``(rows, columns)`` of the missing calls in the block;
-        those samples get weight zero for their variant.
+        those samples get weight zero for their variant. ``dtype`` (default:
+        :meth:`dtype_for` the block) is the precision it is evaluated in.
         """
         b = len(g)
         q = self.p - 1
-        dtype = self.dtype_for(firth, loglik)
+        if dtype is None:
+            dtype = self.dtype_for(firth, loglik)
         arrays: tuple[FArray, FArray, FArray] = (
             self.single if dtype is np.float32 else (self.y, self.design_t, self.monomials[2])
         )
@@ -304,7 +434,9 @@ class LogisticKernel:
         np.multiply(g, np.asarray(beta[:, 1:2], dtype=dtype), out=wg)
         eta += wg
         ll_rows = np.flatnonzero(loglik)
-        ll = self._loglik(eta[ll_rows], ll_rows, loglik, missing) if ll_rows.size else np.zeros(0)
+        every = ll_rows.size == b  # every row (Firth rounds): the block itself, not a copy
+        ll_eta = eta if every else eta[ll_rows]
+        ll = self._loglik(ll_eta, ll_rows, loglik, missing) if ll_rows.size else np.zeros(0)
         mu = eta
         with np.errstate(over="ignore"):
             np.negative(mu, out=mu)
@@ -322,7 +454,11 @@ class LogisticKernel:
         hess_blocks = [m[b : 2 * b], m[2 * b :, :q], np.einsum("ij,ij->i", wg, g)[:, None]]
         grad = np.concatenate(grad_blocks, axis=1)[:, _layout(self.p, 1)].astype(np.float64)
         hess = np.concatenate(hess_blocks, axis=1)[:, _layout(self.p, 2)].astype(np.float64)
-        if firth.any():
+        if firth.all():  # Firth rounds: no copies of the block
+            v = np.subtract(0.5, mu)
+            v *= w
+            third = _moments(v, g, self.monomials, 3)
+        elif firth.any():
             rows = np.flatnonzero(firth)
             v = np.subtract(0.5, mu[rows])
             v *= w[rows]
@@ -394,19 +530,23 @@ def logistic_from_codes(
     """:meth:`LogisticKernel.evaluate` over int8 ``codes`` (0 at missing calls), block by block.
 
     ``miss_rows``, ``miss_cols`` locate the missing calls, sorted by row; each
-    block is converted to float64 only while it is evaluated.
+    block is converted to float64 only while it is evaluated. A block's
+    precision is chosen for its ``block_rows`` rows; a double-precision block
+    is evaluated ``double_rows`` rows at a time, so that its arrays take the
+    bytes of a single-precision block (measured: 5-15% faster Firth rounds).
     """
     step = kernel.block_rows
-    bounds = np.searchsorted(miss_rows, np.arange(0, len(codes) + step, step))
     parts = []
-    for i, start in enumerate(range(0, len(codes), step)):
-        stop = start + step
-        lo, hi = bounds[i], bounds[i + 1]
-        miss = (miss_rows[lo:hi] - start, miss_cols[lo:hi])
-        g: FArray = codes[start:stop].astype(
-            kernel.dtype_for(firth[start:stop], loglik_rows[start:stop])
-        )
-        parts.append(
-            kernel.evaluate(g, miss, beta[start:stop], firth[start:stop], loglik_rows[start:stop])
-        )
+    for start in range(0, len(codes), step):
+        stop = min(start + step, len(codes))
+        dtype = kernel.dtype_for(firth[start:stop], loglik_rows[start:stop])
+        sub = step if dtype is np.float32 else kernel.double_rows
+        for a in range(start, stop, sub):
+            b = min(a + sub, stop)
+            lo, hi = np.searchsorted(miss_rows, (a, b))
+            miss = (miss_rows[lo:hi] - a, miss_cols[lo:hi])
+            g: FArray = codes[a:b].astype(dtype)
+            parts.append(
+                kernel.evaluate(g, miss, beta[a:b], firth[a:b], loglik_rows[a:b], dtype=dtype)
+            )
     return concat_logistic(parts, kernel.p)

@@ -95,6 +95,96 @@ def test_cache__refuses_requests_it_was_not_made_for(tmp_path: Path) -> None:
     assert GenotypeCache.open(directory, np.arange(10)) is None  # truncated
 
 
+@pytest.mark.parametrize("pattern", ["every_other", "runs", "all", "none_missing"])
+def test_cache__scattered_and_run_reads_equal_the_decoded_rows(
+    tmp_path: Path, pattern: str
+) -> None:
+    rng = np.random.default_rng(5)
+    v, n = 300, 41
+    d = _dosages(rng, v, n, 0.0 if pattern == "none_missing" else 0.08)
+    flip = rng.random(v) < 0.5
+    index = np.arange(v) + 5
+    directory = cache_dir(tmp_path, "e" * 64, "gwas")
+    _write(directory, d, flip, index, chunk=50)
+    cache = GenotypeCache.open(directory, np.arange(n))
+    assert cache is not None
+    pick = {
+        "every_other": np.arange(0, v, 2),  # > SCATTERED runs per chunk: the memory-map path
+        "runs": np.concatenate([np.arange(3, 40), np.arange(100, 101), np.arange(250, 300)]),
+        "all": np.arange(v),
+        "none_missing": np.arange(1, v, 3),
+    }[pattern]
+    rows = cache.rows_for(index[pick], flip[pick])
+    assert rows is not None
+    want, want_rows, want_cols = oriented_codes(d[pick], flip[pick])
+    for chunk in (1, 13, 4096):
+        got = list(cache.chunks(rows, chunk))
+        assert [s for s, *_ in got] == list(range(0, len(pick), chunk))
+        np.testing.assert_array_equal(np.concatenate([c for _, c, _, _ in got]), want)
+        np.testing.assert_array_equal(np.concatenate([r + s for s, _, r, _ in got]), want_rows)
+        np.testing.assert_array_equal(np.concatenate([c for *_, c in got]), want_cols)
+        assert all(c.dtype == np.intp and r.dtype == np.intp for _, _, r, c in got)
+
+
+def test_cache__files_are_private_and_the_partial_directory_is_gone(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    d = _dosages(rng, 10, 8, 0.1)
+    directory = cache_dir(tmp_path, "f" * 64, "gwas")
+    _write(directory, d, np.zeros(10, dtype=bool), np.arange(10), chunk=4)
+    files = sorted(p.name for p in directory.iterdir())
+    assert "genotypes.i8" in files and "format" in files and "missing.npz" not in files
+    assert all((directory / name).stat().st_mode & 0o777 == 0o600 for name in files)
+    assert [p.name for p in directory.parent.iterdir()] == ["gwas"]
+
+
+def test_cache__an_old_format_cache_is_ignored(tmp_path: Path) -> None:
+    """A cache written by the previous format (plan.npz, missing.npz) is not read."""
+    n, v = 6, 4
+    directory = cache_dir(tmp_path, "g" * 64, "gwas")
+    directory.mkdir(parents=True)
+    np.savez(
+        directory / "plan.npz",
+        variant_index=np.arange(v),
+        flip=np.zeros(v, dtype=bool),
+        samples=np.arange(n),
+    )
+    np.savez(directory / "missing.npz", ptr=np.zeros(v + 1, np.int64), cols=np.zeros(0, np.int32))
+    (directory / "genotypes.i8").write_bytes(b"\1" * (n * v))
+    assert GenotypeCache.open(directory, np.arange(n)) is None
+    _write(
+        directory, _dosages(np.random.default_rng(7), v, n, 0.2), np.zeros(v, bool), np.arange(v), 2
+    )
+    assert GenotypeCache.open(directory, np.arange(n)) is not None
+    (directory / "format").write_bytes(b"genofed glm genotype cache 1\n")  # another version
+    assert GenotypeCache.open(directory, np.arange(n)) is None
+
+
+@pytest.mark.parametrize(
+    "name", ["genotypes.i8", "miss_ptr.i64", "miss_cols.i32", "samples.npy", "format"]
+)
+def test_cache__a_truncated_or_missing_file_is_ignored(tmp_path: Path, name: str) -> None:
+    rng = np.random.default_rng(8)
+    v, n = 30, 9
+    directory = cache_dir(tmp_path, "h" * 64, "gwas")
+    _write(directory, _dosages(rng, v, n, 0.2), np.zeros(v, bool), np.arange(v), chunk=7)
+    assert GenotypeCache.open(directory, np.arange(n)) is not None
+    path = directory / name
+    path.write_bytes(path.read_bytes()[:-3])
+    assert GenotypeCache.open(directory, np.arange(n)) is None
+    path.unlink()
+    assert GenotypeCache.open(directory, np.arange(n)) is None
+
+
+def test_cache_writer__a_failed_request_leaves_no_cache(tmp_path: Path) -> None:
+    directory = cache_dir(tmp_path, "i" * 64, "gwas")
+    writer = CacheWriter.start(directory, np.arange(3), np.zeros(3, bool), np.arange(4))
+    assert writer is not None
+    writer.add(*oriented_codes(np.zeros((3, 4), np.int8), np.zeros(3, bool)))
+    writer.abort()
+    assert not directory.exists()
+    assert not list(directory.parent.iterdir())
+
+
 def test_forget_others__keeps_only_the_current_analysis(tmp_path: Path) -> None:
     keep = cache_dir(tmp_path, "c" * 64, "gwas_d")
     gone = [cache_dir(tmp_path, "c" * 64, "gwas_q"), cache_dir(tmp_path, "d" * 64, "gwas_d")]

@@ -147,3 +147,35 @@ def test_match_samples__iid_only_table_with_ambiguous_fam_iids_names_table(
     with pytest.raises(InputError, match="no FID column") as info:
         match_samples(samples, read_pheno_table(path))
     assert str(info.value).startswith(f"{path}: ")
+
+
+def test_read_pheno_table__first_problem_is_reported_whichever_comes_first(
+    tmp_path: Path,
+) -> None:
+    """A bad value before a short row is the error, as when rows are read one by one."""
+    path = tmp_path / "p.tsv"
+    path.write_text("#FID IID A B\nf1 s1 1 2\nf2 s2 x 2\nf3 s3 1\nf4 s4 inf 1\n")
+    with pytest.raises(InputError, match="has 'x', which is not a number") as info:
+        read_pheno_table(path)
+    assert str(info.value).startswith(f"{path}:3: ")
+    path.write_text("#FID IID A B\nf1 s1 1 2\nf2 s2 1e999 2\nf1 s1 1 2\n")
+    with pytest.raises(InputError, match="not finite") as info:
+        read_pheno_table(path)
+    assert str(info.value).startswith(f"{path}:3: ")
+
+
+def test_read_pheno_table__every_missing_spelling_and_number_reads_as_one_by_one(
+    tmp_path: Path,
+) -> None:
+    tokens = ["NA", "na", "Na", "nA", ".", "nan", "NaN", "-nan", "-9", "-9.0", "-9e0", "1", "2.5"]
+    tokens += ["-8.99", "1e-3", "+4", "0", "-0"]
+    path = tmp_path / "p.tsv"
+    lines = [f"f{i} s{i} {t} {t}" for i, t in enumerate(tokens)]
+    path.write_text("#FID IID A B\n" + "\n".join(lines) + "\n")
+    table = read_pheno_table(path)
+    want = [
+        np.nan if t.upper() in {"NA", "NAN", ".", "-NAN"} or float(t) == -9 else float(t)
+        for t in tokens
+    ]
+    np.testing.assert_array_equal(table.column("A"), want)
+    np.testing.assert_array_equal(table.column("B"), want)

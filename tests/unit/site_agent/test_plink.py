@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from genofed.common.errors import InputError
-from genofed.site_agent.io.plink import MISSING, BedFile
+from genofed.site_agent.io.plink import MISSING, BedFile, count_lines
 
 N_SAMPLES, N_VARIANTS = 23, 37  # neither divides by 4 nor by the chunk sizes below
 
@@ -185,7 +185,7 @@ def test_bedfile__bim_line_with_wrong_column_count_names_file_and_line(tmp_path:
     lines[4] = lines[4].rsplit("\t", 1)[0]
     bim.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match="expected 6 columns") as info:
-        BedFile(bed_path)
+        _ = BedFile(bed_path).variants  # the .bim is parsed on first use
     assert str(info.value).startswith(f"{bim}:5: ")
     assert "found 5" in str(info.value)
 
@@ -199,7 +199,7 @@ def test_bedfile__bim_non_integer_position_names_file_line_and_column(tmp_path: 
     lines[6] = "\t".join(fields)
     bim.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match=r"column 4 \(position\) is '12.5kb'") as info:
-        BedFile(bed_path)
+        _ = BedFile(bed_path).variants  # the .bim is parsed on first use
     assert str(info.value).startswith(f"{bim}:7: ")
 
 
@@ -236,3 +236,48 @@ def test_bedfile__bim_with_crlf_and_blank_lines_reads_the_same(tmp_path: Path) -
         after = bed.variants
     for field in ("chrom", "pos", "id", "ref", "alt"):
         np.testing.assert_array_equal(getattr(after, field), getattr(before, field))
+
+
+def test_bedfile__bad_bim_line_opens_but_variants_name_file_and_line(tmp_path: Path) -> None:
+    bed_path, _ = write_fileset(tmp_path)
+    bim = tmp_path / "cohort.bim"
+    lines = bim.read_text().splitlines()
+    lines[4] = lines[4].rsplit("\t", 1)[0]
+    bim.write_text("\n".join(lines) + "\n")
+    bed = BedFile(bed_path)  # only counted at open: requests that need no variant table work
+    assert (bed.n_samples, bed.n_variants) == (N_SAMPLES, N_VARIANTS)
+    np.testing.assert_array_equal(_collect(bed, None, None, 16), _expected(bed_path))
+    for _ in range(2):  # every read of the table fails the same way
+        with pytest.raises(InputError, match="expected 6 columns") as info:
+            _ = bed.variants
+        assert str(info.value).startswith(f"{bim}:5: ")
+        assert "found 5" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a\nb\nc\n",
+        "a\nb\nc",
+        "\n\na\n\n  \nb\r\n\r\n\t\nc\n  ",
+        "  \na\n",
+        "a\r\nb\r\n",
+        "",
+        "\n \n",
+    ],
+)
+def test_count_lines__counts_the_lines_the_parser_keeps(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "x.txt"
+    path.write_bytes(text.encode())
+    assert count_lines(path) == sum(1 for line in text.splitlines() if line.strip())
+
+
+def test_bedfile__bim_line_count_differing_from_the_parse_is_an_error(tmp_path: Path) -> None:
+    bed_path, _ = write_fileset(tmp_path)
+    bim = tmp_path / "cohort.bim"
+    lines = bim.read_text().splitlines()
+    bed = BedFile(bed_path)
+    bim.write_text("\n".join(lines[:-1]) + "\n")  # changed after the fileset was opened
+    with pytest.raises(InputError, match=f"has {N_VARIANTS - 1} variant lines") as info:
+        _ = bed.variants
+    assert str(info.value).startswith(f"{bim}: ")
