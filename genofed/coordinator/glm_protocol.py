@@ -100,6 +100,7 @@ def run_glm(
     else:
         result, extra = _logistic(spec, gram, plans, ask, sites)
         rounds += extra
+    lambda_gc = genomic_inflation(result)
     files = write_glm_outputs(
         out_dir,
         prefix,
@@ -107,13 +108,14 @@ def run_glm(
         tuple(spec.params["covariates"]),
         harmonization.variants,
         result,
+        lambda_gc=lambda_gc,
     )
     tested = np.isfinite(result.p[:, 0])
     return files, {
         "model": model,
         "variants tested": int(tested.sum()),
         f"P<{GENOME_WIDE_P:g}": int(np.sum(result.p[tested, 0] < GENOME_WIDE_P)),
-        "lambda_gc": round(genomic_inflation(result), 4),
+        "lambda_gc": round(lambda_gc, 4),
         "firth": int(result.firth.sum()),
         "rounds": rounds,
         **(

@@ -88,13 +88,16 @@ def _norm_chrom(chrom: str) -> str:
 
 
 def _keys(table: VariantTable) -> tuple[list[tuple[str, int, str, str]], list[tuple[str, int]]]:
-    chroms = [_norm_chrom(str(c)) for c in table.chrom]
-    pos = [int(p) for p in table.pos]
-    keys = []
-    for c, p, r, a in zip(chroms, pos, table.ref, table.alt, strict=True):
-        lo, hi = sorted((str(r), str(a)))
-        keys.append((c, p, lo, hi))
-    return keys, list(zip(chroms, pos, strict=True))
+    """Each variant's key ``(chrom, pos, lo, hi)`` (sorted alleles) and its ``(chrom, pos)``."""
+    raw = np.asarray(table.chrom).astype(str).tolist()
+    norm = {c: _norm_chrom(c) for c in set(raw)}
+    chroms = [norm[c] for c in raw]
+    pos = np.asarray(table.pos).astype(np.int64).tolist()
+    ref, alt = np.asarray(table.ref).astype(str), np.asarray(table.alt).astype(str)
+    first = ref <= alt  # code-point order, as sorted() compares str
+    lo = np.where(first, ref, alt).tolist()
+    hi = np.where(first, alt, ref).tolist()
+    return list(zip(chroms, pos, lo, hi, strict=True)), list(zip(chroms, pos, strict=True))
 
 
 def harmonize(
@@ -108,22 +111,23 @@ def harmonize(
     """
     if not tables:
         raise HarmonizationError("no sites to harmonize")
-    ref_keys, _ = _keys(tables[0])
-    ref_pos = {k: i for i, k in enumerate(ref_keys)}
-    ref_positions = {(k[0], k[1]) for k in ref_keys}
+    ref_keys, ref_chrom_pos = _keys(tables[0])
+    ref_pos = dict(zip(ref_keys, range(len(ref_keys)), strict=True))  # last index of each key
+    ref_positions = set(ref_chrom_pos)
     lookups: list[dict[tuple[str, int, str, str], int]] = []
     reports: list[SiteMatchReport] = []
     examples: list[str] = []
     for site, table in zip(sites, tables, strict=True):
-        keys, positions = _keys(table)
-        lookup: dict[tuple[str, int, str, str], int] = {}
-        duplicates = 0
-        for i, key in enumerate(keys):
-            if key in lookup:
-                duplicates += 1
-            lookup[key] = i
-        matched = sum(1 for k in lookup if k in ref_pos)
-        extra_keys = [i for k, i in lookup.items() if k not in ref_pos]
+        keys, positions = (ref_keys, ref_chrom_pos) if table is tables[0] else _keys(table)
+        # the last index of each key, in first-seen order
+        lookup: dict[tuple[str, int, str, str], int] = dict(
+            zip(keys, range(len(keys)), strict=True)
+        )
+        duplicates = len(keys) - len(lookup)
+        matched = len(lookup.keys() & ref_pos.keys())
+        extra_keys = (
+            [i for k, i in lookup.items() if k not in ref_pos] if matched < len(lookup) else []
+        )
         mismatch = sum(1 for i in extra_keys if positions[i] in ref_positions)
         report = SiteMatchReport(
             site=site,
@@ -143,17 +147,19 @@ def harmonize(
         raise HarmonizationError(_describe(reports, examples, "duplicated variants"))
     if not all(r.clean for r in reports) and not allow_intersection:
         raise HarmonizationError(_describe(reports, examples, "sites hold different variants"))
-    common = [i for i, k in enumerate(ref_keys) if all(k in lk for lk in lookups)]
+    if all(r.n_missing == 0 for r in reports):  # every site has every reference key
+        common = list(range(len(ref_keys)))
+    else:
+        common = [i for i, k in enumerate(ref_keys) if all(k in lk for lk in lookups)]
     if not common:
         raise HarmonizationError("the sites have no variant in common")
     study_variants = tables[0].take(np.asarray(common, dtype=np.int64))
     _check_autosomes(study_variants)
     plans: list[SitePlan] = []
     final_reports: list[SiteMatchReport] = []
+    common_keys = ref_keys if len(common) == len(ref_keys) else [ref_keys[i] for i in common]
     for table, lookup, report in zip(tables, lookups, reports, strict=True):
-        index = np.fromiter(
-            (lookup[ref_keys[i]] for i in common), dtype=np.int64, count=len(common)
-        )
+        index = np.fromiter(map(lookup.__getitem__, common_keys), dtype=np.int64, count=len(common))
         flip = np.asarray(table.ref[index] != study_variants.ref)
         plans.append(SitePlan(index=index, flip=flip))
         final_reports.append(SiteMatchReport(**{**report.__dict__, "n_swapped": int(flip.sum())}))
@@ -197,7 +203,9 @@ def _describe(reports: list[SiteMatchReport], examples: list[str], what: str) ->
 
 
 def _check_autosomes(variants: VariantTable) -> None:
-    bad = [i for i, c in enumerate(variants.chrom) if _norm_chrom(str(c)) not in AUTOSOMES]
+    chroms = np.asarray(variants.chrom).astype(str).tolist()
+    other = {c for c in set(chroms) if _norm_chrom(c) not in AUTOSOMES}
+    bad = [i for i, c in enumerate(chroms) if c in other] if other else []
     if bad:
         i = bad[0]
         raise HarmonizationError(

@@ -46,6 +46,7 @@ __all__ = [
     "VMISS_HEADER",
     "VariantColumns",
     "format_g6",
+    "format_g6_array",
     "write_afreq",
     "write_gcount",
     "write_hardy",
@@ -92,6 +93,108 @@ class VariantColumns:
 def format_g6(value: float) -> str:
     """Format a float as PLINK 2's ``dtoa_g`` does (6 significant digits)."""
     return "%.6g" % value  # noqa: UP031 - %g is the spec, not a style choice
+
+
+#: Correctly rounded powers of ten, 1e0 .. 1e308.
+_POW10 = np.array([float(10**i) for i in range(309)])
+#: A value lies this close to a 7th-digit tie (in units of the 6th digit) goes to ``%.6g``.
+_TIE_MARGIN = 1e-6
+
+
+def _ascii_rows(m: npt.NDArray[np.uint8]) -> npt.NDArray[np.bytes_]:
+    """Each row of a byte matrix as one bytes value (trailing NULs dropped)."""
+    return np.ascontiguousarray(m).view(f"S{m.shape[1]}").ravel()
+
+
+def format_g6_array(values: npt.ArrayLike, na: str | None = None) -> npt.NDArray[np.bytes_]:
+    """:func:`format_g6` of every value, as an array of ASCII ``bytes`` (vectorized).
+
+    Byte for byte what ``format_g6`` gives; ``na``, when given, replaces the
+    text of each non-finite value (``nan``, ``inf``, ``-inf``).
+
+    Each value is scaled to six integer digits in double precision (error
+    below 1e-9 of a unit in the 6th digit) and rounded; values within
+    :data:`_TIE_MARGIN` of a 7th-digit tie, zero-adjacent (below 1e-300) or
+    huge (above 1e300) values, and non-finite ones are formatted one at a time
+    with ``%.6g``, so the vectorized path only handles values whose rounding
+    is unambiguous.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    n = x.size
+    out = np.empty(n, dtype="S16")
+    if n == 0:
+        return out
+    a = np.abs(x)
+    with np.errstate(invalid="ignore"):
+        idx = np.flatnonzero((a >= 1e-300) & (a <= 1e300))
+    av = a[idx]
+    e = np.floor(np.log10(av)).astype(np.int64)
+    # log10 can be one off near powers of ten: settle e so that 1e5 <= av * 10**(5 - e) < 1e6
+    # (m just under 1e5 rounds up to 100000, which is the right result for this e).
+    for _ in range(4):
+        k = 5 - e
+        m = np.where(k >= 0, av * _POW10[np.clip(k, 0, 308)], av / _POW10[np.clip(-k, 0, 308)])
+        lo, hi = m < 99_999.5, m >= 1e6
+        if not (lo.any() or hi.any()):
+            break
+        e = e - lo + hi
+    else:  # pragma: no cover - m moves by a factor of ten per step
+        raise AssertionError("format_g6_array: exponent did not settle")
+    ok = np.abs(m - np.floor(m) - 0.5) >= _TIE_MARGIN
+    idx, m, e = idx[ok], m[ok], e[ok]
+    r = np.rint(m).astype(np.int32)
+    up = r == 1_000_000
+    r[up] = 100_000
+    e[up] += 1
+    digits = np.empty((r.size, 6), dtype=np.uint8)
+    for i in range(6):
+        digits[:, i] = (r // 10 ** (5 - i)) % 10 + 48
+    tz = np.zeros(r.size, dtype=np.int64)  # trailing zeros of the six digits
+    for t in range(1, 6):
+        tz += r % 10**t == 0
+    fixed = (e >= -4) & (e < 6)
+    for ex in range(-4, 6):
+        sel = np.flatnonzero(fixed & (e == ex))
+        if not sel.size:
+            continue
+        d, z = digits[sel], tz[sel]
+        if ex < 0:  # 0.000ddd
+            lead = np.frombuffer(b"0." + b"0" * (-ex - 1), dtype=np.uint8)
+            mat = np.hstack([np.broadcast_to(lead, (sel.size, lead.size)), d])
+            keep = lead.size + 6 - z
+        else:  # ddd.ddd, the point dropped with the fraction when it is all zeros
+            point = np.full((sel.size, 1), ord("."), dtype=np.uint8)
+            mat = np.hstack([d[:, : ex + 1], point, d[:, ex + 1 :]])
+            frac = np.maximum(5 - ex - z, 0)
+            keep = ex + 1 + np.where(frac > 0, frac + 1, 0)
+        mat[np.arange(mat.shape[1])[None, :] >= keep[:, None]] = 0
+        out[idx[sel]] = _ascii_rows(mat)
+    sel = np.flatnonzero(~fixed)
+    if sel.size:  # d.ddddde+XX (at least two exponent digits)
+        d, z, ee = digits[sel], tz[sel], e[sel]
+        point = np.full((sel.size, 1), ord("."), dtype=np.uint8)
+        mat = np.hstack([d[:, :1], point, d[:, 1:]])
+        frac = 5 - z
+        keep = 1 + np.where(frac > 0, frac + 1, 0)
+        mat[np.arange(7)[None, :] >= keep[:, None]] = 0
+        mag = np.abs(ee)
+        exp = np.zeros((sel.size, 3), dtype=np.uint8)
+        wide = mag >= 100
+        exp[:, 0] = np.where(wide, mag // 100 + 48, (mag // 10) % 10 + 48)
+        exp[:, 1] = np.where(wide, (mag // 10) % 10 + 48, mag % 10 + 48)
+        exp[:, 2] = np.where(wide, mag % 10 + 48, 0)
+        sign = np.where(ee < 0, b"e-", b"e+")
+        out[idx[sel]] = np.strings.add(np.strings.add(_ascii_rows(mat), sign), _ascii_rows(exp))
+    neg = idx[np.signbit(x[idx])]
+    if neg.size:
+        out[neg] = np.strings.add(b"-", out[neg])
+    slow = np.ones(n, dtype=bool)
+    slow[idx] = False
+    na_bytes = None if na is None else na.encode("ascii")
+    for i in np.flatnonzero(slow).tolist():
+        v = float(x[i])
+        out[i] = na_bytes if na_bytes is not None and not np.isfinite(v) else format_g6(v).encode()
+    return out
 
 
 def _check_len(variants: VariantColumns, *arrays: npt.NDArray[np.generic]) -> None:

@@ -93,20 +93,53 @@ def counts(a: Analysis) -> str:
     return "".join(out)
 
 
+def _top_add_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A glm table's header and its ``TOP_HITS`` ADD rows of lowest P (file order on ties).
+
+    The rows :func:`iter_tsv` would give, read in one piece. A line is only
+    looked at when it holds the ADD field; on a line with the header's number
+    of fields P is found from the right (one short split), and the TEST field
+    is checked on the lines picked (all lines are split when one fails).
+    """
+    with path.open(encoding="utf-8") as fh:
+        lines = fh.read().split("\n")
+    start = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if start is None:
+        return [], []
+    header = lines[start].split("\t")
+    test, p_col = header.index("TEST"), header.index("P")
+    tabs, from_right = len(header) - 1, len(header) - p_col
+    needle = "\tADD\t" if 0 < test < tabs else "ADD"
+    rows = [line for line in lines[start + 1 :] if needle in line]
+    if all(line.count("\t") == tabs for line in rows):
+        values = [line.rsplit("\t", from_right)[1] for line in rows]
+    else:
+        values = []
+        for line in rows:
+            r = line.split("\t")
+            values.append(r[p_col] if r[test] == "ADD" else "NA")
+    candidates = [(p, line) for p, line in zip(values, rows, strict=True) if p not in _NO_P]
+    top = [c[1].split("\t") for c in heapq.nsmallest(TOP_HITS, candidates, key=_p_key)]
+    if any(r[test] != "ADD" for r in top):  # ADD in another field: check every line
+        exact = (c for c in candidates if c[1].split("\t")[test] == "ADD")
+        top = [c[1].split("\t") for c in heapq.nsmallest(TOP_HITS, exact, key=_p_key)]
+    return header, top
+
+
+_NO_P = frozenset(("NA", "nan"))
+
+
+def _p_key(candidate: tuple[str, str]) -> float:
+    return float(candidate[0])
+
+
 def glm(a: Analysis) -> str:
     """The top hits of the ADD test (from the plink2 table), Manhattan and QQ plots."""
     out = []
     tables = [p for p in a.paths("") if ".glm." in p.name]
     if tables:
-        rows = iter_tsv(tables[0])
-        header = next(rows, [])
-        test, p_col = header.index("TEST"), header.index("P")
+        header, add = _top_add_rows(tables[0])
         keep = [i for i, h in enumerate(header) if h not in ("TEST", "ERRCODE")]
-        add = heapq.nsmallest(
-            TOP_HITS,
-            (r for r in rows if r[test] == "ADD" and r[p_col] not in ("NA", "nan")),
-            key=lambda r: float(r[p_col]),
-        )
         out.append(f"<h3>Top {len(add)} variants (ADD test, lowest P)</h3>")
         out.append(
             table(
