@@ -22,9 +22,12 @@ depends on whether it exists: a round without it decodes the ``.bed``)::
 
 The ``.i8``, ``.i64`` and ``.i32`` files are headerless little-endian arrays,
 written as ``glm_stats`` decodes each chunk (so writing holds one chunk in
-memory) and read back by a round for just the rows it needs (``pread``, or a
-memory map dropped after each chunk), so that no round holds the whole file
-in memory. A directory without the current ``format`` (an older cache) is
+memory) and read back by a round for just the rows it needs, one ``pread``
+per run of consecutive rows, so that no round holds more than a chunk. (Not
+through a memory map: gathering 966 rows here and there from a 430 MB
+``genotypes.i8`` through one raised the peak RSS by 350 MiB, as the kernel
+maps whole cached folios around each row; ``pread`` row by row: 4 MiB, and
+faster.) A directory without the current ``format`` (an older cache) is
 not read.
 
 ``genotypes.i8`` holds one byte per genotype of the analysis (plan variants x
@@ -67,9 +70,6 @@ MISS_PTR_FILE = "miss_ptr.i64"
 MISS_COLS_FILE = "miss_cols.i32"
 _PTR = np.dtype("<i8")
 _COL = np.dtype("<i4")
-#: Above this many separate runs of rows in a chunk, rows are gathered through a
-#: memory map rather than read run by run (one system call each).
-SCATTERED = 64
 #: Genotypes per chunk a round reads from the cache (bytes of its int8 block).
 CHUNK_GENOTYPES = 1 << 22
 
@@ -214,9 +214,8 @@ def _runs(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([[0], breaks]), np.concatenate([breaks, [len(part)]])
 
 
-def _pread(fd: int, out: np.ndarray, offset: int, path: Path) -> None:
-    """Fill ``out`` (contiguous) from ``fd`` at byte ``offset``."""
-    view = _bytes(out)
+def _pread(fd: int, view: memoryview, offset: int, path: Path) -> None:
+    """Fill the byte buffer ``view`` from ``fd`` at byte ``offset``."""
     done = 0
     while done < len(view):
         got = os.preadv(fd, [view[done:]], offset + done)
@@ -284,9 +283,9 @@ class GenotypeCache:
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         """Yield ``(start, codes, miss_rows, miss_cols)`` for ``rows`` in chunks of ``chunk``.
 
-        Reads only those rows: runs of consecutive rows with one ``pread`` each
-        (Newton), rows here and there through a memory map that is dropped after
-        the chunk (Firth), so that memory holds about one chunk.
+        Reads only those rows, one ``pread`` per run of consecutive rows (a
+        few long runs in Newton rounds, single rows in Firth rounds), so that
+        memory holds about one chunk.
         """
         n = self.n_samples
         geno_path = self.directory / GENOTYPES_FILE
@@ -300,36 +299,30 @@ class GenotypeCache:
         try:
             for start in range(0, len(rows), chunk):
                 part = np.asarray(rows[start : start + chunk], np.int64)
+                lens = self.ptr[part + 1] - self.ptr[part]
+                codes = np.empty((len(part), n), dtype=np.int8)
+                raw = np.empty(int(lens.sum()), dtype=_COL)
+                code_bytes, col_bytes = _bytes(codes), _bytes(raw)
                 first, stop = _runs(part)
-                lo, hi = self.ptr[part], self.ptr[part + 1]
-                lens = hi - lo
-                if len(first) > SCATTERED:  # few rows here and there (Firth): gather
-                    mapped = np.memmap(
-                        geno_path, dtype=np.int8, mode="r", shape=(len(self.variant_index), n)
-                    )
-                    codes = np.asarray(mapped[part])
-                    del mapped  # unmapped: its pages leave this process's RSS
-                    total = int(lens.sum())
-                    if total:
-                        mapped = np.memmap(
-                            cols_path, dtype=_COL, mode="r", shape=(int(self.ptr[-1]),)
-                        )
-                        within = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-                        miss_cols = mapped[np.repeat(lo, lens) + within].astype(np.intp)
-                        del mapped
-                    else:
-                        miss_cols = np.zeros(0, np.intp)
-                else:  # runs of rows (Newton): read them, so that RSS stays one chunk
-                    codes = np.empty((len(part), n), dtype=np.int8)
-                    raw = np.empty(int(lens.sum()), dtype=_COL)
-                    at = 0
-                    for a, b in zip(first, stop, strict=True):
-                        _pread(geno, codes[a:b], int(part[a]) * n, geno_path)
-                        c0, c1 = int(self.ptr[part[a]]), int(self.ptr[part[b - 1] + 1])
-                        if c1 > c0:
-                            _pread(cols, raw[at : at + c1 - c0], c0 * _COL.itemsize, cols_path)
+                size = _COL.itemsize
+                at = 0
+                for a, b, row, c0, c1 in zip(  # plain ints: one system call per run
+                    (first * n).tolist(),
+                    (stop * n).tolist(),
+                    (part[first] * n).tolist(),
+                    (self.ptr[part[first]] * size).tolist(),
+                    (self.ptr[part[stop - 1] + 1] * size).tolist(),
+                    strict=True,
+                ):
+                    view = code_bytes[a:b]
+                    if os.preadv(geno, [view], row) != b - a:
+                        _pread(geno, view, row, geno_path)  # a short read: finish or fail
+                    if c1 > c0:
+                        view = col_bytes[at : at + c1 - c0]
+                        if os.preadv(cols, [view], c0) != c1 - c0:
+                            _pread(cols, view, c0, cols_path)
                         at += c1 - c0
-                    miss_cols = raw.astype(np.intp)
+                miss_cols = raw.astype(np.intp)
                 miss_rows = np.repeat(np.arange(len(part)), lens)
                 yield start, codes, miss_rows, miss_cols
         finally:
