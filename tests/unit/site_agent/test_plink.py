@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from genofed.common.errors import InputError
+from genofed.site_agent.io import plink
 from genofed.site_agent.io.plink import MISSING, BedFile, count_lines
 
 N_SAMPLES, N_VARIANTS = 23, 37  # neither divides by 4 nor by the chunk sizes below
@@ -281,3 +282,58 @@ def test_bedfile__bim_line_count_differing_from_the_parse_is_an_error(tmp_path: 
     with pytest.raises(InputError, match=f"has {N_VARIANTS - 1} variant lines") as info:
         _ = bed.variants
     assert str(info.value).startswith(f"{bim}: ")
+
+
+def _bim_fields(variants: plink.Variants) -> list[tuple[str, list[object]]]:
+    return [
+        (getattr(variants, f).dtype.str, getattr(variants, f).tolist())
+        for f in ("chrom", "pos", "id", "ref", "alt")
+    ]
+
+
+def test_read_bim__blocks_parse_as_the_whole_file(tmp_path: Path) -> None:
+    lines = [f"1\trs{i}\t0\t{1000 + i}\tA\tG" for i in range(20)]
+    lines[13] = "22\trs_much_longer_id_13\t0.5\t999999\tACGT\tT"  # widest strings in a late block
+    lines[17] = "X\trsé17\t0\t5\tA\tC"  # not ASCII
+    text = "\n\n" + "\n".join(lines[:6]) + "\n  \n\t\n" + "\r\n".join(lines[6:]) + "\r\n\r\n"
+    bim = tmp_path / "x.bim"
+    bim.write_bytes(text.encode())
+    whole = _bim_fields(plink.read_bim(bim, block_lines=10**6))
+    assert whole[2][0] == "<U20" and whole[1][1][:2] == [1000, 1001]
+    for block_lines in (1, 2, 3, 4, 7, 16, 30):
+        assert _bim_fields(plink.read_bim(bim, block_lines=block_lines)) == whole
+
+
+def test_bedfile__bad_bim_line_in_a_later_block_names_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plink, "BIM_BLOCK_LINES", 4)
+    bed_path, _ = write_fileset(tmp_path)
+    bim = tmp_path / "cohort.bim"
+    good = bim.read_text().splitlines()
+
+    def write(lines: list[str]) -> None:
+        # a CRLF head and two blank lines: lines[k] is file line k + 3 for k >= 3
+        bim.write_text("\r\n".join(lines[:3]) + "\r\n\n  \n" + "\n".join(lines[3:]) + "\n")
+
+    lines = good[:]
+    lines[22] = lines[22].rsplit("\t", 1)[0]
+    write(lines)
+    with pytest.raises(InputError, match="expected 6 columns") as info:
+        _ = BedFile(bed_path).variants
+    assert str(info.value).startswith(f"{bim}:25: ")
+    assert "found 5" in str(info.value)
+
+    lines = good[:]
+    lines[22] = lines[22].replace("\t1220\t", "\t12x20\t")
+    write(lines)
+    with pytest.raises(InputError, match=r"column 4 \(position\) is '12x20'") as info:
+        _ = BedFile(bed_path).variants
+    assert str(info.value).startswith(f"{bim}:25: ")
+
+    # As in one parse of the whole file, a bad column count anywhere beats an earlier bad position.
+    lines[33] += "\textra"
+    write(lines)
+    with pytest.raises(InputError, match="found 7") as info:
+        _ = BedFile(bed_path).variants
+    assert str(info.value).startswith(f"{bim}:36: ")
