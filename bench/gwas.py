@@ -33,12 +33,10 @@ of earlier runs for other sizes or models are kept.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing as mp
 import os
 import resource
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -49,7 +47,7 @@ from typing import Any
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import psutil
+from measure import measure  # bench/measure.py: python puts bench/ on sys.path
 
 from genofed.common.study import Study, study_from_mapping
 from genofed.coordinator.transport import Incoming, Outgoing
@@ -135,24 +133,6 @@ class SiteProcesses:
             conn.send(None)
         for proc in self.procs:
             proc.join(timeout=30)
-
-
-def measure(cmd: list[str]) -> dict[str, float]:
-    """Wall seconds and peak RSS (MiB) of ``cmd`` and its children (Debian's plink2 is a
-    wrapper script that runs the binary for this CPU), polled every 50 ms."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    root, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        rss = 0
-        for p in (root, *root.children(recursive=True)):
-            with contextlib.suppress(psutil.Error):
-                rss += p.memory_info().rss
-        peak = max(peak, rss)
-        time.sleep(0.05)
-    if proc.returncode:
-        raise SystemExit(proc.stderr.read().decode() if proc.stderr else "plink2 failed")
-    return {"wall_s": time.perf_counter() - start, "peak_mib": peak / 2**20}
 
 
 def _study(phenotype: str, model: str) -> Study:

@@ -18,10 +18,8 @@ each plink2 run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +28,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
-import psutil
+from measure import measure  # bench/measure.py: python puts bench/ on sys.path
 from timed import TimedTransport  # bench/timed.py: python puts bench/ on sys.path
 
 from genofed.common.study import study_from_mapping
@@ -38,23 +36,6 @@ from genofed.coordinator.runner import run_study
 from genofed.synth import write_cohorts
 
 HERE = Path(__file__).resolve().parent
-
-
-def measure(cmd: list[str]) -> dict[str, float]:
-    """Wall seconds and peak RSS (MiB) of ``cmd`` and its children."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    root, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        rss = 0
-        for p in (root, *root.children(recursive=True)):
-            with contextlib.suppress(psutil.Error):
-                rss += p.memory_info().rss
-        peak = max(peak, rss)
-        time.sleep(0.05)
-    if proc.returncode:
-        raise SystemExit(proc.stderr.read().decode() if proc.stderr else "plink2 failed")
-    return {"wall_s": time.perf_counter() - start, "peak_mib": peak / 2**20}
 
 
 def _max_rel(ours: Path, theirs: Path) -> float:
