@@ -31,21 +31,21 @@ from pathlib import Path
 
 from genofed.common.checkpoint import checkpoint_to_proto
 from genofed.common.receipts import verify_receipt
-from genofed.common.records import study_to_proto
 from genofed.common.study import study_from_mapping
+from genofed.common.wire.records import study_to_proto
 from genofed.coordinator.receipt_check import load_audit_key
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent import admin_state
 from genofed.site_agent.admin import connect, serve_admin
-from genofed.site_agent.audit import (
+from genofed.site_agent.audit.log import (
     AuditLog,
     AuditPaths,
     refusal_entry,
     release_entry,
     request_entry,
 )
-from genofed.site_agent.ledger import LEDGER_FILE, Budget, Ledger, Release
-from genofed.site_agent.report import render_report
+from genofed.site_agent.audit.report import render_report
+from genofed.site_agent.node import admin_state
+from genofed.site_agent.privacy.ledger import LEDGER_FILE, Budget, Ledger, Release
 from genofed.synth import write_cohorts
 
 HERE = Path(__file__).resolve().parent

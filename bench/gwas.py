@@ -9,7 +9,7 @@ Firth fallback) model with covariates ``AGE SEX``:
   one after another so that no site's timing includes another's (as a
   deployed site answers each round in a fresh ClientApp process, nothing is
   kept in memory between rounds; the logistic rounds read the site's on-disk
-  genotype cache, :mod:`genofed.site_agent.glm_cache`), and reports each
+  genotype cache, :mod:`genofed.site_agent.requests.glm_cache`), and reports each
   site's local-step wall time over all rounds, its peak RSS (``VmHWM`` of
   the worker), the same before its first request (the site agent's imports)
   and the growth between the two (what the analysis itself holds), the bytes it released
@@ -73,7 +73,7 @@ def _peak_rss_mib() -> float:
 
 def _site_worker(conn: Connection, site_dir: str) -> None:
     """One site's process: answer requests, report seconds and peak RSS for each."""
-    from genofed.site_agent.handler import handle_request
+    from genofed.site_agent.release import handle_request
 
     conn.send(_peak_rss_mib())
     while (msg := conn.recv()) is not None:

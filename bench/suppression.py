@@ -25,7 +25,7 @@ import numpy as np
 
 from genofed.common.study import study_from_mapping
 from genofed.simulation import run_simulated_study
-from genofed.site_agent.policy import POLICY_FILE
+from genofed.site_agent.privacy.policy import POLICY_FILE
 from genofed.synth import write_cohorts
 
 HERE = Path(__file__).resolve().parent

@@ -1,7 +1,7 @@
 """The benchmarks' in-process transport: the real record codec and site handler, timed.
 
 Each request is encoded as Flower records, decoded as the ClientApp does,
-answered by :func:`genofed.site_agent.handler.handle_request` and the reply
+answered by :func:`genofed.site_agent.release.handle_request` and the reply
 encoded and decoded again, as in :class:`tests.harness.InProcessTransport`,
 with no Ray or gRPC, so that each site's local step can be timed on its own.
 For the request kinds that start with one of ``prefixes`` it records, per
@@ -17,14 +17,14 @@ from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
-from genofed.common.records import (
+from genofed.common.wire.records import (
     reply_from_recorddict,
     reply_to_recorddict,
     request_from_recorddict,
     request_to_recorddict,
 )
 from genofed.coordinator.transport import Incoming, Outgoing
-from genofed.site_agent.handler import handle_request
+from genofed.site_agent.release import handle_request
 
 
 class TimedTransport:

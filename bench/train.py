@@ -44,7 +44,7 @@ import numpy as np
 from timed import TimedTransport  # bench/timed.py: python puts bench/ on sys.path
 
 from genofed.common.study import study_from_mapping
-from genofed.common.train_wire import scale_covariates
+from genofed.common.wire.train import scale_covariates
 from genofed.coordinator.runner import run_study
 from genofed.site_agent.io.pheno import match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile

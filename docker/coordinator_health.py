@@ -56,7 +56,7 @@ def https_health(address: str, ca_cert: Path, timeout: float = TIMEOUT_S) -> str
 
 
 def check(config_path: Path) -> tuple[bool, str]:
-    from genofed.coordinator.superlink import load_coordinator_config
+    from genofed.coordinator.deploy.superlink import load_coordinator_config
 
     config = load_coordinator_config(config_path)
     if config.ca_cert is None:

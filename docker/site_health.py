@@ -9,7 +9,7 @@ Healthy means, all three:
    the agent process runs and can read its site directory, policy and audit
    log;
 2. its Flower SuperNode (``flower-supernode``) and app gate
-   (``genofed.site_agent.appgate``) processes are alive;
+   (``genofed.site_agent.node.appgate``) processes are alive;
 3. the SuperNode holds an established TCP connection to the coordinator's
    Fleet API (the ``--superlink`` address the agent reports), read from
    ``/proc/net/tcp`` and ``/proc/net/tcp6`` of this container.
@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-PROCESSES = {"SuperNode": "flower-supernode", "app gate": "genofed.site_agent.appgate"}
+PROCESSES = {"SuperNode": "flower-supernode", "app gate": "genofed.site_agent.node.appgate"}
 _ESTABLISHED = "01"
 
 

@@ -25,7 +25,7 @@ from genofed.coordinator.app import DEFAULT_SITE_TIMEOUT_S, StudyJob, make_serve
 from genofed.coordinator.receipt_check import WARN, ReceiptCheck, load_audit_key
 from genofed.coordinator.runner import ProgressFn, StudyOutcome
 from genofed.site_agent import app as site_app
-from genofed.site_agent.audit import AuditPaths
+from genofed.site_agent.audit.log import AuditPaths
 from genofed.site_agent.secure_release import answer_secure
 from genofed.site_agent.sitedir import load_site
 

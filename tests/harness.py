@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from genofed.common.records import (
+from genofed.common.wire.records import (
     reply_from_recorddict,
     reply_to_recorddict,
     request_from_recorddict,
     request_to_recorddict,
 )
 from genofed.coordinator.transport import Incoming, Outgoing
-from genofed.site_agent.handler import handle_request
+from genofed.site_agent.release import handle_request
 
 
 class InProcessTransport:

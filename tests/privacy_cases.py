@@ -21,8 +21,8 @@ from genofed.common.signing import (
     sign_study,
 )
 from genofed.common.study import Study, study_from_mapping
-from genofed.site_agent.approvals import refuse
-from genofed.site_agent.policy import POLICY_FILE
+from genofed.site_agent.privacy.approvals import refuse
+from genofed.site_agent.privacy.policy import POLICY_FILE
 
 ANALYST = generate_private_key()
 STRANGER = generate_private_key()

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from genofed.common import pca_wire, pgx_wire, prs_wire, survival_wire, train_wire
+from genofed.common.wire import pca as pca_wire
+from genofed.common.wire import pgx as pgx_wire
+from genofed.common.wire import prs as prs_wire
+from genofed.common.wire import survival as survival_wire
+from genofed.common.wire import train as train_wire
 
 
 @dataclass(frozen=True)
@@ -238,16 +242,16 @@ VARIANTS_KIND = "variants"
 #: Analysis kinds whose local half is per-variant genotype counts.
 COUNT_KINDS = frozenset({"freq", "hardy", "missing", "gcount"})
 
-#: Analysis kind of the GWAS (multi-round regression protocol, ``coordinator/glm_protocol.py``).
+#: Analysis kind of the GWAS (multi-round regression protocol, ``coordinator/protocols/glm.py``).
 GLM_KIND = "glm"
 
-#: Analysis kind of polygenic risk scores (``coordinator/prs_protocol.py``).
+#: Analysis kind of polygenic risk scores (``coordinator/protocols/prs.py``).
 PRS_KIND = "prs"
 
-#: Analysis kind of risk-model training (``coordinator/train_protocol.py``).
+#: Analysis kind of risk-model training (``coordinator/protocols/train.py``).
 TRAIN_KIND = train_wire.TRAIN_KIND
 
-#: Analysis kind of pharmacogenomics (``coordinator/pgx_protocol.py``).
+#: Analysis kind of pharmacogenomics (``coordinator/protocols/pgx.py``).
 PGX_KIND = "pgx"
 
 __all__ = [

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from genofed.common.errors import IntegrityError
-from genofed.common.records import NamedArrays, array_spec
+from genofed.common.wire.records import NamedArrays, array_spec
 from genofed.protos.v1 import genofed_pb2 as pb
 
 #: Largest absolute value a site may put in the secure sum (Flower clips beyond it).
@@ -55,7 +55,7 @@ MAX_SECURE_SITES = MODULUS_RANGE // QUANTIZATION_RANGE - 1
 REQUEST_CONFIG_KEY = "genofed.request"
 #: Prefix of the config keys holding the request's input arrays (raw C-order bytes).
 INPUT_CONFIG_PREFIX = "genofed.input."
-#: Field of the config record holding a serialized proto (as :mod:`genofed.common.records`
+#: Field of the config record holding a serialized proto (as :mod:`genofed.common.wire.records`
 #: encodes them); a site's reply rides beside its masked vector under ``REPLY_KEY``.
 PROTO_FIELD = "proto"
 #: Name prefix of the masked arrays a site's reply lists (its audit entry records them).

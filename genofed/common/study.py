@@ -41,8 +41,8 @@ from typing import Any
 
 from genofed.common.analyses import ANALYSIS_KINDS, COUNT_KINDS, ParamError
 from genofed.common.errors import ConfigError, IntegrityError
-from genofed.common.pca_wire import pc_covariate_problem
 from genofed.common.tomlconfig import check_keys, get_typed, load_toml
+from genofed.common.wire.pca import pc_covariate_problem
 
 #: Schema tag written into every canonical study.
 STUDY_SCHEMA = "genofed.study/v1"

@@ -27,11 +27,12 @@ from flwr.app import Context, Message, MessageType
 from flwr.serverapp import Grid, ServerApp
 
 from genofed.common.errors import ConfigError, GenoFedError, IntegrityError
-from genofed.common.records import reply_from_recorddict, request_to_recorddict
 from genofed.common.signing import StudySignature, is_signed_study_file, load_signed_study
 from genofed.common.study import Study, load_study
+from genofed.common.wire.records import reply_from_recorddict, request_to_recorddict
+from genofed.coordinator.deploy.results_transfer import MAX_ARCHIVE_BYTES, archive_lines, pack
+from genofed.coordinator.deploy.superlink import CONFIG_ENV, load_coordinator_config
 from genofed.coordinator.receipt_check import ReceiptCheck
-from genofed.coordinator.results_transfer import MAX_ARCHIVE_BYTES, archive_lines, pack
 from genofed.coordinator.runner import (
     DEFAULT_TIMEOUT_S,
     Progress,
@@ -41,7 +42,6 @@ from genofed.coordinator.runner import (
     run_study,
 )
 from genofed.coordinator.secure_round import secure_exchange
-from genofed.coordinator.superlink import CONFIG_ENV, load_coordinator_config
 from genofed.coordinator.transport import Incoming, Outgoing, SecureExchange
 
 log = logging.getLogger("genofed.coordinator")

@@ -48,26 +48,30 @@ from genofed.common.analyses import (
 )
 from genofed.common.checkpoint import checkpoint_from_proto, checkpoint_to_json
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
-from genofed.common.records import NamedArrays, signed_study_to_proto
 from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
+from genofed.common.wire.records import NamedArrays, signed_study_to_proto
 from genofed.coordinator.combine.harmonize import Harmonization, VariantTable, harmonize
-from genofed.coordinator.glm_protocol import run_glm
-from genofed.coordinator.outputs import write_count_outputs
-from genofed.coordinator.pca_protocol import PCA_KIND, run_pca
-from genofed.coordinator.pgx_protocol import run_pgx
-from genofed.coordinator.prs_protocol import run_prs
+from genofed.coordinator.protocols.counts import write_count_outputs
+from genofed.coordinator.protocols.glm import run_glm
+from genofed.coordinator.protocols.pca import PCA_KIND, run_pca
+from genofed.coordinator.protocols.pgx import run_pgx
+from genofed.coordinator.protocols.prs import run_prs
+from genofed.coordinator.protocols.secure_counts import SecureCounts
+from genofed.coordinator.protocols.survival import run_cox, run_km
+from genofed.coordinator.protocols.train import run_train
 from genofed.coordinator.receipt_check import ReceiptCheck
-from genofed.coordinator.secure_counts import SecureCounts
-from genofed.coordinator.suppressed import site_withheld, suppression_summary, write_suppressed
-from genofed.coordinator.survival_protocol import run_cox, run_km
-from genofed.coordinator.train_protocol import run_train
 from genofed.coordinator.transport import Incoming, Outgoing, Transport
 from genofed.coordinator.writers.analyst_report import REPORT_FILE, write_report
 from genofed.coordinator.writers.provenance import (
     provenance_doc,
     write_harmonization,
     write_provenance,
+)
+from genofed.coordinator.writers.suppressed import (
+    site_withheld,
+    suppression_summary,
+    write_suppressed,
 )
 from genofed.protos.v1 import genofed_pb2 as pb
 

@@ -50,7 +50,6 @@ from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 
 from genofed.common.errors import GenoFedError, IntegrityError
-from genofed.common.records import REPLY_KEY, array_manifest
 from genofed.common.secure_sum import (
     PROTO_FIELD,
     exact_sum,
@@ -58,6 +57,7 @@ from genofed.common.secure_sum import (
     request_to_config,
     secaggplus_settings,
 )
+from genofed.common.wire.records import REPLY_KEY, array_manifest
 from genofed.coordinator.transport import Incoming, Outgoing, SecureExchange
 from genofed.protos.v1 import genofed_pb2 as pb
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from genofed.common.records import NamedArrays
+from genofed.common.wire.records import NamedArrays
 from genofed.protos.v1 import genofed_pb2 as pb
 
 

@@ -9,7 +9,7 @@ nothing the coordinator sends can reach it.
 
 The service is read-only (status, studies and approvals, budget, audit
 entries as a server stream, latest checkpoint; the answers come from
-:mod:`genofed.site_agent.admin_state`). Each call must carry a random token
+:mod:`genofed.site_agent.node.admin_state`). Each call must carry a random token
 in the ``x-genofed-admin-token`` metadata; the agent writes the address and
 the token to ``<node state>/admin.json`` (mode 0600, next to the SuperNode's
 logs), so only local users who can read the site's state can ask, and
@@ -39,8 +39,8 @@ from genofed.common.errors import GenoFedError, InputError
 from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.protos.v1 import site_admin_pb2 as sa
 from genofed.protos.v1 import site_admin_pb2_grpc as sa_grpc
-from genofed.site_agent import admin_state
-from genofed.site_agent.admin_state import AgentInfo
+from genofed.site_agent.node import admin_state
+from genofed.site_agent.node.admin_state import AgentInfo
 
 log = logging.getLogger("genofed.site")
 

@@ -1,7 +1,7 @@
 """Flower ClientApp: the site agent's adapter to Flower's Message API.
 
 Decodes a ``genofed.v1`` request from the message, hands it to
-:func:`genofed.site_agent.handler.handle_request` and encodes the reply. The
+:func:`genofed.site_agent.release.handle_request` and encodes the reply. The
 site directory comes from the SuperNode's node config (``site-dir``); the
 simulation runner binds each virtual node to its directory itself and calls
 :func:`answer`. ``TRAIN`` messages are the four stages of a SecAgg+ round
@@ -17,9 +17,9 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from genofed.common.errors import IntegrityError
-from genofed.common.records import reply_to_recorddict, request_from_recorddict
+from genofed.common.wire.records import reply_to_recorddict, request_from_recorddict
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent.handler import handle_request
+from genofed.site_agent.release import handle_request
 from genofed.site_agent.secure_release import answer_secure
 
 #: Node config key naming the site directory (``flower-supernode --node-config``).

@@ -14,7 +14,7 @@ Flower's own ``secaggplus_mod`` (GenoFed implements no cryptography) and adds:
   ``secagg_unmask``: SHA-256 of every value), before it leaves.
 * **collect masked vectors**: the GenoFed request rides in the fit
   instruction (:func:`genofed.common.secure_sum.request_from_config`) and
-  goes through :func:`genofed.site_agent.handler.handle_request` like any
+  goes through :func:`genofed.site_agent.release.handle_request` like any
   other: signature, policy, cohort size, approval, audit.
   :class:`SecAggSealer` refuses a round with fewer than three participants
   or other settings than the exact-sum ones, and masks the counts with
@@ -43,7 +43,6 @@ from flwr.compat.common import recorddict_compat as compat
 
 import genofed
 from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, PolicyRefusal
-from genofed.common.records import REPLY_KEY, NamedArrays, array_spec, reply_to_recorddict
 from genofed.common.secure_sum import (
     NUM_EXAMPLES,
     PROTO_FIELD,
@@ -52,10 +51,11 @@ from genofed.common.secure_sum import (
     settings_problem,
 )
 from genofed.common.study import SECURE_MODES
+from genofed.common.wire.records import REPLY_KEY, NamedArrays, array_spec, reply_to_recorddict
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent.audit import DECISION_REFUSED, AuditLog, refusal_entry, release_entry
-from genofed.site_agent.handler import handle_request
-from genofed.site_agent.policy import POLICY_FILE, load_policy
+from genofed.site_agent.audit.log import DECISION_REFUSED, AuditLog, refusal_entry, release_entry
+from genofed.site_agent.privacy.policy import POLICY_FILE, load_policy
+from genofed.site_agent.release import handle_request
 
 log = logging.getLogger("genofed.site")
 

@@ -10,7 +10,7 @@
     covariates = "covar.tsv"     # optional
 
 ``state/`` holds the site's Ed25519 audit key and its audit log (see
-:mod:`genofed.site_agent.audit`); ``init`` creates them with a new key.
+:mod:`genofed.site_agent.audit.log`); ``init`` creates them with a new key.
 
 Paths are stored relative to the site directory when the file lies inside it
 (so the directory can be moved or mounted elsewhere as a whole) and absolute
@@ -33,10 +33,10 @@ import tomli_w
 
 from genofed.common.errors import ConfigError, InputError
 from genofed.common.tomlconfig import check_keys, get_typed, load_toml
-from genofed.site_agent.audit import AuditPaths, init_audit, remove_created
+from genofed.site_agent.audit.log import AuditPaths, init_audit, remove_created
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile, fileset_paths
-from genofed.site_agent.policy import DEFAULT_POLICY_TOML, DEMO_POLICY_TOML, POLICY_FILE
+from genofed.site_agent.privacy.policy import DEFAULT_POLICY_TOML, DEMO_POLICY_TOML, POLICY_FILE
 
 SITE_CONFIG = "site.toml"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -197,7 +197,7 @@ def init_site(
     """Validate the inputs, then write ``site.toml``, ``policy.toml`` and ``state/`` into ``out``.
 
     ``state/`` holds the site's new audit key and empty audit log
-    (:mod:`genofed.site_agent.audit`). Nothing is written if any check fails.
+    (:mod:`genofed.site_agent.audit.log`). Nothing is written if any check fails.
     ``out`` may exist (and hold the data files) but must not already hold a
     ``site.toml``, ``policy.toml``, audit key or audit log.
     """

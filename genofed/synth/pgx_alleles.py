@@ -18,7 +18,7 @@ TPMT       *3A .035, *2 .002, *1 rest                   *3C .016, *1 rest
 =========  ==========================================  =========================
 
 Genotypes are the sums of the two haplotypes' core variants (the allele
-definitions the sites use, GRCh38, :mod:`genofed.site_agent.pgx_tables`);
+definitions the sites use, GRCh38, :mod:`genofed.site_agent.requests.pgx_tables`);
 only the variants of these alleles are written, with no missing calls.
 
 ``CLOP_EVENT`` (1 none, 2 event; about 1 % missing) is a binary response to
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from genofed.site_agent.pgx_tables import GENES, gene_definition
+from genofed.site_agent.requests.pgx_tables import GENES, gene_definition
 
 __all__ = [
     "BUILD",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genofed.common.pki import PkiLayout, init_pki
-from genofed.site_agent.audit import AuditPaths
+from genofed.site_agent.audit.log import AuditPaths
 from genofed.site_agent.sitedir import load_site
 
 BIN = Path(sys.executable).parent

@@ -10,7 +10,7 @@ Tolerances and why:
   relationship entry by the number of variants called in both samples,
   which across sites would need every sample's missingness pattern; GenoFed
   uses ``c_j c_k / M`` off the diagonal (exact on it, and exact everywhere
-  when no call is missing), see :mod:`genofed.common.pca_wire`. The
+  when no call is missing), see :mod:`genofed.common.wire.pca`. The
   iteration itself stops at relative residual 1e-4, far below that.
 * variant weights (``.eigenvec.var``): same variants, MAJ/NONMAJ columns and
   header; |cosine| >= 0.999 with plink2's column for every component whose

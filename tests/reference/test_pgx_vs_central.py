@@ -27,7 +27,7 @@ from scipy import stats
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import StudyOutcome, run_study
 from genofed.site_agent.io.pheno import read_pheno_table
-from genofed.site_agent.pgx_tables import GENES, gene_definition
+from genofed.site_agent.requests.pgx_tables import GENES, gene_definition
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
 

@@ -33,19 +33,19 @@ from scipy import stats
 
 from genofed.common.errors import GenoFedError, InputError
 from genofed.common.pgs_scoring import parse_scoring_file
-from genofed.common.prs_wire import group_edges, histogram_edges, roc_thresholds
-from genofed.common.records import (
+from genofed.common.study import Study, study_from_mapping
+from genofed.common.wire.prs import group_edges, histogram_edges, roc_thresholds
+from genofed.common.wire.records import (
     request_from_recorddict,
     request_to_recorddict,
     signed_study_to_proto,
 )
-from genofed.common.study import Study, study_from_mapping
 from genofed.coordinator.runner import StudyOutcome, run_study
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent.audit import read_site_log
-from genofed.site_agent.handler import handle_request
+from genofed.site_agent.audit.log import read_site_log
 from genofed.site_agent.io.pheno import read_pheno_table
 from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.release import handle_request
 from genofed.site_agent.stats.prs import effect_dosage_counts, match_rows, score_chunk
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport

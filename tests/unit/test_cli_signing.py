@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from genofed import cli
+from genofed.cli import analyst as cli
 
 runner = CliRunner()
 

@@ -12,9 +12,9 @@ import pytest
 from genofed.common.errors import ConfigError, SiteFailure
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
-from genofed.site_agent.ledger import LEDGER_FILE, Budget, Ledger
-from genofed.site_agent.policy import POLICY_FILE
 from genofed.site_agent.privacy.accounting import calibrate_noise_multiplier, epsilon_of
+from genofed.site_agent.privacy.ledger import LEDGER_FILE, Budget, Ledger
+from genofed.site_agent.privacy.policy import POLICY_FILE
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
 

@@ -10,15 +10,20 @@ import numpy as np
 import pytest
 
 from genofed.common.errors import InputError, PolicyRefusal, SiteFailure
-from genofed.common.pca_wire import MAX_ITERATIONS
-from genofed.common.records import signed_study_to_proto
 from genofed.common.study import study_from_mapping
+from genofed.common.wire.pca import MAX_ITERATIONS
+from genofed.common.wire.records import signed_study_to_proto
 from genofed.coordinator.runner import run_study
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent.handler import handle_request
 from genofed.site_agent.io.plink import read_fam
-from genofed.site_agent.pca_state import IterateState, load_iterate, pc_covariates, save_iterate
-from genofed.site_agent.policy import POLICY_FILE
+from genofed.site_agent.privacy.policy import POLICY_FILE
+from genofed.site_agent.release import handle_request
+from genofed.site_agent.requests.pca_state import (
+    IterateState,
+    load_iterate,
+    pc_covariates,
+    save_iterate,
+)
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
 

@@ -18,9 +18,9 @@ from genofed.common.signing import sign_study
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent.approvals import approve, list_studies
-from genofed.site_agent.audit import read_site_log
-from genofed.site_agent.supernode import NodeOptions, check_options
+from genofed.site_agent.audit.log import read_site_log
+from genofed.site_agent.node.supernode import NodeOptions, check_options
+from genofed.site_agent.privacy.approvals import approve, list_studies
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
 from tests.privacy_cases import ANALYST, CASES, QC, RefusalCase, site_policy

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 
 from genofed.common.errors import GenoFedError, PolicyRefusal
-from genofed.common.records import NamedArrays, signed_study_to_proto
 from genofed.common.study import Study, study_from_mapping
+from genofed.common.wire.records import NamedArrays, signed_study_to_proto
 from genofed.coordinator.receipt_check import WARN, ReceiptCheck
 from genofed.coordinator.runner import run_study
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent.audit import read_site_log
-from genofed.site_agent.handler import handle_request
-from genofed.site_agent.ledger import LEDGER_FILE, Budget, Ledger
-from genofed.site_agent.policy import POLICY_FILE, check_study, load_policy
+from genofed.site_agent.audit.log import read_site_log
 from genofed.site_agent.privacy.accounting import calibrate_noise_multiplier
+from genofed.site_agent.privacy.ledger import LEDGER_FILE, Budget, Ledger
+from genofed.site_agent.privacy.policy import POLICY_FILE, check_study, load_policy
+from genofed.site_agent.release import handle_request
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
 

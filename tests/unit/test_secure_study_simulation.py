@@ -21,8 +21,8 @@ from genofed.common.errors import SiteFailure
 from genofed.common.study import Study, study_from_mapping
 from genofed.coordinator.runner import run_study
 from genofed.simulation import run_simulated_study
-from genofed.site_agent.audit import read_site_log
-from genofed.site_agent.audit_verify import verify_path
+from genofed.site_agent.audit.log import read_site_log
+from genofed.site_agent.audit.verify import verify_path
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
 

@@ -18,7 +18,7 @@ from genofed.common.signing import (
 )
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
-from genofed.site_agent.policy import POLICY_FILE
+from genofed.site_agent.privacy.policy import POLICY_FILE
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
 

@@ -11,7 +11,7 @@ import pytest
 from genofed.common.errors import GenoFedError, HarmonizationError, InputError, SiteFailure
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
-from genofed.site_agent.policy import DEFAULT_POLICY_TOML, POLICY_FILE
+from genofed.site_agent.privacy.policy import DEFAULT_POLICY_TOML, POLICY_FILE
 from genofed.site_agent.sitedir import init_site
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport

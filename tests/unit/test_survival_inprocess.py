@@ -13,8 +13,8 @@ from genofed.common.errors import ConfigError, SiteFailure
 from genofed.common.study import Study, study_from_mapping
 from genofed.coordinator.runner import run_study
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent.audit import read_site_log
-from genofed.site_agent.policy import POLICY_FILE
+from genofed.site_agent.audit.log import read_site_log
+from genofed.site_agent.privacy.policy import POLICY_FILE
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
 

@@ -17,15 +17,15 @@ from opacus.accountants import RDPAccountant
 
 from genofed.common.errors import ConfigError, InputError, SiteFailure
 from genofed.common.study import Study, study_from_mapping
-from genofed.common.train_wire import model_logits, scale_covariates
+from genofed.common.wire.train import model_logits, scale_covariates
 from genofed.coordinator.runner import run_study
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent.audit import read_site_log
+from genofed.site_agent.audit.log import read_site_log
 from genofed.site_agent.io.pheno import match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile
-from genofed.site_agent.ledger import LEDGER_FILE
-from genofed.site_agent.policy import POLICY_FILE
 from genofed.site_agent.privacy.accounting import calibrate_noise_multiplier
+from genofed.site_agent.privacy.ledger import LEDGER_FILE
+from genofed.site_agent.privacy.policy import POLICY_FILE
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
 

@@ -30,7 +30,7 @@ runs in double precision, so its results agree with plink2's to about 1e-5
 (relative), not to the last printed digit, on ill-conditioned fits.
 
 Pure core: arrays in, arrays out. The multi-round exchange that feeds
-:class:`LogisticFit` is ``coordinator/glm_protocol.py``.
+:class:`LogisticFit` is ``coordinator/protocols/glm.py``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from genofed.common.glm_wire import miss_center, multisets
+from genofed.common.wire.glm import miss_center, multisets
 
 __all__ = [
     "ERR_CONST_OMITTED",

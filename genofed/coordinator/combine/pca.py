@@ -1,6 +1,6 @@
 """Combine half of the population-structure PCA: variant selection, LD pruning, subspace iteration.
 
-The model and the arrays sites send are in :mod:`genofed.common.pca_wire`.
+The model and the arrays sites send are in :mod:`genofed.common.wire.pca`.
 
 * :func:`select_variants`: plink2's ``--maf`` and an analyst's variant list.
 * :func:`prune_pairwise`: plink2 ``--indep-pairwise window step r2`` from

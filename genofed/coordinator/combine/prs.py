@@ -35,8 +35,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from genofed.common.glm_wire import multisets
-from genofed.common.prs_wire import MATCH_NAMES, MATCHED_CODES
+from genofed.common.wire.glm import multisets
+from genofed.common.wire.prs import MATCH_NAMES, MATCHED_CODES
 from genofed.coordinator.combine.glm import GlmResult, PooledGram, unpack
 
 __all__ = [

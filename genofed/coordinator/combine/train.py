@@ -17,7 +17,7 @@ each site's training samples); a unit test checks that both give the same
 average.
 
 **Evaluation.** Each site sends, per bin of the model's logit
-(:data:`~genofed.common.train_wire.EVAL_LOGIT_EDGES`), its numbers of
+(:data:`~genofed.common.wire.train.EVAL_LOGIT_EDGES`), its numbers of
 controls and cases. The AUC is the Mann-Whitney probability over bins
 (pairs in the same bin count one half), so a site's and the pooled AUC come
 from summed counts only; with bins 0.25 logit wide the AUC differs from the
@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from genofed.common.train_wire import EVAL_LOGIT_EDGES, parameter_shapes
+from genofed.common.wire.train import EVAL_LOGIT_EDGES, parameter_shapes
 
 #: Upper edges of the calibration groups on the predicted-risk scale.
 CALIBRATION_EDGES = np.linspace(0.1, 1.0, 10)

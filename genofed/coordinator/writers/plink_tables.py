@@ -17,7 +17,7 @@ Only autosomal variants belong here: PLINK 2 writes chrX/Y/MT differently
 (HAP_* counts, ``.hardy.x``), and the caller rejects them upstream.
 
 A variant that a site withheld under small-cell suppression
-(``coordinator/suppressed.py``) is passed in ``withheld``: its row keeps the
+(``coordinator/writers/suppressed.py``) is passed in ``withheld``: its row keeps the
 variant columns and prints ``NA`` in every count and statistic column.
 
 Every file goes through :func:`~genofed.coordinator.writers.atomic.atomic_write_text`

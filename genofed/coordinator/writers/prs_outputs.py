@@ -24,8 +24,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from genofed.common.pgs_scoring import ScoringFile
-from genofed.common.prs_wire import group_edges
 from genofed.common.study import AnalysisSpec
+from genofed.common.wire.prs import group_edges
 from genofed.coordinator.combine.prs import Calibration, RowPlan, Standardization
 from genofed.coordinator.writers.atomic import atomic_write_text
 from genofed.coordinator.writers.gwas_plots import _save

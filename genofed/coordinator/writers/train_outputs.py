@@ -13,7 +13,7 @@ with ``torch.load(path, weights_only=True)``::
      "epsilon_per_site": {site: float | None}}
 
 ``state_dict`` keys are those of ``genofed.site_agent.stats.dpsgd.RiskModel``
-(``linear.*`` or ``hidden.*`` / ``output.*``); ``genofed.common.train_wire.model_logits``
+(``linear.*`` or ``hidden.*`` / ``output.*``); ``genofed.common.wire.train.model_logits``
 computes the same logits with numpy.
 """
 

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from genofed.common.train_wire import parameter_shapes
+from genofed.common.wire.train import parameter_shapes
 
 
 class RiskModel(nn.Module):

@@ -1,6 +1,6 @@
 """Local half of the GWAS (``--glm``): sufficient statistics for linear and logistic regression.
 
-Layouts and meanings are in :mod:`genofed.common.glm_wire`. Everything is
+Layouts and meanings are in :mod:`genofed.common.wire.glm`. Everything is
 a matrix product over a chunk of variants (BLAS), never a per-variant loop,
 and every array released is sized by variants and covariates, not samples.
 
@@ -22,7 +22,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from genofed.common.glm_wire import multisets
+from genofed.common.wire.glm import multisets
 
 __all__ = [
     "LINEAR_BLOCK_ELEMENTS",
@@ -121,7 +121,7 @@ def gram_upper(z: F64) -> F64:
 
 @dataclass(frozen=True)
 class LinearChunk:
-    """Linear-regression statistics of one chunk (see :mod:`genofed.common.glm_wire`)."""
+    """Linear-regression statistics of one chunk (see :mod:`genofed.common.wire.glm`)."""
 
     gz: F64
     gg: F64
@@ -135,7 +135,7 @@ def linear_chunk(
     """Statistics for ``g`` (V, n; 0 at missing) against ``z = [1, C, y]`` (n, k+2).
 
     With ``miss_center`` (k+2,), ``miss_zz`` sums the products of
-    ``z - miss_center`` instead of ``z`` (see :func:`genofed.common.glm_wire.miss_center`).
+    ``z - miss_center`` instead of ``z`` (see :func:`genofed.common.wire.glm.miss_center`).
     """
     gz = g @ z
     gg = np.einsum("ij,ij->i", g, g)

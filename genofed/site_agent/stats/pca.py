@@ -1,6 +1,6 @@
 """Local half of the population-structure PCA: standardized genotypes and their products.
 
-Layouts and the model are in :mod:`genofed.common.pca_wire`. Every function
+Layouts and the model are in :mod:`genofed.common.wire.pca`. Every function
 works on one chunk of variants (a matrix product, never a per-variant loop)
 so the site streams its genotypes with bounded memory; the per-sample blocks
 (``n x l``) are the only sample-sized arrays, and they stay at the site.
@@ -63,7 +63,7 @@ def ld_pair_sums(
     ``called`` the called mask; rows past ``rows`` are the look-ahead.
     ``same_chrom[i, d - 1]`` says whether rows ``i`` and ``i + d`` lie on one
     chromosome; other pairs are left at zero. Returns ``ld_n`` (rows, w-1)
-    and ``ld_sum`` (rows, w-1, 5) as :mod:`genofed.common.pca_wire` lays out.
+    and ``ld_sum`` (rows, w-1, 5) as :mod:`genofed.common.wire.pca` lays out.
     """
     total = g.shape[0]
     n_out = np.zeros((rows, window - 1), dtype=np.int64)

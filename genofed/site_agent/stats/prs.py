@@ -1,6 +1,6 @@
 """Local half of polygenic risk scores: match scoring rows, score samples, summarize.
 
-Layouts and meanings are in :mod:`genofed.common.prs_wire`.
+Layouts and meanings are in :mod:`genofed.common.wire.prs`.
 
 Matching (per scoring row, against this site's variants): same chromosome
 (a leading ``chr`` ignored) and position, and the same unordered allele pair
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from genofed.common.prs_wire import (
+from genofed.common.wire.prs import (
     MATCH_ABSENT,
     MATCH_AMBIGUOUS_DROPPED,
     MATCH_EXACT,

@@ -1,7 +1,7 @@
 """A site's survival statistics: counts on a time grid, and Cox partial-likelihood derivatives.
 
 Pure: arrays and parameters in, arrays out. What these arrays mean on the
-wire, and that nothing else leaves, is in :mod:`genofed.common.survival_wire`.
+wire, and that nothing else leaves, is in :mod:`genofed.common.wire.survival`.
 
 The Cox derivatives are written out here rather than taken from a library:
 the site needs the log partial likelihood, its gradient and its Hessian at
@@ -57,7 +57,7 @@ def suppress_small_risk_sets(
 
     Returns copies of the counts with ``fill`` in withheld cells, and the
     mask of withheld cells. An empty risk set is not withheld ("nobody" is
-    not a small group, as in :mod:`genofed.site_agent.suppression`), so
+    not a small group, as in :mod:`genofed.site_agent.privacy.suppression`), so
     ``min_cell_count`` 0 or 1 withholds nothing.
     """
     mask = (n_risk > 0) & (n_risk < min_cell_count)

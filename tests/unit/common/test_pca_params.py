@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from genofed.common.errors import ConfigError
-from genofed.common.pca_wire import pc_index, pc_source
 from genofed.common.study import study_from_canonical, study_from_mapping
+from genofed.common.wire.pca import pc_index, pc_source
 
 
 def _study(*analyses: dict[str, Any]):  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from genofed.common.errors import IntegrityError
-from genofed.common.records import (
+from genofed.common.wire.records import (
     ARRAYS_KEY,
     reply_from_recorddict,
     reply_to_recorddict,

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from genofed.common.errors import ConfigError, IntegrityError
-from genofed.common.records import signed_study_to_proto
 from genofed.common.secure_sum import (
     CLIPPING_RANGE,
     MAX_WEIGHT,
@@ -22,6 +21,7 @@ from genofed.common.secure_sum import (
     settings_problem,
 )
 from genofed.common.study import Study, study_from_canonical, study_from_mapping
+from genofed.common.wire.records import signed_study_to_proto
 from genofed.protos.v1 import genofed_pb2 as pb
 
 

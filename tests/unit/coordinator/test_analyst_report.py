@@ -15,7 +15,7 @@ import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
-from genofed.cli import app
+from genofed.cli.analyst import app
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import StudyOutcome, run_study
 from genofed.coordinator.writers.analyst_report import REPORT_FILE

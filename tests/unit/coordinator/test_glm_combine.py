@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genofed.common.errors import ConfigError
-from genofed.common.glm_wire import count_dtype, miss_center
 from genofed.common.study import study_from_mapping
+from genofed.common.wire.glm import count_dtype, miss_center
 from genofed.coordinator.combine.glm import (
     ERR_CONST_OMITTED,
     ERR_NONE,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from genofed.common.prs_wire import MATCH_ABSENT, MATCH_EXACT, MATCH_SWAPPED, roc_thresholds
+from genofed.common.wire.prs import MATCH_ABSENT, MATCH_EXACT, MATCH_SWAPPED, roc_thresholds
 from genofed.coordinator.combine.prs import (
     calibration,
     plan_rows,

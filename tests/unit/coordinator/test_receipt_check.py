@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from genofed.common.errors import ConfigError, IntegrityError, SiteFailure
 from genofed.common.receipts import verify_receipt
-from genofed.common.records import study_to_proto
 from genofed.common.study import study_from_mapping
-from genofed.coordinator import superlink
+from genofed.common.wire.records import study_to_proto
 from genofed.coordinator.app import deployment_receipts
+from genofed.coordinator.deploy import superlink
+from genofed.coordinator.deploy.superlink import CONFIG_ENV, load_coordinator_config
 from genofed.coordinator.receipt_check import (
     REQUIRE,
     VERIFIED,
@@ -24,11 +25,10 @@ from genofed.coordinator.receipt_check import (
     load_audit_key,
 )
 from genofed.coordinator.runner import run_study
-from genofed.coordinator.superlink import CONFIG_ENV, load_coordinator_config
 from genofed.coordinator.transport import Incoming, Outgoing
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent.audit import AuditPaths
-from genofed.site_agent.handler import handle_request
+from genofed.site_agent.audit.log import AuditPaths
+from genofed.site_agent.release import handle_request
 from genofed.site_agent.sitedir import load_site
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport

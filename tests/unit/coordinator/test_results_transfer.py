@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from genofed.common.errors import GenoFedError, InputError
-from genofed.coordinator import results_transfer as rt
+from genofed.coordinator.deploy import results_transfer as rt
 
 
 @pytest.fixture

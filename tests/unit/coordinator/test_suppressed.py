@@ -10,8 +10,12 @@ import pytest
 from genofed.common.errors import SiteFailure
 from genofed.common.study import AnalysisSpec
 from genofed.coordinator.combine.harmonize import VariantTable
-from genofed.coordinator.outputs import write_count_outputs
-from genofed.coordinator.suppressed import site_withheld, suppression_summary, write_suppressed
+from genofed.coordinator.protocols.counts import write_count_outputs
+from genofed.coordinator.writers.suppressed import (
+    site_withheld,
+    suppression_summary,
+    write_suppressed,
+)
 
 VARIANTS = VariantTable(
     chrom=np.array(["1", "1", "2"]),

@@ -7,7 +7,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
-from genofed.common.train_wire import EVAL_LOGIT_EDGES, N_EVAL_BINS, parameter_shapes
+from genofed.common.wire.train import EVAL_LOGIT_EDGES, N_EVAL_BINS, parameter_shapes
 from genofed.coordinator.combine.train import (
     auc_from_histogram,
     bin_probabilities,

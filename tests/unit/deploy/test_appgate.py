@@ -9,8 +9,8 @@ import pytest
 
 from genofed.common.appbundle import bundle_hash
 from genofed.common.errors import ConfigError
-from genofed.site_agent.appgate import REFUSALS_FILE, decide, record_refusal
-from genofed.site_agent.policy import DEMO_POLICY_TOML, POLICY_FILE, load_policy
+from genofed.site_agent.node.appgate import REFUSALS_FILE, decide, record_refusal
+from genofed.site_agent.privacy.policy import DEMO_POLICY_TOML, POLICY_FILE, load_policy
 
 
 def _site(tmp_path: Path, policy: str | None) -> Path:

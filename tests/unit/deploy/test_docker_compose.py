@@ -171,7 +171,7 @@ def test_compose__the_ca_private_key_is_mounted_nowhere(config: dict[str, Any]) 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="docker/e2e.sh prepare chowns to the images' uid")
 def test_e2e_prepare__writes_every_file_the_compose_file_mounts(tmp_path: Path) -> None:
-    from genofed.coordinator.superlink import load_coordinator_config
+    from genofed.coordinator.deploy.superlink import load_coordinator_config
 
     deploy = tmp_path / "deploy"
     env = {**os.environ, "GENOFED_BIN": str(Path(sys.executable).parent)}

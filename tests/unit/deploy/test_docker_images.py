@@ -139,7 +139,7 @@ def test_site_health__connected_only_to_the_fleet_api_it_reports() -> None:
 def test_site_health__names_the_processes_that_are_missing() -> None:
     health = _load("site_health")
     supernode = "/opt/genofed/bin/python /opt/genofed/bin/flower-supernode --grpc-rere"
-    gate = "/opt/genofed/bin/python -m genofed.site_agent.appgate --site-dir /srv/genofed/site"
+    gate = "/opt/genofed/bin/python -m genofed.site_agent.node.appgate --site-dir /srv/genofed/site"
     assert health.missing_processes([supernode, gate]) == []
     assert health.missing_processes([supernode]) == ["app gate"]
     assert health.missing_processes([]) == ["SuperNode", "app gate"]

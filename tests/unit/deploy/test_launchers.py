@@ -9,14 +9,14 @@ import pytest
 from genofed.common.errors import ConfigError, InputError
 from genofed.common.pki import init_pki
 from genofed.coordinator.app import job_from_run_config
-from genofed.coordinator.superlink import (
+from genofed.coordinator.deploy.superlink import (
     CONFIG_ENV,
     check_config,
     load_coordinator_config,
     superlink_argv,
     translate_superlink,
 )
-from genofed.site_agent.supernode import (
+from genofed.site_agent.node.supernode import (
     NodeOptions,
     check_options,
     supernode_argv,

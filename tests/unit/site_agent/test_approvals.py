@@ -1,4 +1,4 @@
-"""Study approvals by hash (site_agent/approvals.py) and `genofed-site approve/refuse/studies`."""
+"""Study approvals by hash (privacy/approvals.py) and `genofed-site approve/refuse/studies`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 from genofed.common.errors import InputError, PolicyRefusal
 from genofed.common.study import study_from_mapping
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent.approvals import (
+from genofed.site_agent.audit.log import init_audit, read_site_log
+from genofed.site_agent.cli.main import EXIT_INPUT, EXIT_OK, app
+from genofed.site_agent.privacy.approvals import (
     APPROVED,
     PENDING,
     REFUSED,
@@ -22,10 +24,8 @@ from genofed.site_agent.approvals import (
     require_approval,
     resolve_hash,
 )
-from genofed.site_agent.audit import init_audit, read_site_log
-from genofed.site_agent.cli import EXIT_INPUT, EXIT_OK, app
-from genofed.site_agent.policy import SitePolicy
-from genofed.site_agent.policy_rules import AutoApproveRule
+from genofed.site_agent.privacy.policy import SitePolicy
+from genofed.site_agent.privacy.policy_rules import AutoApproveRule
 
 runner = CliRunner()
 STUDY = study_from_mapping(

@@ -29,17 +29,17 @@ from genofed.common.checkpoint import (
 )
 from genofed.common.errors import InputError, IntegrityError, SiteFailure
 from genofed.common.merkle import EMPTY_ROOT, inclusion_proof, leaf_hash, verify_inclusion
-from genofed.common.records import (
+from genofed.common.study import study_from_mapping
+from genofed.common.wire.records import (
     array_manifest,
     array_spec,
     reply_to_recorddict,
     study_to_proto,
 )
-from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent import audit as audit_module
-from genofed.site_agent.audit import (
+from genofed.site_agent.audit import log as audit_module
+from genofed.site_agent.audit.log import (
     AuditLog,
     AuditPaths,
     checkpoint_line,
@@ -50,9 +50,9 @@ from genofed.site_agent.audit import (
     release_entry,
     request_entry,
 )
-from genofed.site_agent.audit_verify import LogFiles, verify_log, verify_path
-from genofed.site_agent.handler import AUDIT_UNAVAILABLE, handle_request
-from genofed.site_agent.policy import DEFAULT_POLICY_TOML, POLICY_FILE
+from genofed.site_agent.audit.verify import LogFiles, verify_log, verify_path
+from genofed.site_agent.privacy.policy import DEFAULT_POLICY_TOML, POLICY_FILE
+from genofed.site_agent.release import AUDIT_UNAVAILABLE, handle_request
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
 

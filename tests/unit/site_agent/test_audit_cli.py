@@ -13,8 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from genofed.common.checkpoint import public_key_to_pem
-from genofed.site_agent import audit_cli
-from genofed.site_agent.audit import (
+from genofed.site_agent.audit.log import (
     AUDIT_PUB,
     CHECKPOINTS_FILE,
     ENTRIES_FILE,
@@ -25,8 +24,9 @@ from genofed.site_agent.audit import (
     release_entry,
     request_entry,
 )
-from genofed.site_agent.audit_cli import EXIT_AUDIT_FAILED, EXIT_INPUT, EXIT_OK
-from genofed.site_agent.cli import app
+from genofed.site_agent.cli import audit as audit_cli
+from genofed.site_agent.cli.audit import EXIT_AUDIT_FAILED, EXIT_INPUT, EXIT_OK
+from genofed.site_agent.cli.main import app
 from genofed.site_agent.sitedir import init_site
 from tests.unit.site_agent.test_audit import StepClock, _request
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from genofed.site_agent import cli
-from genofed.site_agent.cli import EXIT_INPUT, EXIT_OK, EXIT_UNEXPECTED, app
-from genofed.site_agent.policy import DEMO_ANALYSES, POLICY_FILE
+from genofed.site_agent.cli import main as cli
+from genofed.site_agent.cli.main import EXIT_INPUT, EXIT_OK, EXIT_UNEXPECTED, app
+from genofed.site_agent.privacy.policy import DEMO_ANALYSES, POLICY_FILE
 from genofed.site_agent.sitedir import SITE_CONFIG
 
 runner = CliRunner()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genofed.site_agent.glm_cache import (
+from genofed.site_agent.requests.glm_cache import (
     CacheWriter,
     GenotypeCache,
     cache_dir,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genofed.common.glm_wire import miss_center, multisets
+from genofed.common.wire.glm import miss_center, multisets
 from genofed.site_agent.stats.glm import (
     LinearKernel,
     gram_upper,

@@ -9,7 +9,12 @@ import pytest
 
 from genofed.common.errors import ConfigError
 from genofed.common.study import study_from_mapping
-from genofed.site_agent.pgx_tables import GENES, INDETERMINATE, gene_definition, table_source
+from genofed.site_agent.requests.pgx_tables import (
+    GENES,
+    INDETERMINATE,
+    gene_definition,
+    table_source,
+)
 from genofed.site_agent.stats.pgx import (
     CALLED,
     NOT_CALLED_AMBIGUOUS,

@@ -8,8 +8,8 @@ import pytest
 
 from genofed.common.appbundle import bundle_hash
 from genofed.common.errors import ConfigError, PolicyRefusal
-from genofed.site_agent.ledger import Budget
-from genofed.site_agent.policy import (
+from genofed.site_agent.privacy.ledger import Budget
+from genofed.site_agent.privacy.policy import (
     DEFAULT_POLICY_TOML,
     DEMO_ANALYSES,
     DEMO_POLICY_TOML,
@@ -18,7 +18,7 @@ from genofed.site_agent.policy import (
     check_request,
     load_policy,
 )
-from genofed.site_agent.policy_rules import AutoApproveRule
+from genofed.site_agent.privacy.policy_rules import AutoApproveRule
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -8,8 +8,13 @@ import pytest
 
 from genofed.common.errors import ConfigError, PolicyRefusal
 from genofed.common.study import study_from_mapping
-from genofed.site_agent.policy import SitePolicy, auto_approval_rule, check_study, load_policy
-from genofed.site_agent.policy_rules import ParamBound
+from genofed.site_agent.privacy.policy import (
+    SitePolicy,
+    auto_approval_rule,
+    check_study,
+    load_policy,
+)
+from genofed.site_agent.privacy.policy_rules import ParamBound
 
 HEAD = """
 [policy]

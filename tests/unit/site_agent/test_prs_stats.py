@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genofed.common.prs_wire import (
+from genofed.common.wire.prs import (
     MATCH_ABSENT,
     MATCH_AMBIGUOUS_DROPPED,
     MATCH_EXACT,

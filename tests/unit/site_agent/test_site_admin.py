@@ -16,7 +16,6 @@ from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
 from genofed.protos.v1 import site_admin_pb2 as sa
 from genofed.protos.v1 import site_admin_pb2_grpc as sa_grpc
-from genofed.site_agent import admin_state, supernode
 from genofed.site_agent.admin import (
     ADMIN_FILE,
     AdminServer,
@@ -24,9 +23,15 @@ from genofed.site_agent.admin import (
     connect,
     serve_admin,
 )
-from genofed.site_agent.cli import app
+from genofed.site_agent.cli.main import app
+from genofed.site_agent.node import admin_state, supernode
+from genofed.site_agent.node.supernode import (
+    STATE_DIRNAME,
+    NodeOptions,
+    check_options,
+    run_site_node,
+)
 from genofed.site_agent.sitedir import load_site
-from genofed.site_agent.supernode import STATE_DIRNAME, NodeOptions, check_options, run_site_node
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
 

@@ -19,9 +19,10 @@ from genofed.common.errors import SiteFailure
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
 from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent import admin_state, approvals
-from genofed.site_agent.cli import app
-from genofed.site_agent.report import render_report
+from genofed.site_agent.audit.report import render_report
+from genofed.site_agent.cli.main import app
+from genofed.site_agent.node import admin_state
+from genofed.site_agent.privacy import approvals
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
 

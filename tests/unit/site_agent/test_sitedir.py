@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from genofed.common.errors import ConfigError, InputError
-from genofed.site_agent.policy import POLICY_FILE, REFUSE_ALL, load_policy
+from genofed.site_agent.privacy.policy import POLICY_FILE, REFUSE_ALL, load_policy
 from genofed.site_agent.sitedir import SITE_CONFIG, init_site, inspect_site, load_site
 
 N_SAMPLES, N_VARIANTS = 14, 9

@@ -1,4 +1,4 @@
-"""Small-cell suppression primitive (site_agent/suppression.py)."""
+"""Small-cell suppression primitive (site_agent/privacy/suppression.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from genofed.site_agent.suppression import GENOTYPE_CELLS, small_cell_rows, suppress_small_cells
+from genofed.site_agent.privacy.suppression import (
+    GENOTYPE_CELLS,
+    small_cell_rows,
+    suppress_small_cells,
+)
 
 
 def test_suppress__withholds_rows_with_a_nonzero_cell_below_the_threshold() -> None:

@@ -14,9 +14,9 @@ from dp_accounting.rdp import RdpAccountant
 from opacus.accountants import RDPAccountant
 
 from genofed.common.errors import PolicyRefusal
-from genofed.common.train_wire import parameter_shapes
-from genofed.site_agent.ledger import Budget, Ledger, Release
+from genofed.common.wire.train import parameter_shapes
 from genofed.site_agent.privacy.accounting import calibrate_dpsgd_noise, epsilon_of_events
+from genofed.site_agent.privacy.ledger import Budget, Ledger, Release
 from genofed.site_agent.stats.dpsgd import expected_steps, local_update
 
 DELTA = 1e-5

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from genofed.common.errors import PolicyRefusal
-from genofed.site_agent.ledger import Budget, Ledger, Release
 from genofed.site_agent.privacy.accounting import epsilon_of
+from genofed.site_agent.privacy.ledger import Budget, Ledger, Release
 
 BUDGET = Budget(epsilon=3.0, delta=1e-5, period="lifetime")
 POINTS = ("before-insert", "before-commit", "after-commit")

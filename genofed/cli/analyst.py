@@ -1,0 +1,563 @@
+"""``genofed``: the consortium analyst's command line.
+
+A composition root (it may import both sides): it runs studies on the
+simulation engine, makes synthetic cohorts and runs the demo.
+
+Examples::
+
+    genofed demo --out demo
+    genofed synth --sites 3 --samples 1500 --variants 2000 --seed 1 --out cohorts
+    genofed study run study.toml --simulation --site cohorts/site-a \\
+        --site cohorts/site-b --site cohorts/site-c --out results
+
+Exit codes (each is tested to be documented here):
+
+* 0 — success
+* 1 — unexpected internal error (a bug: please report it with the traceback)
+* 2 — bad input: a study file, site directory, option or data file is wrong
+* 3 — a site refused or failed a request
+* 4 — the sites' variants do not harmonize
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress as RichProgress
+from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from genofed.cli import deploy as deploy_cli
+from genofed.common.errors import GenoFedError, HarmonizationError, InputError, SiteFailure
+from genofed.common.signing import (
+    StudySignature,
+    generate_private_key,
+    is_signed_study_file,
+    load_private_key,
+    load_signed_study,
+    public_key_text,
+    sign_study,
+    signed_study_json,
+    write_keypair,
+)
+from genofed.common.study import Study, load_study
+from genofed.coordinator.runner import Progress, StudyOutcome, outcome_doc
+from genofed.coordinator.writers.atomic import atomic_write_text
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_INPUT = 2
+EXIT_SITE = 3
+EXIT_HARMONIZATION = 4
+
+DEMO_STUDY = """\
+# GenoFed demo study: the embedded default run by `make demo`.
+[study]
+name = "demo-qc"
+description = "QC, GWAS, PCA, survival, PRS, PGx and a DP risk model at three synthetic hospitals"
+on_variant_mismatch = "stop"
+
+[[analysis]]
+kind = "freq"
+
+[[analysis]]
+kind = "missing"
+
+[[analysis]]
+kind = "gcount"
+
+[[analysis]]
+kind = "hardy"
+midp = false
+
+[[analysis]]
+kind = "glm"
+id = "gwas_qpheno"
+phenotype = "QPHENO"
+covariates = ["AGE", "SEX"]
+
+[[analysis]]
+kind = "glm"
+id = "gwas_disease"
+phenotype = "DISEASE"
+covariates = ["AGE", "SEX"]
+
+[[analysis]]
+kind = "pca"                      # population structure; each site keeps its own scores
+n_pcs = 10
+
+[[analysis]]
+kind = "glm"                      # QPHENO again, corrected for ancestry: lambda_gc drops
+id = "gwas_qpheno_pcs"
+phenotype = "QPHENO"
+covariates = ["AGE", "SEX", "PC1", "PC2", "PC3", "PC4", "PC5"]
+
+[[analysis]]
+kind = "km"                       # recurrence-free survival by genomic risk group
+time = "RFS_DAYS"
+event = "RFS_EVENT"
+group = "RSCORE"
+cuts = [18, 31]
+grid = [182, 365, 730, 1095, 1461, 1826, 2191, 2557, 2922, 3287, 3652]
+
+[[analysis]]
+kind = "cox"                      # hazard ratios, stratified by site
+time = "RFS_DAYS"
+event = "RFS_EVENT"
+covariates = ["RSCORE", "AGE", "SEX"]
+
+[[analysis]]
+kind = "prs"                      # polygenic risk score: OR per SD, AUC, calibration
+scoring_file = "cohorts/pgs/GENOFED_SIM.txt"   # `genofed demo` writes the absolute path
+phenotype = "DISEASE"
+covariates = ["AGE", "SEX"]
+
+[[analysis]]
+kind = "pgx"                      # star alleles of 6 genes; CYP2C19 poor metabolizers vs response
+outcome = "CLOP_EVENT"            # drug response (synth --pgx)
+covariates = ["AGE"]
+test_gene = "CYP2C19"
+test_phenotype = "Poor Metabolizer"
+
+[[analysis]]
+kind = "train"                    # risk model: DP-SGD (Opacus) at each site, FedAvg -> model.pt
+target = "DISEASE"
+variants = []                     # `genofed demo` writes the simulated causal variants' IDs
+covariates = ["AGE", "SEX"]
+covariate_ranges = [[30, 80], [1, 2]]   # public ranges that scale the covariates
+model = "logistic"
+rounds = 3
+local_epochs = 2
+batch_size = 64
+learning_rate = 1.0
+clipping_norm = 1.0
+noise_multiplier = 1.0            # or target_epsilon = 3.0 (each site calibrates its noise)
+"""
+#: The scoring file as DEMO_STUDY names it; the demo replaces it by the file's absolute path.
+DEMO_SCORING_FILE = "cohorts/pgs/GENOFED_SIM.txt"
+#: The train analysis's variant list as DEMO_STUDY has it; the demo lists the causal variants.
+DEMO_TRAIN_VARIANTS = (
+    "variants = []                     # `genofed demo` writes the simulated causal variants' IDs"
+)
+DEMO_SAMPLES = 1500
+DEMO_VARIANTS = 2000
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="GenoFed for consortium analysts: run federated genomic studies.\n\n"
+    "Example: genofed demo --out demo",
+)
+study_app = typer.Typer(no_args_is_help=True, help="Inspect and run studies.")
+app.add_typer(study_app, name="study")
+for _sub_app, _sub_name in deploy_cli.iter_apps():
+    app.add_typer(_sub_app, name=_sub_name)
+app.command("app-hash")(deploy_cli.app_hash)
+
+console = Console(stderr=True)
+out_console = Console()
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Map GenoFed errors to messages and documented exit codes."""
+    try:
+        yield
+    except InputError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_INPUT) from exc
+    except SiteFailure as exc:
+        console.print(f"[bold red]site failure:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_SITE) from exc
+    except HarmonizationError as exc:
+        console.print(f"[bold red]harmonization:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_HARMONIZATION) from exc
+    except GenoFedError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_INPUT) from exc
+
+
+@contextmanager
+def _progress_display(enabled: bool) -> Iterator[Callable[[Progress], None]]:
+    if not enabled:
+        yield lambda _event: None
+        return
+    with RichProgress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task("starting the simulation engine", total=None)
+
+        def update(event: Progress) -> None:
+            if event.step == "round":
+                bar.update(task, description=event.message)
+            bar.console.print(f"  {event.message}", highlight=False)
+
+        yield update
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="directory to create")],
+    sites: Annotated[int, typer.Option(min=1, help="number of sites")] = 3,
+    samples: Annotated[int, typer.Option(min=10, help="total individuals")] = DEMO_SAMPLES,
+    variants: Annotated[int, typer.Option(min=1, help="biallelic SNPs")] = DEMO_VARIANTS,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = 1,
+    pgx: Annotated[
+        bool,
+        typer.Option(
+            "--pgx",
+            help="add pharmacogenomic variants (GRCh38) and the CLOP_EVENT drug response",
+        ),
+    ] = False,
+) -> None:
+    """Write synthetic multi-site cohorts (coalescent genotypes, phenotypes, site directories).
+
+    Example: genofed synth --sites 3 --samples 1500 --variants 2000 --seed 1 --out cohorts
+    """
+    from genofed.synth import write_cohorts
+
+    with _errors(), console.status("simulating cohorts (msprime)"):
+        summary = write_cohorts(
+            out, sites=sites, samples=samples, variants=variants, seed=seed, pgx=pgx
+        )
+    out_console.print(
+        f"wrote {len(summary.sites)} site directories and pooled/ under {summary.out} "
+        f"({summary.n_samples} samples, {summary.n_variants} variants, seed {summary.seed})"
+    )
+    for site in summary.sites:
+        out_console.print(f"  site: {site}")
+
+
+def _load_study_file(path: Path) -> tuple[Study, StudySignature | None]:
+    """A study from ``study.toml`` (unsigned) or a signed study (``.json``)."""
+    if is_signed_study_file(path):
+        return load_signed_study(path)
+    return load_study(path), None
+
+
+@study_app.command("keygen")
+def study_keygen(
+    out: Annotated[Path, typer.Option(help="private key file to create (KEY and KEY.pub)")],
+) -> None:
+    """Make an Ed25519 key pair for signing studies.
+
+    The private key (PEM, owner-only) stays with you; give the one line in
+    KEY.pub to each site's privacy officer for their policy's trusted_analysts.
+
+    Example: genofed study keygen --out ~/.genofed/alice
+    """
+    with _errors():
+        pub = write_keypair(out, generate_private_key())
+    out_console.print(f"private key: {out} (keep it secret)")
+    out_console.print(f"public key:  {pub}")
+    out_console.print(f"  {pub.read_text().strip()}")
+
+
+@study_app.command("sign")
+def study_sign(
+    study_file: Annotated[Path, typer.Argument(help="study.toml")],
+    key: Annotated[Path, typer.Option(help="your private key (genofed study keygen)")],
+    out: Annotated[
+        Path | None, typer.Option(help="signed study to write [default: STUDY.signed.json]")
+    ] = None,
+) -> None:
+    """Sign a study's canonical form; sites run only studies signed by analysts they trust.
+
+    Example: genofed study sign study.toml --key ~/.genofed/alice
+    """
+    with _errors():
+        study = load_study(study_file)
+        signature = sign_study(study, load_private_key(key))
+        target = out or study_file.with_name(study_file.stem + ".signed.json")
+        atomic_write_text(target, signed_study_json(study, signature))
+    out_console.print(f"signed study: {target}")
+    out_console.print(f"sha256: {study.sha256}")
+    out_console.print(f"signer: {public_key_text(signature.public_key)}")
+
+
+@study_app.command("show")
+def study_show(
+    study_file: Annotated[Path, typer.Argument(help="study.toml or a signed study (.json)")],
+) -> None:
+    """Validate a study file and print its canonical form and hash."""
+    with _errors():
+        study, signature = _load_study_file(study_file)
+    out_console.print_json(study.canonical_json().decode())
+    out_console.print(f"sha256: {study.sha256}")
+    if signature is not None:
+        out_console.print(f"signed by: {public_key_text(signature.public_key)}")
+
+
+@study_app.command("run")
+def study_run(
+    study_file: Annotated[Path, typer.Argument(help="study.toml")],
+    out: Annotated[Path, typer.Option(help="results directory")],
+    site: Annotated[
+        list[Path] | None, typer.Option(help="site directory (repeat per site)")
+    ] = None,
+    simulation: Annotated[bool, typer.Option(help="run on Flower's simulation engine")] = False,
+    superlink: Annotated[
+        str | None,
+        typer.Option(help="run on a live federation: the coordinator's control API HOST:PORT"),
+    ] = None,
+    sites: Annotated[
+        int, typer.Option(min=1, help="with --superlink: how many sites must take part")
+    ] = 3,
+    ca_cert: Annotated[
+        Path | None, typer.Option(help="with --superlink: the consortium CA certificate")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="with --superlink: PLAINTEXT, test setups only")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing results directory")] = False,
+    site_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="seconds to wait for a site's reply; then the site drops out if the study's "
+            "min_sites allows, else the study stops naming it",
+        ),
+    ] = 600.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
+    verbose: Annotated[bool, typer.Option(help="show Flower's own logs")] = False,
+) -> None:
+    """Run a study and write plink2-compatible results.
+
+    Example: genofed study run study.toml --simulation --site a --site b --site c --out results
+
+    Live federation (results come back to --out here; the coordinator keeps a copy):
+    genofed study run study.toml --superlink coord:9093 --ca-cert ca.pem --sites 3 --out results
+    """
+    if simulation == (superlink is not None):
+        console.print(
+            "[bold red]error:[/] choose where to run: --simulation (with --site DIR per site) "
+            "or --superlink HOST:PORT (a live federation)"
+        )
+        raise typer.Exit(EXIT_INPUT)
+    if superlink is not None:
+        _study_run_deployed(
+            study_file, out, superlink, sites, ca_cert, insecure, overwrite, as_json, site_timeout
+        )
+        return
+    from genofed.simulation import run_simulated_study
+
+    with _errors():
+        study, signature = _load_study_file(study_file)
+        with _progress_display(not as_json) as progress:
+            outcome = run_simulated_study(
+                study,
+                site or [],
+                out,
+                overwrite=overwrite,
+                progress=progress,
+                verbose=verbose,
+                signature=signature,
+                site_timeout=site_timeout,
+            )
+    _report(outcome, as_json)
+
+
+def _study_run_deployed(
+    study_file: Path,
+    out: Path,
+    superlink: str,
+    sites: int,
+    ca_cert: Path | None,
+    insecure: bool,
+    overwrite: bool,
+    as_json: bool,
+    site_timeout: float,
+) -> None:
+    from genofed.coordinator.deploy.submit import Submission, submit_study
+
+    if insecure:
+        console.print("[bold red]WARNING: --insecure: the study travels in PLAINTEXT.[/]")
+    with _errors():
+        _load_study_file(study_file)  # a clear error here rather than on the coordinator
+        outcome = submit_study(
+            Submission(
+                study_file=study_file,
+                superlink=superlink,
+                out=out,
+                expected_sites=sites,
+                ca_cert=ca_cert,
+                insecure=insecure,
+                overwrite=overwrite,
+                site_timeout_s=site_timeout,
+            ),
+            emit=(lambda _line: None)
+            if as_json
+            else (lambda line: console.print(f"  {line}", highlight=False, markup=False)),
+        )
+    if as_json:
+        out_console.print_json(json.dumps(outcome.doc))
+        return
+    out_console.print(
+        f"study {outcome.doc['study']} ({str(outcome.doc['sha256'])[:12]}) finished in "
+        f"{outcome.seconds:.1f} s on {len(outcome.doc['sites'])} sites"
+    )
+    if outcome.doc["out"] is None:
+        console.print(
+            "[bold yellow]warning:[/] the results are too large to stream back; they are on "
+            f"the coordinator host in {outcome.doc['coordinator_out']}",
+            highlight=False,
+        )
+    else:
+        out_console.print(f"results: {outcome.out}")
+        out_console.print(f"  (the coordinator keeps a copy in {outcome.doc['coordinator_out']})")
+    _warn_missing(outcome.doc.get("summary", {}))
+    if outcome.doc["out"] is not None:
+        for name in outcome.doc["outputs"]:
+            out_console.print(f"  {outcome.out / str(name)}")
+
+
+@study_app.command("report")
+def study_report(
+    results: Annotated[Path, typer.Argument(help="a results directory (genofed study run --out)")],
+    out: Annotated[
+        Path | None, typer.Option(help="HTML file to write [default: RESULTS/report.html]")
+    ] = None,
+) -> None:
+    """Render the study's HTML report again from a results directory.
+
+    Reads RESULTS/provenance.json and the result files; the page is the one
+    the run wrote (study, sites, privacy, one section per analysis).
+
+    Example: genofed study report results --out qc-report.html
+    """
+    from genofed.coordinator.writers.analyst_report import rewrite_report
+
+    with _errors():
+        target = rewrite_report(results, out)
+    out_console.print(f"report: {target}")
+
+
+def _report(outcome: StudyOutcome, as_json: bool) -> None:
+    if as_json:
+        out_console.print_json(json.dumps(outcome_doc(outcome)))
+        return
+    sites = Table(title=f"study {outcome.study.name} ({outcome.study.sha256[:12]})")
+    for col in ("site", "samples", "variants", "swapped", "policy"):
+        sites.add_column(col)
+    swapped = {r.site: r.n_swapped for r in outcome.harmonization.reports}
+    for s in outcome.sites:
+        sites.add_row(
+            s.name,
+            s.facts.get("n_samples", "?"),
+            s.facts.get("n_variants", "?"),
+            str(swapped.get(s.name, 0)),
+            s.facts.get("policy", ""),
+        )
+    out_console.print(sites)
+    results = Table(title="results")
+    results.add_column("analysis")
+    results.add_column("summary")
+    for key, value in outcome.summary.items():
+        if isinstance(value, dict):
+            results.add_row(key, ", ".join(f"{k} = {v}" for k, v in value.items()))
+        else:
+            results.add_row(key, str(value))
+    out_console.print(results)
+    out_console.print(f"results: {outcome.out}")
+    for name in outcome.outputs:
+        out_console.print(f"  {outcome.out / name}")
+    _warn_missing(outcome.summary)
+
+
+def _warn_missing(summary: object) -> None:
+    """Say loudly which sites dropped out of a study that went on without them."""
+    missing = summary.get("sites_missing") if isinstance(summary, dict) else None
+    for m in missing or []:
+        console.print(
+            f"[bold yellow]warning:[/] {m['site']} dropped out at round {m['round']} "
+            f"({m['step']}, {m['reason_code']}); these results come from the other sites",
+            highlight=False,
+        )
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="demo directory to create")] = Path("demo"),
+    samples: Annotated[int, typer.Option(min=10)] = DEMO_SAMPLES,
+    variants: Annotated[int, typer.Option(min=1)] = DEMO_VARIANTS,
+    seed: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Synthetic 3-site cohort + a federated QC study on the simulation engine.
+
+    Example: genofed demo --out demo
+    """
+    from genofed.simulation import run_simulated_study
+    from genofed.synth import write_cohorts
+
+    with _errors():
+        if out.exists() and any(out.iterdir()):
+            raise InputError(
+                "the demo directory is not empty", path=out, hint="remove it or pick another --out"
+            )
+        with console.status(
+            f"simulating 3 synthetic hospitals ({samples} samples, {variants} variants)"
+        ):
+            cohorts = write_cohorts(
+                out / "cohorts", sites=3, samples=samples, variants=variants, seed=seed, pgx=True
+            )
+        study_file = out / "study.toml"
+        causal = ", ".join(f'"{v}"' for v in cohorts.causal_variants)
+        study_file.write_text(
+            DEMO_STUDY.replace(DEMO_SCORING_FILE, str(cohorts.scoring_file)).replace(
+                DEMO_TRAIN_VARIANTS, f"variants = [{causal}]  # causal variants (truth.json)"
+            ),
+            encoding="utf-8",
+        )
+        study = load_study(study_file)
+        with _progress_display(True) as progress:
+            outcome = run_simulated_study(
+                study, list(cohorts.sites), out / "results", progress=progress
+            )
+    _report(outcome, as_json=False)
+    _demo_privacy_officer(outcome, cohorts.sites[0], out)
+    out_console.print(
+        f"\nstudy file: {study_file}\npooled cohort for reference checks: {cohorts.pooled}\n"
+        f"compare with: plink2 --bfile {cohorts.pooled}/pooled"
+        " --freq --hardy --missing --geno-counts"
+    )
+
+
+def _demo_privacy_officer(outcome: StudyOutcome, site_dir: Path, out: Path) -> None:
+    """The demo's receipt checks, and one site's privacy report (genofed-site report)."""
+    from genofed.site_agent.audit.report import write_report
+
+    checks = [
+        str(r["receipt"].get("receipt_check", ""))
+        for s in outcome.sites
+        for r in s.replies
+        if isinstance(r.get("receipt"), dict)
+    ]
+    verified = sum(c == "verified" for c in checks)
+    out_console.print(f"receipts verified against each site's audit key: {verified}/{len(checks)}")
+    with _errors():
+        report = write_report(site_dir, out / f"{site_dir.name}-privacy-report.html")
+    out_console.print(f"privacy officer's report for {site_dir.name}: {report}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # dp-accounting logs each RDP order it drops as unconverged (a conservative bound): noise
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception:
+        console.print_exception()
+        sys.exit(EXIT_INTERNAL)
+
+
+__all__ = ["app", "main"]

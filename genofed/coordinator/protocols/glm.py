@@ -1,0 +1,175 @@
+"""The rounds of one GWAS (``glm``) analysis, as the coordinator drives them.
+
+1. ``glm_stats``: each site sends per-variant cross products
+   (:mod:`genofed.common.wire.glm`). They answer linear regression outright
+   and are logistic regression's first Newton step (beta = 0).
+2. Logistic only: ``glm_logistic`` rounds. Each round sends the current
+   coefficients of every variant still being fitted (Newton, or Firth where
+   plink2 would fall back to it) and gets back pooled scores, information
+   matrices, log-likelihoods and, for Firth rows, third moments. Rounds stop
+   when every variant has converged, given up, or reached plink2's limits.
+
+The math is in :mod:`genofed.coordinator.combine.glm`; this module only
+moves arrays between it and the sites, then writes the tables and plots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from genofed.common.errors import GenoFedError, SiteFailure
+from genofed.common.study import AnalysisSpec
+from genofed.common.wire.glm import (
+    BINARY,
+    GLM_LOGISTIC_KIND,
+    GLM_STATS_KIND,
+    PHENOTYPE_TYPE_FACT,
+    QUANTITATIVE,
+    multisets,
+)
+from genofed.common.wire.records import NamedArrays
+from genofed.coordinator.combine.glm import (
+    GlmResult,
+    LogisticFit,
+    PooledGram,
+    genomic_inflation,
+    linear_regression,
+    pool_stats,
+)
+from genofed.coordinator.combine.harmonize import Harmonization, SitePlan
+from genofed.coordinator.writers.glm_tables import write_glm_outputs
+from genofed.protos.v1 import genofed_pb2 as pb
+
+#: Sends one request kind to every site (inputs in site order); returns replies in site order.
+AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[pb.SiteReply, NamedArrays]]]
+
+#: More rounds than plink2's iteration limits can use (Newton stops after 15
+#: iterations; a Firth fallback after at most 25 iterations of 6 evaluations).
+MAX_LOGISTIC_ROUNDS = 15 + 25 * 6 + 2
+#: Genome-wide significance, for the summary.
+GENOME_WIDE_P = 5e-8
+
+
+def resolve_model(requested: str, reported: Sequence[str], sites: Sequence[str]) -> str:
+    """The regression model: as requested, or from the phenotype type the sites report."""
+    if requested != "auto":
+        return requested
+    kinds = set(reported)
+    if kinds == {BINARY}:
+        return "logistic"
+    if kinds == {QUANTITATIVE}:
+        return "linear"
+    detail = ", ".join(f"{s}: {k}" for s, k in zip(sites, reported, strict=True))
+    raise GenoFedError(
+        f"the sites disagree on whether the phenotype is case/control ({detail}); "
+        'set model = "linear" or model = "logistic" in the study'
+    )
+
+
+def run_glm(
+    spec: AnalysisSpec,
+    harmonization: Harmonization,
+    out_dir: Path,
+    ask: AskSites,
+    *,
+    prefix: str = "gwas",
+) -> tuple[list[str], dict[str, object]]:
+    """Run one glm analysis; return the files written and headline numbers."""
+    sites = [r.site for r in harmonization.reports]
+    k = len(spec.params["covariates"])
+    n_variants = len(harmonization.variants)
+    plans = harmonization.plans
+    replies = ask(
+        GLM_STATS_KIND,
+        spec.id,
+        [{"variant_index": pl.index, "flip": pl.flip} for pl in plans],
+    )
+    model = resolve_model(
+        spec.params["model"], [r.facts.get(PHENOTYPE_TYPE_FACT, "") for r, _ in replies], sites
+    )
+    try:
+        gram = pool_stats([arrays for _, arrays in replies], n_variants, k)
+    except ValueError as exc:
+        raise SiteFailure("a site", "BAD_REPLY", f"glm statistics are malformed ({exc})") from exc
+    rounds = 1
+    if model == "linear":
+        result = linear_regression(gram)
+    else:
+        result, extra = _logistic(spec, gram, plans, ask, sites)
+        rounds += extra
+    lambda_gc = genomic_inflation(result)
+    files = write_glm_outputs(
+        out_dir,
+        prefix,
+        spec.params["phenotype"],
+        tuple(spec.params["covariates"]),
+        harmonization.variants,
+        result,
+        lambda_gc=lambda_gc,
+    )
+    tested = np.isfinite(result.p[:, 0])
+    return files, {
+        "model": model,
+        "variants tested": int(tested.sum()),
+        f"P<{GENOME_WIDE_P:g}": int(np.sum(result.p[tested, 0] < GENOME_WIDE_P)),
+        "lambda_gc": round(lambda_gc, 4),
+        "firth": int(result.firth.sum()),
+        "rounds": rounds,
+        **(
+            {"withheld (small cells)": int(gram.withheld.sum())}
+            if gram.withheld is not None and gram.withheld.any()
+            else {}
+        ),
+    }
+
+
+def _logistic(
+    spec: AnalysisSpec,
+    gram: PooledGram,
+    plans: Sequence[SitePlan],
+    ask: AskSites,
+    sites: Sequence[str],
+) -> tuple[GlmResult, int]:
+    fit = LogisticFit(gram, spec.params["firth"])
+    p = fit.p
+    rounds = 0
+    while (pending := fit.pending()) is not None:
+        rounds += 1
+        if rounds > MAX_LOGISTIC_ROUNDS:
+            raise GenoFedError(
+                f"logistic regression did not finish in {MAX_LOGISTIC_ROUNDS} rounds"
+            )
+        inputs = [
+            {
+                "variant_index": pl.index[pending.index],
+                "flip": pl.flip[pending.index],
+                "beta": pending.beta,
+                "firth": pending.firth,
+            }
+            for pl in plans
+        ]
+        replies = ask(GLM_LOGISTIC_KIND, spec.id, inputs)
+        v, f = len(pending.index), int(pending.firth.sum())
+        shapes = {
+            "grad": (v, p),
+            "hess": (v, len(multisets(p, 2))),
+            "loglik": (f,),
+            "third": (f, len(multisets(p, 3))),
+        }
+        pooled = {name: np.zeros(shape) for name, shape in shapes.items()}
+        for site, (_, arrays) in zip(sites, replies, strict=True):
+            for name, shape in shapes.items():
+                got = arrays.get(name)
+                if got is None or got.shape != shape:
+                    raise SiteFailure(site, "BAD_REPLY", f"{name} must have shape {shape}")
+                pooled[name] += got
+        loglik = np.full(v, np.nan)  # Newton rows have none (glm_wire): never read
+        loglik[pending.firth] = pooled["loglik"]
+        fit.receive(pending, pooled["grad"], pooled["hess"], loglik, pooled["third"])
+    return fit.result(), rounds
+
+
+__all__ = ["AskSites", "resolve_model", "run_glm"]

@@ -1,0 +1,219 @@
+"""The rounds of one population-structure PCA (``pca``), as the coordinator drives them.
+
+1. ``pca_counts``: pooled ALT frequencies of the study's variants; the
+   study's ``maf`` and ``variants`` select the PCA variants.
+2. ``pca_ld`` (only with ``indep_pairwise``): pooled pair sums; plink2's
+   pairwise pruning picks the variants kept.
+3. ``pca_iterate`` rounds: randomized subspace iteration on the relationship
+   matrix ``K`` (:mod:`genofed.common.wire.pca`) with a block of
+   ``l = min(4 n_pcs + 20, variants, samples)`` columns (generous
+   oversampling: fewer rounds for a few more bytes per round), from a random
+   Gaussian start seeded by the study hash and analysis id. Each round
+   sends every site a variant-space block and gets back variant-space
+   products and two ``l x l`` sums. It stops when every wanted Ritz pair's
+   relative residual ``||K q - theta q|| / theta`` is below
+   :data:`RESIDUAL_TOL` (the eigenvalue error is then about the residual
+   squared over the eigen-gap), and after at most :data:`MAX_ITERATIONS`
+   rounds in any case: then the summary says ``converged = false``.
+4. ``pca_finish``: sites keep their rows of the sample eigenvectors and send
+   ``X^T E`` for plink2's variant weights.
+
+So a PCA takes ``1 + [1] + iterations + 1`` rounds, at most
+``3 + MAX_ITERATIONS``. The math is in :mod:`genofed.coordinator.combine.pca`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from genofed.common.errors import GenoFedError, InputError, SiteFailure
+from genofed.common.study import AnalysisSpec
+from genofed.common.wire.pca import (
+    MAX_ITERATIONS,
+    PCA_COUNTS_KIND,
+    PCA_FINISH_KIND,
+    PCA_ITERATE_KIND,
+    PCA_KIND,
+    PCA_LD_KIND,
+    block_width,
+)
+from genofed.common.wire.records import NamedArrays
+from genofed.coordinator.combine.harmonize import Harmonization
+from genofed.coordinator.combine.pca import (
+    minor_allele_frequency,
+    prune_pairwise,
+    r_squared,
+    ritz,
+    select_variants,
+    variant_weights,
+    whiten,
+)
+from genofed.coordinator.writers.pca_tables import write_pca_outputs
+from genofed.protos.v1 import genofed_pb2 as pb
+
+log = logging.getLogger("genofed.coordinator")
+
+#: Sends one request kind to every site (inputs in site order); returns replies in site order.
+AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[pb.SiteReply, NamedArrays]]]
+
+#: Relative residual at which a Ritz pair counts as converged.
+RESIDUAL_TOL = 1e-4
+
+
+def block_size(n_pcs: int, n_variants: int, n_samples: int) -> int:
+    """Columns of the iterated block: oversampled, never more than the matrix allows."""
+    return min(block_width(n_pcs), n_variants, n_samples)
+
+
+def _seed(study_sha256: str, analysis_id: str) -> int:
+    digest = hashlib.sha256(f"{study_sha256}/{analysis_id}/pca".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _pooled(
+    replies: list[tuple[pb.SiteReply, NamedArrays]],
+    sites: Sequence[str],
+    shapes: Mapping[str, tuple[int, ...]],
+) -> dict[str, np.ndarray]:
+    pooled = {name: np.zeros(shape) for name, shape in shapes.items()}
+    for site, (_, arrays) in zip(sites, replies, strict=True):
+        for name, shape in shapes.items():
+            got = arrays.get(name)
+            if got is None or got.shape != shape or not np.isfinite(got).all():
+                raise SiteFailure(site, "BAD_REPLY", f"{name} must be finite, of shape {shape}")
+            pooled[name] += got
+    return pooled
+
+
+def run_pca(
+    spec: AnalysisSpec,
+    harmonization: Harmonization,
+    out_dir: Path,
+    ask: AskSites,
+    *,
+    study_sha256: str,
+    prefix: str = "pca",
+) -> tuple[list[str], dict[str, object]]:
+    """Run one pca analysis; return the files written and headline numbers."""
+    sites = [r.site for r in harmonization.reports]
+    plans = harmonization.plans
+    variants = harmonization.variants
+    k = int(spec.params["n_pcs"])
+
+    def plan(sel: np.ndarray, **extra: np.ndarray) -> list[NamedArrays]:
+        return [{"variant_index": p.index[sel], "flip": p.flip[sel], **extra} for p in plans]
+
+    everything = np.arange(len(variants))
+    replies = ask(PCA_COUNTS_KIND, spec.id, plan(everything))
+    counts = _pooled(replies, sites, {"genotype_counts": (len(variants), 4)})["genotype_counts"]
+    n_samples = sum(int(r.facts.get("n_samples", "0")) for r, _ in replies)
+    called = counts[:, :3].sum(axis=1)
+    alt = counts[:, 1] + 2 * counts[:, 2]
+    variable = (counts[:, :3] > 0).sum(axis=1) > 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        freq = np.where(called > 0, alt / (2.0 * called), np.nan)
+    keep, absent = select_variants(
+        variants.id.astype(str), freq, float(spec.params["maf"]), tuple(spec.params["variants"])
+    )
+    if absent:
+        shown = ", ".join(absent[:5]) + (" ..." if len(absent) > 5 else "")
+        raise InputError(
+            f"pca analysis {spec.id!r}: {len(absent)} listed variants are not among the "
+            f"study's variants: {shown}",
+            hint="list IDs as the sites' .bim files spell them (see harmonization.tsv)",
+        )
+    keep &= called > 0
+    rounds = 1
+    selected = np.flatnonzero(keep)
+    prune = tuple(spec.params["indep_pairwise"])
+    if prune and len(selected) > 1:
+        window, step, threshold = int(prune[0]), int(prune[1]), float(prune[2])
+        replies = ask(PCA_LD_KIND, spec.id, plan(selected, window=np.array([window])))
+        rounds += 1
+        v = len(selected)
+        ld = _pooled(replies, sites, {"ld_n": (v, window - 1), "ld_sum": (v, window - 1, 5)})
+        kept = prune_pairwise(
+            variants.chrom[selected].astype(str),
+            minor_allele_frequency(freq[selected]),
+            variable[selected],
+            r_squared(ld["ld_n"].astype(np.int64), ld["ld_sum"]),
+            window,
+            step,
+            threshold,
+        )
+        selected = selected[kept]
+    v = len(selected)
+    if k > min(v, n_samples) - 1:
+        raise InputError(
+            f"pca analysis {spec.id!r} asks for {k} components from {v} variants and "
+            f"{n_samples} samples",
+            hint="lower n_pcs, or select more variants (maf, indep_pairwise, variants)",
+        )
+    f_sel = freq[selected]
+    width = block_size(k, v, n_samples)
+    rng = np.random.default_rng(_seed(study_sha256, spec.id))
+    inputs: dict[str, np.ndarray] = {
+        "freq": f_sel,
+        "step": np.array([0]),
+        "wts": rng.standard_normal((v, width)),
+    }
+    shapes = {"a_t_u": (v, width), "gram": (width, width), "cross": (width, width)}
+    pairs = None
+    converged = False
+    iteration = 0
+    for iteration in range(MAX_ITERATIONS):
+        got = _pooled(ask(PCA_ITERATE_KIND, spec.id, plan(selected, **inputs)), sites, shapes)
+        rounds += 1
+        if iteration > 0:
+            pairs = ritz(got["cross"], got["gram"])
+            worst = float(pairs.residuals[:k].max())
+            log.debug("pca %s step %d: worst residual %.3g", spec.id, iteration, worst)
+            if worst < RESIDUAL_TOL:
+                converged = True
+                break
+        try:
+            transform = whiten(got["gram"])
+        except ValueError as exc:
+            raise GenoFedError(f"pca analysis {spec.id!r}: {exc}") from exc
+        inputs = {
+            "freq": f_sel,
+            "step": np.array([iteration + 1]),
+            "wts": got["a_t_u"] @ transform,
+            "transform": transform,
+        }
+    if pairs is None:
+        raise GenoFedError(f"pca analysis {spec.id!r}: MAX_ITERATIONS must be at least 2")
+    if not converged:
+        log.warning(
+            "pca %s stopped after %d rounds with relative residual %.3g (tolerance %g)",
+            spec.id,
+            MAX_ITERATIONS,
+            float(pairs.residuals[:k].max()),
+            RESIDUAL_TOL,
+        )
+    w = pairs.vectors[:, :k]
+    w = w * np.where(w[np.abs(w).argmax(axis=0), np.arange(k)] < 0, -1.0, 1.0)
+    finish = {"freq": f_sel, "step": np.array([iteration + 1]), "transform": w}
+    replies = ask(PCA_FINISH_KIND, spec.id, plan(selected, **finish))
+    rounds += 1
+    x_t_e = _pooled(replies, sites, {"x_t_e": (v, k)})["x_t_e"]
+    eigenvalues = pairs.values[:k]
+    weights = variant_weights(x_t_e, eigenvalues, f_sel)
+    files = write_pca_outputs(out_dir, prefix, variants.take(selected), f_sel, eigenvalues, weights)
+    return files, {
+        "variants": v,
+        "samples": n_samples,
+        "eigenvalues": [round(float(x), 4) for x in eigenvalues[: min(k, 5)]],
+        "rounds": rounds,
+        "iterations": iteration + 1,
+        "converged": converged,
+        "max_relative_residual": float(f"{pairs.residuals[:k].max():.3g}"),
+    }
+
+
+__all__ = ["MAX_ITERATIONS", "PCA_KIND", "RESIDUAL_TOL", "block_size", "run_pca"]

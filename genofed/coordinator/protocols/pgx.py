@@ -1,0 +1,251 @@
+"""The rounds of one pharmacogenomics (``pgx``) analysis, as the coordinator drives them.
+
+1. ``pgx_counts``: every site calls the study's genes with its shipped
+   tables and returns diplotype, phenotype and not-called tables by outcome
+   (:mod:`genofed.common.wire.pgx`); the coordinator pools them and tests
+   phenotype against outcome (2 x k chi-square; Fisher's exact test of the
+   test phenotype against the rest).
+2. With an outcome: ``pgx_glm_stats`` then ``pgx_logistic`` rounds fit
+   ``outcome ~ 1 + [test phenotype] + covariates`` with the glm machinery
+   (Newton, Firth fallback) and report its odds ratio with a 95 % Wald CI.
+
+Writes ``pgx.diplotypes.tsv``, ``pgx.phenotypes.tsv`` and ``pgx.summary.json``
+(``pgx.<id>.*`` when the analysis id is not ``pgx``). A site withholds a
+small diplotype row with its name, so a pooled diplotype count sums the
+sites that reported it (``SITES_REPORTING``; the summary says how many rows
+each site withheld); phenotype rows have fixed names and are marked
+(``WITHHELD_AT_SITES``, counts ``NA``). ``called`` counts the samples in
+released phenotype rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from genofed.common.errors import GenoFedError, SiteFailure
+from genofed.common.study import AnalysisSpec
+from genofed.common.wire.glm import multisets
+from genofed.common.wire.pgx import (
+    NOT_CALLED_REASONS,
+    OUTCOME_COLUMNS,
+    PGX_COUNTS_KIND,
+    PGX_GLM_STATS_KIND,
+    PGX_LOGISTIC_KIND,
+)
+from genofed.common.wire.records import NamedArrays
+from genofed.coordinator.combine.glm import LogisticFit
+from genofed.coordinator.combine.pgx import PooledTable, fisher_2x2, phenotype_chi2, pool_table
+from genofed.coordinator.combine.prs import pooled_gram
+from genofed.coordinator.writers.atomic import atomic_write_text
+from genofed.protos.v1 import genofed_pb2 as pb
+
+__all__ = ["run_pgx"]
+
+AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[pb.SiteReply, NamedArrays]]]
+MAX_LOGISTIC_ROUNDS = 15 + 25 * 6 + 2
+
+
+def _get(site: str, arrays: NamedArrays, name: str, ndim: int) -> np.ndarray:
+    got = arrays.get(name)
+    if got is None or got.ndim != ndim:
+        raise SiteFailure(site, "BAD_REPLY", f"{name} is missing or has the wrong shape")
+    return got
+
+
+def _pooled(
+    replies: Sequence[tuple[pb.SiteReply, NamedArrays]], sites: Sequence[str], gene: str, name: str
+) -> PooledTable:
+    """Pooled table; for diplotypes ``withheld_at`` counts the sites that reported the row."""
+    labels, counts, withheld = [], [], []
+    for site, (_, arrays) in zip(sites, replies, strict=True):
+        lab = _get(site, arrays, f"{gene}.{name}", 1)
+        cnt = _get(site, arrays, f"{gene}.{name}_counts", 2)
+        if name == "diplotype":
+            wh = np.ones(len(lab), dtype=np.int64)
+        else:
+            wh = _get(site, arrays, f"{gene}.{name}_withheld", 1)
+        if cnt.shape != (len(lab), 3) or wh.shape != (len(lab),):
+            raise SiteFailure(site, "BAD_REPLY", f"{gene}.{name} tables disagree in length")
+        labels.append(lab)
+        counts.append(cnt)
+        withheld.append(wh)
+    return pool_table(labels, counts, withheld)
+
+
+def _not_called(
+    replies: Sequence[tuple[pb.SiteReply, NamedArrays]], sites: Sequence[str], gene: str
+) -> PooledTable:
+    labels = [np.array(NOT_CALLED_REASONS)] * len(sites)
+    counts = [_get(s, a, f"{gene}.not_called", 2) for s, (_, a) in zip(sites, replies, strict=True)]
+    hidden = [
+        _get(s, a, f"{gene}.not_called_withheld", 1)
+        for s, (_, a) in zip(sites, replies, strict=True)
+    ]
+    return pool_table(labels, counts, hidden)
+
+
+def _rows(gene: str, table: PooledTable, *, reporting: bool = False) -> list[str]:
+    """TSV rows; ``reporting``: the last column counts reporting sites, and nothing is NA."""
+    total = int(table.counts.sum())
+    out = []
+    for label, row, last in zip(
+        table.labels, table.counts.tolist(), table.withheld_at.tolist(), strict=True
+    ):
+        n = sum(row)
+        freq = f"{n / total:.6g}" if total else "NA"
+        hidden = last and not reporting
+        cells = ["NA"] * 5 if hidden else [str(n), freq, *map(str, row)]
+        out.append("\t".join([gene, label, *cells, str(last)]))
+    return out
+
+
+def run_pgx(
+    spec: AnalysisSpec, sites: Sequence[str], out_dir: Path, ask: AskSites
+) -> tuple[list[str], dict[str, object]]:
+    """Run one pgx analysis; return the files written and headline numbers."""
+    s = len(sites)
+    replies = ask(PGX_COUNTS_KIND, spec.id, [{}] * s)
+    head = "\t".join(
+        [
+            "GENE",
+            "{}",
+            "N",
+            "FREQ",
+            *(c.upper().replace(" ", "_") for c in OUTCOME_COLUMNS),
+            "{}",
+        ]
+    )
+    dip_lines = [head.format("DIPLOTYPE", "SITES_REPORTING")]
+    phe_lines = [head.format("PHENOTYPE", "WITHHELD_AT_SITES")]
+    genes: dict[str, object] = {}
+    tables: dict[str, PooledTable] = {}
+    for gene in spec.params["genes"]:
+        dip = _pooled(replies, sites, gene, "diplotype")
+        phe = _pooled(replies, sites, gene, "phenotype")
+        nc = _not_called(replies, sites, gene)
+        tables[gene] = phe
+        dip_lines += _rows(gene, dip, reporting=True)
+        phe_lines += _rows(gene, phe)
+        genes[gene] = {
+            "called": int(phe.counts.sum()),
+            "not_called": {
+                r: int(c) for r, c in zip(nc.labels, nc.counts.sum(axis=1).tolist(), strict=True)
+            },
+            "phenotype_rows_withheld": int((phe.withheld_at > 0).sum()),
+            "diplotype_rows_withheld": {
+                site: int(_get(site, a, f"{gene}.diplotype_rows_withheld", 1).sum())
+                for site, (_, a) in zip(sites, replies, strict=True)
+            },
+            "unsupported_alleles": sorted(
+                {
+                    a
+                    for reply, _ in replies
+                    for a in reply.facts.get(f"pgx_{gene}_unsupported", "").split(",")
+                    if a
+                }
+            ),
+            "not_assessable": {
+                site: reply.facts.get(f"pgx_{gene}_not_assessable", "")
+                for site, (reply, _) in zip(sites, replies, strict=True)
+            },
+        }
+    summary: dict[str, object] = {
+        "genes": genes,
+        "build": spec.params["build"],
+        "tables": "PyPGx 0.27.0 (MIT): PharmVar allele definitions, CPIC phenotypes",
+    }
+    rounds = 1
+    if spec.params["outcome"]:
+        test_gene, test = spec.params["test_gene"], spec.params["test_phenotype"]
+        assoc: dict[str, object] = {
+            "outcome": spec.params["outcome"],
+            "gene": test_gene,
+            "phenotype": test,
+            "chi2_2xk": phenotype_chi2(tables[test_gene]),
+            "fisher_2x2": fisher_2x2(tables[test_gene], test),
+        }
+        fit, extra = _logistic(spec, sites, ask)
+        rounds += extra
+        assoc["logistic"] = fit
+        summary["association"] = assoc
+    summary["rounds"] = rounds
+    prefix = "pgx" if spec.id == "pgx" else f"pgx.{spec.id}"
+    files = [f"{prefix}.diplotypes.tsv", f"{prefix}.phenotypes.tsv", f"{prefix}.summary.json"]
+    atomic_write_text(out_dir / files[0], "\n".join(dip_lines) + "\n")
+    atomic_write_text(out_dir / files[1], "\n".join(phe_lines) + "\n")
+    atomic_write_text(
+        out_dir / files[2], json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    )
+    headline: dict[str, object] = {
+        f"{g} called": v["called"]  # type: ignore[index]
+        for g, v in genes.items()
+    }
+    if "association" in summary:
+        lg = summary["association"]["logistic"]  # type: ignore[index]
+        if lg["odds_ratio"] is not None:
+            headline["odds_ratio"] = round(lg["odds_ratio"], 4)
+            headline["odds_ratio_ci"] = [round(x, 4) for x in lg["odds_ratio_ci"]]
+    headline["rounds"] = rounds
+    return files, headline
+
+
+def _logistic(
+    spec: AnalysisSpec, sites: Sequence[str], ask: AskSites
+) -> tuple[dict[str, object], int]:
+    k = len(spec.params["covariates"])
+    q = k + 2
+    replies = ask(PGX_GLM_STATS_KIND, spec.id, [{}] * len(sites))
+    parts = {name: [a.get(name) for _, a in replies] for name in ("gz", "gg", "zz")}
+    for site, (_, a) in zip(sites, replies, strict=True):
+        if any(a.get(n) is None for n in ("gz", "gg", "zz")) or a["gz"].shape != (q,):
+            raise SiteFailure(site, "BAD_REPLY", "pgx regression sums are malformed")
+    gram = pooled_gram(parts["gz"], parts["gg"], parts["zz"], k)  # type: ignore[arg-type]
+    fit = LogisticFit(gram, "fallback")
+    p = fit.p
+    rounds = 1
+    while (pending := fit.pending()) is not None:
+        rounds += 1
+        if rounds > MAX_LOGISTIC_ROUNDS:
+            raise GenoFedError(
+                f"logistic regression did not finish in {MAX_LOGISTIC_ROUNDS} rounds"
+            )
+        got = ask(
+            PGX_LOGISTIC_KIND,
+            spec.id,
+            [{"beta": pending.beta, "firth": pending.firth}] * len(sites),
+        )
+        f = int(pending.firth.sum())
+        shapes = {
+            "grad": (1, p),
+            "hess": (1, len(multisets(p, 2))),
+            "loglik": (1,),
+            "third": (f, len(multisets(p, 3))),
+        }
+        pooled = {n: np.zeros(sh) for n, sh in shapes.items()}
+        for site, (_, a) in zip(sites, got, strict=True):
+            for n, sh in shapes.items():
+                if a.get(n) is None or a[n].shape != sh:
+                    raise SiteFailure(site, "BAD_REPLY", f"{n} must have shape {sh}")
+                pooled[n] += a[n]
+        fit.receive(pending, pooled["grad"], pooled["hess"], pooled["loglik"], pooled["third"])
+    result = fit.result()
+    beta, se = float(result.beta[0, 0]), float(result.se[0, 0])
+    z = stats.norm.ppf(0.975)
+    ok = math.isfinite(beta) and math.isfinite(se)
+    return {
+        "odds_ratio": math.exp(beta) if ok else None,
+        "odds_ratio_ci": [math.exp(beta - z * se), math.exp(beta + z * se)] if ok else None,
+        "log_odds_ratio": beta if ok else None,
+        "se": se if ok else None,
+        "p": float(result.p[0, 0]) if ok else None,
+        "firth": bool(result.firth[0]),
+        "errcode": str(result.errcode[0]),
+        "n": int(result.obs_ct[0]),
+        "covariates": list(spec.params["covariates"]),
+    }, rounds

@@ -1,0 +1,254 @@
+"""The rounds of one polygenic risk score (``prs``) analysis, as the coordinator drives them.
+
+1. ``prs_match``: each site matches the scoring file's rows to its variants
+   and returns per-row match codes and effect-allele counts. Rows matched at
+   every site are used; the pooled effect-allele frequencies are plink2's
+   mean-imputation values.
+2. ``prs_moments``: per-site n, sum and sum of squares of the scores; the
+   coordinator pools them into the mean and SD that standardize the score.
+3. ``prs_stats``: the suppressed histogram of the standardized score, the
+   regression sums (as ``glm_stats``) and, for a case/control phenotype,
+   threshold counts for the ROC.
+4. Logistic only: ``prs_logistic`` rounds (Newton, Firth fallback) until the
+   fit is done, then ``prs_calibration`` with the fitted coefficients.
+
+The math is in :mod:`genofed.coordinator.combine.prs` and
+:mod:`genofed.coordinator.combine.glm`; this module reads the scoring file,
+moves arrays between the math and the sites, and writes the outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from genofed.common.errors import GenoFedError, InputError, SiteFailure
+from genofed.common.pgs_scoring import ScoringFile, parse_scoring_file
+from genofed.common.study import AnalysisSpec
+from genofed.common.wire.glm import BINARY, QUANTITATIVE, multisets
+from genofed.common.wire.prs import (
+    PHENOTYPE_TYPE_FACT,
+    PRS_CALIBRATION_KIND,
+    PRS_LOGISTIC_KIND,
+    PRS_MATCH_KIND,
+    PRS_MOMENTS_KIND,
+    PRS_STATS_KIND,
+    histogram_edges,
+    roc_thresholds,
+)
+from genofed.common.wire.records import NamedArrays
+from genofed.coordinator.combine import prs as combine
+from genofed.coordinator.combine.glm import LogisticFit, linear_regression
+from genofed.coordinator.writers.prs_outputs import PrsReport, write_prs_outputs
+from genofed.protos.v1 import genofed_pb2 as pb
+
+__all__ = ["read_scoring_file", "run_prs"]
+
+AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[pb.SiteReply, NamedArrays]]]
+MAX_LOGISTIC_ROUNDS = 15 + 25 * 6 + 2
+
+
+def read_scoring_file(spec: AnalysisSpec) -> tuple[bytes, ScoringFile]:
+    """The scoring file's bytes and parsed form; checks the study's pinned SHA-256."""
+    path = Path(spec.params["scoring_file"])
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the scoring file ({exc.strerror})",
+            path=path,
+            hint="scoring_file is a path on the coordinator host (relative to its working "
+            "directory); give an absolute path",
+        ) from exc
+    scoring = parse_scoring_file(data, path=str(path))
+    pinned = spec.params["scoring_sha256"]
+    if pinned and scoring.sha256 != pinned:
+        raise InputError(
+            f"the scoring file's SHA-256 is {scoring.sha256}, the study pins {pinned}",
+            path=path,
+            hint="use the file the study was written for, or update scoring_sha256",
+        )
+    return data, scoring
+
+
+def _arrays(
+    replies: Sequence[tuple[pb.SiteReply, NamedArrays]],
+    sites: Sequence[str],
+    shapes: dict[str, tuple[int, ...]],
+) -> dict[str, list[np.ndarray]]:
+    out: dict[str, list[np.ndarray]] = {name: [] for name in shapes}
+    for site, (_, arrays) in zip(sites, replies, strict=True):
+        for name, shape in shapes.items():
+            got = arrays.get(name)
+            if got is None or got.shape != shape:
+                raise SiteFailure(site, "BAD_REPLY", f"{name} must have shape {shape}")
+            out[name].append(got)
+    return out
+
+
+def _model(
+    spec: AnalysisSpec, replies: Sequence[tuple[pb.SiteReply, NamedArrays]], sites: Sequence[str]
+) -> str:
+    requested = spec.params["model"]
+    reported = {r.facts.get(PHENOTYPE_TYPE_FACT, "") for r, _ in replies}
+    if requested == "logistic" and reported != {BINARY}:
+        raise GenoFedError(
+            f"phenotype {spec.params['phenotype']!r} is not case/control at every site"
+        )
+    if requested != "auto":
+        return str(requested)
+    if reported == {BINARY}:
+        return "logistic"
+    if reported == {QUANTITATIVE}:
+        return "linear"
+    raise GenoFedError(
+        f"the sites ({', '.join(sites)}) disagree on whether the phenotype is case/control; "
+        'set model = "linear" or model = "logistic" in the study'
+    )
+
+
+def run_prs(
+    spec: AnalysisSpec, sites: Sequence[str], out_dir: Path, ask: AskSites
+) -> tuple[list[str], dict[str, object]]:
+    """Run one prs analysis over ``sites`` (in the order ``ask`` uses); return files and summary."""
+    data, scoring = read_scoring_file(spec)
+    r, s = len(scoring), len(sites)
+    base: NamedArrays = {"scoring_file": np.frombuffer(data, dtype=np.uint8).copy()}
+    replies = ask(PRS_MATCH_KIND, spec.id, [base] * s)
+    got = _arrays(
+        replies,
+        sites,
+        {"row_status": (r,), "effect_counts": (r, 2), "effect_counts_withheld": (r,)},
+    )
+    plan = combine.plan_rows(got["row_status"], got["effect_counts"], got["effect_counts_withheld"])
+    if not plan.use.any() and any(site["withheld"] for site in plan.per_site):
+        raise GenoFedError(
+            "every scoring row matched at every site was withheld by a site (small allele "
+            "counts under its min_cell_count); the score cannot be computed"
+        )
+    if not plan.use.any():
+        raise GenoFedError(
+            f"no row of the scoring file {spec.params['scoring_file']} matches a variant at every "
+            "site; check the genome build (the file says "
+            f"{scoring.genome_build or 'nothing'}) and the chromosome naming"
+        )
+    rows = {**base, "use_rows": plan.use, "impute_freq": plan.impute_freq}
+    replies = ask(PRS_MOMENTS_KIND, spec.id, [rows] * s)
+    moments = _arrays(replies, sites, {"moments": (3,)})["moments"]
+    model = _model(spec, replies, sites)
+    std = combine.standardization(moments)
+    if not std.sd > 0:
+        raise GenoFedError("the score is the same for every analysis sample; nothing to test")
+    standardized = {**rows, "standardize": np.array([std.mean, std.sd])}
+    replies = ask(PRS_STATS_KIND, spec.id, [standardized] * s)
+    k = len(spec.params["covariates"])
+    n_bins = spec.params["n_bins"]
+    q = k + 2
+    shapes: dict[str, tuple[int, ...]] = {
+        "histogram": (n_bins + 2,),
+        "histogram_suppressed": (n_bins + 2,),
+        "gz": (q,),
+        "gg": (1,),
+        "zz": (len(multisets(q, 2)),),
+    }
+    t = spec.params["thresholds"]
+    if model == "logistic":
+        shapes.update({"roc_counts": (t, 2), "roc_released": (t, 2), "class_totals": (2,)})
+    st = _arrays(replies, sites, shapes)
+    hist, hist_withheld = combine.pooled_histogram(st["histogram"], st["histogram_suppressed"])
+    gram = combine.pooled_gram(st["gz"], st["gg"], st["zz"], k)
+    rounds = 3
+    report = PrsReport(
+        spec=spec,
+        scoring=scoring,
+        sites=tuple(sites),
+        plan=plan,
+        standardization=std,
+        model=model,
+        histogram_edges=histogram_edges(n_bins),
+        histogram=hist,
+        histogram_withheld=hist_withheld,
+    )
+    if model == "linear":
+        report.association = combine.association(linear_regression(gram))
+    else:
+        fit = LogisticFit(gram, "fallback")
+        rounds += _fit_logistic(spec, fit, standardized, sites, ask)
+        result = fit.result()
+        report.association = combine.association(result)
+        auc, roc, exact = combine.pooled_auc(
+            st["roc_counts"], st["roc_released"], st["class_totals"], roc_thresholds(t)
+        )
+        report.auc, report.roc, report.thresholds_exact = auc, roc, exact
+        if np.isfinite(result.beta[0]).all():
+            beta = fit.coef[0].copy()
+            replies = ask(PRS_CALIBRATION_KIND, spec.id, [{**standardized, "beta": beta}] * s)
+            g = spec.params["calibration_groups"]
+            cal = _arrays(replies, sites, {"calibration": (g, 3), "calibration_suppressed": (g,)})
+            report.calibration = combine.calibration(
+                cal["calibration"], cal["calibration_suppressed"]
+            )
+            rounds += 1
+    files = write_prs_outputs(out_dir, report, rounds)
+    summary = report.summary(rounds)
+    return files, {
+        "n_variants_matched": summary["n_variants_matched"],
+        "n_samples": summary["n_samples"],
+        "model": model,
+        **({"auc": round(report.auc, 4)} if model == "logistic" else {}),
+        **{
+            k: _rounded(v)
+            for k, v in report.association.items()
+            if k in ("or_per_sd", "or_per_sd_ci", "beta_per_sd", "beta_per_sd_ci")
+        },
+        "rounds": rounds,
+    }
+
+
+def _rounded(value: object) -> object:
+    """Headline numbers to 4 decimals (the summary JSON keeps them whole)."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _fit_logistic(
+    spec: AnalysisSpec,
+    fit: LogisticFit,
+    inputs: NamedArrays,
+    sites: Sequence[str],
+    ask: AskSites,
+) -> int:
+    p = fit.p
+    rounds = 0
+    while (pending := fit.pending()) is not None:
+        rounds += 1
+        if rounds > MAX_LOGISTIC_ROUNDS:
+            raise GenoFedError(
+                f"logistic regression did not finish in {MAX_LOGISTIC_ROUNDS} rounds"
+            )
+        request = {**inputs, "beta": pending.beta, "firth": pending.firth}
+        replies = ask(PRS_LOGISTIC_KIND, spec.id, [request] * len(sites))
+        f = int(pending.firth.sum())
+        got = _arrays(
+            replies,
+            sites,
+            {
+                "grad": (1, p),
+                "hess": (1, len(multisets(p, 2))),
+                "loglik": (1,),
+                "third": (f, len(multisets(p, 3))),
+            },
+        )
+        fit.receive(
+            pending,
+            np.sum(got["grad"], axis=0),
+            np.sum(got["hess"], axis=0),
+            np.sum(got["loglik"], axis=0),
+            np.sum(got["third"], axis=0),
+        )
+    return rounds

@@ -1,0 +1,146 @@
+"""The rounds of the survival analyses (``km``, ``cox``), as the coordinator drives them.
+
+* ``km``: one ``km_counts`` round. Each site sends at-risk and event counts
+  per group on the study's grid, small risk sets withheld
+  (:mod:`genofed.common.wire.survival`); the coordinator sums them, forms
+  the Kaplan-Meier curves and the log-rank test, and writes ``km.tsv``,
+  ``logrank.tsv`` and the KM plot.
+* ``cox``: ``cox_step`` rounds of Newton-Raphson, starting at beta = 0.
+  Each round sends the current coefficients to every site and sums the
+  sites' log partial likelihoods, gradients and Hessians (one stratum per
+  site), until no coefficient moves by more than 1e-10; then ``cox.tsv``.
+
+The math is in :mod:`genofed.coordinator.combine.survival`; this module
+only moves arrays between it and the sites, then writes the files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from genofed.common.errors import GenoFedError, SiteFailure
+from genofed.common.study import AnalysisSpec
+from genofed.common.wire.records import NamedArrays
+from genofed.common.wire.survival import (
+    COX_STEP_KIND,
+    KM_COUNTS_KIND,
+    KM_KIND,
+    SUPPRESSED_VALUE,
+    km_group_labels,
+)
+from genofed.coordinator.combine.survival import (
+    CoxNewton,
+    kaplan_meier,
+    log_rank,
+    pool_counts,
+)
+from genofed.coordinator.writers.survival_tables import write_cox_output, write_km_outputs
+from genofed.protos.v1 import genofed_pb2 as pb
+
+#: Sends one request kind to every site (inputs in site order); returns replies in site order.
+AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[pb.SiteReply, NamedArrays]]]
+
+
+def output_names(spec: AnalysisSpec) -> tuple[str, ...]:
+    """``km.tsv logrank.tsv km.png`` / ``cox.tsv``, prefixed with the id when it is not the kind."""
+    base = ("km.tsv", "logrank.tsv", "km.png") if spec.kind == KM_KIND else ("cox.tsv",)
+    return base if spec.id == spec.kind else tuple(f"{spec.id}.{b}" for b in base)
+
+
+def run_km(
+    spec: AnalysisSpec, sites: Sequence[str], out_dir: Path, ask: AskSites
+) -> tuple[list[str], dict[str, object]]:
+    """One ``km`` analysis: counts round, curves, log-rank; files and headline numbers."""
+    params = spec.params
+    labels = km_group_labels(params["group"], params["cuts"], params["levels"])
+    grid = list(params["grid"])
+    shape = (len(labels), len(grid))
+    replies = ask(KM_COUNTS_KIND, spec.id, [{} for _ in sites])
+    released = []
+    for site, (_, arrays) in zip(sites, replies, strict=True):
+        n_risk, n_event, suppressed = (arrays.get(k) for k in ("n_risk", "n_event", "suppressed"))
+        if (
+            n_risk is None
+            or n_event is None
+            or suppressed is None
+            or n_risk.dtype.kind not in "iu"
+            or n_event.dtype.kind not in "iu"
+            or suppressed.dtype != np.bool_
+        ):
+            raise SiteFailure(
+                site, "BAD_REPLY", "km counts need integer n_risk, n_event and bool suppressed"
+            )
+        if suppressed.shape == shape and (
+            (n_risk[suppressed] != SUPPRESSED_VALUE).any()
+            or (n_event[suppressed] != SUPPRESSED_VALUE).any()
+        ):
+            raise SiteFailure(site, "BAD_REPLY", "withheld km cells must hold -1")
+        released.append((n_risk.astype(np.int64), n_event.astype(np.int64), suppressed))
+    try:
+        pooled = pool_counts(released, shape)
+    except ValueError as exc:
+        raise SiteFailure("a site", "BAD_REPLY", str(exc)) from exc
+    km = kaplan_meier(pooled)
+    test = log_rank(pooled)
+    time_label = spec.params["time"]
+    title = f"{spec.id}: {time_label}" + (f" by {params['group']}" if params["group"] else "")
+    names = output_names(spec)
+    files = write_km_outputs(
+        out_dir,
+        names,
+        labels,
+        grid,
+        pooled,
+        km,
+        test,
+        title,
+        time_label,
+    )
+    withheld = int(sum(int(s.sum()) for _, _, s in released))
+    return files, {
+        "groups": len(labels),
+        "grid points": len(grid),
+        "samples": int(pooled.n_risk[:, 0].sum()) if pooled.known[:, 0].all() else "suppressed",
+        "events": int(pooled.n_event[pooled.known].sum()),
+        "cells withheld by sites": withheld,
+        "logrank chisq": round(test.chisq, 4) if np.isfinite(test.chisq) else "NA",
+        "logrank p": f"{test.p:.4g}" if np.isfinite(test.p) else "NA",
+    }
+
+
+def run_cox(
+    spec: AnalysisSpec, sites: Sequence[str], out_dir: Path, ask: AskSites
+) -> tuple[list[str], dict[str, object]]:
+    """One ``cox`` analysis: Newton rounds until convergence; files and headline numbers."""
+    terms = tuple(spec.params["covariates"])
+    p = len(terms)
+    fit = CoxNewton(p)
+    while (beta := fit.pending()) is not None:
+        replies = ask(COX_STEP_KIND, spec.id, [{"beta": beta} for _ in sites])
+        shapes = {"loglik": (1,), "grad": (p,), "hess": (p, p)}
+        pooled = {name: np.zeros(shape) for name, shape in shapes.items()}
+        for site, (_, arrays) in zip(sites, replies, strict=True):
+            for name, shape in shapes.items():
+                got = arrays.get(name)
+                if got is None or got.shape != shape or got.dtype.kind != "f":
+                    raise SiteFailure(site, "BAD_REPLY", f"cox_step {name} must be floats {shape}")
+                pooled[name] += got
+        loglik, grad, hess = float(pooled["loglik"][0]), pooled["grad"], pooled["hess"]
+        try:
+            fit.receive(loglik, grad, hess)
+        except ValueError as exc:
+            raise GenoFedError(f"cox analysis {spec.id!r}: {exc}") from exc
+    result = fit.result()
+    (name,) = output_names(spec)
+    files = write_cox_output(out_dir, name, terms, result)
+    return files, {
+        "rounds": result.rounds,
+        "log partial likelihood": round(result.loglik, 4),
+        **{f"HR {t}": f"{result.hr[i]:.4g} (p={result.p[i]:.3g})" for i, t in enumerate(terms)},
+    }
+
+
+__all__ = ["AskSites", "output_names", "run_cox", "run_km"]

@@ -1,0 +1,92 @@
+"""Variants that sites withheld under small-cell suppression, and how results show them.
+
+A site whose policy sets ``min_cell_count`` sends, with its ``plain``
+genotype counts, a boolean ``suppressed`` array: ``True`` marks a variant
+whose counts it withheld (sent as zeros) because a nonzero cell was below
+its threshold (the rule is in ``site_agent/privacy/suppression.py``). Here:
+
+* :func:`site_withheld` checks that array (withheld rows must be all zero,
+  so a site cannot hide real counts behind the flag, nor the flag behind a
+  zero);
+* a variant withheld by **any** site has its pooled statistics printed as
+  ``NA`` in every count table (``freq.afreq``, ``missing.vmiss``,
+  ``geno.gcount``, ``hardy.hardy``): the pooled sum would otherwise silently
+  leave that site out;
+* :func:`write_suppressed` lists each such variant in ``suppressed.tsv``
+  with the sites that withheld it and why, and :func:`suppression_summary`
+  counts them per site for the run summary.
+
+``dp`` replies carry no ``suppressed`` array (noise protects small cells),
+and a site whose policy suppresses nothing sends an all-``False`` one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from genofed.common.errors import SiteFailure
+from genofed.common.wire.records import NamedArrays
+from genofed.coordinator.combine.harmonize import VariantTable
+from genofed.coordinator.writers.atomic import atomic_write_text
+
+SUPPRESSED_ARRAY = "suppressed"
+SUPPRESSED_FILE = "suppressed.tsv"
+SUPPRESSED_HEADER = "#CHROM\tPOS\tID\tREF\tALT\tSITES\tREASON"
+REASON = "small cells: a nonzero genotype count below the site's min_cell_count"
+
+
+def site_withheld(site: str, arrays: NamedArrays, n_variants: int) -> npt.NDArray[np.bool_]:
+    """The variants ``site`` withheld (all ``False`` when it sent no ``suppressed`` array)."""
+    mask = arrays.get(SUPPRESSED_ARRAY)
+    if mask is None:
+        return np.zeros(n_variants, dtype=np.bool_)
+    counts = arrays.get("genotype_counts")
+    if mask.shape != (n_variants,) or mask.dtype != np.bool_:
+        raise SiteFailure(site, "BAD_REPLY", f"'suppressed' must be ({n_variants},) booleans")
+    if counts is not None and counts[mask].any():
+        raise SiteFailure(site, "BAD_REPLY", "variants marked suppressed carry nonzero counts")
+    return np.asarray(mask, dtype=np.bool_)
+
+
+def write_suppressed(
+    out_dir: Path,
+    variants: VariantTable,
+    site_names: Sequence[str],
+    withheld: Sequence[npt.NDArray[np.bool_]],
+) -> list[str]:
+    """Write ``suppressed.tsv`` if any site withheld a variant; return the file names written."""
+    any_site = np.any(np.asarray(withheld, dtype=np.bool_).reshape(len(site_names), -1), axis=0)
+    if not any_site.any():
+        return []
+    lines = [SUPPRESSED_HEADER]
+    for i in np.flatnonzero(any_site).tolist():
+        sites = ",".join(name for name, mask in zip(site_names, withheld, strict=True) if mask[i])
+        lines.append(
+            f"{variants.chrom[i]}\t{variants.pos[i]}\t{variants.id[i]}\t{variants.ref[i]}"
+            f"\t{variants.alt[i]}\t{sites}\t{REASON}"
+        )
+    atomic_write_text(out_dir / SUPPRESSED_FILE, "\n".join(lines) + "\n")
+    return [SUPPRESSED_FILE]
+
+
+def suppression_summary(
+    site_names: Sequence[str], withheld: Sequence[npt.NDArray[np.bool_]]
+) -> dict[str, int]:
+    """Per site, the number of variants it withheld; ``any site``: variants printed as NA."""
+    doc = {name: int(mask.sum()) for name, mask in zip(site_names, withheld, strict=True)}
+    doc["any site"] = int(np.any(np.asarray(withheld), axis=0).sum()) if len(withheld) else 0
+    return doc
+
+
+__all__ = [
+    "REASON",
+    "SUPPRESSED_ARRAY",
+    "SUPPRESSED_FILE",
+    "site_withheld",
+    "suppression_summary",
+    "write_suppressed",
+]

@@ -1,0 +1,473 @@
+"""The site policy: the privacy officer's file that decides what a site will compute.
+
+``policy.toml`` in the site directory holds one ``[policy]`` table::
+
+    [policy]
+    version = 1
+    demo = false                 # true only for synthetic data: accepts unsigned studies
+    allowed_analyses = []        # e.g. ["freq", "hardy"]
+    min_cohort_size = 10         # refuse studies whose matched cohort is smaller
+    min_cell_count = 10          # smallest count a released table may hold
+    allowed_app_hashes = []      # Flower app bundles (FAB SHA-256) run in deployment
+    allowed_release_modes = []   # "plain" (per-site sums), "dp" (noise, charged),
+                                 # "exact" (SecAgg+ sums; min_cell_count does not apply),
+                                 # "distributed-dp" (noise shares under SecAgg+, charged)
+    require_secure_aggregation = false  # true: refuse plain releases
+
+    [policy.analysis.glm]        # parameter bounds per analysis kind (policy_rules.py)
+    max_covariates = 10
+
+    [[policy.auto_approve]]      # studies approved without the officer (policy_rules.py)
+    name = "qc-from-alice"
+    analysts = ["alice"]
+    analyses = ["freq", "hardy"]
+
+    [policy.budget]              # differential privacy budget of this site
+    epsilon = 3.0
+    delta = 1e-6
+    period = "year"              # "year", "quarter", "month" (calendar, UTC) or "lifetime"
+
+    [[policy.trusted_analysts]]  # one table per analyst whose signed studies count
+    name = "alice"
+    public_key = "ed25519:..."   # the .pub file `genofed study keygen` wrote
+
+Fail closed: a site directory without ``policy.toml`` loads as
+:data:`REFUSE_ALL` (no analysis allowed, not demo), so a deleted or misplaced
+file can only make the site refuse more, never release more. A file that is
+present but wrong (unknown key, wrong type, unsupported version) is a
+:class:`ConfigError` rather than a silent fallback, because the officer meant
+something by it.
+
+A non-demo policy accepts only studies signed by one of its trusted analysts
+(:mod:`genofed.common.signing`); a demo policy also accepts unsigned ones,
+but a signature that is present must still verify. Parameter bounds and
+auto-approval rules are read by :mod:`genofed.site_agent.privacy.policy_rules`;
+approvals by hash live in :mod:`genofed.site_agent.privacy.approvals`; small-cell
+suppression with ``min_cell_count`` (0 turns it off) in
+:mod:`genofed.site_agent.privacy.suppression`.
+
+``allowed_app_hashes`` is enforced where a SuperNode would execute a bundle
+(:mod:`genofed.site_agent.node.appgate`): a bundle not listed is refused before
+any of it is unpacked or run. The demo policy lists the bundle of the
+GenoFed version that wrote it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from genofed import __version__
+from genofed.common.appbundle import bundle_hash
+from genofed.common.errors import ConfigError, PolicyRefusal
+from genofed.common.signing import StudySignature, parse_public_key, verify_study_signature
+from genofed.common.study import RELEASE_MODES, Study
+from genofed.common.tomlconfig import check_keys, get_typed, load_toml
+from genofed.site_agent.privacy.ledger import PERIODS, Budget
+from genofed.site_agent.privacy.policy_rules import (
+    AutoApproveRule,
+    ParamBound,
+    check_bounds,
+    matching_rule,
+    parse_auto_approve,
+    parse_bounds,
+)
+
+POLICY_FILE = "policy.toml"
+POLICY_VERSION = 1
+DEFAULT_MIN_COHORT_SIZE = 10
+DEFAULT_MIN_CELL_COUNT = 10
+DEMO_ANALYSES = (
+    "variants",
+    "freq",
+    "hardy",
+    "missing",
+    "gcount",
+    "glm",
+    "prs",
+    "pgx",
+    "km",
+    "cox",
+    "pca",
+    "train",
+)
+
+_KEYS = (
+    "version",
+    "demo",
+    "allowed_analyses",
+    "min_cohort_size",
+    "min_cell_count",
+    "trusted_analysts",
+    "allowed_app_hashes",
+    "allowed_release_modes",
+    "budget",
+    "require_secure_aggregation",
+    "analysis",
+    "auto_approve",
+)
+_BUDGET_KEYS = ("epsilon", "delta", "period")
+_ANALYST_KEYS = ("name", "public_key")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_log = logging.getLogger("genofed.site")
+
+
+@dataclass(frozen=True)
+class SitePolicy:
+    """What this site agrees to compute; see the module docstring for each field."""
+
+    demo: bool
+    allowed_analyses: frozenset[str]
+    min_cohort_size: int = DEFAULT_MIN_COHORT_SIZE
+    min_cell_count: int = DEFAULT_MIN_CELL_COUNT
+    #: analyst name -> raw Ed25519 public key
+    trusted_analysts: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
+    #: SHA-256 (hex) of the Flower app bundles this site runs in deployment (``appgate.py``)
+    allowed_app_hashes: frozenset[str] = frozenset()
+    #: "plain", "dp", "exact", "distributed-dp"; a study asking for another is refused
+    allowed_release_modes: frozenset[str] = frozenset()
+    #: None: no budget, so every dp release is refused
+    budget: Budget | None = None
+    #: True: exact per-site sums ("plain" releases) are refused
+    require_secure_aggregation: bool = False
+    #: ``[policy.analysis.<kind>]`` parameter bounds
+    analysis_bounds: tuple[ParamBound, ...] = ()
+    #: ``[[policy.auto_approve]]`` rules, in file order
+    auto_approve: tuple[AutoApproveRule, ...] = ()
+
+
+#: The policy of a site without a policy file: refuses everything.
+REFUSE_ALL = SitePolicy(demo=False, allowed_analyses=frozenset())
+
+DEFAULT_POLICY_TOML = f"""\
+# GenoFed site policy, owned by this site's privacy officer.
+#
+# This policy REFUSES EVERY STUDY until you edit it. To allow analyses, list
+# them in allowed_analyses, e.g. allowed_analyses = ["freq", "hardy"].
+# Studies must be signed by a trusted analyst: add one [[policy.trusted_analysts]]
+# table per analyst (name, and the public key from their `genofed study keygen`).
+# Never set demo = true on real patient data.
+
+[policy]
+version = {POLICY_VERSION}
+demo = false
+allowed_analyses = []
+# Refuse studies whose cohort at this site is smaller than this.
+min_cohort_size = {DEFAULT_MIN_COHORT_SIZE}
+# Smallest count a released table may hold: a variant whose genotype counts at this
+# site include a nonzero cell below it is withheld (marked suppressed); 0: off.
+min_cell_count = {DEFAULT_MIN_CELL_COUNT}
+# true: refuse releases of exact per-site sums ("plain"); "exact" studies release
+# the same sums through SecAgg+ (the coordinator learns only the sum over >= 3 sites).
+require_secure_aggregation = false
+# App bundles (Flower FAB SHA-256) this site runs when connected to a coordinator;
+# any other bundle is refused before it runs. `genofed-site app-hash` prints the
+# hash of the GenoFed version installed here.
+allowed_app_hashes = []
+# How results may leave: "plain" (exact per-site sums), "dp" (each release
+# carries calibrated noise and is charged to the budget below), "exact" (counts
+# masked by SecAgg+ so that only the sum over >= 3 sites is learned; small-cell
+# suppression does not apply to them) and "distributed-dp" (a share of the
+# noise under SecAgg+, charged; see docs/decisions/0003-secure-aggregation.md).
+allowed_release_modes = []
+
+# The differential privacy budget: total (epsilon, delta) per period.
+# Without it, every "dp" release is refused.
+# [policy.budget]
+# epsilon = 3.0
+# delta = 1e-6
+# period = "year"   # "year", "quarter", "month" (calendar, UTC) or "lifetime"
+
+# [[policy.trusted_analysts]]
+# name = "alice"
+# public_key = "ed25519:..."
+
+# Bounds on the parameters of an allowed analysis: max_/min_<param> (a number,
+# or a list's length) and allowed_<param> (the values it may take).
+# [policy.analysis.glm]
+# max_covariates = 10
+# allowed_model = ["linear", "logistic"]
+# [policy.analysis.freq]
+# max_epsilon = 1.0          # dp studies: the study's epsilon
+
+# Every study waits for `genofed-site approve STUDY_HASH` unless a rule approves it:
+# [[policy.auto_approve]]
+# name = "qc-from-alice"
+# analysts = ["alice"]       # trusted analyst names, or "*"
+# analyses = ["freq", "hardy"]
+# release_modes = ["dp"]
+"""
+
+DEMO_POLICY_TOML = f"""\
+# DEMO POLICY: FOR SYNTHETIC DATA ONLY.
+# IT ACCEPTS UNSIGNED STUDIES FROM ANYONE. NEVER USE IT WITH REAL PATIENT DATA.
+# For real data, replace this file with the default policy
+# (genofed-site init without --demo-policy writes one) and edit that.
+
+[policy]
+version = {POLICY_VERSION}
+demo = true
+allowed_analyses = [{", ".join(f'"{a}"' for a in DEMO_ANALYSES)}]
+min_cohort_size = {DEFAULT_MIN_COHORT_SIZE}
+# Small-cell suppression is OFF in the demo (0) so that demo results equal
+# plink2 on the pooled cohort; real policies keep the default of 10.
+min_cell_count = 0
+require_secure_aggregation = false
+# the app bundle of GenoFed {__version__}, the version that wrote this file
+allowed_app_hashes = ["{bundle_hash()}"]
+allowed_release_modes = ["plain", "dp", "exact", "distributed-dp"]
+
+# A generous budget for synthetic data, so that repeated demo runs keep working.
+[policy.budget]
+epsilon = 100.0
+delta = 1e-5
+period = "year"
+
+# The demo AUTO-APPROVES EVERY STUDY it accepts (signed or not): no
+# `genofed-site approve` step. Real policies name analysts and analyses.
+[[policy.auto_approve]]
+name = "demo: everything"
+analysts = ["*"]
+"""
+
+
+def load_policy(path: Path) -> SitePolicy:
+    """Read ``policy.toml``; a missing file is :data:`REFUSE_ALL` (fail closed)."""
+    path = Path(path)
+    if not path.exists():
+        _log.warning("no policy file at %s: refusing every request", path)
+        return REFUSE_ALL
+    doc = load_toml(path)
+    check_keys(doc, ["policy"], path=path, where="the file", required=["policy"])
+    table = doc["policy"]
+    if not isinstance(table, dict):
+        raise ConfigError("'policy' must be a table ([policy])", path=path)
+    check_keys(table, _KEYS, path=path, where="[policy]", required=["version"])
+    version = get_typed(table, "version", int, None, path=path, where="policy")
+    if version != POLICY_VERSION:
+        raise ConfigError(
+            f"policy version {version} is not supported (this site agent reads version "
+            f"{POLICY_VERSION})",
+            path=path,
+            hint="upgrade the site agent, or rewrite the file for version 1",
+        )
+    demo = get_typed(table, "demo", bool, False, path=path, where="policy")
+    analyses = get_typed(table, "allowed_analyses", list, [], path=path, where="policy")
+    for name in analyses:
+        if not isinstance(name, str):
+            raise ConfigError(f"policy.allowed_analyses must hold strings, not {name!r}", path=path)
+    minimums = {}
+    for key, default in (
+        ("min_cohort_size", DEFAULT_MIN_COHORT_SIZE),
+        ("min_cell_count", DEFAULT_MIN_CELL_COUNT),
+    ):
+        value = get_typed(table, key, int, default, path=path, where="policy")
+        if value < 0:
+            raise ConfigError(f"policy.{key} must be >= 0, not {value}", path=path)
+        minimums[key] = value
+    trusted = _trusted_analysts(table, path)
+    return SitePolicy(
+        demo=demo,
+        allowed_analyses=frozenset(analyses),
+        trusted_analysts=MappingProxyType(trusted),
+        allowed_app_hashes=_app_hashes(table, path),
+        allowed_release_modes=_release_modes(table, path, demo),
+        budget=_budget(table, path),
+        require_secure_aggregation=get_typed(
+            table, "require_secure_aggregation", bool, False, path=path, where="policy"
+        ),
+        analysis_bounds=parse_bounds(table, path, frozenset(analyses)),
+        auto_approve=parse_auto_approve(table, path, frozenset(trusted)),
+        **minimums,
+    )
+
+
+def _release_modes(table: Mapping[str, object], path: Path, demo: bool) -> frozenset[str]:
+    default = list(RELEASE_MODES) if demo else []
+    modes = get_typed(table, "allowed_release_modes", list, default, path=path, where="policy")
+    for mode in modes:
+        if mode not in RELEASE_MODES:
+            raise ConfigError(
+                f"policy.allowed_release_modes may hold {RELEASE_MODES}, not {mode!r}", path=path
+            )
+    return frozenset(modes)
+
+
+def _budget(table: Mapping[str, object], path: Path) -> Budget | None:
+    if "budget" not in table:
+        return None
+    sub = table["budget"]
+    if not isinstance(sub, dict):
+        raise ConfigError("policy.budget must be a table ([policy.budget])", path=path)
+    check_keys(sub, _BUDGET_KEYS, path=path, where="[policy.budget]", required=("epsilon",))
+    epsilon = get_typed(sub, "epsilon", (int, float), None, path=path, where="policy.budget")
+    delta = get_typed(sub, "delta", (int, float), 1e-6, path=path, where="policy.budget")
+    period = get_typed(sub, "period", str, "year", path=path, where="policy.budget")
+    if not epsilon > 0:
+        raise ConfigError(f"policy.budget.epsilon must be > 0, not {epsilon}", path=path)
+    if not 0 < delta < 1e-2:
+        raise ConfigError(f"policy.budget.delta must lie in (0, 0.01), not {delta}", path=path)
+    if period not in PERIODS:
+        raise ConfigError(
+            f"policy.budget.period must be one of {PERIODS}, not {period!r}", path=path
+        )
+    return Budget(epsilon=float(epsilon), delta=float(delta), period=period)
+
+
+def check_release_mode(policy: SitePolicy, mode: str) -> None:
+    """Refuse a study whose release mode the policy does not allow."""
+    if mode not in policy.allowed_release_modes:
+        raise PolicyRefusal(
+            "RELEASE_MODE_NOT_ALLOWED",
+            f"this site does not release in mode {mode!r} "
+            f"(it allows: {', '.join(sorted(policy.allowed_release_modes)) or 'none'})",
+        )
+    if mode in ("dp", "distributed-dp") and policy.budget is None:
+        raise PolicyRefusal("NO_BUDGET", f"this site has no privacy budget for {mode} releases")
+
+
+def _app_hashes(table: Mapping[str, object], path: Path) -> frozenset[str]:
+    hashes = get_typed(table, "allowed_app_hashes", list, [], path=path, where="policy")
+    for h in hashes:
+        if not (isinstance(h, str) and _SHA256_HEX.match(h)):
+            raise ConfigError(
+                f"policy.allowed_app_hashes must hold SHA-256 hex digests, not {h!r}",
+                path=path,
+                hint="`genofed-site app-hash` prints the hash of the installed GenoFed app",
+            )
+    return frozenset(hashes)
+
+
+def check_app_bundle(policy: SitePolicy, fab_hash: str) -> None:
+    """Raise :class:`PolicyRefusal` unless ``policy`` allows the app bundle ``fab_hash``."""
+    if fab_hash.lower() not in policy.allowed_app_hashes:
+        raise PolicyRefusal(
+            "APP_NOT_ALLOWED",
+            f"app bundle {fab_hash[:16]} is not in this site's allowed_app_hashes",
+        )
+
+
+def _trusted_analysts(table: Mapping[str, object], path: Path) -> dict[str, bytes]:
+    entries = get_typed(table, "trusted_analysts", list, [], path=path, where="policy")
+    trusted: dict[str, bytes] = {}
+    for number, entry in enumerate(entries, start=1):
+        where = f"[[policy.trusted_analysts]] #{number}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a table", path=path)
+        check_keys(entry, _ANALYST_KEYS, path=path, where=where, required=_ANALYST_KEYS)
+        name = get_typed(entry, "name", str, None, path=path, where=where)
+        text = get_typed(entry, "public_key", str, None, path=path, where=where)
+        try:
+            key = parse_public_key(text)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{where}.public_key is not an Ed25519 public key: {exc}",
+                path=path,
+                hint="paste the one line of the analyst's KEY.pub file (ed25519:...)",
+            ) from exc
+        if name in trusted:
+            raise ConfigError(f"{where}: analyst {name!r} is listed twice", path=path)
+        trusted[name] = key
+    return trusted
+
+
+def check_study_signature(
+    policy: SitePolicy, canonical_json: bytes, signature: StudySignature | None
+) -> str | None:
+    """The trusted analyst who signed the study, or None for an unsigned one.
+
+    A signature that is present must verify against a trusted key, even under
+    a demo policy; any failure is the same opaque :class:`IntegrityError`. An
+    unsigned study is refused unless the policy is a demo policy.
+    """
+    if signature is not None:
+        return verify_study_signature(canonical_json, signature, policy.trusted_analysts)
+    if not policy.demo:
+        raise PolicyRefusal(
+            "UNSIGNED_STUDY",
+            "this site accepts only studies signed by a trusted analyst "
+            "(genofed study sign study.toml --key KEY)",
+        )
+    return None
+
+
+def check_study(policy: SitePolicy, study: Study) -> None:
+    """Raise :class:`PolicyRefusal` unless the policy allows the study as a whole.
+
+    Every analysis must be allowed and within the policy's parameter bounds,
+    and the release mode allowed; with ``require_secure_aggregation`` a plain
+    release (exact per-site sums) is refused: ``exact`` releases the same
+    sums through SecAgg+ (:mod:`genofed.site_agent.requests.secure_counts`).
+    """
+    for spec in study.analyses:
+        if spec.kind not in policy.allowed_analyses:
+            raise PolicyRefusal(
+                "ANALYSIS_NOT_ALLOWED",
+                f"analysis {spec.kind!r} is not in this site's allowed_analyses",
+            )
+    check_release_mode(policy, study.privacy.mode)
+    if policy.require_secure_aggregation and study.privacy.mode == "plain":
+        raise PolicyRefusal(
+            "SECURE_AGGREGATION_REQUIRED",
+            "this site releases exact sums only under secure aggregation: ask for "
+            '[privacy] mode = "exact" (SecAgg+ sums over >= 3 sites), or "dp"',
+        )
+    check_bounds(policy.analysis_bounds, study)
+
+
+def auto_approval_rule(policy: SitePolicy, study: Study, analyst: str | None) -> str | None:
+    """The name of the policy's first auto-approval rule that approves the study, or None."""
+    return matching_rule(policy.auto_approve, study, analyst)
+
+
+def check_request(policy: SitePolicy, *, kind: str, signed: bool, n_samples: int) -> None:
+    """Raise :class:`PolicyRefusal` unless ``policy`` allows this request.
+
+    The messages go back to the coordinator, so they never state the site's
+    exact cohort size.
+    """
+    if kind not in policy.allowed_analyses:
+        raise PolicyRefusal(
+            "ANALYSIS_NOT_ALLOWED",
+            f"analysis {kind!r} is not in this site's allowed_analyses",
+        )
+    if not signed and not policy.demo:
+        raise PolicyRefusal(
+            "UNSIGNED_STUDY",
+            "this site accepts only studies signed by a trusted analyst "
+            "(genofed study sign study.toml --key KEY)",
+        )
+    check_cohort_size(policy, n_samples)
+
+
+def check_cohort_size(policy: SitePolicy, n_samples: int) -> None:
+    """Refuse when the site's cohort is below the policy's minimum (without saying its size)."""
+    if n_samples < policy.min_cohort_size:
+        raise PolicyRefusal(
+            "COHORT_TOO_SMALL",
+            f"the cohort at this site is below its minimum of {policy.min_cohort_size} samples",
+        )
+
+
+__all__ = [
+    "DEFAULT_MIN_CELL_COUNT",
+    "DEFAULT_MIN_COHORT_SIZE",
+    "DEFAULT_POLICY_TOML",
+    "DEMO_ANALYSES",
+    "DEMO_POLICY_TOML",
+    "POLICY_FILE",
+    "REFUSE_ALL",
+    "SitePolicy",
+    "auto_approval_rule",
+    "check_app_bundle",
+    "check_cohort_size",
+    "check_release_mode",
+    "check_request",
+    "check_study",
+    "check_study_signature",
+    "load_policy",
+]

@@ -1,0 +1,377 @@
+"""The site's answers to ``glm_stats`` and ``glm_logistic`` requests.
+
+Reads the phenotype and covariate tables named in ``site.toml``, keeps the
+genotyped samples that have the phenotype and every covariate (plink2 drops
+the others from the regression altogether), streams the requested variants
+and returns the sums defined in :mod:`genofed.common.wire.glm`.
+
+Logistic regression's Newton rounds read the analysis's genotypes from a
+cache that the ``glm_stats`` round writes in the site's ``state/`` directory
+(what it holds and for how long: :mod:`genofed.site_agent.requests.glm_cache`).
+
+Binary phenotypes are plink case/control columns: 1 control, 2 case (a
+column holding only 0 and 1 is read as 0 control, 1 case, as plink2 reads it
+with ``--1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+from genofed.common.analyses import GLM_KIND
+from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.study import AnalysisSpec, Study
+from genofed.common.wire.glm import (
+    BINARY,
+    GLM_STATS_KIND,
+    PHENOTYPE_TYPE_FACT,
+    QUANTITATIVE,
+    count_dtype,
+    miss_center,
+)
+from genofed.common.wire.records import NamedArrays
+from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
+from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.privacy.policy import SitePolicy, check_request
+from genofed.site_agent.requests.glm_cache import (
+    CacheWriter,
+    GenotypeCache,
+    cache_dir,
+    chunk_rows,
+    forget_others,
+)
+from genofed.site_agent.requests.pca_state import glm_pc_scores
+from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
+from genofed.site_agent.stats.glm import (
+    LinearKernel,
+    LogisticKernel,
+    allele_counts,
+    concat_logistic,
+    gram_upper,
+    logistic_from_codes,
+    oriented_codes,
+    oriented_codes_at,
+)
+
+
+@dataclass(frozen=True)
+class GlmSamples:
+    """The analysis samples of one ``glm`` analysis at this site."""
+
+    index: np.ndarray  # into the .fam order, sorted
+    y: np.ndarray
+    covariates: np.ndarray  # (n, k)
+    binary: bool
+
+
+def _table(path: Any, key: str, config: SiteConfig) -> PhenoTable:
+    if path is None:
+        raise InputError(
+            f"this site has no {key} file, which the study's glm analysis needs",
+            path=config.directory / SITE_CONFIG,
+            hint=f'add {key} = "FILE" under [data]',
+        )
+    return read_pheno_table(path)
+
+
+def _binary_coding(values: np.ndarray) -> np.ndarray | None:
+    """0/1 case indicator for a plink case/control column, None if not binary."""
+    present = values[~np.isnan(values)]
+    levels = set(np.unique(present).tolist())
+    if not levels:
+        return None
+    if levels <= {1.0, 2.0}:
+        return values - 1.0
+    if levels <= {0.0, 1.0}:
+        return values.copy()
+    return None
+
+
+def glm_samples(
+    config: SiteConfig,
+    bed: BedFile,
+    spec: AnalysisSpec,
+    pc_scores: Mapping[str, np.ndarray] | None = None,
+) -> GlmSamples:
+    """Select and code the samples of ``spec`` (phenotype, covariates, model).
+
+    ``pc_scores`` maps covariates served by the study's pca analysis (``PC1``
+    ...) to this site's locally held scores in ``.fam`` order.
+    """
+    pcs = pc_scores or {}
+    phenotype: str = spec.params["phenotype"]
+    covariate_names: tuple[str, ...] = tuple(spec.params["covariates"])
+    model: str = spec.params["model"]
+    pheno = _table(config.phenotypes, "phenotypes", config)
+    tables = [pheno]
+    covar = None
+    if any(c not in pcs for c in covariate_names):
+        covar = _table(config.covariates, "covariates", config)
+        tables.append(covar)
+    match = match_samples(bed.samples, *tables)
+    raw_y = pheno.column(phenotype)[match.table_idx[0]]
+    columns = [
+        pcs[c][match.genotype_idx] if c in pcs else covar.column(c)[match.table_idx[1]]  # type: ignore[union-attr]
+        for c in covariate_names
+    ]
+    covariates = np.column_stack(columns) if columns else np.zeros((len(raw_y), 0))
+    keep = ~np.isnan(raw_y) & ~np.isnan(covariates).any(axis=1)
+    coded = _binary_coding(raw_y)
+    if model == "logistic" and coded is None:
+        raise InputError(
+            f"phenotype {phenotype!r} is not a case/control column (values other than 1/2 or 0/1)",
+            path=pheno.path,
+            hint='code cases 2 and controls 1, or use model = "linear"',
+        )
+    binary = coded is not None and model != "linear"
+    y = coded if binary and coded is not None else raw_y
+    return GlmSamples(
+        index=match.genotype_idx[keep],
+        y=np.ascontiguousarray(y[keep]),
+        covariates=np.ascontiguousarray(covariates[keep]),
+        binary=binary,
+    )
+
+
+def serve_glm(
+    config: SiteConfig,
+    policy: SitePolicy,
+    study: Study,
+    request: pb.AnalysisRequest,
+    inputs: NamedArrays,
+    reply: pb.SiteReply,
+    bed: BedFile,
+    index: np.ndarray,
+    flip: np.ndarray,
+    signed: bool,
+) -> NamedArrays:
+    """Check a glm request against the study and the policy, then answer it."""
+    spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
+    if spec is None or spec.kind != GLM_KIND:
+        raise PolicyRefusal(
+            "NOT_IN_STUDY", f"analysis {request.analysis_id!r} is not a glm analysis of this study"
+        )
+    check_request(policy, kind=GLM_KIND, signed=signed, n_samples=bed.n_samples)
+    privacy = getattr(study, "privacy", None)
+    if privacy is not None and getattr(privacy, "mode", "plain") != "plain":
+        raise PolicyRefusal(
+            "UNSUPPORTED",
+            "glm analyses release exact sums only; this study asks for noisy releases",
+        )
+    pcs = glm_pc_scores(config.directory, study, spec, bed.samples)
+    return answer_glm(
+        config,
+        bed,
+        spec,
+        request.kind,
+        inputs,
+        index,
+        flip,
+        reply.facts,
+        pc_scores=pcs,
+        study_sha256=study.sha256,
+        min_cell=policy.min_cell_count,
+    )
+
+
+def answer_glm(
+    config: SiteConfig,
+    bed: BedFile,
+    spec: AnalysisSpec,
+    kind: str,
+    inputs: NamedArrays,
+    index: np.ndarray,
+    flip: np.ndarray,
+    facts: Any,
+    pc_scores: Mapping[str, np.ndarray] | None = None,
+    study_sha256: str = "",
+    min_cell: int = 0,
+) -> NamedArrays:
+    """Compute the arrays for a ``glm_stats`` or ``glm_logistic`` request.
+
+    With ``study_sha256``, a binary phenotype's genotypes are cached for the
+    later Newton rounds (:mod:`genofed.site_agent.requests.glm_cache`); without it
+    every round decodes the ``.bed``. A variant that fewer than ``min_cell``
+    analysis samples (but some) miss is withheld from ``glm_stats``: its
+    missing-call sums would describe those few people.
+    """
+    samples = glm_samples(config, bed, spec, pc_scores)
+    if not len(samples.index):
+        raise InputError(
+            f"no genotyped sample has phenotype {spec.params['phenotype']!r} and every covariate",
+            path=config.directory / SITE_CONFIG,
+            hint="check that the phenotype and covariate files use the .fam sample IDs",
+        )
+    facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
+    facts["glm_samples"] = str(len(samples.index))
+    directory = cache_dir(config.directory, study_sha256, spec.id)
+    forget_others(config.directory, study_sha256, spec.id)
+    if kind == GLM_STATS_KIND:
+        writer = (
+            CacheWriter.start(directory, index, flip, samples.index)
+            if samples.binary and study_sha256
+            else None
+        )
+        return _stats(bed, samples, index, flip, writer, min_cell)
+    beta = inputs.get("beta")
+    firth = inputs.get("firth")
+    p = samples.covariates.shape[1] + 2
+    if (
+        beta is None
+        or firth is None
+        or beta.shape != (len(index), p)
+        or beta.dtype != np.float64
+        or firth.shape != (len(index),)
+        or firth.dtype != np.bool_
+        or not np.isfinite(beta).all()
+    ):
+        raise PolicyRefusal("BAD_REQUEST", "the glm_logistic request's betas are malformed")
+    if not samples.binary:
+        raise PolicyRefusal("BAD_REQUEST", "logistic statistics need a binary phenotype")
+    cache = GenotypeCache.open(directory, samples.index) if study_sha256 else None
+    return _logistic(bed, samples, index, flip, beta, firth, cache)
+
+
+#: Genotypes decoded per chunk of a ``glm_stats`` request (int8, 4 MiB): the
+#: chunk's variant count follows from it, so memory does not grow with the samples.
+CHUNK_GENOTYPES: Final = 1 << 22
+
+
+def _chunks(
+    bed: BedFile, index: np.ndarray, samples: np.ndarray, other: np.ndarray, rows: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """``(start, analysed, others)`` chunks: the analysis samples and the rest, in lockstep."""
+    analysed = bed.iter_dosages(index, sample_idx=samples, chunk_variants=rows)
+    others = bed.iter_dosages(index, sample_idx=other, chunk_variants=rows) if other.size else None
+    try:
+        for start, codes in analysed:
+            yield start, codes, None if others is None else next(others)[1]
+    finally:
+        for it in (analysed, others):
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+
+def _stats(
+    bed: BedFile,
+    samples: GlmSamples,
+    index: np.ndarray,
+    flip: np.ndarray,
+    cache: CacheWriter | None,
+    min_cell: int = 0,
+) -> NamedArrays:
+    """``glm_stats`` arrays; with ``cache``, also writes the analysis's genotype cache.
+
+    Decodes only the analysis samples (and, in a second pass in lockstep, the
+    genotyped samples outside the analysis for ``other_counts``), a chunk of
+    :data:`CHUNK_GENOTYPES` at a time, and sums with :class:`LinearKernel`.
+    """
+    n = len(samples.index)
+    z = np.column_stack([np.ones(n), samples.covariates, samples.y])
+    zz = gram_upper(z)
+    kernel = LinearKernel(z, miss_center=miss_center(zz))
+    v = len(index)
+    other = np.setdiff1d(np.arange(bed.n_samples), samples.index)
+    if other.size < min_cell:
+        # allele counts over fewer than min_cell people would describe them: none are
+        # sent, and the pooled A1_FREQ counts this site's analysis samples only
+        other = other[:0]
+    other_counts = np.zeros((v if other.size else 0, 2), dtype=count_dtype(other.size))
+    gz = np.zeros((v, z.shape[1]))
+    gg = np.zeros(v)
+    miss_rows: list[np.ndarray] = []
+    miss_zz: list[np.ndarray] = []
+    withheld = np.zeros(v, dtype=np.bool_)
+    rows = max(1, CHUNK_GENOTYPES // max(n, other.size, 1))
+    try:
+        for start, analysed, others in _chunks(bed, index, samples.index, other, rows):
+            stop = start + len(analysed)
+            if others is not None:
+                other_counts[start:stop] = allele_counts(others, flip[start:stop])
+            out = kernel.evaluate(analysed, flip[start:stop], calls=cache is not None)
+            chunk = out.stats
+            small = (out.n_missing > 0) & (out.n_missing < min_cell)
+            keep = ~small[chunk.miss_rows]
+            gz[start:stop] = chunk.gz
+            gg[start:stop] = chunk.gg
+            gz[start:stop][small] = 0.0
+            gg[start:stop][small] = 0.0
+            miss_rows.append(chunk.miss_rows[keep] + start)
+            miss_zz.append(chunk.miss_zz[keep].astype(np.float32))
+            withheld[start:stop] = small
+            if cache is not None:
+                codes = oriented_codes_at(analysed, flip[start:stop], out.call_rows, out.call_cols)
+                cache.add(codes, out.call_rows, out.call_cols)
+        if cache is not None:
+            cache.close()
+    except BaseException:
+        if cache is not None:
+            cache.abort()
+        raise
+    t = z.shape[1] * (z.shape[1] + 1) // 2
+    has_missing = np.zeros(v, dtype=np.bool_)
+    for part in miss_rows:
+        has_missing[part] = True
+    return {
+        "gz": gz,
+        "gg": gg,
+        "zz": zz,
+        "miss_rows": np.packbits(has_missing),
+        "miss_zz": np.concatenate(miss_zz) if miss_zz else np.zeros((0, t), dtype=np.float32),
+        "other_counts": other_counts,
+        "withheld": np.packbits(withheld),
+    }
+
+
+def _logistic(
+    bed: BedFile,
+    samples: GlmSamples,
+    index: np.ndarray,
+    flip: np.ndarray,
+    beta: np.ndarray,
+    firth: np.ndarray,
+    cache: GenotypeCache | None,
+) -> NamedArrays:
+    """``glm_logistic`` arrays, reading the cached genotypes when the cache covers the request."""
+    kernel = LogisticKernel(
+        samples.covariates, samples.y, firth=bool(firth.any()), newton_float32=True
+    )
+    rows = None if cache is None else cache.rows_for(index, flip)
+    # memory set by a genotype budget, not by the samples; whole kernel blocks per chunk, so
+    # that which rows share a block (and its precision) does not depend on the chunk size
+    step = kernel.block_rows
+    chunk = max(step, chunk_rows(len(samples.index)) // step * step)
+    if cache is not None and rows is not None:
+        chunks = cache.chunks(rows, chunk)
+    else:
+        chunks = (
+            (start, *oriented_codes(dosages, flip[start : start + len(dosages)]))
+            for start, dosages in bed.iter_dosages(
+                index, sample_idx=samples.index, chunk_variants=chunk
+            )
+        )
+    parts = []
+    for start, codes, miss_rows, miss_cols in chunks:
+        stop = start + len(codes)
+        parts.append(
+            logistic_from_codes(
+                kernel,
+                codes,
+                miss_rows,
+                miss_cols,
+                beta[start:stop],
+                firth[start:stop],
+                firth[start:stop],
+            )
+        )
+    out = concat_logistic(parts, kernel.p)
+    return {"grad": out.grad, "hess": out.hess, "loglik": out.loglik, "third": out.third}
+
+
+__all__ = ["GlmSamples", "answer_glm", "glm_samples", "serve_glm"]

@@ -1,0 +1,192 @@
+"""The site's answers to the ``pca_*`` requests (see :mod:`genofed.common.wire.pca`).
+
+Each request is checked against the study (the analysis must be a ``pca``
+analysis of it) and the policy (``pca`` in ``allowed_analyses``, plain
+release), then the requested variants are streamed in chunks. What leaves is
+sized by variants (or ``l x l``); the per-sample blocks and the final scores
+stay in ``state/pca/`` (:mod:`genofed.site_agent.requests.pca_state`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from genofed.common.errors import PolicyRefusal
+from genofed.common.study import Study
+from genofed.common.wire.pca import (
+    MAX_ITERATIONS,
+    MAX_LD_WINDOW,
+    PCA_COUNTS_KIND,
+    PCA_ITERATE_KIND,
+    PCA_KIND,
+    PCA_LD_KIND,
+    block_width,
+)
+from genofed.common.wire.records import NamedArrays
+from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.privacy.policy import SitePolicy, check_request
+from genofed.site_agent.requests.pca_state import (
+    IterateState,
+    load_iterate,
+    pca_dir,
+    save_iterate,
+    save_scores,
+)
+from genofed.site_agent.sitedir import SiteConfig
+from genofed.site_agent.stats.genotype_counts import flip_counts, genotype_counts
+from genofed.site_agent.stats.glm import oriented
+from genofed.site_agent.stats.pca import ld_pair_sums, relationship_terms, standardized
+
+
+def serve_pca(
+    config: SiteConfig,
+    policy: SitePolicy,
+    study: Study,
+    request: pb.AnalysisRequest,
+    inputs: NamedArrays,
+    reply: pb.SiteReply,
+    bed: BedFile,
+    index: np.ndarray,
+    flip: np.ndarray,
+    signed: bool,
+) -> NamedArrays:
+    """Check a pca request against the study and the policy, then answer it."""
+    spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
+    if spec is None or spec.kind != PCA_KIND:
+        raise PolicyRefusal(
+            "NOT_IN_STUDY", f"analysis {request.analysis_id!r} is not a pca analysis of this study"
+        )
+    check_request(policy, kind=PCA_KIND, signed=signed, n_samples=bed.n_samples)
+    if study.privacy.mode != "plain":
+        raise PolicyRefusal(
+            "UNSUPPORTED", "pca releases exact products only; this study asks for noisy releases"
+        )
+    if request.kind == PCA_COUNTS_KIND:
+        counts = np.zeros((len(index), 4), dtype=np.int64)
+        for start, d in bed.iter_dosages(index):
+            counts[start : start + len(d)] = genotype_counts(d)
+        return {"genotype_counts": flip_counts(counts, flip)}
+    if request.kind == PCA_LD_KIND:
+        return _ld(bed, index, flip, inputs)
+    directory = pca_dir(config.directory, study.sha256, spec.id)
+    freq = _array(inputs, "freq", (len(index),))
+    if freq.size and (freq.min() < 0.0 or freq.max() > 1.0):
+        raise PolicyRefusal("BAD_REQUEST", "the pca request's allele frequencies are not in [0, 1]")
+    step = int(_array(inputs, "step", (1,), kind="i")[0])
+    last = MAX_ITERATIONS - 1 if request.kind == PCA_ITERATE_KIND else MAX_ITERATIONS
+    if not 0 <= step <= last:
+        raise PolicyRefusal("BAD_REQUEST", f"a pca analysis takes at most {MAX_ITERATIONS} steps")
+    if request.kind == PCA_ITERATE_KIND:
+        width = block_width(int(spec.params["n_pcs"]))
+        arrays, state = _iterate(
+            bed, index, flip, freq, step, inputs, directory, request.run_id, width
+        )
+        save_iterate(directory, state)
+        return arrays
+    state = load_iterate(directory, request.run_id, step)
+    transform = _array(inputs, "transform", (state.q.shape[1], int(spec.params["n_pcs"])))
+    scores = state.q @ transform
+    x_t_e = np.zeros((len(index), scores.shape[1]))
+    for start, d in bed.iter_dosages(index):
+        stop = start + len(d)
+        x, _ = standardized(d, flip[start:stop], freq[start:stop])
+        x_t_e[start:stop] = x @ scores
+    save_scores(directory, bed.samples, scores, request.run_id)
+    reply.facts["pca_scores_kept"] = str(scores.shape[1])
+    return {"x_t_e": x_t_e}
+
+
+def _array(inputs: NamedArrays, name: str, shape: tuple[int, ...], kind: str = "f") -> np.ndarray:
+    """A request input of the given shape (-1: any) and dtype kind, all finite."""
+    a = inputs.get(name)
+    if (
+        a is None
+        or a.ndim != len(shape)
+        or any(want not in (-1, got) for want, got in zip(shape, a.shape, strict=True))
+        or a.dtype.kind != kind
+        or (kind == "f" and not np.isfinite(a).all())
+    ):
+        raise PolicyRefusal("BAD_REQUEST", f"the pca request's {name!r} is malformed")
+    return a.astype(np.float64) if kind == "f" else a.astype(np.int64)
+
+
+def _ld(bed: BedFile, index: np.ndarray, flip: np.ndarray, inputs: NamedArrays) -> NamedArrays:
+    window = int(_array(inputs, "window", (1,), kind="i")[0])
+    if not 2 <= window <= MAX_LD_WINDOW:
+        raise PolicyRefusal("BAD_REQUEST", f"the LD window must lie in 2..{MAX_LD_WINDOW}")
+    v = len(index)
+    chrom = np.asarray(bed.variants.chrom)[index]
+    n_out = np.zeros((v, window - 1), dtype=np.int64)
+    sums = np.zeros((v, window - 1, 5))
+    chunk = max(512, 2 * window)  # rows per block; each block reads window - 1 more
+    for start in range(0, v, chunk):
+        rows = min(chunk, v - start)
+        stop = min(v, start + rows + window - 1)
+        g = np.empty((stop - start, bed.n_samples))
+        called = np.empty(g.shape, dtype=np.bool_)
+        for offset, d in bed.iter_dosages(index[start:stop]):
+            part, missing = oriented(d, flip[start + offset : start + offset + len(d)])
+            g[offset : offset + len(d)] = part
+            called[offset : offset + len(d)] = ~missing
+        c = chrom[start:stop]
+        same = np.zeros((rows, window - 1), dtype=np.bool_)
+        for dist in range(1, window):
+            m = min(rows, len(c) - dist)
+            if m > 0:
+                same[:m, dist - 1] = c[:m] == c[dist : dist + m]
+        n_out[start : start + rows], sums[start : start + rows] = ld_pair_sums(
+            g, called, rows, window, same
+        )
+    return {"ld_n": n_out, "ld_sum": sums}
+
+
+def _iterate(
+    bed: BedFile,
+    index: np.ndarray,
+    flip: np.ndarray,
+    freq: np.ndarray,
+    step: int,
+    inputs: NamedArrays,
+    directory: Path,
+    run_id: str,
+    width: int,
+) -> tuple[NamedArrays, IterateState]:
+    wts = _array(inputs, "wts", (len(index), -1))
+    l_cols = wts.shape[1]
+    if not 1 <= l_cols <= width:
+        raise PolicyRefusal("BAD_REQUEST", f"the pca block may have at most {width} columns")
+    n = bed.n_samples
+    xw = np.zeros((n, l_cols))
+    calls = np.zeros(n)
+    sumsq = np.zeros(n)
+    for start, d in bed.iter_dosages(index):
+        stop = start + len(d)
+        x, called = standardized(d, flip[start:stop], freq[start:stop])
+        xw += x.T @ wts[start:stop]
+        if step == 0:
+            calls += called.sum(axis=0)
+            sumsq += np.einsum("ij,ij->j", x, x)
+    if step == 0:
+        row_scale, delta = relationship_terms(calls, sumsq, len(index))
+        q = np.zeros((n, l_cols))
+        u = row_scale[:, None] * xw
+    else:
+        prev = load_iterate(directory, run_id, step)
+        transform = _array(inputs, "transform", (prev.u.shape[1], l_cols))
+        row_scale, delta = prev.row_scale, prev.delta
+        q = prev.u @ transform
+        u = row_scale[:, None] * xw + delta[:, None] * q
+    scaled = row_scale[:, None] * u
+    a_t_u = np.zeros((len(index), l_cols))
+    for start, d in bed.iter_dosages(index):
+        stop = start + len(d)
+        x, _ = standardized(d, flip[start:stop], freq[start:stop])
+        a_t_u[start:stop] = x @ scaled
+    arrays = {"a_t_u": a_t_u, "gram": u.T @ u, "cross": q.T @ u}
+    return arrays, IterateState(run_id, step, u, q, row_scale, delta)
+
+
+__all__ = ["serve_pca"]

@@ -1,0 +1,277 @@
+"""The site's answers to ``prs_*`` requests (polygenic risk scores).
+
+The request carries the scoring file's bytes; the site parses it
+(:mod:`genofed.common.pgs_scoring`), matches its rows to the local variants
+and scores the analysis samples (:mod:`genofed.site_agent.stats.prs`). The
+analysis samples are those of a ``glm`` with the same phenotype and
+covariates (genotyped, phenotype and every covariate present). What each
+round releases is listed in :mod:`genofed.common.wire.prs`; histogram,
+threshold and calibration cells are subject to the policy's
+``min_cell_count`` (small cells withheld and marked). Bin edges, thresholds
+and groups come from the signed study, never from the request.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+
+from genofed.common.analyses import PRS_KIND
+from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.pgs_scoring import ScoringFile, parse_scoring_file
+from genofed.common.study import AnalysisSpec, Study
+from genofed.common.wire.glm import BINARY, QUANTITATIVE
+from genofed.common.wire.prs import (
+    MATCHED_CODES,
+    PHENOTYPE_TYPE_FACT,
+    PRS_CALIBRATION_KIND,
+    PRS_LOGISTIC_KIND,
+    PRS_MATCH_KIND,
+    PRS_MOMENTS_KIND,
+    PRS_STATS_KIND,
+    group_edges,
+    histogram_edges,
+    roc_thresholds,
+)
+from genofed.common.wire.records import NamedArrays
+from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.privacy.policy import SitePolicy, check_request
+from genofed.site_agent.privacy.suppression import small_cell_rows
+from genofed.site_agent.requests.glm import GlmSamples, glm_samples
+from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
+from genofed.site_agent.stats.glm import gram_upper, linear_chunk, logistic_chunk
+from genofed.site_agent.stats.prs import (
+    RowMatch,
+    calibration_counts,
+    collapse_thresholds,
+    complementary_suppression,
+    effect_dosage_counts,
+    histogram_counts,
+    match_rows,
+    score_chunk,
+)
+
+__all__ = ["serve_prs"]
+
+
+def _bad(message: str) -> PolicyRefusal:
+    return PolicyRefusal("BAD_REQUEST", message)
+
+
+def serve_prs(
+    config: SiteConfig,
+    policy: SitePolicy,
+    study: Study,
+    request: pb.AnalysisRequest,
+    inputs: NamedArrays,
+    reply: pb.SiteReply,
+    bed: BedFile,
+    signed: bool,
+) -> NamedArrays:
+    """Check a prs request against the study and the policy, then answer it."""
+    spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
+    if spec is None or spec.kind != PRS_KIND:
+        raise PolicyRefusal(
+            "NOT_IN_STUDY", f"analysis {request.analysis_id!r} is not a prs analysis of this study"
+        )
+    check_request(policy, kind=PRS_KIND, signed=signed, n_samples=bed.n_samples)
+    if study.privacy.mode != "plain":
+        raise PolicyRefusal(
+            "UNSUPPORTED", "prs analyses release exact sums only; this study asks for noise"
+        )
+    scoring = _scoring(spec, inputs)
+    v = bed.variants
+    match = match_rows(
+        v.chrom,
+        v.pos,
+        v.ref,
+        v.alt,
+        scoring.chrom,
+        scoring.pos,
+        scoring.effect_allele,
+        scoring.other_allele,
+        drop_ambiguous=spec.params["ambiguous"] == "drop",
+    )
+    matched = np.isin(match.status, MATCHED_CODES)
+    reply.facts["prs_rows_matched"] = str(int(matched.sum()))
+    if request.kind == PRS_MATCH_KIND:
+        counts = _effect_counts(bed, match, matched)
+        # small allele counts are withheld; missing-call counts are not (as glm_stats'
+        # miss_zz releases them), or a few percent missing calls would withhold every row
+        cells = np.stack([counts[:, 1], 2 * counts[:, 0] - counts[:, 1]], axis=1)
+        withheld = small_cell_rows(cells, policy.min_cell_count)
+        return {
+            "row_status": match.status,
+            "effect_counts": np.where(withheld[:, None], 0, counts),
+            "effect_counts_withheld": withheld,
+        }
+    use = inputs.get("use_rows")
+    freq = inputs.get("impute_freq")
+    r = len(scoring)
+    if (
+        use is None
+        or freq is None
+        or use.shape != (r,)
+        or use.dtype != np.bool_
+        or freq.shape != (r,)
+        or freq.dtype != np.float64
+        or not np.all((freq[use] >= 0) & (freq[use] <= 1))
+    ):
+        raise _bad("the prs request's row plan is malformed")
+    if np.any(use & ~matched):
+        raise _bad("the prs request uses scoring rows this site did not match")
+    samples = _samples(config, bed, spec)
+    reply.facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
+    reply.facts["prs_samples"] = str(len(samples.index))
+    score = _scores(bed, samples, match, scoring, use, freq)
+    if request.kind == PRS_MOMENTS_KIND:
+        moments = np.array([len(score), score.sum(), np.dot(score, score)], dtype=np.float64)
+        return {"moments": moments}
+    std = inputs.get("standardize")
+    if std is None or std.shape != (2,) or std.dtype != np.float64 or not std[1] > 0:
+        raise _bad("the prs request's standardization is malformed")
+    z = (score - std[0]) / std[1]
+    if request.kind == PRS_STATS_KIND:
+        return _stats(spec, policy, samples, z)
+    if not samples.binary:
+        raise _bad(f"{request.kind} needs a case/control phenotype")
+    p = samples.covariates.shape[1] + 2
+    beta = inputs.get("beta")
+    if request.kind == PRS_LOGISTIC_KIND:
+        firth = inputs.get("firth")
+        if (
+            beta is None
+            or firth is None
+            or beta.shape != (1, p)
+            or beta.dtype != np.float64
+            or firth.shape != (1,)
+            or firth.dtype != np.bool_
+            or not np.isfinite(beta).all()
+        ):
+            raise _bad("the prs_logistic request's betas are malformed")
+        chunk = logistic_chunk(
+            z[None, :],
+            np.zeros((1, len(z)), dtype=np.bool_),
+            samples.covariates,
+            samples.y,
+            beta,
+            firth,
+        )
+        return {
+            "grad": chunk.grad,
+            "hess": chunk.hess,
+            "loglik": chunk.loglik,
+            "third": chunk.third,
+        }
+    if request.kind == PRS_CALIBRATION_KIND:
+        if (
+            beta is None
+            or beta.shape != (p,)
+            or beta.dtype != np.float64
+            or not np.isfinite(beta).all()
+        ):
+            raise _bad("the prs_calibration request's betas are malformed")
+        fitted = expit(beta[0] + beta[1] * z + samples.covariates @ beta[2:])
+        counts, fit_sum = calibration_counts(
+            z, samples.y > 0.5, fitted, group_edges(spec.params["calibration_groups"])
+        )
+        hidden = complementary_suppression(
+            counts[:, 0], small_cell_rows(counts, policy.min_cell_count)
+        )
+        table = np.column_stack([counts[:, :2], fit_sum]).astype(np.float64)
+        table[hidden] = 0.0
+        return {"calibration": table, "calibration_suppressed": hidden}
+    raise PolicyRefusal("UNKNOWN_REQUEST", f"this site does not know request kind {request.kind!r}")
+
+
+def _scoring(spec: AnalysisSpec, inputs: NamedArrays) -> ScoringFile:
+    data = inputs.get("scoring_file")
+    if data is None or data.dtype != np.uint8 or data.ndim != 1:
+        raise _bad("the prs request carries no scoring file")
+    scoring = parse_scoring_file(data.tobytes(), path=spec.params["scoring_file"])
+    pinned = spec.params["scoring_sha256"]
+    if pinned and scoring.sha256 != pinned:
+        raise _bad(f"the scoring file's SHA-256 is {scoring.sha256}, the study pins {pinned}")
+    return scoring
+
+
+def _samples(config: SiteConfig, bed: BedFile, spec: AnalysisSpec) -> GlmSamples:
+    as_glm = AnalysisSpec(
+        id=spec.id,
+        kind="glm",
+        params=MappingProxyType(
+            {
+                "phenotype": spec.params["phenotype"],
+                "covariates": spec.params["covariates"],
+                "model": spec.params["model"],
+                "firth": "fallback",
+            }
+        ),
+    )
+    samples = glm_samples(config, bed, as_glm)
+    if not len(samples.index):
+        raise InputError(
+            f"no genotyped sample has phenotype {spec.params['phenotype']!r} and every covariate",
+            path=config.directory / SITE_CONFIG,
+            hint="check that the phenotype and covariate files use the .fam sample IDs",
+        )
+    return samples
+
+
+def _effect_counts(bed: BedFile, match: RowMatch, matched: np.ndarray) -> np.ndarray:
+    rows = np.flatnonzero(matched)
+    out = np.zeros((len(matched), 2), dtype=np.int64)
+    for start, dosages in bed.iter_dosages(match.index[rows]):
+        sel = rows[start : start + len(dosages)]
+        out[sel] = effect_dosage_counts(dosages, match.effect_is_alt[sel])
+    return out
+
+
+def _scores(
+    bed: BedFile,
+    samples: GlmSamples,
+    match: RowMatch,
+    scoring: ScoringFile,
+    use: np.ndarray,
+    freq: np.ndarray,
+) -> np.ndarray:
+    rows = np.flatnonzero(use)
+    score = np.zeros(len(samples.index))
+    if not rows.size:
+        return score
+    for start, dosages in bed.iter_dosages(match.index[rows], sample_idx=samples.index):
+        sel = rows[start : start + len(dosages)]
+        score += score_chunk(dosages, match.effect_is_alt[sel], scoring.weight[sel], freq[sel])
+    return score
+
+
+def _stats(
+    spec: AnalysisSpec, policy: SitePolicy, samples: GlmSamples, z: np.ndarray
+) -> NamedArrays:
+    counts = histogram_counts(z, histogram_edges(spec.params["n_bins"]))
+    hidden = complementary_suppression(
+        counts, small_cell_rows(counts[:, None], policy.min_cell_count)
+    )
+    hist = np.where(hidden, 0, counts)
+    design = np.column_stack([np.ones(len(z)), samples.covariates, samples.y])
+    chunk = linear_chunk(z[None, :], np.zeros((1, len(z)), dtype=np.bool_), design)
+    out: dict[str, Any] = {
+        "histogram": hist,
+        "histogram_suppressed": hidden,
+        "gz": chunk.gz[0],
+        "gg": chunk.gg,
+        "zz": gram_upper(design),
+    }
+    if samples.binary:
+        case = samples.y > 0.5
+        counts, released = collapse_thresholds(
+            z, case, roc_thresholds(spec.params["thresholds"]), policy.min_cell_count
+        )
+        out["roc_counts"] = counts
+        out["roc_released"] = released
+        out["class_totals"] = np.array([case.sum(), (~case).sum()], dtype=np.int64)
+    return out

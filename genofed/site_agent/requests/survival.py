@@ -1,0 +1,244 @@
+"""The site's answers to ``km_counts`` and ``cox_step`` requests (survival analyses).
+
+What leaves the site, exactly (layouts in :mod:`genofed.common.wire.survival`):
+
+* ``km_counts``: per group and point of the study's time grid, the number
+  at risk and the number of events, with every cell whose risk set is below
+  the policy's ``min_cell_count`` withheld (``-1``, flagged in
+  ``suppressed``; an empty risk set is not withheld). No event time, no
+  individual row: times are only ever compared with the grid the signed
+  study fixes, so the release is the same whatever the exact times inside
+  each grid interval.
+* ``cox_step``: this site's log partial likelihood, its gradient (``p``
+  numbers) and Hessian (``p x p``) at the coefficients the coordinator sent.
+  A site with some but fewer than ``min_cell_count`` events refuses (with so
+  few events the gradient comes close to describing the patients who had
+  them); a site with none releases zeros.
+
+Both refuse studies whose analysis cohort at the site is smaller than
+``min_cohort_size``, and both release exact values only (``plain`` mode;
+a ``dp`` study is refused). The analysis samples are the genotyped samples
+present in the phenotype table (and the covariate table when a column is
+there) with every column the analysis names; time and event come from the
+phenotype table, group and covariates from the phenotype table or else the
+covariate table. Times must be >= 0 and events 0 (censored) or 1 (event);
+anything else stops the analysis with an error naming the file, the line and
+the column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.study import AnalysisSpec, Study
+from genofed.common.wire.records import NamedArrays
+from genofed.common.wire.survival import (
+    COX_KIND,
+    COX_STEP_KIND,
+    KM_COUNTS_KIND,
+    KM_KIND,
+    SUPPRESSED_VALUE,
+)
+from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
+from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.privacy.policy import SitePolicy, check_release_mode, check_request
+from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
+from genofed.site_agent.stats.survival import (
+    cox_derivatives,
+    grid_counts,
+    suppress_small_risk_sets,
+)
+
+_KIND_OF_REQUEST = {KM_COUNTS_KIND: KM_KIND, COX_STEP_KIND: COX_KIND}
+
+
+@dataclass(frozen=True)
+class SurvivalSamples:
+    """The analysis samples of one survival analysis at this site."""
+
+    time: np.ndarray  # float64 (n,)
+    event: np.ndarray  # bool (n,)
+    columns: np.ndarray  # float64 (n, k): the extra columns asked for, in order
+
+
+def serve_survival(
+    config: SiteConfig,
+    policy: SitePolicy,
+    study: Study,
+    request: pb.AnalysisRequest,
+    inputs: NamedArrays,
+    reply: pb.SiteReply,
+    bed: BedFile,
+    signed: bool,
+) -> NamedArrays:
+    """Check a survival request against the study and the policy, then answer it."""
+    kind = _KIND_OF_REQUEST[request.kind]
+    spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
+    if spec is None or spec.kind != kind:
+        raise PolicyRefusal(
+            "NOT_IN_STUDY",
+            f"analysis {request.analysis_id!r} is not a {kind} analysis of this study",
+        )
+    check_request(policy, kind=kind, signed=signed, n_samples=bed.n_samples)
+    if study.privacy.mode != "plain":
+        raise PolicyRefusal(
+            "UNSUPPORTED",
+            f"{kind} analyses release exact counts or sums only; "
+            "this study asks for noisy releases",
+        )
+    check_release_mode(policy, study.privacy.mode)
+    extra = _extra_columns(spec)
+    samples = survival_samples(config, bed, spec, extra)
+    if len(samples.time) < max(policy.min_cohort_size, 1):
+        raise PolicyRefusal(
+            "COHORT_TOO_SMALL",
+            f"the {kind} cohort at this site is below its minimum of "
+            f"{policy.min_cohort_size} samples",
+        )
+    reply.facts[f"{kind}_samples"] = str(len(samples.time))
+    if request.kind == KM_COUNTS_KIND:
+        return _km_counts(spec, samples, policy.min_cell_count)
+    return _cox_step(spec, samples, inputs, policy.min_cell_count)
+
+
+def _extra_columns(spec: AnalysisSpec) -> tuple[str, ...]:
+    if spec.kind == KM_KIND:
+        return (spec.params["group"],) if spec.params["group"] else ()
+    return tuple(spec.params["covariates"])
+
+
+def survival_samples(
+    config: SiteConfig, bed: BedFile, spec: AnalysisSpec, extra: Sequence[str]
+) -> SurvivalSamples:
+    """Select the samples with time, event and every ``extra`` column; check the values."""
+    if config.phenotypes is None:
+        raise InputError(
+            f"this site has no phenotypes file, which the study's {spec.kind} analysis needs",
+            path=config.directory / SITE_CONFIG,
+            hint='add phenotypes = "FILE" under [data]',
+        )
+    pheno = read_pheno_table(config.phenotypes)
+    tables = [pheno]
+    sources: list[int] = []
+    for name in extra:
+        if name in pheno.columns:
+            sources.append(0)
+            continue
+        if config.covariates is None:
+            pheno.column(name)  # raises: names the file and lists its columns
+        if len(tables) == 1:
+            tables.append(read_pheno_table(config.covariates))
+        tables[1].column(name)  # raises if absent there too
+        sources.append(1)
+    match = match_samples(bed.samples, *tables)
+    rows = match.table_idx[0]
+    time = pheno.column(spec.params["time"])[rows]
+    event = pheno.column(spec.params["event"])[rows]
+    columns = [tables[s].column(c)[match.table_idx[s]] for s, c in zip(sources, extra, strict=True)]
+    values = np.column_stack(columns) if columns else np.zeros((len(rows), 0))
+    keep = ~np.isnan(time) & ~np.isnan(event) & ~np.isnan(values).any(axis=1)
+    _check_values(pheno, rows, time, keep, spec.params["time"], time < 0, "a negative time")
+    bad_event = (event != 0) & (event != 1)
+    _check_values(pheno, rows, event, keep, spec.params["event"], bad_event, "not 0 or 1")
+    return SurvivalSamples(
+        time=np.ascontiguousarray(time[keep]),
+        event=np.ascontiguousarray(event[keep] == 1),
+        columns=np.ascontiguousarray(values[keep]),
+    )
+
+
+def _check_values(
+    table: PhenoTable,
+    rows: np.ndarray,
+    values: np.ndarray,
+    keep: np.ndarray,
+    column: str,
+    bad: np.ndarray,
+    what: str,
+) -> None:
+    wrong = np.flatnonzero(keep & bad)
+    if not wrong.size:
+        return
+    hint = (
+        "times are durations from the start of follow-up, >= 0"
+        if what.startswith("a negative")
+        else "code events 1 (event) and censored follow-up 0; missing as NA or -9"
+    )
+    raise InputError(
+        f"column {column!r} has {what} ({wrong.size} row(s) in all)",
+        path=table.path,
+        line=_line_of(table, int(rows[wrong[0]])),
+        hint=hint,
+    )
+
+
+def _line_of(table: PhenoTable, row: int) -> int | None:
+    """The file line of data row ``row``, as the table reader counts lines."""
+    seen = -1  # the header is the first line that counts
+    lines = table.path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields or (seen == -1 and fields[0].startswith("##")):
+            continue
+        if seen == row:
+            return number
+        seen += 1
+    return None
+
+
+def group_codes(spec: AnalysisSpec, values: np.ndarray) -> np.ndarray:
+    """Group of each sample (row order of the count arrays), -1 for none."""
+    if not spec.params["group"]:
+        return np.zeros(len(values), dtype=np.int64)
+    column = values[:, 0]
+    cuts = np.asarray(spec.params["cuts"], dtype=np.float64)
+    if cuts.size:
+        return np.searchsorted(cuts, column, side="right").astype(np.int64)
+    levels = np.asarray(spec.params["levels"], dtype=np.float64)
+    codes = np.full(len(column), -1, dtype=np.int64)
+    for i, level in enumerate(levels):
+        codes[column == level] = i
+    return codes
+
+
+def _km_counts(spec: AnalysisSpec, samples: SurvivalSamples, min_cell_count: int) -> NamedArrays:
+    grid = np.asarray(spec.params["grid"], dtype=np.float64)
+    codes = group_codes(spec, samples.columns)
+    n_groups = (
+        len(spec.params["cuts"]) + 1 if spec.params["cuts"] else max(len(spec.params["levels"]), 1)
+    )
+    n_risk, n_event = grid_counts(samples.time, samples.event, codes, n_groups, grid)
+    n_risk, n_event, mask = suppress_small_risk_sets(
+        n_risk, n_event, min_cell_count, SUPPRESSED_VALUE
+    )
+    return {"n_risk": n_risk, "n_event": n_event, "suppressed": mask}
+
+
+def _cox_step(
+    spec: AnalysisSpec, samples: SurvivalSamples, inputs: NamedArrays, min_cell_count: int
+) -> NamedArrays:
+    p = len(spec.params["covariates"])
+    beta = inputs.get("beta")
+    if (
+        beta is None
+        or beta.shape != (p,)
+        or beta.dtype != np.float64
+        or not np.isfinite(beta).all()
+    ):
+        raise PolicyRefusal("BAD_REQUEST", f"the cox_step request's beta must be {p} finite floats")
+    if 0 < int(samples.event.sum()) < min_cell_count:
+        raise PolicyRefusal(
+            "TOO_FEW_EVENTS",
+            f"this site has fewer events than its minimum cell count ({min_cell_count}) "
+            "for this Cox model",
+        )
+    d = cox_derivatives(samples.time, samples.event, samples.columns, beta, spec.params["ties"])
+    return {"loglik": np.array([d.loglik]), "grad": d.grad, "hess": d.hess}
+
+
+__all__ = ["SurvivalSamples", "group_codes", "serve_survival", "survival_samples"]

@@ -1,0 +1,300 @@
+"""The site's answers to ``train_round`` and ``train_eval`` (the ``train`` analysis).
+
+Checks, in order, before anything is computed: the analysis is in the study
+and allowed by the policy; the release mode of its updates is allowed
+(``dp`` when the study asks for noise, else ``plain``; a ``dp`` study's
+``train`` must ask for noise); the training cohort is at least
+``min_cohort_size``; and, for noisy updates, the ledger can still cover this
+round (``BUDGET_EXCEEDED`` otherwise, nothing charged). A noisy round is then
+trained with DP-SGD (:mod:`genofed.site_agent.stats.dpsgd`), its
+Poisson-subsampled Gaussian steps are **charged and committed** to the
+ledger, and only then are the weights returned. The evaluation round returns
+a histogram of the model's logits for cases and controls (never a score per
+patient), noised with OpenDP's discrete Gaussian and charged in a noisy
+``train``. Layouts: :mod:`genofed.common.wire.train`.
+
+Not built: small-cell suppression of the evaluation histogram in ``plain``
+mode (its cells are exact counts; use a noisy ``train`` where that matters).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.study import AnalysisSpec, Study
+from genofed.common.wire.records import NamedArrays
+from genofed.common.wire.train import (
+    EVAL_HISTOGRAM,
+    EVAL_LOGIT_EDGES,
+    TRAIN_KIND,
+    TRAIN_ROUND_KIND,
+    TRAIN_SAMPLES_FACT,
+    WEIGHT_PREFIX,
+    model_logits,
+    noisy,
+    parameter_shapes,
+    scale_covariates,
+)
+from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.privacy.accounting import (
+    calibrate_dpsgd_noise,
+    calibrate_noise_multiplier,
+)
+from genofed.site_agent.privacy.dp_release import DpPlan, ledger_for, release_counts
+from genofed.site_agent.privacy.ledger import Ledger, Release
+from genofed.site_agent.privacy.policy import (
+    SitePolicy,
+    check_cohort_size,
+    check_release_mode,
+    check_request,
+)
+from genofed.site_agent.requests.glm import glm_samples
+from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
+from genofed.site_agent.stats.dpsgd import expected_steps, local_update
+from genofed.site_agent.stats.glm import oriented
+
+#: What provenance says about the DP-SGD noise's randomness (see stats/dpsgd.py).
+NOISE_RNG = (
+    "torch.Generator (Mersenne Twister) seeded from os.urandom per update; Opacus secure_mode "
+    "is off because torchcsprng is not installable (not in the package index; archived upstream)"
+)
+DPSGD_MECHANISM = "dpsgd: Poisson-subsampled Gaussian (Opacus PrivacyEngine, RDP accountant)"
+
+
+def serve_train(
+    config: SiteConfig,
+    policy: SitePolicy,
+    study: Study,
+    request: pb.AnalysisRequest,
+    inputs: NamedArrays,
+    reply: pb.SiteReply,
+    bed: BedFile,
+    signed: bool,
+) -> NamedArrays:
+    """Check a train request against the study and the policy, then answer it."""
+    spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
+    if spec is None or spec.kind != TRAIN_KIND:
+        raise PolicyRefusal(
+            "NOT_IN_STUDY",
+            f"analysis {request.analysis_id!r} is not a train analysis of this study",
+        )
+    check_request(policy, kind=TRAIN_KIND, signed=signed, n_samples=bed.n_samples)
+    params = spec.params
+    dp = noisy(params)
+    if study.privacy.mode == "dp" and not dp:
+        raise PolicyRefusal(
+            "RELEASE_MODE_NOT_ALLOWED",
+            f'analysis {spec.id!r} releases exact model updates, but the study asks for mode "dp"',
+        )
+    check_release_mode(policy, "dp" if dp else "plain")
+    if not dp and policy.require_secure_aggregation:
+        raise PolicyRefusal(
+            "SECURE_AGGREGATION_REQUIRED",
+            "this site releases exact model updates only under secure aggregation, which "
+            "GenoFed does not offer yet; ask for noise_multiplier > 0 or target_epsilon",
+        )
+    x, y = _training_data(config, bed, spec, inputs)
+    check_cohort_size(policy, len(y))
+    reply.facts[TRAIN_SAMPLES_FACT] = str(len(y))
+    weights = _weights(inputs, params, x.shape[1])
+    if request.kind == TRAIN_ROUND_KIND:
+        started = time.monotonic()
+        arrays = _round(config, policy, request, reply, params, x, y, weights)
+        reply.facts["train_seconds"] = f"{time.monotonic() - started:.3f}"
+        return arrays
+    return _evaluate(config, policy, request, reply, params, x, y, weights)
+
+
+def _training_data(
+    config: SiteConfig, bed: BedFile, spec: AnalysisSpec, inputs: NamedArrays
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features (study-ALT dosage - 1, scaled covariates) and 0/1 labels of the samples."""
+    params = spec.params
+    as_glm = AnalysisSpec(
+        spec.id,
+        "glm",
+        {"phenotype": params["target"], "covariates": params["covariates"], "model": "auto"},
+    )
+    samples = glm_samples(config, bed, as_glm)
+    if not samples.binary:
+        raise InputError(
+            f"train target {params['target']!r} is not a case/control column "
+            "(values other than 1/2 or 0/1)",
+            path=config.phenotypes,
+            hint="code cases 2 and controls 1 (missing -9 or NA), or choose another target",
+        )
+    if not len(samples.index):
+        raise InputError(
+            f"no genotyped sample has target {params['target']!r} and every covariate",
+            path=config.directory / SITE_CONFIG,
+            hint="check that the phenotype and covariate files use the .fam sample IDs",
+        )
+    index, flip = inputs.get("variant_index"), inputs.get("flip")
+    if index is None or flip is None or len(index) != len(params["variants"]):
+        raise PolicyRefusal("BAD_REQUEST", "the train request's variant plan is malformed")
+    dosages = np.zeros((len(index), len(samples.index)))
+    for start, chunk in bed.iter_dosages(index, sample_idx=samples.index):
+        g, missing = oriented(chunk, flip[start : start + len(chunk)])
+        g -= 1.0
+        g[missing] = 0.0  # a missing call sits at the centre of [-1, 1]
+        dosages[start : start + len(chunk)] = g
+    covariates = scale_covariates(samples.covariates, params["covariate_ranges"])
+    x = np.column_stack([dosages.T, covariates]) if len(index) else covariates
+    return np.ascontiguousarray(x, dtype=np.float32), samples.y.astype(np.float32)
+
+
+def _weights(inputs: NamedArrays, params: Any, n_features: int) -> dict[str, np.ndarray]:
+    shapes = parameter_shapes(params["model"], n_features, params["hidden_units"])
+    weights = {}
+    for name, shape in shapes.items():
+        w = inputs.get(WEIGHT_PREFIX + name)
+        if w is None or w.shape != shape or w.dtype != np.float32 or not np.isfinite(w).all():
+            raise PolicyRefusal("BAD_REQUEST", f"the request's weight {name!r} is malformed")
+        weights[name] = w
+    return weights
+
+
+def _secure_generator() -> torch.Generator:
+    return torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+
+
+def _round(
+    config: SiteConfig,
+    policy: SitePolicy,
+    request: pb.AnalysisRequest,
+    reply: pb.SiteReply,
+    params: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: dict[str, np.ndarray],
+) -> NamedArrays:
+    common = {
+        "model": params["model"],
+        "hidden": params["hidden_units"],
+        "local_epochs": params["local_epochs"],
+        "batch_size": params["batch_size"],
+        "learning_rate": params["learning_rate"],
+        "clipping_norm": params["clipping_norm"],
+    }
+    if not noisy(params):
+        seed = (params["seed"] * 1_000_003 + request.round) & 0x7FFFFFFF
+        update = local_update(
+            x, y, weights, **common, noise_multiplier=0.0,
+            generator=torch.Generator().manual_seed(seed),
+        )  # fmt: skip
+        return _as_arrays(update.weights)
+    ledger = ledger_for(config.directory, policy)
+    delta = ledger.budget.delta
+    rate, steps = expected_steps(len(y), params["batch_size"], params["local_epochs"])
+    z = float(params["noise_multiplier"])
+    if params["target_epsilon"] > 0:  # this site's noise for the whole training
+        z = calibrate_dpsgd_noise(params["target_epsilon"], delta, rate, steps * params["rounds"])
+    ledger.check(z, sampling_rate=rate, steps=steps)  # refuse before any computation
+    update = local_update(
+        x, y, weights, **common, noise_multiplier=z, generator=_secure_generator()
+    )
+    recorded = sum(n for zz, q, n in update.opacus_history if (zz, q) == (z, rate))
+    if update.steps != steps or recorded != steps or len(update.opacus_history) != 1:
+        # never sent: Opacus's accountant must have seen exactly what the ledger charges
+        raise RuntimeError(f"Opacus recorded {update.opacus_history}, the site charges {steps}")
+    receipt = ledger.charge(
+        Release(
+            study_sha256=request.study.study.sha256,
+            analysis_id=request.analysis_id,
+            run_id=request.run_id,
+            noise_multiplier=z,
+            sensitivity=params["clipping_norm"],
+            mechanism="dpsgd_poisson_gaussian",
+            sampling_rate=rate,
+            steps=steps,
+        )
+    )
+    reply.receipt.epsilon_charged = receipt.epsilon
+    reply.receipt.delta_charged = delta
+    reply.facts["noise"] = json.dumps(
+        {
+            "mechanism": DPSGD_MECHANISM,
+            "noise_multiplier": z,
+            "clipping_norm": params["clipping_norm"],
+            "noise_std": z * params["clipping_norm"],
+            "sampling_rate": rate,
+            "steps": steps,
+            "epsilon_this_round": receipt.epsilon,
+            "epsilon_train_so_far": ledger.spent_on(*_run_key(request)),
+            "delta": delta,
+            "randomness": NOISE_RNG,
+            "neighbouring": "add/remove one individual",
+        },
+        sort_keys=True,
+    )
+    reply.facts["epsilon_spent_in_period"] = f"{receipt.spent:.6g}"
+    reply.facts["budget_period"] = receipt.period
+    return _as_arrays(update.weights)
+
+
+def _run_key(request: pb.AnalysisRequest) -> tuple[str, str, str]:
+    return request.study.study.sha256, request.run_id, request.analysis_id
+
+
+def _run_events(ledger: Ledger, request: pb.AnalysisRequest) -> list[tuple[float, float, int]]:
+    study, run, analysis = _run_key(request)
+    return [
+        (float(str(e["noise_multiplier"])), float(str(e["sampling_rate"])), int(str(e["steps"])))
+        for e in ledger.entries()
+        if (e["study_sha256"], e["run_id"], e["analysis_id"]) == (study, run, analysis)
+    ]
+
+
+def _opacus_epsilon(events: list[tuple[float, float, int]], delta: float) -> float:
+    """The same charges through Opacus's RDP accountant (a cross-check recorded in provenance)."""
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    accountant.history = [(z, q, steps) for z, q, steps in events]
+    return float(accountant.get_epsilon(delta))
+
+
+def _evaluate(
+    config: SiteConfig,
+    policy: SitePolicy,
+    request: pb.AnalysisRequest,
+    reply: pb.SiteReply,
+    params: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: dict[str, np.ndarray],
+) -> NamedArrays:
+    logits = model_logits(params["model"], weights, x.astype(np.float64))
+    bins = np.digitize(logits, EVAL_LOGIT_EDGES)
+    histogram = np.zeros((2, len(EVAL_LOGIT_EDGES) + 1), dtype=np.int64)
+    np.add.at(histogram, (y.astype(np.int64), bins), 1)
+    if not noisy(params):
+        return {EVAL_HISTOGRAM: histogram}
+    ledger = ledger_for(config.directory, policy)
+    plan = DpPlan(calibrate_noise_multiplier(params["eval_epsilon"], ledger.budget.delta), 1.0)
+    ledger.check(plan.noise_multiplier)  # refuse before releasing anything
+    noised = release_counts(ledger, plan, histogram, request, reply)  # charged before return
+    delta = ledger.budget.delta
+    reply.facts["epsilon_train_total"] = repr(ledger.spent_on(*_run_key(request)))
+    reply.facts["opacus_epsilon_train_total"] = repr(
+        _opacus_epsilon(_run_events(ledger, request), delta)
+    )
+    reply.facts["train_delta"] = repr(delta)
+    return {EVAL_HISTOGRAM: noised}
+
+
+def _as_arrays(weights: dict[str, np.ndarray]) -> NamedArrays:
+    return {
+        WEIGHT_PREFIX + k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()
+    }
+
+
+__all__ = ["DPSGD_MECHANISM", "NOISE_RNG", "serve_train"]
