@@ -29,12 +29,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from genofed.common.checkpoint import checkpoint_to_proto
+from genofed.common.messages import ArraySpec, Receipt, Reply, Request, Status
 from genofed.common.receipts import verify_receipt
 from genofed.common.study import study_from_mapping
-from genofed.common.wire.records import study_to_proto
+from genofed.common.wire.proto import receipt_to_proto
+from genofed.common.wire.records import signed_study
 from genofed.coordinator.receipt_check import load_audit_key
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.admin import connect, serve_admin
 from genofed.site_agent.audit.log import (
     AuditLog,
@@ -64,9 +64,9 @@ def _timed(fn: Callable[[], object], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
-def _request(i: int) -> pb.AnalysisRequest:
-    return pb.AnalysisRequest(
-        study=pb.SignedStudy(study=study_to_proto(STUDY)),
+def _request(i: int) -> Request:
+    return Request(
+        study=signed_study(STUDY, None),
         analysis_id="freq",
         kind="genotype_counts",
         step="genotype_counts",
@@ -85,7 +85,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="genofed-bench-audit-"))
     try:
         site = write_cohorts(tmp / "c", sites=1, samples=50, variants=20, seed=1).sites[0]
-        spec = pb.ArraySpec(name="genotype_counts", dtype="<i8", shape=[2000, 4], sha256="ab" * 32)
+        spec = ArraySpec(name="genotype_counts", dtype="<i8", shape=[2000, 4], sha256="ab" * 32)
         start = datetime(2026, 1, 1, tzinfo=UTC)
         t0 = time.perf_counter()
         with AuditLog.open(site) as log:
@@ -113,24 +113,25 @@ def main() -> None:
         with AuditLog.open(site) as log:
             for i in range(args.replies):
                 request = _request(10**6 + i)
-                reply = pb.SiteReply(
-                    site="bench", study_sha256=STUDY.sha256, status=pb.REPLY_STATUS_OK
-                )
-                reply.arrays.append(spec)
                 t0 = time.perf_counter()
                 index, checkpoint = log.append(release_entry(request, [spec]))
-                leaf, proof = log.proof_of_last(index)  # as the handler builds a receipt
-                reply.receipt.CopyFrom(
-                    pb.Receipt(
-                        audited=True,
-                        audit_index=index,
-                        checkpoint=checkpoint_to_proto(checkpoint),
-                        entry=leaf,
-                        inclusion_proof=proof,
-                    )
+                leaf, proof = log.proof_of_last(index)  # as the release path builds a receipt
+                receipt = Receipt(
+                    audited=True,
+                    audit_index=index,
+                    checkpoint=checkpoint,
+                    entry=leaf,
+                    inclusion_proof=tuple(proof),
+                )
+                reply = Reply(
+                    site="bench",
+                    study_sha256=STUDY.sha256,
+                    status=Status.OK,
+                    arrays=(spec,),
+                    receipt=receipt,
                 )
                 build.append(time.perf_counter() - t0)
-                sizes.append(reply.receipt.ByteSize())
+                sizes.append(receipt_to_proto(receipt).ByteSize())
                 t0 = time.perf_counter()
                 verify_receipt(key, request, reply)
                 verify.append(time.perf_counter() - t0)

@@ -51,7 +51,6 @@ from measure import measure  # bench/measure.py: python puts bench/ on sys.path
 
 from genofed.common.study import Study, study_from_mapping
 from genofed.coordinator.transport import Incoming, Outgoing
-from genofed.protos.v1 import genofed_pb2 as pb
 
 # The site workers are spawned processes, which import this module again:
 # the coordinator's and the simulation's imports (Flower, Ray: about 400 MiB)
@@ -77,13 +76,12 @@ def _site_worker(conn: Connection, site_dir: str) -> None:
 
     conn.send(_peak_rss_mib())
     while (msg := conn.recv()) is not None:
-        raw, inputs = msg
-        request = pb.AnalysisRequest.FromString(raw)
+        request, inputs = msg  # plain dataclasses: they pickle
         start = time.perf_counter()
         reply, arrays = handle_request(Path(site_dir), request, inputs)
         seconds = time.perf_counter() - start
         peak = _peak_rss_mib()
-        conn.send((reply.SerializeToString(), arrays, seconds, peak))
+        conn.send((reply, arrays, seconds, peak))
 
 
 class SiteProcesses:
@@ -114,8 +112,8 @@ class SiteProcesses:
         start = time.perf_counter()
         result = {}
         for node, o in outgoing.items():  # one site at a time: no site slows another
-            self.conns[node].send((o.request.SerializeToString(), o.inputs))
-            raw, arrays, seconds, peak = self.conns[node].recv()
+            self.conns[node].send((o.request, o.inputs))
+            reply, arrays, seconds, peak = self.conns[node].recv()
             name = self.names[node]
             if o.request.kind.startswith("glm"):
                 self.seconds[name] += seconds
@@ -124,7 +122,7 @@ class SiteProcesses:
                 if o.request.kind == "glm_stats":
                     self.stats_bytes[name] += released
             self.peak_mib[name] = max(self.peak_mib[name], peak)
-            result[node] = Incoming(pb.SiteReply.FromString(raw), arrays)
+            result[node] = Incoming(reply, arrays)
         self.waiting += time.perf_counter() - start
         return result
 

@@ -147,6 +147,7 @@ ANALYSIS_KINDS: MappingProxyType[str, AnalysisKind] = MappingProxyType(
                         "cuts": ParamSpec(list, (), "cut points of a score group column"),
                         "levels": ParamSpec(list, (), "values of a categorical group column"),
                         "grid": ParamSpec(list, (), "time grid the sites count on"),
+                        "horizon": ParamSpec(int, 0, "instead of grid: the finest grid to it"),
                     }
                 ),
                 ("km.tsv", "logrank.tsv", "km.png"),
@@ -239,6 +240,9 @@ ANALYSIS_KINDS: MappingProxyType[str, AnalysisKind] = MappingProxyType(
 #: Request kind of the harmonization round that precedes every study.
 VARIANTS_KIND = "variants"
 
+#: Request kind of the one round of per-variant genotype counts that serves every count analysis.
+GENOTYPE_COUNTS_KIND = "genotype_counts"
+
 #: Analysis kinds whose local half is per-variant genotype counts.
 COUNT_KINDS = frozenset({"freq", "hardy", "missing", "gcount"})
 
@@ -257,6 +261,7 @@ PGX_KIND = "pgx"
 __all__ = [
     "ANALYSIS_KINDS",
     "COUNT_KINDS",
+    "GENOTYPE_COUNTS_KIND",
     "GLM_FIRTH_MODES",
     "GLM_KIND",
     "GLM_MODELS",

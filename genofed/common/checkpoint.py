@@ -11,7 +11,8 @@ spirit of the C2SP tlog checkpoint)::
     <root_hash>              base64 (standard alphabet, padded)
     <time>                   RFC 3339, UTC, e.g. 2026-05-01T12:00:00.000000Z
 
-Checkpoints travel as the ``genofed.v1.Checkpoint`` proto inside a receipt, and
+Checkpoints travel as the ``genofed.v1.Checkpoint`` proto inside a receipt
+(:mod:`genofed.common.wire.proto`), and
 as a JSON object (:func:`checkpoint_to_json`) in exports, saved checkpoints and
 ``provenance.json``. Verification failures raise the opaque
 :class:`~genofed.common.errors.IntegrityError`; malformed JSON raises
@@ -36,7 +37,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from genofed.common.errors import InputError, IntegrityError
 from genofed.common.merkle import HASH_SIZE
-from genofed.protos.v1 import genofed_pb2 as pb
 
 CHECKPOINT_HEADER = "genofed.v1.Checkpoint"
 _KEY_ID = re.compile(r"[0-9a-f]{16}")
@@ -102,26 +102,6 @@ def verify_checkpoint(public_key: Ed25519PublicKey, checkpoint: Checkpoint) -> N
         raise IntegrityError() from exc
 
 
-def checkpoint_to_proto(checkpoint: Checkpoint) -> pb.Checkpoint:
-    return pb.Checkpoint(
-        tree_size=checkpoint.tree_size,
-        root_hash=checkpoint.root_hash,
-        time=checkpoint.time,
-        signature=checkpoint.signature,
-        key_id=checkpoint.key_id,
-    )
-
-
-def checkpoint_from_proto(message: pb.Checkpoint) -> Checkpoint:
-    return Checkpoint(
-        tree_size=message.tree_size,
-        root_hash=message.root_hash,
-        time=message.time,
-        key_id=message.key_id,
-        signature=message.signature,
-    )
-
-
 def checkpoint_to_json(checkpoint: Checkpoint) -> dict[str, Any]:
     """JSON form: hashes and signature as lowercase hex."""
     return {
@@ -174,9 +154,7 @@ __all__ = [
     "CHECKPOINT_HEADER",
     "Checkpoint",
     "checkpoint_from_json",
-    "checkpoint_from_proto",
     "checkpoint_to_json",
-    "checkpoint_to_proto",
     "key_id",
     "public_key_from_pem",
     "public_key_to_pem",

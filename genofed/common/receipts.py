@@ -1,6 +1,6 @@
 """Checking a site's receipt: is this release in the site's signed audit log?
 
-Each reply a site sends carries a :class:`~genofed.protos.v1.genofed_pb2.Receipt`:
+Each reply a site sends carries a :class:`~genofed.common.messages.Receipt`:
 the canonical bytes of the audit entry that records the reply, the entry's
 index, the Ed25519-signed checkpoint of the site's log right after that entry
 was appended, and the entry's RFC 6962 inclusion proof in that checkpoint's
@@ -28,33 +28,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from google.protobuf.message import DecodeError
 
-from genofed.common.checkpoint import checkpoint_from_proto, verify_checkpoint
+from genofed.common.checkpoint import verify_checkpoint
 from genofed.common.errors import IntegrityError
 from genofed.common.merkle import leaf_hash, verify_inclusion
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.common.messages import ArraySpec, AuditEntry, AuditKind, Reply, Request
+from genofed.common.wire.proto import audit_entry_from_bytes
 
 #: The decision a release entry records.
 RELEASE_DECISION = "approved"
 
 
-def _manifest(arrays: Sequence[pb.ArraySpec]) -> list[tuple[str, str, tuple[int, ...], str]]:
+def _manifest(arrays: Sequence[ArraySpec]) -> list[tuple[str, str, tuple[int, ...], str]]:
     return [(a.name, a.dtype, tuple(a.shape), a.sha256) for a in arrays]
 
 
-def verify_receipt(
-    public_key: Ed25519PublicKey, request: pb.AnalysisRequest, reply: pb.SiteReply
-) -> pb.AuditEntry:
+def verify_receipt(public_key: Ed25519PublicKey, request: Request, reply: Reply) -> AuditEntry:
     """Check ``reply``'s receipt for ``request`` against the site's audit key.
 
     Returns the audit entry the receipt cites; raises :class:`IntegrityError`
     if anything does not hold (see the module docstring).
     """
     receipt = reply.receipt
-    if not receipt.audited or not receipt.entry or not receipt.HasField("checkpoint"):
+    checkpoint = receipt.checkpoint
+    if not receipt.audited or not receipt.entry or checkpoint is None:
         raise IntegrityError()
-    checkpoint = checkpoint_from_proto(receipt.checkpoint)
     verify_checkpoint(public_key, checkpoint)
     verify_inclusion(
         receipt.audit_index,
@@ -63,16 +61,12 @@ def verify_receipt(
         list(receipt.inclusion_proof),
         checkpoint.root_hash,
     )
-    entry = pb.AuditEntry()
-    try:
-        entry.ParseFromString(receipt.entry)
-    except DecodeError as exc:
-        raise IntegrityError() from exc
+    entry = audit_entry_from_bytes(receipt.entry)
     if (
         entry.index != receipt.audit_index
-        or entry.kind != pb.AUDIT_KIND_RELEASE
+        or entry.kind != AuditKind.RELEASE
         or entry.decision != RELEASE_DECISION
-        or entry.study_sha256 != request.study.study.sha256
+        or entry.study_sha256 != request.study.sha256
         or entry.study_sha256 != reply.study_sha256
         or entry.run_id != request.run_id
         or entry.request_kind != request.kind

@@ -29,12 +29,14 @@ GenoFed message (:func:`request_to_config`, :func:`request_from_config`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
 from genofed.common.errors import IntegrityError
+from genofed.common.messages import Request
+from genofed.common.wire.proto import request_from_bytes, request_to_bytes
 from genofed.common.wire.records import NamedArrays, array_spec
-from genofed.protos.v1 import genofed_pb2 as pb
 
 #: Largest absolute value a site may put in the secure sum (Flower clips beyond it).
 CLIPPING_RANGE = 2**20
@@ -143,32 +145,24 @@ def exact_sum(mean: np.ndarray, n_sites: int) -> np.ndarray:
     return rounded.astype(np.int64)
 
 
-def request_to_config(
-    request: pb.AnalysisRequest, inputs: Mapping[str, np.ndarray]
-) -> dict[str, bytes]:
+def request_to_config(request: Request, inputs: Mapping[str, np.ndarray]) -> dict[str, bytes]:
     """A request and its inputs as config values (bytes) for a SecAgg+ fit instruction."""
-    message = pb.AnalysisRequest()
-    message.CopyFrom(request)
-    del message.inputs[:]
     config = {}
+    specs = []
     for name, array in inputs.items():
         data = np.ascontiguousarray(array)
-        message.inputs.append(array_spec(name, data))
+        specs.append(array_spec(name, data))
         config[INPUT_CONFIG_PREFIX + name] = data.tobytes()
-    config[REQUEST_CONFIG_KEY] = message.SerializeToString()
+    config[REQUEST_CONFIG_KEY] = request_to_bytes(replace(request, inputs=tuple(specs)))
     return config
 
 
-def request_from_config(config: Mapping[str, object]) -> tuple[pb.AnalysisRequest, NamedArrays]:
+def request_from_config(config: Mapping[str, object]) -> tuple[Request, NamedArrays]:
     """The request and inputs of :func:`request_to_config`, checked against its manifest."""
     raw = config.get(REQUEST_CONFIG_KEY)
     if not isinstance(raw, bytes):
         raise IntegrityError()
-    request = pb.AnalysisRequest()
-    try:
-        request.ParseFromString(raw)
-    except Exception as exc:  # protobuf's DecodeError
-        raise IntegrityError() from exc
+    request = request_from_bytes(raw)
     inputs: NamedArrays = {}
     names = {k[len(INPUT_CONFIG_PREFIX) :] for k in config if k.startswith(INPUT_CONFIG_PREFIX)}
     if names != {s.name for s in request.inputs}:

@@ -39,10 +39,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from genofed.common.checkpoint import key_id, public_key_from_pem
 from genofed.common.errors import ConfigError, InputError, IntegrityError
+from genofed.common.messages import Reply, Request, Status
 from genofed.common.receipts import verify_receipt
 from genofed.common.tomlconfig import check_keys, get_typed
 from genofed.coordinator.transport import Incoming, Outgoing, SecureExchange, Transport
-from genofed.protos.v1 import genofed_pb2 as pb
 
 if TYPE_CHECKING:
     from genofed.coordinator.runner import SiteRecord
@@ -72,7 +72,7 @@ class ReceiptCheck:
         if self.mode not in MODES:
             raise ValueError(f"receipt mode must be one of {MODES}, not {self.mode!r}")
 
-    def check(self, request: pb.AnalysisRequest, reply: pb.SiteReply) -> pb.SiteReply | None:
+    def check(self, request: Request, reply: Reply) -> Reply | None:
         """Verify one OK reply's receipt.
 
         Returns None when the reply may be used: its receipt verified, or it
@@ -99,12 +99,12 @@ class ReceiptCheck:
         if self.mode == REQUIRE:
             hint = _KEYS_HINT if code == "NO_AUDIT_KEY" else "ask the site to verify its audit log"
             log.error("site %r: %s: %s; reply refused", site, code, problem)
-            return pb.SiteReply(
+            return Reply(
                 site=site,
                 study_sha256=reply.study_sha256,
                 analysis_id=reply.analysis_id,
                 step=reply.step,
-                status=pb.REPLY_STATUS_ERROR,
+                status=Status.ERROR,
                 reason_code=code,
                 message=f"{problem}; the coordinator refuses the reply (fix: {hint})",
                 software_version=reply.software_version,
@@ -144,7 +144,7 @@ class _CheckingTransport:
         incoming = self._inner.exchange(outgoing, timeout=timeout)
         checked: dict[int, Incoming] = {}
         for node, got in incoming.items():
-            if got.reply is not None and got.reply.status == pb.REPLY_STATUS_OK:
+            if got.reply is not None and got.reply.status == Status.OK:
                 refused = self._check.check(outgoing[node].request, got.reply)
                 if refused is not None:
                     got = Incoming(refused)  # its arrays are not used
@@ -160,7 +160,7 @@ class _CheckingTransport:
         )
         checked = {}
         for node, got in result.incoming.items():
-            if got.reply is not None and got.reply.status == pb.REPLY_STATUS_OK:
+            if got.reply is not None and got.reply.status == Status.OK:
                 refused = self._check.check(outgoing[node].request, got.reply)
                 if refused is not None:
                     return SecureExchange(

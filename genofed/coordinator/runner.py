@@ -46,11 +46,12 @@ from genofed.common.analyses import (
     TRAIN_KIND,
     VARIANTS_KIND,
 )
-from genofed.common.checkpoint import checkpoint_from_proto, checkpoint_to_json
+from genofed.common.checkpoint import checkpoint_to_json
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
+from genofed.common.messages import Receipt, Reply, Request, SignedStudy, Status
 from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
-from genofed.common.wire.records import NamedArrays, signed_study_to_proto
+from genofed.common.wire.records import NamedArrays, signed_study
 from genofed.coordinator.combine.harmonize import Harmonization, VariantTable, harmonize
 from genofed.coordinator.protocols.counts import write_count_outputs
 from genofed.coordinator.protocols.glm import run_glm
@@ -73,7 +74,6 @@ from genofed.coordinator.writers.suppressed import (
     suppression_summary,
     write_suppressed,
 )
-from genofed.protos.v1 import genofed_pb2 as pb
 
 log = logging.getLogger("genofed.coordinator")
 
@@ -159,7 +159,7 @@ def run_study(
     every request so that each site can check it against its policy.
     """
     notify = progress or (lambda _event: None)
-    signed = signed_study_to_proto(study, signature)
+    signed = signed_study(study, signature)
     run_id = run_id or uuid.uuid4().hex[:16]
     started = clock()
     _check_out(out, overwrite)
@@ -309,10 +309,10 @@ def run_study(
     )
 
 
-Reply = tuple[pb.SiteReply, NamedArrays]
+Answer = tuple[Reply, NamedArrays]
 #: An analysis's output files and summary statistics.
 Result = tuple[list[str], dict[str, object]]
-Asker = Callable[[str, str, Sequence[NamedArrays]], list[Reply]]
+Asker = Callable[[str, str, Sequence[NamedArrays]], list[Answer]]
 
 
 #: A site's app gate refusing a bundle answers with a Flower error "site app failed: CODE: ...".
@@ -360,7 +360,7 @@ class _Members:
         outgoing: Mapping[int, Outgoing],
         round_: int,
         send: Callable[..., dict[int, Incoming]] | None = None,
-    ) -> dict[int, Reply]:
+    ) -> dict[int, Answer]:
         """One round: the replies of the nodes that answered; drops or stops for the rest.
 
         ``send`` replaces the transport's exchange (a SecAgg+ round: secure_counts.py).
@@ -379,7 +379,7 @@ class _Members:
                 ),
             }
         )
-        ok: dict[int, Reply] = {}
+        ok: dict[int, Answer] = {}
         failed: list[tuple[int, SiteFailure]] = []
         for node in outgoing:
             got = incoming.get(node, Incoming(None, error="no reply"))
@@ -390,7 +390,7 @@ class _Members:
                 failed.append((node, SiteFailure(name, code, error)))
                 continue
             name = got.reply.site or name
-            if got.reply.status != pb.REPLY_STATUS_OK:
+            if got.reply.status != Status.OK:
                 code = got.reply.reason_code or "FAILED"
                 failed.append((node, SiteFailure(name, code, got.reply.message)))
                 continue
@@ -433,7 +433,7 @@ class _Members:
 
     def asker(
         self,
-        signed: pb.SignedStudy,
+        signed: SignedStudy,
         run_id: str,
         part: list[int],
         sites: Mapping[int, SiteRecord],
@@ -441,7 +441,7 @@ class _Members:
     ) -> Asker:
         """An ``ask`` for a multi-round analysis over ``part`` (in that order)."""
 
-        def ask(kind: str, ident: str, inputs: Sequence[NamedArrays]) -> list[Reply]:
+        def ask(kind: str, ident: str, inputs: Sequence[NamedArrays]) -> list[Answer]:
             round_ = next(rounds)
             req = _request(signed, run_id, kind, ident, round_)
             got = self.exchange(
@@ -585,10 +585,8 @@ def _publish(staging: Path, out: Path) -> None:
         staging.rename(out)
 
 
-def _request(
-    study: pb.SignedStudy, run_id: str, kind: str, analysis_id: str, round_: int
-) -> pb.AnalysisRequest:
-    return pb.AnalysisRequest(
+def _request(study: SignedStudy, run_id: str, kind: str, analysis_id: str, round_: int) -> Request:
+    return Request(
         study=study,
         analysis_id=analysis_id,
         kind=kind,
@@ -642,7 +640,7 @@ def _checked_counts(
     return counts.astype(np.int64)
 
 
-def _reply_record(kind: str, reply: pb.SiteReply) -> dict[str, object]:
+def _reply_record(kind: str, reply: Reply) -> dict[str, object]:
     return {
         "request": kind,
         "analysis_id": reply.analysis_id,
@@ -660,12 +658,12 @@ def _reply_record(kind: str, reply: pb.SiteReply) -> dict[str, object]:
     }
 
 
-def _receipt_record(receipt: pb.Receipt) -> dict[str, object]:
+def _receipt_record(receipt: Receipt) -> dict[str, object]:
     """The receipt as provenance keeps it: the audit entry and the checkpoint that signs it."""
     record: dict[str, object] = {"audited": receipt.audited}
-    if receipt.audited:
+    if receipt.audited and receipt.checkpoint is not None:
         record["audit_index"] = receipt.audit_index
-        record["checkpoint"] = checkpoint_to_json(checkpoint_from_proto(receipt.checkpoint))
+        record["checkpoint"] = checkpoint_to_json(receipt.checkpoint)
         record["epsilon_charged"] = receipt.epsilon_charged
         record["delta_charged"] = receipt.delta_charged
     return record

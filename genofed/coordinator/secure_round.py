@@ -50,6 +50,7 @@ from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 
 from genofed.common.errors import GenoFedError, IntegrityError
+from genofed.common.messages import Status
 from genofed.common.secure_sum import (
     PROTO_FIELD,
     exact_sum,
@@ -57,9 +58,9 @@ from genofed.common.secure_sum import (
     request_to_config,
     secaggplus_settings,
 )
+from genofed.common.wire.proto import reply_from_bytes
 from genofed.common.wire.records import REPLY_KEY, array_manifest
 from genofed.coordinator.transport import Incoming, Outgoing, SecureExchange
-from genofed.protos.v1 import genofed_pb2 as pb
 
 log = logging.getLogger("genofed.coordinator")
 _POLL_S = 0.1
@@ -192,7 +193,7 @@ class _WatchedGrid:
             if stage == Stage.COLLECT_MASKED_VECTORS:
                 incoming = _collected(msg)
                 self.replies[node] = incoming
-                if incoming.reply is None or incoming.reply.status != pb.REPLY_STATUS_OK:
+                if incoming.reply is None or incoming.reply.status != Status.OK:
                     failed[node] = incoming
             elif msg.has_error():
                 failed[node] = Incoming(
@@ -226,16 +227,18 @@ def _collected(msg: Message) -> Incoming:
     raw = record.get(PROTO_FIELD) if record is not None else None
     if not isinstance(raw, bytes):
         return Incoming(None, error="the site sent no GenoFed reply with its masked vector")
-    reply = pb.SiteReply()
-    reply.ParseFromString(raw)
-    if reply.status != pb.REPLY_STATUS_OK:
+    try:
+        reply = reply_from_bytes(raw)
+    except IntegrityError:
+        return Incoming(None, error="reply failed its integrity check")
+    if reply.status != Status.OK:
         return Incoming(reply)
     configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
     masked = configs.get(Key.MASKED_PARAMETERS) if configs is not None else None
     if not isinstance(masked, list):
         return Incoming(None, error="the site's reply has no masked vector")
     arrays = masked_arrays([bytes_to_ndarray(b) for b in masked])  # type: ignore[arg-type]
-    if array_manifest(arrays) != list(reply.arrays):
+    if array_manifest(arrays) != reply.arrays:
         return Incoming(None, error="reply failed its integrity check")
     return Incoming(reply, arrays)
 

@@ -15,15 +15,15 @@ from typing import Protocol
 
 import numpy as np
 
+from genofed.common.messages import Reply, Request
 from genofed.common.wire.records import NamedArrays
-from genofed.protos.v1 import genofed_pb2 as pb
 
 
 @dataclass(frozen=True)
 class Outgoing:
     """A request for one node, with its input arrays."""
 
-    request: pb.AnalysisRequest
+    request: Request
     inputs: NamedArrays = field(default_factory=dict)
 
 
@@ -31,7 +31,7 @@ class Outgoing:
 class Incoming:
     """A node's reply, or the transport's error when none came back."""
 
-    reply: pb.SiteReply | None
+    reply: Reply | None
     arrays: NamedArrays = field(default_factory=dict)
     error: str | None = None
 

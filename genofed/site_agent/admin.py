@@ -36,6 +36,8 @@ import grpc
 
 from genofed.common.checkpoint import rfc3339
 from genofed.common.errors import GenoFedError, InputError
+from genofed.common.messages import AuditEntry
+from genofed.common.wire.proto import audit_entry_from_proto, audit_entry_to_proto
 from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.protos.v1 import site_admin_pb2 as sa
 from genofed.protos.v1 import site_admin_pb2_grpc as sa_grpc
@@ -115,7 +117,7 @@ class _Servicer(sa_grpc.SiteAdminServicer):
                 admin_state.audit_entries(self._site, request.start_index, request.study_sha256)
             ),
         )
-        yield from entries
+        yield from (audit_entry_to_proto(e) for e in entries)
 
     def GetLatestCheckpoint(self, request: Any, context: grpc.ServicerContext) -> pb.Checkpoint:
         return self._guard(context, lambda: admin_state.latest_checkpoint(self._site))
@@ -208,10 +210,13 @@ class AdminClient:
     def latest_checkpoint(self) -> pb.Checkpoint:
         return self._call(self._stub.GetLatestCheckpoint, sa.CheckpointRequest())
 
-    def audit_entries(self, start: int = 0, study: str = "") -> list[pb.AuditEntry]:
+    def audit_entries(self, start: int = 0, study: str = "") -> list[AuditEntry]:
         request = sa.AuditEntriesRequest(start_index=start, study_sha256=study)
         try:
-            return list(self._stub.StreamAuditEntries(request, metadata=self._meta, timeout=60))
+            return [
+                audit_entry_from_proto(m)
+                for m in self._stub.StreamAuditEntries(request, metadata=self._meta, timeout=60)
+            ]
         except grpc.RpcError as exc:
             raise GenoFedError(
                 f"the site agent's admin service at {self.address} failed: "

@@ -1,9 +1,11 @@
-"""The site's answer to one coordinator request, independent of transport.
+"""The one release path: every request a site answers goes through :func:`handle_request`.
 
 This is where a request meets the site's files and policy: check the study's
-integrity, ask the policy, stream the genotypes through the local statistic,
-and describe what leaves. The Flower ClientApp (``app.py``) only decodes the
-message, calls :func:`handle_request` and encodes the reply.
+integrity, ask the policy, hand the analysis's module (``requests/``, found by
+request kind) one :class:`~genofed.site_agent.context.RequestContext`, and
+audit what leaves. The modules compute only their statistics. The Flower
+ClientApp (``app.py``) only decodes the message, calls :func:`handle_request`
+and encodes the reply.
 
 What can leave a site, by request kind:
 
@@ -58,30 +60,15 @@ the reply's receipt cites the entry and the signed checkpoint covering it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 import genofed
-from genofed.common.analyses import COUNT_KINDS, VARIANTS_KIND
-from genofed.common.checkpoint import checkpoint_to_proto
+from genofed.common.analyses import COUNT_KINDS, GENOTYPE_COUNTS_KIND, VARIANTS_KIND
 from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, PolicyRefusal
-from genofed.common.study import SECURE_MODES, Study
-from genofed.common.wire.glm import GLM_REQUEST_KINDS
-from genofed.common.wire.pca import PCA_REQUEST_KINDS
-from genofed.common.wire.pgx import PGX_REQUEST_KINDS
-from genofed.common.wire.prs import PRS_REQUEST_KINDS
-from genofed.common.wire.records import (
-    NamedArrays,
-    array_manifest,
-    signature_from_proto,
-    study_from_proto,
-)
-from genofed.common.wire.survival import SURVIVAL_REQUEST_KINDS
-from genofed.common.wire.train import TRAIN_REQUEST_KINDS
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.common.messages import Receipt, Reply, Request, Status
+from genofed.common.study import AnalysisSpec, Study
+from genofed.common.wire.records import NamedArrays, array_manifest, study_of, study_signature
 from genofed.site_agent.audit.log import (
     DECISION_ERROR,
     DECISION_REFUSED,
@@ -91,9 +78,9 @@ from genofed.site_agent.audit.log import (
     release_entry,
     request_entry,
 )
+from genofed.site_agent.context import Answer, Clock, RequestContext, Sealer, Server
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.approvals import require_approval
-from genofed.site_agent.privacy.dp_release import ledger_for, plan_counts, release_counts
 from genofed.site_agent.privacy.policy import (
     POLICY_FILE,
     REFUSE_ALL,
@@ -104,37 +91,23 @@ from genofed.site_agent.privacy.policy import (
     check_study_signature,
     load_policy,
 )
-from genofed.site_agent.privacy.suppression import (
-    GENOTYPE_CELLS,
-    SUPPRESSED_ARRAY,
-    suppress_small_cells,
-)
-from genofed.site_agent.requests.glm import serve_glm
-from genofed.site_agent.requests.pca import serve_pca
-from genofed.site_agent.requests.pgx import serve_pgx
-from genofed.site_agent.requests.secure_counts import Sealer, serve_secure_counts
-from genofed.site_agent.requests.survival import serve_survival
-from genofed.site_agent.sitedir import SiteConfig, load_site
-from genofed.site_agent.stats.genotype_counts import flip_counts, genotype_counts
+from genofed.site_agent.requests import server_for
+from genofed.site_agent.sitedir import load_site
 
 log = logging.getLogger("genofed.site")
-Clock = Callable[[], datetime]
 
 #: Reason code of a reply the site cannot audit (nothing is released).
 AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 
-#: Request kind for per-variant genotype counts.
-GENOTYPE_COUNTS_KIND = "genotype_counts"
-
 
 def handle_request(
     site_dir: Path,
-    request: pb.AnalysisRequest,
+    request: Request,
     inputs: NamedArrays,
     *,
     clock: Clock | None = None,
     sealer: Sealer | None = None,
-) -> tuple[pb.SiteReply, NamedArrays]:
+) -> tuple[Reply, NamedArrays]:
     """Answer one request and audit it; never raises for a request the site declines.
 
     ``sealer`` is given for a secure-sum round (``exact``, ``distributed-dp``:
@@ -151,28 +124,30 @@ def handle_request(
         audit = AuditLog.open(site_dir, clock=clock)
     except GenoFedError as exc:
         log.error("cannot open the audit log; refusing %s: %s", request.kind, exc)
-        reply = _reply_to(request)
-        return _failed(reply, pb.REPLY_STATUS_ERROR, AUDIT_UNAVAILABLE, str(exc)), {}
+        return _failed(_reply_to(request), Status.ERROR, AUDIT_UNAVAILABLE, str(exc)), {}
     with audit:
         try:
             audit.append(request_entry(request))
         except GenoFedError as exc:
             log.error("cannot audit a %s request; refusing it: %s", request.kind, exc)
             reply = _reply_to(request, site=name)
-            return _failed(reply, pb.REPLY_STATUS_ERROR, AUDIT_UNAVAILABLE, str(exc)), {}
-        reply, arrays = _answer(site_dir, request, inputs, clock, sealer)
-        ok = reply.status == pb.REPLY_STATUS_OK
+            return _failed(reply, Status.ERROR, AUDIT_UNAVAILABLE, str(exc)), {}
+        reply, answer = _answer(site_dir, request, inputs, clock, sealer)
+        arrays = answer.arrays if answer is not None else {}
         manifest = array_manifest(arrays)
-        if ok:
+        charge = answer.charge if answer is not None else None
+        epsilon = charge.epsilon if charge is not None else 0.0
+        delta = charge.delta if charge is not None else 0.0
+        if reply.ok:
             entry = release_entry(
                 request,
                 manifest,
                 noise=reply.facts.get("noise", NO_NOISE),
-                epsilon=reply.receipt.epsilon_charged,
-                delta=reply.receipt.delta_charged,
+                epsilon=epsilon,
+                delta=delta,
             )
         else:
-            refused = reply.status == pb.REPLY_STATUS_REFUSED
+            refused = reply.status == Status.REFUSED
             decision = DECISION_REFUSED if refused else DECISION_ERROR
             entry = refusal_entry(
                 request, decision=decision, reason=f"{reply.reason_code}: {reply.message}"
@@ -182,66 +157,105 @@ def handle_request(
             leaf, proof = audit.proof_of_last(index)
         except GenoFedError as exc:
             log.error("cannot audit the answer to a %s request: %s", request.kind, exc)
-            if not ok:
+            if not reply.ok:
                 return reply, {}  # a refusal releases nothing: it still goes back
             reply = _reply_to(request, site=name)
-            return _failed(reply, pb.REPLY_STATUS_ERROR, AUDIT_UNAVAILABLE, str(exc)), {}
-    del reply.arrays[:]
-    reply.arrays.extend(manifest)  # the encoder refuses to send any other arrays
-    reply.receipt.CopyFrom(
-        pb.Receipt(
-            audited=True,
-            audit_index=index,
-            checkpoint=checkpoint_to_proto(checkpoint),
-            epsilon_charged=reply.receipt.epsilon_charged,
-            delta_charged=reply.receipt.delta_charged,
-            entry=leaf,
-            inclusion_proof=proof,
-        )
+            return _failed(reply, Status.ERROR, AUDIT_UNAVAILABLE, str(exc)), {}
+    receipt = Receipt(
+        audited=True,
+        audit_index=index,
+        checkpoint=checkpoint,
+        epsilon_charged=epsilon,
+        delta_charged=delta,
+        entry=leaf,
+        inclusion_proof=tuple(proof),
     )
-    return reply, arrays
+    # the encoder refuses to send any arrays other than the ones the manifest lists
+    return replace(reply, arrays=manifest, receipt=receipt), arrays
 
 
-def _reply_to(request: pb.AnalysisRequest, site: str = "") -> pb.SiteReply:
-    return pb.SiteReply(
+def _reply_to(request: Request, site: str = "") -> Reply:
+    return Reply(
         site=site,
         analysis_id=request.analysis_id,
         step=request.step,
-        study_sha256=request.study.study.sha256,
+        study_sha256=request.study.sha256,
         software_version=genofed.__version__,
     )
 
 
+def _failed(reply: Reply, status: Status, code: str, message: str) -> Reply:
+    return replace(reply, status=status, reason_code=code, message=message)
+
+
 def _answer(
     site_dir: Path,
-    request: pb.AnalysisRequest,
+    request: Request,
     inputs: NamedArrays,
     clock: Clock | None = None,
     sealer: Sealer | None = None,
-) -> tuple[pb.SiteReply, NamedArrays]:
-    """Answer one request (:func:`handle_request` audits it)."""
+) -> tuple[Reply, Answer | None]:
+    """Check and answer one request (:func:`handle_request` audits it)."""
     reply = _reply_to(request)
+    facts: dict[str, str] = {}
     try:
         config = load_site(site_dir)
-        reply.site = config.name
+        reply = replace(reply, site=config.name)
         policy = _site_policy(site_dir)
-        study = study_from_proto(request.study.study)
-        if sealer is not None and request.kind != GENOTYPE_COUNTS_KIND:
+        study = study_of(request.study)
+        server = server_for(request.kind)
+        if sealer is not None and (server is None or not server.secure):
             raise PolicyRefusal("BAD_REQUEST", f"{request.kind!r} is not a secure-sum request")
-        arrays = _dispatch(config, policy, study, request, inputs, reply, clock, sealer)
+        analyst = check_study_signature(
+            policy, request.study.canonical_json, study_signature(request.study)
+        )
+        check_study(policy, study)
+        with BedFile(config.genotypes) as bed:
+            check_cohort_size(policy, bed.n_samples)  # before any fact about the cohort is set
+            if clock is None:
+                require_approval(config.directory, policy, study, analyst)
+            else:
+                require_approval(config.directory, policy, study, analyst, clock=clock)
+            facts["n_samples"] = str(bed.n_samples)
+            facts["n_variants"] = str(bed.n_variants)
+            facts["policy"] = "demo (synthetic data only)" if policy.demo else "site policy"
+            if server is None:
+                raise PolicyRefusal(
+                    "UNKNOWN_REQUEST", f"this site does not know request kind {request.kind!r}"
+                )
+            specs = _specs_of(server, study, request)
+            signed = analyst is not None
+            for kind in [s.kind for s in specs] or [request.kind]:
+                check_request(policy, kind=kind, signed=signed, n_samples=bed.n_samples)
+            if study.privacy.mode not in server.modes:
+                kind = specs[0].kind if specs else request.kind
+                raise PolicyRefusal("UNSUPPORTED", server.unsupported.replace("{kind}", kind))
+            context = RequestContext(
+                request=request,
+                inputs=inputs,
+                study=study,
+                spec=specs[0] if len(specs) == 1 and request.kind != GENOTYPE_COUNTS_KIND else None,
+                specs=specs,
+                site=config,
+                policy=policy,
+                signed=signed,
+                bed=bed,
+                clock=clock,
+                sealer=sealer,
+            )
+            answer = server.serve(context)
         if sealer is not None:
-            arrays = sealer.seal(arrays)
+            answer.arrays = sealer.seal(answer.arrays)
     except PolicyRefusal as exc:
-        log.warning("refused %s for study %s: %s", request.kind, request.study.study.sha256, exc)
-        return _failed(reply, pb.REPLY_STATUS_REFUSED, exc.reason_code, str(exc)), {}
+        log.warning("refused %s for study %s: %s", request.kind, request.study.sha256, exc)
+        return _failed(reply, Status.REFUSED, exc.reason_code, str(exc)), None
     except IntegrityError as exc:
         log.warning("integrity failure on %s request", request.kind)
-        return _failed(reply, pb.REPLY_STATUS_REFUSED, "INTEGRITY", str(exc)), {}
+        return _failed(reply, Status.REFUSED, "INTEGRITY", str(exc)), None
     except GenoFedError as exc:
         log.error("could not answer %s: %s", request.kind, exc)
-        return _failed(reply, pb.REPLY_STATUS_ERROR, type(exc).__name__.upper(), str(exc)), {}
-    reply.status = pb.REPLY_STATUS_OK
-    return reply, arrays
+        return _failed(reply, Status.ERROR, type(exc).__name__.upper(), str(exc)), None
+    return replace(reply, status=Status.OK, facts={**facts, **answer.facts}), answer
 
 
 def _site_policy(site_dir: Path) -> SitePolicy:
@@ -257,127 +271,37 @@ def _site_policy(site_dir: Path) -> SitePolicy:
     return policy
 
 
-def _failed(reply: pb.SiteReply, status: int, code: str, message: str) -> pb.SiteReply:
-    reply.status = status  # type: ignore[assignment]
-    reply.reason_code = code
-    reply.message = message
-    return reply
+def _specs_of(server: Server, study: Study, request: Request) -> tuple[AnalysisSpec, ...]:
+    """The study's analyses that ``request`` serves; ``NOT_IN_STUDY`` for any other.
 
-
-def _dispatch(
-    config: SiteConfig,
-    policy: SitePolicy,
-    study: Study,
-    request: pb.AnalysisRequest,
-    inputs: NamedArrays,
-    reply: pb.SiteReply,
-    clock: Clock | None = None,
-    sealer: Sealer | None = None,
-) -> NamedArrays:
-    analyst = check_study_signature(
-        policy, request.study.study.canonical_json, signature_from_proto(request.study)
+    A ``genotype_counts`` request serves every count analysis it names (its
+    ``analysis_id`` is a comma-separated list); ``variants`` serves none; any
+    other request serves the one analysis of its ``analysis_id``.
+    """
+    if not server.analyses:
+        return ()
+    by_id = {a.id: a for a in study.analyses}
+    idents = (
+        request.analysis_id.split(",")
+        if request.kind == GENOTYPE_COUNTS_KIND
+        else [request.analysis_id]
     )
-    signed = analyst is not None
-    check_study(policy, study)
-    with BedFile(config.genotypes) as bed:
-        check_cohort_size(policy, bed.n_samples)  # before any fact about the cohort is set
-        if clock is None:
-            require_approval(config.directory, policy, study, analyst)
-        else:
-            require_approval(config.directory, policy, study, analyst, clock=clock)
-        reply.facts["n_samples"] = str(bed.n_samples)
-        reply.facts["n_variants"] = str(bed.n_variants)
-        reply.facts["policy"] = "demo (synthetic data only)" if policy.demo else "site policy"
-        if request.kind == VARIANTS_KIND:
-            check_request(policy, kind=VARIANTS_KIND, signed=signed, n_samples=bed.n_samples)
-            v = bed.variants
-            return {"chrom": v.chrom, "pos": v.pos, "id": v.id, "ref": v.ref, "alt": v.alt}
-        if request.kind == GENOTYPE_COUNTS_KIND:
-            for kind in _served_kinds(study, request.analysis_id):
-                check_request(policy, kind=kind, signed=signed, n_samples=bed.n_samples)
-            index, flip = _variant_plan(inputs, bed.n_variants)
-            if sealer is not None or study.privacy.mode in SECURE_MODES:
-                return serve_secure_counts(
-                    config, policy, study, request, reply, bed, index, flip, sealer
-                )
-            if study.privacy.mode == "dp":
-                ledger = ledger_for(config.directory, policy)
-                dp_plan = plan_counts(study, len(index))
-                ledger.check(dp_plan.noise_multiplier)  # refuse before computing anything
-            counts = np.zeros((len(index), 4), dtype=np.int64)
-            for start, dosages in bed.iter_dosages(index):
-                counts[start : start + len(dosages)] = genotype_counts(dosages)
-            counts = flip_counts(counts, flip)
-            if study.privacy.mode == "dp":
-                counts = release_counts(ledger, dp_plan, counts, request, reply)
-                return {"genotype_counts": counts}
-            released = suppress_small_cells(counts, policy.min_cell_count, GENOTYPE_CELLS)
-            reply.facts["min_cell_count"] = str(policy.min_cell_count)
-            reply.facts["suppressed_variants"] = str(released.n_withheld)
-            return {"genotype_counts": released.counts, SUPPRESSED_ARRAY: released.withheld}
-        if request.kind in GLM_REQUEST_KINDS:
-            index, flip = _variant_plan(inputs, bed.n_variants)
-            return serve_glm(
-                config, policy, study, request, inputs, reply, bed, index, flip, signed
-            )
-        if request.kind in PCA_REQUEST_KINDS:
-            index, flip = _variant_plan(inputs, bed.n_variants)
-            return serve_pca(
-                config, policy, study, request, inputs, reply, bed, index, flip, signed
-            )
-        if request.kind in PRS_REQUEST_KINDS:
-            # scipy.special takes about 0.25 s to import in each fresh ClientApp process
-            from genofed.site_agent.requests.prs import serve_prs
-
-            return serve_prs(config, policy, study, request, inputs, reply, bed, signed)
-        if request.kind in PGX_REQUEST_KINDS:
-            return serve_pgx(config, policy, study, request, inputs, reply, bed, signed)
-        if request.kind in SURVIVAL_REQUEST_KINDS:
-            return serve_survival(config, policy, study, request, inputs, reply, bed, signed)
-        if request.kind in TRAIN_REQUEST_KINDS:
-            planned = _plan_inputs(inputs, bed)
-            # torch takes about a second to import, and every request starts a fresh
-            # ClientApp process: only train requests pay for it
-            from genofed.site_agent.requests.train import serve_train
-
-            return serve_train(config, policy, study, request, planned, reply, bed, signed)
-    raise PolicyRefusal("UNKNOWN_REQUEST", f"this site does not know request kind {request.kind!r}")
-
-
-def _served_kinds(study: Study, analysis_ids: str) -> list[str]:
-    """The analysis kinds a counts request serves; each must be in the study."""
-    by_id = {a.id: a.kind for a in study.analyses}
-    kinds = []
-    for ident in analysis_ids.split(","):
-        kind = by_id.get(ident)
-        if kind not in COUNT_KINDS:
+    wanted = server.analysis_of.get(request.kind)
+    specs = []
+    for ident in idents:
+        spec = by_id.get(ident)
+        if spec is None or spec.kind not in server.analyses or wanted not in (None, spec.kind):
             raise PolicyRefusal(
-                "NOT_IN_STUDY", f"analysis {ident!r} is not a count analysis of this study"
+                "NOT_IN_STUDY", f"analysis {ident!r} is not {_what(server, wanted)} of this study"
             )
-        kinds.append(kind)
-    return kinds
+        specs.append(spec)
+    return tuple(specs)
 
 
-def _plan_inputs(inputs: NamedArrays, bed: BedFile) -> NamedArrays:
-    """``inputs`` with their variant plan checked (``variant_index`` int64, ``flip``)."""
-    index, flip = _variant_plan(inputs, bed.n_variants)
-    return {**inputs, "variant_index": index, "flip": flip}
+def _what(server: Server, wanted: str | None) -> str:
+    if server.analyses == COUNT_KINDS:
+        return "a count analysis"
+    return f"a {wanted or ' or '.join(sorted(server.analyses))} analysis"
 
 
-def _variant_plan(inputs: NamedArrays, n_variants: int) -> tuple[np.ndarray, np.ndarray]:
-    index = inputs.get("variant_index")
-    flip = inputs.get("flip")
-    if (
-        index is None
-        or flip is None
-        or index.ndim != 1
-        or index.shape != flip.shape
-        or index.dtype.kind not in "iu"
-        or flip.dtype != np.bool_
-        or (index.size and (index.min() < 0 or index.max() >= n_variants))
-    ):
-        raise PolicyRefusal("BAD_REQUEST", "the request's variant plan is malformed")
-    return index.astype(np.int64), flip
-
-
-__all__ = ["AUDIT_UNAVAILABLE", "GENOTYPE_COUNTS_KIND", "handle_request"]
+__all__ = ["AUDIT_UNAVAILABLE", "VARIANTS_KIND", "handle_request"]

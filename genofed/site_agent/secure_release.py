@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message
 from flwr.client.mod import secaggplus_mod
-from flwr.common import Code, FitRes, Status, bytes_to_ndarray, ndarrays_to_parameters
+from flwr.common import Code, FitRes, bytes_to_ndarray, ndarrays_to_parameters
+from flwr.common import Status as FlowerStatus
 from flwr.common.secure_aggregation.secaggplus_constants import (
     RECORD_KEY_CONFIGS,
     RECORD_KEY_STATE,
@@ -43,6 +44,7 @@ from flwr.compat.common import recorddict_compat as compat
 
 import genofed
 from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, PolicyRefusal
+from genofed.common.messages import ArraySpec, Reply, Request, Status
 from genofed.common.secure_sum import (
     NUM_EXAMPLES,
     PROTO_FIELD,
@@ -51,8 +53,8 @@ from genofed.common.secure_sum import (
     settings_problem,
 )
 from genofed.common.study import SECURE_MODES
+from genofed.common.wire.proto import reply_to_bytes
 from genofed.common.wire.records import REPLY_KEY, NamedArrays, array_spec, reply_to_recorddict
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.audit.log import DECISION_REFUSED, AuditLog, refusal_entry, release_entry
 from genofed.site_agent.privacy.policy import POLICY_FILE, load_policy
 from genofed.site_agent.release import handle_request
@@ -106,7 +108,7 @@ class SecAggSealer:
     def seal(self, arrays: NamedArrays) -> NamedArrays:
         counts = arrays["genotype_counts"]
         fitres = FitRes(
-            status=Status(code=Code.OK, message=""),
+            status=FlowerStatus(code=Code.OK, message=""),
             parameters=ndarrays_to_parameters([counts.astype(np.float64)]),
             num_examples=NUM_EXAMPLES,
             metrics={},
@@ -137,8 +139,8 @@ def _collect(msg: Message, context: Context, site_dir: Path) -> Message:
     try:
         request, inputs = request_from_config(msg.content.config_records[FITINS_CONFIG])
     except (KeyError, IntegrityError):
-        reply = pb.SiteReply(
-            status=pb.REPLY_STATUS_REFUSED,
+        reply = Reply(
+            status=Status.REFUSED,
             reason_code="INTEGRITY",
             message="malformed secure-sum request",
             software_version=genofed.__version__,
@@ -146,19 +148,17 @@ def _collect(msg: Message, context: Context, site_dir: Path) -> Message:
         return Message(reply_to_recorddict(reply, {}), reply_to=msg)
     sealer = SecAggSealer(msg, context)
     reply, _masked = handle_request(site_dir, request, inputs, sealer=sealer)
-    if reply.status != pb.REPLY_STATUS_OK or sealer.out is None:
+    if reply.status != Status.OK or sealer.out is None:
         return Message(reply_to_recorddict(reply, {}), reply_to=msg)
     out = sealer.out
     # the reply (its manifest lists the masked arrays, its receipt cites their audit entry)
-    out.content.config_records[REPLY_KEY] = ConfigRecord({PROTO_FIELD: reply.SerializeToString()})
+    out.content.config_records[REPLY_KEY] = ConfigRecord({PROTO_FIELD: reply_to_bytes(reply)})
     return out
 
 
 def _key_exchange(msg: Message, context: Context, site_dir: Path, stage: str) -> Message:
     """A key-exchange stage: allowed by the policy, run by Flower, audited before it leaves."""
-    request = pb.AnalysisRequest(
-        kind=KEY_EXCHANGE_KINDS[stage], step=stage, run_id=str(msg.metadata.run_id)
-    )
+    request = Request(kind=KEY_EXCHANGE_KINDS[stage], step=stage, run_id=str(msg.metadata.run_id))
     with AuditLog.open(site_dir) as audit:
         try:
             policy = load_policy(site_dir / POLICY_FILE)
@@ -185,9 +185,9 @@ def _key_exchange(msg: Message, context: Context, site_dir: Path, stage: str) ->
     return out
 
 
-def _manifest(record: ConfigRecord) -> list[pb.ArraySpec]:
+def _manifest(record: ConfigRecord) -> list[ArraySpec]:
     """Names, sizes and SHA-256 of every bytes value a key-exchange stage sends."""
-    specs = []
+    specs: list[ArraySpec] = []
     for key in sorted(record):
         values = record[key]
         items = values if isinstance(values, list) else [values]

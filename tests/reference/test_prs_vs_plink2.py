@@ -32,16 +32,17 @@ import pytest
 from scipy import stats
 
 from genofed.common.errors import GenoFedError, InputError
+from genofed.common.messages import AuditKind, Request, Status
 from genofed.common.pgs_scoring import parse_scoring_file
 from genofed.common.study import Study, study_from_mapping
+from genofed.common.wire.proto import audit_entry_from_bytes
 from genofed.common.wire.prs import group_edges, histogram_edges, roc_thresholds
 from genofed.common.wire.records import (
     request_from_recorddict,
     request_to_recorddict,
-    signed_study_to_proto,
+    signed_study,
 )
 from genofed.coordinator.runner import StudyOutcome, run_study
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.audit.log import read_site_log
 from genofed.site_agent.io.pheno import read_pheno_table
 from genofed.site_agent.io.plink import BedFile
@@ -328,8 +329,8 @@ def test_prs__site_refuses_and_audits_a_file_other_than_the_pinned_one(
     data = cohort.scoring_file.read_bytes()
     study = _prs_study(cohort.scoring_file, scoring_sha256=hashlib.sha256(data).hexdigest())
     tampered = data.replace(b"#pgs_id=GENOFED_SIM", b"#pgs_id=OTHER")
-    request = pb.AnalysisRequest(
-        study=signed_study_to_proto(study, None), analysis_id="prs", kind="prs_match", step="x"
+    request = Request(
+        study=signed_study(study, None), analysis_id="prs", kind="prs_match", step="x"
     )
     site = cohort.sites[0]
     before = len(read_site_log(site).leaves)
@@ -337,14 +338,14 @@ def test_prs__site_refuses_and_audits_a_file_other_than_the_pinned_one(
     reply, arrays = handle_request(
         site, *request_from_recorddict(request_to_recorddict(request, inputs))
     )
-    assert reply.status == pb.REPLY_STATUS_REFUSED and reply.reason_code == "BAD_REQUEST"
+    assert reply.status == Status.REFUSED and reply.reason_code == "BAD_REQUEST"
     assert "pins" in reply.message and arrays == {}
-    new = [pb.AuditEntry.FromString(leaf) for leaf in read_site_log(site).leaves[before:]]
-    assert new[0].kind == pb.AUDIT_KIND_REQUEST  # the request, with the file's hash
+    new = [audit_entry_from_bytes(leaf) for leaf in read_site_log(site).leaves[before:]]
+    assert new[0].kind == AuditKind.REQUEST  # the request, with the file's hash
     assert [(a.name, a.sha256) for a in new[0].inputs] == [
         ("scoring_file", hashlib.sha256(tampered).hexdigest())
     ]
-    assert new[-1].kind == pb.AUDIT_KIND_REFUSAL
+    assert new[-1].kind == AuditKind.REFUSAL
 
 
 def test_prs__no_row_matching_names_the_build(cohort: SynthSummary, tmp_path: Path) -> None:

@@ -9,7 +9,11 @@ The reference is a central fit on ``pooled/`` with lifelines 0.30:
   estimates and 95 % bands (lifelines' default log(-log) Greenwood band) at
   every grid point, and ``multivariate_logrank_test`` the same statistic, to
   the 10 significant digits the tables hold. ``N_RISK``/``N_EVENT`` are
-  checked exactly against counts taken directly from the pooled table.
+  checked exactly against counts taken directly from the pooled table. A
+  ``horizon`` instead of a grid gives the 1000-point grid to it, checked the
+  same way. On lifelines' Rossi recidivism data (times in whole weeks) the
+  site and coordinator cores on a grid holding every week give lifelines'
+  estimate and test on the raw times exactly.
 * ``cox``: ``CoxPHFitter(strata=["SITE"])`` (Efron ties, lifelines' only
   option) fitted to convergence; coefficients and standard errors to
   relative error 1e-6 (the issue's bound; the fits agree far closer).
@@ -25,11 +29,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from lifelines import CoxPHFitter, KaplanMeierFitter
+from lifelines.datasets import load_rossi
 from lifelines.statistics import multivariate_logrank_test
 from statsmodels.duration.hazard_regression import PHReg
 
 from genofed.common.study import study_from_mapping
+from genofed.common.wire.survival import default_grid
+from genofed.coordinator.combine.survival import kaplan_meier, log_rank, pool_counts
 from genofed.coordinator.runner import StudyOutcome, run_study
+from genofed.site_agent.stats.survival import grid_counts
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
 
@@ -54,6 +62,14 @@ def federated(cohort: SynthSummary, tmp_path_factory: pytest.TempPathFactory) ->
         {"kind": "km", **common, "group": "RSCORE", "cuts": CUTS, "grid": GRID},
         {"kind": "km", "id": "km_sex", **common, "group": "SEX", "levels": [1, 2], "grid": GRID},
         {"kind": "km", "id": "km_all", **common, "grid": GRID[::2]},
+        {
+            "kind": "km",
+            "id": "km_fine",
+            **common,
+            "group": "SEX",
+            "levels": [1, 2],
+            "horizon": 3000,  # within everyone's follow-up: no empty risk sets
+        },
         {"kind": "cox", **common, "covariates": COVARIATES},
         {"kind": "cox", "id": "cox_breslow", **common, "covariates": COVARIATES, "ties": "breslow"},
     ]
@@ -145,6 +161,58 @@ def test_km__categorical_and_ungrouped_curves_equal_lifelines(
     _check_km(federated.out, "km_sex.km.tsv", {"SEX=1": sex == 1, "SEX=2": sex == 2}, pooled, GRID)
     everyone = {"ALL": np.ones(len(pooled), dtype=bool)}
     _check_km(federated.out, "km_all.km.tsv", everyone, pooled, GRID[::2])
+
+
+def test_km_with_horizon__the_finest_grid_equals_lifelines_on_times_rounded_up_to_it(
+    federated: StudyOutcome, pooled: pd.DataFrame
+) -> None:
+    sex = pooled["SEX"].to_numpy(int)
+    grid = list(default_grid(3000))
+    groups = {"SEX=1": sex == 1, "SEX=2": sex == 2}
+    _check_km(federated.out, "km_fine.km.tsv", groups, pooled, grid)
+    stats = federated.summary["km_fine"]
+    assert stats["grid points"] == 1000  # type: ignore[index]
+    assert stats["time resolution"] == (  # type: ignore[index]
+        "grid: event and censoring times rounded up to the next grid time, "
+        "follow-up beyond 3000 censored there"
+    )
+
+
+def test_km_cores_on_a_grid_of_every_week__equal_lifelines_on_raw_times_of_real_data() -> None:
+    """Rossi (432 released prisoners, weeks to arrest 1..52, by financial aid), at 3 sites.
+
+    Every week a grid time: the raw estimate and test. Every 4th week: the
+    estimate at the grid times is still the raw one (Rossi censors only at
+    week 52, so no censoring precedes an event within an interval), but the
+    log-rank test, which compares the groups at each event time, differs.
+    """
+    df = load_rossi()
+    weeks = df["week"].to_numpy(np.float64)
+    arrest = df["arrest"].to_numpy(np.int64) == 1
+    fin = df["fin"].to_numpy(np.int64)
+    site = np.arange(len(df)) % 3
+    for grid, exact in ((np.arange(1.0, 53.0), True), (np.arange(4.0, 53.0, 4.0), False)):
+        released = []
+        for s in range(3):
+            mine = site == s
+            n_risk, n_event = grid_counts(weeks[mine], arrest[mine], fin[mine], 2, grid)
+            released.append((n_risk, n_event, np.zeros(n_risk.shape, dtype=np.bool_)))
+        pooled = pool_counts(released, (2, len(grid)))
+        km, test = kaplan_meier(pooled), log_rank(pooled)
+        t, e = _on_grid(weeks, arrest.astype(int), list(grid))
+        if exact:
+            np.testing.assert_array_equal(t, weeks)  # every week is a grid time
+        for g in (0, 1):
+            ref = KaplanMeierFitter().fit(t[fin == g], e[fin == g])
+            want = ref.survival_function_at_times(grid).to_numpy()
+            np.testing.assert_allclose(km.surv[g], want, rtol=1e-12, atol=0)
+            raw = KaplanMeierFitter().fit(weeks[fin == g], arrest[fin == g])
+            np.testing.assert_allclose(km.surv[g], raw.survival_function_at_times(grid), rtol=1e-12)
+        ref_test = multivariate_logrank_test(t, fin, e)
+        assert test.chisq == pytest.approx(ref_test.test_statistic, rel=1e-10)
+        raw_test = multivariate_logrank_test(weeks, fin, arrest)
+        gap = abs(test.chisq / raw_test.test_statistic - 1)
+        assert gap < 1e-10 if exact else gap > 1e-3
 
 
 def test_cox__stratified_by_site_equals_lifelines(

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from genofed.common.errors import InputError, PolicyRefusal, SiteFailure
+from genofed.common.messages import Request, Status
 from genofed.common.study import study_from_mapping
 from genofed.common.wire.pca import MAX_ITERATIONS
-from genofed.common.wire.records import signed_study_to_proto
+from genofed.common.wire.records import signed_study
 from genofed.coordinator.runner import run_study
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.io.plink import read_fam
 from genofed.site_agent.privacy.policy import POLICY_FILE
 from genofed.site_agent.release import handle_request
@@ -86,8 +86,8 @@ def test_pca__an_iteration_out_of_bounds_or_sequence_is_refused_and_audited(
     width: int,
     message: str,
 ) -> None:
-    request = pb.AnalysisRequest(
-        study=signed_study_to_proto(STUDY, None),
+    request = Request(
+        study=signed_study(STUDY, None),
         analysis_id="pca",
         kind="pca_iterate",
         step="pca_iterate",
@@ -103,7 +103,7 @@ def test_pca__an_iteration_out_of_bounds_or_sequence_is_refused_and_audited(
         "transform": np.eye(width),
     }
     reply, arrays = handle_request(cohort.sites[2], request, inputs)
-    assert reply.status == pb.REPLY_STATUS_REFUSED and reply.reason_code == "BAD_REQUEST"
+    assert reply.status == Status.REFUSED and reply.reason_code == "BAD_REQUEST"
     assert message in reply.message
     assert arrays == {} and reply.receipt.audited
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from genofed.common.errors import ConfigError, SiteFailure
+from genofed.common.messages import AuditEntry, AuditKind
 from genofed.common.signing import sign_study
 from genofed.common.study import study_from_mapping
+from genofed.common.wire.proto import audit_entry_from_bytes
 from genofed.coordinator.runner import run_study
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.audit.log import read_site_log
 from genofed.site_agent.node.supernode import NodeOptions, check_options
 from genofed.site_agent.privacy.approvals import approve, list_studies
@@ -32,8 +33,8 @@ def cohort_sites(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return list(write_cohorts(root / "c", sites=3, samples=120, variants=80, seed=5).sites)
 
 
-def _entries(site: Path) -> list[pb.AuditEntry]:
-    return [pb.AuditEntry.FromString(leaf) for leaf in read_site_log(site).leaves]
+def _entries(site: Path) -> list[AuditEntry]:
+    return [audit_entry_from_bytes(leaf) for leaf in read_site_log(site).leaves]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -52,9 +53,9 @@ def test_refusal__reaches_the_coordinator_is_audited_and_nothing_is_written(
     assert info.value.reason_code == case.code
     assert not (tmp_path / "r").exists()
     refusing = next(s for s in sites if s.name == info.value.site)
-    refusals = [e for e in _entries(refusing) if e.kind == pb.AUDIT_KIND_REFUSAL]
+    refusals = [e for e in _entries(refusing) if e.kind == AuditKind.REFUSAL]
     assert refusals and refusals[-1].reason.startswith(f"{case.code}: ")
-    released = [e for e in _entries(refusing) if e.kind == pb.AUDIT_KIND_RELEASE]
+    released = [e for e in _entries(refusing) if e.kind == AuditKind.RELEASE]
     assert not any(e.request_kind == "genotype_counts" for e in released)
 
 
@@ -76,7 +77,7 @@ def test_pending_study__is_recorded_then_runs_once_the_officer_approves(
         QC, InProcessTransport(sites), tmp_path / "r", engine="t", signature=signature
     )
     assert (outcome.out / "freq.afreq").is_file()
-    decisions = [e for e in _entries(sites[0]) if e.kind == pb.AUDIT_KIND_DECISION]
+    decisions = [e for e in _entries(sites[0]) if e.kind == AuditKind.DECISION]
     assert [(d.decision, d.reason) for d in decisions] == [("approved", "by officer")]
 
 

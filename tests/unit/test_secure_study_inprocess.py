@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from genofed.common.errors import GenoFedError, PolicyRefusal
+from genofed.common.messages import Request, Status
 from genofed.common.study import Study, study_from_mapping
-from genofed.common.wire.records import NamedArrays, signed_study_to_proto
+from genofed.common.wire.records import NamedArrays, signed_study
 from genofed.coordinator.receipt_check import WARN, ReceiptCheck
 from genofed.coordinator.runner import run_study
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.audit.log import read_site_log
 from genofed.site_agent.privacy.accounting import calibrate_noise_multiplier
 from genofed.site_agent.privacy.ledger import LEDGER_FILE, Budget, Ledger
@@ -56,9 +56,9 @@ def site(cohort, tmp_path: Path) -> Path:
     return target
 
 
-def _counts_request(study: Study) -> tuple[pb.AnalysisRequest, NamedArrays]:
-    request = pb.AnalysisRequest(
-        study=signed_study_to_proto(study, None),
+def _counts_request(study: Study) -> tuple[Request, NamedArrays]:
+    request = Request(
+        study=signed_study(study, None),
         analysis_id="freq",
         kind="genotype_counts",
         step="genotype_counts",
@@ -110,7 +110,7 @@ def test_exact_study__needs_flowers_secaggplus_and_three_sites(cohort, tmp_path:
 def test_site__refuses_secure_mode_counts_asked_for_in_the_clear(site: Path) -> None:
     for study in (EXACT, DDP):
         reply, arrays = handle_request(site, *_counts_request(study))
-        assert reply.status == pb.REPLY_STATUS_REFUSED
+        assert reply.status == Status.REFUSED
         assert reply.reason_code == "SECURE_AGGREGATION_REQUIRED"
         assert arrays == {}
 
@@ -118,7 +118,7 @@ def test_site__refuses_secure_mode_counts_asked_for_in_the_clear(site: Path) -> 
 def test_site__audits_the_masked_vector_not_the_counts(site: Path) -> None:
     sealer = StandInSealer()
     reply, arrays = handle_request(site, *_counts_request(EXACT), sealer=sealer)
-    assert reply.status == pb.REPLY_STATUS_OK, reply.message
+    assert reply.status == Status.OK, reply.message
     assert list(arrays) == ["secagg_masked_0"]
     assert sealer.sealed is not None and "suppressed" not in sealer.sealed  # no suppression
     counts = sealer.sealed["genotype_counts"]
@@ -137,7 +137,7 @@ def test_site__refuses_an_unsafe_round_before_computing(site: Path) -> None:
         site, *_counts_request(EXACT), sealer=StandInSealer(refuse="2 participants")
     )
     assert (reply.status, reply.reason_code) == (
-        pb.REPLY_STATUS_REFUSED,
+        Status.REFUSED,
         "SECURE_AGGREGATION_SETTINGS",
     )
     assert arrays == {}
@@ -179,7 +179,7 @@ def test_coordinator__refuses_fewer_sites_than_noise_shares(cohort, tmp_path: Pa
 def test_site__distributed_dp_adds_a_share_and_charges_the_guarantee(site: Path) -> None:
     sealer = StandInSealer()
     reply, _ = handle_request(site, *_counts_request(DDP), sealer=sealer)
-    assert reply.status == pb.REPLY_STATUS_OK, reply.message
+    assert reply.status == Status.OK, reply.message
     assert sealer.min_participants == 3  # the site asks SecAgg+ for >= noise_shares sites
     facts = json.loads(reply.facts["noise"])
     z = calibrate_noise_multiplier(2.0, 1e-6)

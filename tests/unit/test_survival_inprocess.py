@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from genofed.common.errors import ConfigError, SiteFailure
+from genofed.common.messages import AuditKind
 from genofed.common.study import Study, study_from_mapping
+from genofed.common.wire.proto import audit_entry_from_bytes
 from genofed.coordinator.runner import run_study
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.audit.log import read_site_log
 from genofed.site_agent.privacy.policy import POLICY_FILE
 from genofed.synth import SynthSummary, write_cohorts
@@ -83,9 +84,8 @@ def test_km__small_risk_sets_are_withheld_and_marked_never_zero(
     snapshot = read_site_log(sites[1])
     releases = []
     for leaf in snapshot.leaves:
-        entry = pb.AuditEntry()
-        entry.ParseFromString(leaf)
-        if entry.kind == pb.AUDIT_KIND_RELEASE and entry.request_kind == "km_counts":
+        entry = audit_entry_from_bytes(leaf)
+        if entry.kind == AuditKind.RELEASE and entry.request_kind == "km_counts":
             releases.append(entry)
     assert [a.name for a in releases[-1].arrays] == ["n_risk", "n_event", "suppressed"]
 

@@ -16,10 +16,11 @@ from dp_accounting.rdp import RdpAccountant
 from opacus.accountants import RDPAccountant
 
 from genofed.common.errors import ConfigError, InputError, SiteFailure
+from genofed.common.messages import AuditKind
 from genofed.common.study import Study, study_from_mapping
+from genofed.common.wire.proto import audit_entry_from_bytes
 from genofed.common.wire.train import model_logits, scale_covariates
 from genofed.coordinator.runner import run_study
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.audit.log import read_site_log
 from genofed.site_agent.io.pheno import match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile
@@ -197,11 +198,10 @@ def test_train__round_that_would_exceed_the_budget_is_refused(
     assert charged == 1  # round 1 fit (epsilon 2.39) and was charged; round 2 was refused
     entries = []
     for leaf in read_site_log(sites[1]).leaves:
-        entry = pb.AuditEntry()
-        entry.ParseFromString(leaf)
+        entry = audit_entry_from_bytes(leaf)
         entries.append(entry)
     released = [
-        e for e in entries if e.kind == pb.AUDIT_KIND_RELEASE and e.request_kind == "train_round"
+        e for e in entries if e.kind == AuditKind.RELEASE and e.request_kind == "train_round"
     ]
     refused = [
         e for e in entries if e.request_kind == "train_round" and "BUDGET_EXCEEDED" in e.reason

@@ -6,18 +6,23 @@ leaves the site for a ``pca`` analysis. **No array that leaves a site is
 sized by its samples**: every release is per variant or a small ``l x l``
 matrix, and the per-sample scores stay in the site's state directory.
 
-The model is plink2's ``--pca``: genotype ``g`` (study-ALT dosage) of variant
+The model is plink2's ``--pca meanimpute``, the relationship matrix that
+``--pca approx`` always uses: genotype ``g`` (study-ALT dosage) of variant
 ``i`` standardized as ``x = (g - 2 f_i) / sqrt(2 f_i (1 - f_i))`` with the
 pooled ALT frequency ``f_i``; a missing call and a monomorphic variant give
-``x = 0`` (mean imputation). plink2's relationship matrix divides each entry
-``sum_i x_ji x_ki`` by the number of variants called in *both* samples, which
-across sites would need every sample's missingness pattern. GenoFed uses
-``N_jk ~ c_j c_k / M`` (``c_j`` calls of sample ``j`` over the ``M`` PCA
-variants), exact on the diagonal and exact for all entries when nothing is
-missing::
+``x = 0`` (mean imputation), and ``K = X^T X / M`` over the ``M`` PCA
+variants. It is a sum over variants of per-site products, so the federated
+``K`` is plink2's exactly, however the missing calls fall. plink2's default
+``--pca`` instead divides each entry ``sum_i x_ji x_ki`` by the number of
+variants called in *both* samples: for a pair of samples at two sites that
+count depends on both samples' missingness patterns, which no variant-sized
+release carries, so no federated form equals it (with missing calls the two
+plink2 modes differ; see the README). Held as::
 
-    K = A A^T + diag(delta),  A_j = x_j M / (c_j sqrt(M)),
-    delta_j = s_j / c_j - s_j M / c_j^2,  s_j = sum_i x_ji^2
+    K = A A^T + diag(delta),  A_j = x_j / sqrt(M),  delta_j = 0
+
+(``delta`` is kept in the protocol; the site's ``relationship_terms`` computes it as
+zero up to rounding.)
 
 Each site holds its rows of ``A`` and ``delta``. Requests (in this order):
 

@@ -15,13 +15,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from google.protobuf.message import DecodeError
 
 from genofed.common.errors import IntegrityError
+from genofed.common.messages import ArraySpec, Reply, Request, SignedStudy
 from genofed.common.signing import StudySignature
 from genofed.common.study import Study, study_from_canonical
+from genofed.common.wire.proto import (
+    reply_from_proto,
+    reply_to_proto,
+    request_from_proto,
+    request_to_proto,
+)
 from genofed.protos.v1 import genofed_pb2 as pb
 
 REQUEST_KEY = "genofed.request"
@@ -32,44 +41,41 @@ _PROTO = "proto"
 NamedArrays = dict[str, np.ndarray]
 
 
-def array_spec(name: str, array: np.ndarray) -> pb.ArraySpec:
+def array_spec(name: str, array: np.ndarray) -> ArraySpec:
     """Manifest of one array: dtype, shape and SHA-256 of its C-order bytes."""
     data = np.ascontiguousarray(array)
-    return pb.ArraySpec(
+    return ArraySpec(
         name=name,
         dtype=data.dtype.str,
-        shape=list(data.shape),
+        shape=tuple(int(n) for n in data.shape),
         sha256=hashlib.sha256(data.tobytes()).hexdigest(),
     )
 
 
-def array_manifest(arrays: Mapping[str, np.ndarray]) -> list[pb.ArraySpec]:
+def array_manifest(arrays: Mapping[str, np.ndarray]) -> tuple[ArraySpec, ...]:
     """Manifest of named arrays, in order: what the codec sends and the audit log records."""
-    return [array_spec(name, array) for name, array in arrays.items()]
+    return tuple(array_spec(name, array) for name, array in arrays.items())
 
 
-def study_to_proto(study: Study) -> pb.Study:
-    return pb.Study(canonical_json=study.canonical_json(), sha256=study.sha256)
+def signed_study(study: Study, signature: StudySignature | None) -> SignedStudy:
+    """The study as it travels, with the analyst's signature if signed."""
+    if signature is None:
+        return SignedStudy(study.canonical_json(), study.sha256)
+    return SignedStudy(
+        study.canonical_json(), study.sha256, signature.signature, signature.public_key
+    )
 
 
-def signed_study_to_proto(study: Study, signature: StudySignature | None) -> pb.SignedStudy:
-    message = pb.SignedStudy(study=study_to_proto(study))
-    if signature is not None:
-        message.signature = signature.signature
-        message.analyst_public_key = signature.public_key
-    return message
-
-
-def signature_from_proto(message: pb.SignedStudy) -> StudySignature | None:
+def study_signature(signed: SignedStudy) -> StudySignature | None:
     """The analyst's signature, or None for an unsigned study."""
-    if not message.signature and not message.analyst_public_key:
+    if not signed.signature and not signed.analyst_public_key:
         return None
-    return StudySignature(public_key=message.analyst_public_key, signature=message.signature)
+    return StudySignature(public_key=signed.analyst_public_key, signature=signed.signature)
 
 
-def study_from_proto(message: pb.Study) -> Study:
+def study_of(signed: SignedStudy) -> Study:
     """The study, after checking that its canonical bytes match its hash."""
-    return study_from_canonical(message.canonical_json, message.sha256)
+    return study_from_canonical(signed.canonical_json, signed.sha256)
 
 
 def _pack(
@@ -85,7 +91,7 @@ def _pack(
     )
 
 
-def _unpack_arrays(content: RecordDict, specs: list[pb.ArraySpec]) -> NamedArrays:
+def _unpack_arrays(content: RecordDict, specs: tuple[ArraySpec, ...]) -> NamedArrays:
     record = content.array_records.get(ARRAYS_KEY)
     got = {} if record is None else {name: arr.numpy() for name, arr in record.items()}
     if set(got) != {s.name for s in specs}:
@@ -105,24 +111,23 @@ def _proto_bytes(content: RecordDict, key: str) -> bytes:
     return data
 
 
-def request_to_recorddict(
-    request: pb.AnalysisRequest, inputs: Mapping[str, np.ndarray]
-) -> RecordDict:
+def request_to_recorddict(request: Request, inputs: Mapping[str, np.ndarray]) -> RecordDict:
     """Encode a request; its ``inputs`` manifest is filled from ``inputs``."""
-    message = pb.AnalysisRequest()
-    message.CopyFrom(request)
-    del message.inputs[:]
-    message.inputs.extend(array_spec(n, a) for n, a in inputs.items())
+    message = request_to_proto(replace(request, inputs=array_manifest(inputs)))
     return _pack(REQUEST_KEY, message, inputs)
 
 
-def request_from_recorddict(content: RecordDict) -> tuple[pb.AnalysisRequest, NamedArrays]:
+def request_from_recorddict(content: RecordDict) -> tuple[Request, NamedArrays]:
     message = pb.AnalysisRequest()
-    message.ParseFromString(_proto_bytes(content, REQUEST_KEY))
-    return message, _unpack_arrays(content, list(message.inputs))
+    try:
+        message.ParseFromString(_proto_bytes(content, REQUEST_KEY))
+    except DecodeError as exc:
+        raise IntegrityError() from exc
+    request = request_from_proto(message)
+    return request, _unpack_arrays(content, request.inputs)
 
 
-def reply_to_recorddict(reply: pb.SiteReply, arrays: Mapping[str, np.ndarray]) -> RecordDict:
+def reply_to_recorddict(reply: Reply, arrays: Mapping[str, np.ndarray]) -> RecordDict:
     """Encode a reply; its ``arrays`` manifest is filled from ``arrays``.
 
     A reply that already lists a manifest (the site agent's, which its audit
@@ -130,19 +135,19 @@ def reply_to_recorddict(reply: pb.SiteReply, arrays: Mapping[str, np.ndarray]) -
     bytes that were audited, or nothing leaves.
     """
     manifest = array_manifest(arrays)
-    if reply.arrays and list(reply.arrays) != manifest:
+    if reply.arrays and reply.arrays != manifest:
         raise IntegrityError()
-    message = pb.SiteReply()
-    message.CopyFrom(reply)
-    del message.arrays[:]
-    message.arrays.extend(manifest)
-    return _pack(REPLY_KEY, message, arrays)
+    return _pack(REPLY_KEY, reply_to_proto(replace(reply, arrays=manifest)), arrays)
 
 
-def reply_from_recorddict(content: RecordDict) -> tuple[pb.SiteReply, NamedArrays]:
+def reply_from_recorddict(content: RecordDict) -> tuple[Reply, NamedArrays]:
     message = pb.SiteReply()
-    message.ParseFromString(_proto_bytes(content, REPLY_KEY))
-    return message, _unpack_arrays(content, list(message.arrays))
+    try:
+        message.ParseFromString(_proto_bytes(content, REPLY_KEY))
+    except DecodeError as exc:
+        raise IntegrityError() from exc
+    reply = reply_from_proto(message)
+    return reply, _unpack_arrays(content, reply.arrays)
 
 
 __all__ = [
@@ -153,8 +158,7 @@ __all__ = [
     "reply_to_recorddict",
     "request_from_recorddict",
     "request_to_recorddict",
-    "signature_from_proto",
-    "signed_study_to_proto",
-    "study_from_proto",
-    "study_to_proto",
+    "signed_study",
+    "study_of",
+    "study_signature",
 ]

@@ -21,6 +21,13 @@ cells run from its first small risk set to the point where nobody is left
 (an empty risk set is not withheld). Samples with time beyond ``t_J`` are at
 risk at every grid point and are never counted as events.
 
+So the curves are Kaplan-Meier estimates at the grid's resolution: they
+equal the ordinary estimate on the times rounded up to the grid (an event or
+a censoring in ``(t_{j-1}, t_j]`` taken to happen at ``t_j``, and follow-up
+beyond ``t_J`` censored there), not on the raw times. A study names the
+grid (``grid``), or gives ``horizon`` for :func:`default_grid`, the finest
+grid the protocol allows up to that time.
+
 ``cox_step`` (one per Newton iteration; input ``beta`` float64 (p,), the
 coefficients of the study's covariates in order)::
 
@@ -92,10 +99,21 @@ def check_km(params: dict[str, Any]) -> dict[str, Any]:
     time = _column(params, "time", "RFS_DAYS")
     event = _column(params, "event", "RFS_EVENT")
     grid = _numbers(params["grid"], "grid", "[365, 730, 1095]")
+    horizon = params["horizon"]
+    if horizon < 0:
+        raise _param_error(f"horizon must be a time > 0, not {horizon}", "e.g. horizon = 3652")
+    if horizon and not grid:
+        grid = default_grid(horizon)
+    elif horizon and grid != default_grid(horizon):
+        raise _param_error(
+            "give either grid (the times to count at) or horizon (the finest grid up to it)",
+            f"remove one of them; horizon = {horizon} is the grid of {MAX_GRID} equal steps to it",
+        )
     if not grid:
         raise _param_error(
             "missing key 'grid': sites release counts only on a time grid the study names",
-            "e.g. grid = [180, 365, 730, 1095, 1461, 1826] (in the unit of the time column)",
+            "e.g. grid = [180, 365, 730, 1095, 1461, 1826] (in the unit of the time column), "
+            f"or horizon = 3652 for the finest grid up to that time ({MAX_GRID} points)",
         )
     if len(grid) > MAX_GRID or grid[0] < 0:
         raise _param_error(f"grid must hold 1 to {MAX_GRID} non-negative times", "coarsen the grid")
@@ -111,7 +129,22 @@ def check_km(params: dict[str, Any]) -> dict[str, Any]:
         raise _param_error("cuts and levels need group = COLUMN", 'e.g. group = "RSCORE"')
     if group in (time, event) or time == event:
         raise _param_error("time, event and group must be different columns", "check the names")
-    return {**params, "grid": grid, "cuts": cuts, "levels": levels}
+    checked = {**params, "grid": grid, "cuts": cuts, "levels": levels}
+    if not horizon:
+        # not part of a study that names its grid, so such a study's canonical form
+        # (and hash) is what it was before horizon existed
+        del checked["horizon"]
+    return checked
+
+
+def default_grid(horizon: int) -> tuple[float, ...]:
+    """The grid of a ``km`` analysis that gives ``horizon`` instead of ``grid``.
+
+    :data:`MAX_GRID` equal steps up to ``horizon``, ``t_k = horizon * k /
+    MAX_GRID``: the finest grid the protocol allows (a site's policy may
+    allow fewer points, ``max_grid``, and then refuses the study).
+    """
+    return tuple(horizon * k / MAX_GRID for k in range(1, MAX_GRID + 1))
 
 
 def check_cox(params: dict[str, Any]) -> dict[str, Any]:
@@ -171,5 +204,6 @@ __all__ = [
     "SURVIVAL_REQUEST_KINDS",
     "check_cox",
     "check_km",
+    "default_grid",
     "km_group_labels",
 ]

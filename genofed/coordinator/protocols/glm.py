@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from genofed.common.errors import GenoFedError, SiteFailure
+from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import (
     BINARY,
@@ -41,10 +42,9 @@ from genofed.coordinator.combine.glm import (
 )
 from genofed.coordinator.combine.harmonize import Harmonization, SitePlan
 from genofed.coordinator.writers.glm_tables import write_glm_outputs
-from genofed.protos.v1 import genofed_pb2 as pb
 
 #: Sends one request kind to every site (inputs in site order); returns replies in site order.
-AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[pb.SiteReply, NamedArrays]]]
+AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[Reply, NamedArrays]]]
 
 #: More rounds than plink2's iteration limits can use (Newton stops after 15
 #: iterations; a Firth fallback after at most 25 iterations of 6 evaluations).

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
+from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.pca import (
     MAX_ITERATIONS,
@@ -54,12 +55,11 @@ from genofed.coordinator.combine.pca import (
     whiten,
 )
 from genofed.coordinator.writers.pca_tables import write_pca_outputs
-from genofed.protos.v1 import genofed_pb2 as pb
 
 log = logging.getLogger("genofed.coordinator")
 
 #: Sends one request kind to every site (inputs in site order); returns replies in site order.
-AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[pb.SiteReply, NamedArrays]]]
+AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[Reply, NamedArrays]]]
 
 #: Relative residual at which a Ritz pair counts as converged.
 RESIDUAL_TOL = 1e-4
@@ -76,7 +76,7 @@ def _seed(study_sha256: str, analysis_id: str) -> int:
 
 
 def _pooled(
-    replies: list[tuple[pb.SiteReply, NamedArrays]],
+    replies: list[tuple[Reply, NamedArrays]],
     sites: Sequence[str],
     shapes: Mapping[str, tuple[int, ...]],
 ) -> dict[str, np.ndarray]:

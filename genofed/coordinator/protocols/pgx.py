@@ -29,6 +29,7 @@ import numpy as np
 from scipy import stats
 
 from genofed.common.errors import GenoFedError, SiteFailure
+from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import multisets
 from genofed.common.wire.pgx import (
@@ -43,11 +44,10 @@ from genofed.coordinator.combine.glm import LogisticFit
 from genofed.coordinator.combine.pgx import PooledTable, fisher_2x2, phenotype_chi2, pool_table
 from genofed.coordinator.combine.prs import pooled_gram
 from genofed.coordinator.writers.atomic import atomic_write_text
-from genofed.protos.v1 import genofed_pb2 as pb
 
 __all__ = ["run_pgx"]
 
-AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[pb.SiteReply, NamedArrays]]]
+AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[Reply, NamedArrays]]]
 MAX_LOGISTIC_ROUNDS = 15 + 25 * 6 + 2
 
 
@@ -59,7 +59,7 @@ def _get(site: str, arrays: NamedArrays, name: str, ndim: int) -> np.ndarray:
 
 
 def _pooled(
-    replies: Sequence[tuple[pb.SiteReply, NamedArrays]], sites: Sequence[str], gene: str, name: str
+    replies: Sequence[tuple[Reply, NamedArrays]], sites: Sequence[str], gene: str, name: str
 ) -> PooledTable:
     """Pooled table; for diplotypes ``withheld_at`` counts the sites that reported the row."""
     labels, counts, withheld = [], [], []
@@ -79,7 +79,7 @@ def _pooled(
 
 
 def _not_called(
-    replies: Sequence[tuple[pb.SiteReply, NamedArrays]], sites: Sequence[str], gene: str
+    replies: Sequence[tuple[Reply, NamedArrays]], sites: Sequence[str], gene: str
 ) -> PooledTable:
     labels = [np.array(NOT_CALLED_REASONS)] * len(sites)
     counts = [_get(s, a, f"{gene}.not_called", 2) for s, (_, a) in zip(sites, replies, strict=True)]

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
+from genofed.common.messages import Reply
 from genofed.common.pgs_scoring import ScoringFile, parse_scoring_file
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import BINARY, QUANTITATIVE, multisets
@@ -42,11 +43,10 @@ from genofed.common.wire.records import NamedArrays
 from genofed.coordinator.combine import prs as combine
 from genofed.coordinator.combine.glm import LogisticFit, linear_regression
 from genofed.coordinator.writers.prs_outputs import PrsReport, write_prs_outputs
-from genofed.protos.v1 import genofed_pb2 as pb
 
 __all__ = ["read_scoring_file", "run_prs"]
 
-AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[pb.SiteReply, NamedArrays]]]
+AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[Reply, NamedArrays]]]
 MAX_LOGISTIC_ROUNDS = 15 + 25 * 6 + 2
 
 
@@ -74,7 +74,7 @@ def read_scoring_file(spec: AnalysisSpec) -> tuple[bytes, ScoringFile]:
 
 
 def _arrays(
-    replies: Sequence[tuple[pb.SiteReply, NamedArrays]],
+    replies: Sequence[tuple[Reply, NamedArrays]],
     sites: Sequence[str],
     shapes: dict[str, tuple[int, ...]],
 ) -> dict[str, list[np.ndarray]]:
@@ -89,7 +89,7 @@ def _arrays(
 
 
 def _model(
-    spec: AnalysisSpec, replies: Sequence[tuple[pb.SiteReply, NamedArrays]], sites: Sequence[str]
+    spec: AnalysisSpec, replies: Sequence[tuple[Reply, NamedArrays]], sites: Sequence[str]
 ) -> str:
     requested = spec.params["model"]
     reported = {r.facts.get(PHENOTYPE_TYPE_FACT, "") for r, _ in replies}

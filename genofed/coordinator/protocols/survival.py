@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from genofed.common.errors import GenoFedError, SiteFailure
+from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.records import NamedArrays
 from genofed.common.wire.survival import (
@@ -38,10 +39,9 @@ from genofed.coordinator.combine.survival import (
     pool_counts,
 )
 from genofed.coordinator.writers.survival_tables import write_cox_output, write_km_outputs
-from genofed.protos.v1 import genofed_pb2 as pb
 
 #: Sends one request kind to every site (inputs in site order); returns replies in site order.
-AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[pb.SiteReply, NamedArrays]]]
+AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[Reply, NamedArrays]]]
 
 
 def output_names(spec: AnalysisSpec) -> tuple[str, ...]:
@@ -103,6 +103,8 @@ def run_km(
     return files, {
         "groups": len(labels),
         "grid points": len(grid),
+        "time resolution": "grid: event and censoring times rounded up to the next grid time, "
+        f"follow-up beyond {grid[-1]:g} censored there",
         "samples": int(pooled.n_risk[:, 0].sum()) if pooled.known[:, 0].all() else "suppressed",
         "events": int(pooled.n_event[pooled.known].sum()),
         "cells withheld by sites": withheld,

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from genofed.common.errors import InputError, SiteFailure
+from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.records import NamedArrays
 from genofed.common.wire.train import (
@@ -41,10 +42,9 @@ from genofed.coordinator.combine import train as combine
 from genofed.coordinator.combine.harmonize import Harmonization
 from genofed.coordinator.writers.atomic import atomic_write_text
 from genofed.coordinator.writers.train_outputs import write_model
-from genofed.protos.v1 import genofed_pb2 as pb
 
-Reply = tuple[pb.SiteReply, NamedArrays]
-AskSites = Callable[[str, str, Sequence[NamedArrays]], list[Reply]]
+Answer = tuple[Reply, NamedArrays]
+AskSites = Callable[[str, str, Sequence[NamedArrays]], list[Answer]]
 
 
 def run_train(
@@ -155,7 +155,7 @@ def _update(
     return update
 
 
-def _samples(site: str, reply: pb.SiteReply) -> int:
+def _samples(site: str, reply: Reply) -> int:
     try:
         n = int(reply.facts[TRAIN_SAMPLES_FACT])
     except (KeyError, ValueError) as exc:
@@ -172,7 +172,7 @@ def _histogram(site: str, arrays: NamedArrays) -> np.ndarray:
     return h.astype(np.int64)
 
 
-def _privacy(reply: pb.SiteReply, params: object) -> dict[str, object]:
+def _privacy(reply: Reply, params: object) -> dict[str, object]:
     facts = reply.facts
     if "epsilon_train_total" not in facts:
         return {"epsilon": None, "noise": "none (exact updates, plain release)"}

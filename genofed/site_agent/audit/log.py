@@ -41,15 +41,13 @@ import shutil
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError
 
 from genofed.common.checkpoint import (
     Checkpoint,
@@ -58,9 +56,14 @@ from genofed.common.checkpoint import (
     rfc3339,
     sign_checkpoint,
 )
-from genofed.common.errors import InputError
+from genofed.common.errors import InputError, IntegrityError
 from genofed.common.merkle import EMPTY_ROOT, HASH_SIZE, frontier_append, frontier_root, leaf_hash
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.common.messages import ArraySpec, AuditEntry, AuditKind, Request
+from genofed.common.wire.proto import (
+    audit_entry_from_bytes,
+    audit_entry_to_bytes,
+    audit_entry_to_json,
+)
 
 STATE_DIR = "state"
 STATE_DB = "audit.sqlite"
@@ -286,22 +289,18 @@ class AuditLog:
     def close(self) -> None:
         self._conn.close()
 
-    def append(self, entry: pb.AuditEntry) -> tuple[int, Checkpoint]:
+    def append(self, entry: AuditEntry) -> tuple[int, Checkpoint]:
         """Append ``entry`` (its index and time are set here); returns its index and checkpoint.
 
         Entry and signed checkpoint are committed, durably, before this returns.
         """
-        record = pb.AuditEntry()
-        record.CopyFrom(entry)
         now = rfc3339(self._clock())
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 size, frontier = self._head()
-                record.index = size
-                record.time = now
-                data = record.SerializeToString(deterministic=True)
+                data = audit_entry_to_bytes(replace(entry, index=size, time=now))
                 frontier = frontier_append(frontier, size, leaf_hash(data))
                 checkpoint = sign_checkpoint(self._key, size + 1, frontier_root(frontier), now)
                 conn.execute("INSERT INTO audit_entries (idx, leaf) VALUES (?, ?)", (size, data))
@@ -365,9 +364,9 @@ class AuditLog:
 # -- entries --------------------------------------------------------------------------------
 
 
-def _request_fields(request: pb.AnalysisRequest) -> dict[str, Any]:
+def _request_fields(request: Request) -> dict[str, Any]:
     return {
-        "study_sha256": request.study.study.sha256,
+        "study_sha256": request.study.sha256,
         "analysis_id": request.analysis_id,
         "run_id": request.run_id,
         "request_kind": request.kind,
@@ -376,33 +375,31 @@ def _request_fields(request: pb.AnalysisRequest) -> dict[str, Any]:
     }
 
 
-def request_entry(request: pb.AnalysisRequest) -> pb.AuditEntry:
+def request_entry(request: Request) -> AuditEntry:
     """A request as it arrived, with the manifest of the arrays that came with it."""
-    return pb.AuditEntry(
-        kind=pb.AUDIT_KIND_REQUEST, inputs=list(request.inputs), **_request_fields(request)
-    )
+    return AuditEntry(kind=AuditKind.REQUEST, inputs=request.inputs, **_request_fields(request))
 
 
-def refusal_entry(request: pb.AnalysisRequest, *, decision: str, reason: str) -> pb.AuditEntry:
+def refusal_entry(request: Request, *, decision: str, reason: str) -> AuditEntry:
     """The site declined ``request``: ``decision`` is refused or error; nothing left."""
-    return pb.AuditEntry(
-        kind=pb.AUDIT_KIND_REFUSAL, decision=decision, reason=reason, **_request_fields(request)
+    return AuditEntry(
+        kind=AuditKind.REFUSAL, decision=decision, reason=reason, **_request_fields(request)
     )
 
 
 def release_entry(
-    request: pb.AnalysisRequest,
-    arrays: Iterable[pb.ArraySpec],
+    request: Request,
+    arrays: Iterable[ArraySpec],
     *,
     noise: str = NO_NOISE,
     epsilon: float = 0.0,
     delta: float = 0.0,
-) -> pb.AuditEntry:
+) -> AuditEntry:
     """What leaves the site for ``request``: array names, dtypes, shapes and SHA-256."""
-    return pb.AuditEntry(
-        kind=pb.AUDIT_KIND_RELEASE,
+    return AuditEntry(
+        kind=AuditKind.RELEASE,
         decision=DECISION_APPROVED,
-        arrays=list(arrays),
+        arrays=tuple(arrays),
         noise=noise,
         epsilon=epsilon,
         delta=delta,
@@ -410,12 +407,9 @@ def release_entry(
     )
 
 
-def entry_to_json(entry: pb.AuditEntry) -> dict[str, Any]:
+def entry_to_json(entry: AuditEntry) -> dict[str, Any]:
     """The entry's readable form (every field, proto field names)."""
-    doc: dict[str, Any] = json_format.MessageToDict(
-        entry, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    return doc
+    return audit_entry_to_json(entry)
 
 
 def canonical_json(doc: object) -> str:
@@ -425,11 +419,9 @@ def canonical_json(doc: object) -> str:
 
 def entry_line(index: int, leaf: bytes) -> str:
     """An ``entries.jsonl`` line for the leaf data ``leaf`` at ``index``."""
-    entry = pb.AuditEntry()
     try:
-        entry.ParseFromString(leaf)
-        readable: dict[str, Any] | None = entry_to_json(entry)
-    except DecodeError:
+        readable: dict[str, Any] | None = entry_to_json(audit_entry_from_bytes(leaf))
+    except IntegrityError:
         readable = None  # not an entry at all: verification reports it
     doc = {"index": index, "leaf": base64.b64encode(leaf).decode("ascii"), "entry": readable}
     return canonical_json(doc)

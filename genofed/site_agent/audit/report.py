@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 import genofed
 from genofed.common.checkpoint import rfc3339
 from genofed.common.errors import GenoFedError, InputError
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.common.messages import ArraySpec, AuditKind
 from genofed.protos.v1 import site_admin_pb2 as sa
 from genofed.site_agent.audit.verify import Verification, verify_path
 from genofed.site_agent.node import admin_state
@@ -158,7 +158,7 @@ def _noise_text(noise: str) -> str:
     return "<br>".join(f"{_e(k)}: {_e(v)}" for k, v in sorted(doc.items()))
 
 
-def _arrays_html(arrays: Iterable[pb.ArraySpec]) -> str:
+def _arrays_html(arrays: Iterable[ArraySpec]) -> str:
     items = [
         f"<code>{_e(a.name)}</code> {_e(a.dtype)} [{_e('×'.join(str(d) for d in a.shape))}]"
         f"<br><code>sha256 {_e(a.sha256)}</code>"
@@ -314,7 +314,7 @@ def render_report(
                 f"{e.delta:g}",
             )
             for e in entries
-            if e.kind == pb.AUDIT_KIND_RELEASE
+            if e.kind == AuditKind.RELEASE
         ),
         "Nothing has left this site.",
     )
@@ -325,14 +325,14 @@ def render_report(
             (
                 str(e.index),
                 _e(e.time),
-                "decision" if e.kind == pb.AUDIT_KIND_DECISION else "refusal",
+                "decision" if e.kind == AuditKind.DECISION else "refusal",
                 study_cell(e.study_sha256),
                 _e(e.request_kind or e.analysis_id),
                 _e(e.decision),
                 _e(e.reason),
             )
             for e in entries
-            if e.kind in (pb.AUDIT_KIND_REFUSAL, pb.AUDIT_KIND_DECISION)
+            if e.kind in (AuditKind.REFUSAL, AuditKind.DECISION)
         ),
         "No refusal or decision is recorded.",
     )

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from google.protobuf.message import DecodeError
 
 from genofed.common.checkpoint import (
     Checkpoint,
@@ -46,7 +45,7 @@ from genofed.common.merkle import (
     leaf_hash,
     verify_consistency,
 )
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.common.wire.proto import audit_entry_from_bytes, audit_entry_to_bytes
 from genofed.site_agent.audit.log import (
     AUDIT_PUB,
     CHECKPOINTS_FILE,
@@ -146,13 +145,12 @@ def _leaf(line: str | None, index: int, problems: list[str]) -> bytes | None:
     except (ValueError, TypeError, KeyError, binascii.Error):
         problems.append(f"{where}: not a readable entry line")
         return None
-    entry = pb.AuditEntry()
     try:
-        entry.ParseFromString(leaf)
-    except DecodeError:
+        entry = audit_entry_from_bytes(leaf)
+    except IntegrityError:
         problems.append(f"{where}: its leaf is not an audit entry")
         return leaf
-    if entry.SerializeToString(deterministic=True) != leaf:
+    if audit_entry_to_bytes(entry) != leaf:
         problems.append(f"{where}: its leaf is not a canonically encoded audit entry")
     elif entry.index != index:
         problems.append(

@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from google.protobuf.message import DecodeError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from genofed.common.checkpoint import Checkpoint, checkpoint_from_json, checkpoint_to_json
-from genofed.common.errors import GenoFedError, InputError
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.common.errors import GenoFedError, InputError, IntegrityError
+from genofed.common.messages import AuditEntry, AuditKind
+from genofed.common.wire.proto import audit_entry_from_bytes
 from genofed.site_agent.audit.log import (
     DECISION_APPROVED,
     DECISION_ERROR,
@@ -66,10 +66,10 @@ app = typer.Typer(
 T = TypeVar("T")
 _DECISIONS = (DECISION_APPROVED, DECISION_REFUSED, DECISION_ERROR)
 _KINDS = {
-    pb.AUDIT_KIND_REQUEST: "request",
-    pb.AUDIT_KIND_DECISION: "decision",
-    pb.AUDIT_KIND_REFUSAL: "refusal",
-    pb.AUDIT_KIND_RELEASE: "release",
+    AuditKind.REQUEST: "request",
+    AuditKind.DECISION: "decision",
+    AuditKind.REFUSAL: "refusal",
+    AuditKind.RELEASE: "release",
 }
 
 
@@ -247,21 +247,20 @@ def verify_cmd(
         _run(lambda: _save_checkpoint(save_checkpoint, latest))
 
 
-def _entries(files: LogFiles) -> list[pb.AuditEntry]:
+def _entries(files: LogFiles) -> list[AuditEntry]:
     """The entries of a log, for display (not verified: that is ``audit verify``)."""
     entries = []
     for number, line in enumerate(files.entries.decode("ascii", "replace").splitlines(), 1):
-        entry = pb.AuditEntry()
         try:
-            entry.ParseFromString(_leaf_bytes(line))
-        except (ValueError, KeyError, TypeError, DecodeError):
+            entry = audit_entry_from_bytes(_leaf_bytes(line))
+        except (ValueError, KeyError, TypeError, IntegrityError):
             log.warning("entries line %d is unreadable; run `genofed-site audit verify`", number)
             continue
         entries.append(entry)
     return entries
 
 
-def _shown_entries(path: Path) -> list[pb.AuditEntry]:
+def _shown_entries(path: Path) -> list[AuditEntry]:
     """From the running agent when it serves this site directory, else from the files."""
     if (path / SITE_CONFIG).is_file():
         client = agent_for(path)
@@ -292,13 +291,13 @@ def _at_or_after(time: str, start: datetime) -> bool:
         return True  # an unreadable time is shown, not hidden; `audit verify` reports it
 
 
-def _details(entry: pb.AuditEntry) -> str:
-    if entry.kind == pb.AUDIT_KIND_RELEASE:
+def _details(entry: AuditEntry) -> str:
+    if entry.kind == AuditKind.RELEASE:
         return ", ".join(
             f"{a.name} {a.dtype}[{'×'.join(str(d) for d in a.shape)}] {a.sha256[:12]}"
             for a in entry.arrays
         )
-    if entry.kind == pb.AUDIT_KIND_REQUEST:
+    if entry.kind == AuditKind.REQUEST:
         return f"{entry.request_kind} (step {entry.step}, round {entry.round})"
     return entry.reason
 
@@ -331,7 +330,7 @@ def show_cmd(
         genofed-site audit show site-a --decision refused --since 2026-05-01
     """
 
-    def select() -> list[pb.AuditEntry]:
+    def select() -> list[AuditEntry]:
         for option, value, allowed in (
             ("--decision", decision, _DECISIONS),
             ("--kind", kind, tuple(_KINDS.values())),
@@ -374,7 +373,7 @@ def show_cmd(
             escape(e.analysis_id),
             escape(e.run_id),
             escape(_details(e)),
-            f"{e.epsilon:g}" if e.kind == pb.AUDIT_KIND_RELEASE else "",
+            f"{e.epsilon:g}" if e.kind == AuditKind.RELEASE else "",
         )
     out.print(table)
 

@@ -162,6 +162,8 @@ def _bim_columns_fast(text: str) -> tuple[list[str], np.ndarray] | None:
         pos = np.array(tokens[3::_BIM_COLUMNS]).astype(np.int64)
     except ValueError:
         return None
+    if pos.size and pos.min() < 0:
+        return None  # the line-by-line parse names the line
     return tokens, pos
 
 
@@ -180,7 +182,7 @@ def _bim_rows_checked(path: Path, text: str, first_line: int = 1) -> list[tuple[
 
 
 def _bim_positions_checked(path: Path, rows: list[tuple[int, list[str]]]) -> np.ndarray:
-    """Column 4 of 6-column rows, raising an InputError at the first non-integer."""
+    """Column 4 of 6-column rows, raising an InputError at the first non-integer or negative."""
     pos = np.empty(len(rows), dtype=np.int64)
     for i, (line_no, fields) in enumerate(rows):
         try:
@@ -192,6 +194,16 @@ def _bim_positions_checked(path: Path, rows: list[tuple[int, list[str]]]) -> np.
                 line=line_no,
                 hint="positions are whole base-pair coordinates",
             ) from exc
+        if pos[i] < 0:
+            prefix = path.with_suffix("")
+            raise InputError(
+                f"column 4 (position) is {fields[3]!r}: a negative position is PLINK 1's mark "
+                "of an excluded variant, which plink2 skips (the .bed still holds its row)",
+                path=path,
+                line=line_no,
+                hint=f"write the fileset without such variants: plink2 --bfile {prefix} "
+                f"--make-bed --out {prefix}-kept, and point the site at that",
+            )
     return pos
 
 
@@ -297,22 +309,59 @@ def read_bim(path: Path, block_lines: int | None = None) -> Variants:
     """Parse a ``.bim``: six whitespace-separated columns, integer position.
 
     Parsed ``block_lines`` (default :data:`BIM_BLOCK_LINES`) lines at a time.
+    Odd content is handled as plink2 (v2.00a3.5) handles it, or refused with
+    the file and line: position 0 is kept; an allele of any spelling is kept
+    as written (``N``, ``AT``, lower case, ``<DEL>``, ``*``), except PLINK 1's
+    missing allele ``0``, which becomes plink2's ``.``; a negative position
+    (a variant plink2 skips) and a UTF-8 byte-order mark (which plink2 reads
+    as part of the first chromosome's name, then refuses) are refused.
     """
     text = _read_text(path)
+    if text.startswith(_BOM):
+        raise InputError(
+            "starts with a UTF-8 byte-order mark, which would become part of the first "
+            "chromosome's name (plink2 refuses the file: invalid chromosome code)",
+            path=path,
+            line=1,
+            hint=f"save it without the mark, e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {path}",
+        )
     try:
         parts = _bim_blocks(path, text, block_lines or BIM_BLOCK_LINES)
     except OverflowError:
         # A position past int64: the whole-text parse, for the same exception as ever.
         tokens, pos = _bim_columns_fast(text) or _bim_columns_checked(path, text)
-        return Variants(
-            chrom=_bim_column(tokens, 0),
-            pos=pos,
-            id=_bim_column(tokens, 1),
-            ref=_bim_column(tokens, 5),
-            alt=_bim_column(tokens, 4),
+        return _missing_alleles(
+            Variants(
+                chrom=_bim_column(tokens, 0),
+                pos=pos,
+                id=_bim_column(tokens, 1),
+                ref=_bim_column(tokens, 5),
+                alt=_bim_column(tokens, 4),
+            )
         )
     del text  # not held while the blocks are joined
-    return _joined(parts)
+    return _missing_alleles(_joined(parts))
+
+
+_BOM = "\ufeff"
+#: PLINK 1's code for a missing allele (e.g. A1 of a monomorphic variant), and plink2's.
+_PLINK1_MISSING_ALLELE = "0"
+_PLINK2_MISSING_ALLELE = "."
+
+
+def _missing_alleles(variants: Variants) -> Variants:
+    """The ``.bim``'s missing alleles ``0`` spelled ``.``, as plink2 writes them."""
+    columns = {}
+    for name in ("ref", "alt"):
+        column = getattr(variants, name)
+        missing = column == _PLINK1_MISSING_ALLELE
+        if missing.any():
+            column = column.copy()
+            column[missing] = _PLINK2_MISSING_ALLELE
+        columns[name] = column
+    if all(columns[n] is getattr(variants, n) for n in columns):
+        return variants
+    return Variants(variants.chrom, variants.pos, variants.id, columns["ref"], columns["alt"])
 
 
 def read_fam(path: Path) -> Samples:

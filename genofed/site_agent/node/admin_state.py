@@ -28,8 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import genofed
-from genofed.common.checkpoint import checkpoint_to_proto, key_id, public_key_from_pem
+from genofed.common.checkpoint import key_id, public_key_from_pem
 from genofed.common.errors import GenoFedError, InputError
+from genofed.common.messages import AuditEntry, AuditKind
+from genofed.common.wire.proto import audit_entry_from_bytes, checkpoint_to_proto
 from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.protos.v1 import site_admin_pb2 as sa
 from genofed.site_agent.audit.log import AuditPaths, read_site_log
@@ -58,10 +60,10 @@ class AgentInfo:
     superlink: str = ""
 
 
-def audit_entries(site_dir: Path, start: int = 0, study: str = "") -> Iterator[pb.AuditEntry]:
+def audit_entries(site_dir: Path, start: int = 0, study: str = "") -> Iterator[AuditEntry]:
     """The log's entries from ``start`` on, oldest first, optionally for one study hash."""
     for leaf in read_site_log(site_dir).leaves[start:]:
-        entry = pb.AuditEntry.FromString(leaf)
+        entry = audit_entry_from_bytes(leaf)
         if not study or entry.study_sha256 == study:
             yield entry
 
@@ -130,12 +132,12 @@ def list_studies(site_dir: Path) -> sa.StudyList:
                 study_sha256=entry.study_sha256, status="seen in the log", first_seen=entry.time
             )
             records[entry.study_sha256] = record
-        if entry.kind == pb.AUDIT_KIND_REQUEST:
+        if entry.kind == AuditKind.REQUEST:
             record.n_requests += 1
-        elif entry.kind == pb.AUDIT_KIND_RELEASE:
+        elif entry.kind == AuditKind.RELEASE:
             record.n_releases += 1
             record.epsilon_charged += entry.epsilon
-        elif entry.kind == pb.AUDIT_KIND_REFUSAL:
+        elif entry.kind == AuditKind.REFUSAL:
             record.n_refusals += 1
             if record.status == "seen in the log":
                 record.reason = entry.reason

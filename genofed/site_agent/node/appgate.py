@@ -58,7 +58,7 @@ from flwr.supernode.runtime.run_clientapp import (
 )
 
 from genofed.common.errors import GenoFedError, PolicyRefusal
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.common.messages import AuditEntry, AuditKind
 from genofed.site_agent.audit.log import DECISION_REFUSED, AuditLog
 from genofed.site_agent.privacy.policy import POLICY_FILE, check_app_bundle, load_policy
 
@@ -119,8 +119,8 @@ def _audit_refusal(
     try:
         with AuditLog.open(site_dir) as audit:
             index, _checkpoint = audit.append(
-                pb.AuditEntry(
-                    kind=pb.AUDIT_KIND_REFUSAL,
+                AuditEntry(
+                    kind=AuditKind.REFUSAL,
                     decision=DECISION_REFUSED,
                     reason=f"{refusal.reason_code}: app bundle {fab_hash}: {refusal}",
                     run_id=str(run_id),

@@ -46,8 +46,8 @@ from pathlib import Path
 
 from genofed.common.checkpoint import rfc3339
 from genofed.common.errors import GenoFedError, InputError, PolicyRefusal
+from genofed.common.messages import AuditEntry, AuditKind
 from genofed.common.study import Study
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.audit.log import STATE_DIR, AuditLog
 from genofed.site_agent.privacy.policy import SitePolicy, auto_approval_rule
 
@@ -170,11 +170,11 @@ def resolve_hash(site_dir: Path, text: str) -> str:
     return matches[0]
 
 
-def decision_entry(study_sha256: str, *, decision: str, by: str, reason: str) -> pb.AuditEntry:
+def decision_entry(study_sha256: str, *, decision: str, by: str, reason: str) -> AuditEntry:
     """The audit entry of an approval decision."""
     text = f"by {by}" + (f": {reason}" if reason else "")
-    return pb.AuditEntry(
-        kind=pb.AUDIT_KIND_DECISION,
+    return AuditEntry(
+        kind=AuditKind.DECISION,
         study_sha256=study_sha256,
         request_kind=APPROVAL_KIND,
         decision=decision,

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from genofed.common.errors import PolicyRefusal
+from genofed.common.messages import Request
 from genofed.common.study import Study
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.privacy.accounting import calibrate_noise_multiplier
-from genofed.site_agent.privacy.ledger import LEDGER_FILE, Ledger, Release
+from genofed.site_agent.privacy.ledger import LEDGER_FILE, Charge, Ledger, Release
 from genofed.site_agent.privacy.noise import (
     IntSampler,
     add_discrete_gaussian,
@@ -64,24 +64,22 @@ def release_counts(
     ledger: Ledger,
     plan: DpPlan,
     counts: np.ndarray,
-    request: pb.AnalysisRequest,
-    reply: pb.SiteReply,
+    request: Request,
+    facts: dict[str, str],
     sampler: IntSampler = opendp_discrete_gaussian,
-) -> np.ndarray:
-    """Noised counts; the charge is committed before they are returned."""
+) -> tuple[np.ndarray, Charge]:
+    """Noised counts and their charge, committed before they are returned; fills ``facts``."""
     noisy = add_discrete_gaussian(counts, plan.scale, sampler)
     receipt = ledger.charge(
         Release(
-            study_sha256=request.study.study.sha256,
+            study_sha256=request.study.sha256,
             analysis_id=request.analysis_id,
             run_id=request.run_id,
             noise_multiplier=plan.noise_multiplier,
             sensitivity=plan.sensitivity,
         )
     )
-    reply.receipt.epsilon_charged = receipt.epsilon
-    reply.receipt.delta_charged = ledger.budget.delta
-    reply.facts["noise"] = json.dumps(
+    facts["noise"] = json.dumps(
         {
             "mechanism": "discrete_gaussian (OpenDP)",
             "scale": plan.scale,
@@ -91,9 +89,9 @@ def release_counts(
         },
         sort_keys=True,
     )
-    reply.facts["epsilon_spent_in_period"] = f"{receipt.spent:.6g}"
-    reply.facts["budget_period"] = receipt.period
-    return noisy
+    facts["epsilon_spent_in_period"] = f"{receipt.spent:.6g}"
+    facts["budget_period"] = receipt.period
+    return noisy, Charge(receipt.epsilon, ledger.budget.delta)
 
 
 __all__ = ["DpPlan", "ledger_for", "plan_counts", "release_counts"]

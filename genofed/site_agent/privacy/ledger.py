@@ -91,6 +91,14 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Charge:
+    """A committed charge as a reply's receipt states it: this release's epsilon, and delta."""
+
+    epsilon: float
+    delta: float
+
+
+@dataclass(frozen=True)
 class ChargeReceipt:
     charge_id: int
     epsilon: float  # of this release alone, at the budget's delta
@@ -233,6 +241,7 @@ __all__ = [
     "LEDGER_FILE",
     "PERIODS",
     "Budget",
+    "Charge",
     "ChargeReceipt",
     "Ledger",
     "Release",

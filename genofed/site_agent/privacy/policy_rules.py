@@ -161,7 +161,10 @@ def check_bounds(bounds: Sequence[ParamBound], study: Study) -> None:
                     continue
                 value: Any = getattr(study.privacy, bound.param)
             else:
-                value = spec.params[bound.param]
+                # a parameter a study's canonical form leaves out has its default
+                # (km's horizon, when the study names its grid)
+                default = ANALYSIS_KINDS[spec.kind].params[bound.param].default
+                value = spec.params.get(bound.param, default)
             problem = _violation(bound, value)
             if problem is not None:
                 raise PolicyRefusal(

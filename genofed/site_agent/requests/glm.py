@@ -24,9 +24,10 @@ import numpy as np
 
 from genofed.common.analyses import GLM_KIND
 from genofed.common.errors import InputError, PolicyRefusal
-from genofed.common.study import AnalysisSpec, Study
+from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import (
     BINARY,
+    GLM_REQUEST_KINDS,
     GLM_STATS_KIND,
     PHENOTYPE_TYPE_FACT,
     QUANTITATIVE,
@@ -34,10 +35,9 @@ from genofed.common.wire.glm import (
     miss_center,
 )
 from genofed.common.wire.records import NamedArrays
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile
-from genofed.site_agent.privacy.policy import SitePolicy, check_request
 from genofed.site_agent.requests.glm_cache import (
     CacheWriter,
     GenotypeCache,
@@ -138,45 +138,35 @@ def glm_samples(
     )
 
 
-def serve_glm(
-    config: SiteConfig,
-    policy: SitePolicy,
-    study: Study,
-    request: pb.AnalysisRequest,
-    inputs: NamedArrays,
-    reply: pb.SiteReply,
-    bed: BedFile,
-    index: np.ndarray,
-    flip: np.ndarray,
-    signed: bool,
-) -> NamedArrays:
-    """Check a glm request against the study and the policy, then answer it."""
-    spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
-    if spec is None or spec.kind != GLM_KIND:
-        raise PolicyRefusal(
-            "NOT_IN_STUDY", f"analysis {request.analysis_id!r} is not a glm analysis of this study"
-        )
-    check_request(policy, kind=GLM_KIND, signed=signed, n_samples=bed.n_samples)
-    privacy = getattr(study, "privacy", None)
-    if privacy is not None and getattr(privacy, "mode", "plain") != "plain":
-        raise PolicyRefusal(
-            "UNSUPPORTED",
-            "glm analyses release exact sums only; this study asks for noisy releases",
-        )
-    pcs = glm_pc_scores(config.directory, study, spec, bed.samples)
-    return answer_glm(
-        config,
+def serve_glm(ctx: RequestContext) -> Answer:
+    """The sums of a ``glm_stats`` or ``glm_logistic`` request."""
+    spec, bed = ctx.analysis, ctx.bed
+    index, flip = ctx.variant_plan
+    pcs = glm_pc_scores(ctx.directory, ctx.study, spec, bed.samples)
+    facts: dict[str, str] = {}
+    arrays = answer_glm(
+        ctx.site,
         bed,
         spec,
-        request.kind,
-        inputs,
+        ctx.request.kind,
+        ctx.inputs,
         index,
         flip,
-        reply.facts,
+        facts,
         pc_scores=pcs,
-        study_sha256=study.sha256,
-        min_cell=policy.min_cell_count,
+        study_sha256=ctx.study.sha256,
+        min_cell=ctx.policy.min_cell_count,
     )
+    return Answer(arrays, facts)
+
+
+SERVER = Server(
+    analyses=frozenset({GLM_KIND}),
+    request_kinds=GLM_REQUEST_KINDS,
+    modes=frozenset({"plain"}),
+    unsupported="glm analyses release exact sums only; this study asks for noisy releases",
+    serve=serve_glm,
+)
 
 
 def answer_glm(
@@ -374,4 +364,4 @@ def _logistic(
     return {"grad": out.grad, "hess": out.hess, "loglik": out.loglik, "third": out.third}
 
 
-__all__ = ["GlmSamples", "answer_glm", "glm_samples", "serve_glm"]
+__all__ = ["SERVER", "GlmSamples", "answer_glm", "glm_samples", "serve_glm"]

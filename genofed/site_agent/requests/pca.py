@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from genofed.common.errors import PolicyRefusal
-from genofed.common.study import Study
 from genofed.common.wire.pca import (
     MAX_ITERATIONS,
     MAX_LD_WINDOW,
@@ -22,12 +21,12 @@ from genofed.common.wire.pca import (
     PCA_ITERATE_KIND,
     PCA_KIND,
     PCA_LD_KIND,
+    PCA_REQUEST_KINDS,
     block_width,
 )
 from genofed.common.wire.records import NamedArrays
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.plink import BedFile
-from genofed.site_agent.privacy.policy import SitePolicy, check_request
 from genofed.site_agent.requests.pca_state import (
     IterateState,
     load_iterate,
@@ -35,43 +34,23 @@ from genofed.site_agent.requests.pca_state import (
     save_iterate,
     save_scores,
 )
-from genofed.site_agent.sitedir import SiteConfig
 from genofed.site_agent.stats.genotype_counts import flip_counts, genotype_counts
 from genofed.site_agent.stats.glm import oriented
 from genofed.site_agent.stats.pca import ld_pair_sums, relationship_terms, standardized
 
 
-def serve_pca(
-    config: SiteConfig,
-    policy: SitePolicy,
-    study: Study,
-    request: pb.AnalysisRequest,
-    inputs: NamedArrays,
-    reply: pb.SiteReply,
-    bed: BedFile,
-    index: np.ndarray,
-    flip: np.ndarray,
-    signed: bool,
-) -> NamedArrays:
-    """Check a pca request against the study and the policy, then answer it."""
-    spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
-    if spec is None or spec.kind != PCA_KIND:
-        raise PolicyRefusal(
-            "NOT_IN_STUDY", f"analysis {request.analysis_id!r} is not a pca analysis of this study"
-        )
-    check_request(policy, kind=PCA_KIND, signed=signed, n_samples=bed.n_samples)
-    if study.privacy.mode != "plain":
-        raise PolicyRefusal(
-            "UNSUPPORTED", "pca releases exact products only; this study asks for noisy releases"
-        )
+def serve_pca(ctx: RequestContext) -> Answer:
+    """The counts, LD sums or products of a pca request."""
+    spec, bed, inputs, request = ctx.analysis, ctx.bed, ctx.inputs, ctx.request
+    index, flip = ctx.variant_plan
     if request.kind == PCA_COUNTS_KIND:
         counts = np.zeros((len(index), 4), dtype=np.int64)
         for start, d in bed.iter_dosages(index):
             counts[start : start + len(d)] = genotype_counts(d)
-        return {"genotype_counts": flip_counts(counts, flip)}
+        return Answer({"genotype_counts": flip_counts(counts, flip)})
     if request.kind == PCA_LD_KIND:
-        return _ld(bed, index, flip, inputs)
-    directory = pca_dir(config.directory, study.sha256, spec.id)
+        return Answer(_ld(bed, index, flip, inputs))
+    directory = pca_dir(ctx.directory, ctx.study.sha256, spec.id)
     freq = _array(inputs, "freq", (len(index),))
     if freq.size and (freq.min() < 0.0 or freq.max() > 1.0):
         raise PolicyRefusal("BAD_REQUEST", "the pca request's allele frequencies are not in [0, 1]")
@@ -85,7 +64,7 @@ def serve_pca(
             bed, index, flip, freq, step, inputs, directory, request.run_id, width
         )
         save_iterate(directory, state)
-        return arrays
+        return Answer(arrays)
     state = load_iterate(directory, request.run_id, step)
     transform = _array(inputs, "transform", (state.q.shape[1], int(spec.params["n_pcs"])))
     scores = state.q @ transform
@@ -95,8 +74,16 @@ def serve_pca(
         x, _ = standardized(d, flip[start:stop], freq[start:stop])
         x_t_e[start:stop] = x @ scores
     save_scores(directory, bed.samples, scores, request.run_id)
-    reply.facts["pca_scores_kept"] = str(scores.shape[1])
-    return {"x_t_e": x_t_e}
+    return Answer({"x_t_e": x_t_e}, {"pca_scores_kept": str(scores.shape[1])})
+
+
+SERVER = Server(
+    analyses=frozenset({PCA_KIND}),
+    request_kinds=PCA_REQUEST_KINDS,
+    modes=frozenset({"plain"}),
+    unsupported="pca releases exact products only; this study asks for noisy releases",
+    serve=serve_pca,
+)
 
 
 def _array(inputs: NamedArrays, name: str, shape: tuple[int, ...], kind: str = "f") -> np.ndarray:
@@ -160,17 +147,15 @@ def _iterate(
         raise PolicyRefusal("BAD_REQUEST", f"the pca block may have at most {width} columns")
     n = bed.n_samples
     xw = np.zeros((n, l_cols))
-    calls = np.zeros(n)
     sumsq = np.zeros(n)
     for start, d in bed.iter_dosages(index):
         stop = start + len(d)
-        x, called = standardized(d, flip[start:stop], freq[start:stop])
+        x, _ = standardized(d, flip[start:stop], freq[start:stop])
         xw += x.T @ wts[start:stop]
         if step == 0:
-            calls += called.sum(axis=0)
             sumsq += np.einsum("ij,ij->j", x, x)
     if step == 0:
-        row_scale, delta = relationship_terms(calls, sumsq, len(index))
+        row_scale, delta = relationship_terms(sumsq, len(index))
         q = np.zeros((n, l_cols))
         u = row_scale[:, None] * xw
     else:
@@ -189,4 +174,4 @@ def _iterate(
     return arrays, IterateState(run_id, step, u, q, row_scale, delta)
 
 
-__all__ = ["serve_pca"]
+__all__ = ["SERVER", "serve_pca"]

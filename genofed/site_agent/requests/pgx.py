@@ -20,17 +20,17 @@ from types import MappingProxyType
 import numpy as np
 
 from genofed.common.errors import InputError, PolicyRefusal
-from genofed.common.study import AnalysisSpec, Study
+from genofed.common.study import AnalysisSpec
 from genofed.common.wire.pgx import (
     PGX_COUNTS_KIND,
     PGX_GLM_STATS_KIND,
     PGX_LOGISTIC_KIND,
+    PGX_REQUEST_KINDS,
 )
 from genofed.common.wire.records import NamedArrays
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.pheno import match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile
-from genofed.site_agent.privacy.policy import SitePolicy, check_request
 from genofed.site_agent.privacy.suppression import small_cell_rows
 from genofed.site_agent.requests.glm import glm_samples
 from genofed.site_agent.requests.pgx_tables import GeneDefinition, gene_definition
@@ -38,7 +38,7 @@ from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
 from genofed.site_agent.stats.glm import gram_upper, linear_chunk, logistic_chunk
 from genofed.site_agent.stats.pgx import CALLED, call_diplotypes
 
-__all__ = ["serve_pgx"]
+__all__ = ["SERVER", "serve_pgx"]
 
 PGX_KIND = "pgx"
 
@@ -144,33 +144,19 @@ def _table(labels: np.ndarray, outcome: np.ndarray, order: list[str]) -> np.ndar
     return counts
 
 
-def serve_pgx(
-    config: SiteConfig,
-    policy: SitePolicy,
-    study: Study,
-    request: pb.AnalysisRequest,
-    inputs: NamedArrays,
-    reply: pb.SiteReply,
-    bed: BedFile,
-    signed: bool,
-) -> NamedArrays:
-    """Check a pgx request against the study and the policy, then answer it."""
-    spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
-    if spec is None or spec.kind != PGX_KIND:
-        raise PolicyRefusal(
-            "NOT_IN_STUDY", f"analysis {request.analysis_id!r} is not a pgx analysis of this study"
-        )
-    check_request(policy, kind=PGX_KIND, signed=signed, n_samples=bed.n_samples)
-    if study.privacy.mode != "plain":
-        raise PolicyRefusal("UNSUPPORTED", "pgx analyses release exact counts only")
+def serve_pgx(ctx: RequestContext) -> Answer:
+    """The counts or regression sums of a pgx request."""
+    spec, bed, inputs, request, policy = ctx.analysis, ctx.bed, ctx.inputs, ctx.request, ctx.policy
+    config = ctx.site
+    facts: dict[str, str] = {}
     build = spec.params["build"]
     if request.kind == PGX_COUNTS_KIND:
         outcome = _outcome(config, bed, spec.params["outcome"])
         out: NamedArrays = {}
         for gene in spec.params["genes"]:
             calls = gene_calls(bed, gene, build)
-            reply.facts[f"pgx_{gene}_not_assessable"] = ",".join(calls.missing_alleles)
-            reply.facts[f"pgx_{gene}_unsupported"] = ",".join(calls.definition.unsupported)
+            facts[f"pgx_{gene}_not_assessable"] = ",".join(calls.missing_alleles)
+            facts[f"pgx_{gene}_unsupported"] = ",".join(calls.definition.unsupported)
             called = calls.reason == CALLED
             diplotypes = sorted(set(calls.diplotype[called].tolist()))
             phenotypes = list(calls.definition.phenotypes())
@@ -201,17 +187,17 @@ def serve_pgx(
             hidden = small_cell_rows(nc, policy.min_cell_count)
             out[f"{gene}.not_called"] = np.where(hidden[:, None], 0, nc)
             out[f"{gene}.not_called_withheld"] = hidden
-        return out
+        return Answer(out, facts)
     if not spec.params["outcome"]:
         raise PolicyRefusal("BAD_REQUEST", "this pgx analysis names no outcome to associate")
     x, covariates, y = _association_samples(config, bed, spec)
-    reply.facts["pgx_association_samples"] = str(len(y))
+    facts["pgx_association_samples"] = str(len(y))
     g = x[None, :]
     none_missing = np.zeros_like(g, dtype=np.bool_)
     if request.kind == PGX_GLM_STATS_KIND:
         design = np.column_stack([np.ones(len(y)), covariates, y])
         chunk = linear_chunk(g, none_missing, design)
-        return {"gz": chunk.gz[0], "gg": chunk.gg, "zz": gram_upper(design)}
+        return Answer({"gz": chunk.gz[0], "gg": chunk.gg, "zz": gram_upper(design)}, facts)
     if request.kind == PGX_LOGISTIC_KIND:
         beta, firth = inputs.get("beta"), inputs.get("firth")
         p = covariates.shape[1] + 2
@@ -226,8 +212,17 @@ def serve_pgx(
         ):
             raise PolicyRefusal("BAD_REQUEST", "the pgx_logistic request's betas are malformed")
         c = logistic_chunk(g, none_missing, covariates, y, beta, firth)
-        return {"grad": c.grad, "hess": c.hess, "loglik": c.loglik, "third": c.third}
+        return Answer({"grad": c.grad, "hess": c.hess, "loglik": c.loglik, "third": c.third}, facts)
     raise PolicyRefusal("UNKNOWN_REQUEST", f"this site does not know request kind {request.kind!r}")
+
+
+SERVER = Server(
+    analyses=frozenset({PGX_KIND}),
+    request_kinds=PGX_REQUEST_KINDS,
+    modes=frozenset({"plain"}),
+    unsupported="pgx analyses release exact counts only",
+    serve=serve_pgx,
+)
 
 
 def _association_samples(

@@ -22,7 +22,7 @@ from scipy.special import expit
 from genofed.common.analyses import PRS_KIND
 from genofed.common.errors import InputError, PolicyRefusal
 from genofed.common.pgs_scoring import ScoringFile, parse_scoring_file
-from genofed.common.study import AnalysisSpec, Study
+from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import BINARY, QUANTITATIVE
 from genofed.common.wire.prs import (
     MATCHED_CODES,
@@ -31,15 +31,16 @@ from genofed.common.wire.prs import (
     PRS_LOGISTIC_KIND,
     PRS_MATCH_KIND,
     PRS_MOMENTS_KIND,
+    PRS_REQUEST_KINDS,
     PRS_STATS_KIND,
     group_edges,
     histogram_edges,
     roc_thresholds,
 )
 from genofed.common.wire.records import NamedArrays
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.plink import BedFile
-from genofed.site_agent.privacy.policy import SitePolicy, check_request
+from genofed.site_agent.privacy.policy import SitePolicy
 from genofed.site_agent.privacy.suppression import small_cell_rows
 from genofed.site_agent.requests.glm import GlmSamples, glm_samples
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
@@ -55,34 +56,18 @@ from genofed.site_agent.stats.prs import (
     score_chunk,
 )
 
-__all__ = ["serve_prs"]
+__all__ = ["SERVER", "serve_prs"]
 
 
 def _bad(message: str) -> PolicyRefusal:
     return PolicyRefusal("BAD_REQUEST", message)
 
 
-def serve_prs(
-    config: SiteConfig,
-    policy: SitePolicy,
-    study: Study,
-    request: pb.AnalysisRequest,
-    inputs: NamedArrays,
-    reply: pb.SiteReply,
-    bed: BedFile,
-    signed: bool,
-) -> NamedArrays:
-    """Check a prs request against the study and the policy, then answer it."""
-    spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
-    if spec is None or spec.kind != PRS_KIND:
-        raise PolicyRefusal(
-            "NOT_IN_STUDY", f"analysis {request.analysis_id!r} is not a prs analysis of this study"
-        )
-    check_request(policy, kind=PRS_KIND, signed=signed, n_samples=bed.n_samples)
-    if study.privacy.mode != "plain":
-        raise PolicyRefusal(
-            "UNSUPPORTED", "prs analyses release exact sums only; this study asks for noise"
-        )
+def serve_prs(ctx: RequestContext) -> Answer:
+    """The match, moments, sums or counts of a prs request."""
+    spec, bed, inputs, request, policy = ctx.analysis, ctx.bed, ctx.inputs, ctx.request, ctx.policy
+    config = ctx.site
+    facts: dict[str, str] = {}
     scoring = _scoring(spec, inputs)
     v = bed.variants
     match = match_rows(
@@ -97,18 +82,21 @@ def serve_prs(
         drop_ambiguous=spec.params["ambiguous"] == "drop",
     )
     matched = np.isin(match.status, MATCHED_CODES)
-    reply.facts["prs_rows_matched"] = str(int(matched.sum()))
+    facts["prs_rows_matched"] = str(int(matched.sum()))
     if request.kind == PRS_MATCH_KIND:
         counts = _effect_counts(bed, match, matched)
         # small allele counts are withheld; missing-call counts are not (as glm_stats'
         # miss_zz releases them), or a few percent missing calls would withhold every row
         cells = np.stack([counts[:, 1], 2 * counts[:, 0] - counts[:, 1]], axis=1)
         withheld = small_cell_rows(cells, policy.min_cell_count)
-        return {
-            "row_status": match.status,
-            "effect_counts": np.where(withheld[:, None], 0, counts),
-            "effect_counts_withheld": withheld,
-        }
+        return Answer(
+            {
+                "row_status": match.status,
+                "effect_counts": np.where(withheld[:, None], 0, counts),
+                "effect_counts_withheld": withheld,
+            },
+            facts,
+        )
     use = inputs.get("use_rows")
     freq = inputs.get("impute_freq")
     r = len(scoring)
@@ -125,18 +113,18 @@ def serve_prs(
     if np.any(use & ~matched):
         raise _bad("the prs request uses scoring rows this site did not match")
     samples = _samples(config, bed, spec)
-    reply.facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
-    reply.facts["prs_samples"] = str(len(samples.index))
+    facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
+    facts["prs_samples"] = str(len(samples.index))
     score = _scores(bed, samples, match, scoring, use, freq)
     if request.kind == PRS_MOMENTS_KIND:
         moments = np.array([len(score), score.sum(), np.dot(score, score)], dtype=np.float64)
-        return {"moments": moments}
+        return Answer({"moments": moments}, facts)
     std = inputs.get("standardize")
     if std is None or std.shape != (2,) or std.dtype != np.float64 or not std[1] > 0:
         raise _bad("the prs request's standardization is malformed")
     z = (score - std[0]) / std[1]
     if request.kind == PRS_STATS_KIND:
-        return _stats(spec, policy, samples, z)
+        return Answer(_stats(spec, policy, samples, z), facts)
     if not samples.binary:
         raise _bad(f"{request.kind} needs a case/control phenotype")
     p = samples.covariates.shape[1] + 2
@@ -161,12 +149,15 @@ def serve_prs(
             beta,
             firth,
         )
-        return {
-            "grad": chunk.grad,
-            "hess": chunk.hess,
-            "loglik": chunk.loglik,
-            "third": chunk.third,
-        }
+        return Answer(
+            {
+                "grad": chunk.grad,
+                "hess": chunk.hess,
+                "loglik": chunk.loglik,
+                "third": chunk.third,
+            },
+            facts,
+        )
     if request.kind == PRS_CALIBRATION_KIND:
         if (
             beta is None
@@ -184,8 +175,17 @@ def serve_prs(
         )
         table = np.column_stack([counts[:, :2], fit_sum]).astype(np.float64)
         table[hidden] = 0.0
-        return {"calibration": table, "calibration_suppressed": hidden}
+        return Answer({"calibration": table, "calibration_suppressed": hidden}, facts)
     raise PolicyRefusal("UNKNOWN_REQUEST", f"this site does not know request kind {request.kind!r}")
+
+
+SERVER = Server(
+    analyses=frozenset({PRS_KIND}),
+    request_kinds=PRS_REQUEST_KINDS,
+    modes=frozenset({"plain"}),
+    unsupported="prs analyses release exact sums only; this study asks for noise",
+    serve=serve_prs,
+)
 
 
 def _scoring(spec: AnalysisSpec, inputs: NamedArrays) -> ScoringFile:

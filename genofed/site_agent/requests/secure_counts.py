@@ -2,7 +2,7 @@
 
 In these modes a site's counts leave only masked by Flower's SecAgg+
 (:mod:`genofed.site_agent.secure_release` does the masking), so the
-coordinator learns only the sum over at least three sites. The handler's
+coordinator learns only the sum over at least three sites. The release path's
 checks (signature, policy, cohort size, approval) have run before
 :func:`serve_secure_counts` is called; here the site
 
@@ -20,67 +20,41 @@ Small-cell suppression is **not** applied: the site's vector is masked and
 only the sum over >= 3 sites is learned, so a small cell at one site is not
 released as such, and a per-site ``suppressed`` flag would itself leak which
 variants are rare at which site (docs/decisions/0003-secure-aggregation.md).
-``min_cohort_size`` still applies (the handler checks it).
+``min_cohort_size`` still applies (the release path checks it).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Protocol
 
 import numpy as np
 
 from genofed.common.errors import PolicyRefusal
+from genofed.common.messages import Request
 from genofed.common.secure_sum import CLIPPING_RANGE, MIN_SECURE_SITES, range_problem
-from genofed.common.study import SECURE_MODES, Study
-from genofed.common.wire.records import NamedArrays
-from genofed.protos.v1 import genofed_pb2 as pb
-from genofed.site_agent.io.plink import BedFile
+from genofed.common.study import SECURE_MODES
+from genofed.site_agent.context import Answer, RequestContext
 from genofed.site_agent.privacy.accounting import epsilon_of
 from genofed.site_agent.privacy.distributed import NoiseShare, noise_share
-from genofed.site_agent.privacy.dp_release import ledger_for, plan_counts
-from genofed.site_agent.privacy.ledger import Ledger, Release
+from genofed.site_agent.privacy.dp_release import plan_counts
+from genofed.site_agent.privacy.ledger import Charge, Ledger, Release
 from genofed.site_agent.privacy.noise import (
     IntSampler,
     add_discrete_gaussian,
     opendp_discrete_gaussian,
 )
-from genofed.site_agent.privacy.policy import SitePolicy
-from genofed.site_agent.sitedir import SiteConfig
 from genofed.site_agent.stats.genotype_counts import flip_counts, genotype_counts
 
 #: The mechanism a ``distributed-dp`` charge is recorded under in the ledger.
 DISTRIBUTED_MECHANISM = "distributed_discrete_gaussian"
 
 
-class Sealer(Protocol):
-    """Turns a site's vector into what leaves for a secure sum (SecAgg+ masking)."""
-
-    def check(self, min_participants: int) -> None:
-        """Raise :class:`PolicyRefusal` before anything is computed if the round is unsafe.
-
-        ``min_participants``: the fewest sites the secure sum may have for this study.
-        """
-        ...
-
-    def seal(self, arrays: NamedArrays) -> NamedArrays:
-        """The masked arrays that leave instead of ``arrays``."""
-        ...
-
-
 def serve_secure_counts(
-    config: SiteConfig,
-    policy: SitePolicy,
-    study: Study,
-    request: pb.AnalysisRequest,
-    reply: pb.SiteReply,
-    bed: BedFile,
-    index: np.ndarray,
-    flip: np.ndarray,
-    sealer: Sealer | None,
-    sampler: IntSampler = opendp_discrete_gaussian,
-) -> NamedArrays:
+    ctx: RequestContext, sampler: IntSampler = opendp_discrete_gaussian
+) -> Answer:
     """This site's counts for the secure sum (unmasked; the caller seals them)."""
+    study, sealer, bed = ctx.study, ctx.sealer, ctx.bed
+    index, flip = ctx.variant_plan
     mode = study.privacy.mode
     if sealer is None:
         raise PolicyRefusal(
@@ -97,7 +71,7 @@ def serve_secure_counts(
     ledger: Ledger | None = None
     if mode == "distributed-dp":
         assert study.privacy.noise_shares is not None
-        ledger = ledger_for(config.directory, policy)
+        ledger = ctx.ledger()
         plan = plan_counts(study, len(index))
         share = noise_share(
             plan.noise_multiplier, plan.sensitivity, study.privacy.noise_shares, 4 * len(index)
@@ -112,9 +86,9 @@ def serve_secure_counts(
     problem = range_problem(counts)
     if problem is not None:
         raise PolicyRefusal("VALUE_OUT_OF_RANGE", problem)
-    reply.facts["release_mode"] = mode
+    facts = {"release_mode": mode}
     if share is None:
-        reply.facts["noise"] = json.dumps(
+        facts["noise"] = json.dumps(
             {
                 "mechanism": "none",
                 "mode": mode,
@@ -123,21 +97,21 @@ def serve_secure_counts(
             },
             sort_keys=True,
         )
-        return {"genotype_counts": counts}
+        return Answer({"genotype_counts": counts}, facts)
     assert ledger is not None
-    _charge(ledger, share, request, reply)
-    return {"genotype_counts": counts}
+    charge = _charge(ledger, share, ctx.request, facts)
+    return Answer({"genotype_counts": counts}, facts, charge)
 
 
 def _charge(
     ledger: Ledger,
     share: NoiseShare,
-    request: pb.AnalysisRequest,
-    reply: pb.SiteReply,
-) -> None:
+    request: Request,
+    facts: dict[str, str],
+) -> Charge:
     receipt = ledger.charge(
         Release(
-            study_sha256=request.study.study.sha256,
+            study_sha256=request.study.sha256,
             analysis_id=request.analysis_id,
             run_id=request.run_id,
             noise_multiplier=share.charged_noise_multiplier,
@@ -145,9 +119,7 @@ def _charge(
             mechanism=DISTRIBUTED_MECHANISM,
         )
     )
-    reply.receipt.epsilon_charged = receipt.epsilon
-    reply.receipt.delta_charged = ledger.budget.delta
-    reply.facts["noise"] = json.dumps(
+    facts["noise"] = json.dumps(
         {
             "mechanism": "distributed discrete_gaussian share (OpenDP) under SecAgg+",
             "mode": "distributed-dp",
@@ -166,8 +138,9 @@ def _charge(
         },
         sort_keys=True,
     )
-    reply.facts["epsilon_spent_in_period"] = f"{receipt.spent:.6g}"
-    reply.facts["budget_period"] = receipt.period
+    facts["epsilon_spent_in_period"] = f"{receipt.spent:.6g}"
+    facts["budget_period"] = receipt.period
+    return Charge(receipt.epsilon, ledger.budget.delta)
 
 
-__all__ = ["DISTRIBUTED_MECHANISM", "Sealer", "serve_secure_counts"]
+__all__ = ["DISTRIBUTED_MECHANISM", "serve_secure_counts"]

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genofed.common.errors import InputError, PolicyRefusal
-from genofed.common.study import AnalysisSpec, Study
+from genofed.common.study import AnalysisSpec
 from genofed.common.wire.records import NamedArrays
 from genofed.common.wire.survival import (
     COX_KIND,
@@ -42,11 +42,12 @@ from genofed.common.wire.survival import (
     KM_COUNTS_KIND,
     KM_KIND,
     SUPPRESSED_VALUE,
+    SURVIVAL_KINDS,
+    SURVIVAL_REQUEST_KINDS,
 )
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile
-from genofed.site_agent.privacy.policy import SitePolicy, check_release_mode, check_request
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
 from genofed.site_agent.stats.survival import (
     cox_derivatives,
@@ -66,32 +67,12 @@ class SurvivalSamples:
     columns: np.ndarray  # float64 (n, k): the extra columns asked for, in order
 
 
-def serve_survival(
-    config: SiteConfig,
-    policy: SitePolicy,
-    study: Study,
-    request: pb.AnalysisRequest,
-    inputs: NamedArrays,
-    reply: pb.SiteReply,
-    bed: BedFile,
-    signed: bool,
-) -> NamedArrays:
-    """Check a survival request against the study and the policy, then answer it."""
-    kind = _KIND_OF_REQUEST[request.kind]
-    spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
-    if spec is None or spec.kind != kind:
-        raise PolicyRefusal(
-            "NOT_IN_STUDY",
-            f"analysis {request.analysis_id!r} is not a {kind} analysis of this study",
-        )
-    check_request(policy, kind=kind, signed=signed, n_samples=bed.n_samples)
-    if study.privacy.mode != "plain":
-        raise PolicyRefusal(
-            "UNSUPPORTED",
-            f"{kind} analyses release exact counts or sums only; "
-            "this study asks for noisy releases",
-        )
-    check_release_mode(policy, study.privacy.mode)
+def serve_survival(ctx: RequestContext) -> Answer:
+    """The counts or Cox sums of a survival request."""
+    spec, bed, inputs, request, policy = ctx.analysis, ctx.bed, ctx.inputs, ctx.request, ctx.policy
+    config = ctx.site
+    kind = spec.kind
+    facts: dict[str, str] = {}
     extra = _extra_columns(spec)
     samples = survival_samples(config, bed, spec, extra)
     if len(samples.time) < max(policy.min_cohort_size, 1):
@@ -100,10 +81,21 @@ def serve_survival(
             f"the {kind} cohort at this site is below its minimum of "
             f"{policy.min_cohort_size} samples",
         )
-    reply.facts[f"{kind}_samples"] = str(len(samples.time))
+    facts[f"{kind}_samples"] = str(len(samples.time))
     if request.kind == KM_COUNTS_KIND:
-        return _km_counts(spec, samples, policy.min_cell_count)
-    return _cox_step(spec, samples, inputs, policy.min_cell_count)
+        return Answer(_km_counts(spec, samples, policy.min_cell_count), facts)
+    return Answer(_cox_step(spec, samples, inputs, policy.min_cell_count), facts)
+
+
+SERVER = Server(
+    analyses=SURVIVAL_KINDS,
+    request_kinds=SURVIVAL_REQUEST_KINDS,
+    modes=frozenset({"plain"}),
+    unsupported="{kind} analyses release exact counts or sums only; "
+    "this study asks for noisy releases",
+    serve=serve_survival,
+    analysis_of=_KIND_OF_REQUEST,
+)
 
 
 def _extra_columns(spec: AnalysisSpec) -> tuple[str, ...]:
@@ -241,4 +233,4 @@ def _cox_step(
     return {"loglik": np.array([d.loglik]), "grad": d.grad, "hess": d.hess}
 
 
-__all__ = ["SurvivalSamples", "group_codes", "serve_survival", "survival_samples"]
+__all__ = ["SERVER", "SurvivalSamples", "group_codes", "serve_survival", "survival_samples"]

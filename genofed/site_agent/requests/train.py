@@ -28,12 +28,14 @@ import numpy as np
 import torch
 
 from genofed.common.errors import InputError, PolicyRefusal
-from genofed.common.study import AnalysisSpec, Study
+from genofed.common.messages import Request
+from genofed.common.study import RELEASE_MODES, AnalysisSpec
 from genofed.common.wire.records import NamedArrays
 from genofed.common.wire.train import (
     EVAL_HISTOGRAM,
     EVAL_LOGIT_EDGES,
     TRAIN_KIND,
+    TRAIN_REQUEST_KINDS,
     TRAIN_ROUND_KIND,
     TRAIN_SAMPLES_FACT,
     WEIGHT_PREFIX,
@@ -42,19 +44,17 @@ from genofed.common.wire.train import (
     parameter_shapes,
     scale_covariates,
 )
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.accounting import (
     calibrate_dpsgd_noise,
     calibrate_noise_multiplier,
 )
-from genofed.site_agent.privacy.dp_release import DpPlan, ledger_for, release_counts
-from genofed.site_agent.privacy.ledger import Ledger, Release
+from genofed.site_agent.privacy.dp_release import DpPlan, release_counts
+from genofed.site_agent.privacy.ledger import Charge, Ledger, Release
 from genofed.site_agent.privacy.policy import (
-    SitePolicy,
     check_cohort_size,
     check_release_mode,
-    check_request,
 )
 from genofed.site_agent.requests.glm import glm_samples
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
@@ -69,27 +69,14 @@ NOISE_RNG = (
 DPSGD_MECHANISM = "dpsgd: Poisson-subsampled Gaussian (Opacus PrivacyEngine, RDP accountant)"
 
 
-def serve_train(
-    config: SiteConfig,
-    policy: SitePolicy,
-    study: Study,
-    request: pb.AnalysisRequest,
-    inputs: NamedArrays,
-    reply: pb.SiteReply,
-    bed: BedFile,
-    signed: bool,
-) -> NamedArrays:
-    """Check a train request against the study and the policy, then answer it."""
-    spec = next((a for a in study.analyses if a.id == request.analysis_id), None)
-    if spec is None or spec.kind != TRAIN_KIND:
-        raise PolicyRefusal(
-            "NOT_IN_STUDY",
-            f"analysis {request.analysis_id!r} is not a train analysis of this study",
-        )
-    check_request(policy, kind=TRAIN_KIND, signed=signed, n_samples=bed.n_samples)
+def serve_train(ctx: RequestContext) -> Answer:
+    """A DP-SGD (or exact) model update, or the final model's evaluation histogram."""
+    spec, bed, request, policy, config = ctx.analysis, ctx.bed, ctx.request, ctx.policy, ctx.site
+    index, flip = ctx.variant_plan
+    inputs = {**ctx.inputs, "variant_index": index, "flip": flip}
     params = spec.params
     dp = noisy(params)
-    if study.privacy.mode == "dp" and not dp:
+    if ctx.mode == "dp" and not dp:
         raise PolicyRefusal(
             "RELEASE_MODE_NOT_ALLOWED",
             f'analysis {spec.id!r} releases exact model updates, but the study asks for mode "dp"',
@@ -103,14 +90,25 @@ def serve_train(
         )
     x, y = _training_data(config, bed, spec, inputs)
     check_cohort_size(policy, len(y))
-    reply.facts[TRAIN_SAMPLES_FACT] = str(len(y))
+    facts = {TRAIN_SAMPLES_FACT: str(len(y))}
     weights = _weights(inputs, params, x.shape[1])
     if request.kind == TRAIN_ROUND_KIND:
         started = time.monotonic()
-        arrays = _round(config, policy, request, reply, params, x, y, weights)
-        reply.facts["train_seconds"] = f"{time.monotonic() - started:.3f}"
-        return arrays
-    return _evaluate(config, policy, request, reply, params, x, y, weights)
+        arrays, charge = _round(ctx, facts, params, x, y, weights)
+        facts["train_seconds"] = f"{time.monotonic() - started:.3f}"
+        return Answer(arrays, facts, charge)
+    arrays, charge = _evaluate(ctx, facts, params, x, y, weights)
+    return Answer(arrays, facts, charge)
+
+
+SERVER = Server(
+    analyses=frozenset({TRAIN_KIND}),
+    request_kinds=TRAIN_REQUEST_KINDS,
+    # the release mode of its updates is checked by serve_train: DP-SGD or exact, by parameters
+    modes=frozenset(RELEASE_MODES),
+    unsupported="",
+    serve=serve_train,
+)
 
 
 def _training_data(
@@ -167,15 +165,13 @@ def _secure_generator() -> torch.Generator:
 
 
 def _round(
-    config: SiteConfig,
-    policy: SitePolicy,
-    request: pb.AnalysisRequest,
-    reply: pb.SiteReply,
+    ctx: RequestContext,
+    facts: dict[str, str],
     params: Any,
     x: np.ndarray,
     y: np.ndarray,
     weights: dict[str, np.ndarray],
-) -> NamedArrays:
+) -> tuple[NamedArrays, Charge | None]:
     common = {
         "model": params["model"],
         "hidden": params["hidden_units"],
@@ -185,13 +181,14 @@ def _round(
         "clipping_norm": params["clipping_norm"],
     }
     if not noisy(params):
-        seed = (params["seed"] * 1_000_003 + request.round) & 0x7FFFFFFF
+        seed = (params["seed"] * 1_000_003 + ctx.request.round) & 0x7FFFFFFF
         update = local_update(
             x, y, weights, **common, noise_multiplier=0.0,
             generator=torch.Generator().manual_seed(seed),
         )  # fmt: skip
-        return _as_arrays(update.weights)
-    ledger = ledger_for(config.directory, policy)
+        return _as_arrays(update.weights), None
+    request = ctx.request
+    ledger = ctx.ledger()
     delta = ledger.budget.delta
     rate, steps = expected_steps(len(y), params["batch_size"], params["local_epochs"])
     z = float(params["noise_multiplier"])
@@ -207,7 +204,7 @@ def _round(
         raise RuntimeError(f"Opacus recorded {update.opacus_history}, the site charges {steps}")
     receipt = ledger.charge(
         Release(
-            study_sha256=request.study.study.sha256,
+            study_sha256=request.study.sha256,
             analysis_id=request.analysis_id,
             run_id=request.run_id,
             noise_multiplier=z,
@@ -217,9 +214,7 @@ def _round(
             steps=steps,
         )
     )
-    reply.receipt.epsilon_charged = receipt.epsilon
-    reply.receipt.delta_charged = delta
-    reply.facts["noise"] = json.dumps(
+    facts["noise"] = json.dumps(
         {
             "mechanism": DPSGD_MECHANISM,
             "noise_multiplier": z,
@@ -235,16 +230,16 @@ def _round(
         },
         sort_keys=True,
     )
-    reply.facts["epsilon_spent_in_period"] = f"{receipt.spent:.6g}"
-    reply.facts["budget_period"] = receipt.period
-    return _as_arrays(update.weights)
+    facts["epsilon_spent_in_period"] = f"{receipt.spent:.6g}"
+    facts["budget_period"] = receipt.period
+    return _as_arrays(update.weights), Charge(receipt.epsilon, delta)
 
 
-def _run_key(request: pb.AnalysisRequest) -> tuple[str, str, str]:
-    return request.study.study.sha256, request.run_id, request.analysis_id
+def _run_key(request: Request) -> tuple[str, str, str]:
+    return request.study.sha256, request.run_id, request.analysis_id
 
 
-def _run_events(ledger: Ledger, request: pb.AnalysisRequest) -> list[tuple[float, float, int]]:
+def _run_events(ledger: Ledger, request: Request) -> list[tuple[float, float, int]]:
     study, run, analysis = _run_key(request)
     return [
         (float(str(e["noise_multiplier"])), float(str(e["sampling_rate"])), int(str(e["steps"])))
@@ -263,32 +258,29 @@ def _opacus_epsilon(events: list[tuple[float, float, int]], delta: float) -> flo
 
 
 def _evaluate(
-    config: SiteConfig,
-    policy: SitePolicy,
-    request: pb.AnalysisRequest,
-    reply: pb.SiteReply,
+    ctx: RequestContext,
+    facts: dict[str, str],
     params: Any,
     x: np.ndarray,
     y: np.ndarray,
     weights: dict[str, np.ndarray],
-) -> NamedArrays:
+) -> tuple[NamedArrays, Charge | None]:
     logits = model_logits(params["model"], weights, x.astype(np.float64))
     bins = np.digitize(logits, EVAL_LOGIT_EDGES)
     histogram = np.zeros((2, len(EVAL_LOGIT_EDGES) + 1), dtype=np.int64)
     np.add.at(histogram, (y.astype(np.int64), bins), 1)
     if not noisy(params):
-        return {EVAL_HISTOGRAM: histogram}
-    ledger = ledger_for(config.directory, policy)
+        return {EVAL_HISTOGRAM: histogram}, None
+    request = ctx.request
+    ledger = ctx.ledger()
     plan = DpPlan(calibrate_noise_multiplier(params["eval_epsilon"], ledger.budget.delta), 1.0)
     ledger.check(plan.noise_multiplier)  # refuse before releasing anything
-    noised = release_counts(ledger, plan, histogram, request, reply)  # charged before return
+    noised, charge = release_counts(ledger, plan, histogram, request, facts)  # charged first
     delta = ledger.budget.delta
-    reply.facts["epsilon_train_total"] = repr(ledger.spent_on(*_run_key(request)))
-    reply.facts["opacus_epsilon_train_total"] = repr(
-        _opacus_epsilon(_run_events(ledger, request), delta)
-    )
-    reply.facts["train_delta"] = repr(delta)
-    return {EVAL_HISTOGRAM: noised}
+    facts["epsilon_train_total"] = repr(ledger.spent_on(*_run_key(request)))
+    facts["opacus_epsilon_train_total"] = repr(_opacus_epsilon(_run_events(ledger, request), delta))
+    facts["train_delta"] = repr(delta)
+    return {EVAL_HISTOGRAM: noised}, charge
 
 
 def _as_arrays(weights: dict[str, np.ndarray]) -> NamedArrays:
@@ -297,4 +289,4 @@ def _as_arrays(weights: dict[str, np.ndarray]) -> NamedArrays:
     }
 
 
-__all__ = ["DPSGD_MECHANISM", "NOISE_RNG", "serve_train"]
+__all__ = ["DPSGD_MECHANISM", "NOISE_RNG", "SERVER", "serve_train"]

@@ -37,20 +37,22 @@ def standardized(
     return x, ~missing
 
 
-def relationship_terms(calls: F64, sumsq: F64, n_variants: int) -> tuple[F64, F64]:
-    """Row scale of ``A`` and the diagonal correction ``delta`` for each sample.
+def relationship_terms(sumsq: F64, n_variants: int) -> tuple[F64, F64]:
+    """Row scale of ``A`` and the diagonal term ``delta`` of each sample, for ``K = X X^T / M``.
 
-    ``calls`` are each sample's called genotypes over the ``n_variants`` PCA
-    variants and ``sumsq`` its ``sum x^2``. With ``N_jk ~ c_j c_k / M``,
-    ``A = diag(sqrt(M) / c) X`` and ``K = A A^T + diag(delta)`` has plink2's
-    exact diagonal ``s_j / c_j``. A sample with no call has a zero row.
+    ``sumsq`` is each sample's ``sum x^2`` over the ``n_variants`` (``M``)
+    PCA variants. ``K = A A^T + diag(delta)`` with ``A = diag(row_scale) X``
+    is plink2's mean-imputed relationship matrix (``--pca meanimpute``, the
+    matrix ``--pca approx`` always uses), whatever calls are missing:
+    ``row_scale = 1 / sqrt(M)`` and ``delta = 0``. Both are computed as the
+    earlier ``sqrt(M) / c`` and ``s / c - s M / c^2`` with every ``c = M``,
+    so that a cohort without missing calls gives the same bits as before
+    (``delta`` is zero up to rounding).
     """
-    c = np.asarray(calls, dtype=np.float64)
     s = np.asarray(sumsq, dtype=np.float64)
     m = float(n_variants)
-    safe = np.where(c > 0, c, 1.0)
-    row_scale = np.where(c > 0, np.sqrt(m) / safe, 0.0)
-    delta = np.where(c > 0, s / safe - s * m / (safe * safe), 0.0)
+    row_scale = np.full(s.shape, np.sqrt(m) / m)
+    delta = s / m - s * m / (m * m)
     return row_scale, delta
 
 

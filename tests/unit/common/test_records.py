@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from genofed.common.errors import IntegrityError
+from genofed.common.messages import Reply, Request, Status
 from genofed.common.wire.records import (
     ARRAYS_KEY,
     reply_from_recorddict,
@@ -16,7 +17,6 @@ from genofed.common.wire.records import (
     request_from_recorddict,
     request_to_recorddict,
 )
-from genofed.protos.v1 import genofed_pb2 as pb
 
 _arrays = st.dictionaries(
     st.text(alphabet="abcdefgh_", min_size=1, max_size=8),
@@ -31,8 +31,7 @@ _arrays = st.dictionaries(
 @settings(max_examples=40, deadline=None)
 @given(_arrays)
 def test_reply_codec__round_trips_arrays_and_manifest(arrays: dict[str, np.ndarray]) -> None:
-    reply = pb.SiteReply(site="site-a", status=pb.REPLY_STATUS_OK, analysis_id="freq")
-    reply.facts["n_samples"] = "12"
+    reply = Reply(site="site-a", status=Status.OK, analysis_id="freq", facts={"n_samples": "12"})
     got, got_arrays = reply_from_recorddict(reply_to_recorddict(reply, arrays))
     assert got.site == "site-a" and got.facts["n_samples"] == "12"
     assert [a.name for a in got.arrays] == list(arrays)
@@ -45,14 +44,14 @@ def test_reply_codec__round_trips_arrays_and_manifest(arrays: dict[str, np.ndarr
 @settings(max_examples=20, deadline=None)
 @given(_arrays)
 def test_request_codec__round_trips(arrays: dict[str, np.ndarray]) -> None:
-    request = pb.AnalysisRequest(kind="genotype_counts", analysis_id="freq,hardy", round=2)
+    request = Request(kind="genotype_counts", analysis_id="freq,hardy", round=2)
     got, got_arrays = request_from_recorddict(request_to_recorddict(request, arrays))
     assert got.kind == "genotype_counts" and got.round == 2
     assert set(got_arrays) == set(arrays)
 
 
 def test_reply_codec__array_swapped_in_transit_is_refused() -> None:
-    content = reply_to_recorddict(pb.SiteReply(site="a"), {"counts": np.arange(4)})
+    content = reply_to_recorddict(Reply(site="a"), {"counts": np.arange(4)})
     from flwr.app import Array
 
     content.array_records[ARRAYS_KEY]["counts"] = Array(np.arange(4) + 1)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from genofed.common.errors import ConfigError, IntegrityError
+from genofed.common.messages import Request
 from genofed.common.secure_sum import (
     CLIPPING_RANGE,
     MAX_WEIGHT,
@@ -21,8 +22,7 @@ from genofed.common.secure_sum import (
     settings_problem,
 )
 from genofed.common.study import Study, study_from_canonical, study_from_mapping
-from genofed.common.wire.records import signed_study_to_proto
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.common.wire.records import signed_study
 
 
 def _study(privacy: dict[str, object], kinds: tuple[str, ...] = ("freq", "hardy")) -> Study:
@@ -73,7 +73,7 @@ def test_exact_sum__rounds_the_unmasked_mean_and_refuses_a_non_integral_one() ->
 
 
 def test_request_config__round_trips_and_catches_tampering() -> None:
-    request = pb.AnalysisRequest(kind="genotype_counts", analysis_id="freq", round=2, run_id="r")
+    request = Request(kind="genotype_counts", analysis_id="freq", round=2, run_id="r")
     inputs = {"variant_index": np.arange(5, dtype=np.int64), "flip": np.zeros(5, dtype=np.bool_)}
     config = request_to_config(request, inputs)
     back, arrays = request_from_config(config)
@@ -93,8 +93,8 @@ def test_study__exact_and_distributed_dp_parse_and_keep_their_hash() -> None:
     ddp = _study({"mode": "distributed-dp", "epsilon": 1.0, "noise_shares": 3})
     assert (ddp.privacy.epsilon, ddp.privacy.delta, ddp.privacy.noise_shares) == (1.0, 1e-6, 3)
     for study in (exact, ddp):
-        proto = signed_study_to_proto(study, None).study
-        assert study_from_canonical(proto.canonical_json, proto.sha256) == study
+        signed = signed_study(study, None)
+        assert study_from_canonical(signed.canonical_json, signed.sha256) == study
     # studies without noise_shares keep the canonical form (and hash) they had before
     assert b"noise_shares" not in _study({"mode": "dp", "epsilon": 1.0}).canonical_json()
 

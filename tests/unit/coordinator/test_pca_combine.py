@@ -37,27 +37,40 @@ def test_standardized__centres_scales_and_zeroes_missing_and_monomorphic() -> No
     np.testing.assert_allclose(flipped[0, :3], x[0, :3])
 
 
-def test_relationship_terms__exact_diagonal_and_exact_without_missing_calls() -> None:
+def test_relationship_terms__give_plink2s_mean_imputed_matrix_with_missing_calls() -> None:
+    """``A A^T + diag(delta)`` is ``X^T X / M`` (plink2 ``--pca meanimpute``), missing or not."""
     rng = np.random.default_rng(1)
-    g = _genotypes(rng, 60, 25, missing=0.1)
-    x, called = standardized(g, np.zeros(60, bool), _pooled_freq(g))
-    scale, delta = relationship_terms(called.sum(axis=0), (x * x).sum(axis=0), 60)
-    a = scale[:, None] * x.T
-    k = a @ a.T + np.diag(delta)
-    np.testing.assert_allclose(np.diag(k), (x * x).sum(axis=0) / called.sum(axis=0))
-    full = _genotypes(rng, 60, 25, missing=0.0)
-    x, called = standardized(full, np.zeros(60, bool), _pooled_freq(full))
-    scale, delta = relationship_terms(called.sum(axis=0), (x * x).sum(axis=0), 60)
-    a = scale[:, None] * x.T
-    np.testing.assert_allclose(a @ a.T + np.diag(delta), x.T @ x / 60, atol=1e-12)
+    for missing in (0.1, 0.0):
+        g = _genotypes(rng, 60, 25, missing=missing)
+        x, _ = standardized(g, np.zeros(60, bool), _pooled_freq(g))
+        scale, delta = relationship_terms((x * x).sum(axis=0), 60)
+        a = scale[:, None] * x.T
+        np.testing.assert_allclose(a @ a.T + np.diag(delta), x.T @ x / 60, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(scale, np.sqrt(60.0) / 60.0)
+
+
+def test_relationship_terms__a_sample_with_a_missing_call_is_not_rescaled() -> None:
+    """The same genotypes with one more missing call change only that call's term."""
+    rng = np.random.default_rng(4)
+    g = _genotypes(rng, 40, 10, missing=0.0)
+    freq = _pooled_freq(g)
+    x, _ = standardized(g, np.zeros(40, bool), freq)
+    g[3, 0] = -9
+    y, _ = standardized(g, np.zeros(40, bool), freq)
+    s1, _ = relationship_terms((x * x).sum(axis=0), 40)
+    s2, _ = relationship_terms((y * y).sum(axis=0), 40)
+    np.testing.assert_array_equal(s1, s2)
+    k1, k2 = x.T @ x / 40, (s2[:, None] * y.T) @ (s2[:, None] * y.T).T
+    np.testing.assert_allclose(k2[1:, 1:], k1[1:, 1:], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(k2[0, 0], k1[0, 0] - x[3, 0] ** 2 / 40, rtol=1e-12)
 
 
 def test_subspace_iteration_over_site_blocks__finds_the_top_eigenpairs() -> None:
     """Drive whiten/ritz as the protocol does, with K held as three row blocks."""
     rng = np.random.default_rng(2)
     g = _genotypes(rng, 300, 90, missing=0.05)
-    x, called = standardized(g, np.zeros(300, bool), _pooled_freq(g))
-    scale, delta = relationship_terms(called.sum(axis=0), (x * x).sum(axis=0), 300)
+    x, _ = standardized(g, np.zeros(300, bool), _pooled_freq(g))
+    scale, delta = relationship_terms((x * x).sum(axis=0), 300)
     a = scale[:, None] * x.T  # (n, V)
     blocks = np.array_split(np.arange(90), 3)
     k_full = a @ a.T + np.diag(delta)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from genofed.common.errors import ConfigError, IntegrityError, SiteFailure
+from genofed.common.messages import Receipt, Reply, Request, Status
 from genofed.common.receipts import verify_receipt
 from genofed.common.study import study_from_mapping
-from genofed.common.wire.records import study_to_proto
+from genofed.common.wire.records import signed_study
 from genofed.coordinator.app import deployment_receipts
 from genofed.coordinator.deploy import superlink
 from genofed.coordinator.deploy.superlink import CONFIG_ENV, load_coordinator_config
@@ -26,7 +28,6 @@ from genofed.coordinator.receipt_check import (
 )
 from genofed.coordinator.runner import run_study
 from genofed.coordinator.transport import Incoming, Outgoing
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.audit.log import AuditPaths
 from genofed.site_agent.release import handle_request
 from genofed.site_agent.sitedir import load_site
@@ -112,7 +113,7 @@ def test_require__a_site_without_a_listed_key_is_refused_by_name(
 class _Tampering:
     """An in-process transport that alters every OK reply of one site before it arrives."""
 
-    def __init__(self, inner: InProcessTransport, node: int, alter: Callable[[pb.SiteReply], None]):
+    def __init__(self, inner: InProcessTransport, node: int, alter: Callable[[Reply], Reply]):
         self.inner, self.node, self.alter = inner, node, alter
 
     def nodes(self) -> list[int]:
@@ -122,41 +123,47 @@ class _Tampering:
         got = self.inner.exchange(outgoing, timeout=timeout)
         reply = got[self.node].reply
         assert reply is not None
-        self.alter(reply)
+        got[self.node] = replace(got[self.node], reply=self.alter(reply))
         return got
 
 
-def _no_receipt(reply: pb.SiteReply) -> None:
-    reply.ClearField("receipt")
+def _receipt(reply: Reply, **changes: object) -> Reply:
+    return replace(reply, receipt=replace(reply.receipt, **changes))
 
 
-def _epsilon_changed(reply: pb.SiteReply) -> None:
-    reply.receipt.epsilon_charged += 0.5
+def _no_receipt(reply: Reply) -> Reply:
+    return replace(reply, receipt=Receipt())
 
 
-def _proof_cut(reply: pb.SiteReply) -> None:
-    if reply.receipt.inclusion_proof:
-        del reply.receipt.inclusion_proof[-1]
-    else:
-        reply.receipt.inclusion_proof.append(b"\0" * 32)
+def _epsilon_changed(reply: Reply) -> Reply:
+    return _receipt(reply, epsilon_charged=reply.receipt.epsilon_charged + 0.5)
 
 
-def _entry_flipped(reply: pb.SiteReply) -> None:
+def _proof_cut(reply: Reply) -> Reply:
+    proof = reply.receipt.inclusion_proof
+    return _receipt(reply, inclusion_proof=proof[:-1] if proof else (b"\0" * 32,))
+
+
+def _entry_flipped(reply: Reply) -> Reply:
     data = bytearray(reply.receipt.entry)
     data[len(data) // 2] ^= 1
-    reply.receipt.entry = bytes(data)
+    return _receipt(reply, entry=bytes(data))
 
 
-def _index_moved(reply: pb.SiteReply) -> None:
-    reply.receipt.audit_index += 1
+def _index_moved(reply: Reply) -> Reply:
+    return _receipt(reply, audit_index=reply.receipt.audit_index + 1)
 
 
-def _root_resigned_by_other_key(reply: pb.SiteReply) -> None:
-    reply.receipt.checkpoint.signature = Ed25519PrivateKey.generate().sign(b"x")
+def _root_resigned_by_other_key(reply: Reply) -> Reply:
+    checkpoint = reply.receipt.checkpoint
+    assert checkpoint is not None
+    signature = Ed25519PrivateKey.generate().sign(b"x")
+    return _receipt(reply, checkpoint=replace(checkpoint, signature=signature))
 
 
-def _manifest_changed(reply: pb.SiteReply) -> None:
-    reply.arrays[0].sha256 = "00" * 32
+def _manifest_changed(reply: Reply) -> Reply:
+    first = replace(reply.arrays[0], sha256="00" * 32)
+    return replace(reply, arrays=(first, *reply.arrays[1:]))
 
 
 @pytest.mark.parametrize(
@@ -172,7 +179,7 @@ def _manifest_changed(reply: pb.SiteReply) -> None:
     ],
 )
 def test_require__an_altered_receipt_stops_the_study(
-    sites: list[Path], tmp_path: Path, alter: Callable[[pb.SiteReply], None]
+    sites: list[Path], tmp_path: Path, alter: Callable[[Reply], Reply]
 ) -> None:
     transport = _Tampering(InProcessTransport(sites), 2, alter)
     with pytest.raises(SiteFailure) as info:
@@ -193,15 +200,15 @@ def test_warn__an_altered_receipt_is_recorded_not_fatal(
     assert "RECEIPT_INVALID" in caplog.text
 
 
-def _reply(site: Path, request: pb.AnalysisRequest) -> pb.SiteReply:
+def _reply(site: Path, request: Request) -> Reply:
     reply, _ = handle_request(site, request, {})
-    assert reply.status == pb.REPLY_STATUS_OK
+    assert reply.status == Status.OK
     return reply
 
 
 def test_verify_receipt__binds_the_reply_to_its_request(sites: list[Path]) -> None:
-    request = pb.AnalysisRequest(
-        study=pb.SignedStudy(study=study_to_proto(QC)),
+    request = Request(
+        study=signed_study(QC, None),
         analysis_id="variants",
         kind="variants",
         step="variants",
@@ -212,14 +219,10 @@ def test_verify_receipt__binds_the_reply_to_its_request(sites: list[Path]) -> No
     reply = _reply(sites[0], request)
     entry = verify_receipt(key, request, reply)
     assert entry.index == reply.receipt.audit_index and entry.run_id == "run-1"
-    other = pb.AnalysisRequest()
-    other.CopyFrom(request)
-    other.run_id = "run-2"  # a replayed receipt from another run
+    other = replace(request, run_id="run-2")  # a replayed receipt from another run
     with pytest.raises(IntegrityError):
         verify_receipt(key, other, reply)
-    refused = pb.SiteReply()
-    refused.CopyFrom(reply)
-    refused.receipt.audited = False
+    refused = replace(reply, receipt=replace(reply.receipt, audited=False))
     with pytest.raises(IntegrityError):
         verify_receipt(key, request, refused)
 

@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.messages import AuditEntry, AuditKind
 from genofed.common.study import study_from_mapping
-from genofed.protos.v1 import genofed_pb2 as pb
+from genofed.common.wire.proto import audit_entry_from_bytes
 from genofed.site_agent.audit.log import init_audit, read_site_log
 from genofed.site_agent.cli.main import EXIT_INPUT, EXIT_OK, app
 from genofed.site_agent.privacy.approvals import (
@@ -44,9 +45,9 @@ def _policy(*rules: AutoApproveRule) -> SitePolicy:
     return SitePolicy(demo=False, allowed_analyses=frozenset({"freq"}), auto_approve=rules)
 
 
-def _decisions(site: Path) -> list[pb.AuditEntry]:
-    entries = [pb.AuditEntry.FromString(leaf) for leaf in read_site_log(site).leaves]
-    return [e for e in entries if e.kind == pb.AUDIT_KIND_DECISION]
+def _decisions(site: Path) -> list[AuditEntry]:
+    entries = [audit_entry_from_bytes(leaf) for leaf in read_site_log(site).leaves]
+    return [e for e in entries if e.kind == AuditKind.DECISION]
 
 
 def test_unseen_study__is_recorded_pending_and_refused(site: Path) -> None:

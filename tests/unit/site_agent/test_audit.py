@@ -6,6 +6,7 @@ import json
 import shutil
 import sqlite3
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +20,6 @@ from hypothesis import strategies as st
 from genofed.common.checkpoint import (
     Checkpoint,
     checkpoint_from_json,
-    checkpoint_from_proto,
     checkpoint_to_json,
     public_key_from_pem,
     public_key_to_pem,
@@ -29,15 +29,23 @@ from genofed.common.checkpoint import (
 )
 from genofed.common.errors import InputError, IntegrityError, SiteFailure
 from genofed.common.merkle import EMPTY_ROOT, inclusion_proof, leaf_hash, verify_inclusion
+from genofed.common.messages import (
+    ArraySpec,
+    AuditEntry,
+    AuditKind,
+    Reply,
+    Request,
+    Status,
+)
 from genofed.common.study import study_from_mapping
+from genofed.common.wire.proto import audit_entry_from_bytes, audit_entry_to_bytes
 from genofed.common.wire.records import (
     array_manifest,
     array_spec,
     reply_to_recorddict,
-    study_to_proto,
+    signed_study,
 )
 from genofed.coordinator.runner import run_study
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.audit import log as audit_module
 from genofed.site_agent.audit.log import (
     AuditLog,
@@ -74,9 +82,9 @@ class StepClock:
         return self.now
 
 
-def _request(kind: str = "variants", run_id: str = "run-1") -> pb.AnalysisRequest:
-    return pb.AnalysisRequest(
-        study=pb.SignedStudy(study=study_to_proto(QC)),
+def _request(kind: str = "variants", run_id: str = "run-1") -> Request:
+    return Request(
+        study=signed_study(QC, None),
         analysis_id=kind,
         kind=kind,
         step=kind,
@@ -87,7 +95,7 @@ def _request(kind: str = "variants", run_id: str = "run-1") -> pb.AnalysisReques
 
 def _fill(site: Path, n: int) -> None:
     """Append ``n`` entries of every kind to the log of ``site``."""
-    spec = pb.ArraySpec(name="genotype_counts", dtype="<i8", shape=[3, 4], sha256="ab" * 32)
+    spec = ArraySpec(name="genotype_counts", dtype="<i8", shape=[3, 4], sha256="ab" * 32)
     with AuditLog.open(site, clock=StepClock()) as log:
         for i in range(n):
             request = _request(run_id=f"run-{i}")
@@ -152,7 +160,7 @@ def test_append__returns_index_and_a_checkpoint_that_proves_inclusion(site: Path
         verify_checkpoint(key, checkpoint)
         proof = inclusion_proof(hashes[: checkpoint.tree_size], index)
         verify_inclusion(index, checkpoint.tree_size, hashes[index], proof, checkpoint.root_hash)
-        entry = pb.AuditEntry.FromString(snapshot.leaves[index])
+        entry = audit_entry_from_bytes(snapshot.leaves[index])
         assert entry.index == index and entry.run_id == f"r{index}"
         assert entry.time == checkpoint.time
     assert [c.tree_size for c in snapshot.checkpoints] == [0, 1, 2, 3, 4, 5]
@@ -248,10 +256,8 @@ def test_verify_log__any_flipped_byte_is_caught(
 
 
 def _forged_line(index: int) -> bytes:
-    forged = release_entry(_request(run_id="forged"), [])
-    forged.index = index
-    forged.time = rfc3339(T0)
-    return entry_line(index, forged.SerializeToString(deterministic=True)).encode()
+    forged = replace(release_entry(_request(run_id="forged"), []), index=index, time=rfc3339(T0))
+    return entry_line(index, audit_entry_to_bytes(forged)).encode()
 
 
 @_settings
@@ -360,8 +366,8 @@ def _copy_site(cohort, tmp_path: Path, i: int = 0) -> Path:
     return site
 
 
-def _log_entries(site: Path) -> list[pb.AuditEntry]:
-    return [pb.AuditEntry.FromString(leaf) for leaf in read_site_log(site).leaves]
+def _log_entries(site: Path) -> list[AuditEntry]:
+    return [audit_entry_from_bytes(leaf) for leaf in read_site_log(site).leaves]
 
 
 def test_handle_request__release_is_audited_with_the_bytes_that_leave(
@@ -369,19 +375,20 @@ def test_handle_request__release_is_audited_with_the_bytes_that_leave(
 ) -> None:
     site = _copy_site(cohort, tmp_path)
     reply, arrays = handle_request(site, _request(), {}, clock=StepClock())
-    assert reply.status == pb.REPLY_STATUS_OK
+    assert reply.status == Status.OK
     request_e, approval_e, release_e = _log_entries(site)
-    assert request_e.kind == pb.AUDIT_KIND_REQUEST and request_e.request_kind == "variants"
+    assert request_e.kind == AuditKind.REQUEST and request_e.request_kind == "variants"
     # the demo policy's auto-approval rule approved the study: a decision entry
-    assert approval_e.kind == pb.AUDIT_KIND_DECISION and approval_e.decision == "approved"
-    assert release_e.kind == pb.AUDIT_KIND_RELEASE and release_e.decision == "approved"
+    assert approval_e.kind == AuditKind.DECISION and approval_e.decision == "approved"
+    assert release_e.kind == AuditKind.RELEASE and release_e.decision == "approved"
     assert release_e.study_sha256 == QC.sha256 and release_e.run_id == "run-1"
     assert [a.name for a in release_e.arrays] == list(arrays)
     assert list(release_e.arrays) == list(reply.arrays)
     for spec in release_e.arrays:
         assert array_spec(spec.name, arrays[spec.name]) == spec
     assert reply.receipt.audited and reply.receipt.audit_index == 2
-    checkpoint = checkpoint_from_proto(reply.receipt.checkpoint)
+    checkpoint = reply.receipt.checkpoint
+    assert checkpoint is not None
     assert checkpoint.tree_size == 3
     assert verify_path(site, saved=checkpoint).ok
 
@@ -390,10 +397,10 @@ def test_handle_request__refusal_is_audited_with_its_reason(cohort, tmp_path: Pa
     site = _copy_site(cohort, tmp_path)
     (site / POLICY_FILE).write_text(DEFAULT_POLICY_TOML)
     reply, arrays = handle_request(site, _request(), {})
-    assert reply.status == pb.REPLY_STATUS_REFUSED and arrays == {}
+    assert reply.status == Status.REFUSED and arrays == {}
     request_e, refusal = _log_entries(site)
-    assert request_e.kind == pb.AUDIT_KIND_REQUEST
-    assert refusal.kind == pb.AUDIT_KIND_REFUSAL and refusal.decision == "refused"
+    assert request_e.kind == AuditKind.REQUEST
+    assert refusal.kind == AuditKind.REFUSAL and refusal.decision == "refused"
     assert refusal.reason.startswith(f"{reply.reason_code}: ")
     assert not refusal.arrays
     assert reply.receipt.audited and reply.receipt.audit_index == 1
@@ -403,7 +410,7 @@ def test_handle_request__without_an_audit_key_nothing_is_released(cohort, tmp_pa
     site = _copy_site(cohort, tmp_path)
     AuditPaths.of(site).key.unlink()
     reply, arrays = handle_request(site, _request(), {})
-    assert reply.status == pb.REPLY_STATUS_ERROR and reply.reason_code == AUDIT_UNAVAILABLE
+    assert reply.status == Status.ERROR and reply.reason_code == AUDIT_UNAVAILABLE
     assert arrays == {} and not reply.facts and not reply.arrays
     assert "audit.key" in reply.message
 
@@ -417,14 +424,14 @@ def test_handle_request__release_that_cannot_be_audited_is_not_sent(
 
     def append_then_fail(self, entry):
         calls.append(entry.kind)
-        if entry.kind == pb.AUDIT_KIND_RELEASE:
+        if entry.kind == AuditKind.RELEASE:
             raise InputError("cannot write the audit log (disk full)")
         return real_append(self, entry)
 
     monkeypatch.setattr(audit_module.AuditLog, "append", append_then_fail)
     reply, arrays = handle_request(site, _request(), {})
-    assert calls == [pb.AUDIT_KIND_REQUEST, pb.AUDIT_KIND_DECISION, pb.AUDIT_KIND_RELEASE]
-    assert reply.status == pb.REPLY_STATUS_ERROR and reply.reason_code == AUDIT_UNAVAILABLE
+    assert calls == [AuditKind.REQUEST, AuditKind.DECISION, AuditKind.RELEASE]
+    assert reply.status == Status.ERROR and reply.reason_code == AUDIT_UNAVAILABLE
     assert arrays == {} and not reply.facts and not reply.arrays
 
 
@@ -453,8 +460,8 @@ def test_study__receipts_in_provenance_verify_against_each_sites_log(
                 inclusion_proof(hashes[: checkpoint.tree_size], index),
                 checkpoint.root_hash,
             )
-            entry = pb.AuditEntry.FromString(leaves[index])
-            assert entry.kind == pb.AUDIT_KIND_RELEASE
+            entry = audit_entry_from_bytes(leaves[index])
+            assert entry.kind == AuditKind.RELEASE
             assert entry.study_sha256 == prov["study"]["sha256"]
             assert entry.run_id == prov["run"]["run_id"]
             assert [
@@ -469,16 +476,16 @@ def test_study__a_refusing_site_audits_the_refusal(cohort, tmp_path: Path) -> No
     (sites[1] / POLICY_FILE).write_text(DEFAULT_POLICY_TOML)
     with pytest.raises(SiteFailure) as info:
         run_study(QC, InProcessTransport(sites), tmp_path / "results", engine="in-process")
-    refusals = [e for e in _log_entries(sites[1]) if e.kind == pb.AUDIT_KIND_REFUSAL]
+    refusals = [e for e in _log_entries(sites[1]) if e.kind == AuditKind.REFUSAL]
     assert len(refusals) == 1
     assert refusals[0].reason.startswith(info.value.reason_code)
-    assert not any(e.kind == pb.AUDIT_KIND_RELEASE for e in _log_entries(sites[1]))
+    assert not any(e.kind == AuditKind.RELEASE for e in _log_entries(sites[1]))
     assert verify_path(sites[1]).ok
 
 
 def test_array_manifest__encoder_refuses_arrays_other_than_the_audited_ones() -> None:
     audited = {"counts": np.arange(4)}
-    reply = pb.SiteReply(arrays=array_manifest(audited))
+    reply = Reply(arrays=array_manifest(audited))
     reply_to_recorddict(reply, audited)
     with pytest.raises(IntegrityError):
         reply_to_recorddict(reply, {"counts": np.arange(4) + 1})

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from genofed.common.checkpoint import public_key_to_pem
 from genofed.common.errors import SiteFailure
+from genofed.common.messages import AuditEntry, AuditKind
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
-from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.site_agent.audit.report import render_report
 from genofed.site_agent.cli.main import app
 from genofed.site_agent.node import admin_state
@@ -68,8 +68,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copies[0]
 
 
-def _releases(site: Path) -> list[pb.AuditEntry]:
-    return [e for e in admin_state.audit_entries(site) if e.kind == pb.AUDIT_KIND_RELEASE]
+def _releases(site: Path) -> list[AuditEntry]:
+    return [e for e in admin_state.audit_entries(site) if e.kind == AuditKind.RELEASE]
 
 
 def test_report__shows_verification_budget_studies_and_every_release(site: Path) -> None:

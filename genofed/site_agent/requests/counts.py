@@ -1,0 +1,68 @@
+"""``genotype_counts``: per-variant genotype counts for the count analyses.
+
+One request serves every count analysis of a study (``freq``, ``hardy``,
+``missing``, ``gcount``; its ``analysis_id`` names them, comma-separated).
+Per study variant it releases the numbers of samples with 0, 1 and 2 copies
+of the study's ALT allele and with a missing call, by release mode:
+
+* ``plain``: variants with a nonzero genotype count below the policy's
+  ``min_cell_count`` are withheld and marked in a ``suppressed`` array
+  (:mod:`genofed.site_agent.privacy.suppression`);
+* ``dp``: discrete Gaussian noise (OpenDP), charged to the ledger first
+  (:mod:`genofed.site_agent.privacy.dp_release`);
+* ``exact``, ``distributed-dp``: only masked by Flower's SecAgg+
+  (:mod:`.secure_counts`), never in the clear.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from genofed.common.analyses import COUNT_KINDS, GENOTYPE_COUNTS_KIND
+from genofed.common.study import RELEASE_MODES, SECURE_MODES
+from genofed.site_agent.context import Answer, RequestContext, Server
+from genofed.site_agent.privacy.dp_release import plan_counts, release_counts
+from genofed.site_agent.privacy.suppression import (
+    GENOTYPE_CELLS,
+    SUPPRESSED_ARRAY,
+    suppress_small_cells,
+)
+from genofed.site_agent.requests.secure_counts import serve_secure_counts
+from genofed.site_agent.stats.genotype_counts import flip_counts, genotype_counts
+
+
+def serve_counts(ctx: RequestContext) -> Answer:
+    """The site's genotype counts for the study's variants, released as the mode says."""
+    if ctx.sealer is not None or ctx.mode in SECURE_MODES:
+        return serve_secure_counts(ctx)
+    index, flip = ctx.variant_plan
+    if ctx.mode == "dp":
+        ledger = ctx.ledger()
+        dp_plan = plan_counts(ctx.study, len(index))
+        ledger.check(dp_plan.noise_multiplier)  # refuse before computing anything
+    counts = np.zeros((len(index), 4), dtype=np.int64)
+    for start, dosages in ctx.bed.iter_dosages(index):
+        counts[start : start + len(dosages)] = genotype_counts(dosages)
+    counts = flip_counts(counts, flip)
+    if ctx.mode == "dp":
+        facts: dict[str, str] = {}
+        noisy, charge = release_counts(ledger, dp_plan, counts, ctx.request, facts)
+        return Answer({"genotype_counts": noisy}, facts, charge)
+    released = suppress_small_cells(counts, ctx.policy.min_cell_count, GENOTYPE_CELLS)
+    facts = {
+        "min_cell_count": str(ctx.policy.min_cell_count),
+        "suppressed_variants": str(released.n_withheld),
+    }
+    return Answer({"genotype_counts": released.counts, SUPPRESSED_ARRAY: released.withheld}, facts)
+
+
+SERVER = Server(
+    analyses=COUNT_KINDS,
+    request_kinds=frozenset({GENOTYPE_COUNTS_KIND}),
+    modes=frozenset(RELEASE_MODES),
+    unsupported="",
+    serve=serve_counts,
+    secure=True,
+)
+
+__all__ = ["SERVER", "serve_counts"]
