@@ -1,0 +1,307 @@
+"""Durable record of the sample sets every release summed over, per data column.
+
+One SQLite database per site, next to the privacy ledger. The release guard
+(:mod:`genofed.site_agent.privacy.disclosure`) needs every set ever released
+for a column; this module keeps them:
+
+* ``persons``: the person registry. Each person ID string (for example
+  ``"FID\\tIID"``) gets a stable integer index, in order of first sight, never
+  reused (rows are never deleted). Sets are bit arrays over this index space,
+  which is global, so sets from different cohort snapshots compare directly.
+* ``sets``: one row per distinct set, keyed by its
+  :func:`~genofed.site_agent.privacy.disclosure.fingerprint` (which covers the
+  registry size when it was recorded), with its size and packed bits.
+* ``releases``: one row per release (study, analysis, request kind, step,
+  round, cohort snapshot, time given by the caller).
+* ``release_sets``: which sets a release summed over, for which column.
+
+:meth:`SampleSetStore.guard_and_record` checks and records in one
+``BEGIN IMMEDIATE`` transaction, like :meth:`Ledger.charge`: two processes
+serving the same site cannot both pass releases that are only unsafe
+together, a refusal records nothing, and a crash before the commit records
+nothing (and, since the reply is built only after the commit, nothing left).
+A crash after the commit leaves sets recorded for a reply that never left:
+the guard then over-counts what was released, never under-counts it.
+Registering persons (:meth:`SampleSetStore.person_indexes`) is its own
+transaction: either every new ID of a call is registered or none is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+from numpy.typing import NDArray
+
+from genofed.common.errors import IntegrityError
+from genofed.site_agent.privacy.disclosure import PASS, SetFamily, Verdict, fingerprint
+
+SAMPLE_SETS_FILE = "sample_sets.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS persons (
+    idx INTEGER PRIMARY KEY,
+    person_id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS sets (
+    fingerprint TEXT PRIMARY KEY,
+    n_persons INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    bits BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS releases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    study_sha256 TEXT NOT NULL,
+    analysis_id TEXT NOT NULL,
+    request_kind TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    snapshot_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS release_sets (
+    release_id INTEGER NOT NULL REFERENCES releases (id),
+    column_name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL REFERENCES sets (fingerprint),
+    PRIMARY KEY (release_id, column_name, fingerprint)
+);
+CREATE INDEX IF NOT EXISTS release_sets_by_column ON release_sets (column_name, fingerprint);
+"""
+
+
+@dataclass(frozen=True)
+class ReleaseKey:
+    """Which release this is; ``time`` is an ISO 8601 string chosen by the caller."""
+
+    study_sha256: str
+    analysis_id: str
+    request_kind: str
+    step: int
+    round: int
+    snapshot_id: str
+    time: str
+
+
+@dataclass(frozen=True)
+class GuardOutcome:
+    """The guard's verdict and, per column, the fingerprints of the sets used.
+
+    ``release_id`` is the recorded release, ``None`` when refused (nothing was
+    stored). The fingerprints are given either way, for the audit entry.
+    """
+
+    verdict: Verdict
+    release_id: int | None
+    fingerprints: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict.ok
+
+
+class SampleSetStore:
+    """A site's sample-set record (see the module docstring). Use :meth:`open`."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    def open(
+        cls, path: Path, *, factory: type[sqlite3.Connection] = sqlite3.Connection
+    ) -> SampleSetStore:
+        """Open (creating if needed) the store at ``path``.
+
+        ``factory`` is the connection class; tests pass a subclass that fails
+        after a chosen statement to simulate a crash.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, timeout=30, factory=factory)
+        try:
+            db.execute("PRAGMA journal_mode=DELETE")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            with _transaction(db):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SampleSetStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- person registry ----------------------------------------------------
+
+    def n_persons(self) -> int:
+        """Persons registered so far: every index is below this."""
+        return _n_persons(self._db)
+
+    def person_indexes(self, ids: Sequence[str]) -> NDArray[np.int64]:
+        """The stable index of each person ID, registering new ones in order."""
+        with _transaction(self._db):
+            known = _lookup(self._db, ids)
+            new = [pid for pid in dict.fromkeys(ids) if pid not in known]
+            start = _n_persons(self._db)
+            for offset, pid in enumerate(new):
+                self._db.execute(
+                    "INSERT INTO persons (idx, person_id) VALUES (?, ?)", (start + offset, pid)
+                )
+                known[pid] = start + offset
+        return np.array([known[pid] for pid in ids], dtype=np.int64)
+
+    # -- sets ---------------------------------------------------------------
+
+    def family(self, column: str, min_cell: int) -> SetFamily:
+        """Every set recorded for ``column`` (all snapshots), over the current registry."""
+        with _transaction(self._db, "BEGIN"):
+            return _family(self._db, column, min_cell, _n_persons(self._db))
+
+    def guard_and_record(
+        self,
+        release: ReleaseKey,
+        uses: Mapping[str, Sequence[NDArray[np.bool_]]],
+        min_cell: int,
+    ) -> GuardOutcome:
+        """Check every column's sets against its family; record all of them, or nothing.
+
+        ``uses`` maps a data column to the sets this release sums it over, as
+        bool arrays over the registry (a shorter array means the later persons
+        are not members). One transaction: families are loaded, each column is
+        checked, and only if every column passes are the sets and the release
+        stored and committed. Returns the first failing verdict, or ok.
+        """
+        with _transaction(self._db):
+            n = _n_persons(self._db)
+            padded = {column: [_pad(s, n) for s in sets] for column, sets in uses.items()}
+            prints = {
+                column: tuple(dict.fromkeys(fingerprint(s) for s in sets))
+                for column, sets in padded.items()
+            }
+            for column, sets in padded.items():
+                verdict = _family(self._db, column, min_cell, n).check(sets)
+                if not verdict.ok:
+                    return GuardOutcome(verdict, None, prints)
+            for sets in padded.values():
+                for s in sets:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO sets (fingerprint, n_persons, size, bits) "
+                        "VALUES (?, ?, ?, ?)",
+                        (fingerprint(s), n, int(s.sum()), np.packbits(s).tobytes()),
+                    )
+            cursor = self._db.execute(
+                "INSERT INTO releases (time, study_sha256, analysis_id, request_kind, step, "
+                "round, snapshot_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    release.time,
+                    release.study_sha256,
+                    release.analysis_id,
+                    release.request_kind,
+                    release.step,
+                    release.round,
+                    release.snapshot_id,
+                ),
+            )
+            release_id = cursor.lastrowid
+            assert release_id is not None
+            for column, column_prints in prints.items():
+                for fp in column_prints:
+                    self._db.execute(
+                        "INSERT INTO release_sets (release_id, column_name, fingerprint) "
+                        "VALUES (?, ?, ?)",
+                        (release_id, column, fp),
+                    )
+        return GuardOutcome(PASS, release_id, prints)
+
+    def fingerprints_of(self, release_id: int) -> dict[str, tuple[str, ...]]:
+        """Per column, the fingerprints of the sets a recorded release summed over."""
+        rows = self._db.execute(
+            "SELECT column_name, fingerprint FROM release_sets WHERE release_id = ? "
+            "ORDER BY rowid",
+            (release_id,),
+        ).fetchall()
+        out: dict[str, list[str]] = {}
+        for column, fp in rows:
+            out.setdefault(str(column), []).append(str(fp))
+        return {column: tuple(fps) for column, fps in out.items()}
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    db.execute(begin)
+    try:
+        yield
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _n_persons(db: sqlite3.Connection) -> int:
+    (count,) = db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM persons").fetchone()
+    return int(count)
+
+
+def _lookup(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+    known: dict[str, int] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for pid, idx in db.execute(
+            f"SELECT person_id, idx FROM persons WHERE person_id IN ({marks})", chunk
+        ):
+            known[str(pid)] = int(idx)
+    return known
+
+
+def _pad(members: NDArray[np.bool_], n: int) -> NDArray[np.bool_]:
+    arr = np.asarray(members)
+    if arr.dtype != np.bool_ or arr.ndim != 1 or len(arr) > n:
+        raise ValueError(
+            f"a sample set must be a 1-D bool array of at most {n} persons (the registry), "
+            f"not {arr.dtype} {arr.shape}"
+        )
+    out = np.zeros(n, dtype=np.bool_)
+    out[: len(arr)] = arr
+    return out
+
+
+def _family(db: sqlite3.Connection, column: str, min_cell: int, n: int) -> SetFamily:
+    rows = db.execute(
+        "SELECT s.fingerprint, s.n_persons, s.bits FROM sets s JOIN ("
+        "  SELECT fingerprint, MIN(release_id) AS first FROM release_sets"
+        "  WHERE column_name = ? GROUP BY fingerprint"
+        ") f USING (fingerprint) ORDER BY f.first, s.fingerprint",
+        (column,),
+    ).fetchall()
+    sets = []
+    for fp, size, bits in rows:
+        unpacked = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=int(size))
+        members = unpacked.astype(np.bool_)
+        if len(members) != int(size) or fingerprint(members) != fp or size > n:
+            raise IntegrityError()  # the stored bits do not match their fingerprint
+        sets.append(_pad(members, n))
+    return SetFamily(n, min_cell, sets)
+
+
+__all__ = ["SAMPLE_SETS_FILE", "GuardOutcome", "ReleaseKey", "SampleSetStore"]
