@@ -145,10 +145,13 @@ class AuditEntry:
     step: str = ""
     round: int = 0
     inputs: tuple[ArraySpec, ...] = ()  # arrays that came with the request
+    #: ``"column:sha256"`` of each sample set the release summed over (the disclosure guard)
+    sample_sets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arrays", tuple(self.arrays))
         object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "sample_sets", tuple(self.sample_sets))
         object.__setattr__(self, "kind", AuditKind(self.kind))
 
 

@@ -26,6 +26,7 @@ from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.dp_release import ledger_for
+from genofed.site_agent.privacy.guard import DISCLOSURE_RISK, ReleaseGuard, disclosure_message
 from genofed.site_agent.privacy.ledger import Charge, Ledger
 from genofed.site_agent.privacy.policy import SitePolicy
 from genofed.site_agent.sitedir import SiteConfig
@@ -58,6 +59,8 @@ class Answer:
     arrays: NamedArrays
     facts: dict[str, str] = field(default_factory=dict)
     charge: Charge | None = None
+    #: ``column:sha256`` of the sample sets the release sums over (set by the release path)
+    sample_sets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,15 @@ class RequestContext:
     clock: Clock | None = None
     #: Masks a secure-sum round's arrays (``exact``, ``distributed-dp``); None otherwise.
     sealer: Sealer | None = None
+    #: Where the module declares the sample sets it sums over (disabled: accepts all).
+    guard: ReleaseGuard = field(default_factory=ReleaseGuard.disabled)
+
+    def declare(self, column: str, *sets: np.ndarray) -> None:
+        """Declare the release's base sample sets and refuse now if they would expose anyone."""
+        self.guard.declare(column, *sets)
+        verdict = self.guard.check_declared()
+        if not verdict.ok:
+            raise PolicyRefusal(DISCLOSURE_RISK, disclosure_message(verdict))
 
     @property
     def analysis(self) -> AnalysisSpec:

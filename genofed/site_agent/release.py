@@ -59,8 +59,10 @@ the reply's receipt cites the entry and the signed checkpoint covering it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import genofed
@@ -81,6 +83,14 @@ from genofed.site_agent.audit.log import (
 from genofed.site_agent.context import Answer, Clock, RequestContext, Sealer, Server
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.approvals import require_approval
+from genofed.site_agent.privacy.guard import (
+    DISCLOSURE_RISK,
+    ReleaseGuard,
+    digest,
+    disclosure_message,
+    fingerprints_fact,
+)
+from genofed.site_agent.privacy.sample_sets import ReleaseKey
 from genofed.site_agent.privacy.policy import (
     POLICY_FILE,
     REFUSE_ALL,
@@ -145,6 +155,7 @@ def handle_request(
                 noise=reply.facts.get("noise", NO_NOISE),
                 epsilon=epsilon,
                 delta=delta,
+                sample_sets=answer.sample_sets if answer is not None else (),
             )
         else:
             refused = reply.status == Status.REFUSED
@@ -230,6 +241,12 @@ def _answer(
             if study.privacy.mode not in server.modes:
                 kind = specs[0].kind if specs else request.kind
                 raise PolicyRefusal("UNSUPPORTED", server.unsupported.replace("{kind}", kind))
+            guard = ReleaseGuard.open(
+                config.directory,
+                [f"{f}\t{i}" for f, i in zip(bed.samples.fid, bed.samples.iid, strict=True)],
+                policy.min_cell_count,
+                enabled=policy.audit_sample_sets,
+            )
             context = RequestContext(
                 request=request,
                 inputs=inputs,
@@ -242,8 +259,15 @@ def _answer(
                 bed=bed,
                 clock=clock,
                 sealer=sealer,
+                guard=guard,
             )
-            answer = server.serve(context)
+            try:
+                answer = server.serve(context)
+                answer.sample_sets = _commit_sets(guard, request, bed, clock)
+            finally:
+                guard.close()
+        if answer.sample_sets:
+            facts["sample_sets"] = digest(answer.sample_sets)
         if sealer is not None:
             answer.arrays = sealer.seal(answer.arrays)
     except PolicyRefusal as exc:
@@ -256,6 +280,39 @@ def _answer(
         log.error("could not answer %s: %s", request.kind, exc)
         return _failed(reply, Status.ERROR, type(exc).__name__.upper(), str(exc)), None
     return replace(reply, status=Status.OK, facts={**facts, **answer.facts}), answer
+
+
+def _commit_sets(
+    guard: ReleaseGuard, request: Request, bed: BedFile, clock: Clock | None
+) -> tuple[str, ...]:
+    """Record the release's sample sets, or refuse it (``DISCLOSURE_RISK``)."""
+    if not guard.enabled:
+        return ()
+    now = clock() if clock is not None else datetime.now(UTC)
+    cohort = hashlib.sha256(
+        "\n".join(f"{f}\t{i}" for f, i in zip(bed.samples.fid, bed.samples.iid, strict=True))
+        .encode("utf-8")
+    ).hexdigest()
+    key = ReleaseKey(
+        study_sha256=request.study.sha256,
+        analysis_id=request.analysis_id,
+        request_kind=request.kind,
+        step=_step_number(request.step),
+        round=request.round,
+        snapshot_id=f"fam:{cohort}",
+        time=now.isoformat(),
+    )
+    outcome = guard.commit(key)
+    if not outcome.ok:
+        raise PolicyRefusal(DISCLOSURE_RISK, disclosure_message(outcome.verdict))
+    return fingerprints_fact(outcome)
+
+
+def _step_number(step: str) -> int:
+    try:
+        return int(step)
+    except ValueError:
+        return 0
 
 
 def _site_policy(site_dir: Path) -> SitePolicy:

@@ -95,7 +95,7 @@ def test_km__same_counts_as_without_suppression_where_shown(
 ) -> None:
     full = run_study(_study(KM), InProcessTransport(cohort.sites), tmp_path / "a", engine="t")
     sites = _copy(cohort, tmp_path / "copy")
-    _set_policy(sites[0], "min_cell_count = 0", "min_cell_count = 40")
+    _set_policy(sites[0], "min_cell_count = 0", "min_cell_count = 40\naudit_sample_sets = false")
     cut = run_study(_study(KM), InProcessTransport(sites), tmp_path / "b", engine="t")
     a = (full.out / "km.tsv").read_text().splitlines()
     b = (cut.out / "km.tsv").read_text().splitlines()
@@ -135,7 +135,7 @@ def test_survival__a_site_that_does_not_allow_the_kind_refuses(
 
 def test_cox__a_site_with_too_few_events_refuses(cohort: SynthSummary, tmp_path: Path) -> None:
     sites = _copy(cohort, tmp_path)
-    _set_policy(sites[0], "min_cell_count = 0", "min_cell_count = 100000")
+    _set_policy(sites[0], "min_cell_count = 0", "min_cell_count = 100000\naudit_sample_sets = false")
     with pytest.raises(SiteFailure) as info:
         run_study(_study(COX), InProcessTransport(sites), tmp_path / "r", engine="in-process")
     assert info.value.reason_code == "TOO_FEW_EVENTS"
@@ -207,7 +207,7 @@ def test_km__a_group_withheld_from_the_start_leaves_no_log_rank_test(
     cohort: SynthSummary, tmp_path: Path
 ) -> None:
     sites = _copy(cohort, tmp_path)
-    _set_policy(sites[1], "min_cell_count = 0", "min_cell_count = 60")
+    _set_policy(sites[1], "min_cell_count = 0", "min_cell_count = 60\naudit_sample_sets = false")
     outcome = run_study(_study(KM), InProcessTransport(sites), tmp_path / "r", engine="t")
     rows = [r.split("\t") for r in (tmp_path / "r" / "logrank.tsv").read_text().splitlines()[1:]]
     assert [r[0] for r in rows] == ["RSCORE<18", "18<=RSCORE<31", "RSCORE>=31"]

@@ -222,6 +222,7 @@ def audit_entry_to_proto(entry: AuditEntry) -> pb.AuditEntry:
         step=entry.step,
         round=entry.round,
         inputs=[array_spec_to_proto(s) for s in entry.inputs],
+        sample_sets=list(entry.sample_sets),
     )
 
 
@@ -247,6 +248,7 @@ def audit_entry_from_proto(message: pb.AuditEntry) -> AuditEntry:
         step=message.step,
         round=message.round,
         inputs=_specs(message.inputs),
+        sample_sets=tuple(message.sample_sets),
     )
 
 

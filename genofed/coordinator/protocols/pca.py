@@ -111,6 +111,12 @@ def run_pca(
     everything = np.arange(len(variants))
     replies = ask(PCA_COUNTS_KIND, spec.id, plan(everything))
     counts = _pooled(replies, sites, {"genotype_counts": (len(variants), 4)})["genotype_counts"]
+    # a variant some site withheld for small genotype cells is left out of the PCA
+    withheld = np.zeros(len(variants), dtype=np.bool_)
+    for _, arrays in replies:
+        mask = arrays.get("withheld")
+        if mask is not None and mask.shape == withheld.shape:
+            withheld |= mask.astype(np.bool_)
     n_samples = sum(int(r.facts.get("n_samples", "0")) for r, _ in replies)
     called = counts[:, :3].sum(axis=1)
     alt = counts[:, 1] + 2 * counts[:, 2]
@@ -127,7 +133,7 @@ def run_pca(
             f"study's variants: {shown}",
             hint="list IDs as the sites' .bim files spell them (see harmonization.tsv)",
         )
-    keep &= called > 0
+    keep &= (called > 0) & ~withheld
     rounds = 1
     selected = np.flatnonzero(keep)
     prune = tuple(spec.params["indep_pairwise"])

@@ -145,7 +145,7 @@ class SiteReply(_message.Message):
     def __init__(self, site: _Optional[str] = ..., study_sha256: _Optional[str] = ..., analysis_id: _Optional[str] = ..., step: _Optional[str] = ..., status: _Optional[_Union[ReplyStatus, str]] = ..., reason_code: _Optional[str] = ..., message: _Optional[str] = ..., arrays: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ..., facts: _Optional[_Mapping[str, str]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., software_version: _Optional[str] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
-    __slots__ = ("index", "time", "kind", "study_sha256", "analysis_id", "run_id", "decision", "reason", "arrays", "noise", "epsilon", "delta", "request_kind", "step", "round", "inputs")
+    __slots__ = ("index", "time", "kind", "study_sha256", "analysis_id", "run_id", "decision", "reason", "arrays", "noise", "epsilon", "delta", "request_kind", "step", "round", "inputs", "sample_sets")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +162,7 @@ class AuditEntry(_message.Message):
     STEP_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_SETS_FIELD_NUMBER: _ClassVar[int]
     index: int
     time: str
     kind: AuditKind
@@ -178,4 +179,5 @@ class AuditEntry(_message.Message):
     step: str
     round: int
     inputs: _containers.RepeatedCompositeFieldContainer[ArraySpec]
-    def __init__(self, index: _Optional[int] = ..., time: _Optional[str] = ..., kind: _Optional[_Union[AuditKind, str]] = ..., study_sha256: _Optional[str] = ..., analysis_id: _Optional[str] = ..., run_id: _Optional[str] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ..., arrays: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ..., noise: _Optional[str] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., request_kind: _Optional[str] = ..., step: _Optional[str] = ..., round: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ...) -> None: ...
+    sample_sets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, index: _Optional[int] = ..., time: _Optional[str] = ..., kind: _Optional[_Union[AuditKind, str]] = ..., study_sha256: _Optional[str] = ..., analysis_id: _Optional[str] = ..., run_id: _Optional[str] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ..., arrays: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ..., noise: _Optional[str] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., request_kind: _Optional[str] = ..., step: _Optional[str] = ..., round: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ..., sample_sets: _Optional[_Iterable[str]] = ...) -> None: ...

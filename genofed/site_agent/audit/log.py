@@ -394,8 +394,12 @@ def release_entry(
     noise: str = NO_NOISE,
     epsilon: float = 0.0,
     delta: float = 0.0,
+    sample_sets: Iterable[str] = (),
 ) -> AuditEntry:
-    """What leaves the site for ``request``: array names, dtypes, shapes and SHA-256."""
+    """What leaves the site for ``request``: array names, dtypes, shapes and SHA-256.
+
+    ``sample_sets``: ``column:sha256`` of each sample set the release sums over.
+    """
     return AuditEntry(
         kind=AuditKind.RELEASE,
         decision=DECISION_APPROVED,
@@ -403,6 +407,7 @@ def release_entry(
         noise=noise,
         epsilon=epsilon,
         delta=delta,
+        sample_sets=tuple(sample_sets),
         **_request_fields(request),
     )
 

@@ -13,6 +13,9 @@
                                  # "exact" (SecAgg+ sums; min_cell_count does not apply),
                                  # "distributed-dp" (noise shares under SecAgg+, charged)
     require_secure_aggregation = false  # true: refuse plain releases
+    audit_sample_sets = true     # refuse releases that difference to a person (guard.py)
+    min_score_rows = 10          # fewest weighted rows a PRS scoring file may have
+    max_weight_ratio = 100.0     # largest |weight| over smallest non-zero |weight| in one
 
     [policy.analysis.glm]        # parameter bounds per analysis kind (policy_rules.py)
     max_covariates = 10
@@ -107,6 +110,9 @@ _KEYS = (
     "allowed_release_modes",
     "budget",
     "require_secure_aggregation",
+    "audit_sample_sets",
+    "min_score_rows",
+    "max_weight_ratio",
     "analysis",
     "auto_approve",
 )
@@ -115,6 +121,12 @@ _ANALYST_KEYS = ("name", "public_key")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _log = logging.getLogger("genofed.site")
 
+
+#: Fewest weighted rows of a scoring file: one row's score is one genotype.
+DEFAULT_MIN_SCORE_ROWS = 10
+#: Weights spread wider than this could encode several genotypes in one score
+#: (weights 1, 3, 9, ...: the score read in base 3).
+DEFAULT_MAX_WEIGHT_RATIO = 100.0
 
 @dataclass(frozen=True)
 class SitePolicy:
@@ -138,6 +150,13 @@ class SitePolicy:
     analysis_bounds: tuple[ParamBound, ...] = ()
     #: ``[[policy.auto_approve]]`` rules, in file order
     auto_approve: tuple[AutoApproveRule, ...] = ()
+    #: True: every release's sample sets are audited against all earlier ones
+    #: (:mod:`genofed.site_agent.privacy.guard`); off when ``min_cell_count`` is 0
+    audit_sample_sets: bool = True
+    #: A PRS scoring file needs at least this many rows with a non-zero weight
+    min_score_rows: int = DEFAULT_MIN_SCORE_ROWS
+    #: Largest ratio of a scoring file's largest to smallest non-zero |weight|
+    max_weight_ratio: float = DEFAULT_MAX_WEIGHT_RATIO
 
 
 #: The policy of a site without a policy file: refuses everything.
@@ -164,6 +183,14 @@ min_cell_count = {DEFAULT_MIN_CELL_COUNT}
 # true: refuse releases of exact per-site sums ("plain"); "exact" studies release
 # the same sums through SecAgg+ (the coordinator learns only the sum over >= 3 sites).
 require_secure_aggregation = false
+# Audit the sample sets of every release against everything released before
+# (all studies, all time): refuse a release whose sums, subtracted from earlier
+# ones, would give one person's value (docs/decisions/0005-threat-model.md).
+audit_sample_sets = true
+# A PRS scoring file needs this many rows with a non-zero weight, and its largest
+# |weight| may be at most max_weight_ratio times its smallest non-zero |weight|.
+min_score_rows = {DEFAULT_MIN_SCORE_ROWS}
+max_weight_ratio = {DEFAULT_MAX_WEIGHT_RATIO}
 # App bundles (Flower FAB SHA-256) this site runs when connected to a coordinator;
 # any other bundle is refused before it runs. `genofed-site app-hash` prints the
 # hash of the GenoFed version installed here.
@@ -270,6 +297,16 @@ def load_policy(path: Path) -> SitePolicy:
             raise ConfigError(f"policy.{key} must be >= 0, not {value}", path=path)
         minimums[key] = value
     trusted = _trusted_analysts(table, path)
+    score_rows = get_typed(
+        table, "min_score_rows", int, DEFAULT_MIN_SCORE_ROWS, path=path, where="policy"
+    )
+    if score_rows < 1:
+        raise ConfigError(f"policy.min_score_rows must be >= 1, not {score_rows}", path=path)
+    ratio = get_typed(
+        table, "max_weight_ratio", (int, float), DEFAULT_MAX_WEIGHT_RATIO, path=path, where="policy"
+    )
+    if not ratio >= 1:
+        raise ConfigError(f"policy.max_weight_ratio must be >= 1, not {ratio}", path=path)
     return SitePolicy(
         demo=demo,
         allowed_analyses=frozenset(analyses),
@@ -282,6 +319,11 @@ def load_policy(path: Path) -> SitePolicy:
         ),
         analysis_bounds=parse_bounds(table, path, frozenset(analyses)),
         auto_approve=parse_auto_approve(table, path, frozenset(trusted)),
+        audit_sample_sets=get_typed(
+            table, "audit_sample_sets", bool, True, path=path, where="policy"
+        ),
+        min_score_rows=score_rows,
+        max_weight_ratio=float(ratio),
         **minimums,
     )
 

@@ -200,36 +200,63 @@ class SampleSetStore:
                 verdict = _family(self._db, column, min_cell, n).check(sets)
                 if not verdict.ok:
                     return GuardOutcome(verdict, None, prints)
-            for sets in padded.values():
-                for s in sets:
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO sets (fingerprint, n_persons, size, bits) "
-                        "VALUES (?, ?, ?, ?)",
-                        (fingerprint(s), n, int(s.sum()), np.packbits(s).tobytes()),
-                    )
-            cursor = self._db.execute(
-                "INSERT INTO releases (time, study_sha256, analysis_id, request_kind, step, "
-                "round, snapshot_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    release.time,
-                    release.study_sha256,
-                    release.analysis_id,
-                    release.request_kind,
-                    release.step,
-                    release.round,
-                    release.snapshot_id,
-                ),
-            )
-            release_id = cursor.lastrowid
-            assert release_id is not None
-            for column, column_prints in prints.items():
-                for fp in column_prints:
-                    self._db.execute(
-                        "INSERT INTO release_sets (release_id, column_name, fingerprint) "
-                        "VALUES (?, ?, ?)",
-                        (release_id, column, fp),
-                    )
+            release_id = self._insert(release, padded)
         return GuardOutcome(PASS, release_id, prints)
+
+    def last_release_id(self) -> int:
+        """The newest recorded release (0: none); :meth:`record_if_unchanged` compares it."""
+        (last,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM releases").fetchone()
+        return int(last)
+
+    def record_if_unchanged(
+        self, release: ReleaseKey, uses: Mapping[str, Sequence[NDArray[np.bool_]]], since: int
+    ) -> int | None:
+        """Record sets the caller already checked against the families as of release ``since``.
+
+        One ``BEGIN IMMEDIATE`` transaction: if a release newer than ``since`` was
+        recorded meanwhile, nothing is stored and None is returned (the caller
+        checks again against the new families); otherwise the sets and the
+        release are stored and its id returned.
+        """
+        with _transaction(self._db):
+            if self.last_release_id() != since:
+                return None
+            n = _n_persons(self._db)
+            padded = {column: [_pad(s, n) for s in sets] for column, sets in uses.items()}
+            return self._insert(release, padded)
+
+    def _insert(self, release: ReleaseKey, padded: Mapping[str, Sequence[NDArray[np.bool_]]]) -> int:
+        n = _n_persons(self._db)
+        for sets in padded.values():
+            for s in sets:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO sets (fingerprint, n_persons, size, bits) "
+                    "VALUES (?, ?, ?, ?)",
+                    (fingerprint(s), n, int(s.sum()), np.packbits(s).tobytes()),
+                )
+        cursor = self._db.execute(
+            "INSERT INTO releases (time, study_sha256, analysis_id, request_kind, step, "
+            "round, snapshot_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                release.time,
+                release.study_sha256,
+                release.analysis_id,
+                release.request_kind,
+                release.step,
+                release.round,
+                release.snapshot_id,
+            ),
+        )
+        release_id = cursor.lastrowid
+        assert release_id is not None
+        for column, sets in padded.items():
+            for fp in dict.fromkeys(fingerprint(s) for s in sets):
+                self._db.execute(
+                    "INSERT INTO release_sets (release_id, column_name, fingerprint) "
+                    "VALUES (?, ?, ?)",
+                    (release_id, column, fp),
+                )
+        return release_id
 
     def fingerprints_of(self, release_id: int) -> dict[str, tuple[str, ...]]:
         """Per column, the fingerprints of the sets a recorded release summed over."""

@@ -22,17 +22,28 @@ from genofed.common.analyses import COUNT_KINDS, GENOTYPE_COUNTS_KIND
 from genofed.common.study import RELEASE_MODES, SECURE_MODES
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.privacy.dp_release import plan_counts, release_counts
+from genofed.site_agent.privacy.guard import GENOTYPES
 from genofed.site_agent.privacy.suppression import (
     GENOTYPE_CELLS,
     SUPPRESSED_ARRAY,
+    Suppressed,
     suppress_small_cells,
 )
 from genofed.site_agent.requests.secure_counts import serve_secure_counts
-from genofed.site_agent.stats.genotype_counts import flip_counts, genotype_counts
+from genofed.site_agent.stats.genotype_counts import MISSING_DOSAGE, flip_counts, genotype_counts
 
 
 def serve_counts(ctx: RequestContext) -> Answer:
-    """The site's genotype counts for the study's variants, released as the mode says."""
+    """The site's genotype counts for the study's variants, released as the mode says.
+
+    The counts are sums over every genotyped sample (the genotype column's
+    base set, declared to the disclosure guard). In ``plain`` mode a variant is
+    also withheld where its called samples would leave, inside some group of
+    people that earlier releases tell apart, 1 to ``min_cell_count - 1`` people
+    (:meth:`~genofed.site_agent.privacy.guard.ReleaseGuard.unsafe_variants`).
+    """
+    everyone = np.ones(ctx.bed.n_samples, dtype=np.bool_)
+    ctx.declare(GENOTYPES, everyone)
     if ctx.sealer is not None or ctx.mode in SECURE_MODES:
         return serve_secure_counts(ctx)
     index, flip = ctx.variant_plan
@@ -41,14 +52,23 @@ def serve_counts(ctx: RequestContext) -> Answer:
         dp_plan = plan_counts(ctx.study, len(index))
         ledger.check(dp_plan.noise_multiplier)  # refuse before computing anything
     counts = np.zeros((len(index), 4), dtype=np.int64)
+    isolating = np.zeros(len(index), dtype=np.bool_)
+    rows = np.arange(ctx.bed.n_samples)
     for start, dosages in ctx.bed.iter_dosages(index):
         counts[start : start + len(dosages)] = genotype_counts(dosages)
+        if ctx.guard.enabled and ctx.mode == "plain":
+            isolating[start : start + len(dosages)] = ctx.guard.unsafe_variants(
+                GENOTYPES, rows, (dosages == MISSING_DOSAGE).T
+            )
     counts = flip_counts(counts, flip)
     if ctx.mode == "dp":
         facts: dict[str, str] = {}
         noisy, charge = release_counts(ledger, dp_plan, counts, ctx.request, facts)
         return Answer({"genotype_counts": noisy}, facts, charge)
     released = suppress_small_cells(counts, ctx.policy.min_cell_count, GENOTYPE_CELLS)
+    if isolating.any():
+        released.counts[isolating] = 0
+        released = Suppressed(released.counts, released.withheld | isolating)
     facts = {
         "min_cell_count": str(ctx.policy.min_cell_count),
         "suppressed_variants": str(released.n_withheld),

@@ -36,6 +36,14 @@ from genofed.common.wire.glm import (
 )
 from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.context import Answer, RequestContext, Server
+from genofed.site_agent.privacy.guard import (
+    CLINICAL,
+    DISCLOSURE_RISK,
+    GENOTYPES,
+    ReleaseGuard,
+    disclosure_message,
+)
+from genofed.site_agent.stats.genotype_counts import MISSING_DOSAGE, genotype_counts
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.requests.glm_cache import (
@@ -156,6 +164,7 @@ def serve_glm(ctx: RequestContext) -> Answer:
         pc_scores=pcs,
         study_sha256=ctx.study.sha256,
         min_cell=ctx.policy.min_cell_count,
+        guard=ctx.guard,
     )
     return Answer(arrays, facts)
 
@@ -181,6 +190,7 @@ def answer_glm(
     pc_scores: Mapping[str, np.ndarray] | None = None,
     study_sha256: str = "",
     min_cell: int = 0,
+    guard: ReleaseGuard | None = None,
 ) -> NamedArrays:
     """Compute the arrays for a ``glm_stats`` or ``glm_logistic`` request.
 
@@ -188,7 +198,10 @@ def answer_glm(
     later Newton rounds (:mod:`genofed.site_agent.requests.glm_cache`); without it
     every round decodes the ``.bed``. A variant that fewer than ``min_cell``
     analysis samples (but some) miss is withheld from ``glm_stats``: its
-    missing-call sums would describe those few people.
+    missing-call sums would describe those few people. So is a variant with a
+    genotype class of 1 to ``min_cell - 1`` analysis samples (a single carrier's
+    sums are her phenotype and covariates), and, with an enabled ``guard``, a
+    variant whose missing-call set or called set the guard would not pass.
     """
     samples = glm_samples(config, bed, spec, pc_scores)
     if not len(samples.index):
@@ -197,6 +210,15 @@ def answer_glm(
             path=config.directory / SITE_CONFIG,
             hint="check that the phenotype and covariate files use the .fam sample IDs",
         )
+    guard = guard if guard is not None else ReleaseGuard.disabled(bed.n_samples)
+    guard.declare(CLINICAL, samples.index)
+    guard.declare(GENOTYPES, samples.index)
+    other = np.setdiff1d(np.arange(bed.n_samples), samples.index)
+    if kind == GLM_STATS_KIND and other.size >= min_cell:
+        guard.declare(GENOTYPES, other)
+    verdict = guard.check_declared()
+    if not verdict.ok:
+        raise PolicyRefusal(DISCLOSURE_RISK, disclosure_message(verdict))
     facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
     facts["glm_samples"] = str(len(samples.index))
     directory = cache_dir(config.directory, study_sha256, spec.id)
@@ -207,7 +229,7 @@ def answer_glm(
             if samples.binary and study_sha256
             else None
         )
-        return _stats(bed, samples, index, flip, writer, min_cell)
+        return _stats(bed, samples, index, flip, writer, min_cell, guard)
     beta = inputs.get("beta")
     firth = inputs.get("firth")
     p = samples.covariates.shape[1] + 2
@@ -255,6 +277,7 @@ def _stats(
     flip: np.ndarray,
     cache: CacheWriter | None,
     min_cell: int = 0,
+    guard: ReleaseGuard | None = None,
 ) -> NamedArrays:
     """``glm_stats`` arrays; with ``cache``, also writes the analysis's genotype cache.
 
@@ -287,6 +310,8 @@ def _stats(
             out = kernel.evaluate(analysed, flip[start:stop], calls=cache is not None)
             chunk = out.stats
             small = (out.n_missing > 0) & (out.n_missing < min_cell)
+            if min_cell > 0:
+                small |= _isolating(analysed, others, samples.index, other, min_cell, guard)
             keep = ~small[chunk.miss_rows]
             gz[start:stop] = chunk.gz
             gg[start:stop] = chunk.gg
@@ -317,6 +342,42 @@ def _stats(
         "other_counts": other_counts,
         "withheld": np.packbits(withheld),
     }
+
+
+def _isolating(
+    analysed: np.ndarray,
+    others: np.ndarray | None,
+    rows: np.ndarray,
+    other_rows: np.ndarray,
+    min_cell: int,
+    guard: ReleaseGuard | None,
+) -> np.ndarray:
+    """Per variant of a chunk: its sums would describe 1 to ``min_cell - 1`` people.
+
+    * a genotype class (0, 1, 2 copies) held by 1 to ``min_cell - 1`` analysis
+      samples, or by as few of the samples outside the analysis: the class's
+      sums are those people's values;
+    * with an enabled guard: the called analysis samples would leave a group
+      that earlier releases tell apart with fewer than ``min_cell`` people
+      (:meth:`ReleaseGuard.unsafe_variants`), or the missing-call set does not
+      pass the guard against everything released (each new missing-call set
+      is offered in turn; a variant whose set is refused is withheld and its
+      set is not released).
+    """
+    counts = genotype_counts(analysed)[:, :3]
+    out = ((counts > 0) & (counts < min_cell)).any(axis=1)
+    if others is not None and len(other_rows):
+        counts = genotype_counts(others)[:, :3]
+        out |= ((counts > 0) & (counts < min_cell)).any(axis=1)
+    if guard is None or not guard.enabled:
+        return out
+    missing = analysed == MISSING_DOSAGE
+    out |= guard.unsafe_variants(GENOTYPES, rows, missing.T)
+    for j in np.flatnonzero(missing.any(axis=1) & ~out):
+        members = rows[missing[j]]
+        if len(members) >= min_cell and not guard.offer(CLINICAL, members):
+            out[j] = True
+    return out
 
 
 def _logistic(

@@ -25,6 +25,8 @@ from genofed.common.wire.pca import (
     block_width,
 )
 from genofed.common.wire.records import NamedArrays
+from genofed.site_agent.privacy.guard import DISCLOSURE_RISK, GENOTYPES
+from genofed.site_agent.privacy.suppression import GENOTYPE_CELLS, small_cell_rows
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.requests.pca_state import (
@@ -43,11 +45,16 @@ def serve_pca(ctx: RequestContext) -> Answer:
     """The counts, LD sums or products of a pca request."""
     spec, bed, inputs, request = ctx.analysis, ctx.bed, ctx.inputs, ctx.request
     index, flip = ctx.variant_plan
+    ctx.declare(GENOTYPES, np.ones(bed.n_samples, dtype=np.bool_))
     if request.kind == PCA_COUNTS_KIND:
         counts = np.zeros((len(index), 4), dtype=np.int64)
         for start, d in bed.iter_dosages(index):
             counts[start : start + len(d)] = genotype_counts(d)
-        return Answer({"genotype_counts": flip_counts(counts, flip)})
+        withheld = small_cell_rows(counts, ctx.policy.min_cell_count, GENOTYPE_CELLS)
+        counts = np.where(withheld[:, None], 0, flip_counts(counts, flip))
+        facts = {"pca_withheld_variants": str(int(withheld.sum()))}
+        return Answer({"genotype_counts": counts, "withheld": withheld}, facts)
+    _refuse_small_cells(bed, index, ctx.policy.min_cell_count)
     if request.kind == PCA_LD_KIND:
         return Answer(_ld(bed, index, flip, inputs))
     directory = pca_dir(ctx.directory, ctx.study.sha256, spec.id)
@@ -84,6 +91,18 @@ SERVER = Server(
     unsupported="pca releases exact products only; this study asks for noisy releases",
     serve=serve_pca,
 )
+
+
+def _refuse_small_cells(bed: BedFile, index: np.ndarray, min_cell: int) -> None:
+    """Refuse LD or product rounds over a variant the counts round withheld."""
+    if min_cell <= 0:
+        return
+    for start, d in bed.iter_dosages(index):
+        if small_cell_rows(genotype_counts(d), min_cell, GENOTYPE_CELLS).any():
+            raise PolicyRefusal(
+                DISCLOSURE_RISK,
+                "the request includes a variant this site withheld for small genotype cells",
+            )
 
 
 def _array(inputs: NamedArrays, name: str, shape: tuple[int, ...], kind: str = "f") -> np.ndarray:

@@ -28,6 +28,7 @@ from genofed.common.wire.pgx import (
     PGX_REQUEST_KINDS,
 )
 from genofed.common.wire.records import NamedArrays
+from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.pheno import match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile
@@ -151,6 +152,10 @@ def serve_pgx(ctx: RequestContext) -> Answer:
     facts: dict[str, str] = {}
     build = spec.params["build"]
     if request.kind == PGX_COUNTS_KIND:
+        everyone = np.ones(bed.n_samples, dtype=np.bool_)
+        ctx.declare(GENOTYPES, everyone)
+        if spec.params["outcome"]:
+            ctx.declare(CLINICAL, everyone)
         outcome = _outcome(config, bed, spec.params["outcome"])
         out: NamedArrays = {}
         for gene in spec.params["genes"]:
@@ -190,7 +195,9 @@ def serve_pgx(ctx: RequestContext) -> Answer:
         return Answer(out, facts)
     if not spec.params["outcome"]:
         raise PolicyRefusal("BAD_REQUEST", "this pgx analysis names no outcome to associate")
-    x, covariates, y = _association_samples(config, bed, spec)
+    x, covariates, y, rows = _association_samples(config, bed, spec)
+    ctx.declare(CLINICAL, rows)
+    ctx.declare(GENOTYPES, rows)
     facts["pgx_association_samples"] = str(len(y))
     g = x[None, :]
     none_missing = np.zeros_like(g, dtype=np.bool_)
@@ -227,8 +234,8 @@ SERVER = Server(
 
 def _association_samples(
     config: SiteConfig, bed: BedFile, spec: AnalysisSpec
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indicator of the test phenotype, covariates and outcome of the association samples."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Indicator of the test phenotype, covariates, outcome and .fam rows of the samples."""
     as_glm = AnalysisSpec(
         id=spec.id,
         kind="glm",
@@ -250,4 +257,4 @@ def _association_samples(
             f"no sample with the outcome has a called {spec.params['test_gene']} diplotype",
             path=config.directory / SITE_CONFIG,
         )
-    return x[called], samples.covariates[called], samples.y[called]
+    return x[called], samples.covariates[called], samples.y[called], samples.index[called]

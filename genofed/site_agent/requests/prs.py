@@ -38,6 +38,7 @@ from genofed.common.wire.prs import (
     roc_thresholds,
 )
 from genofed.common.wire.records import NamedArrays
+from genofed.site_agent.privacy.guard import CLINICAL, DISCLOSURE_RISK, GENOTYPES
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.policy import SitePolicy
@@ -84,6 +85,7 @@ def serve_prs(ctx: RequestContext) -> Answer:
     matched = np.isin(match.status, MATCHED_CODES)
     facts["prs_rows_matched"] = str(int(matched.sum()))
     if request.kind == PRS_MATCH_KIND:
+        ctx.declare(GENOTYPES, np.ones(bed.n_samples, dtype=np.bool_))
         counts = _effect_counts(bed, match, matched)
         # small allele counts are withheld; missing-call counts are not (as glm_stats'
         # miss_zz releases them), or a few percent missing calls would withhold every row
@@ -112,7 +114,10 @@ def serve_prs(ctx: RequestContext) -> Answer:
         raise _bad("the prs request's row plan is malformed")
     if np.any(use & ~matched):
         raise _bad("the prs request uses scoring rows this site did not match")
+    _check_weights(scoring.weight[use], policy)
     samples = _samples(config, bed, spec)
+    ctx.declare(CLINICAL, samples.index)
+    ctx.declare(GENOTYPES, samples.index)
     facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
     facts["prs_samples"] = str(len(samples.index))
     score = _scores(bed, samples, match, scoring, use, freq)
@@ -197,6 +202,29 @@ def _scoring(spec: AnalysisSpec, inputs: NamedArrays) -> ScoringFile:
     if pinned and scoring.sha256 != pinned:
         raise _bad(f"the scoring file's SHA-256 is {scoring.sha256}, the study pins {pinned}")
     return scoring
+
+
+def _check_weights(weights: np.ndarray, policy: SitePolicy) -> None:
+    """Refuse scores that could read a genotype out: too few rows, or weights spread too wide.
+
+    A one-row score is one variant's genotypes; weights 1, 3, 9, ... put
+    several genotypes in one sum (read the score in base 3). The policy's
+    ``min_score_rows`` and ``max_weight_ratio`` bound both.
+    """
+    nonzero = np.abs(weights[weights != 0])
+    if len(nonzero) < policy.min_score_rows:
+        raise PolicyRefusal(
+            DISCLOSURE_RISK,
+            f"the score uses {len(nonzero)} scoring row(s) with a non-zero weight at this site; "
+            f"its policy needs at least {policy.min_score_rows} (min_score_rows)",
+        )
+    ratio = float(nonzero.max() / nonzero.min())
+    if ratio > policy.max_weight_ratio:
+        raise PolicyRefusal(
+            DISCLOSURE_RISK,
+            f"the scoring file's largest |weight| is {ratio:.3g} times its smallest; this "
+            f"site's policy allows at most {policy.max_weight_ratio:g} (max_weight_ratio)",
+        )
 
 
 def _samples(config: SiteConfig, bed: BedFile, spec: AnalysisSpec) -> GlmSamples:

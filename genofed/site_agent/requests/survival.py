@@ -45,6 +45,7 @@ from genofed.common.wire.survival import (
     SURVIVAL_KINDS,
     SURVIVAL_REQUEST_KINDS,
 )
+from genofed.site_agent.privacy.guard import CLINICAL
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile
@@ -65,6 +66,7 @@ class SurvivalSamples:
     time: np.ndarray  # float64 (n,)
     event: np.ndarray  # bool (n,)
     columns: np.ndarray  # float64 (n, k): the extra columns asked for, in order
+    index: np.ndarray | None = None  # int (n,): the samples' .fam rows
 
 
 def serve_survival(ctx: RequestContext) -> Answer:
@@ -82,6 +84,14 @@ def serve_survival(ctx: RequestContext) -> Answer:
             f"{policy.min_cohort_size} samples",
         )
     facts[f"{kind}_samples"] = str(len(samples.time))
+    assert samples.index is not None
+    # the sums are over the analysis samples and, for a grouped curve, each group
+    groups = group_codes(spec, samples.columns) if kind == KM_KIND else np.zeros(0)
+    ctx.declare(
+        CLINICAL,
+        samples.index,
+        *(samples.index[groups == g] for g in np.unique(groups[groups >= 0])),
+    )
     if request.kind == KM_COUNTS_KIND:
         return Answer(_km_counts(spec, samples, policy.min_cell_count), facts)
     return Answer(_cox_step(spec, samples, inputs, policy.min_cell_count), facts)
@@ -141,6 +151,7 @@ def survival_samples(
         time=np.ascontiguousarray(time[keep]),
         event=np.ascontiguousarray(event[keep] == 1),
         columns=np.ascontiguousarray(values[keep]),
+        index=match.genotype_idx[keep],
     )
 
 

@@ -19,6 +19,7 @@ mode (its cells are exact counts; use a noisy ``train`` where that matters).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import json
 import os
 import time
@@ -44,6 +45,7 @@ from genofed.common.wire.train import (
     parameter_shapes,
     scale_covariates,
 )
+from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.accounting import (
@@ -88,7 +90,7 @@ def serve_train(ctx: RequestContext) -> Answer:
             "this site releases exact model updates only under secure aggregation, which "
             "GenoFed does not offer yet; ask for noise_multiplier > 0 or target_epsilon",
         )
-    x, y = _training_data(config, bed, spec, inputs)
+    x, y = _training_data(config, bed, spec, inputs, ctx.declare)
     check_cohort_size(policy, len(y))
     facts = {TRAIN_SAMPLES_FACT: str(len(y))}
     weights = _weights(inputs, params, x.shape[1])
@@ -112,7 +114,11 @@ SERVER = Server(
 
 
 def _training_data(
-    config: SiteConfig, bed: BedFile, spec: AnalysisSpec, inputs: NamedArrays
+    config: SiteConfig,
+    bed: BedFile,
+    spec: AnalysisSpec,
+    inputs: NamedArrays,
+    guard: Callable[..., None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features (study-ALT dosage - 1, scaled covariates) and 0/1 labels of the samples."""
     params = spec.params
@@ -122,6 +128,9 @@ def _training_data(
         {"phenotype": params["target"], "covariates": params["covariates"], "model": "auto"},
     )
     samples = glm_samples(config, bed, as_glm)
+    if guard is not None:
+        guard(CLINICAL, samples.index)
+        guard(GENOTYPES, samples.index)
     if not samples.binary:
         raise InputError(
             f"train target {params['target']!r} is not a case/control column "

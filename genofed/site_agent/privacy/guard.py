@@ -1,0 +1,316 @@
+"""One request's disclosure guard: the sample sets a release sums over, checked and recorded.
+
+Every release a site sends is sums of per-person values over sets of its
+samples. A request module (``requests/``) says which sets it summed over
+with :meth:`ReleaseGuard.declare` (per column group, as bool arrays in
+``.fam`` order) and may ask, one set at a time, whether an extra set can be
+added (:meth:`ReleaseGuard.offer`, for per-variant missing-call sets); the
+release path (:mod:`genofed.site_agent.release`) then calls
+:meth:`ReleaseGuard.commit` before the reply leaves. The commit checks every
+declared set against everything this site released before (all studies,
+all time: :mod:`.sample_sets`) and records them in the same transaction, or
+refuses the release with ``DISCLOSURE_RISK``. The checks read only which
+samples are in which set, never a value (:mod:`.disclosure`).
+
+Two column groups are audited:
+
+* :data:`CLINICAL`: every non-genotype column (phenotype, covariates, time,
+  event, principal components). One family for all of them is conservative:
+  a set summed for any clinical column counts for all, so the guard refuses
+  at least whenever a per-column guard would.
+* :data:`GENOTYPES`: the base sets over which per-variant genotype sums are
+  taken. Per-variant missing calls shrink these sets variant by variant;
+  :meth:`ReleaseGuard.unsafe_variants` flags the variants whose called sets
+  would isolate fewer than ``min_cell_count`` people, and the module withholds
+  them.
+
+The guard is on when the policy's ``audit_sample_sets`` is true and its
+``min_cell_count`` is above 0 (the demo policy's 0 turns it off, so that the
+demo equals plink2).
+
+Concurrency: checks during computation run against the families as loaded
+when the request started. :meth:`commit` re-reads the store inside a
+``BEGIN IMMEDIATE`` transaction; if another release was recorded meanwhile,
+every set is checked again against the new families, one at a time, before
+anything is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from genofed.site_agent.privacy.disclosure import SetFamily, Verdict, fingerprint, unsafe_variants
+from genofed.site_agent.privacy.sample_sets import (
+    SAMPLE_SETS_FILE,
+    GuardOutcome,
+    ReleaseKey,
+    SampleSetStore,
+)
+
+BoolArray = NDArray[np.bool_]
+
+#: Every non-genotype column, audited as one.
+CLINICAL = "clinical"
+#: The base sets of per-variant genotype sums.
+GENOTYPES = "genotypes"
+COLUMNS = (CLINICAL, GENOTYPES)
+#: Reason code of a release the guard refuses.
+DISCLOSURE_RISK = "DISCLOSURE_RISK"
+#: Most distinct per-variant missing-call sets one request may add (then variants are withheld).
+DEFAULT_OFFER_CAP = 2000
+
+
+class ReleaseGuard:
+    """The sets one request sums over; a disabled guard accepts everything and records nothing."""
+
+    def __init__(
+        self,
+        store: SampleSetStore | None,
+        person_ids: Sequence[str],
+        min_cell: int,
+        *,
+        offer_cap: int = DEFAULT_OFFER_CAP,
+    ) -> None:
+        self._store = store
+        self.min_cell = min_cell
+        self.n_samples = len(person_ids)
+        self._offer_cap = offer_cap
+        self._declared: dict[str, list[BoolArray]] = {c: [] for c in COLUMNS}
+        self._base: dict[str, list[BoolArray]] = {c: [] for c in COLUMNS}
+        self._base_checked = False
+        self._seen: dict[str, set[str]] = {c: set() for c in COLUMNS}
+        self._families: dict[str, SetFamily] = {}
+        self._offered = 0
+        self._since = 0
+        self._registry: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        if min_cell <= 0:
+            store = None
+        self._store = store
+        if store is not None:
+            self._registry = store.person_indexes(list(person_ids))
+            self._since = store.last_release_id()
+        self._n_registry = store.n_persons() if store is not None else 0
+
+    @classmethod
+    def open(
+        cls, site_dir: Path, person_ids: Sequence[str], min_cell: int, enabled: bool
+    ) -> ReleaseGuard:
+        """The guard of a site directory (its store in ``state/``), or a disabled one."""
+        if not enabled or min_cell <= 0:
+            return cls(None, person_ids, 0)
+        store = SampleSetStore.open(Path(site_dir) / "state" / SAMPLE_SETS_FILE)
+        return cls(store, person_ids, min_cell)
+
+    @classmethod
+    def disabled(cls, n_samples: int = 0) -> ReleaseGuard:
+        return cls(None, [""] * n_samples, 0)
+
+    @property
+    def enabled(self) -> bool:
+        return self._store is not None
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    # -- what a module says ---------------------------------------------------
+
+    def declare(self, column: str, *sets: BoolArray | NDArray[np.integer]) -> None:
+        """The release sums ``column`` over each set (bool mask or index array, ``.fam`` order)."""
+        if column not in self._declared:
+            raise ValueError(f"unknown column group {column!r}")
+        for s in sets:
+            mask = self._mask(s)
+            key = fingerprint(mask)
+            if key not in self._seen[column] and mask.any():
+                if len(self._declared[column]) != len(self._base[column]):
+                    raise ValueError("declare a release's base sets before offering others")
+                self._seen[column].add(key)
+                self._declared[column].append(mask)
+                self._base[column].append(mask)
+                self._base_checked = False
+                if column in self._families:
+                    self._families[column].add([self._lift(mask)])
+
+    def check_declared(self) -> Verdict:
+        """Would the sets declared so far pass (so a module can refuse before computing)?"""
+        if not self.enabled:
+            return Verdict(True)
+        for column in COLUMNS:
+            verdict = self._loaded(column, without_declared=True).check(
+                [self._lift(s) for s in self._base[column]]
+            )
+            if not verdict.ok:
+                return _named(verdict, column)
+        self._base_checked = True
+        return Verdict(True)
+
+    def offer(self, column: str, members: BoolArray | NDArray[np.integer]) -> bool:
+        """Add ``members`` to this release if it passes against everything; False: withhold.
+
+        For sets that only some rows of a release sum over (a variant's missing
+        calls): the caller withholds the rows when this returns False. At most
+        ``offer_cap`` new sets per request are accepted.
+        """
+        mask = self._mask(members)
+        if not self.enabled or not mask.any():
+            return True
+        if fingerprint(mask) in self._seen[column]:
+            return True
+        if self._offered >= self._offer_cap:
+            return False
+        lifted = self._lift(mask)
+        family = self._loaded(column)
+        if not family.check([lifted]).ok:
+            return False
+        family.add([lifted])
+        self._seen[column].add(fingerprint(mask))
+        self._declared[column].append(mask)
+        self._offered += 1
+        return True
+
+    def unsafe_variants(self, column: str, rows: np.ndarray, missing: BoolArray) -> BoolArray:
+        """Per variant: its called sets would isolate fewer than ``min_cell`` people.
+
+        ``rows`` are the samples (``.fam`` indexes) the variant's sums cover and
+        ``missing`` their (samples x variants) missing-call mask. The atoms are
+        those of ``column``'s family with this release's sets in it.
+        """
+        n_variants = missing.shape[1]
+        if not self.enabled:
+            return np.zeros(n_variants, dtype=np.bool_)
+        family = self._loaded(column)
+        atoms = family.atoms()[self._registry[np.asarray(rows, dtype=np.int64)]]
+        return unsafe_variants(atoms, family.n_atoms, missing, self.min_cell)
+
+    # -- the release path -----------------------------------------------------
+
+    def commit(self, release: ReleaseKey) -> GuardOutcome:
+        """Check every declared set against the store and record them, or refuse (nothing kept).
+
+        Base sets (:meth:`declare`) are checked here unless :meth:`check_declared`
+        passed since the last one; offered sets were checked one by one. If
+        another release was recorded since the families were loaded, every set
+        is checked again against the new families before it is recorded.
+        """
+        uses = {c: list(sets) for c, sets in self._declared.items() if sets}
+        if self._store is None or not uses:
+            prints = {c: tuple(fingerprint(s) for s in sets) for c, sets in uses.items()}
+            return GuardOutcome(Verdict(True), None, prints)
+        for _ in range(5):
+            if not self._base_checked:
+                verdict = self.check_declared()
+                if not verdict.ok:
+                    return GuardOutcome(verdict, None, self._prints(uses))
+            lifted = {c: [self._lift(s) for s in sets] for c, sets in uses.items()}
+            release_id = self._store.record_if_unchanged(release, lifted, self._since)
+            if release_id is not None:
+                return GuardOutcome(Verdict(True), release_id, self._prints(uses))
+            verdict = self._recheck()
+            if not verdict.ok:
+                return GuardOutcome(verdict, None, self._prints(uses))
+        raise RuntimeError("the sample-set store kept changing during this release; retry")
+
+    def _recheck(self) -> Verdict:
+        """Check base sets, then each offered set, against freshly loaded families."""
+        assert self._store is not None
+        self._since = self._store.last_release_id()
+        self._families = {}
+        offered = {c: self._declared[c][len(self._base[c]) :] for c in COLUMNS}
+        self._declared = {c: list(self._base[c]) for c in COLUMNS}
+        verdict = self.check_declared()
+        if not verdict.ok:
+            return verdict
+        for column in COLUMNS:
+            family = self._loaded(column)
+            for mask in offered[column]:
+                lifted = self._lift(mask)
+                verdict = family.check([lifted])
+                if not verdict.ok:
+                    return _named(verdict, column)
+                family.add([lifted])
+                self._declared[column].append(mask)
+        return Verdict(True)
+
+    def _prints(self, uses: dict[str, list[BoolArray]]) -> dict[str, tuple[str, ...]]:
+        return {c: tuple(fingerprint(self._lift(s)) for s in sets) for c, sets in uses.items()}
+
+    # -- internals --------------------------------------------------------------
+
+    def _mask(self, s: BoolArray | NDArray[np.integer]) -> BoolArray:
+        arr = np.asarray(s)
+        if arr.dtype == np.bool_:
+            if arr.shape != (self.n_samples,):
+                raise ValueError(f"a sample mask must have {self.n_samples} entries, not {arr.shape}")
+            return arr
+        mask = np.zeros(self.n_samples, dtype=np.bool_)
+        mask[arr.astype(np.int64)] = True
+        return mask
+
+    def _lift(self, mask: BoolArray) -> BoolArray:
+        """A ``.fam``-order mask as a mask over the site's person registry."""
+        out = np.zeros(self._n_registry, dtype=np.bool_)
+        out[self._registry[mask]] = True
+        return out
+
+    def _loaded(self, column: str, *, without_declared: bool = False) -> SetFamily:
+        assert self._store is not None
+        if without_declared:
+            return self._store_family(column)
+        if column not in self._families:
+            family = self._store_family(column)
+            family.add([self._lift(s) for s in self._declared[column]])
+            self._families[column] = family
+        return self._families[column]
+
+
+    def _store_family(self, column: str) -> SetFamily:
+        """``column``'s recorded family over this request's registry size."""
+        assert self._store is not None
+        family = self._store.family(column, self.min_cell)
+        if family.n_persons != self._n_registry:  # persons registered by another request
+            self._n_registry = family.n_persons
+            self._families = {}  # rebuilt over the new registry size when next asked for
+        return family
+
+
+def _named(verdict: Verdict, column: str) -> Verdict:
+    return Verdict(verdict.ok, verdict.rule, f"{verdict.detail} ({column} columns)")
+
+
+def disclosure_message(verdict: Verdict) -> str:
+    """A refusal's message: the rule and set sizes, never a value."""
+    return (
+        f"this release would let its sums, with earlier releases of this site, describe "
+        f"fewer than min_cell_count people: {verdict.detail} [{verdict.rule}]; change the "
+        "cohort (phenotype, covariates, groups) so that it differs from earlier analyses by "
+        "at least min_cell_count people, or ask this site's privacy officer"
+    )
+
+
+def fingerprints_fact(outcome: GuardOutcome) -> tuple[str, ...]:
+    """The audit entry's ``sample_sets``: ``column:sha256`` per set."""
+    return tuple(f"{c}:{fp}" for c, fps in sorted(outcome.fingerprints.items()) for fp in fps)
+
+
+def digest(entries: Sequence[str]) -> str:
+    """One SHA-256 over the ``column:sha256`` list (a reply fact)."""
+    return hashlib.sha256("\n".join(entries).encode("ascii")).hexdigest()
+
+
+__all__ = [
+    "CLINICAL",
+    "COLUMNS",
+    "DEFAULT_OFFER_CAP",
+    "DISCLOSURE_RISK",
+    "GENOTYPES",
+    "ReleaseGuard",
+    "digest",
+    "disclosure_message",
+    "fingerprints_fact",
+]
