@@ -1,0 +1,335 @@
+"""A hostile analyst's attacks on a federation with a realistic policy, run for real.
+
+Every site here has the policy a careful privacy officer would write
+(``min_cell_count = 10``, ``min_cohort_size = 50``, signed studies from one
+trusted analyst, auto-approved, no demo policy). Each attack is a sequence
+of studies that only uses documented features; the analyst (who here also
+reads every reply the coordinator receives) then subtracts what came back.
+Each test first shows the attack working with the sample-set guard turned
+off (``audit_sample_sets = false``), so that the attack is real, then shows
+that with the policy's default it is refused (``DISCLOSURE_RISK``, audited)
+or that the variant it needs is withheld, and that nothing it needs left.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bed_reader import open_bed, to_bed
+
+from genofed.common.errors import SiteFailure
+from genofed.common.messages import AuditKind
+from genofed.common.signing import public_key_text, sign_study
+from genofed.common.study import Study, study_from_mapping
+from genofed.common.wire.proto import audit_entry_from_bytes
+from genofed.coordinator.runner import run_study
+from genofed.coordinator.transport import Incoming, Outgoing
+from genofed.site_agent.audit.log import read_site_log
+from genofed.site_agent.privacy.policy import POLICY_FILE
+from genofed.synth import SynthSummary, write_cohorts
+from tests.harness import InProcessTransport
+from tests.privacy_cases import ANALYST
+
+MIN_CELL = 10
+
+
+def policy(guard: bool) -> str:
+    return f"""
+[policy]
+version = 1
+allowed_analyses = ["variants", "freq", "glm", "km", "cox", "prs"]
+allowed_release_modes = ["plain"]
+min_cohort_size = 50
+min_cell_count = {MIN_CELL}
+audit_sample_sets = {"true" if guard else "false"}
+
+[[policy.trusted_analysts]]
+name = "alice"
+public_key = "{public_key_text(ANALYST.public_key())}"
+
+[[policy.auto_approve]]
+name = "everything alice signs"
+analysts = ["alice"]
+"""
+
+
+class Recording(InProcessTransport):
+    """The coordinator's view: every reply's arrays, by site name and request kind."""
+
+    def __init__(self, site_dirs: Sequence[Path]) -> None:
+        super().__init__(list(site_dirs))
+        self.names = [p.name for p in site_dirs]
+        self.got: list[tuple[str, str, Mapping[str, np.ndarray]]] = []
+
+    def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        got = super().exchange(outgoing, timeout=timeout)
+        for node, o in outgoing.items():
+            self.got.append((self.site_dirs[node].name, o.request.kind, got[node].arrays))
+        return got
+
+    def arrays(self, site: str, kind: str) -> list[Mapping[str, np.ndarray]]:
+        return [a for s, k, a in self.got if s == site and k == kind and a]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
+    root = tmp_path_factory.mktemp("attacks")
+    return write_cohorts(root / "c", sites=3, samples=300, variants=60, seed=7, missing_rate=0.0)
+
+
+def federation(cohort: SynthSummary, root: Path, *, guard: bool) -> list[Path]:
+    sites = []
+    for site in cohort.sites:
+        target = root / site.name
+        shutil.copytree(site, target)
+        (target / POLICY_FILE).write_text(policy(guard))
+        sites.append(target)
+    return sites
+
+
+def study(name: str, *analyses: dict[str, object]) -> Study:
+    return study_from_mapping(
+        {"study": {"name": name}, "analysis": list(analyses)}, path=Path("<attack>")
+    )
+
+
+def run(s: Study, transport: Recording, out: Path) -> None:
+    run_study(s, transport, out, engine="in-process", signature=sign_study(s, ANALYST))
+
+
+def table(path: Path) -> tuple[list[str], list[list[str]]]:
+    lines = [line.split("\t") for line in path.read_text().splitlines()]
+    return lines[0], lines[1:]
+
+
+def write_table(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    path.write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n")
+
+
+def refusals(site: Path) -> list[str]:
+    entries = [audit_entry_from_bytes(leaf) for leaf in read_site_log(site).leaves]
+    return [e.reason for e in entries if e.kind == AuditKind.REFUSAL]
+
+
+def add_covariate_missing_for(site: Path, person: int | None) -> tuple[str, float]:
+    """Give the covariate table a BMI column, missing for one person; return their IID, QPHENO."""
+    header, rows = table(site / "data" / "covar.tsv")
+    for i, r in enumerate(rows):
+        r.append("NA" if i == person else f"{20 + i % 13}.5")
+    write_table(site / "data" / "covar.tsv", [*header, "BMI"], rows)
+    if person is None:
+        return "", 0.0
+    p_header, p_rows = table(site / "data" / "pheno.tsv")
+    iid = rows[person][1]
+    value = next(r[p_header.index("QPHENO")] for r in p_rows if r[1] == iid)
+    return iid, float(value)
+
+
+def sum_y(zz: np.ndarray, k: int) -> float:
+    """Sum of y over the analysis samples: entry (0, k + 1) of the upper triangle of z z^T."""
+    return float(zz[k + 1])
+
+
+GLM_AGE = {"kind": "glm", "id": "g", "phenotype": "QPHENO", "covariates": ["AGE"]}
+GLM_AGE_BMI = {"kind": "glm", "id": "g", "phenotype": "QPHENO", "covariates": ["AGE", "BMI"]}
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
+def test_covariate_missingness__two_glm_cohorts_one_person_apart(
+    cohort: SynthSummary, tmp_path: Path, guard: bool
+) -> None:
+    sites = federation(cohort, tmp_path / "sites", guard=guard)
+    iid, y = add_covariate_missing_for(sites[0], person=3)
+    for other in sites[1:]:
+        add_covariate_missing_for(other, person=None)
+    transport = Recording(sites)
+    run(study("age", GLM_AGE), transport, tmp_path / "a")
+    if not guard:
+        run(study("age-bmi", GLM_AGE_BMI), transport, tmp_path / "b")
+        first, second = transport.arrays("site-a", "glm_stats")
+        recovered = sum_y(first["zz"], 1) - sum_y(second["zz"], 2)
+        assert recovered == pytest.approx(y, abs=1e-9)  # the attack works
+        return
+    with pytest.raises(SiteFailure) as info:
+        run(study("age-bmi", GLM_AGE_BMI), transport, tmp_path / "b")
+    assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
+    assert "differs from a released set" in str(info.value) and "by 1 person" in str(info.value)
+    assert len(transport.arrays("site-a", "glm_stats")) == 1  # the second never left
+    assert refusals(sites[0])[-1].startswith("DISCLOSURE_RISK: ")
+    assert not (tmp_path / "b").exists()
+
+
+def test_enrolment__a_rerun_after_one_patient_is_added_is_refused(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    pheno = sites[0] / "data" / "pheno.tsv"
+    header, rows = table(pheno)
+    column = header.index("QPHENO")
+    saved = rows[5][column]
+    rows[5][column] = "NA"  # not yet enrolled in the study's cohort
+    write_table(pheno, header, rows)
+    transport = Recording(sites)
+    s = study("age", GLM_AGE)
+    run(s, transport, tmp_path / "a")
+    rows[5][column] = saved  # the patient's measurement arrives
+    write_table(pheno, header, rows)
+    with pytest.raises(SiteFailure) as info:
+        run(s, transport, tmp_path / "b")
+    assert info.value.reason_code == "DISCLOSURE_RISK" and info.value.site == "site-a"
+    # the same study on the same data again is free: identical sets add nothing
+    rows[5][column] = "NA"
+    write_table(pheno, header, rows)
+    run(s, transport, tmp_path / "c")
+    assert any((tmp_path / "c").glob("*.glm.linear"))
+
+
+def test_group_cut__a_km_group_of_one_oldest_patient_is_refused(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    ages = []
+    for site in sites:
+        header, rows = table(site / "data" / "covar.tsv")
+        ages += [float(r[header.index("AGE")]) for r in rows]
+    oldest = sorted(ages)[-1]
+    km = {
+        "kind": "km",
+        "id": "k",
+        "time": "RFS_DAYS",
+        "event": "RFS_EVENT",
+        "grid": [365, 730],
+        "group": "AGE",
+        "cuts": [oldest - 0.5],
+    }
+    transport = Recording(sites)
+    with pytest.raises(SiteFailure) as info:
+        run(study("km-oldest", km), transport, tmp_path / "a")
+    assert info.value.reason_code == "DISCLOSURE_RISK"
+    assert "[SMALL_SET]" in str(info.value) or "[SMALL_DIFFERENCE]" in str(info.value)
+    assert not transport.arrays(info.value.site, "km_counts")
+
+
+def test_grouped_beside_ungrouped__a_complement_of_few_is_refused(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """An ungrouped curve, then one grouped at a cut that leaves 1..9 people on one side."""
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    header, rows = table(sites[0] / "data" / "covar.tsv")
+    ages = sorted(float(r[header.index("AGE")]) for r in rows)
+    cut = ages[-3] - 0.5  # at site-a, three patients are at or above the cut
+    base = {"kind": "km", "id": "k", "time": "RFS_DAYS", "event": "RFS_EVENT", "grid": [365, 730]}
+    transport = Recording(sites)
+    run(study("km", base), transport, tmp_path / "a")
+    with pytest.raises(SiteFailure) as info:
+        run(study("km-cut", {**base, "group": "AGE", "cuts": [cut]}), transport, tmp_path / "b")
+    assert info.value.reason_code == "DISCLOSURE_RISK"
+
+
+def _scoring_with(cohort: SynthSummary, path: Path, weights: Sequence[float]) -> Path:
+    lines = cohort.scoring_file.read_text().splitlines()
+    head = [line for line in lines if line.startswith("#")]
+    columns = next(line for line in lines if not line.startswith("#"))
+    data = [line.split("\t") for line in lines[len(head) + 1 :]][: len(weights)]
+    w = columns.split("\t").index("effect_weight")
+    for row, weight in zip(data, weights, strict=True):
+        row[w] = repr(float(weight))
+    path.write_text("\n".join([*head, columns, *("\t".join(r) for r in data)]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [[1.0], [3.0**i for i in range(12)]],
+    ids=["one row", "powers of 3"],
+)
+def test_crafted_scoring_file__refused_before_any_score_leaves(
+    cohort: SynthSummary, tmp_path: Path, weights: list[float]
+) -> None:
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    scoring = _scoring_with(cohort, tmp_path / "crafted.txt", weights)
+    prs = {"kind": "prs", "id": "p", "scoring_file": str(scoring), "phenotype": "QPHENO"}
+    transport = Recording(sites)
+    with pytest.raises(SiteFailure) as info:
+        run(study("prs", prs), transport, tmp_path / "a")
+    assert info.value.reason_code == "DISCLOSURE_RISK"
+    assert "min_score_rows" in str(info.value) or "max_weight_ratio" in str(info.value)
+    assert not any(k.startswith("prs_") and k != "prs_match" for _, k, a in transport.got if a)
+
+
+def _edit_genotypes(site: Path, edit: object) -> None:
+    bed = site / "data" / "genotypes.bed"
+    with open_bed(bed) as reader:
+        values = reader.read(dtype="float32")
+        iid, sid = reader.iid, reader.sid
+        fam, bim = reader.fid, reader.chromosome
+        properties = {
+            "fid": fam,
+            "iid": iid,
+            "father": reader.father,
+            "mother": reader.mother,
+            "sex": reader.sex,
+            "pheno": reader.pheno,
+            "chromosome": bim,
+            "sid": sid,
+            "cm_position": reader.cm_position,
+            "bp_position": reader.bp_position,
+            "allele_1": reader.allele_1,
+            "allele_2": reader.allele_2,
+        }
+    edit(values)  # type: ignore[operator]
+    to_bed(bed, values, properties=properties)
+
+
+def _glm_rows(path: Path) -> dict[str, list[str]]:
+    header, rows = table(path)
+    return {r[header.index("ID")]: r for r in rows} | {"#header": header}
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
+def test_single_carrier__glm_sums_of_one_carrier_are_withheld(
+    cohort: SynthSummary, tmp_path: Path, guard: bool
+) -> None:
+    sites = federation(cohort, tmp_path / "sites", guard=guard)
+    carrier = 7
+
+    def one_carrier(g: np.ndarray) -> None:
+        g[:, 0] = 0.0
+        g[carrier, 0] = 1.0
+
+    _edit_genotypes(sites[0], one_carrier)
+    transport = Recording(sites)
+    run(study("age", GLM_AGE), transport, tmp_path / "a")
+    (stats,) = transport.arrays("site-a", "glm_stats")
+    withheld = np.unpackbits(stats["withheld"])[: len(stats["gg"])].astype(bool)
+    # min_cell_count applies to glm's genotype classes with or without the set audit
+    assert withheld[0] and stats["gz"][0].tolist() == [0.0] * stats["gz"].shape[1]
+    assert not withheld[1:].all()
+
+
+def test_missing_call_sets__two_variants_one_person_apart_leave_one_of_them(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    header, rows = table(sites[0] / "data" / "pheno.tsv")
+    analysed = [i for i, r in enumerate(rows) if r[header.index("QPHENO")] not in ("NA", "-9")]
+    first = analysed[:12]
+    second = analysed[:13]
+
+    def missing(g: np.ndarray) -> None:
+        g[first, 10] = np.nan
+        g[second, 11] = np.nan
+
+    _edit_genotypes(sites[0], missing)
+    transport = Recording(sites)
+    run(study("age", GLM_AGE), transport, tmp_path / "a")
+    (stats,) = transport.arrays("site-a", "glm_stats")
+    withheld = np.unpackbits(stats["withheld"])[: len(stats["gg"])].astype(bool)
+    has_missing = np.unpackbits(stats["miss_rows"])[: len(stats["gg"])].astype(bool)
+    # the first set (12 people) may leave; the second, one person more, may not
+    assert has_missing[10] and not withheld[10]
+    assert withheld[11] and not has_missing[11]
