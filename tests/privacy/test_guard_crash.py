@@ -1,0 +1,86 @@
+"""The guard's record survives a crash at every write: a release is recorded whole or not at all."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
+from genofed.site_agent.privacy.sample_sets import ReleaseKey, SampleSetStore
+
+KEY = ReleaseKey("s" * 64, "g", "glm_stats", 0, 0, "fam", "2026-01-01T00:00:00")
+
+
+class Crash(Exception):
+    pass
+
+
+def crashing_after(writes: int) -> type[sqlite3.Connection]:
+    """A connection that dies (as the process would) at its ``writes``-th INSERT."""
+
+    class Connection(sqlite3.Connection):
+        seen = 0
+
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+            if sql.lstrip().upper().startswith("INSERT"):
+                type(self).seen += 1
+                if type(self).seen == writes:
+                    raise Crash()
+            return super().execute(sql, *args)
+
+    return Connection
+
+
+def sets(n: int) -> dict[str, list[np.ndarray]]:
+    a = np.zeros(n, dtype=bool)
+    a[:30] = True
+    b = np.zeros(n, dtype=bool)
+    b[10:50] = True
+    return {CLINICAL: [a, b], GENOTYPES: [a]}
+
+
+def recorded(path: Path) -> tuple[int, int, int]:
+    with SampleSetStore.open(path) as store:
+        return (
+            store.last_release_id(),
+            store.family(CLINICAL, 10).n_sets,
+            store.family(GENOTYPES, 10).n_sets,
+        )
+
+
+@pytest.mark.parametrize("writes", range(1, 12))
+def test_crash__at_any_insert_leaves_all_or_nothing(tmp_path: Path, writes: int) -> None:
+    path = tmp_path / "sample_sets.sqlite"
+    with SampleSetStore.open(path) as store:
+        store.person_indexes([f"p{i}" for i in range(60)])
+    store = SampleSetStore.open(path, factory=crashing_after(writes))
+    crashed = False
+    try:
+        store.record_if_unchanged(KEY, sets(60), since=0)
+    except Crash:
+        crashed = True
+    finally:
+        store.close()
+    assert recorded(path) == ((0, 0, 0) if crashed else (1, 2, 1))
+    # the site keeps working after the crash: the same release is recorded, or is already
+    with SampleSetStore.open(path) as store:
+        if crashed:
+            assert store.record_if_unchanged(KEY, sets(60), since=0) == 1
+        outcome = store.guard_and_record(KEY, sets(60), 10)
+        assert outcome.ok  # identical sets are free
+    assert recorded(path)[1:] == (2, 1)
+
+
+def test_crash__while_registering_persons_registers_none(tmp_path: Path) -> None:
+    path = tmp_path / "sample_sets.sqlite"
+    store = SampleSetStore.open(path, factory=crashing_after(3))
+    with pytest.raises(Crash):
+        store.person_indexes([f"p{i}" for i in range(5)])
+    store.close()
+    with SampleSetStore.open(path) as store:
+        assert store.n_persons() == 0
+        assert store.person_indexes(["p0", "p1"]).tolist() == [0, 1]
