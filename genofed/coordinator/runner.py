@@ -32,7 +32,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,6 +62,7 @@ from genofed.coordinator.protocols.secure_counts import SecureCounts
 from genofed.coordinator.protocols.survival import run_cox, run_km
 from genofed.coordinator.protocols.train import run_train
 from genofed.coordinator.receipt_check import ReceiptCheck
+from genofed.coordinator.site_record import SiteRecord
 from genofed.coordinator.transport import Incoming, Outgoing, Transport
 from genofed.coordinator.writers.analyst_report import REPORT_FILE, write_report
 from genofed.coordinator.writers.provenance import (
@@ -89,19 +90,6 @@ class Progress:
     message: str
     round: int = 0
     total_rounds: int = 0
-
-
-@dataclass
-class SiteRecord:
-    """What the coordinator learned about one site during a run."""
-
-    node_id: int
-    name: str
-    facts: dict[str, str] = field(default_factory=dict)
-    software_version: str = ""
-    replies: list[dict[str, object]] = field(default_factory=list)
-    #: Set when the site dropped out of the study: round, step, reason code, message.
-    missing: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -233,14 +221,20 @@ def run_study(
                     per_site.append(_checked_counts(sites[n].name, arrays, n_variants, noisy=dp))
                 withheld.append(site_withheld(sites[n].name, arrays, n_variants))
             names = [sites[n].name for n in order]
-            outputs.extend(write_suppressed(staging, harmonization.variants, names, withheld))
-            summary["suppressed"] = suppression_summary(names, withheld)
             if secure is None:
                 pooled = np.sum(per_site, axis=0)
             else:
                 pooled = secure.total(n_variants, _pooled_samples(sites[n] for n in order))
             if dp:  # post-processing of noisy sums: a count cannot be negative
                 pooled = np.maximum(pooled, 0)
+            small = _small_pooled(pooled, sites, order) if secure is not None and not dp else None
+            outputs.extend(
+                write_suppressed(staging, harmonization.variants, names, withheld, small)
+            )
+            summary["suppressed"] = suppression_summary(names, withheld)
+            if small is not None:
+                withheld.append(small)
+                summary["suppressed"]["small pooled cells"] = int(small.sum())
             for spec in study.analyses:
                 if spec.kind in COUNT_KINDS:
                     notify(Progress("analysis", f"combining {spec.id} ({spec.kind})"))
@@ -621,6 +615,20 @@ def _variant_table(site: str, arrays: NamedArrays) -> VariantTable:
     if len({len(a) for a in (table.chrom, table.pos, table.id, table.ref, table.alt)}) != 1:
         raise SiteFailure(site, "BAD_REPLY", "variant table columns differ in length")
     return table
+
+
+def _small_pooled(
+    pooled: np.ndarray, sites: Mapping[int, SiteRecord], order: Sequence[int]
+) -> np.ndarray:
+    """Variants whose exact pooled counts hold a nonzero genotype cell below the sites' minimum.
+
+    In ``exact`` mode no site sees its counts leave in the clear, so no site
+    suppresses them; the coordinator applies the largest ``min_cell_count``
+    any site reported to the pooled table instead.
+    """
+    minimum = max((int(sites[n].facts.get("min_cell_count", "0")) for n in order), default=0)
+    cells = pooled[:, :3]
+    return np.asarray(((cells > 0) & (cells < minimum)).any(axis=1), dtype=np.bool_)
 
 
 def _checked_counts(

@@ -230,6 +230,7 @@ def _answer(
             facts["n_samples"] = str(bed.n_samples)
             facts["n_variants"] = str(bed.n_variants)
             facts["policy"] = "demo (synthetic data only)" if policy.demo else "site policy"
+            facts["min_cell_count"] = str(policy.min_cell_count)
             if server is None:
                 raise PolicyRefusal(
                     "UNKNOWN_REQUEST", f"this site does not know request kind {request.kind!r}"

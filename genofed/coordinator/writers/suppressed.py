@@ -13,8 +13,12 @@ its threshold (the rule is in ``site_agent/privacy/suppression.py``). Here:
   ``geno.gcount``, ``hardy.hardy``): the pooled sum would otherwise silently
   leave that site out;
 * :func:`write_suppressed` lists each such variant in ``suppressed.tsv``
-  with the sites that withheld it and why, and :func:`suppression_summary`
-  counts them per site for the run summary.
+  with the number of sites that withheld it and why — never which sites, so
+  that the file does not say where a rare genotype is — and
+  :func:`suppression_summary` counts them per site for the run summary;
+* in ``exact`` mode the coordinator sees only the pooled counts, and a
+  variant whose pooled counts hold a nonzero cell below the largest
+  ``min_cell_count`` of the sites is printed NA too (``N_SITES`` 0).
 
 ``dp`` replies carry no ``suppressed`` array (noise protects small cells),
 and a site whose policy suppresses nothing sends an all-``False`` one.
@@ -35,8 +39,9 @@ from genofed.coordinator.writers.atomic import atomic_write_text
 
 SUPPRESSED_ARRAY = "suppressed"
 SUPPRESSED_FILE = "suppressed.tsv"
-SUPPRESSED_HEADER = "#CHROM\tPOS\tID\tREF\tALT\tSITES\tREASON"
-REASON = "small cells: a nonzero genotype count below the site's min_cell_count"
+SUPPRESSED_HEADER = "#CHROM\tPOS\tID\tREF\tALT\tN_SITES\tREASON"
+REASON = "small cells: a nonzero genotype count below a site's min_cell_count"
+POOLED_REASON = "small pooled cells: a nonzero pooled genotype count below the sites' min_cell_count"
 
 
 def site_withheld(site: str, arrays: NamedArrays, n_variants: int) -> npt.NDArray[np.bool_]:
@@ -57,17 +62,23 @@ def write_suppressed(
     variants: VariantTable,
     site_names: Sequence[str],
     withheld: Sequence[npt.NDArray[np.bool_]],
+    pooled: npt.NDArray[np.bool_] | None = None,
 ) -> list[str]:
-    """Write ``suppressed.tsv`` if any site withheld a variant; return the file names written."""
-    any_site = np.any(np.asarray(withheld, dtype=np.bool_).reshape(len(site_names), -1), axis=0)
-    if not any_site.any():
+    """Write ``suppressed.tsv`` if any variant was withheld; return the file names written.
+
+    ``pooled`` marks variants withheld for small pooled cells (``exact`` mode).
+    """
+    per_site = np.asarray(withheld, dtype=np.bool_).reshape(len(site_names), -1)
+    n_sites = per_site.sum(axis=0)
+    small = np.zeros(len(n_sites), dtype=np.bool_) if pooled is None else pooled
+    if not (n_sites.any() or small.any()):
         return []
     lines = [SUPPRESSED_HEADER]
-    for i in np.flatnonzero(any_site).tolist():
-        sites = ",".join(name for name, mask in zip(site_names, withheld, strict=True) if mask[i])
+    for i in np.flatnonzero((n_sites > 0) | small).tolist():
+        reason = REASON if n_sites[i] else POOLED_REASON
         lines.append(
             f"{variants.chrom[i]}\t{variants.pos[i]}\t{variants.id[i]}\t{variants.ref[i]}"
-            f"\t{variants.alt[i]}\t{sites}\t{REASON}"
+            f"\t{variants.alt[i]}\t{int(n_sites[i])}\t{reason}"
         )
     atomic_write_text(out_dir / SUPPRESSED_FILE, "\n".join(lines) + "\n")
     return [SUPPRESSED_FILE]

@@ -12,6 +12,7 @@ from genofed.common.study import AnalysisSpec
 from genofed.coordinator.combine.harmonize import VariantTable
 from genofed.coordinator.protocols.counts import write_count_outputs
 from genofed.coordinator.writers.suppressed import (
+    POOLED_REASON,
     site_withheld,
     suppression_summary,
     write_suppressed,
@@ -46,20 +47,28 @@ def test_site_withheld__a_mask_over_counts_or_of_bad_shape_is_a_bad_reply(mask) 
     assert info.value.reason_code == "BAD_REPLY"
 
 
-def test_write_suppressed__lists_each_variant_with_the_sites_that_withheld_it(
+def test_write_suppressed__lists_each_variant_with_how_many_sites_withheld_it_not_which(
     tmp_path: Path,
 ) -> None:
     masks = [np.array([False, True, False]), np.array([False, True, True])]
     assert write_suppressed(tmp_path, VARIANTS, ["a", "b"], masks) == ["suppressed.tsv"]
     lines = (tmp_path / "suppressed.tsv").read_text().splitlines()
-    assert lines[0] == "#CHROM\tPOS\tID\tREF\tALT\tSITES\tREASON"
+    assert lines[0] == "#CHROM\tPOS\tID\tREF\tALT\tN_SITES\tREASON"
     assert [line.split("\t")[:6] for line in lines[1:]] == [
-        ["1", "20", "rs2", "C", "T", "a,b"],
-        ["2", "30", "rs3", "G", "A", "b"],
+        ["1", "20", "rs2", "C", "T", "2"],
+        ["2", "30", "rs3", "G", "A", "1"],
     ]
     assert suppression_summary(["a", "b"], masks) == {"a": 1, "b": 2, "any site": 2}
     none = [np.zeros(3, dtype=bool)] * 2
     assert write_suppressed(tmp_path / "x", VARIANTS, ["a", "b"], none) == []
+    # exact mode: small pooled cells, withheld by the coordinator
+    (tmp_path / "y").mkdir()
+    pooled = np.array([True, False, False])
+    assert write_suppressed(tmp_path / "y", VARIANTS, ["a", "b"], none, pooled) == [
+        "suppressed.tsv"
+    ]
+    (row,) = (tmp_path / "y" / "suppressed.tsv").read_text().splitlines()[1:]
+    assert row.split("\t")[5:] == ["0", POOLED_REASON]
 
 
 @pytest.mark.parametrize(
