@@ -90,7 +90,6 @@ from genofed.site_agent.privacy.guard import (
     disclosure_message,
     fingerprints_fact,
 )
-from genofed.site_agent.privacy.sample_sets import ReleaseKey
 from genofed.site_agent.privacy.policy import (
     POLICY_FILE,
     REFUSE_ALL,
@@ -101,6 +100,7 @@ from genofed.site_agent.privacy.policy import (
     check_study_signature,
     load_policy,
 )
+from genofed.site_agent.privacy.sample_sets import ReleaseKey
 from genofed.site_agent.requests import server_for
 from genofed.site_agent.sitedir import load_site
 
@@ -291,8 +291,9 @@ def _commit_sets(
         return ()
     now = clock() if clock is not None else datetime.now(UTC)
     cohort = hashlib.sha256(
-        "\n".join(f"{f}\t{i}" for f, i in zip(bed.samples.fid, bed.samples.iid, strict=True))
-        .encode("utf-8")
+        "\n".join(
+            f"{f}\t{i}" for f, i in zip(bed.samples.fid, bed.samples.iid, strict=True)
+        ).encode("utf-8")
     ).hexdigest()
     key = ReleaseKey(
         study_sha256=request.study.sha256,

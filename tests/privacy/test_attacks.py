@@ -143,7 +143,7 @@ def test_covariate_missingness__two_glm_cohorts_one_person_apart(
     cohort: SynthSummary, tmp_path: Path, guard: bool
 ) -> None:
     sites = federation(cohort, tmp_path / "sites", guard=guard)
-    iid, y = add_covariate_missing_for(sites[0], person=3)
+    _, y = add_covariate_missing_for(sites[0], person=3)
     for other in sites[1:]:
         add_covariate_missing_for(other, person=None)
     transport = Recording(sites)

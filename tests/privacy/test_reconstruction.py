@@ -38,7 +38,9 @@ study_steps = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(steps=study_steps)
 def test_random_studies__the_attacker_recovers_no_one(tmp_path: Path, steps: list) -> None:
     root = tmp_path / f"site-{next(_EXAMPLES)}"  # a fresh site per example

@@ -41,7 +41,9 @@ SUPPRESSED_ARRAY = "suppressed"
 SUPPRESSED_FILE = "suppressed.tsv"
 SUPPRESSED_HEADER = "#CHROM\tPOS\tID\tREF\tALT\tN_SITES\tREASON"
 REASON = "small cells: a nonzero genotype count below a site's min_cell_count"
-POOLED_REASON = "small pooled cells: a nonzero pooled genotype count below the sites' min_cell_count"
+POOLED_REASON = (
+    "small pooled cells: a nonzero pooled genotype count below the sites' min_cell_count"
+)
 
 
 def site_withheld(site: str, arrays: NamedArrays, n_variants: int) -> npt.NDArray[np.bool_]:

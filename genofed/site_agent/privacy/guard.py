@@ -246,7 +246,9 @@ class ReleaseGuard:
         arr = np.asarray(s)
         if arr.dtype == np.bool_:
             if arr.shape != (self.n_samples,):
-                raise ValueError(f"a sample mask must have {self.n_samples} entries, not {arr.shape}")
+                raise ValueError(
+                    f"a sample mask must have {self.n_samples} entries, not {arr.shape}"
+                )
             return arr
         mask = np.zeros(self.n_samples, dtype=np.bool_)
         mask[arr.astype(np.int64)] = True
@@ -267,7 +269,6 @@ class ReleaseGuard:
             family.add([self._lift(s) for s in self._declared[column]])
             self._families[column] = family
         return self._families[column]
-
 
     def _store_family(self, column: str) -> SetFamily:
         """``column``'s recorded family over this request's registry size."""

@@ -128,6 +128,7 @@ DEFAULT_MIN_SCORE_ROWS = 10
 #: (weights 1, 3, 9, ...: the score read in base 3).
 DEFAULT_MAX_WEIGHT_RATIO = 100.0
 
+
 @dataclass(frozen=True)
 class SitePolicy:
     """What this site agrees to compute; see the module docstring for each field."""

@@ -225,7 +225,9 @@ class SampleSetStore:
             padded = {column: [_pad(s, n) for s in sets] for column, sets in uses.items()}
             return self._insert(release, padded)
 
-    def _insert(self, release: ReleaseKey, padded: Mapping[str, Sequence[NDArray[np.bool_]]]) -> int:
+    def _insert(
+        self, release: ReleaseKey, padded: Mapping[str, Sequence[NDArray[np.bool_]]]
+    ) -> int:
         n = _n_persons(self._db)
         for sets in padded.values():
             for s in sets:
@@ -261,8 +263,7 @@ class SampleSetStore:
     def fingerprints_of(self, release_id: int) -> dict[str, tuple[str, ...]]:
         """Per column, the fingerprints of the sets a recorded release summed over."""
         rows = self._db.execute(
-            "SELECT column_name, fingerprint FROM release_sets WHERE release_id = ? "
-            "ORDER BY rowid",
+            "SELECT column_name, fingerprint FROM release_sets WHERE release_id = ? ORDER BY rowid",
             (release_id,),
         ).fetchall()
         out: dict[str, list[str]] = {}

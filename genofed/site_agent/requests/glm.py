@@ -36,6 +36,8 @@ from genofed.common.wire.glm import (
 )
 from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.context import Answer, RequestContext, Server
+from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
+from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.guard import (
     CLINICAL,
     DISCLOSURE_RISK,
@@ -43,9 +45,6 @@ from genofed.site_agent.privacy.guard import (
     ReleaseGuard,
     disclosure_message,
 )
-from genofed.site_agent.stats.genotype_counts import MISSING_DOSAGE, genotype_counts
-from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
-from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.requests.glm_cache import (
     CacheWriter,
     GenotypeCache,
@@ -55,6 +54,7 @@ from genofed.site_agent.requests.glm_cache import (
 )
 from genofed.site_agent.requests.pca_state import glm_pc_scores
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
+from genofed.site_agent.stats.genotype_counts import MISSING_DOSAGE, genotype_counts
 from genofed.site_agent.stats.glm import (
     LinearKernel,
     LogisticKernel,

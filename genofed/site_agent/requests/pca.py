@@ -25,10 +25,10 @@ from genofed.common.wire.pca import (
     block_width,
 )
 from genofed.common.wire.records import NamedArrays
-from genofed.site_agent.privacy.guard import DISCLOSURE_RISK, GENOTYPES
-from genofed.site_agent.privacy.suppression import GENOTYPE_CELLS, small_cell_rows
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.privacy.guard import DISCLOSURE_RISK, GENOTYPES
+from genofed.site_agent.privacy.suppression import GENOTYPE_CELLS, small_cell_rows
 from genofed.site_agent.requests.pca_state import (
     IterateState,
     load_iterate,
@@ -97,7 +97,7 @@ def _refuse_small_cells(bed: BedFile, index: np.ndarray, min_cell: int) -> None:
     """Refuse LD or product rounds over a variant the counts round withheld."""
     if min_cell <= 0:
         return
-    for start, d in bed.iter_dosages(index):
+    for _, d in bed.iter_dosages(index):
         if small_cell_rows(genotype_counts(d), min_cell, GENOTYPE_CELLS).any():
             raise PolicyRefusal(
                 DISCLOSURE_RISK,

@@ -28,10 +28,10 @@ from genofed.common.wire.pgx import (
     PGX_REQUEST_KINDS,
 )
 from genofed.common.wire.records import NamedArrays
-from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.pheno import match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
 from genofed.site_agent.privacy.suppression import small_cell_rows
 from genofed.site_agent.requests.glm import glm_samples
 from genofed.site_agent.requests.pgx_tables import GeneDefinition, gene_definition

@@ -38,9 +38,9 @@ from genofed.common.wire.prs import (
     roc_thresholds,
 )
 from genofed.common.wire.records import NamedArrays
-from genofed.site_agent.privacy.guard import CLINICAL, DISCLOSURE_RISK, GENOTYPES
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.privacy.guard import CLINICAL, DISCLOSURE_RISK, GENOTYPES
 from genofed.site_agent.privacy.policy import SitePolicy
 from genofed.site_agent.privacy.suppression import small_cell_rows
 from genofed.site_agent.requests.glm import GlmSamples, glm_samples

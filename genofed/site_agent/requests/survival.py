@@ -45,10 +45,10 @@ from genofed.common.wire.survival import (
     SURVIVAL_KINDS,
     SURVIVAL_REQUEST_KINDS,
 )
-from genofed.site_agent.privacy.guard import CLINICAL
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
 from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.privacy.guard import CLINICAL
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
 from genofed.site_agent.stats.survival import (
     cox_derivatives,

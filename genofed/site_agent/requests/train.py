@@ -19,10 +19,10 @@ mode (its cells are exact counts; use a noisy ``train`` where that matters).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,6 @@ from genofed.common.wire.train import (
     parameter_shapes,
     scale_covariates,
 )
-from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.accounting import (
@@ -53,6 +52,7 @@ from genofed.site_agent.privacy.accounting import (
     calibrate_noise_multiplier,
 )
 from genofed.site_agent.privacy.dp_release import DpPlan, release_counts
+from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
 from genofed.site_agent.privacy.ledger import Charge, Ledger, Release
 from genofed.site_agent.privacy.policy import (
     check_cohort_size,
