@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo      synthetic 3-site cohort + federated study (simulation engine)"
 	@echo "make test      unit, reference (vs plink2) and architecture tests"
-	@echo "make lint      ruff, mypy on the math cores, import-linter contracts"
+	@echo "make lint      ruff, strict mypy (math cores, common, privacy), import-linter contracts"
 	@echo "make protos    regenerate genofed/protos/v1 generated code"
 	@echo "make bench     benchmarks against plink2 (long; not part of make test)"
 	@echo "make docker-e2e  images + compose federation (coordinator, 3 sites, TLS) vs simulation (root; not part of make test)"

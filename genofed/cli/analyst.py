@@ -36,7 +36,16 @@ from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from genofed.cli import deploy as deploy_cli
-from genofed.common.errors import GenoFedError, HarmonizationError, InputError, SiteFailure
+from genofed.cli.exits import (
+    EXIT_HARMONIZATION,
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_SITE,
+    console,
+)
+from genofed.cli.exits import cli_errors as _errors
+from genofed.common.errors import InputError
 from genofed.common.signing import (
     StudySignature,
     generate_private_key,
@@ -51,12 +60,6 @@ from genofed.common.signing import (
 from genofed.common.study import Study, load_study
 from genofed.coordinator.runner import Progress, StudyOutcome, outcome_doc
 from genofed.coordinator.writers.atomic import atomic_write_text
-
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_INPUT = 2
-EXIT_SITE = 3
-EXIT_HARMONIZATION = 4
 
 DEMO_STUDY = """\
 # GenoFed demo study: the embedded default run by `make demo`.
@@ -162,27 +165,7 @@ for _sub_app, _sub_name in deploy_cli.iter_apps():
     app.add_typer(_sub_app, name=_sub_name)
 app.command("app-hash")(deploy_cli.app_hash)
 
-console = Console(stderr=True)
 out_console = Console()
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Map GenoFed errors to messages and documented exit codes."""
-    try:
-        yield
-    except InputError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_INPUT) from exc
-    except SiteFailure as exc:
-        console.print(f"[bold red]site failure:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_SITE) from exc
-    except HarmonizationError as exc:
-        console.print(f"[bold red]harmonization:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_HARMONIZATION) from exc
-    except GenoFedError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_INPUT) from exc
 
 
 @contextmanager
@@ -560,4 +543,12 @@ def main() -> None:  # pragma: no cover - console entry point
         sys.exit(EXIT_INTERNAL)
 
 
-__all__ = ["app", "main"]
+__all__ = [
+    "EXIT_HARMONIZATION",
+    "EXIT_INPUT",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_SITE",
+    "app",
+    "main",
+]

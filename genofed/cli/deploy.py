@@ -2,7 +2,7 @@
 
 A composition root beside :mod:`genofed.cli.analyst`, which mounts these Typer apps;
 it imports the coordinator side only. Errors and exit codes are those of
-:mod:`genofed.cli.analyst`.
+:mod:`genofed.cli.analyst` (:mod:`genofed.cli.exits`).
 
 Examples::
 
@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from genofed.cli.exits import cli_errors
 from genofed.common.appbundle import bundle_hash
 from genofed.common.pki import init_pki
 
@@ -35,10 +36,8 @@ _err = Console(stderr=True)
 
 
 def _guard() -> AbstractContextManager[None]:
-    """The analyst CLI's error mapping (imported late: genofed.cli.analyst imports this module)."""
-    from genofed.cli.analyst import _errors
-
-    return _errors()
+    """The command line's error mapping (:func:`genofed.cli.exits.cli_errors`)."""
+    return cli_errors()
 
 
 def _say(line: str) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from genofed.common.errors import ParamError
 from genofed.common.wire import pca as pca_wire
 from genofed.common.wire import pgx as pgx_wire
 from genofed.common.wire import prs as prs_wire
@@ -39,14 +40,6 @@ class AnalysisKind:
     outputs: tuple[str, ...]
     #: Checks the parameters together and returns them normalised; raises ParamError.
     check: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-
-
-class ParamError(ValueError):
-    """An analysis's parameters do not make sense together; ``hint`` says what to do."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.hint = hint
 
 
 def _kind(name: str, summary: str, outputs: tuple[str, ...], **params: ParamSpec) -> AnalysisKind:

@@ -5,6 +5,8 @@
     GenoFedError                 root of everything GenoFed raises on purpose
     ├── InputError               a user-supplied file or value is wrong
     │   └── ConfigError          a TOML config (study, site, policy) is wrong
+    ├── ParamError               an analysis's parameters do not fit together
+    │                            (also a ValueError; loading a study turns it into ConfigError)
     ├── HarmonizationError       sites do not hold the same variants
     ├── SiteFailure              a site replied with an error or a refusal
     ├── PolicyRefusal            the site's policy refuses a request
@@ -55,6 +57,19 @@ class ConfigError(InputError):
     """A TOML configuration file (study, site, policy) is wrong."""
 
 
+class ParamError(GenoFedError, ValueError):
+    """An analysis's parameters do not make sense together; ``hint`` says what to do.
+
+    Raised by the parameter checks in :mod:`genofed.common.wire` (and
+    :mod:`genofed.common.analyses`); :func:`genofed.common.study.load_study`
+    reports it as a :class:`ConfigError` naming the file and the analysis.
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
 class HarmonizationError(GenoFedError):
     """Sites do not hold the same variants and the study does not allow it."""
 
@@ -92,6 +107,7 @@ __all__ = [
     "HarmonizationError",
     "InputError",
     "IntegrityError",
+    "ParamError",
     "PolicyRefusal",
     "SiteFailure",
 ]

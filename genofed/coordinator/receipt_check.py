@@ -33,7 +33,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -42,10 +41,8 @@ from genofed.common.errors import ConfigError, InputError, IntegrityError
 from genofed.common.messages import Reply, Request, Status
 from genofed.common.receipts import verify_receipt
 from genofed.common.tomlconfig import check_keys, get_typed
+from genofed.coordinator.site_record import SiteRecord
 from genofed.coordinator.transport import Incoming, Outgoing, SecureExchange, Transport
-
-if TYPE_CHECKING:
-    from genofed.coordinator.runner import SiteRecord
 
 log = logging.getLogger("genofed.coordinator")
 

@@ -271,7 +271,9 @@ def test_prs__small_cells_withheld_under_min_cell_count(
         policy = copy / "policy.toml"
         text = policy.read_text()
         assert "min_cell_count = 0" in text
-        policy.write_text(text.replace("min_cell_count = 0", "min_cell_count = 10\naudit_sample_sets = false"))
+        policy.write_text(
+            text.replace("min_cell_count = 0", "min_cell_count = 10\naudit_sample_sets = false")
+        )
         sites.append(copy)
     analysis = {
         "kind": "prs",

@@ -135,7 +135,9 @@ def test_survival__a_site_that_does_not_allow_the_kind_refuses(
 
 def test_cox__a_site_with_too_few_events_refuses(cohort: SynthSummary, tmp_path: Path) -> None:
     sites = _copy(cohort, tmp_path)
-    _set_policy(sites[0], "min_cell_count = 0", "min_cell_count = 100000\naudit_sample_sets = false")
+    _set_policy(
+        sites[0], "min_cell_count = 0", "min_cell_count = 100000\naudit_sample_sets = false"
+    )
     with pytest.raises(SiteFailure) as info:
         run_study(_study(COX), InProcessTransport(sites), tmp_path / "r", engine="in-process")
     assert info.value.reason_code == "TOO_FEW_EVENTS"

@@ -74,6 +74,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final
 
+from genofed.common.errors import ParamError
+
 #: The analysis kind (``[[analysis]] kind = "pca"``).
 PCA_KIND: Final = "pca"
 PCA_COUNTS_KIND: Final = "pca_counts"
@@ -104,8 +106,6 @@ PC_COVARIATE: Final = re.compile(r"^PC([1-9][0-9]*)$")
 
 def check_pca_params(params: dict[str, Any]) -> dict[str, Any]:
     """Validate and normalise a ``pca`` analysis's parameters (raises ``ParamError``)."""
-    from genofed.common.analyses import ParamError
-
     n_pcs = params["n_pcs"]
     if not 1 <= n_pcs <= 100:
         raise ParamError(f"n_pcs must lie in 1..100, not {n_pcs}", "e.g. n_pcs = 10")

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from genofed.common.errors import ParamError
+
 PGX_COUNTS_KIND: Final = "pgx_counts"
 PGX_GLM_STATS_KIND: Final = "pgx_glm_stats"
 PGX_LOGISTIC_KIND: Final = "pgx_logistic"
@@ -44,8 +46,6 @@ OUTCOME_COLUMNS: Final = ("outcome 0", "outcome 1", "no outcome")
 
 def check_pgx(params: dict[str, Any]) -> dict[str, Any]:
     """Check a ``pgx`` analysis's parameters together (raises ``ParamError``)."""
-    from genofed.common.analyses import ParamError
-
     genes = list(params["genes"]) or list(PGX_GENES)
     unknown = [g for g in genes if g not in PGX_GENES]
     if unknown or len(set(genes)) != len(genes):

@@ -110,7 +110,8 @@ def request_from_proto(message: pb.AnalysisRequest) -> Request:
 
 
 def request_to_bytes(request: Request) -> bytes:
-    return request_to_proto(request).SerializeToString()
+    data: bytes = request_to_proto(request).SerializeToString()  # protobuf ships no types
+    return data
 
 
 def request_from_bytes(data: bytes) -> Request:
@@ -191,7 +192,8 @@ def reply_from_proto(message: pb.SiteReply) -> Reply:
 
 
 def reply_to_bytes(reply: Reply) -> bytes:
-    return reply_to_proto(reply).SerializeToString()
+    data: bytes = reply_to_proto(reply).SerializeToString()  # protobuf ships no types
+    return data
 
 
 def reply_from_bytes(data: bytes) -> Reply:
@@ -264,7 +266,8 @@ def audit_entry_to_json(entry: AuditEntry) -> dict[str, Any]:
 
 def audit_entry_to_bytes(entry: AuditEntry) -> bytes:
     """The entry's canonical bytes: the Merkle leaf that receipts cite."""
-    return audit_entry_to_proto(entry).SerializeToString(deterministic=True)
+    data: bytes = audit_entry_to_proto(entry).SerializeToString(deterministic=True)
+    return data
 
 
 def audit_entry_from_bytes(data: bytes) -> AuditEntry:

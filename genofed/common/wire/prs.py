@@ -52,6 +52,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from genofed.common.errors import ParamError
+
 PRS_MATCH_KIND: Final = "prs_match"
 PRS_MOMENTS_KIND: Final = "prs_moments"
 PRS_STATS_KIND: Final = "prs_stats"
@@ -114,8 +116,6 @@ _HEX64 = frozenset("0123456789abcdef")
 
 def check_prs(params: dict[str, Any]) -> dict[str, Any]:
     """Check a ``prs`` analysis's parameters together (raises ``ParamError``)."""
-    from genofed.common.analyses import ParamError
-
     if not params["scoring_file"]:
         raise ParamError(
             "missing key 'scoring_file'",

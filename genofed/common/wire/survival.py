@@ -47,6 +47,8 @@ import itertools
 import math
 from typing import Any, Final
 
+from genofed.common.errors import ParamError
+
 KM_KIND: Final = "km"
 COX_KIND: Final = "cox"
 SURVIVAL_KINDS: Final = frozenset({KM_KIND, COX_KIND})
@@ -65,17 +67,10 @@ ALL_GROUP: Final = "ALL"
 MAX_GRID: Final = 1000
 
 
-def _param_error(message: str, hint: str) -> Exception:
-    # analyses.py imports this module for its table of kinds, so import its error lazily.
-    from genofed.common.analyses import ParamError
-
-    return ParamError(message, hint)
-
-
 def _column(params: dict[str, Any], key: str, example: str) -> str:
     value = params[key]
     if not value:
-        raise _param_error(
+        raise ParamError(
             f"missing key {key!r}", f'name the phenotype column, e.g. {key} = "{example}"'
         )
     return str(value)
@@ -85,12 +80,12 @@ def _numbers(values: Any, key: str, example: str) -> tuple[float, ...]:
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise _param_error(
+            raise ParamError(
                 f"{key} must be a list of numbers, not {v!r}", f"e.g. {key} = {example}"
             )
         out.append(float(v))
     if any(b <= a for a, b in itertools.pairwise(out)):
-        raise _param_error(f"{key} must be strictly increasing", f"e.g. {key} = {example}")
+        raise ParamError(f"{key} must be strictly increasing", f"e.g. {key} = {example}")
     return tuple(out)
 
 
@@ -101,34 +96,34 @@ def check_km(params: dict[str, Any]) -> dict[str, Any]:
     grid = _numbers(params["grid"], "grid", "[365, 730, 1095]")
     horizon = params["horizon"]
     if horizon < 0:
-        raise _param_error(f"horizon must be a time > 0, not {horizon}", "e.g. horizon = 3652")
+        raise ParamError(f"horizon must be a time > 0, not {horizon}", "e.g. horizon = 3652")
     if horizon and not grid:
         grid = default_grid(horizon)
     elif horizon and grid != default_grid(horizon):
-        raise _param_error(
+        raise ParamError(
             "give either grid (the times to count at) or horizon (the finest grid up to it)",
             f"remove one of them; horizon = {horizon} is the grid of {MAX_GRID} equal steps to it",
         )
     if not grid:
-        raise _param_error(
+        raise ParamError(
             "missing key 'grid': sites release counts only on a time grid the study names",
             "e.g. grid = [180, 365, 730, 1095, 1461, 1826] (in the unit of the time column), "
             f"or horizon = 3652 for the finest grid up to that time ({MAX_GRID} points)",
         )
     if len(grid) > MAX_GRID or grid[0] < 0:
-        raise _param_error(f"grid must hold 1 to {MAX_GRID} non-negative times", "coarsen the grid")
+        raise ParamError(f"grid must hold 1 to {MAX_GRID} non-negative times", "coarsen the grid")
     group = str(params["group"])
     cuts = _numbers(params["cuts"], "cuts", "[18, 31]")
     levels = _numbers(params["levels"], "levels", "[1, 2]")
     if group and bool(cuts) == bool(levels):
-        raise _param_error(
+        raise ParamError(
             f"group = {group!r} needs exactly one of cuts (a score) or levels (a category)",
             "e.g. cuts = [18, 31] for a score, or levels = [1, 2] for SEX",
         )
     if not group and (cuts or levels):
-        raise _param_error("cuts and levels need group = COLUMN", 'e.g. group = "RSCORE"')
+        raise ParamError("cuts and levels need group = COLUMN", 'e.g. group = "RSCORE"')
     if group in (time, event) or time == event:
-        raise _param_error("time, event and group must be different columns", "check the names")
+        raise ParamError("time, event and group must be different columns", "check the names")
     checked = {**params, "grid": grid, "cuts": cuts, "levels": levels}
     if not horizon:
         # not part of a study that names its grid, so such a study's canonical form
@@ -153,17 +148,17 @@ def check_cox(params: dict[str, Any]) -> dict[str, Any]:
     event = _column(params, "event", "RFS_EVENT")
     covariates = params["covariates"]
     if not covariates or not all(isinstance(c, str) and c for c in covariates):
-        raise _param_error(
+        raise ParamError(
             "covariates must be a non-empty list of column names",
             'e.g. covariates = ["RSCORE", "AGE", "SEX"]',
         )
     if len(set(covariates)) != len(covariates) or {time, event} & set(covariates):
-        raise _param_error(
+        raise ParamError(
             "covariates must be distinct and must not include the time or event column",
             "list each covariate column once",
         )
     if params["ties"] not in COX_TIES:
-        raise _param_error(
+        raise ParamError(
             f"ties must be one of {COX_TIES}, not {params['ties']!r}",
             '"efron" is the default of lifelines and R survival',
         )

@@ -39,6 +39,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from genofed.common.errors import ParamError
+
 TRAIN_KIND: Final = "train"
 TRAIN_ROUND_KIND: Final = "train_round"
 TRAIN_EVAL_KIND: Final = "train_eval"
@@ -90,8 +92,6 @@ def noisy(params: dict[str, Any] | Any) -> bool:
 
 def check_train(params: dict[str, Any]) -> dict[str, Any]:
     """Check a ``train`` analysis's parameters together; raise ``ParamError``."""
-    from genofed.common.analyses import ParamError  # analyses imports this module
-
     if not params["target"]:
         raise ParamError("missing key 'target'", 'name the case/control column: target = "DISEASE"')
     variants, covariates = params["variants"], params["covariates"]

@@ -15,16 +15,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from genofed.common.study import Study
 from genofed.coordinator.combine.harmonize import Harmonization
+from genofed.coordinator.site_record import SiteRecord
 from genofed.coordinator.writers.atomic import atomic_write_text
-
-if TYPE_CHECKING:
-    from genofed.coordinator.runner import SiteRecord
 
 PROVENANCE_FILE = "provenance.json"
 HARMONIZATION_FILE = "harmonization.tsv"
