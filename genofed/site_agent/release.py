@@ -59,7 +59,6 @@ the reply's receipt cites the entry and the signed checkpoint covering it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -103,6 +102,7 @@ from genofed.site_agent.privacy.policy import (
 from genofed.site_agent.privacy.sample_sets import ReleaseKey
 from genofed.site_agent.requests import server_for
 from genofed.site_agent.sitedir import load_site
+from genofed.site_agent.snapshot import serving_config
 
 log = logging.getLogger("genofed.site")
 
@@ -213,6 +213,11 @@ def _answer(
         config = load_site(site_dir)
         reply = replace(reply, site=config.name)
         policy = _site_policy(site_dir)
+        snapshot = ""
+        if policy.audit_sample_sets and policy.min_cell_count > 0:
+            # answer from the frozen cohort snapshot, not the live files (snapshot.py)
+            config, status = serving_config(config, policy.min_cell_count, clock)
+            snapshot = status.id
         study = study_of(request.study)
         server = server_for(request.kind)
         if sealer is not None and (server is None or not server.secure):
@@ -231,6 +236,8 @@ def _answer(
             facts["n_variants"] = str(bed.n_variants)
             facts["policy"] = "demo (synthetic data only)" if policy.demo else "site policy"
             facts["min_cell_count"] = str(policy.min_cell_count)
+            if snapshot:
+                facts["cohort_snapshot"] = snapshot
             if server is None:
                 raise PolicyRefusal(
                     "UNKNOWN_REQUEST", f"this site does not know request kind {request.kind!r}"
@@ -264,7 +271,7 @@ def _answer(
             )
             try:
                 answer = server.serve(context)
-                answer.sample_sets = _commit_sets(guard, request, bed, clock)
+                answer.sample_sets = _commit_sets(guard, request, snapshot, clock)
             finally:
                 guard.close()
         if answer.sample_sets:
@@ -284,24 +291,19 @@ def _answer(
 
 
 def _commit_sets(
-    guard: ReleaseGuard, request: Request, bed: BedFile, clock: Clock | None
+    guard: ReleaseGuard, request: Request, snapshot: str, clock: Clock | None
 ) -> tuple[str, ...]:
     """Record the release's sample sets, or refuse it (``DISCLOSURE_RISK``)."""
     if not guard.enabled:
         return ()
     now = clock() if clock is not None else datetime.now(UTC)
-    cohort = hashlib.sha256(
-        "\n".join(
-            f"{f}\t{i}" for f, i in zip(bed.samples.fid, bed.samples.iid, strict=True)
-        ).encode("utf-8")
-    ).hexdigest()
     key = ReleaseKey(
         study_sha256=request.study.sha256,
         analysis_id=request.analysis_id,
         request_kind=request.kind,
         step=_step_number(request.step),
         round=request.round,
-        snapshot_id=f"fam:{cohort}",
+        snapshot_id=snapshot,
         time=now.isoformat(),
     )
     outcome = guard.commit(key)

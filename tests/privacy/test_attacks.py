@@ -30,6 +30,7 @@ from genofed.coordinator.runner import run_study
 from genofed.coordinator.transport import Incoming, Outgoing
 from genofed.site_agent.audit.log import read_site_log
 from genofed.site_agent.privacy.policy import POLICY_FILE
+from genofed.site_agent.snapshot import snapshot_status
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
 from tests.privacy_cases import ANALYST
@@ -163,29 +164,46 @@ def test_covariate_missingness__two_glm_cohorts_one_person_apart(
     assert not (tmp_path / "b").exists()
 
 
-def test_enrolment__a_rerun_after_one_patient_is_added_is_refused(
+def test_enrolment__a_rerun_after_one_patient_is_added_sees_the_frozen_snapshot(
     cohort: SynthSummary, tmp_path: Path
 ) -> None:
     sites = federation(cohort, tmp_path / "sites", guard=True)
     pheno = sites[0] / "data" / "pheno.tsv"
     header, rows = table(pheno)
     column = header.index("QPHENO")
-    saved = rows[5][column]
-    rows[5][column] = "NA"  # not yet enrolled in the study's cohort
+    for r in rows:  # everyone measured but the eleven below (so no one else is outside)
+        r[column] = "0.5" if r[column] in ("NA", "-9") else r[column]
+    saved = [r[column] for r in rows]
+    for r in rows[5:16]:
+        r[column] = "NA"  # eleven patients not yet measured
     write_table(pheno, header, rows)
     transport = Recording(sites)
     s = study("age", GLM_AGE)
     run(s, transport, tmp_path / "a")
-    rows[5][column] = saved  # the patient's measurement arrives
+    rows[5][column] = saved[5]  # one measurement arrives
     write_table(pheno, header, rows)
+    run(s, transport, tmp_path / "b")
+    first, second = transport.arrays("site-a", "glm_stats")
+    # answered from the frozen snapshot: the same sums, so nothing to subtract
+    assert all(np.array_equal(first[k], second[k]) for k in first)
+    status = snapshot_status(sites[0])
+    assert status is not None and status.pending_people == 1
+    # a site that drops its snapshot (e.g. to honour a withdrawal at once) is still
+    # protected: the guard refuses the release that is one person apart
+    shutil.rmtree(sites[0] / "state" / "snapshots")
     with pytest.raises(SiteFailure) as info:
-        run(s, transport, tmp_path / "b")
+        run(s, transport, tmp_path / "c")
     assert info.value.reason_code == "DISCLOSURE_RISK" and info.value.site == "site-a"
-    # the same study on the same data again is free: identical sets add nothing
-    rows[5][column] = "NA"
+    # once min_cell_count people have changed, a new snapshot is taken and served
+    for i in range(6, 16):
+        rows[i][column] = saved[i]
     write_table(pheno, header, rows)
-    run(s, transport, tmp_path / "c")
-    assert any((tmp_path / "c").glob("*.glm.linear"))
+    before = snapshot_status(sites[0])
+    run(s, transport, tmp_path / "d")
+    after = snapshot_status(sites[0])
+    assert before is not None and after is not None and after.id != before.id
+    latest = transport.arrays("site-a", "glm_stats")[-1]
+    assert latest["zz"][0] == first["zz"][0] + 11
 
 
 def test_group_cut__a_km_group_of_one_oldest_patient_is_refused(
@@ -333,3 +351,38 @@ def test_missing_call_sets__two_variants_one_person_apart_leave_one_of_them(
     # the first set (12 people) may leave; the second, one person more, may not
     assert has_missing[10] and not withheld[10]
     assert withheld[11] and not has_missing[11]
+
+
+def test_cli__the_covariate_attack_through_genofed_study_run_is_refused(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """The same differencing as above, as the analyst would type it (Flower simulation)."""
+    from typer.testing import CliRunner
+
+    from genofed import cli
+    from genofed.common.signing import write_keypair
+
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    add_covariate_missing_for(sites[0], person=3)
+    for other in sites[1:]:
+        add_covariate_missing_for(other, person=None)
+    write_keypair(tmp_path / "alice", ANALYST)
+    key = tmp_path / "alice"
+    runner = CliRunner()
+    codes = []
+    for name, covariates in (("age", '["AGE"]'), ("age-bmi", '["AGE", "BMI"]')):
+        plain = tmp_path / f"{name}.toml"
+        plain.write_text(
+            f'[study]\nname = "{name}"\n\n[[analysis]]\nkind = "glm"\nid = "g"\n'
+            f'phenotype = "QPHENO"\ncovariates = {covariates}\n'
+        )
+        signed = runner.invoke(cli.app, ["study", "sign", str(plain), "--key", str(key)])
+        assert signed.exit_code == 0, signed.output
+        args = ["study", "run", str(tmp_path / f"{name}.signed.json"), "--simulation"]
+        for site in sites:
+            args += ["--site", str(site)]
+        result = runner.invoke(cli.app, [*args, "--out", str(tmp_path / f"r-{name}")])
+        codes.append((result.exit_code, result.output))
+    assert codes[0][0] == 0, codes[0][1]
+    assert codes[1][0] != 0 and "DISCLOSURE_RISK" in codes[1][1]
+    assert "site-a" in codes[1][1] and not (tmp_path / "r-age-bmi").exists()

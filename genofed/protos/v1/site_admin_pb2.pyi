@@ -12,7 +12,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SiteStatus(_message.Message):
-    __slots__ = ("site", "software_version", "started", "pid", "superlink", "demo_policy", "allowed_analyses", "audit_entries", "audit_key_id", "latest_checkpoint")
+    __slots__ = ("site", "software_version", "started", "pid", "superlink", "demo_policy", "allowed_analyses", "audit_entries", "audit_key_id", "latest_checkpoint", "cohort_snapshot", "disclosure_guard")
     SITE_FIELD_NUMBER: _ClassVar[int]
     SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,8 @@ class SiteStatus(_message.Message):
     AUDIT_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     AUDIT_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     LATEST_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    COHORT_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    DISCLOSURE_GUARD_FIELD_NUMBER: _ClassVar[int]
     site: str
     software_version: str
     started: str
@@ -33,7 +35,9 @@ class SiteStatus(_message.Message):
     audit_entries: int
     audit_key_id: str
     latest_checkpoint: _genofed_pb2.Checkpoint
-    def __init__(self, site: _Optional[str] = ..., software_version: _Optional[str] = ..., started: _Optional[str] = ..., pid: _Optional[int] = ..., superlink: _Optional[str] = ..., demo_policy: _Optional[bool] = ..., allowed_analyses: _Optional[_Iterable[str]] = ..., audit_entries: _Optional[int] = ..., audit_key_id: _Optional[str] = ..., latest_checkpoint: _Optional[_Union[_genofed_pb2.Checkpoint, _Mapping]] = ...) -> None: ...
+    cohort_snapshot: str
+    disclosure_guard: str
+    def __init__(self, site: _Optional[str] = ..., software_version: _Optional[str] = ..., started: _Optional[str] = ..., pid: _Optional[int] = ..., superlink: _Optional[str] = ..., demo_policy: _Optional[bool] = ..., allowed_analyses: _Optional[_Iterable[str]] = ..., audit_entries: _Optional[int] = ..., audit_key_id: _Optional[str] = ..., latest_checkpoint: _Optional[_Union[_genofed_pb2.Checkpoint, _Mapping]] = ..., cohort_snapshot: _Optional[str] = ..., disclosure_guard: _Optional[str] = ...) -> None: ...
 
 class StudiesRequest(_message.Message):
     __slots__ = ()

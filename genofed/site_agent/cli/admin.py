@@ -145,6 +145,8 @@ def status(
             f"size {st.latest_checkpoint.tree_size} at {st.latest_checkpoint.time}",
         ),
         ("privacy budget", _budget_line(budget)),
+        ("disclosure guard", st.disclosure_guard or "off"),
+        ("cohort snapshot", st.cohort_snapshot or "none"),
     ]
     for what, value in rows:
         table.add_row(what, escape(value))

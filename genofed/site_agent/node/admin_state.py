@@ -41,6 +41,7 @@ from genofed.site_agent.privacy.dp_release import STATE_DIR
 from genofed.site_agent.privacy.ledger import LEDGER_FILE, period_key
 from genofed.site_agent.privacy.policy import POLICY_FILE, SitePolicy, load_policy
 from genofed.site_agent.sitedir import load_site
+from genofed.site_agent.snapshot import snapshot_status
 
 Clock = Callable[[], datetime]
 #: Where the studies' decisions come from (StudyList.source).
@@ -106,6 +107,15 @@ def site_status(site_dir: Path, agent: AgentInfo | None = None) -> sa.SiteStatus
     )
     if snapshot.checkpoints:
         status.latest_checkpoint.CopyFrom(checkpoint_to_proto(snapshot.checkpoints[-1]))
+    if policy is not None and policy.audit_sample_sets and policy.min_cell_count > 0:
+        status.disclosure_guard = f"on (min_cell_count {policy.min_cell_count})"
+        cohort = snapshot_status(site_dir)
+        status.cohort_snapshot = (
+            cohort.describe() if cohort else "none yet (taken at first request)"
+        )
+    elif policy is not None:
+        why = "min_cell_count = 0" if policy.min_cell_count == 0 else "audit_sample_sets = false"
+        status.disclosure_guard = f"off ({why}): releases are not audited against each other"
     return status
 
 
