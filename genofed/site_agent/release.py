@@ -60,6 +60,7 @@ the reply's receipt cites the entry and the signed checkpoint covering it.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +89,7 @@ from genofed.site_agent.privacy.guard import (
     digest,
     disclosure_message,
     fingerprints_fact,
+    record_refusal,
 )
 from genofed.site_agent.privacy.policy import (
     POLICY_FILE,
@@ -209,6 +211,7 @@ def _answer(
     """Check and answer one request (:func:`handle_request` audits it)."""
     reply = _reply_to(request)
     facts: dict[str, str] = {}
+    analyst: str | None = None
     try:
         config = load_site(site_dir)
         reply = replace(reply, site=config.name)
@@ -280,6 +283,8 @@ def _answer(
             answer.arrays = sealer.seal(answer.arrays)
     except PolicyRefusal as exc:
         log.warning("refused %s for study %s: %s", request.kind, request.study.sha256, exc)
+        if exc.reason_code == DISCLOSURE_RISK and analyst is not None:
+            _note_guard_refusal(site_dir, analyst, request, str(exc), clock)
         return _failed(reply, Status.REFUSED, exc.reason_code, str(exc)), None
     except IntegrityError as exc:
         log.warning("integrity failure on %s request", request.kind)
@@ -310,6 +315,23 @@ def _commit_sets(
     if not outcome.ok:
         raise PolicyRefusal(DISCLOSURE_RISK, disclosure_message(outcome.verdict))
     return fingerprints_fact(outcome)
+
+
+def _note_guard_refusal(
+    site_dir: Path, analyst: str, request: Request, reason: str, clock: Clock | None
+) -> None:
+    now = clock() if clock is not None else datetime.now(UTC)
+    try:
+        record_refusal(
+            site_dir,
+            analyst=analyst,
+            study_sha256=request.study.sha256,
+            analysis_id=request.analysis_id,
+            reason=reason,
+            time=now.isoformat(timespec="seconds"),
+        )
+    except (GenoFedError, OSError, sqlite3.Error) as exc:  # the refusal still goes back
+        log.error("cannot record the guard's refusal: %s", exc)
 
 
 def _step_number(step: str) -> int:

@@ -29,6 +29,7 @@ from genofed.common.wire.proto import audit_entry_from_bytes
 from genofed.coordinator.runner import run_study
 from genofed.coordinator.transport import Incoming, Outgoing
 from genofed.site_agent.audit.log import read_site_log
+from genofed.site_agent.privacy.approvals import approve
 from genofed.site_agent.privacy.policy import POLICY_FILE
 from genofed.site_agent.snapshot import snapshot_status
 from genofed.synth import SynthSummary, write_cohorts
@@ -162,6 +163,14 @@ def test_covariate_missingness__two_glm_cohorts_one_person_apart(
     assert len(transport.arrays("site-a", "glm_stats")) == 1  # the second never left
     assert refusals(sites[0])[-1].startswith("DISCLOSURE_RISK: ")
     assert not (tmp_path / "b").exists()
+    # the probing analyst's next study is no longer auto-approved at that site
+    later = study("later", {**GLM_AGE, "covariates": ["SEX"]})
+    with pytest.raises(SiteFailure) as info:
+        run(later, transport, tmp_path / "c")
+    assert info.value.site == "site-a" and info.value.reason_code == "PENDING_APPROVAL"
+    assert "auto-approval of alice's studies is suspended" in str(info.value)
+    approve(sites[0], later.sha256, by="officer")
+    run(later, transport, tmp_path / "c")  # the officer decides; the guard still applies
 
 
 def test_enrolment__a_rerun_after_one_patient_is_added_sees_the_frozen_snapshot(

@@ -49,6 +49,7 @@ from genofed.common.errors import GenoFedError, InputError, PolicyRefusal
 from genofed.common.messages import AuditEntry, AuditKind
 from genofed.common.study import Study
 from genofed.site_agent.audit.log import STATE_DIR, AuditLog
+from genofed.site_agent.privacy.guard import auto_approval_suspended
 from genofed.site_agent.privacy.policy import SitePolicy, auto_approval_rule
 
 APPROVALS_FILE = "approvals.sqlite"
@@ -279,9 +280,12 @@ def require_approval(
     """
     try:
         state = get_study(site_dir, study.sha256)
+        suspended: str | None = None
         if state is None or state.status == PENDING:
             rule = auto_approval_rule(policy, study, analyst)
             if rule is not None:
+                suspended = auto_approval_suspended(site_dir, analyst)
+            if rule is not None and suspended is None:
                 return _decide(
                     site_dir,
                     study.sha256,
@@ -308,7 +312,7 @@ def require_approval(
     raise PolicyRefusal(
         "PENDING_APPROVAL",
         f"study {study.sha256[:16]} waits for approval by this site's privacy officer "
-        f"(genofed-site approve {study.sha256})",
+        f"(genofed-site approve {study.sha256})" + (f"; {suspended}" if suspended else ""),
     )
 
 

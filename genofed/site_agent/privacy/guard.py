@@ -284,6 +284,43 @@ def _named(verdict: Verdict, column: str) -> Verdict:
     return Verdict(verdict.ok, verdict.rule, f"{verdict.detail} ({column} columns)")
 
 
+def record_refusal(
+    site_dir: Path, *, analyst: str, study_sha256: str, analysis_id: str, reason: str, time: str
+) -> None:
+    """Note a ``DISCLOSURE_RISK`` refusal (it suspends the analyst's auto-approval)."""
+    with SampleSetStore.open(Path(site_dir) / "state" / SAMPLE_SETS_FILE) as store:
+        store.record_refusal(
+            time=time,
+            analyst=analyst,
+            study_sha256=study_sha256,
+            analysis_id=analysis_id,
+            reason=reason,
+        )
+
+
+def auto_approval_suspended(site_dir: Path, analyst: str | None) -> str | None:
+    """Why ``analyst``'s studies may not be auto-approved any more, or None.
+
+    An analyst whose study the guard refused once is probing, or at least
+    running studies that overlap in ways the officer has not seen: their
+    later studies wait for the officer (``genofed-site approve``), who may
+    still approve them. The guard applies to approved studies all the same.
+    """
+    path = Path(site_dir) / "state" / SAMPLE_SETS_FILE
+    if analyst is None or not path.is_file():
+        return None
+    with SampleSetStore.open(path) as store:
+        refused = store.refusals_of(analyst)
+    if not refused:
+        return None
+    time, study, analysis = refused[-1]
+    return (
+        f"auto-approval of {analyst}'s studies is suspended: the disclosure guard refused "
+        f"analysis {analysis!r} of study {study[:16]} at {time} "
+        f"({len(refused)} refusal(s) in all)"
+    )
+
+
 def disclosure_message(verdict: Verdict) -> str:
     """A refusal's message: the rule and set sizes, never a value."""
     return (
@@ -312,6 +349,8 @@ __all__ = [
     "GENOTYPES",
     "ReleaseGuard",
     "digest",
+    "auto_approval_suspended",
     "disclosure_message",
+    "record_refusal",
     "fingerprints_fact",
 ]

@@ -71,6 +71,14 @@ CREATE TABLE IF NOT EXISTS release_sets (
     PRIMARY KEY (release_id, column_name, fingerprint)
 );
 CREATE INDEX IF NOT EXISTS release_sets_by_column ON release_sets (column_name, fingerprint);
+CREATE TABLE IF NOT EXISTS guard_refusals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    analyst TEXT NOT NULL,
+    study_sha256 TEXT NOT NULL,
+    analysis_id TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
 """
 
 
@@ -259,6 +267,26 @@ class SampleSetStore:
                     (release_id, column, fp),
                 )
         return release_id
+
+    def record_refusal(
+        self, *, time: str, analyst: str, study_sha256: str, analysis_id: str, reason: str
+    ) -> None:
+        """Remember that the guard refused a release of ``analyst``'s study."""
+        with _transaction(self._db):
+            self._db.execute(
+                "INSERT INTO guard_refusals (time, analyst, study_sha256, analysis_id, reason) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (time, analyst, study_sha256, analysis_id, reason),
+            )
+
+    def refusals_of(self, analyst: str) -> list[tuple[str, str, str]]:
+        """``(time, study_sha256, analysis_id)`` of the guard's refusals of ``analyst``'s studies."""
+        rows = self._db.execute(
+            "SELECT time, study_sha256, analysis_id FROM guard_refusals WHERE analyst = ? "
+            "ORDER BY id",
+            (analyst,),
+        ).fetchall()
+        return [(str(t), str(h), str(a)) for t, h, a in rows]
 
     def fingerprints_of(self, release_id: int) -> dict[str, tuple[str, ...]]:
         """Per column, the fingerprints of the sets a recorded release summed over."""
