@@ -395,3 +395,48 @@ def test_cli__the_covariate_attack_through_genofed_study_run_is_refused(
     assert codes[0][0] == 0, codes[0][1]
     assert codes[1][0] != 0 and "DISCLOSURE_RISK" in codes[1][1]
     assert "site-a" in codes[1][1] and not (tmp_path / "r-age-bmi").exists()
+
+
+class AsksForWithheld(Recording):
+    """A hostile coordinator: its Newton rounds ask site-a about a variant it withheld."""
+
+    def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        changed = dict(outgoing)
+        for node, o in outgoing.items():
+            if o.request.kind == "glm_logistic" and self.site_dirs[node].name == "site-a":
+                beta = o.inputs["beta"]
+                changed[node] = Outgoing(
+                    o.request,
+                    {
+                        **o.inputs,
+                        "variant_index": np.array([0], dtype=np.int64),
+                        "flip": np.array([False]),
+                        "beta": np.zeros((1, beta.shape[1])),
+                        "firth": np.array([False]),
+                    },
+                )
+        return super().exchange(changed, timeout=timeout)
+
+
+def test_newton_round__a_coordinator_asking_about_a_withheld_variant_is_refused(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+
+    def one_carrier(g: np.ndarray) -> None:
+        g[:, 0] = 0.0
+        g[7, 0] = 1.0
+
+    def common(g: np.ndarray) -> None:  # a variant every site releases: Newton rounds run
+        g[:, 1] = np.random.default_rng(3).binomial(2, 0.5, size=g.shape[0])
+
+    for site in sites:
+        _edit_genotypes(site, common)
+    _edit_genotypes(sites[0], one_carrier)
+    logistic = {"kind": "glm", "id": "d", "phenotype": "DISEASE", "covariates": ["AGE"]}
+    transport = AsksForWithheld(sites)
+    with pytest.raises(SiteFailure) as info:
+        run(study("logit", logistic), transport, tmp_path / "a")
+    assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
+    assert "withheld from glm_stats" in str(info.value)
+    assert not transport.arrays("site-a", "glm_logistic")

@@ -245,6 +245,8 @@ def answer_glm(
         raise PolicyRefusal("BAD_REQUEST", "the glm_logistic request's betas are malformed")
     if not samples.binary:
         raise PolicyRefusal("BAD_REQUEST", "logistic statistics need a binary phenotype")
+    if min_cell > 0:
+        _refuse_isolating(bed, samples, index, min_cell, guard)
     cache = GenotypeCache.open(directory, samples.index) if study_sha256 else None
     return _logistic(bed, samples, index, flip, beta, firth, cache)
 
@@ -378,6 +380,24 @@ def _isolating(
         if len(members) >= min_cell and not guard.offer(CLINICAL, members):
             out[j] = True
     return out
+
+
+def _refuse_isolating(
+    bed: BedFile, samples: GlmSamples, index: np.ndarray, min_cell: int, guard: ReleaseGuard
+) -> None:
+    """Refuse a Newton round over a variant that ``glm_stats`` would withhold.
+
+    The coordinator asks for Newton rounds only on variants every site
+    released; a request naming another (a hostile coordinator, or data that
+    changed) would sum over the sets the first round kept back.
+    """
+    other = np.zeros(0, dtype=np.int64)
+    for _, analysed in bed.iter_dosages(index, sample_idx=samples.index):
+        if _isolating(analysed, None, samples.index, other, min_cell, guard).any():
+            raise PolicyRefusal(
+                DISCLOSURE_RISK,
+                "the glm_logistic request includes a variant this site withheld from glm_stats",
+            )
 
 
 def _logistic(
