@@ -348,9 +348,9 @@ __all__ = [
     "DISCLOSURE_RISK",
     "GENOTYPES",
     "ReleaseGuard",
-    "digest",
     "auto_approval_suspended",
+    "digest",
     "disclosure_message",
-    "record_refusal",
     "fingerprints_fact",
+    "record_refusal",
 ]

@@ -280,7 +280,7 @@ class SampleSetStore:
             )
 
     def refusals_of(self, analyst: str) -> list[tuple[str, str, str]]:
-        """``(time, study_sha256, analysis_id)`` of the guard's refusals of ``analyst``'s studies."""
+        """``(time, study_sha256, analysis_id)`` of each guard refusal of ``analyst``'s studies."""
         rows = self._db.execute(
             "SELECT time, study_sha256, analysis_id FROM guard_refusals WHERE analyst = ? "
             "ORDER BY id",
