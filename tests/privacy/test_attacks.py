@@ -440,3 +440,29 @@ def test_newton_round__a_coordinator_asking_about_a_withheld_variant_is_refused(
     assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
     assert "withheld from glm_stats" in str(info.value)
     assert not transport.arrays("site-a", "glm_logistic")
+
+
+def test_prs__a_few_samples_without_the_phenotype_do_not_stop_the_score(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """Counts and score over one set: nothing to subtract, so the guard passes the study."""
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    pheno = sites[0] / "data" / "pheno.tsv"
+    header, rows = table(pheno)
+    for r in rows[2:4]:
+        r[header.index("QPHENO")] = "NA"
+    write_table(pheno, header, rows)
+    prs = {
+        "kind": "prs",
+        "id": "p",
+        "scoring_file": str(cohort.scoring_file),
+        "phenotype": "QPHENO",
+    }
+    transport = Recording(sites)
+    run(study("prs", prs), transport, tmp_path / "a")
+    (match,) = transport.arrays("site-a", "prs_match")
+    (moments,) = transport.arrays("site-a", "prs_moments")
+    # the match round counted the score's own samples: called counts equal n
+    n = int(moments["moments"][0])
+    called = match["effect_counts"][:, 0]
+    assert set(called[~match["effect_counts_withheld"] & (called > 0)].tolist()) == {n}

@@ -85,12 +85,17 @@ def serve_prs(ctx: RequestContext) -> Answer:
     matched = np.isin(match.status, MATCHED_CODES)
     facts["prs_rows_matched"] = str(int(matched.sum()))
     if request.kind == PRS_MATCH_KIND:
-        ctx.declare(GENOTYPES, np.ones(bed.n_samples, dtype=np.bool_))
-        counts = _effect_counts(bed, match, matched)
+        # with the guard on, the allele counts are over the score's own samples, so that
+        # they and the score sums are over one set (all samples and the cohort would
+        # differ by the few who lack the phenotype: their genotypes, subtracted)
+        rows = _samples(config, bed, spec).index if ctx.guard.enabled else None
+        everyone = np.ones(bed.n_samples, dtype=np.bool_)
+        ctx.declare(GENOTYPES, everyone if rows is None else rows)
+        counts, isolating = _effect_counts(bed, match, matched, rows, ctx)
         # small allele counts are withheld; missing-call counts are not (as glm_stats'
         # miss_zz releases them), or a few percent missing calls would withhold every row
         cells = np.stack([counts[:, 1], 2 * counts[:, 0] - counts[:, 1]], axis=1)
-        withheld = small_cell_rows(cells, policy.min_cell_count)
+        withheld = small_cell_rows(cells, policy.min_cell_count) | isolating
         return Answer(
             {
                 "row_status": match.status,
@@ -250,13 +255,24 @@ def _samples(config: SiteConfig, bed: BedFile, spec: AnalysisSpec) -> GlmSamples
     return samples
 
 
-def _effect_counts(bed: BedFile, match: RowMatch, matched: np.ndarray) -> np.ndarray:
+def _effect_counts(
+    bed: BedFile,
+    match: RowMatch,
+    matched: np.ndarray,
+    samples: np.ndarray | None,
+    ctx: RequestContext,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per scoring row: called samples and effect dosage, and whether the guard withholds it."""
     rows = np.flatnonzero(matched)
     out = np.zeros((len(matched), 2), dtype=np.int64)
-    for start, dosages in bed.iter_dosages(match.index[rows]):
+    isolating = np.zeros(len(matched), dtype=np.bool_)
+    cohort = np.arange(bed.n_samples) if samples is None else samples
+    for start, dosages in bed.iter_dosages(match.index[rows], sample_idx=samples):
         sel = rows[start : start + len(dosages)]
         out[sel] = effect_dosage_counts(dosages, match.effect_is_alt[sel])
-    return out
+        if ctx.guard.enabled:
+            isolating[sel] = ctx.guard.unsafe_variants(GENOTYPES, cohort, (dosages < 0).T)
+    return out, isolating
 
 
 def _scores(
