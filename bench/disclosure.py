@@ -58,6 +58,7 @@ from genofed.site_agent.privacy.sample_sets import ReleaseKey, SampleSetStore
 HERE = Path(__file__).resolve().parent
 BoolArray = np.ndarray
 PCS = [f"PC{i}" for i in range(1, 11)]
+RELOAD_KEYS = ("recorded_sets", "record_s", "load_family_s", "family_sets", "rerun_guard_s")
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,9 @@ def _mask(n: int, members: np.ndarray) -> BoolArray:
     return s
 
 
-def run_reload(c: Cohort, ids: list[str], passed: list[BoolArray], min_cell: int) -> dict[str, float]:
+def run_reload(
+    c: Cohort, ids: list[str], passed: list[BoolArray], min_cell: int
+) -> dict[str, float]:
     """guard_and_record of a GWAS rerun once (b)'s sets are recorded for ``phenotype``."""
     label, uses = studies(c)[1]
     out: dict[str, float] = {"recorded_sets": float(len(passed))}
@@ -318,13 +321,16 @@ def run_reload(c: Cohort, ids: list[str], passed: list[BoolArray], min_cell: int
 
 def markdown(report: dict[str, object]) -> str:
     lines = [
-        "# Sample-set guard at %(persons)s persons (min_cell %(min_cell)s)" % report,
+        f"# Sample-set guard at {report['persons']} persons (min_cell {report['min_cell']})",
         "",
-        "Load average (1, 5, 15 min) at start %s, at end %s; %s CPUs."
-        % (report["load_start"], report["load_end"], report["cpus"]),
+        f"Load average (1, 5, 15 min) at start {report['load_start']}, at end "
+        f"{report['load_end']}; {report['cpus']} CPUs.",
         "",
     ]
-    for mode, title in (("per_column", "one family per data column"), ("grouped", "clinical/genotypes families (guard.py)")):
+    for mode, title in (
+        ("per_column", "one family per data column"),
+        ("grouped", "clinical/genotypes families (guard.py)"),
+    ):
         seq = report[mode]
         assert isinstance(seq, dict)
         lines += [
@@ -336,9 +342,12 @@ def markdown(report: dict[str, object]) -> str:
             "| ---: | --- | ---: | ---: | --- | ---: |",
         ]
         for r in seq["releases"]:
-            verdict = r["verdict"] if r["verdict"] == "pass" else f"refused {r['verdict']}: {r['detail']}"
+            verdict = (
+                r["verdict"] if r["verdict"] == "pass" else f"refused {r['verdict']}: {r['detail']}"
+            )
             lines.append(
-                f"| {r['release']} | {r['study']} | {r['columns']} | {r['sets']} | {verdict} | {r['ms']:.1f} |"
+                f"| {r['release']} | {r['study']} | {r['columns']} | {r['sets']} "
+                f"| {verdict} | {r['ms']:.1f} |"
             )
         ms = [r["ms"] for r in seq["releases"]]
         lines += ["", f"Per release: median {np.median(ms):.1f} ms, max {max(ms):.1f} ms.", ""]
@@ -369,16 +378,21 @@ def markdown(report: dict[str, object]) -> str:
         "| --- | ---: | ---: | ---: |",
     ]
     for b in v["by_family_size"]:
-        lines.append(f"| {b['family_sets']} | {b['checks']:,} | {b['mean_ms']:.2f} | {b['p95_ms']:.2f} |")
+        lines.append(
+            f"| {b['family_sets']} | {b['checks']:,} | {b['mean_ms']:.2f} | {b['p95_ms']:.2f} |"
+        )
     r = report["reload"]
     assert isinstance(r, dict)
+    if not r["recorded_sets"]:
+        return "\n".join([*lines, "", "## (c) reload: skipped", ""])
     lines += [
         "",
         f"## (c) reload: `phenotype` holding the {int(r['recorded_sets']):,} sets of (b)",
         "",
         f"Recording them: {r['record_s']:.2f} s; `store.family('phenotype')`: "
         f"{r['load_family_s']:.2f} s ({int(r['family_sets']):,} sets); GWAS rerun through "
-        f"`guard_and_record`: {r['rerun_guard_s']:.2f} s ({'pass' if r['rerun_ok'] else 'refused'}).",
+        f"`guard_and_record`: {r['rerun_guard_s']:.2f} s "
+        f"({'pass' if r['rerun_ok'] else 'refused'}).",
         "",
     ]
     return "\n".join(lines)
@@ -411,10 +425,9 @@ def main() -> None:
     }
     variants, passed = run_variants(cohort, args, rng)
     report["variants"] = variants
+    skipped = dict.fromkeys(RELOAD_KEYS, 0.0) | {"rerun_ok": 1.0}
     report["reload"] = (
-        {"recorded_sets": 0, "record_s": 0, "load_family_s": 0, "family_sets": 0, "rerun_guard_s": 0, "rerun_ok": 1}
-        if args.skip_reload
-        else run_reload(cohort, ids, passed, args.min_cell)
+        skipped if args.skip_reload else run_reload(cohort, ids, passed, args.min_cell)
     )
     report["load_end"] = tuple(round(x, 2) for x in os.getloadavg())
     text = markdown(report)

@@ -48,6 +48,7 @@ allowed_release_modes = ["plain"]
 min_cohort_size = 50
 min_cell_count = {MIN_CELL}
 audit_sample_sets = {"true" if guard else "false"}
+guard_refusals_before_review = 1
 
 [[policy.trusted_analysts]]
 name = "alice"

@@ -284,7 +284,9 @@ def require_approval(
         if state is None or state.status == PENDING:
             rule = auto_approval_rule(policy, study, analyst)
             if rule is not None:
-                suspended = auto_approval_suspended(site_dir, analyst)
+                suspended = auto_approval_suspended(
+                    site_dir, analyst, policy.guard_refusals_before_review
+                )
             if rule is not None and suspended is None:
                 return _decide(
                     site_dir,

@@ -62,7 +62,11 @@ COLUMNS = (CLINICAL, GENOTYPES)
 #: Reason code of a release the guard refuses.
 DISCLOSURE_RISK = "DISCLOSURE_RISK"
 #: Most distinct per-variant missing-call sets one request may add (then variants are withheld).
-DEFAULT_OFFER_CAP = 2000
+DEFAULT_OFFER_CAP = 500
+#: Most distinct sets a column group's family may hold before offers are refused: checking
+#: and rebuilding a family costs O(sets^2) and O(sets^3) (bench/disclosure.py: 1 s to
+#: rebuild 500 sets over 10,000 persons, 50 s for 2,000), and it is rebuilt every request.
+DEFAULT_FAMILY_CAP = 500
 
 
 class ReleaseGuard:
@@ -75,11 +79,14 @@ class ReleaseGuard:
         min_cell: int,
         *,
         offer_cap: int = DEFAULT_OFFER_CAP,
+        family_cap: int = DEFAULT_FAMILY_CAP,
     ) -> None:
         self._store = store
         self.min_cell = min_cell
         self.n_samples = len(person_ids)
         self._offer_cap = offer_cap
+        self._family_cap = family_cap
+        self._stored: dict[str, SetFamily] = {}
         self._declared: dict[str, list[BoolArray]] = {c: [] for c in COLUMNS}
         self._base: dict[str, list[BoolArray]] = {c: [] for c in COLUMNS}
         self._base_checked = False
@@ -162,10 +169,10 @@ class ReleaseGuard:
             return True
         if fingerprint(mask) in self._seen[column]:
             return True
-        if self._offered >= self._offer_cap:
+        family = self._loaded(column)
+        if self._offered >= self._offer_cap or family.n_sets >= self._family_cap:
             return False
         lifted = self._lift(mask)
-        family = self._loaded(column)
         if not family.check([lifted]).ok:
             return False
         family.add([lifted])
@@ -221,6 +228,7 @@ class ReleaseGuard:
         assert self._store is not None
         self._since = self._store.last_release_id()
         self._families = {}
+        self._stored = {}
         offered = {c: self._declared[c][len(self._base[c]) :] for c in COLUMNS}
         self._declared = {c: list(self._base[c]) for c in COLUMNS}
         verdict = self.check_declared()
@@ -271,13 +279,19 @@ class ReleaseGuard:
         return self._families[column]
 
     def _store_family(self, column: str) -> SetFamily:
-        """``column``'s recorded family over this request's registry size."""
+        """A copy of ``column``'s recorded family over this request's registry size.
+
+        Built once per request (and again after :meth:`_recheck` clears it).
+        """
         assert self._store is not None
-        family = self._store.family(column, self.min_cell)
-        if family.n_persons != self._n_registry:  # persons registered by another request
-            self._n_registry = family.n_persons
-            self._families = {}  # rebuilt over the new registry size when next asked for
-        return family
+        if column not in self._stored:
+            family = self._store.family(column, self.min_cell)
+            if family.n_persons != self._n_registry:  # persons registered by another request
+                self._n_registry = family.n_persons
+                self._families = {}  # rebuilt over the new registry size when next asked for
+                self._stored = {}
+            self._stored[column] = family
+        return self._stored[column]._copy()
 
 
 def _named(verdict: Verdict, column: str) -> Verdict:
@@ -298,20 +312,21 @@ def record_refusal(
         )
 
 
-def auto_approval_suspended(site_dir: Path, analyst: str | None) -> str | None:
+def auto_approval_suspended(site_dir: Path, analyst: str | None, limit: int) -> str | None:
     """Why ``analyst``'s studies may not be auto-approved any more, or None.
 
-    An analyst whose study the guard refused once is probing, or at least
-    running studies that overlap in ways the officer has not seen: their
-    later studies wait for the officer (``genofed-site approve``), who may
-    still approve them. The guard applies to approved studies all the same.
+    An analyst with ``limit`` or more studies the guard refused is probing,
+    or at least running studies that overlap in ways the officer has not
+    seen: their later studies wait for the officer (``genofed-site
+    approve``), who may still approve them. The guard applies to approved
+    studies all the same. ``limit`` 0: never suspended.
     """
     path = Path(site_dir) / "state" / SAMPLE_SETS_FILE
-    if analyst is None or not path.is_file():
+    if analyst is None or limit <= 0 or not path.is_file():
         return None
     with SampleSetStore.open(path) as store:
         refused = store.refusals_of(analyst)
-    if not refused:
+    if len({study for _, study, _ in refused}) < limit:
         return None
     time, study, analysis = refused[-1]
     return (

@@ -16,6 +16,7 @@
     audit_sample_sets = true     # refuse releases that difference to a person (guard.py)
     min_score_rows = 10          # fewest weighted rows a PRS scoring file may have
     max_weight_ratio = 100.0     # largest |weight| over smallest non-zero |weight| in one
+    guard_refusals_before_review = 3  # then an analyst's studies wait for the officer
 
     [policy.analysis.glm]        # parameter bounds per analysis kind (policy_rules.py)
     max_covariates = 10
@@ -113,6 +114,7 @@ _KEYS = (
     "audit_sample_sets",
     "min_score_rows",
     "max_weight_ratio",
+    "guard_refusals_before_review",
     "analysis",
     "auto_approve",
 )
@@ -127,6 +129,8 @@ DEFAULT_MIN_SCORE_ROWS = 10
 #: Weights spread wider than this could encode several genotypes in one score
 #: (weights 1, 3, 9, ...: the score read in base 3).
 DEFAULT_MAX_WEIGHT_RATIO = 100.0
+#: An analyst's studies refused by the guard before auto-approval stops for them.
+DEFAULT_GUARD_REFUSALS = 3
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,9 @@ class SitePolicy:
     min_score_rows: int = DEFAULT_MIN_SCORE_ROWS
     #: Largest ratio of a scoring file's largest to smallest non-zero |weight|
     max_weight_ratio: float = DEFAULT_MAX_WEIGHT_RATIO
+    #: Studies of one analyst the guard may refuse before auto-approval of their
+    #: studies is suspended (0: never suspended)
+    guard_refusals_before_review: int = DEFAULT_GUARD_REFUSALS
 
 
 #: The policy of a site without a policy file: refuses everything.
@@ -192,6 +199,9 @@ audit_sample_sets = true
 # |weight| may be at most max_weight_ratio times its smallest non-zero |weight|.
 min_score_rows = {DEFAULT_MIN_SCORE_ROWS}
 max_weight_ratio = {DEFAULT_MAX_WEIGHT_RATIO}
+# After this many of an analyst's studies were refused by the guard (DISCLOSURE_RISK),
+# auto-approval stops for that analyst: their studies wait for `genofed-site approve`.
+guard_refusals_before_review = {DEFAULT_GUARD_REFUSALS}
 # App bundles (Flower FAB SHA-256) this site runs when connected to a coordinator;
 # any other bundle is refused before it runs. `genofed-site app-hash` prints the
 # hash of the GenoFed version installed here.
@@ -325,8 +335,18 @@ def load_policy(path: Path) -> SitePolicy:
         ),
         min_score_rows=score_rows,
         max_weight_ratio=float(ratio),
+        guard_refusals_before_review=_non_negative(
+            table, "guard_refusals_before_review", DEFAULT_GUARD_REFUSALS, path
+        ),
         **minimums,
     )
+
+
+def _non_negative(table: Mapping[str, object], key: str, default: int, path: Path) -> int:
+    value = int(get_typed(table, key, int, default, path=path, where="policy"))
+    if value < 0:
+        raise ConfigError(f"policy.{key} must be >= 0, not {value}", path=path)
+    return value
 
 
 def _release_modes(table: Mapping[str, object], path: Path, demo: bool) -> frozenset[str]:

@@ -159,6 +159,13 @@ class SampleSetStore:
 
     # -- person registry ----------------------------------------------------
 
+    def n_sets(self, column: str) -> int:
+        """Distinct sets recorded for ``column``."""
+        (count,) = self._db.execute(
+            "SELECT COUNT(DISTINCT fingerprint) FROM release_sets WHERE column_name = ?", (column,)
+        ).fetchone()
+        return int(count)
+
     def n_persons(self) -> int:
         """Persons registered so far: every index is below this."""
         return _n_persons(self._db)
@@ -181,7 +188,11 @@ class SampleSetStore:
     def family(self, column: str, min_cell: int) -> SetFamily:
         """Every set recorded for ``column`` (all snapshots), over the current registry."""
         with _transaction(self._db, "BEGIN"):
-            return _family(self._db, column, min_cell, _n_persons(self._db))
+            n = _n_persons(self._db)
+            sets = _family_sets(self._db, column, n)
+        # built after the read transaction ends: a large family takes seconds to
+        # build, and writers must not wait for it
+        return SetFamily(n, min_cell, sets)
 
     def guard_and_record(
         self,
@@ -305,11 +316,11 @@ def _transaction(db: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iter
     db.execute(begin)
     try:
         yield
+        db.execute("COMMIT")
     except BaseException:
-        if db.in_transaction:
+        if db.in_transaction:  # also when COMMIT itself failed (e.g. the database is locked)
             db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 def _n_persons(db: sqlite3.Connection) -> int:
@@ -343,6 +354,11 @@ def _pad(members: NDArray[np.bool_], n: int) -> NDArray[np.bool_]:
 
 
 def _family(db: sqlite3.Connection, column: str, min_cell: int, n: int) -> SetFamily:
+    return SetFamily(n, min_cell, _family_sets(db, column, n))
+
+
+def _family_sets(db: sqlite3.Connection, column: str, n: int) -> list[NDArray[np.bool_]]:
+    """The distinct sets recorded for ``column``, in order of first release, over ``n`` persons."""
     rows = db.execute(
         "SELECT s.fingerprint, s.n_persons, s.bits FROM sets s JOIN ("
         "  SELECT fingerprint, MIN(release_id) AS first FROM release_sets"
@@ -357,7 +373,7 @@ def _family(db: sqlite3.Connection, column: str, min_cell: int, n: int) -> SetFa
         if len(members) != int(size) or fingerprint(members) != fp or size > n:
             raise IntegrityError()  # the stored bits do not match their fingerprint
         sets.append(_pad(members, n))
-    return SetFamily(n, min_cell, sets)
+    return sets
 
 
 __all__ = ["SAMPLE_SETS_FILE", "GuardOutcome", "ReleaseKey", "SampleSetStore"]

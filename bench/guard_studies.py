@@ -1,0 +1,267 @@
+"""Benchmark: what the disclosure guard costs in refusals, withheld variants and time.
+
+Issue 17 item 9. Two parts, both through the real coordinator and site
+handler (in process), under a realistic policy (``min_cell_count = 10``,
+``min_cohort_size = 50``, signed and auto-approved studies), each run with
+the guard on (the policy default) and off (``audit_sample_sets = false``):
+
+1. **A year of studies.** On a synthetic 3-site federation
+   (``--samples`` in all, ``--variants``; msprime, 0.5% missing calls) the
+   demo study, then 20 realistic studies in order (QC, GWAS linear and
+   logistic, PCA, GWAS with PCs, PRS, survival curves and Cox models, reruns,
+   a covariate added, a group cut): per study, whether it ran or which site
+   refused it and why, and for every glm analysis the variants printed NA.
+2. **Guard time per release** at ``--big`` (default 10,000 samples x
+   100,000 variants, one site): the time spent in the guard (declare,
+   checks, per-variant offers and called-set rules, commit) during a
+   linear GWAS's ``glm_stats`` release, next to the release's total time.
+
+Times are wall-clock on this machine; the load average is printed. Results
+go to ``bench/out/guard_studies.json`` and a markdown table to stdout.
+
+    .venv/bin/python bench/guard_studies.py
+    .venv/bin/python bench/guard_studies.py --samples 3000 --variants 2000 --big 10000x100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from genofed.common.errors import SiteFailure  # noqa: E402
+from genofed.common.signing import generate_private_key, public_key_text, sign_study  # noqa: E402
+from genofed.common.study import Study, study_from_mapping  # noqa: E402
+from genofed.coordinator.runner import run_study  # noqa: E402
+from genofed.site_agent.privacy import guard as guard_module  # noqa: E402
+from genofed.site_agent.privacy.policy import POLICY_FILE  # noqa: E402
+from genofed.synth import write_cohorts  # noqa: E402
+from tests.harness import InProcessTransport  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+KEY = generate_private_key()
+
+
+def policy(guard: bool) -> str:
+    return f"""
+[policy]
+version = 1
+allowed_analyses = ["variants", "freq", "hardy", "missing", "gcount", "glm", "pca", "prs",
+                    "km", "cox"]
+allowed_release_modes = ["plain"]
+min_cohort_size = 50
+min_cell_count = 10
+audit_sample_sets = {"true" if guard else "false"}
+
+[[policy.trusted_analysts]]
+name = "alice"
+public_key = "{public_key_text(KEY.public_key())}"
+
+[[policy.auto_approve]]
+name = "alice"
+analysts = ["alice"]
+"""
+
+
+def study(name: str, *analyses: dict[str, Any]) -> Study:
+    return study_from_mapping(
+        {"study": {"name": name}, "analysis": list(analyses)}, path=Path(name)
+    )
+
+
+def studies(scoring: Path) -> list[Study]:
+    glm = {"kind": "glm", "phenotype": "QPHENO", "covariates": ["AGE", "SEX"]}
+    logit = {"kind": "glm", "phenotype": "DISEASE", "covariates": ["AGE", "SEX"]}
+    pcs = ["AGE", "SEX", "PC1", "PC2", "PC3"]
+    pca = {"kind": "pca", "id": "pca", "n_pcs": 3}
+    grid = {"grid": [365, 730, 1095, 1461, 1826]}
+    km = {"kind": "km", "time": "RFS_DAYS", "event": "RFS_EVENT", **grid}
+    cox = {"kind": "cox", "time": "RFS_DAYS", "event": "RFS_EVENT", "covariates": ["AGE", "SEX"]}
+    prs = {"kind": "prs", "scoring_file": str(scoring), "phenotype": "QPHENO"}
+    return [
+        study("qc", {"kind": "freq"}, {"kind": "hardy"}, {"kind": "missing"}),
+        study("gwas-linear", glm),
+        study("gwas-logistic", logit),
+        study("pca", pca),
+        study("gwas-pcs", pca, {**glm, "covariates": pcs}),
+        study("prs", prs),
+        study("km", km),
+        study("km-by-sex", {**km, "group": "SEX", "levels": [1, 2]}),
+        study("cox", cox),
+        study("gwas-linear-rerun", glm),
+        study("gwas-age-only", {**glm, "covariates": ["AGE"]}),
+        study("qc-rerun", {"kind": "freq"}, {"kind": "hardy"}, {"kind": "missing"}),
+        study("prs-logistic", {**prs, "phenotype": "DISEASE"}),
+        study("km-by-age", {**km, "group": "AGE", "cuts": [50, 65]}),
+        study("cox-age", {**cox, "covariates": ["AGE"]}),
+        study("gcount", {"kind": "gcount"}),
+        study("gwas-sex-only", {**glm, "covariates": ["SEX"]}),
+        study("km-by-age-70", {**km, "group": "AGE", "cuts": [70]}),
+        study("gwas-logistic-rerun", logit),
+        study("pca-5", {**pca, "n_pcs": 5}),
+    ]
+
+
+class Timer:
+    """Wall time spent inside the guard's methods (patched in place)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._depth = 0
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._depth += 1
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.seconds += time.perf_counter() - started
+
+        return timed
+
+
+def patch_guard(timer: Timer) -> None:
+    cls = guard_module.ReleaseGuard
+    for name in ("open", "declare", "check_declared", "offer", "unsafe_variants", "commit"):
+        original = getattr(cls, name)
+        if isinstance(cls.__dict__[name], classmethod):
+            setattr(cls, name, classmethod(timer.wrap(original.__func__)))
+        else:
+            setattr(cls, name, timer.wrap(original))
+
+
+def federation(cohort_sites: list[Path], root: Path, guard: bool) -> list[Path]:
+    shutil.rmtree(root, ignore_errors=True)
+    out = []
+    for site in cohort_sites:
+        target = root / site.name
+        shutil.copytree(site, target)
+        (target / POLICY_FILE).write_text(policy(guard))
+        out.append(target)
+    return out
+
+
+def na_variants(result: Path) -> int:
+    total = 0
+    for path in result.glob("*.glm.*"):
+        lines = path.read_text().splitlines()
+        if not lines:
+            continue
+        header = lines[0].split("\t")
+        if "P" not in header:
+            continue
+        p = header.index("P")
+        total += sum(1 for line in lines[1:] if line.split("\t")[p] == "NA")
+    return total
+
+
+def year(args: argparse.Namespace, timer: Timer) -> list[dict[str, Any]]:
+    cohort = write_cohorts(
+        OUT / "guard_studies" / "cohort",
+        sites=3,
+        samples=args.samples,
+        variants=args.variants,
+        seed=11,
+    )
+    rows = []
+    for guard in (False, True):
+        sites = federation(list(cohort.sites), OUT / "guard_studies" / f"sites-{guard}", guard)
+        for number, s in enumerate(studies(cohort.scoring_file), 1):
+            out = OUT / "guard_studies" / f"r-{guard}-{number}"
+            shutil.rmtree(out, ignore_errors=True)
+            timer.seconds = 0.0
+            started = time.perf_counter()
+            try:
+                run_study(
+                    s, InProcessTransport(sites), out, engine="t", signature=sign_study(s, KEY)
+                )
+                outcome, na = "ran", na_variants(out)
+            except SiteFailure as exc:
+                outcome, na = f"refused by {exc.site}: {exc.reason_code}", None
+                if exc.reason_code == "DISCLOSURE_RISK":
+                    outcome += " [" + str(exc).split("[")[-1].split("]")[0] + "]"
+            rows.append(
+                {
+                    "guard": guard,
+                    "study": s.name,
+                    "outcome": outcome,
+                    "glm_na_variants": na,
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "guard_seconds": round(timer.seconds, 3),
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def big(args: argparse.Namespace, timer: Timer) -> dict[str, Any]:
+    samples, variants = (int(x) for x in args.big.split("x"))
+    cohort = write_cohorts(
+        OUT / "guard_studies" / f"big-{args.big}",
+        sites=1,
+        samples=samples,
+        variants=variants,
+        seed=5,
+    )
+    result: dict[str, Any] = {"size": args.big}
+    s = study("gwas", {"kind": "glm", "phenotype": "QPHENO", "covariates": ["AGE", "SEX"]})
+    for guard in (False, True):
+        sites = federation(list(cohort.sites), OUT / "guard_studies" / f"big-sites-{guard}", guard)
+        out = OUT / "guard_studies" / f"big-r-{guard}"
+        shutil.rmtree(out, ignore_errors=True)
+        timer.seconds = 0.0
+        started = time.perf_counter()
+        run_study(s, InProcessTransport(sites), out, engine="t", signature=sign_study(s, KEY))
+        result[f"study_seconds_guard_{'on' if guard else 'off'}"] = round(
+            time.perf_counter() - started, 2
+        )
+        result[f"guard_seconds_guard_{'on' if guard else 'off'}"] = round(timer.seconds, 2)
+        result[f"na_variants_guard_{'on' if guard else 'off'}"] = na_variants(out)
+    print(result, flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=3000)
+    parser.add_argument("--variants", type=int, default=2000)
+    parser.add_argument("--big", default="10000x100000")
+    parser.add_argument("--skip-big", action="store_true")
+    args = parser.parse_args()
+    timer = Timer()
+    patch_guard(timer)
+    load = os.getloadavg()
+    doc: dict[str, Any] = {"load_before": load, "year": year(args, timer)}
+    if not args.skip_big:
+        doc["big"] = big(args, timer)
+    doc["load_after"] = os.getloadavg()
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "guard_studies.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"\nload average before {load[0]:.2f}, after {doc['load_after'][0]:.2f}\n")
+    print("| study | guard off | glm NA | guard on | glm NA | guard time (s) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    off = [r for r in doc["year"] if not r["guard"]]
+    on = [r for r in doc["year"] if r["guard"]]
+    for a, b in zip(off, on, strict=True):
+        print(
+            f"| {a['study']} | {a['outcome']} | {a['glm_na_variants']} | {b['outcome']} "
+            f"| {b['glm_na_variants']} | {b['guard_seconds']} |"
+        )
+    if "big" in doc:
+        print("\n", doc["big"])
+
+
+if __name__ == "__main__":
+    main()
