@@ -9,7 +9,7 @@ analysis means adding its entry here, a local half under
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -40,6 +40,15 @@ class AnalysisKind:
     outputs: tuple[str, ...]
     #: Checks the parameters together and returns them normalised; raises ParamError.
     check: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def counted(self) -> AnalysisKind:
+        """This kind with the count analyses' parameter check."""
+        return replace(self, check=_count_params)
+
+
+def _count_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A count analysis's parameters, ``samples_with`` as a tuple (as every list param)."""
+    return {**params, "samples_with": tuple(params["samples_with"])}
 
 
 def _kind(name: str, summary: str, outputs: tuple[str, ...], **params: ParamSpec) -> AnalysisKind:
@@ -85,20 +94,43 @@ def _check_glm(params: dict[str, Any]) -> dict[str, Any]:
     return {**params, "covariates": tuple(covariates)}
 
 
+#: The count analyses' sample filter (plink2 --require-pheno / --require-covar): count
+#: only the samples with every listed phenotype or covariate column present, e.g. the
+#: samples of a GWAS, so that its sums and the counts are over one set.
+_SAMPLES_WITH = ParamSpec(
+    list, (), "count only samples with these phenotype/covariate columns present"
+)
+
 #: Every analysis kind a study may name, by name.
 ANALYSIS_KINDS: MappingProxyType[str, AnalysisKind] = MappingProxyType(
     {
         k.name: k
         for k in (
-            _kind("freq", "ALT allele frequencies (plink2 --freq)", ("freq.afreq",)),
+            _kind(
+                "freq",
+                "ALT allele frequencies (plink2 --freq)",
+                ("freq.afreq",),
+                samples_with=_SAMPLES_WITH,
+            ).counted(),
             _kind(
                 "hardy",
                 "Hardy-Weinberg exact test (plink2 --hardy)",
                 ("hardy.hardy",),
                 midp=ParamSpec(bool, False, "report the mid-p value (plink2 --hardy midp)"),
-            ),
-            _kind("missing", "variant missingness (plink2 --missing)", ("missing.vmiss",)),
-            _kind("gcount", "genotype counts (plink2 --geno-counts)", ("geno.gcount",)),
+                samples_with=_SAMPLES_WITH,
+            ).counted(),
+            _kind(
+                "missing",
+                "variant missingness (plink2 --missing)",
+                ("missing.vmiss",),
+                samples_with=_SAMPLES_WITH,
+            ).counted(),
+            _kind(
+                "gcount",
+                "genotype counts (plink2 --geno-counts)",
+                ("geno.gcount",),
+                samples_with=_SAMPLES_WITH,
+            ).counted(),
             AnalysisKind(
                 "glm",
                 "GWAS: linear or logistic regression with covariates (plink2 --glm)",

@@ -183,6 +183,20 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
                 hint="give each [[analysis]] a unique id = ...",
             )
         seen.add(a.id)
+    filters = {tuple(a.params["samples_with"]) for a in analyses if a.kind in COUNT_KINDS}
+    if any(not (isinstance(c, str) and c) for f in filters for c in f):
+        raise ConfigError(
+            "samples_with must be a list of column names",
+            path=path,
+            hint='e.g. samples_with = ["QPHENO", "AGE", "SEX"]',
+        )
+    if len(filters) > 1:
+        raise ConfigError(
+            "the study's count analyses (freq, hardy, missing, gcount) name different "
+            "samples_with lists; they are counted in one round over one set of samples",
+            path=path,
+            hint="give them the same samples_with, or put them in separate studies",
+        )
     pc_problem = pc_covariate_problem(analyses)
     if pc_problem is not None:
         raise ConfigError(pc_problem[0], path=path, hint=pc_problem[1])

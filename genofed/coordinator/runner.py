@@ -224,7 +224,11 @@ def run_study(
             if secure is None:
                 pooled = np.sum(per_site, axis=0)
             else:
-                pooled = secure.total(n_variants, _pooled_samples(sites[n] for n in order))
+                filtered = any(
+                    a.params.get("samples_with") for a in study.analyses if a.kind in COUNT_KINDS
+                )  # then the sites count fewer samples than they hold
+                expected = None if filtered else _pooled_samples(sites[n] for n in order)
+                pooled = secure.total(n_variants, expected)
             if dp:  # post-processing of noisy sums: a count cannot be negative
                 pooled = np.maximum(pooled, 0)
             small = _small_pooled(pooled, sites, order) if secure is not None and not dp else None

@@ -467,3 +467,27 @@ def test_prs__a_few_samples_without_the_phenotype_do_not_stop_the_score(
     n = int(moments["moments"][0])
     called = match["effect_counts"][:, 0]
     assert set(called[~match["effect_counts_withheld"] & (called > 0)].tolist()) == {n}
+
+
+def test_qc_on_the_gwas_samples__lets_the_gwas_pass_where_qc_on_everyone_is_refused(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """QC over all genotyped samples, then a GWAS, differ by those without the phenotype."""
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    pheno = sites[0] / "data" / "pheno.tsv"
+    header, rows = table(pheno)
+    for r in rows[2:5]:
+        r[header.index("QPHENO")] = "NA"  # three genotyped patients lack the phenotype
+    write_table(pheno, header, rows)
+    qc_all = study("qc-all", {"kind": "freq"})
+    cohort_columns = ["QPHENO", "AGE"]
+    qc_gwas = study("qc-gwas", {"kind": "freq", "samples_with": cohort_columns})
+    transport = Recording(sites)
+    run(qc_gwas, transport, tmp_path / "qc")
+    run(study("age", GLM_AGE), transport, tmp_path / "gwas")  # same samples: passes
+    with pytest.raises(SiteFailure) as info:
+        run(qc_all, transport, tmp_path / "all")  # everyone: the three, subtracted
+    assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
+    counted = [a for s, k, a in transport.got if s == "site-a" and k == "genotype_counts"]
+    with_phenotype = sum(1 for r in rows if r[header.index("QPHENO")] not in ("NA", "-9"))
+    assert int(counted[0]["genotype_counts"][0].sum()) == with_phenotype  # AGE: no NA

@@ -158,3 +158,36 @@ def test_swapped_alleles_at_one_site__aligned_and_equal_to_plink2(
     assert report["site-a"].n_swapped == 0
     for ours, ext in TABLES.items():
         assert_tables_match(outcome.out / ours, plink2_pooled.with_suffix("." + ext))
+
+
+def test_samples_with__equals_plink2_require_pheno_and_covar(
+    cohort: SynthSummary, plink2: Path, tmp_path: Path
+) -> None:
+    """Counts over the samples with a phenotype and covariates (e.g. a GWAS's samples)."""
+    pooled = cohort.pooled_prefix
+    ref = _plink2(
+        plink2,
+        pooled,
+        tmp_path / "p2",
+        "--hardy",
+        "--pheno",
+        str(pooled.parent / "pheno.tsv"),
+        "--require-pheno",
+        "QPHENO",
+        "--covar",
+        str(pooled.parent / "covar.tsv"),
+        "--require-covar",
+        "AGE",
+    )
+    kinds = [{"kind": k, "samples_with": ["QPHENO", "AGE"]} for k in ("freq", "missing", "gcount")]
+    kinds.append({"kind": "hardy", "samples_with": ["QPHENO", "AGE"]})
+    study = study_from_mapping({"study": {"name": "ref"}, "analysis": kinds}, path=Path("<t>"))
+    outcome = run_study(study, InProcessTransport(cohort.sites), tmp_path / "r", engine="t")
+    for ours, ext in TABLES.items():
+        assert_tables_match(outcome.out / ours, ref.with_suffix("." + ext))
+    _, ours_rows = _read(outcome.out / "geno.gcount")
+    _, all_rows = _read(
+        run_study(_study(), InProcessTransport(cohort.sites), tmp_path / "a", engine="t").out
+        / "geno.gcount"
+    )
+    assert ours_rows != all_rows  # some samples lack QPHENO: fewer were counted

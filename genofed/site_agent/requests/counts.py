@@ -19,8 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from genofed.common.analyses import COUNT_KINDS, GENOTYPE_COUNTS_KIND
+from genofed.common.errors import InputError
 from genofed.common.study import RELEASE_MODES, SECURE_MODES
 from genofed.site_agent.context import Answer, RequestContext, Server
+from genofed.site_agent.io.pheno import match_samples, read_pheno_table
+from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.dp_release import plan_counts, release_counts
 from genofed.site_agent.privacy.guard import GENOTYPES
 from genofed.site_agent.privacy.suppression import (
@@ -30,6 +33,7 @@ from genofed.site_agent.privacy.suppression import (
     suppress_small_cells,
 )
 from genofed.site_agent.requests.secure_counts import serve_secure_counts
+from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
 from genofed.site_agent.stats.genotype_counts import MISSING_DOSAGE, flip_counts, genotype_counts
 
 
@@ -42,10 +46,13 @@ def serve_counts(ctx: RequestContext) -> Answer:
     people that earlier releases tell apart, 1 to ``min_cell_count - 1`` people
     (:meth:`~genofed.site_agent.privacy.guard.ReleaseGuard.unsafe_variants`).
     """
-    everyone = np.ones(ctx.bed.n_samples, dtype=np.bool_)
-    ctx.declare(GENOTYPES, everyone)
+    columns = tuple(ctx.specs[0].params.get("samples_with", ())) if ctx.specs else ()
+    counted = samples_with(ctx.site, ctx.bed, columns) if columns else None
+    ctx.declare(
+        GENOTYPES, np.ones(ctx.bed.n_samples, dtype=np.bool_) if counted is None else counted
+    )
     if ctx.sealer is not None or ctx.mode in SECURE_MODES:
-        return serve_secure_counts(ctx)
+        return serve_secure_counts(ctx, counted)
     index, flip = ctx.variant_plan
     if ctx.mode == "dp":
         ledger = ctx.ledger()
@@ -53,8 +60,8 @@ def serve_counts(ctx: RequestContext) -> Answer:
         ledger.check(dp_plan.noise_multiplier)  # refuse before computing anything
     counts = np.zeros((len(index), 4), dtype=np.int64)
     isolating = np.zeros(len(index), dtype=np.bool_)
-    rows = np.arange(ctx.bed.n_samples)
-    for start, dosages in ctx.bed.iter_dosages(index):
+    rows = np.arange(ctx.bed.n_samples) if counted is None else counted
+    for start, dosages in ctx.bed.iter_dosages(index, sample_idx=counted):
         counts[start : start + len(dosages)] = genotype_counts(dosages)
         if ctx.guard.enabled and ctx.mode == "plain":
             isolating[start : start + len(dosages)] = ctx.guard.unsafe_variants(
@@ -70,10 +77,39 @@ def serve_counts(ctx: RequestContext) -> Answer:
         released.counts[isolating] = 0
         released = Suppressed(released.counts, released.withheld | isolating)
     facts = {
+        "counted_samples": str(len(rows)),
         "min_cell_count": str(ctx.policy.min_cell_count),
         "suppressed_variants": str(released.n_withheld),
     }
     return Answer({"genotype_counts": released.counts, SUPPRESSED_ARRAY: released.withheld}, facts)
+
+
+def samples_with(config: SiteConfig, bed: BedFile, columns: tuple[str, ...]) -> np.ndarray:
+    """``.fam`` rows of the samples with every named phenotype or covariate column present."""
+    tables = {}
+    for key in ("phenotypes", "covariates"):
+        path = getattr(config, key)
+        if path is not None:
+            tables[key] = read_pheno_table(path)
+    if not tables:
+        raise InputError(
+            "the study's count analyses use samples_with, and this site has no phenotype "
+            "or covariate file",
+            path=config.directory / SITE_CONFIG,
+            hint='add phenotypes = "FILE" under [data]',
+        )
+    keep = np.ones(bed.n_samples, dtype=np.bool_)
+    for column in columns:
+        owner = next((t for t in tables.values() if column in t.columns), None)
+        if owner is None:
+            next(iter(tables.values())).column(column)  # raises, naming the file and columns
+            raise AssertionError("unreachable")
+        match = match_samples(bed.samples, owner)
+        present = np.zeros(bed.n_samples, dtype=np.bool_)
+        values = owner.column(column)[match.table_idx[0]]
+        present[match.genotype_idx[~np.isnan(values)]] = True
+        keep &= present
+    return np.flatnonzero(keep).astype(np.int64)
 
 
 SERVER = Server(

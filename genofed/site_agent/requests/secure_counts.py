@@ -50,9 +50,14 @@ DISTRIBUTED_MECHANISM = "distributed_discrete_gaussian"
 
 
 def serve_secure_counts(
-    ctx: RequestContext, sampler: IntSampler = opendp_discrete_gaussian
+    ctx: RequestContext,
+    counted: np.ndarray | None = None,
+    sampler: IntSampler = opendp_discrete_gaussian,
 ) -> Answer:
-    """This site's counts for the secure sum (unmasked; the caller seals them)."""
+    """This site's counts for the secure sum (unmasked; the caller seals them).
+
+    ``counted``: the ``.fam`` rows counted (the analyses' ``samples_with``), None for all.
+    """
     study, sealer, bed = ctx.study, ctx.sealer, ctx.bed
     index, flip = ctx.variant_plan
     mode = study.privacy.mode
@@ -78,7 +83,7 @@ def serve_secure_counts(
         )
         ledger.check(share.charged_noise_multiplier)  # refuse before computing anything
     counts = np.zeros((len(index), 4), dtype=np.int64)
-    for start, dosages in bed.iter_dosages(index):
+    for start, dosages in bed.iter_dosages(index, sample_idx=counted):
         counts[start : start + len(dosages)] = genotype_counts(dosages)
     counts = flip_counts(counts, flip)
     if share is not None:

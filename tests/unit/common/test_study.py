@@ -33,7 +33,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_load_study__fills_defaults(tmp_path: Path) -> None:
     study = load_study(_write(tmp_path, STUDY))
     assert [a.id for a in study.analyses] == ["freq", "hardy"]
-    assert study.analyses[1].params == {"midp": True}
+    assert study.analyses[1].params == {"midp": True, "samples_with": ()}
     assert study.on_variant_mismatch == "stop"
     assert study.min_sites is None
 
