@@ -491,3 +491,50 @@ def test_qc_on_the_gwas_samples__lets_the_gwas_pass_where_qc_on_everyone_is_refu
     counted = [a for s, k, a in transport.got if s == "site-a" and k == "genotype_counts"]
     with_phenotype = sum(1 for r in rows if r[header.index("QPHENO")] not in ("NA", "-9"))
     assert int(counted[0]["genotype_counts"][0].sum()) == with_phenotype  # AGE: no NA
+
+
+class ScoresWithheldRow(Recording):
+    """A hostile coordinator: its score rounds also use the rows site-a withheld."""
+
+    def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        changed = dict(outgoing)
+        for node, o in outgoing.items():
+            if o.request.kind == "prs_moments":
+                (match,) = self.arrays("site-a", "prs_match")
+                use = o.inputs["use_rows"] | match["effect_counts_withheld"]
+                freq = np.where(use, 0.5, o.inputs["impute_freq"])
+                changed[node] = Outgoing(
+                    o.request, {**o.inputs, "use_rows": use, "impute_freq": freq}
+                )
+        return super().exchange(changed, timeout=timeout)
+
+
+def test_prs_plan__a_coordinator_scoring_a_withheld_row_is_refused(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    lines = cohort.scoring_file.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if not line.startswith("#")) + 1
+    rsid = lines[first].split("\t")[0]
+    ids = [
+        line.split("\t")[1]
+        for line in (sites[0] / "data" / "genotypes.bim").read_text().splitlines()
+    ]
+    column = ids.index(rsid)
+
+    def one_carrier(g: np.ndarray) -> None:
+        g[:, column] = 0.0
+        g[7, column] = 1.0
+
+    _edit_genotypes(sites[0], one_carrier)
+    prs = {
+        "kind": "prs",
+        "id": "p",
+        "scoring_file": str(cohort.scoring_file),
+        "phenotype": "QPHENO",
+    }
+    transport = ScoresWithheldRow(sites)
+    with pytest.raises(SiteFailure) as info:
+        run(study("prs", prs), transport, tmp_path / "a")
+    assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
+    assert "withheld for small allele counts" in str(info.value)

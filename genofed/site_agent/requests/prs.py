@@ -123,6 +123,17 @@ def serve_prs(ctx: RequestContext) -> Answer:
     samples = _samples(config, bed, spec)
     ctx.declare(CLINICAL, samples.index)
     ctx.declare(GENOTYPES, samples.index)
+    if policy.min_cell_count > 0:
+        # a row the match round withheld is scored nowhere; a plan that uses one (a
+        # hostile coordinator) would put its small cell into the score's sums
+        rows = samples.index if ctx.guard.enabled else None
+        counts, isolating = _effect_counts(bed, match, use, rows, ctx)
+        cells = np.stack([counts[:, 1], 2 * counts[:, 0] - counts[:, 1]], axis=1)
+        if (use & (small_cell_rows(cells, policy.min_cell_count) | isolating)).any():
+            raise PolicyRefusal(
+                DISCLOSURE_RISK,
+                "the prs request scores a row this site withheld for small allele counts",
+            )
     facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
     facts["prs_samples"] = str(len(samples.index))
     score = _scores(bed, samples, match, scoring, use, freq)
