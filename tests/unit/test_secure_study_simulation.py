@@ -102,3 +102,33 @@ def test_secure_round__a_site_refusal_stops_the_study_with_its_reason(
         run_simulated_study(study, copies, tmp_path / "d")
     assert (info.value.site, info.value.reason_code) == (copies[1].name, "BUDGET_EXCEEDED")
     assert not (tmp_path / "d").exists()
+
+
+def test_exact_study__pooled_small_cells_are_withheld_by_the_coordinator(
+    sites: list[Path], tmp_path: Path
+) -> None:
+    """No site suppresses what it sends masked; the coordinator suppresses the pooled table."""
+    copies = []
+    for site in sites:
+        shutil.copytree(site, tmp_path / site.name)
+        policy = tmp_path / site.name / "policy.toml"
+        policy.write_text(policy.read_text().replace("min_cell_count = 0", "min_cell_count = 10"))
+        copies.append(tmp_path / site.name)
+    outcome = run_simulated_study(_study("qc", {"mode": "exact"}), copies, tmp_path / "e")
+    listed = (outcome.out / "suppressed.tsv").read_text().splitlines()
+    assert listed[0] == "#CHROM\tPOS\tID\tREF\tALT\tN_SITES\tREASON"
+    rows = [line.split("\t") for line in listed[1:]]
+    assert rows and all(r[5] == "0" and r[6].startswith("small pooled cells") for r in rows)
+    header, *table = [
+        line.split("\t") for line in (outcome.out / "geno.gcount").read_text().splitlines()
+    ]
+    shown = {r[header.index("ID")]: r for r in table}
+    for r in rows:  # a withheld variant prints NA, not its pooled counts
+        assert shown[r[2]][header.index("HOM_REF_CT")] == "NA"
+    counts = [
+        [int(x) for x in r[header.index("HOM_REF_CT") : header.index("HOM_REF_CT") + 3]]
+        for r in table
+        if r[header.index("HOM_REF_CT")] != "NA"
+    ]
+    assert all(c == 0 or c >= 10 for row in counts for c in row)
+    assert outcome.summary["suppressed"]["small pooled cells"] == len(rows)  # type: ignore[index]
