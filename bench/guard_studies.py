@@ -6,11 +6,12 @@ handler (in process), under a realistic policy (``min_cell_count = 10``,
 the guard on (the policy default) and off (``audit_sample_sets = false``):
 
 1. **A year of studies.** On a synthetic 3-site federation
-   (``--samples`` in all, ``--variants``; msprime, 0.5% missing calls) the
-   demo study, then 20 realistic studies in order (QC, GWAS linear and
-   logistic, PCA, GWAS with PCs, PRS, survival curves and Cox models, reruns,
-   a covariate added, a group cut): per study, whether it ran or which site
-   refused it and why, and for every glm analysis the variants printed NA.
+   (``--samples`` in all, ``--variants``; msprime, 0.5% missing calls) 20
+   realistic studies in order (QC over everyone and over the GWAS's samples,
+   GWAS linear and logistic, PCA, GWAS with PCs, PRS, survival curves and
+   Cox models, reruns, covariates changed, group cuts): per study, whether
+   it ran or which site refused it and why, and for every glm analysis the
+   variants printed NA in its ``.glm.linear`` / ``.glm.logistic`` table.
 2. **Guard time per release** at ``--big`` (default 10,000 samples x
    100,000 variants, one site): the time spent in the guard (declare,
    checks, per-variant offers and called-set rules, commit) during a
@@ -61,6 +62,9 @@ allowed_release_modes = ["plain"]
 min_cohort_size = 50
 min_cell_count = 10
 audit_sample_sets = {"true" if guard else "false"}
+# 0: every study's own verdict is measured (the default, 3, would stop auto-approving
+# alice after her third refused study: a realistic officer then looks at them)
+guard_refusals_before_review = 0
 
 [[policy.trusted_analysts]]
 name = "alice"
@@ -87,8 +91,10 @@ def studies(scoring: Path) -> list[Study]:
     km = {"kind": "km", "time": "RFS_DAYS", "event": "RFS_EVENT", **grid}
     cox = {"kind": "cox", "time": "RFS_DAYS", "event": "RFS_EVENT", "covariates": ["AGE", "SEX"]}
     prs = {"kind": "prs", "scoring_file": str(scoring), "phenotype": "QPHENO"}
+    qc_gwas = {"samples_with": ["QPHENO", "AGE", "SEX"]}
     return [
         study("qc", {"kind": "freq"}, {"kind": "hardy"}, {"kind": "missing"}),
+        study("qc-gwas", *({"kind": k, **qc_gwas} for k in ("freq", "hardy", "missing"))),
         study("gwas-linear", glm),
         study("gwas-logistic", logit),
         study("pca", pca),
@@ -107,7 +113,6 @@ def studies(scoring: Path) -> list[Study]:
         study("gwas-sex-only", {**glm, "covariates": ["SEX"]}),
         study("km-by-age-70", {**km, "group": "AGE", "cuts": [70]}),
         study("gwas-logistic-rerun", logit),
-        study("pca-5", {**pca, "n_pcs": 5}),
     ]
 
 
@@ -155,7 +160,7 @@ def federation(cohort_sites: list[Path], root: Path, guard: bool) -> list[Path]:
 
 def na_variants(result: Path) -> int:
     total = 0
-    for path in result.glob("*.glm.*"):
+    for path in [*result.glob("*.glm.linear"), *result.glob("*.glm.logistic*")]:
         lines = path.read_text().splitlines()
         if not lines:
             continue
