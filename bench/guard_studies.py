@@ -173,6 +173,7 @@ def na_variants(result: Path) -> int:
 
 
 def year(args: argparse.Namespace, timer: Timer) -> list[dict[str, Any]]:
+    shutil.rmtree(OUT / "guard_studies" / "cohort", ignore_errors=True)
     cohort = write_cohorts(
         OUT / "guard_studies" / "cohort",
         sites=3,
@@ -213,6 +214,7 @@ def year(args: argparse.Namespace, timer: Timer) -> list[dict[str, Any]]:
 
 def big(args: argparse.Namespace, timer: Timer) -> dict[str, Any]:
     samples, variants = (int(x) for x in args.big.split("x"))
+    shutil.rmtree(OUT / "guard_studies" / f"big-{args.big}", ignore_errors=True)
     cohort = write_cohorts(
         OUT / "guard_studies" / f"big-{args.big}",
         sites=1,
