@@ -159,16 +159,18 @@ def federation(cohort_sites: list[Path], root: Path, guard: bool) -> list[Path]:
 
 
 def na_variants(result: Path) -> int:
+    """Variants whose ADD row prints P = NA in the study's glm tables."""
     total = 0
     for path in [*result.glob("*.glm.linear"), *result.glob("*.glm.logistic*")]:
         lines = path.read_text().splitlines()
         if not lines:
             continue
         header = lines[0].split("\t")
-        if "P" not in header:
+        if "P" not in header or "TEST" not in header:
             continue
-        p = header.index("P")
-        total += sum(1 for line in lines[1:] if line.split("\t")[p] == "NA")
+        p, test = header.index("P"), header.index("TEST")
+        rows = [line.split("\t") for line in lines[1:]]
+        total += sum(1 for r in rows if r[test] == "ADD" and r[p] == "NA")
     return total
 
 
