@@ -58,6 +58,9 @@ def _kind(name: str, summary: str, outputs: tuple[str, ...], **params: ParamSpec
 #: ``glm`` regression models and Firth modes (plink2 --glm, its firth-fallback / firth / no-firth).
 GLM_MODELS = ("auto", "linear", "logistic")
 GLM_FIRTH_MODES = ("fallback", "always", "never")
+#: What a site does with a variant that 1..min_cell_count-1 analysis samples miss: its
+#: missing-call sums would describe those few people.
+GLM_FEW_MISSING = ("withhold", "impute")
 
 
 def _check_glm(params: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +88,12 @@ def _check_glm(params: dict[str, Any]) -> dict[str, Any]:
         raise ParamError(
             f"firth must be one of {GLM_FIRTH_MODES}, not {params['firth']!r}",
             '"fallback" is plink2\'s default (Firth where logistic regression fails)',
+        )
+    if params["few_missing"] not in GLM_FEW_MISSING:
+        raise ParamError(
+            f"few_missing must be one of {GLM_FEW_MISSING}, not {params['few_missing']!r}",
+            '"impute" keeps variants a few samples miss at a site (their calls imputed '
+            'there); "withhold" (the default) keeps results equal to plink2',
         )
     if params["model"] == "linear" and params["firth"] != "fallback":
         raise ParamError(
@@ -140,6 +149,12 @@ ANALYSIS_KINDS: MappingProxyType[str, AnalysisKind] = MappingProxyType(
                         "covariates": ParamSpec(list, (), "covariate columns, in order"),
                         "model": ParamSpec(str, "auto", "auto, linear or logistic"),
                         "firth": ParamSpec(str, "fallback", "fallback, always or never"),
+                        "few_missing": ParamSpec(
+                            str,
+                            "withhold",
+                            "a site's variant with 1..min_cell_count-1 missing calls: "
+                            "withhold or impute",
+                        ),
                     }
                 ),
                 ("gwas.<PHENOTYPE>.glm.linear", "gwas.<PHENOTYPE>.glm.logistic.hybrid"),

@@ -131,3 +131,47 @@ def test_glm__allele_counts_of_fewer_than_min_cell_samples_outside_the_analysis_
         assert 2 <= int(other[:, 0].max()) < 5  # these two and the cohort's own few
     else:
         assert other.shape == (0, 2)
+
+
+def test_glm__few_missing_impute_keeps_those_variants_and_changes_nothing_else(
+    cohort, tmp_path: Path
+) -> None:
+    """few_missing = "impute": a site imputes the few missing calls instead of withholding."""
+    strict = tmp_path / "site-b"
+    shutil.copytree(cohort.sites[1], strict)
+    policy = strict / POLICY_FILE
+    policy.write_text(policy.read_text().replace("min_cell_count = 0", "min_cell_count = 5"))
+    sites = [cohort.sites[0], strict, cohort.sites[2]]
+    imputing = study_from_mapping(
+        {
+            "study": {"name": "glm-cells"},
+            "analysis": [
+                {
+                    "kind": "glm",
+                    "phenotype": "QPHENO",
+                    "covariates": ["AGE", "SEX"],
+                    "few_missing": "impute",
+                }
+            ],
+        },
+        path=Path("<test>"),
+    )
+    withheld_run = run_study(STUDY, Recording(sites), tmp_path / "w", engine="in-process")
+    transport = Recording(sites)
+    imputed_run = run_study(imputing, transport, tmp_path / "i", engine="in-process")
+    header, *held = _rows(withheld_run.out / "gwas.QPHENO.glm.linear")
+    _, *kept = _rows(imputed_run.out / "gwas.QPHENO.glm.linear")
+    err, beta = header.index("ERRCODE"), header.index("BETA")
+    site_b = transport.stats[2]
+    n = len(held) // 3
+    with_missing = np.unpackbits(site_b["miss_rows"], count=n).astype(bool)
+    assert not with_missing.any()  # no missing-call sums leave site b at all
+    was_held = {r[2] for r in held if r[err] == ERR_WITHHELD}
+    now_held = {r[2] for r in kept if r[err] == ERR_WITHHELD}
+    assert now_held < was_held  # the variants only a few missed come back
+    back = was_held - now_held
+    assert all(r[beta] != "NA" for r in kept if r[2] in back)
+    # variants site b had no missing call at and kept are unchanged
+    for old, new in zip(held, kept, strict=True):
+        if old[2] not in was_held:
+            assert new == old

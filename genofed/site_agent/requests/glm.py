@@ -229,7 +229,8 @@ def answer_glm(
             if samples.binary and study_sha256
             else None
         )
-        return _stats(bed, samples, index, flip, writer, min_cell, guard)
+        impute = spec.params.get("few_missing", "withhold") == "impute"
+        return _stats(bed, samples, index, flip, writer, min_cell, guard, impute, facts)
     beta = inputs.get("beta")
     firth = inputs.get("firth")
     p = samples.covariates.shape[1] + 2
@@ -246,7 +247,8 @@ def answer_glm(
     if not samples.binary:
         raise PolicyRefusal("BAD_REQUEST", "logistic statistics need a binary phenotype")
     if min_cell > 0:
-        _refuse_isolating(bed, samples, index, min_cell, guard)
+        impute = spec.params.get("few_missing", "withhold") == "impute"
+        _refuse_isolating(bed, samples, index, min_cell, guard, impute)
     cache = GenotypeCache.open(directory, samples.index) if study_sha256 else None
     return _logistic(bed, samples, index, flip, beta, firth, cache)
 
@@ -280,6 +282,8 @@ def _stats(
     cache: CacheWriter | None,
     min_cell: int = 0,
     guard: ReleaseGuard | None = None,
+    impute: bool = False,
+    facts: Any = None,
 ) -> NamedArrays:
     """``glm_stats`` arrays; with ``cache``, also writes the analysis's genotype cache.
 
@@ -305,8 +309,12 @@ def _stats(
     withheld = np.zeros(v, dtype=np.bool_)
     rows = max(1, CHUNK_GENOTYPES // max(n, other.size, 1))
     try:
+        imputed = 0
         for start, analysed, others in _chunks(bed, index, samples.index, other, rows):
             stop = start + len(analysed)
+            if impute and min_cell > 0:
+                analysed, n = impute_few_missing(analysed, min_cell)
+                imputed += n
             if others is not None:
                 other_counts[start:stop] = allele_counts(others, flip[start:stop])
             out = kernel.evaluate(analysed, flip[start:stop], calls=cache is not None)
@@ -327,6 +335,8 @@ def _stats(
                 cache.add(codes, out.call_rows, out.call_cols)
         if cache is not None:
             cache.close()
+        if impute and facts is not None:
+            facts["glm_imputed_variants"] = str(imputed)
     except BaseException:
         if cache is not None:
             cache.abort()
@@ -382,8 +392,36 @@ def _isolating(
     return out
 
 
+def impute_few_missing(codes: np.ndarray, min_cell: int) -> tuple[np.ndarray, int]:
+    """Impute the calls of variants that 1 to ``min_cell - 1`` samples miss; how many variants.
+
+    Each such call becomes the site's rounded mean genotype over its called
+    samples (``few_missing = "impute"``): the variant's sums are then over
+    every analysis sample, with no missing-call sums that would describe the
+    few who miss it. Results differ from plink2, which drops those samples
+    for that variant.
+    """
+    missing = codes == MISSING_DOSAGE
+    n_missing = missing.sum(axis=1)
+    few = np.flatnonzero((n_missing > 0) & (n_missing < min_cell))
+    if not few.size:
+        return codes, 0
+    out = codes.copy()
+    called = (~missing[few]).sum(axis=1)
+    total = np.where(missing[few], 0, codes[few].astype(np.int64)).sum(axis=1)
+    fill = np.rint(total / np.maximum(called, 1)).astype(np.int8)
+    for row, value in zip(few, fill, strict=True):
+        out[row, missing[row]] = value
+    return out, len(few)
+
+
 def _refuse_isolating(
-    bed: BedFile, samples: GlmSamples, index: np.ndarray, min_cell: int, guard: ReleaseGuard
+    bed: BedFile,
+    samples: GlmSamples,
+    index: np.ndarray,
+    min_cell: int,
+    guard: ReleaseGuard,
+    impute: bool = False,
 ) -> None:
     """Refuse a Newton round over a variant that ``glm_stats`` would withhold.
 
@@ -393,6 +431,8 @@ def _refuse_isolating(
     """
     other = np.zeros(0, dtype=np.int64)
     for _, analysed in bed.iter_dosages(index, sample_idx=samples.index):
+        if impute:
+            analysed, _ = impute_few_missing(analysed, min_cell)
         if _isolating(analysed, None, samples.index, other, min_cell, guard).any():
             raise PolicyRefusal(
                 DISCLOSURE_RISK,
