@@ -83,8 +83,11 @@ def study(name: str, *analyses: dict[str, Any]) -> Study:
 
 
 def studies(scoring: Path) -> list[Study]:
-    glm = {"kind": "glm", "phenotype": "QPHENO", "covariates": ["AGE", "SEX"]}
-    logit = {"kind": "glm", "phenotype": "DISEASE", "covariates": ["AGE", "SEX"]}
+    # few_missing = "impute": under min_cell_count = 10 a 1,000-sample site would
+    # otherwise withhold every variant that 1..9 of its samples miss (nearly all)
+    few = {"few_missing": args_few_missing()}
+    glm = {"kind": "glm", "phenotype": "QPHENO", "covariates": ["AGE", "SEX"], **few}
+    logit = {"kind": "glm", "phenotype": "DISEASE", "covariates": ["AGE", "SEX"], **few}
     pcs = ["AGE", "SEX", "PC1", "PC2", "PC3"]
     pca = {"kind": "pca", "id": "pca", "n_pcs": 3}
     grid = {"grid": [365, 730, 1095, 1461, 1826]}
@@ -114,6 +117,13 @@ def studies(scoring: Path) -> list[Study]:
         study("km-by-age-70", {**km, "group": "AGE", "cuts": [70]}),
         study("gwas-logistic-rerun", logit),
     ]
+
+
+_FEW_MISSING = ["impute"]
+
+
+def args_few_missing() -> str:
+    return _FEW_MISSING[0]
 
 
 class Timer:
@@ -225,7 +235,15 @@ def big(args: argparse.Namespace, timer: Timer) -> dict[str, Any]:
         seed=5,
     )
     result: dict[str, Any] = {"size": args.big}
-    s = study("gwas", {"kind": "glm", "phenotype": "QPHENO", "covariates": ["AGE", "SEX"]})
+    s = study(
+        "gwas",
+        {
+            "kind": "glm",
+            "phenotype": "QPHENO",
+            "covariates": ["AGE", "SEX"],
+            "few_missing": args.few_missing,
+        },
+    )
     for guard in (False, True):
         sites = federation(list(cohort.sites), OUT / "guard_studies" / f"big-sites-{guard}", guard)
         out = OUT / "guard_studies" / f"big-r-{guard}"
@@ -248,7 +266,9 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=2000)
     parser.add_argument("--big", default="10000x100000")
     parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--few-missing", default="impute", choices=["impute", "withhold"])
     args = parser.parse_args()
+    _FEW_MISSING[0] = args.few_missing
     timer = Timer()
     patch_guard(timer)
     load = os.getloadavg()
