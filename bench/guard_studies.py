@@ -96,8 +96,9 @@ def studies(scoring: Path) -> list[Study]:
     prs = {"kind": "prs", "scoring_file": str(scoring), "phenotype": "QPHENO"}
     qc_gwas = {"samples_with": ["QPHENO", "AGE", "SEX"]}
     return [
-        study("qc", {"kind": "freq"}, {"kind": "hardy"}, {"kind": "missing"}),
+        # QC over the GWAS's samples first (the guard-aware order), then over everyone
         study("qc-gwas", *({"kind": k, **qc_gwas} for k in ("freq", "hardy", "missing"))),
+        study("qc", {"kind": "freq"}, {"kind": "hardy"}, {"kind": "missing"}),
         study("gwas-linear", glm),
         study("gwas-logistic", logit),
         study("pca", pca),
