@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genofed.common.errors import SiteFailure  # noqa: E402
+from genofed.common.errors import GenoFedError, SiteFailure  # noqa: E402
 from genofed.common.signing import generate_private_key, public_key_text, sign_study  # noqa: E402
 from genofed.common.study import Study, study_from_mapping  # noqa: E402
 from genofed.coordinator.runner import run_study  # noqa: E402
@@ -211,6 +211,8 @@ def year(args: argparse.Namespace, timer: Timer) -> list[dict[str, Any]]:
                 outcome, na = f"refused by {exc.site}: {exc.reason_code}", None
                 if exc.reason_code == "DISCLOSURE_RISK":
                     outcome += " [" + str(exc).split("[")[-1].split("]")[0] + "]"
+            except GenoFedError as exc:  # e.g. every scoring row withheld somewhere
+                outcome, na = f"stopped: {str(exc).splitlines()[0][:60]}", None
             rows.append(
                 {
                     "guard": guard,
