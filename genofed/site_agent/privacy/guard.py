@@ -59,6 +59,8 @@ CLINICAL = "clinical"
 #: The base sets of per-variant genotype sums.
 GENOTYPES = "genotypes"
 COLUMNS = (CLINICAL, GENOTYPES)
+#: Rule: genotype base sets that leave a small atom (see :func:`_small_atoms`).
+SMALL_ATOM = "SMALL_ATOM"
 #: Reason code of a release the guard refuses.
 DISCLOSURE_RISK = "DISCLOSURE_RISK"
 #: Most distinct per-variant missing-call sets one request may add (then variants are withheld).
@@ -149,9 +151,11 @@ class ReleaseGuard:
         if not self.enabled:
             return Verdict(True)
         for column in COLUMNS:
-            verdict = self._loaded(column, without_declared=True).check(
-                [self._lift(s) for s in self._base[column]]
-            )
+            family = self._loaded(column, without_declared=True)
+            lifted = [self._lift(s) for s in self._base[column]]
+            verdict = family.check(lifted)
+            if verdict.ok and column == GENOTYPES and lifted:
+                verdict = _small_atoms(family, lifted, self.min_cell)
             if not verdict.ok:
                 return _named(verdict, column)
         self._base_checked = True
@@ -294,6 +298,34 @@ class ReleaseGuard:
         return self._stored[column]._copy()
 
 
+def _small_atoms(family: SetFamily, sets: list[BoolArray], min_cell: int) -> Verdict:
+    """Genotype base sets must leave no atom of 1 to ``min_cell - 1`` people inside them.
+
+    Per-variant missing calls shrink every set a variant is summed over, and
+    the called sets of two base sets can isolate a small atom between them
+    (the sums over ``A`` and over ``B`` minus its missing calls give the atom
+    ``A - B``). :meth:`ReleaseGuard.unsafe_variants` would then withhold every
+    variant of every later release over those sets; refusing the base sets
+    that make such an atom keeps the genotype family usable.
+    """
+    trial = family._copy()
+    trial.add(sets)
+    atoms = trial.atoms()
+    inside = np.zeros(trial.n_persons, dtype=np.bool_)
+    for s in sets:
+        inside |= s
+    sizes = np.bincount(atoms[inside & (atoms >= 0)], minlength=max(trial.n_atoms, 1))
+    small = sizes[(sizes > 0) & (sizes < max(min_cell, 2))]
+    if not len(small):
+        return Verdict(True)
+    return Verdict(
+        False,
+        SMALL_ATOM,
+        f"the release's samples would leave a group of {int(small.min())} people that "
+        f"earlier releases tell apart (minimum {min_cell})",
+    )
+
+
 def _named(verdict: Verdict, column: str) -> Verdict:
     return Verdict(verdict.ok, verdict.rule, f"{verdict.detail} ({column} columns)")
 
@@ -362,6 +394,7 @@ __all__ = [
     "DEFAULT_OFFER_CAP",
     "DISCLOSURE_RISK",
     "GENOTYPES",
+    "SMALL_ATOM",
     "ReleaseGuard",
     "auto_approval_suspended",
     "digest",
