@@ -1,6 +1,7 @@
 # GenoFed task runner: people and CI call the same targets.
 # `make demo` and `make test` both create .venv from the pinned dependencies
-# in pyproject.toml when it is missing or older than pyproject.toml.
+# in pyproject.toml when it is missing or older than pyproject.toml, with every
+# extra (a site agent's own install is `pip install genofed`, without them).
 
 PYTHON      ?= python3.11
 VENV        := .venv
@@ -8,6 +9,8 @@ BIN         := $(VENV)/bin
 STAMP       := $(VENV)/.installed
 DEMO_DIR    ?= demo
 PYTEST_ARGS ?=
+# pyproject.toml's extras: synthetic cohorts, plots, Flower's simulation engine, dev tools.
+ALL_EXTRAS  := synth,plot,simulation,dev
 
 .PHONY: demo test lint format protos check-protos bench plink2 chromium docker-compose docker-e2e clean help
 
@@ -23,7 +26,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[$(ALL_EXTRAS)]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -70,6 +70,13 @@ RUN set -eu; pip install --quiet --no-deps /tmp/genofed-src; pip check; rm -rf /
 # --- end of the shared part ---
 
 LABEL org.genofed.image="coordinator"
+# The result plots need the plot extra (matplotlib); the site image goes without it. A layer
+# of its own after the shared part, so that both images keep sharing the layers above.
+COPY pyproject.toml docker/requirements.py /tmp/genofed-build/
+RUN set -eu; cd /tmp/genofed-build; \
+    python3 requirements.py pyproject.toml . plot; \
+    pip install --quiet -r requirements.txt -c constraints.txt; pip check; \
+    rm -rf /tmp/genofed-build; python3 -c 'import matplotlib'
 COPY docker/coordinator_health.py docker/register_sites.sh /usr/local/lib/genofed/
 RUN mkdir -p /var/lib/genofed /etc/genofed \
     && chown "${GENOFED_UID}:${GENOFED_UID}" /var/lib/genofed

@@ -45,6 +45,7 @@ from genofed.cli.exits import (
     console,
 )
 from genofed.cli.exits import cli_errors as _errors
+from genofed.cli.extras import require_extras
 from genofed.common.errors import InputError
 from genofed.common.signing import (
     StudySignature,
@@ -205,6 +206,8 @@ def synth(
 
     Example: genofed synth --sites 3 --samples 1500 --variants 2000 --seed 1 --out cohorts
     """
+    with _errors():
+        require_extras("genofed synth", "synth")
     from genofed.synth import write_cohorts
 
     with _errors(), console.status("simulating cohorts (msprime)"):
@@ -330,6 +333,8 @@ def study_run(
             study_file, out, superlink, sites, ca_cert, insecure, overwrite, as_json, site_timeout
         )
         return
+    with _errors():
+        require_extras("genofed study run --simulation", "simulation")
     from genofed.simulation import run_simulated_study
 
     with _errors():
@@ -416,10 +421,11 @@ def study_report(
 
     Example: genofed study report results --out qc-report.html
     """
+    from genofed.coordinator.protocols import REPORT_SECTIONS
     from genofed.coordinator.writers.analyst_report import rewrite_report
 
     with _errors():
-        target = rewrite_report(results, out)
+        target = rewrite_report(results, out, sections=REPORT_SECTIONS)
     out_console.print(f"report: {target}")
 
 
@@ -477,6 +483,8 @@ def demo(
 
     Example: genofed demo --out demo
     """
+    with _errors():
+        require_extras("genofed demo", "synth", "simulation", "plot")
     from genofed.simulation import run_simulated_study
     from genofed.synth import write_cohorts
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from genofed.common.errors import GenoFedError, HarmonizationError, InputError, SiteFailure
 
@@ -31,16 +32,16 @@ def cli_errors() -> Iterator[None]:
     try:
         yield
     except InputError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INPUT) from exc
     except SiteFailure as exc:
-        console.print(f"[bold red]site failure:[/] {exc}", highlight=False)
+        console.print(f"[bold red]site failure:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_SITE) from exc
     except HarmonizationError as exc:
-        console.print(f"[bold red]harmonization:[/] {exc}", highlight=False)
+        console.print(f"[bold red]harmonization:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_HARMONIZATION) from exc
     except GenoFedError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INPUT) from exc
 
 

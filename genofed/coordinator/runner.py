@@ -7,6 +7,8 @@
    (``freq``, ``hardy``, ``missing``, ``gcount``): each site sends per-variant
    genotype counts for the study's variants, in the study's allele
    orientation; the coordinator sums them and writes each table.
+   Every other analysis then runs its own rounds, in study order, through the
+   protocol :data:`~genofed.coordinator.protocols.PROTOCOLS` registers for its kind.
 3. ``report.html`` (:mod:`.writers.analyst_report`) describes the results for
    the analyst, and ``provenance.json`` records the study, the sites, what they
    reported, the summary, which analysis wrote which file and the software versions.
@@ -38,14 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genofed.common.analyses import (
-    COUNT_KINDS,
-    GLM_KIND,
-    PGX_KIND,
-    PRS_KIND,
-    TRAIN_KIND,
-    VARIANTS_KIND,
-)
+from genofed.common.analyses import COUNT_KINDS, GENOTYPE_COUNTS_KIND, TRAIN_KIND, VARIANTS_KIND
 from genofed.common.checkpoint import checkpoint_to_json
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
 from genofed.common.messages import Receipt, Reply, Request, SignedStudy, Status
@@ -53,18 +48,14 @@ from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, signed_study
 from genofed.coordinator.combine.harmonize import Harmonization, VariantTable, harmonize
+from genofed.coordinator.protocols import PROTOCOLS, REPORT_SECTIONS, Answer, AskSites, Job, Result
 from genofed.coordinator.protocols.counts import write_count_outputs
-from genofed.coordinator.protocols.glm import run_glm
-from genofed.coordinator.protocols.pca import PCA_KIND, run_pca
-from genofed.coordinator.protocols.pgx import run_pgx
-from genofed.coordinator.protocols.prs import run_prs
 from genofed.coordinator.protocols.secure_counts import SecureCounts
-from genofed.coordinator.protocols.survival import run_cox, run_km
-from genofed.coordinator.protocols.train import run_train
 from genofed.coordinator.receipt_check import ReceiptCheck
 from genofed.coordinator.site_record import SiteRecord
 from genofed.coordinator.transport import Incoming, Outgoing, Transport
 from genofed.coordinator.writers.analyst_report import REPORT_FILE, write_report
+from genofed.coordinator.writers.figures import require_matplotlib
 from genofed.coordinator.writers.provenance import (
     provenance_doc,
     write_harmonization,
@@ -78,7 +69,6 @@ from genofed.coordinator.writers.suppressed import (
 
 log = logging.getLogger("genofed.coordinator")
 
-GENOTYPE_COUNTS_KIND = "genotype_counts"
 DEFAULT_TIMEOUT_S = 600.0
 
 
@@ -151,6 +141,7 @@ def run_study(
     run_id = run_id or uuid.uuid4().hex[:16]
     started = clock()
     _check_out(out, overwrite)
+    _check_plotting(study)
     if receipts is not None:
         transport = receipts.wrap(transport)
     nodes = sorted(transport.nodes())
@@ -254,18 +245,14 @@ def run_study(
             if spec.kind in COUNT_KINDS:
                 continue
             written = len(outputs)
-            protocol = _PROTOCOLS.get(spec.kind)
-            if protocol is not None:
+            run = PROTOCOLS[spec.kind].run
+            if run is not None:
                 notify(Progress("analysis", f"running {spec.id} ({spec.kind})"))
 
-                def attempt(
-                    part: list[int], spec: AnalysisSpec = spec, protocol: Protocol = protocol
-                ) -> Result:
+                def attempt(part: list[int], spec: AnalysisSpec = spec, run: RunFn = run) -> Result:
                     names = [sites[n].name for n in part]
                     ask = members.asker(signed, run_id, part, sites, rounds)
-                    return protocol(
-                        _Job(study, spec, _only(harmonization, names), names, staging, ask)
-                    )
+                    return run(Job(study, spec, _only(harmonization, names), names, staging, ask))
 
                 files, stats = members.run_analysis(order, attempt)
                 order = members.still(order)
@@ -295,7 +282,7 @@ def run_study(
             analysis_outputs=analysis_files,
         )
         # the analyst's report (from the same record) is the last output before provenance
-        outputs.append(write_report(staging, provenance))
+        outputs.append(write_report(staging, provenance, sections=REPORT_SECTIONS))
         outputs.append(write_provenance(staging, provenance))
         _publish(staging, out)
     except BaseException:
@@ -307,10 +294,7 @@ def run_study(
     )
 
 
-Answer = tuple[Reply, NamedArrays]
-#: An analysis's output files and summary statistics.
-Result = tuple[list[str], dict[str, object]]
-Asker = Callable[[str, str, Sequence[NamedArrays]], list[Answer]]
+RunFn = Callable[[Job], Result]
 
 
 #: A site's app gate refusing a bundle answers with a Flower error "site app failed: CODE: ...".
@@ -436,7 +420,7 @@ class _Members:
         part: list[int],
         sites: Mapping[int, SiteRecord],
         rounds: Iterator[int],
-    ) -> Asker:
+    ) -> AskSites:
         """An ``ask`` for a multi-round analysis over ``part`` (in that order)."""
 
         def ask(kind: str, ident: str, inputs: Sequence[NamedArrays]) -> list[Answer]:
@@ -511,54 +495,11 @@ def _missing_summary(
     return {"sites_missing": missing, "min_sites": study.min_sites}
 
 
-def _pca_prefix(study: Study, spec: AnalysisSpec) -> str:
-    """``pca``, or ``pca.<id>`` when the study has several pca analyses."""
-    several = sum(a.kind == PCA_KIND for a in study.analyses) > 1
-    return f"pca.{spec.id}" if several else "pca"
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What a multi-round analysis's protocol needs for one attempt (one set of sites)."""
-
-    study: Study
-    spec: AnalysisSpec
-    harmonization: Harmonization  # restricted to the sites of this attempt
-    sites: list[str]
-    out: Path
-    ask: Asker
-
-
-Protocol = Callable[[_Job], "Result"]
-
-#: The coordinator's half of each multi-round analysis, by kind.
-_PROTOCOLS: dict[str, Protocol] = {
-    GLM_KIND: lambda j: run_glm(
-        j.spec, j.harmonization, j.out, j.ask, prefix=_glm_prefix(j.study, j.spec)
-    ),
-    PCA_KIND: lambda j: run_pca(
-        j.spec,
-        j.harmonization,
-        j.out,
-        j.ask,
-        study_sha256=j.study.sha256,
-        prefix=_pca_prefix(j.study, j.spec),
-    ),
-    PRS_KIND: lambda j: run_prs(j.spec, j.sites, j.out, j.ask),
-    PGX_KIND: lambda j: run_pgx(j.spec, j.sites, j.out, j.ask),
-    TRAIN_KIND: lambda j: run_train(
-        j.spec, j.harmonization, j.out, j.ask, study_sha256=j.study.sha256
-    ),
-    "km": lambda j: run_km(j.spec, j.sites, j.out, j.ask),
-    "cox": lambda j: run_cox(j.spec, j.sites, j.out, j.ask),
-}
-
-
-def _glm_prefix(study: Study, spec: AnalysisSpec) -> str:
-    """``gwas``, or ``gwas.<id>`` when two glm analyses share a phenotype."""
-    phenotype = spec.params["phenotype"]
-    same = [a for a in study.analyses if a.kind == GLM_KIND and a.params["phenotype"] == phenotype]
-    return "gwas" if len(same) == 1 else f"gwas.{spec.id}"
+def _check_plotting(study: Study) -> None:
+    """Fail before any round if an analysis draws plots and matplotlib is missing."""
+    kinds = sorted({a.kind for a in study.analyses if PROTOCOLS[a.kind].plots})
+    if kinds:
+        require_matplotlib(f"the study's {', '.join(kinds)} analyses")
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

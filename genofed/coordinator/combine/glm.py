@@ -19,10 +19,16 @@ Reproduces PLINK v2.00a3.5's per-variant regression (``plink2_glm_linear.cc``,
   (sum |step| < 1e-4 converges; divergence tests after iteration 3; after
   iteration 13 an ``UNFINISHED`` result); the standard errors come from the
   information matrix of the last Newton iteration, as plink2's do.
-* Firth (``firth-fallback``): used where the A1 dosage is zero in cases or in
-  controls (separation) or where Newton fails; logistf-style iterations with
-  plink2's step cap (5), five step halvings, convergence thresholds 1e-4 and
-  25 iterations (then ``UNFINISHED``).
+* Firth (``firth-fallback``): used where plink2's GlmLogisticThread uses it,
+  instead of Newton where an allele (A1 or the major allele) has no copy in
+  the cases or none in the controls (separation: every single carrier), and
+  after Newton where Newton fails (a NaN step; after iteration 3 a step sum
+  above 20 and twice the smallest; after iteration 6 a step sum within 1e-3
+  of 1; a coefficient above 8e3 at the iteration limit or 6e4 at
+  convergence). A Newton fit that reaches the iteration limit otherwise is
+  ``UNFINISHED``, as in plink2, not a Firth fit. Firth runs logistf-style
+  iterations with plink2's step cap (5), five step halvings, convergence
+  thresholds 1e-4 and 25 iterations (then ``UNFINISHED``).
 
 Wald statistics: ``Z = beta / SE`` with a normal p-value for logistic
 models. plink2 runs logistic regression in single precision; this module
@@ -80,6 +86,7 @@ ERR_WITHHELD: Final = "SMALL_CELL_WITHHELD"
 
 #: Relative log-likelihood difference treated as a tie in the Firth step search.
 TIE: Final = 1e-11
+#: plink2's ``--glm`` defaults ``max-corr`` and ``vif`` (per variant, and for the covariates alone).
 MAX_CORR: Final = 0.999
 VIF_THRESHOLD: Final = 50.0
 
@@ -112,6 +119,13 @@ class PooledGram:
     k: int
     #: Variants a site withheld (small cells); their rows are zero.
     withheld: npt.NDArray[np.bool_] | None = None
+    #: (T,) sums of z z^T over every analysis sample, z = [1, C, y] (packed in
+    #: :func:`multisets` order): the covariates' Gram before any genotype call
+    #: drops a sample (:mod:`genofed.coordinator.combine.covariates`).
+    zz: F64 | None = None
+    #: The tested column is a hard-call allele count (0, 1, 2), so its sums over
+    #: any set of samples are integers; a polygenic score's are not.
+    hard_calls: bool = False
 
     @property
     def p(self) -> int:
@@ -208,7 +222,14 @@ def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: in
     ref = 2 * called - alt_ct
     a1_is_ref = 2 * ref < 2 * called  # REF frequency below 1/2: REF is not the major allele
     full[withheld] = 0.0
-    return PooledGram(gram=_to_a1(full, a1_is_ref), a1_is_ref=a1_is_ref, k=k, withheld=withheld)
+    return PooledGram(
+        gram=_to_a1(full, a1_is_ref),
+        a1_is_ref=a1_is_ref,
+        k=k,
+        withheld=withheld,
+        zz=zz,
+        hard_calls=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -455,6 +476,29 @@ class _FirthState:
         )
 
 
+def _separated(gram: PooledGram) -> npt.NDArray[np.bool_]:
+    """plink2's test before Newton: an allele with no copy in the cases or none in the controls.
+
+    plink2's GlmLogisticThread (``plink2_glm_logistic.cc``) tests every allele
+    that is not constant, A1 and the omitted (major) allele alike, and skips
+    Newton for Firth (``firth-fallback``) or reports ``SEPARATION``: a case
+    dosage of 0 or equal to the allele's total dosage. The omitted allele's
+    dosages are ``2 x (samples) - A1's``. With hard calls every such sum is
+    an integer; they are rounded before the test, because the pooled sums
+    over a REF A1 come through the sums over missing calls, which the sites
+    send in single precision.
+    """
+    p, a = gram.p, gram.gram
+    total, case = a[:, 0, 1], a[:, 1, p]
+    if not gram.hard_calls:  # a score: one column, no omitted allele
+        return np.asarray((case == 0) | (case == total), dtype=np.bool_)
+    total, case = np.rint(total), np.rint(case)
+    other_total = 2.0 * np.rint(a[:, 0, 0]) - total
+    other_case = 2.0 * np.rint(a[:, 0, p]) - case
+    out = (case == 0) | (case == total) | (other_case == 0) | (other_case == other_total)
+    return np.asarray(out, dtype=np.bool_)
+
+
 def _firth_step(grad: F64, third: F64, inv: F64) -> tuple[F64, F64, F64, npt.NDArray[np.bool_]]:
     """logistf's modified-score Newton step for stacked fits, capped at 5 (plink2).
 
@@ -494,8 +538,7 @@ class LogisticFit:
         a = gram.gram
         xtx, xty, n = a[:, :p, :p], a[:, :p, p], a[:, 0, 0]
         todo = self.errcode == ERR_NONE
-        case_dosage, total_dosage = xty[:, 1], xtx[:, 0, 1]
-        separated = todo & ((case_dosage == 0) | (case_dosage == total_dosage))
+        separated = todo & _separated(gram)
         self.first = {
             "grad": xty - 0.5 * xtx[:, :, 0],
             "hess": 0.25 * xtx,

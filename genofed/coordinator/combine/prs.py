@@ -135,7 +135,8 @@ def pooled_gram(
     full[0, 1, zpos] = gz_sum
     full[0, zpos, 1] = gz_sum
     full[0, 1, 1] = float(np.sum(gg))
-    return PooledGram(gram=full, a1_is_ref=np.zeros(1, dtype=np.bool_), k=k)
+    zz_sum = np.asarray(np.sum(zz, axis=0), dtype=np.float64)
+    return PooledGram(gram=full, a1_is_ref=np.zeros(1, dtype=np.bool_), k=k, zz=zz_sum)
 
 
 def association(result: GlmResult) -> dict[str, object]:

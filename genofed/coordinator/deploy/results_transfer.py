@@ -19,8 +19,10 @@ SuperLink's run log, which anyone who can reach the Control API can read
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
+import os
 import shutil
 import tarfile
 from collections.abc import Iterator
@@ -53,16 +55,35 @@ class Archive:
 
 
 def pack(results: Path) -> Archive:
-    """The results directory as a gzipped tar of its regular files (sorted, fixed mtimes)."""
+    """The results directory as a gzipped tar of its regular files, byte for byte reproducible.
+
+    The same files give the same bytes whenever and wherever they are packed:
+    entries sorted by name, every header with mtime 0, uid and gid 0, no user
+    or group name and mode 0644, and the gzip header with mtime 0 and no file
+    name (``tarfile``'s own ``w:gz`` writes the current time there).
+    """
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
-        for path in sorted(p for p in results.rglob("*") if p.is_file()):
-            info = tarfile.TarInfo(path.relative_to(results).as_posix())
-            info.size = path.stat().st_size
-            info.mode = 0o644
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name, path in sorted(
+            (p.relative_to(results).as_posix(), p) for p in results.rglob("*") if p.is_file()
+        ):
             with path.open("rb") as fh:
-                tar.addfile(info, fh)
+                tar.addfile(_entry(name, os.fstat(fh.fileno()).st_size), fh)
     return Archive(buf.getvalue())
+
+
+def _entry(name: str, size: int) -> tarfile.TarInfo:
+    """A regular file's tar header that holds nothing of the machine or the time."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
 
 
 def archive_lines(archive: Archive) -> Iterator[str]:

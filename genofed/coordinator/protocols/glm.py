@@ -9,12 +9,18 @@
    matrices, log-likelihoods and, for Firth rows, third moments. Rounds stop
    when every variant has converged, given up, or reached plink2's limits.
 
+Between the two, the covariates are checked as plink2 checks them
+(:mod:`genofed.coordinator.combine.covariates`): a constant covariate is
+left out of the model with a warning (logged, and named in the summary),
+collinear ones stop the study with an error that names them.
+
 The math is in :mod:`genofed.coordinator.combine.glm`; this module only
 moves arrays between it and the sites, then writes the tables and plots.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,7 +38,9 @@ from genofed.common.wire.glm import (
     multisets,
 )
 from genofed.common.wire.records import NamedArrays
+from genofed.coordinator.combine.covariates import Design, checked_design
 from genofed.coordinator.combine.glm import (
+    ERR_UNFINISHED,
     GlmResult,
     LogisticFit,
     PooledGram,
@@ -51,6 +59,7 @@ AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[Reply, NamedAr
 MAX_LOGISTIC_ROUNDS = 15 + 25 * 6 + 2
 #: Genome-wide significance, for the summary.
 GENOME_WIDE_P = 5e-8
+log = logging.getLogger("genofed.coordinator")
 
 
 def resolve_model(requested: str, reported: Sequence[str], sites: Sequence[str]) -> str:
@@ -79,7 +88,8 @@ def run_glm(
 ) -> tuple[list[str], dict[str, object]]:
     """Run one glm analysis; return the files written and headline numbers."""
     sites = [r.site for r in harmonization.reports]
-    k = len(spec.params["covariates"])
+    covariates = tuple(spec.params["covariates"])
+    k = len(covariates)
     n_variants = len(harmonization.variants)
     plans = harmonization.plans
     replies = ask(
@@ -94,23 +104,36 @@ def run_glm(
         gram = pool_stats([arrays for _, arrays in replies], n_variants, k)
     except ValueError as exc:
         raise SiteFailure("a site", "BAD_REPLY", f"glm statistics are malformed ({exc})") from exc
+    what = f"glm analysis {spec.id!r}"
+    gram, design, check = checked_design(gram, covariates, linear=model == "linear", what=what)
+    warning = check.warning(what)
+    if warning is not None:
+        log.warning("%s", warning)
     rounds = 1
     if model == "linear":
         result = linear_regression(gram)
     else:
-        result, extra = _logistic(spec, gram, plans, ask, sites)
+        result, extra = _logistic(spec, gram, design, plans, ask, sites)
         rounds += extra
     lambda_gc = genomic_inflation(result)
     files = write_glm_outputs(
         out_dir,
         prefix,
         spec.params["phenotype"],
-        tuple(spec.params["covariates"]),
+        design.names(covariates),
         harmonization.variants,
         result,
         lambda_gc=lambda_gc,
     )
     tested = np.isfinite(result.p[:, 0])
+    unfinished = int(np.sum(result.errcode == ERR_UNFINISHED))
+    if unfinished:
+        log.warning(
+            "glm analysis %r: %d variant(s) reached plink2's iteration limit; their rows read "
+            "ERRCODE UNFINISHED and hold the last iterate, not a converged estimate",
+            spec.id,
+            unfinished,
+        )
     return files, {
         "model": model,
         "variants tested": int(tested.sum()),
@@ -123,18 +146,21 @@ def run_glm(
             if gram.withheld is not None and gram.withheld.any()
             else {}
         ),
+        **check.summary(),
     }
 
 
 def _logistic(
     spec: AnalysisSpec,
     gram: PooledGram,
+    design: Design,
     plans: Sequence[SitePlan],
     ask: AskSites,
     sites: Sequence[str],
 ) -> tuple[GlmResult, int]:
+    """Newton and Firth rounds; the sites evaluate every covariate, ``design`` keeps the model's."""
     fit = LogisticFit(gram, spec.params["firth"])
-    p = fit.p
+    p = design.k + 2  # the sites' predictors
     rounds = 0
     while (pending := fit.pending()) is not None:
         rounds += 1
@@ -146,7 +172,7 @@ def _logistic(
             {
                 "variant_index": pl.index[pending.index],
                 "flip": pl.flip[pending.index],
-                "beta": pending.beta,
+                "beta": design.site_beta(pending.beta),
                 "firth": pending.firth,
             }
             for pl in plans
@@ -168,7 +194,13 @@ def _logistic(
                 pooled[name] += got
         loglik = np.full(v, np.nan)  # Newton rows have none (glm_wire): never read
         loglik[pending.firth] = pooled["loglik"]
-        fit.receive(pending, pooled["grad"], pooled["hess"], loglik, pooled["third"])
+        fit.receive(
+            pending,
+            design.moments(pooled["grad"], 1),
+            design.moments(pooled["hess"], 2),
+            loglik,
+            design.moments(pooled["third"], 3),
+        )
     return fit.result(), rounds
 
 

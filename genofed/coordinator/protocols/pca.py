@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +54,11 @@ from genofed.coordinator.combine.pca import (
     variant_weights,
     whiten,
 )
+from genofed.coordinator.protocols.job import AskSites
 from genofed.coordinator.writers.pca_tables import write_pca_outputs
 
 log = logging.getLogger("genofed.coordinator")
 
-#: Sends one request kind to every site (inputs in site order); returns replies in site order.
-AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[Reply, NamedArrays]]]
 
 #: Relative residual at which a Ritz pair counts as converged.
 RESIDUAL_TOL = 1e-4

@@ -21,8 +21,9 @@ released phenotype rows.
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,15 +41,18 @@ from genofed.common.wire.pgx import (
     PGX_LOGISTIC_KIND,
 )
 from genofed.common.wire.records import NamedArrays
+from genofed.coordinator.combine.covariates import SUMMARY_KEY, checked_design
 from genofed.coordinator.combine.glm import LogisticFit
 from genofed.coordinator.combine.pgx import PooledTable, fisher_2x2, phenotype_chi2, pool_table
 from genofed.coordinator.combine.prs import pooled_gram
+from genofed.coordinator.protocols.job import AskSites
 from genofed.coordinator.writers.atomic import atomic_write_text
 
 __all__ = ["run_pgx"]
 
-AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[Reply, NamedArrays]]]
 MAX_LOGISTIC_ROUNDS = 15 + 25 * 6 + 2
+
+log = logging.getLogger("genofed.coordinator")
 
 
 def _get(site: str, arrays: NamedArrays, name: str, ndim: int) -> np.ndarray:
@@ -191,6 +195,8 @@ def run_pgx(
         if lg["odds_ratio"] is not None:
             headline["odds_ratio"] = round(lg["odds_ratio"], 4)
             headline["odds_ratio_ci"] = [round(x, 4) for x in lg["odds_ratio_ci"]]
+        if "covariates_left_out_constant" in lg:
+            headline[SUMMARY_KEY] = ", ".join(lg["covariates_left_out_constant"])
     headline["rounds"] = rounds
     return files, headline
 
@@ -206,8 +212,13 @@ def _logistic(
         if any(a.get(n) is None for n in ("gz", "gg", "zz")) or a["gz"].shape != (q,):
             raise SiteFailure(site, "BAD_REPLY", "pgx regression sums are malformed")
     gram = pooled_gram(parts["gz"], parts["gg"], parts["zz"], k)  # type: ignore[arg-type]
+    what = f"pgx analysis {spec.id!r}"
+    gram, design, check = checked_design(gram, spec.params["covariates"], linear=False, what=what)
+    warning = check.warning(what)
+    if warning is not None:
+        log.warning("%s", warning)
     fit = LogisticFit(gram, "fallback")
-    p = fit.p
+    p = q  # the sites' predictors: every covariate (design keeps the model's)
     rounds = 1
     while (pending := fit.pending()) is not None:
         rounds += 1
@@ -218,7 +229,7 @@ def _logistic(
         got = ask(
             PGX_LOGISTIC_KIND,
             spec.id,
-            [{"beta": pending.beta, "firth": pending.firth}] * len(sites),
+            [{"beta": design.site_beta(pending.beta), "firth": pending.firth}] * len(sites),
         )
         f = int(pending.firth.sum())
         shapes = {
@@ -233,7 +244,13 @@ def _logistic(
                 if a.get(n) is None or a[n].shape != sh:
                     raise SiteFailure(site, "BAD_REPLY", f"{n} must have shape {sh}")
                 pooled[n] += a[n]
-        fit.receive(pending, pooled["grad"], pooled["hess"], pooled["loglik"], pooled["third"])
+        fit.receive(
+            pending,
+            design.moments(pooled["grad"], 1),
+            design.moments(pooled["hess"], 2),
+            pooled["loglik"],
+            design.moments(pooled["third"], 3),
+        )
     result = fit.result()
     beta, se = float(result.beta[0, 0]), float(result.se[0, 0])
     z = stats.norm.ppf(0.975)
@@ -248,4 +265,5 @@ def _logistic(
         "errcode": str(result.errcode[0]),
         "n": int(result.obs_ct[0]),
         "covariates": list(spec.params["covariates"]),
+        **({"covariates_left_out_constant": list(check.constant)} if check.constant else {}),
     }, rounds

@@ -19,7 +19,8 @@ moves arrays between the math and the sites, and writes the outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +42,16 @@ from genofed.common.wire.prs import (
 )
 from genofed.common.wire.records import NamedArrays
 from genofed.coordinator.combine import prs as combine
+from genofed.coordinator.combine.covariates import Design, checked_design
 from genofed.coordinator.combine.glm import LogisticFit, linear_regression
+from genofed.coordinator.protocols.job import AskSites
 from genofed.coordinator.writers.prs_outputs import PrsReport, write_prs_outputs
 
 __all__ = ["read_scoring_file", "run_prs"]
 
-AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[Reply, NamedArrays]]]
 MAX_LOGISTIC_ROUNDS = 15 + 25 * 6 + 2
+
+log = logging.getLogger("genofed.coordinator")
 
 
 def read_scoring_file(spec: AnalysisSpec) -> tuple[bytes, ScoringFile]:
@@ -159,6 +163,13 @@ def run_prs(
     st = _arrays(replies, sites, shapes)
     hist, hist_withheld = combine.pooled_histogram(st["histogram"], st["histogram_suppressed"])
     gram = combine.pooled_gram(st["gz"], st["gg"], st["zz"], k)
+    what = f"prs analysis {spec.id!r}"
+    gram, design, check = checked_design(
+        gram, spec.params["covariates"], linear=model == "linear", what=what
+    )
+    warning = check.warning(what)
+    if warning is not None:
+        log.warning("%s", warning)
     rounds = 3
     report = PrsReport(
         spec=spec,
@@ -170,12 +181,13 @@ def run_prs(
         histogram_edges=histogram_edges(n_bins),
         histogram=hist,
         histogram_withheld=hist_withheld,
+        covariates_left_out=check.constant,
     )
     if model == "linear":
         report.association = combine.association(linear_regression(gram))
     else:
         fit = LogisticFit(gram, "fallback")
-        rounds += _fit_logistic(spec, fit, standardized, sites, ask)
+        rounds += _fit_logistic(spec, fit, design, standardized, sites, ask)
         result = fit.result()
         report.association = combine.association(result)
         auc, roc, exact = combine.pooled_auc(
@@ -183,7 +195,7 @@ def run_prs(
         )
         report.auc, report.roc, report.thresholds_exact = auc, roc, exact
         if np.isfinite(result.beta[0]).all():
-            beta = fit.coef[0].copy()
+            beta = design.site_beta(fit.coef[:1])[0].copy()
             replies = ask(PRS_CALIBRATION_KIND, spec.id, [{**standardized, "beta": beta}] * s)
             g = spec.params["calibration_groups"]
             cal = _arrays(replies, sites, {"calibration": (g, 3), "calibration_suppressed": (g,)})
@@ -204,6 +216,7 @@ def run_prs(
             if k in ("or_per_sd", "or_per_sd_ci", "beta_per_sd", "beta_per_sd_ci")
         },
         "rounds": rounds,
+        **check.summary(),
     }
 
 
@@ -219,11 +232,13 @@ def _rounded(value: object) -> object:
 def _fit_logistic(
     spec: AnalysisSpec,
     fit: LogisticFit,
+    design: Design,
     inputs: NamedArrays,
     sites: Sequence[str],
     ask: AskSites,
 ) -> int:
-    p = fit.p
+    """Newton and Firth rounds; the sites evaluate every covariate, ``design`` keeps the model's."""
+    p = design.k + 2  # the sites' predictors
     rounds = 0
     while (pending := fit.pending()) is not None:
         rounds += 1
@@ -231,7 +246,7 @@ def _fit_logistic(
             raise GenoFedError(
                 f"logistic regression did not finish in {MAX_LOGISTIC_ROUNDS} rounds"
             )
-        request = {**inputs, "beta": pending.beta, "firth": pending.firth}
+        request = {**inputs, "beta": design.site_beta(pending.beta), "firth": pending.firth}
         replies = ask(PRS_LOGISTIC_KIND, spec.id, [request] * len(sites))
         f = int(pending.firth.sum())
         got = _arrays(
@@ -246,9 +261,9 @@ def _fit_logistic(
         )
         fit.receive(
             pending,
-            np.sum(got["grad"], axis=0),
-            np.sum(got["hess"], axis=0),
+            design.moments(np.sum(got["grad"], axis=0), 1),
+            design.moments(np.sum(got["hess"], axis=0), 2),
             np.sum(got["loglik"], axis=0),
-            np.sum(got["third"], axis=0),
+            design.moments(np.sum(got["third"], axis=0), 3),
         )
     return rounds

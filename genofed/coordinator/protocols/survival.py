@@ -16,15 +16,13 @@ only moves arrays between it and the sites, then writes the files.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from genofed.common.errors import GenoFedError, SiteFailure
-from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec
-from genofed.common.wire.records import NamedArrays
 from genofed.common.wire.survival import (
     COX_STEP_KIND,
     KM_COUNTS_KIND,
@@ -38,10 +36,8 @@ from genofed.coordinator.combine.survival import (
     log_rank,
     pool_counts,
 )
+from genofed.coordinator.protocols.job import AskSites
 from genofed.coordinator.writers.survival_tables import write_cox_output, write_km_outputs
-
-#: Sends one request kind to every site (inputs in site order); returns replies in site order.
-AskSites = Callable[[str, str, Sequence[NamedArrays]], list[tuple[Reply, NamedArrays]]]
 
 
 def output_names(spec: AnalysisSpec) -> tuple[str, ...]:
@@ -145,4 +141,4 @@ def run_cox(
     }
 
 
-__all__ = ["AskSites", "output_names", "run_cox", "run_km"]
+__all__ = ["output_names", "run_cox", "run_km"]

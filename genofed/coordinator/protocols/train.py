@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +39,9 @@ from genofed.common.wire.train import (
 )
 from genofed.coordinator.combine import train as combine
 from genofed.coordinator.combine.harmonize import Harmonization
+from genofed.coordinator.protocols.job import AskSites
 from genofed.coordinator.writers.atomic import atomic_write_text
 from genofed.coordinator.writers.train_outputs import write_model
-
-Answer = tuple[Reply, NamedArrays]
-AskSites = Callable[[str, str, Sequence[NamedArrays]], list[Answer]]
 
 
 def run_train(

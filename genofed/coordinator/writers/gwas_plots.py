@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+from genofed.coordinator.writers.figures import figure, save_png
 
 GENOME_WIDE_P = 5e-8
 _COLOURS = ("#1f4e79", "#7fa7d1")
-
-
-def _save(fig: Figure, path: Path) -> None:
-    """Render ``fig`` to ``path`` through a temporary file and a rename."""
-    FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _chrom_key(chrom: str) -> tuple[int, str]:
@@ -39,7 +24,7 @@ def write_manhattan(
     chrom = np.asarray(chrom).astype(str)
     pos = np.asarray(pos, dtype=np.float64)
     ok = np.isfinite(p) & (p > 0)
-    fig = Figure(figsize=(10, 4))
+    fig = figure((10, 4))
     ax = fig.add_subplot()
     offset, ticks, labels = 0.0, [], []
     for i, c in enumerate(sorted(set(chrom.tolist()), key=_chrom_key)):
@@ -55,7 +40,7 @@ def write_manhattan(
     ax.set_ylabel("-log10(P)")
     ax.set_title(f"Manhattan plot: {title}")
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def write_qq(path: Path, p: np.ndarray, lambda_gc: float, title: str) -> None:
@@ -63,7 +48,7 @@ def write_qq(path: Path, p: np.ndarray, lambda_gc: float, title: str) -> None:
     obs = np.sort(p[np.isfinite(p) & (p > 0)])
     n = len(obs)
     expected = -np.log10((np.arange(1, n + 1) - 0.5) / max(n, 1))
-    fig = Figure(figsize=(5, 5))
+    fig = figure((5, 5))
     ax = fig.add_subplot()
     ax.scatter(expected, -np.log10(obs), s=5, color=_COLOURS[0], linewidths=0)
     top = float(max(expected.max() if n else 1.0, 1.0))
@@ -72,7 +57,7 @@ def write_qq(path: Path, p: np.ndarray, lambda_gc: float, title: str) -> None:
     ax.set_ylabel("observed -log10(P)")
     ax.set_title(f"QQ plot: {title}\nlambda_GC = {lambda_gc:.3f}")
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 __all__ = ["write_manhattan", "write_qq"]

@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from genofed.common.pgs_scoring import ScoringFile
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.prs import group_edges
 from genofed.coordinator.combine.prs import Calibration, RowPlan, Standardization
 from genofed.coordinator.writers.atomic import atomic_write_text
-from genofed.coordinator.writers.gwas_plots import _save
+from genofed.coordinator.writers.figures import figure, save_png
 
 __all__ = ["PrsReport", "write_prs_outputs"]
 
@@ -55,6 +54,8 @@ class PrsReport:
     roc: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     thresholds_exact: int = 0
     calibration: Calibration | None = None
+    #: Constant covariates left out of the association model (plink2 leaves them out).
+    covariates_left_out: tuple[str, ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -78,6 +79,11 @@ class PrsReport:
             "ambiguous": self.spec.params["ambiguous"],
             "phenotype": self.spec.params["phenotype"],
             "covariates": list(self.spec.params["covariates"]),
+            **(
+                {"covariates_left_out_constant": list(self.covariates_left_out)}
+                if self.covariates_left_out
+                else {}
+            ),
             "model": self.model,
             "n_samples": self.standardization.n,
             "score_mean": self.standardization.mean,
@@ -144,7 +150,7 @@ def _calibration_tsv(c: Calibration, edges: np.ndarray) -> str:
 
 def _plot(path: Path, r: PrsReport) -> None:
     panels = 3 if r.calibration is not None else 1
-    fig = Figure(figsize=(4.2 * panels, 3.8))
+    fig = figure((4.2 * panels, 3.8))
     ax = fig.add_subplot(1, panels, 1)
     edges = r.histogram_edges
     width = edges[1] - edges[0]
@@ -192,7 +198,7 @@ def _plot(path: Path, r: PrsReport) -> None:
             fontsize=9,
         )
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _clean(value: object) -> object:

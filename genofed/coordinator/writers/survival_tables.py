@@ -32,11 +32,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from genofed.coordinator.combine.survival import CoxResult, KaplanMeier, LogRank, PooledCounts
 from genofed.coordinator.writers.atomic import atomic_write_text
-from genofed.coordinator.writers.gwas_plots import _save
+from genofed.coordinator.writers.figures import figure, save_png
 
 KM_HEADER = "GROUP\tTIME\tN_RISK\tN_EVENT\tSURV\tLOWER\tUPPER"
 LOGRANK_HEADER = "GROUP\tN_EVENT\tEXPECTED\tCHISQ\tDF\tP\tTIME_MAX"
@@ -128,7 +127,7 @@ def write_km_plot(
     time_label: str = "time",
 ) -> None:
     """Step curves per group from S(0) = 1, with shaded 95 % bands."""
-    fig = Figure(figsize=(7, 4.5))
+    fig = figure((7, 4.5))
     ax = fig.add_subplot()
     times = np.concatenate([[0.0], np.asarray(grid, dtype=np.float64)])
     for g, label in enumerate(labels):
@@ -151,7 +150,7 @@ def write_km_plot(
     ax.set_title(f"Kaplan-Meier: {title}{p}")
     ax.legend(loc="lower left", fontsize="small")
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def write_cox_output(out_dir: Path, name: str, terms: Sequence[str], fit: CoxResult) -> list[str]:

@@ -16,7 +16,8 @@ at what privacy cost, and does the log that says so verify":
 * every refusal and error, with its reason.
 
 Self-contained: inline CSS, the plot embedded as a base64 PNG (matplotlib's
-Agg canvas), no script and no external resource, so it can be mailed or
+Agg canvas; matplotlib is the ``genofed[plot]`` extra, and without it the page
+says so where the plot would be), no script and no external resource, so it can be mailed or
 archived as one file and opened offline. It reads the site's state
 directly (read-only; safe while the agent runs) because verification needs
 the stored log itself, not a service's description of it.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import io
 import json
 import os
@@ -33,10 +35,6 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
 
 import genofed
 from genofed.common.checkpoint import rfc3339
@@ -99,6 +97,10 @@ def _parse_time(text: str) -> datetime | None:
 
 def budget_plot_png(budget: sa.BudgetReport, *, now: datetime) -> bytes:
     """PNG of epsilon spent over time, one step line per budget period, and the budget."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(9, 3.6))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -199,6 +201,21 @@ def _verification_html(result: Verification | None, error: str, key_source: str)
     return head
 
 
+def _budget_plot_html(budget: sa.BudgetReport, now: datetime) -> str:
+    """The budget plot as an inline image, or a note where it would be without matplotlib."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return (
+            '<p id="budget-plot" class="meta">The budget plot needs matplotlib, which '
+            "this install does not have (pip install 'genofed[plot]'); the charges are listed "
+            "below.</p>"
+        )
+    png = base64.b64encode(budget_plot_png(budget, now=now)).decode("ascii")
+    return (
+        '<img id="budget-plot" class="plot" alt="Privacy budget used over time"\n'
+        f' src="data:image/png;base64,{png}">'
+    )
+
+
 def render_report(
     site_dir: Path, *, public_key_pem: bytes | None = None, clock: Clock = _utcnow
 ) -> str:
@@ -215,7 +232,7 @@ def render_report(
     studies = admin_state.list_studies(site_dir)
     entries = list(admin_state.audit_entries(site_dir))
     names = {s.study_sha256: s.study_name for s in studies.studies if s.study_name}
-    plot = base64.b64encode(budget_plot_png(budget, now=now)).decode("ascii")
+    plot = _budget_plot_html(budget, now)
 
     def study_cell(sha: str) -> str:
         name = names.get(sha, "")
@@ -357,8 +374,7 @@ def render_report(
 {_verification_html(verification, error, key_source)}
 <h2>Privacy budget</h2>
 <p id="budget-summary">{budget_line}</p>
-<img id="budget-plot" class="plot" alt="Privacy budget used over time"
- src="data:image/png;base64,{plot}">
+{plot}
 {charges}
 <h2>Studies and decisions</h2>
 {study_rows}

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from genofed.cli.analyst import app
 from genofed.common.study import study_from_mapping
+from genofed.coordinator.protocols import REPORT_SECTIONS
 from genofed.coordinator.runner import StudyOutcome, run_study
 from genofed.coordinator.writers.analyst_report import REPORT_FILE
 from genofed.coordinator.writers.analyst_report._html import tsv_table
@@ -199,7 +200,7 @@ def test_report__renders_what_exists_and_a_generic_section_for_an_unknown_kind(
     )
     doc["summary"]["future"] = {"answer": 42, "<odd>": "a & b"}
     doc["analysis_outputs"]["future"] = ["future.png", "future.tsv"]
-    page = render_page(copy, doc)
+    page = render_page(copy, doc, sections=REPORT_SECTIONS)
     km = _section(page, "km")
     assert _images(km) == [] and "<li><code>km.png</code></li>" in km
     assert 'id="logrank-km"' in km  # the rest of the section is still there

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -42,8 +46,26 @@ def test_archive__comes_back_byte_for_byte_through_the_printed_lines(
     assert not list(out.parent.glob(".results.partial-*"))
 
 
-def test_pack__is_deterministic(results: Path) -> None:
-    assert rt.pack(results).sha256 == rt.pack(results).sha256
+def test_pack__same_files_give_the_same_bytes_later_elsewhere_whatever_their_stat(
+    results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = rt.pack(results)
+    other = tmp_path / "elsewhere" / "run1"
+    shutil.copytree(results, other)
+    for i, path in enumerate(sorted(other.iterdir())):
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
+        path.chmod(0o600 if i % 2 else 0o755)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 86_400.5)  # packed a day later
+    again = rt.pack(other)
+    assert again.data == first.data
+    assert first.data[4:8] == bytes(4)  # the gzip header's MTIME field
+    with tarfile.open(fileobj=io.BytesIO(first.data), mode="r:gz") as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == ["big.bin", "freq.afreq", "provenance.json"]
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {
+        (0, 0, 0, "", "", 0o644)
+    }
 
 
 def test_reassembler__a_missing_part_is_an_error_and_nothing_is_written(

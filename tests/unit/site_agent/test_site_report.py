@@ -6,6 +6,8 @@ import base64
 import re
 import shutil
 import subprocess
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +98,19 @@ def test_report__with_another_key_the_log_does_not_verify(site: Path) -> None:
     page = render_report(site, public_key_pem=other)
     assert 'data-verified="false"' in page and "does NOT verify" in page
     assert "the key you gave" in page
+
+
+def test_report__without_matplotlib_says_where_the_plot_would_be_and_keeps_the_rest(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now(UTC)
+    with_plot = render_report(site, clock=lambda: now)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as on an install without [plot]
+    without = render_report(site, clock=lambda: now)
+    assert 'src="data:image/png' in with_plot and 'src="data:image/png' not in without
+    assert '<p id="budget-plot" class="meta">' in without and "genofed[plot]" in without
+    cut = re.compile(r'<img id="budget-plot".*?>|<p id="budget-plot".*?</p>', re.S)
+    assert cut.sub("", without) == cut.sub("", with_plot)
 
 
 def test_report_cli__writes_the_file_and_refuses_a_non_site(site: Path, tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ statistics and key outputs: count tables (rows, rows withheld), glm (lambda,
 top hits, Manhattan and QQ plots), pca (eigenvalues), prs (score summary and
 plot), pgx (association, phenotype table), km (plot, log-rank test, curves),
 cox (hazard ratios), train (AUC, calibration, epsilon per site); any other
-kind gets its summary, plots and files.
+kind gets its summary, plots and files. Which renderer shows which kind is
+passed in (``sections``): the coordinator's registry says it
+(:data:`genofed.coordinator.protocols.REPORT_SECTIONS`).
 
 Self-contained: inline CSS, PNGs embedded as base64, no script and no
 external resource. The run writes it from its provenance record just before
@@ -25,19 +27,24 @@ from typing import Any
 
 from genofed.common.errors import InputError
 from genofed.coordinator.writers.analyst_report.page import render_page
+from genofed.coordinator.writers.analyst_report.sections import Renderer
 from genofed.coordinator.writers.atomic import atomic_write_text
 from genofed.coordinator.writers.provenance import PROVENANCE_FILE, PROVENANCE_SCHEMA
 
 REPORT_FILE = "report.html"
 
 
-def write_report(out_dir: Path, provenance: Mapping[str, Any]) -> str:
+def write_report(
+    out_dir: Path, provenance: Mapping[str, Any], *, sections: Mapping[str, Renderer]
+) -> str:
     """Write ``out_dir/report.html`` from the run's provenance record; returns its name."""
-    atomic_write_text(out_dir / REPORT_FILE, render_page(out_dir, provenance))
+    atomic_write_text(out_dir / REPORT_FILE, render_page(out_dir, provenance, sections=sections))
     return REPORT_FILE
 
 
-def rewrite_report(results_dir: Path, out: Path | None = None) -> Path:
+def rewrite_report(
+    results_dir: Path, out: Path | None = None, *, sections: Mapping[str, Renderer]
+) -> Path:
     """Render the report of an existing results directory to ``out`` (default: its report.html)."""
     source = results_dir / PROVENANCE_FILE
     try:
@@ -56,7 +63,7 @@ def rewrite_report(results_dir: Path, out: Path | None = None) -> Path:
     if target.is_dir():
         raise InputError("is a directory", path=target, hint="pass a file name, e.g. report.html")
     target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target, render_page(results_dir, doc))
+    atomic_write_text(target, render_page(results_dir, doc, sections=sections))
     return target
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from genofed.coordinator.writers.analyst_report._html import e, file_list, fmt, key_values, table
-from genofed.coordinator.writers.analyst_report.sections import Analysis, renderer
+from genofed.coordinator.writers.analyst_report.sections import Analysis, Renderer, generic
 
 log = logging.getLogger("genofed.coordinator")
 
@@ -158,10 +158,10 @@ def _privacy(doc: Mapping[str, Any]) -> str:
     return out
 
 
-def _section(analysis: Analysis) -> str:
+def _section(analysis: Analysis, render: Renderer) -> str:
     params = "; ".join(f"{k} = {_param(v)}" for k, v in analysis.params.items())
     try:
-        body = renderer(analysis.kind)(analysis)
+        body = render(analysis)
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         log.warning("report: the %s section could not be rendered: %s", analysis.id, exc)
         body = f'<p class="status bad render-error">Could not render this section: {e(exc)}</p>'
@@ -199,8 +199,15 @@ def analyses(results_dir: Path, doc: Mapping[str, Any]) -> list[Analysis]:
     return found
 
 
-def render_page(results_dir: Path, doc: Mapping[str, Any]) -> str:
-    """The report's HTML for the results in ``results_dir`` described by ``doc``."""
+def render_page(
+    results_dir: Path, doc: Mapping[str, Any], *, sections: Mapping[str, Renderer]
+) -> str:
+    """The report's HTML for the results in ``results_dir`` described by ``doc``.
+
+    ``sections``: the renderer of each analysis kind (the coordinator's registry,
+    :data:`genofed.coordinator.protocols.REPORT_SECTIONS`); a kind without one gets
+    :func:`~.sections.generic`.
+    """
     found = analyses(results_dir, doc)
     shown = {f for a in found for f in a.files}
     others = [f for f in doc.get("outputs", []) if f not in shown]
@@ -223,7 +230,7 @@ the sites' released aggregates; individual-level data never left a site.</p>
 {_sites(doc)}
 <h2 id="privacy-heading">Release mode and privacy</h2>
 {_privacy(doc)}
-{"".join(_section(a) for a in found)}
+{"".join(_section(a, sections.get(a.kind, generic)) for a in found)}
 <h2 id="other-files-heading">Other files</h2>
 {file_list(others, list_id="other-files")}
 </body></html>

@@ -3,8 +3,10 @@
 A renderer receives an :class:`Analysis` (its id, kind, parameters, summary
 statistics and the files it wrote) and returns the HTML shown between the
 section's summary table and its file list. Each one renders whatever of its
-files exists, so a section never fails because a file is absent; a kind
-without a renderer here gets :func:`generic` (its plots).
+files exists, so a section never fails because a file is absent. Which
+kind gets which renderer is the coordinator's registry's to say
+(:data:`genofed.coordinator.protocols.PROTOCOLS`); a kind without one gets
+:func:`generic` (its plots).
 """
 
 from __future__ import annotations
@@ -294,23 +296,17 @@ def generic(a: Analysis) -> str:
     return _plots(a)
 
 
-RENDERERS: dict[str, Renderer] = {
-    "freq": counts,
-    "missing": counts,
-    "gcount": counts,
-    "hardy": counts,
-    "glm": glm,
-    "pca": pca,
-    "prs": prs,
-    "pgx": pgx,
-    "km": km,
-    "cox": cox,
-    "train": train,
-}
-
-
-def renderer(kind: str) -> Renderer:
-    return RENDERERS.get(kind, generic)
-
-
-__all__ = ["RENDERERS", "TOP_HITS", "Analysis", "Renderer", "renderer"]
+__all__ = [
+    "TOP_HITS",
+    "Analysis",
+    "Renderer",
+    "counts",
+    "cox",
+    "generic",
+    "glm",
+    "km",
+    "pca",
+    "pgx",
+    "prs",
+    "train",
+]

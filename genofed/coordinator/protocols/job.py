@@ -1,0 +1,49 @@
+"""What a multi-round protocol is given, and what it gives back.
+
+The runner (:mod:`genofed.coordinator.runner`) hands a protocol one
+:class:`Job` per attempt: the study, the analysis, the harmonization of the
+sites taking part, where to write, and ``ask``, which sends one request kind
+to those sites and returns their replies. The protocol returns a
+:data:`Result`: the files it wrote and its summary statistics. When a site
+drops out part-way, ``ask`` raises and the runner starts a new attempt
+without it (a new :class:`Job`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from genofed.common.messages import Reply
+from genofed.common.study import AnalysisSpec, Study
+from genofed.common.wire.records import NamedArrays
+from genofed.coordinator.combine.harmonize import Harmonization
+
+#: One site's reply to a request, with the arrays it sent.
+Answer = tuple[Reply, NamedArrays]
+
+#: Sends one request kind for an analysis id to every site (inputs in site order);
+#: returns the replies in site order.
+AskSites = Callable[[str, str, Sequence[NamedArrays]], list[Answer]]
+
+#: An analysis's output files (names under the results directory) and summary statistics.
+Result = tuple[list[str], dict[str, object]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One attempt at a multi-round analysis, over one set of sites."""
+
+    study: Study
+    spec: AnalysisSpec
+    #: restricted to the sites of this attempt
+    harmonization: Harmonization
+    #: the names of the sites of this attempt, in ``ask``'s order
+    sites: list[str]
+    #: the results directory being written (the runner's staging directory)
+    out: Path
+    ask: AskSites
+
+
+__all__ = ["Answer", "AskSites", "Job", "Result"]

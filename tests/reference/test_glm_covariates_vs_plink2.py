@@ -1,0 +1,204 @@
+"""Covariates plink2 leaves out or refuses: GenoFed's glm does the same, on the same data.
+
+plink2 v2.00a3.5, checked here on the pooled cohort with one more covariate
+``X`` next to AGE and SEX:
+
+* ``X`` constant: plink2 warns ``Excluding constant covariate 'X' from
+  --glm.``, fits the model without it and writes the tables it writes
+  without ``X`` (byte for byte). GenoFed leaves ``X`` out, logs a warning
+  naming it, names it in the analysis's summary, and its tables equal
+  plink2's (tolerances of :mod:`tests.reference.test_glm_vs_plink2`, whose
+  cohort this is).
+* ``X`` collinear with AGE and SEX, or nearly: plink2 stops (exit 7) with
+  CORR_TOO_HIGH, VIF_INFINITE or VIF_TOO_HIGH, by model as it orders its
+  checks. GenoFed stops before any table is written with an InputError
+  that gives the same code, names the covariates plink2 names (and, for
+  VIF_INFINITE, which plink2 does not name, the collinear ones) and says
+  what to remove.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genofed.common.errors import InputError
+from genofed.common.study import study_from_mapping
+from genofed.coordinator.combine.covariates import SUMMARY_KEY
+from genofed.coordinator.runner import run_study
+from genofed.synth import write_cohorts
+from tests.harness import InProcessTransport
+from tests.reference.planted import add_covariate, pooled_column
+from tests.reference.test_glm_vs_plink2 import assert_linear_matches, assert_logistic_matches
+
+PHENOTYPES = {"QPHENO": "glm.linear", "DISEASE": "glm.logistic.hybrid"}
+PLINK2_CODE = re.compile(r"\((CORR_TOO_HIGH|VIF_INFINITE|VIF_TOO_HIGH)\)")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cohort of test_glm_vs_plink2 (whose federated tables equal plink2's)."""
+    cohort = write_cohorts(
+        tmp_path_factory.mktemp("cov") / "cohorts",
+        sites=3,
+        samples=600,
+        variants=800,
+        seed=11,
+        missing_rate=0.03,
+    )
+    return cohort.pooled.parent
+
+
+def _with_x(base: Path, out: Path, x: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Path:
+    """A copy of the cohort with covariate X = x(AGE, SEX)."""
+    cohort = out / "cohorts"
+    shutil.copytree(base, cohort)
+    age = pooled_column(cohort, "covar.tsv", "AGE")
+    sex = pooled_column(cohort, "covar.tsv", "SEX")
+    add_covariate(cohort, "X", x(age, sex))
+    return cohort
+
+
+def _plink2(
+    plink2: Path, cohort: Path, out: Path, phenotypes: str, covar: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    pooled = cohort / "pooled"
+    return subprocess.run(
+        [
+            str(plink2),
+            "--bfile",
+            str(pooled / "pooled"),
+            "--pheno",
+            str(pooled / "pheno.tsv"),
+            "--pheno-name",
+            phenotypes,
+            "--covar",
+            str(covar or pooled / "covar.tsv"),
+            "--glm",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _study(phenotypes: list[str], covariates: list[str]):  # type: ignore[no-untyped-def]
+    analyses = [
+        {"kind": "glm", "id": f"gwas_{p.lower()}", "phenotype": p, "covariates": covariates}
+        for p in phenotypes
+    ]
+    return study_from_mapping({"study": {"name": "gwas"}, "analysis": analyses}, path=Path("<t>"))
+
+
+def _sites(cohort: Path) -> list[Path]:
+    return sorted(p for p in cohort.glob("site-*") if p.is_dir())
+
+
+def test_constant_covariate__left_out_with_a_warning_and_tables_equal_plink2(
+    base: Path, plink2: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cohort = _with_x(base, tmp_path, lambda age, _: np.full(len(age), 1.5))
+    run = _plink2(plink2, cohort, tmp_path / "with_x", "QPHENO,DISEASE")
+    assert run.returncode == 0
+    assert "Warning: Excluding constant covariate 'X' from --glm." in run.stdout + run.stderr
+    without = _plink2(
+        plink2, cohort, tmp_path / "without_x", "QPHENO,DISEASE", base / "pooled" / "covar.tsv"
+    )
+    assert without.returncode == 0
+    for phenotype, suffix in PHENOTYPES.items():
+        with_x = (tmp_path / f"with_x.{phenotype}.{suffix}").read_bytes()
+        assert with_x == (tmp_path / f"without_x.{phenotype}.{suffix}").read_bytes()
+
+    study = _study(list(PHENOTYPES), ["AGE", "SEX", "X"])
+    with caplog.at_level(logging.WARNING, logger="genofed.coordinator"):
+        outcome = run_study(
+            study, InProcessTransport(_sites(cohort)), tmp_path / "r", engine="in-process"
+        )
+    assert_linear_matches(
+        outcome.out / "gwas.QPHENO.glm.linear", tmp_path / "with_x.QPHENO.glm.linear"
+    )
+    assert_logistic_matches(
+        outcome.out / "gwas.DISEASE.glm.logistic.hybrid",
+        tmp_path / "with_x.DISEASE.glm.logistic.hybrid",
+    )
+    for analysis in ("gwas_qpheno", "gwas_disease"):
+        assert outcome.summary[analysis][SUMMARY_KEY] == "X"  # type: ignore[index]
+        assert any(
+            f"'{analysis}'" in r.message and "covariate 'X' is constant" in r.message
+            for r in caplog.records
+        )
+    tests = {line.split("\t")[6] for line in (outcome.out / "gwas.QPHENO.glm.linear").open()}
+    assert tests == {"TEST", "ADD", "AGE", "SEX"}
+
+
+#: X as a function of AGE and SEX, plink2's code by phenotype, and the covariates GenoFed names
+COLLINEAR = {
+    "a linear function of AGE": (
+        lambda age, sex, rng: 2.0 * age + 1.0,
+        {"QPHENO": "VIF_INFINITE", "DISEASE": "CORR_TOO_HIGH"},
+        ("AGE", "X"),
+    ),
+    "a copy of SEX": (
+        lambda age, sex, rng: sex.copy(),
+        {"QPHENO": "VIF_INFINITE", "DISEASE": "CORR_TOO_HIGH"},
+        ("SEX", "X"),
+    ),
+    "AGE + 20 SEX": (
+        lambda age, sex, rng: age + 20.0 * sex,
+        {"QPHENO": "VIF_INFINITE", "DISEASE": "VIF_INFINITE"},
+        ("AGE", "SEX", "X"),
+    ),
+    "AGE plus a little noise": (
+        lambda age, sex, rng: age + rng.normal(0.0, 0.3, len(age)),
+        {"QPHENO": "CORR_TOO_HIGH", "DISEASE": "CORR_TOO_HIGH"},
+        ("AGE", "X"),
+    ),
+    "AGE + 15 SEX plus noise": (
+        lambda age, sex, rng: age + 15.0 * sex + rng.normal(0.0, 0.5, len(age)),
+        {"QPHENO": "VIF_TOO_HIGH", "DISEASE": "VIF_TOO_HIGH"},
+        ("AGE",),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(COLLINEAR))
+def test_collinear_covariates__stop_with_plink2s_code_naming_the_covariates(
+    case: str, base: Path, plink2: Path, tmp_path: Path
+) -> None:
+    make_x, codes, named = COLLINEAR[case]
+    rng = np.random.default_rng(9)
+    cohort = _with_x(base, tmp_path, lambda age, sex: make_x(age, sex, rng))
+    for phenotype, code in codes.items():
+        run = _plink2(plink2, cohort, tmp_path / phenotype, phenotype)
+        said = " ".join((run.stdout + run.stderr).split())
+        assert run.returncode == 7, said
+        found = PLINK2_CODE.search(said)
+        assert found is not None and found.group(1) == code, said
+        plink2_names = re.findall(r"covariates? '(\w+)'", said)
+        out = tmp_path / f"results_{phenotype}"
+        with pytest.raises(InputError) as err:
+            run_study(
+                _study([phenotype], ["AGE", "SEX", "X"]),
+                InProcessTransport(_sites(cohort)),
+                out,
+                engine="in-process",
+            )
+        message = str(err.value)
+        first_line = message.split("\n")[0]
+        assert f"({code})" in first_line, message
+        for name in plink2_names:
+            assert f"'{name}'" in first_line, (message, said)
+        assert {n for n in ("AGE", "SEX", "X") if f"'{n}'" in first_line} == set(named), message
+        assert "fix: remove" in message
+        assert not out.exists()

@@ -1,0 +1,130 @@
+"""Covariate checks on the pooled covariate Gram make plink2's decisions, and Design is exact.
+
+:func:`check_covariates` leaves out constant covariates and stops on the
+covariates plink2 stops on (CORR_TOO_HIGH, VIF_INFINITE, VIF_TOO_HIGH, in
+plink2's order for each model); :class:`Design` lets the coordinator fit
+the model without a left-out covariate from sums the sites compute with it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genofed.common.errors import InputError
+from genofed.coordinator.combine.covariates import (
+    SUMMARY_KEY,
+    Design,
+    check_covariates,
+    checked_design,
+)
+from genofed.coordinator.combine.glm import linear_regression, pool_stats
+from genofed.site_agent.stats.glm import gram_upper, logistic_chunk
+from tests.unit.coordinator.test_glm_combine import _cohort, _parts, _site_stats
+
+WHAT = "glm analysis 'gwas'"
+
+
+def _zz(cov: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return gram_upper(np.column_stack([np.ones(len(y)), cov, y]))
+
+
+def _covariates(rng: np.random.Generator, n: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    age = np.round(rng.uniform(20, 80, n))
+    sex = rng.integers(1, 3, n).astype(float)
+    bmi = rng.normal(27, 4, n)
+    return np.column_stack([age, sex, bmi]), rng.normal(size=n)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 0.1, 1987.3])
+def test_check__a_constant_covariate_is_left_out_and_named(value: float) -> None:
+    cov, y = _covariates(np.random.default_rng(1))
+    cov = np.column_stack([cov[:, :1], np.full(len(y), value), cov[:, 1:]])
+    names = ("AGE", "BATCH", "SEX", "BMI")
+    check = check_covariates(_zz(cov, y), names, linear=True, what=WHAT)
+    assert check.keep == (0, 2, 3)
+    assert check.constant == ("BATCH",)
+    assert check.summary() == {SUMMARY_KEY: "BATCH"}
+    warning = check.warning(WHAT)
+    assert warning is not None and "'BATCH'" in warning and "500 analysis samples" in warning
+
+
+def test_check__varying_covariates_are_all_kept_and_nothing_is_said() -> None:
+    cov, y = _covariates(np.random.default_rng(2))
+    check = check_covariates(_zz(cov, y), ("AGE", "SEX", "BMI"), linear=False, what=WHAT)
+    assert check.keep == (0, 1, 2) and check.constant == ()
+    assert check.warning(WHAT) is None and check.summary() == {}
+
+
+@pytest.mark.parametrize(
+    ("linear", "code"),
+    [(True, "VIF_INFINITE"), (False, "CORR_TOO_HIGH")],  # plink2's order for each model
+)
+def test_check__an_exact_linear_function_of_another_covariate_stops_naming_both(
+    linear: bool, code: str
+) -> None:
+    cov, y = _covariates(np.random.default_rng(3))
+    cov = np.column_stack([cov, 2.0 * cov[:, 0] + 1.0])
+    with pytest.raises(InputError) as err:
+        check_covariates(_zz(cov, y), ("AGE", "SEX", "BMI", "AGE2"), linear=linear, what=WHAT)
+    text = str(err.value)
+    assert code in text and "'AGE'" in text and "'AGE2'" in text
+    assert "'SEX'" not in text.split("fix:")[0] and "'BMI'" not in text.split("fix:")[0]
+    assert text.startswith(WHAT) and "fix: remove" in text
+
+
+@pytest.mark.parametrize("linear", [True, False])
+def test_check__a_combination_of_covariates_stops_with_vif_infinite_naming_them(
+    linear: bool,
+) -> None:
+    cov, y = _covariates(np.random.default_rng(4))
+    cov = np.column_stack([cov, cov[:, 0] + 20.0 * cov[:, 1]])  # pairwise |r| < 0.999
+    with pytest.raises(InputError, match="VIF_INFINITE") as err:
+        check_covariates(_zz(cov, y), ("AGE", "SEX", "BMI", "X"), linear=linear, what=WHAT)
+    message = str(err.value).split("\n")[0]
+    assert "'AGE', 'SEX' and 'X'" in message and "'BMI'" not in message
+
+
+@pytest.mark.parametrize("linear", [True, False])
+def test_check__near_duplicates_and_high_vifs_stop_as_plink2_does(linear: bool) -> None:
+    rng = np.random.default_rng(5)
+    cov, y = _covariates(rng)
+    near = np.column_stack([cov, cov[:, 0] + rng.normal(0, 0.3, len(y))])  # r ~ 0.9996
+    with pytest.raises(InputError, match=r"'AGE' and 'X'.*CORR_TOO_HIGH"):
+        check_covariates(_zz(near, y), ("AGE", "SEX", "BMI", "X"), linear=linear, what=WHAT)
+    vif = np.column_stack([cov, cov[:, 0] + 15.0 * cov[:, 1] + rng.normal(0, 0.5, len(y))])
+    with pytest.raises(InputError, match=r"covariate 'AGE' has a variance inflation.*VIF_TOO_HIGH"):
+        check_covariates(_zz(vif, y), ("AGE", "SEX", "BMI", "X"), linear=linear, what=WHAT)
+
+
+def test_design__reduced_sums_equal_the_sums_of_the_smaller_model() -> None:
+    rng = np.random.default_rng(6)
+    n, v = 300, 5
+    dos, cov, y = _cohort(rng, n, v, 2, 0.05, binary=True)
+    with_const = np.column_stack([cov[:, 0], np.full(n, 3.5), cov[:, 1]])
+    design = Design(k=3, keep=(0, 2))
+    beta = rng.normal(0, 0.2, (v, 4))
+    g = np.where(dos < 0, 0, dos).astype(float)
+    firth = np.ones(v, dtype=bool)
+    full = logistic_chunk(g, dos < 0, with_const, y, design.site_beta(beta), firth)
+    small = logistic_chunk(g, dos < 0, cov, y, beta, firth)
+    np.testing.assert_allclose(design.moments(full.grad, 1), small.grad, rtol=1e-12)
+    np.testing.assert_allclose(design.moments(full.hess, 2), small.hess, rtol=1e-12)
+    np.testing.assert_allclose(design.moments(full.third, 3), small.third, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(full.loglik, small.loglik, rtol=1e-12)
+
+
+def test_checked_design__linear_fit_without_the_constant_equals_the_fit_without_it() -> None:
+    rng = np.random.default_rng(7)
+    n, v = 400, 6
+    dos, cov, y = _cohort(rng, n, v, 2, 0.05, binary=False)
+    with_const = np.column_stack([cov[:, 0], np.full(n, 1.7), cov[:, 1]])
+    parts, flip = _parts(rng, n, 3), [False, True, False]
+    pooled = pool_stats(_site_stats(dos, with_const, y, parts, flip), v, 3)
+    gram, design, check = checked_design(pooled, ("A", "C", "B"), linear=True, what=WHAT)
+    assert design.keep == (0, 2) and check.constant == ("C",) and gram.k == 2
+    expected = linear_regression(pool_stats(_site_stats(dos, cov, y, parts, flip), v, 2))
+    got = linear_regression(gram)
+    assert (got.errcode == expected.errcode).all()
+    np.testing.assert_allclose(got.beta, expected.beta, rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(got.se, expected.se, rtol=1e-9)
