@@ -227,3 +227,30 @@ def test_km__a_policy_bound_on_the_grid_refuses_a_finer_grid(
     with pytest.raises(SiteFailure) as info:
         run_study(_study(KM), InProcessTransport(sites), tmp_path / "r", engine="in-process")
     assert info.value.reason_code == "PARAMETER_OUT_OF_BOUNDS" and "grid" in str(info.value)
+
+
+def test_km__a_site_that_coarsens_the_grid_gives_the_coarse_grid_curve(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """km_min_grid_step at one site: everyone's counts go on the common coarser grid."""
+    from genofed.site_agent.requests.survival import coarse_points
+
+    fine = [float(t) for t in range(30, 1830, 30)]  # monthly
+    keep = coarse_points(np.asarray(fine), 100.0)
+    coarse = [t for t, k in zip(fine, keep, strict=True) if k]
+    assert 10 < len(coarse) < len(fine) and coarse[-1] == fine[-1]
+    sites = _copy(cohort, tmp_path / "copy")
+    _set_policy(sites[0], "min_cell_count = 0", "min_cell_count = 0\nkm_min_grid_step = 100")
+    base = {"kind": "km", **COMMON, "group": "SEX", "levels": [1, 2]}
+    merged = run_study(
+        _study({**base, "grid": fine}), InProcessTransport(sites), tmp_path / "m", engine="t"
+    )
+    direct = run_study(
+        _study({**base, "grid": coarse}),
+        InProcessTransport(cohort.sites),
+        tmp_path / "d",
+        engine="t",
+    )
+    for name in ("km.tsv", "logrank.tsv"):
+        assert (merged.out / name).read_text() == (direct.out / name).read_text(), name
+    assert "of the study's" in str(merged.summary["km"]["grid points"])  # type: ignore[index]

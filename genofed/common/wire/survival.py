@@ -14,6 +14,9 @@ groups are in the signed study). With the analyst's grid
     n_risk      int64 (G, J)  samples with time > t_{j-1} (at risk at the start of interval j)
     n_event     int64 (G, J)  events with t_{j-1} < time <= t_j
     suppressed  bool  (G, J)  the site withheld this cell (0 < n_risk < policy min_cell_count)
+    merged      bool  (J,)    only from a site whose policy sets km_min_grid_step: grid
+                              times it merged into the next kept one (their cells hold 0;
+                              the kept times count on the coarser grid; the last is kept)
 
 A withheld cell holds ``SUPPRESSED_VALUE`` (-1) in both count arrays, never
 a zero. Because ``n_risk`` only falls along the grid, a group's withheld

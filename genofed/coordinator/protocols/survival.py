@@ -23,6 +23,7 @@ import numpy as np
 
 from genofed.common.errors import GenoFedError, SiteFailure
 from genofed.common.study import AnalysisSpec
+from genofed.common.wire.records import NamedArrays
 from genofed.common.wire.survival import (
     COX_STEP_KIND,
     KM_COUNTS_KIND,
@@ -56,6 +57,7 @@ def run_km(
     shape = (len(labels), len(grid))
     replies = ask(KM_COUNTS_KIND, spec.id, [{} for _ in sites])
     released = []
+    merged: list[np.ndarray] = []
     for site, (_, arrays) in zip(sites, replies, strict=True):
         n_risk, n_event, suppressed = (arrays.get(k) for k in ("n_risk", "n_event", "suppressed"))
         if (
@@ -75,6 +77,14 @@ def run_km(
         ):
             raise SiteFailure(site, "BAD_REPLY", "withheld km cells must hold -1")
         released.append((n_risk.astype(np.int64), n_event.astype(np.int64), suppressed))
+        merged.append(_merged(site, arrays, len(grid)))
+    full_grid = len(grid)
+    if np.any(merged):
+        # some site counted on a coarser grid: everyone's counts go on the common one
+        kept = ~np.any(merged, axis=0)
+        released = [_coarsen(r, m, kept) for r, m in zip(released, merged, strict=True)]
+        grid = [t for t, k in zip(grid, kept, strict=True) if k]
+        shape = (len(labels), len(grid))
     try:
         pooled = pool_counts(released, shape)
     except ValueError as exc:
@@ -98,7 +108,10 @@ def run_km(
     withheld = int(sum(int(s.sum()) for _, _, s in released))
     return files, {
         "groups": len(labels),
-        "grid points": len(grid),
+        "grid points": len(grid)
+        if len(grid) == full_grid
+        else f"{len(grid)} (of the study's {full_grid}: a site's policy merges times closer "
+        "than its km_min_grid_step)",
         "time resolution": "grid: event and censoring times rounded up to the next grid time, "
         f"follow-up beyond {grid[-1]:g} censored there",
         "samples": int(pooled.n_risk[:, 0].sum()) if pooled.known[:, 0].all() else "suppressed",
@@ -107,6 +120,46 @@ def run_km(
         "logrank chisq": round(test.chisq, 4) if np.isfinite(test.chisq) else "NA",
         "logrank p": f"{test.p:.4g}" if np.isfinite(test.p) else "NA",
     }
+
+
+def _merged(site: str, arrays: NamedArrays, n_grid: int) -> np.ndarray:
+    """The grid times ``site`` merged into the next kept one (all False if it sent none)."""
+    got = arrays.get("merged")
+    if got is None:
+        return np.zeros(n_grid, dtype=np.bool_)
+    if got.shape != (n_grid,) or got.dtype != np.bool_ or got[-1]:
+        raise SiteFailure(site, "BAD_REPLY", f"km 'merged' must be ({n_grid},) bool, last False")
+    return np.asarray(got, dtype=np.bool_)
+
+
+def _coarsen(
+    counts: tuple[np.ndarray, np.ndarray, np.ndarray], merged: np.ndarray, kept: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One site's counts on the common grid (the grid times no site merged).
+
+    Interval ``k`` of the common grid runs from the kept time before it to
+    its own time: its events are the site's events over every grid interval
+    in it, and its number at risk is the site's at the first grid time the
+    site kept there (at risk at the interval's start). A cell is withheld if
+    any cell it is made of was.
+    """
+    n_risk, n_event, suppressed = counts
+    ends = np.flatnonzero(kept)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    g = n_risk.shape[0]
+    out_risk = np.zeros((g, len(ends)), dtype=np.int64)
+    out_event = np.zeros((g, len(ends)), dtype=np.int64)
+    out_hidden = np.zeros((g, len(ends)), dtype=np.bool_)
+    for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        cols = np.arange(a, b + 1)
+        first = cols[~merged[cols]][0]  # the site kept b at least (kept is common)
+        hidden = suppressed[:, cols].any(axis=1)
+        out_hidden[:, k] = hidden
+        out_risk[:, k] = np.where(hidden, SUPPRESSED_VALUE, n_risk[:, first])
+        out_event[:, k] = np.where(
+            hidden, SUPPRESSED_VALUE, np.where(suppressed[:, cols], 0, n_event[:, cols]).sum(1)
+        )
+    return out_risk, out_event, out_hidden
 
 
 def run_cox(

@@ -17,6 +17,7 @@
     min_score_rows = 10          # fewest weighted rows a PRS scoring file may have
     max_weight_ratio = 100.0     # largest |weight| over smallest non-zero |weight| in one
     guard_refusals_before_review = 3  # then an analyst's studies wait for the officer
+    km_min_grid_step = 0         # km: merge grid times closer than this (0: the study's grid)
 
     [policy.analysis.glm]        # parameter bounds per analysis kind (policy_rules.py)
     max_covariates = 10
@@ -115,6 +116,7 @@ _KEYS = (
     "min_score_rows",
     "max_weight_ratio",
     "guard_refusals_before_review",
+    "km_min_grid_step",
     "analysis",
     "auto_approve",
 )
@@ -165,6 +167,9 @@ class SitePolicy:
     #: Studies of one analyst the guard may refuse before auto-approval of their
     #: studies is suspended (0: never suspended)
     guard_refusals_before_review: int = DEFAULT_GUARD_REFUSALS
+    #: ``km``: this site counts on the study's grid with times closer than this to the
+    #: previous kept time merged (0: the study's grid as it is)
+    km_min_grid_step: float = 0.0
 
 
 #: The policy of a site without a policy file: refuses everything.
@@ -202,6 +207,9 @@ max_weight_ratio = {DEFAULT_MAX_WEIGHT_RATIO}
 # After this many of an analyst's studies were refused by the guard (DISCLOSURE_RISK),
 # auto-approval stops for that analyst: their studies wait for `genofed-site approve`.
 guard_refusals_before_review = {DEFAULT_GUARD_REFUSALS}
+# km: count on the study's grid with times closer than this to the previous kept
+# time merged into the next one (in the unit of the time column; 0: the study's grid).
+km_min_grid_step = 0
 # App bundles (Flower FAB SHA-256) this site runs when connected to a coordinator;
 # any other bundle is refused before it runs. `genofed-site app-hash` prints the
 # hash of the GenoFed version installed here.
@@ -338,6 +346,7 @@ def load_policy(path: Path) -> SitePolicy:
         guard_refusals_before_review=_non_negative(
             table, "guard_refusals_before_review", DEFAULT_GUARD_REFUSALS, path
         ),
+        km_min_grid_step=_grid_step(table, path),
         **minimums,
     )
 
@@ -346,6 +355,13 @@ def _non_negative(table: Mapping[str, object], key: str, default: int, path: Pat
     value = int(get_typed(table, key, int, default, path=path, where="policy"))
     if value < 0:
         raise ConfigError(f"policy.{key} must be >= 0, not {value}", path=path)
+    return value
+
+
+def _grid_step(table: Mapping[str, object], path: Path) -> float:
+    value = float(get_typed(table, "km_min_grid_step", (int, float), 0, path=path, where="policy"))
+    if not value >= 0:
+        raise ConfigError(f"policy.km_min_grid_step must be >= 0, not {value}", path=path)
     return value
 
 

@@ -93,7 +93,10 @@ def serve_survival(ctx: RequestContext) -> Answer:
         *(samples.index[groups == g] for g in np.unique(groups[groups >= 0])),
     )
     if request.kind == KM_COUNTS_KIND:
-        return Answer(_km_counts(spec, samples, policy.min_cell_count), facts)
+        arrays = _km_counts(spec, samples, policy.min_cell_count, policy.km_min_grid_step)
+        if "merged" in arrays:
+            facts["km_grid_points_merged"] = str(int(arrays["merged"].sum()))
+        return Answer(arrays, facts)
     return Answer(_cox_step(spec, samples, inputs, policy.min_cell_count), facts)
 
 
@@ -209,17 +212,54 @@ def group_codes(spec: AnalysisSpec, values: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _km_counts(spec: AnalysisSpec, samples: SurvivalSamples, min_cell_count: int) -> NamedArrays:
+def coarse_points(grid: np.ndarray, step: float) -> np.ndarray:
+    """Which grid times a site with ``km_min_grid_step = step`` keeps.
+
+    Walking up the grid, a time is kept when it is at least ``step`` after the
+    last kept one (the first is kept when it is at least ``step`` after 0);
+    the last time is always kept, and the kept time before it is dropped if
+    the two are closer than ``step``. Events and censorings at a dropped time
+    count at the next kept one.
+    """
+    keep = np.zeros(len(grid), dtype=np.bool_)
+    last = 0.0
+    for j, t in enumerate(grid):
+        if t - last >= step:
+            keep[j], last = True, float(t)
+    keep[-1] = True
+    kept = np.flatnonzero(keep)
+    if len(kept) > 1 and grid[kept[-1]] - grid[kept[-2]] < step:
+        keep[kept[-2]] = False
+    return keep
+
+
+def _km_counts(
+    spec: AnalysisSpec, samples: SurvivalSamples, min_cell_count: int, step: float = 0.0
+) -> NamedArrays:
     grid = np.asarray(spec.params["grid"], dtype=np.float64)
     codes = group_codes(spec, samples.columns)
     n_groups = (
         len(spec.params["cuts"]) + 1 if spec.params["cuts"] else max(len(spec.params["levels"]), 1)
     )
-    n_risk, n_event = grid_counts(samples.time, samples.event, codes, n_groups, grid)
+    keep = coarse_points(grid, step) if step > 0 else np.ones(len(grid), dtype=np.bool_)
+    n_risk, n_event = grid_counts(samples.time, samples.event, codes, n_groups, grid[keep])
     n_risk, n_event, mask = suppress_small_risk_sets(
         n_risk, n_event, min_cell_count, SUPPRESSED_VALUE
     )
-    return {"n_risk": n_risk, "n_event": n_event, "suppressed": mask}
+    if keep.all():
+        return {"n_risk": n_risk, "n_event": n_event, "suppressed": mask}
+    # back on the study's grid: the merged times hold nothing and are marked
+    full = {
+        "n_risk": np.zeros((n_groups, len(grid)), dtype=np.int64),
+        "n_event": np.zeros((n_groups, len(grid)), dtype=np.int64),
+        "suppressed": np.zeros((n_groups, len(grid)), dtype=np.bool_),
+    }
+    full["n_risk"][:, keep], full["n_event"][:, keep], full["suppressed"][:, keep] = (
+        n_risk,
+        n_event,
+        mask,
+    )
+    return {**full, "merged": ~keep}
 
 
 def _cox_step(

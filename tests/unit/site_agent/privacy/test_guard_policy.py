@@ -35,6 +35,7 @@ def test_demo__keeps_the_guard_off_through_min_cell_count_zero(tmp_path: Path) -
         ("max_weight_ratio", "0.5", "max_weight_ratio must be >= 1"),
         ("guard_refusals_before_review", "-1", "guard_refusals_before_review must be >= 0"),
         ("audit_sample_sets", '"yes"', "audit_sample_sets must be bool"),
+        ("km_min_grid_step", "-1", "km_min_grid_step must be >= 0"),
     ],
 )
 def test_bad_values__are_refused_naming_the_key(
