@@ -444,10 +444,11 @@ def study_conform(
     """Check a study against plink2 on a synthetic 3-site federation, before real data.
 
     Runs the study's analyses (its parameters) on synthetic sites and plink2
-    on the same individuals pooled; prints and writes (OUT/conform.tsv) the
-    largest difference per output column with pass/fail against the
-    documented tolerances. Exit 0 if all pass, 1 if any fails, 2 on bad
-    input or when plink2 is not on the PATH.
+    (lifelines for km and cox, from genofed[dev]) on the same individuals
+    pooled; prints and writes (OUT/conform.tsv) the largest difference per
+    output column with pass/fail against the documented tolerances. Exit 0
+    if all pass, 1 if any fails, 2 on bad input or when plink2 (or, for km
+    and cox, lifelines) is missing.
 
     Example: genofed study conform study.toml --out conform
     """
@@ -463,10 +464,13 @@ def study_conform(
     with _errors():
         require_extras("genofed study conform", "synth")
     from genofed.cli.conform import conform_study
-    from genofed.coordinator.conform import FAIL, PASS, all_pass, run_plink2
+    from genofed.coordinator.conform import FAIL, PASS, SURVIVAL_KINDS, all_pass, run_plink2
 
     with _errors():
         study, _signature = _load_study_file(study_file)
+        if any(a.kind in SURVIVAL_KINDS for a in study.analyses):
+            # km and cox are checked against lifelines, a development dependency
+            require_extras("genofed study conform (km, cox)", "dev")
         if out.exists() and any(out.iterdir()):
             raise InputError(
                 "the conform directory is not empty",
@@ -477,7 +481,7 @@ def study_conform(
             outcome = conform_study(
                 study, out, run_plink2(Path(plink2)), samples=samples, variants=variants, seed=seed
             )
-    table = Table(title=f"conform {study.name}: federated vs plink2 on pooled data")
+    table = Table(title=f"conform {study.name}: federated vs plink2 / lifelines on pooled data")
     for col in ("analysis", "column", "max |diff|", "max rel", "tolerance", "status"):
         table.add_column(col)
     style = {PASS: "green", FAIL: "bold red"}

@@ -1,5 +1,7 @@
 """``genofed study conform``: a study on a synthetic federation against plink2 on the pooled data.
 
+(``km`` and ``cox`` against lifelines on the pooled data, see :mod:`genofed.coordinator.conform`.)
+
 A composition root (it wires the coordinator to the sites' own request
 handler in-process, with the same Flower record codec as the engines, but no
 Ray or gRPC). The synthetic cohort is :func:`genofed.synth.write_cohorts`'s:

@@ -20,6 +20,8 @@ EXTRA_MODULES: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
         "synth": ("msprime", "tskit", "bed_reader"),
         "plot": ("matplotlib",),
         "simulation": ("ray",),
+        # the reference libraries: ``genofed study conform`` checks km and cox with lifelines
+        "dev": ("lifelines",),
     }
 )
 

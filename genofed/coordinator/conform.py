@@ -1,4 +1,4 @@
-"""Conformance check: a study's results against plink2 run centrally on the pooled cohort.
+"""Conformance check: a study's results against plink2 (lifelines) on the pooled cohort.
 
 ``genofed study conform`` (:mod:`genofed.cli.conform`) runs a study on a
 synthetic federation; this module runs plink2 on the same individuals pooled
@@ -16,18 +16,35 @@ Tolerances (as in ``tests/reference``):
   precision); Firth rows: ``|d ln OR| <= 2e-3``, SE relative 1e-3, Z and P
   absolute 1e-3.
 
-Analyses plink2 cannot check here (``pca``, ``prs``, ``pgx``, ``km``, ``cox``,
-``train``, a glm with covariates that are not in ``covar.tsv``) get one row
-saying "not checked by conform" and why.
+``km`` and ``cox`` are checked against lifelines on the pooled cohort instead
+(as ``tests/reference/test_survival_vs_lifelines.py`` does; lifelines comes
+with ``genofed[dev]`` and is imported only here, when a study has them):
+
+* ``km``: ``N_RISK``/``N_EVENT`` exactly against counts taken from the pooled
+  table; ``SURV``, ``LOWER``, ``UPPER`` against ``KaplanMeierFitter`` per group
+  on the times moved up to the study's grid (follow-up beyond it censored
+  there), relative 1e-9 (bands also absolute 1e-12); the log-rank ``CHISQ``
+  relative 1e-9, ``P`` 1e-8, ``DF`` exactly. Cells a site withheld, and the
+  rest of that curve, are not compared.
+* ``cox``: ``CoxPHFitter(strata=["SITE"])`` (GenoFed stratifies by site;
+  Efron ties) fitted to convergence: COEF, SE, HR, its 95 % bounds and Z
+  relative 1e-6, P relative 1e-5. ``ties = "breslow"`` is not checked
+  (lifelines has Efron ties only).
+
+Analyses conform cannot check here (``pca``, ``prs``, ``pgx``, ``train``,
+Breslow ``cox``, a glm with covariates that are not in ``covar.tsv``) get one
+row saying "not checked by conform" and why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from genofed.common.errors import InputError
 from genofed.common.study import AnalysisSpec
@@ -41,7 +58,9 @@ COUNT_FLAGS: Mapping[str, tuple[str, str]] = {
     "hardy": ("--hardy", ".hardy"),
 }
 GLM_KIND = "glm"
-CHECKED_KINDS = (*COUNT_FLAGS, GLM_KIND)
+KM_KIND, COX_KIND = "km", "cox"
+SURVIVAL_KINDS = (KM_KIND, COX_KIND)
+CHECKED_KINDS = (*COUNT_FLAGS, GLM_KIND, *SURVIVAL_KINDS)
 #: Columns compared with a relative tolerance; every other column must be equal.
 FLOAT_COLUMNS = frozenset(
     {"ALT_FREQS", "O(HET_A1)", "E(HET_A1)", "P", "MIDP", "F_MISS", "BETA", "SE", "T_STAT"}
@@ -338,6 +357,290 @@ def _compare_logistic(
     )
 
 
+# ---- km and cox: lifelines on the pooled cohort -------------------------------------------
+
+#: Column -> (relative, absolute) tolerance, as in tests/reference/test_survival_vs_lifelines.py.
+KM_TOL: Mapping[str, tuple[float, float]] = {
+    "SURV": (1e-9, 0.0),
+    "LOWER": (1e-9, 1e-12),
+    "UPPER": (1e-9, 1e-12),
+}
+LOGRANK_TOL: Mapping[str, tuple[float, float]] = {"CHISQ": (1e-9, 0.0), "P": (1e-8, 0.0)}
+COX_TOL: Mapping[str, tuple[float, float]] = {
+    "COEF": (1e-6, 0.0),
+    "SE": (1e-6, 0.0),
+    "HR": (1e-6, 0.0),
+    "P": (1e-5, 0.0),
+    "HR_LOWER95": (1e-6, 0.0),
+    "HR_UPPER95": (1e-6, 0.0),
+    "Z": (1e-6, 0.0),
+}
+#: lifelines' Newton stopping rule, tightened so that the fit is converged
+COX_FIT_OPTIONS = {"precision": 1e-20, "r_precision": 1e-16}
+_MISSING = ["NA", "nan", "NaN", ".", "-9", "-9.0"]
+
+
+def _pooled_frame(pooled: Path, columns: Sequence[str]) -> Any:
+    """The pooled samples with every one of ``columns`` (pheno, then covar, then SITE)."""
+    import pandas as pd
+
+    pheno = pd.read_csv(pooled / "pheno.tsv", sep="\t", na_values=_MISSING, keep_default_na=False)
+    covar = pd.read_csv(pooled / "covar.tsv", sep="\t", na_values=_MISSING, keep_default_na=False)
+    covar = covar[[c for c in covar.columns if c not in pheno.columns or c in ("#FID", "IID")]]
+    df = pheno.merge(covar, on=["#FID", "IID"], how="left")
+    sites = pooled.parent / "populations.tsv"
+    if sites.exists():
+        df = df.merge(pd.read_csv(sites, sep="\t")[["IID", "SITE"]], on="IID", how="left")
+    lost = [c for c in columns if c not in df.columns]
+    if lost:
+        raise KeyError(", ".join(lost))
+    return df.dropna(subset=list(columns)).reset_index(drop=True)
+
+
+def _on_grid(time: Any, event: Any, grid: Sequence[float]) -> tuple[Any, Any]:
+    """Times moved up to the grid point closing their interval; censored beyond the grid."""
+    import numpy as np
+
+    g = np.asarray(grid, dtype=float)
+    slot = np.searchsorted(g, time, side="left")
+    return g[np.minimum(slot, len(g) - 1)], np.where(slot == len(g), 0, event)
+
+
+def _compare_numbers(
+    spec: AnalysisSpec,
+    file: str,
+    column: str,
+    got: Sequence[str],
+    want: Sequence[float],
+    tol: tuple[float, float],
+    skip: Sequence[bool] = (),
+    skip_note: str = "",
+) -> ConformRow:
+    """``got`` (text) against ``want``: ``|d| <= atol + rtol |want|``, rows in ``skip`` left out."""
+    rtol, atol = tol
+    max_abs = max_rel = 0.0
+    bad = na_bad = skipped = 0
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        if skip and skip[i]:
+            skipped += 1
+            continue
+        gf = _float(g)
+        if gf is None or math.isnan(gf) or math.isnan(w):
+            na_bad += (gf is None or math.isnan(gf)) != math.isnan(w)
+            continue
+        d = abs(gf - w)
+        max_abs = max(max_abs, d)
+        max_rel = max(max_rel, d / abs(w) if w else (0.0 if d == 0 else math.inf))
+        bad += not d <= atol + rtol * abs(w)
+    note = "; ".join(
+        ([f"{bad} rows outside tolerance"] if bad else [])
+        + ([_mismatch_note(na_bad, 0)] if na_bad else [])
+        + ([f"{skipped} rows {skip_note}"] if skipped else [])
+    )
+    tolerance = f"rel {rtol:g}" + (f" + abs {atol:g}" if atol else "")
+    status = FAIL if bad or na_bad else PASS
+    return ConformRow(
+        spec.id, spec.kind, file, column, len(got), max_abs, max_rel, tolerance, status, note
+    )
+
+
+def _exact_row(
+    spec: AnalysisSpec, file: str, column: str, got: Sequence[str], want: Sequence[str]
+) -> ConformRow:
+    return _compare_exact(spec, file, column, list(got), list(want), False)
+
+
+def _km_groups(spec: AnalysisSpec, df: Any) -> tuple[list[str], Any]:
+    """The study's group labels and each pooled sample's group code (-1: none), as sites do."""
+    import numpy as np
+
+    p = spec.params
+    group, cuts, levels = p["group"], tuple(p["cuts"]), tuple(p["levels"])
+    if not group:
+        return ["ALL"], np.zeros(len(df), dtype=np.int64)
+    from genofed.common.wire.survival import km_group_labels
+
+    column = df[group].to_numpy(float)
+    if cuts:
+        codes = np.searchsorted(np.asarray(cuts, dtype=float), column, side="right")
+    else:
+        codes = np.full(len(column), -1, dtype=np.int64)
+        for i, level in enumerate(levels):
+            codes[column == level] = i
+    return km_group_labels(group, cuts, levels), codes
+
+
+def check_km(
+    spec: AnalysisSpec, results: Path, files: Sequence[str], pooled: Path
+) -> list[ConformRow]:
+    """``km.tsv`` and ``logrank.tsv`` against lifelines on the pooled times rounded up to the grid.
+
+    ``N_RISK``/``N_EVENT`` exactly against counts taken from the pooled table;
+    ``SURV``, ``LOWER``, ``UPPER`` against ``KaplanMeierFitter`` per group;
+    ``CHISQ``/``P`` against ``multivariate_logrank_test`` over the grid times
+    the study's test used (``TIME_MAX``). Cells a site withheld (and the rest
+    of that curve), and estimates after nobody is left at risk, are not compared.
+    """
+    import numpy as np
+    from lifelines import KaplanMeierFitter
+
+    p = spec.params
+    time_col, event_col = str(p["time"]), str(p["event"])
+    grid = [float(t) for t in p["grid"]]
+    km_name = next((f for f in files if f.endswith("km.tsv")), None)
+    lr_name = next((f for f in files if f.endswith("logrank.tsv")), None)
+    if km_name is None or lr_name is None:
+        return [not_checked(spec, "the study wrote no km.tsv / logrank.tsv for it")]
+    try:
+        df = _pooled_frame(pooled, [time_col, event_col, *([p["group"]] if p["group"] else [])])
+    except KeyError as exc:
+        return [not_checked(spec, f"columns not in the synthetic pheno/covar tables: {exc}")]
+    labels, codes = _km_groups(spec, df)
+    header, rows = _read(results / km_name)
+    col = {c: j for j, c in enumerate(header)}
+    shown = [float(r[1]) for r in rows[: len(rows) // max(len(labels), 1)]]
+    if shown != grid and set(shown) < set(grid):
+        grid = shown  # a site's policy merged grid times: the common grid is a subset
+    raw = df[time_col].to_numpy(float)
+    ev = df[event_col].to_numpy(float) == 1
+    t, e = _on_grid(raw, ev.astype(int), grid)
+    want_rows: list[tuple[str, float, int, int, float, float, float]] = []
+    edges = np.concatenate([[-np.inf], grid[:-1]])
+    for g, label in enumerate(labels):
+        mine = codes == g
+        n_risk = [int((raw[mine] > lo).sum()) for lo in edges]
+        n_event = [
+            int(((raw[mine] > lo) & (raw[mine] <= hi) & ev[mine]).sum())
+            for lo, hi in zip(edges, grid, strict=True)
+        ]
+        if mine.any():
+            kmf = KaplanMeierFitter().fit(t[mine], e[mine])
+            surv = kmf.survival_function_.iloc[:, 0].reindex(grid, method="ffill").to_numpy()
+            band = kmf.confidence_interval_
+            lo_b = band.iloc[:, 0].reindex(grid, method="ffill").to_numpy()
+            hi_b = band.iloc[:, 1].reindex(grid, method="ffill").to_numpy()
+        else:
+            surv = lo_b = hi_b = np.full(len(grid), np.nan)
+        for j, time in enumerate(grid):
+            est = (float(surv[j]), float(lo_b[j]), float(hi_b[j]))
+            if n_risk[j] == 0:
+                est = (math.nan, math.nan, math.nan)
+            want_rows.append((label, time, n_risk[j], n_event[j], *est))
+    if header[:4] != ["GROUP", "TIME", "N_RISK", "N_EVENT"] or len(rows) != len(want_rows):
+        note = f"{len(rows)} rows here, {len(want_rows)} expected; header {header}"
+        return [ConformRow(spec.id, spec.kind, km_name, "*", len(rows), None, None, "", FAIL, note)]
+    withheld = [r[col["N_RISK"]] == "SUPPRESSED" for r in rows]
+    result = [
+        _exact_row(spec, km_name, "GROUP", [r[0] for r in rows], [w[0] for w in want_rows]),
+        _compare_numbers(
+            spec, km_name, "TIME", [r[1] for r in rows], [w[1] for w in want_rows], (0.0, 0.0)
+        ),
+    ]
+    for k, name in ((2, "N_RISK"), (3, "N_EVENT")):
+        got = [r[col[name]] for r in rows]
+        want = [g if s else str(w[k]) for g, w, s in zip(got, want_rows, withheld, strict=True)]
+        row = _exact_row(spec, km_name, name, got, want)
+        if any(withheld):
+            row = dataclasses.replace(row, note=_join(row.note, f"{sum(withheld)} cells withheld"))
+        result.append(row)
+    for k, name in ((4, "SURV"), (5, "LOWER"), (6, "UPPER")):
+        got = [r[col[name]] for r in rows]
+        want = [float(w[k]) for w in want_rows]
+        result.append(
+            _compare_numbers(
+                spec, km_name, name, got, want, KM_TOL[name], withheld, "withheld, not compared"
+            )
+        )
+    result.extend(_check_logrank(spec, results / lr_name, labels, codes, t, e))
+    return result
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+def _check_logrank(
+    spec: AnalysisSpec, path: Path, labels: Sequence[str], codes: Any, t: Any, e: Any
+) -> list[ConformRow]:
+    import numpy as np
+    from lifelines.statistics import multivariate_logrank_test
+
+    header, rows = _read(path)
+    col = {c: j for j, c in enumerate(header)}
+    name = path.name
+    if len(labels) < 2:
+        return []
+    got = {c: [r[col[c]] for r in rows] for c in ("CHISQ", "DF", "P")}
+    tmax = _float(rows[0][col["TIME_MAX"]]) if rows else None
+    present = [g for g in range(len(labels)) if (codes == g).any()]
+    if tmax is None or math.isnan(tmax) or len(present) < 2:
+        ref_chisq = ref_p = math.nan
+        ref_df = "NA"
+    else:
+        keep = codes >= 0
+        tt = np.minimum(t[keep], tmax)  # the study's test stops at TIME_MAX: censor there
+        ee = np.where(t[keep] <= tmax, e[keep], 0)
+        ref = multivariate_logrank_test(tt, codes[keep], ee)
+        ref_chisq, ref_p, ref_df = (
+            float(ref.test_statistic),
+            float(ref.p_value),
+            str(len(present) - 1),
+        )
+    n = len(rows)
+    return [
+        _compare_numbers(spec, name, "CHISQ", got["CHISQ"], [ref_chisq] * n, LOGRANK_TOL["CHISQ"]),
+        _exact_row(spec, name, "DF", got["DF"], [ref_df] * n),
+        _compare_numbers(spec, name, "P", got["P"], [ref_p] * n, LOGRANK_TOL["P"]),
+    ]
+
+
+def check_cox(
+    spec: AnalysisSpec, results: Path, files: Sequence[str], pooled: Path
+) -> list[ConformRow]:
+    """``cox.tsv`` against lifelines' ``CoxPHFitter`` stratified by site (Efron ties)."""
+    from lifelines import CoxPHFitter
+
+    p = spec.params
+    if p.get("ties", "efron") != "efron":
+        return [not_checked(spec, f'lifelines has Efron ties only, not ties = "{p["ties"]}"')]
+    name = next((f for f in files if f.endswith("cox.tsv")), None)
+    if name is None:
+        return [not_checked(spec, "the study wrote no cox.tsv for it")]
+    terms = [str(c) for c in p["covariates"]]
+    time_col, event_col = str(p["time"]), str(p["event"])
+    try:
+        df = _pooled_frame(pooled, [time_col, event_col, *terms, "SITE"])
+    except KeyError as exc:
+        return [not_checked(spec, f"columns not in the synthetic tables: {exc}")]
+    df = df[[*terms, time_col, event_col, "SITE"]].copy()
+    df[event_col] = (df[event_col] == 1).astype(int)
+    ref = CoxPHFitter().fit(
+        df, time_col, event_col, strata=["SITE"], fit_options=dict(COX_FIT_OPTIONS)
+    )
+    summary = ref.summary.loc[terms]
+    want = {
+        "COEF": summary["coef"],
+        "SE": summary["se(coef)"],
+        "HR": summary["exp(coef)"],
+        "P": summary["p"],
+        "HR_LOWER95": summary["exp(coef) lower 95%"],
+        "HR_UPPER95": summary["exp(coef) upper 95%"],
+        "Z": summary["z"],
+    }
+    header, rows = _read(results / name)
+    col = {c: j for j, c in enumerate(header)}
+    if len(rows) != len(terms) or not set(want) <= set(col):
+        note = f"{len(rows)} rows here for {len(terms)} terms; header {header}"
+        return [ConformRow(spec.id, spec.kind, name, "*", len(rows), None, None, "", FAIL, note)]
+    result = [_exact_row(spec, name, "TERM", [r[col["TERM"]] for r in rows], terms)]
+    for column, values in want.items():
+        got = [r[col[column]] for r in rows]
+        result.append(
+            _compare_numbers(spec, name, column, got, [float(v) for v in values], COX_TOL[column])
+        )
+    return result
+
+
 def reference_table(spec: AnalysisSpec, pooled: Path, out: Path, run: Runner) -> Path | str:
     """plink2's table for ``spec``, or why conform does not check it."""
     if spec.kind in COUNT_FLAGS:
@@ -363,11 +666,17 @@ def check_analyses(
     work: Path,
     run: Runner,
 ) -> list[ConformRow]:
-    """Compare each analysis's table in ``results`` with plink2 on ``pooled``."""
+    """Compare each analysis's tables in ``results`` with plink2 (lifelines for km, cox)."""
     rows: list[ConformRow] = []
     for spec in analyses:
         if spec.kind not in CHECKED_KINDS:
             rows.append(not_checked(spec, f"no central reference for {spec.kind!r}"))
+            continue
+        if spec.kind == KM_KIND:
+            rows.extend(check_km(spec, results, analysis_files.get(spec.id, ()), pooled))
+            continue
+        if spec.kind == COX_KIND:
+            rows.extend(check_cox(spec, results, analysis_files.get(spec.id, ()), pooled))
             continue
         ours = our_table(spec, analysis_files.get(spec.id, ()))
         if ours is None:
@@ -396,10 +705,13 @@ __all__ = [
     "FAIL",
     "NOT_CHECKED",
     "PASS",
+    "SURVIVAL_KINDS",
     "ConformRow",
     "Runner",
     "all_pass",
     "check_analyses",
+    "check_cox",
+    "check_km",
     "compare_tables",
     "not_checked",
     "run_plink2",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -104,3 +105,108 @@ def test_conform__says_plink2_is_missing(
     result = runner.invoke(cli.app, ["study", "conform", str(study_file), "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "plink2 is not on the PATH" in result.output
+
+
+SURVIVAL_STUDY = """\
+[study]
+name = "conform-survival"
+
+[[analysis]]
+kind = "km"
+time = "RFS_DAYS"
+event = "RFS_EVENT"
+grid = [91, 182, 365, 548, 730, 1095, 1461, 1826]
+
+[[analysis]]
+kind = "km"
+id = "km_sex"
+time = "RFS_DAYS"
+event = "RFS_EVENT"
+group = "SEX"
+levels = [1, 2]
+grid = [91, 182, 365, 548, 730, 1095, 1461, 1826]
+
+[[analysis]]
+kind = "cox"
+time = "RFS_DAYS"
+event = "RFS_EVENT"
+covariates = ["AGE", "SEX"]
+
+[[analysis]]
+kind = "cox"
+id = "cox_breslow"
+time = "RFS_DAYS"
+event = "RFS_EVENT"
+covariates = ["AGE", "SEX"]
+ties = "breslow"
+"""
+SURVIVAL_SIZE = ["--samples", "300", "--variants", "20"]
+
+
+@pytest.fixture()
+def survival_file(study_file: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "survival.toml"
+    path.write_text(SURVIVAL_STUDY, encoding="utf-8")
+    return path
+
+
+def test_conform__km_and_cox_equal_lifelines_on_the_pooled_cohort(
+    survival_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "conform"
+    args = ["study", "conform", str(survival_file), "--out", str(out), *SURVIVAL_SIZE]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    rows = _rows(out)
+    checked = [r for r in rows if r["analysis"] != "cox_breslow"]
+    assert all(r["status"] == conform.PASS for r in checked), [
+        r for r in checked if r["status"] != conform.PASS
+    ]
+    by_col = {(r["analysis"], r["file"], r["column"]): r for r in checked}
+    for name in ("SURV", "LOWER", "UPPER", "N_RISK", "N_EVENT"):
+        assert ("km", "km.tsv", name) in by_col
+        assert ("km_sex", "km_sex.km.tsv", name) in by_col
+    assert by_col[("km", "km.tsv", "SURV")]["tolerance"] == "rel 1e-09"
+    assert by_col[("km", "km.tsv", "N_RISK")]["tolerance"] == "exact"
+    assert not any(r["file"].endswith("logrank.tsv") for r in rows if r["analysis"] == "km")
+    assert by_col[("km_sex", "km_sex.logrank.tsv", "CHISQ")]["status"] == conform.PASS
+    for name in ("COEF", "SE", "HR", "P", "Z"):
+        row = by_col[("cox", "cox.tsv", name)]
+        assert float(row["max_rel_diff"]) <= (1e-5 if name == "P" else 1e-6)
+    assert by_col[("cox", "cox.tsv", "COEF")]["tolerance"] == "rel 1e-06"
+    assert by_col[("cox", "cox.tsv", "TERM")]["rows"] == "2"
+    (breslow,) = [r for r in rows if r["analysis"] == "cox_breslow"]
+    assert breslow["status"] == conform.NOT_CHECKED
+    assert "Efron" in breslow["note"]
+
+
+def test_conform__a_wrong_km_estimate_fails(
+    survival_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lifelines import KaplanMeierFitter
+
+    real_fit = KaplanMeierFitter.fit
+
+    def shifted(self: KaplanMeierFitter, *args: object, **kwargs: object) -> KaplanMeierFitter:
+        fitted = real_fit(self, *args, **kwargs)
+        self.survival_function_ = fitted.survival_function_ * (1 - 1e-6)
+        return fitted
+
+    monkeypatch.setattr(KaplanMeierFitter, "fit", shifted)
+    out = tmp_path / "conform"
+    args = ["study", "conform", str(survival_file), "--out", str(out), *SURVIVAL_SIZE]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 1, result.output
+    failed = {(r["analysis"], r["column"]) for r in _rows(out) if r["status"] == conform.FAIL}
+    assert failed == {("km", "SURV"), ("km_sex", "SURV")}
+
+
+def test_conform__km_or_cox_without_lifelines_says_which_extra_to_install(
+    survival_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "lifelines", None)
+    out = tmp_path / "conform"
+    result = runner.invoke(cli.app, ["study", "conform", str(survival_file), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "genofed[dev]" in result.output
+    assert not out.exists()

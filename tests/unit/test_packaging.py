@@ -117,6 +117,7 @@ def test_extras__the_cli_knows_each_one_and_make_installs_them_all() -> None:
 def test_extras__each_modules_distribution_is_in_its_extra() -> None:
     distributions = {"msprime": "msprime", "tskit": "tskit", "bed_reader": "bed-reader"}
     distributions |= {"matplotlib": "matplotlib", "ray": "flwr"}  # flwr[simulation] brings Ray
+    distributions |= {"lifelines": "lifelines"}  # dev: conform's km and cox reference
     for extra, modules in EXTRA_MODULES.items():
         names = set(_pins(PROJECT["optional-dependencies"][extra]))
         for module in modules:
