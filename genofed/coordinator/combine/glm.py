@@ -84,8 +84,10 @@ ERR_UNFINISHED: Final = "UNFINISHED"
 #: Not plink2's: a site withheld the variant (too few samples missing its call to release).
 ERR_WITHHELD: Final = "SMALL_CELL_WITHHELD"
 
-#: Relative log-likelihood difference treated as a tie in the Firth step search.
-TIE: Final = 1e-11
+#: Relative penalized log-likelihood gain treated as a tie in the Firth step search:
+#: single precision's unit roundoff, 2^-24. plink2 (FirthRegression, in float) cannot
+#: tell a smaller gain from its rounding noise.
+TIE: Final = 2.0**-24
 #: plink2's ``--glm`` defaults ``max-corr`` and ``vif`` (per variant, and for the covariates alone).
 MAX_CORR: Final = 0.999
 VIF_THRESHOLD: Final = 50.0
@@ -693,10 +695,12 @@ class LogisticFit:
         # the step-halving loop
         accept = halfstep > maxhs
         better = ~accept & (pen >= st.thresh[s])
-        # plink2 accepts loglik >= loglik_old; in single precision a tie is
-        # broken by rounding noise. In double precision an exact tie is a
-        # two-step cycle around the optimum (the step ignores the penalty's
-        # curvature), so a tie takes the half step here, as plink2's noise would.
+        # plink2 accepts loglik >= loglik_old; in single precision a gain below
+        # its rounding is noise. In double precision such a gain is a step that
+        # overshoots the optimum (the step ignores the penalty's curvature): an
+        # exact two-step cycle, or a slow oscillation that would not meet the
+        # 1e-4 step threshold in 25 iterations. A tie (a gain below TIE, single
+        # precision's resolution) takes the half step here, as plink2's noise would.
         gain = better & (pen > loglik_old + TIE * np.abs(loglik_old))
         accept |= gain
         maxhs = np.where(better & ~gain, halfstep, maxhs)
