@@ -96,7 +96,6 @@ def conform_study(
     ``plink2/`` and ``conform.tsv``; ``run`` calls plink2
     (:func:`genofed.coordinator.conform.run_plink2`).
     """
-    checkable = tuple(a for a in study.analyses if a.kind in CHECKED_KINDS)
     cohorts = write_cohorts(
         out / "cohorts",
         sites=CONFORM_SITES,
@@ -105,6 +104,18 @@ def conform_study(
         seed=seed,
         missing_rate=CONFORM_MISSING_RATE,
     )
+    columns = set()
+    for table in ("pheno.tsv", "covar.tsv"):
+        path = cohorts.pooled / table
+        if path.is_file():
+            columns |= set(path.read_text(encoding="utf-8").splitlines()[0].split("\t"))
+    lacking = {
+        a.id: [c for c in a.params.get("covariates", ()) if c not in columns]
+        for a in study.analyses
+    }
+    # an analysis whose covariates the synthetic tables lack (e.g. PCs that a pca analysis
+    # serves) is not run here: nothing central to compare it with
+    checkable = tuple(a for a in study.analyses if a.kind in CHECKED_KINDS and not lacking[a.id])
     rows: list[ConformRow] = []
     results = out / "results"
     if checkable:
@@ -118,7 +129,15 @@ def conform_study(
         )
     ordered: list[ConformRow] = []
     for spec in study.analyses:
-        if spec.kind in CHECKED_KINDS:
+        if spec.kind in CHECKED_KINDS and lacking[spec.id]:
+            ordered.append(
+                not_checked(
+                    spec,
+                    "covariates not in the synthetic tables (e.g. PCs from a pca analysis): "
+                    + ", ".join(lacking[spec.id]),
+                )
+            )
+        elif spec.kind in CHECKED_KINDS:
             ordered.extend(r for r in rows if r.analysis == spec.id)
         else:
             ordered.append(not_checked(spec, f"no central reference for {spec.kind!r}"))

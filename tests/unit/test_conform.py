@@ -210,3 +210,22 @@ def test_conform__km_or_cox_without_lifelines_says_which_extra_to_install(
     assert result.exit_code == 2, result.output
     assert "genofed[dev]" in result.output
     assert not out.exists()
+
+
+def test_conform__a_glm_on_pca_covariates_is_listed_not_run(
+    study_file: Path, tmp_path: Path
+) -> None:
+    """PCs come from the study's pca at each site: nothing central to compare them with."""
+    study_file.write_text(
+        STUDY
+        + '\n[[analysis]]\nkind = "glm"\nid = "g_pcs"\nphenotype = "QPHENO"\n'
+        + 'covariates = ["AGE", "PC1"]\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "conform"
+    result = runner.invoke(cli.app, ["study", "conform", str(study_file), "--out", str(out), *SIZE])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out)
+    (pcs,) = [r for r in rows if r["analysis"] == "g_pcs"]
+    assert pcs["status"] == conform.NOT_CHECKED and "PC1" in pcs["note"]
+    assert all(r["status"] != conform.FAIL for r in rows)
