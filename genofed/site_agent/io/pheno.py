@@ -126,6 +126,8 @@ def _read_lines(path: Path) -> list[tuple[int, list[str]]]:
         raise InputError("file not found", path=path) from exc
     except UnicodeDecodeError as exc:
         raise InputError("not a UTF-8 text file", path=path, hint=_HEADER_HINT) from exc
+    # spreadsheet exports often start with a UTF-8 byte-order mark; it is not data
+    text = text.removeprefix("\ufeff")
     rows: list[tuple[int, list[str]]] = []
     for n, line in enumerate(text.splitlines(), 1):
         fields = line.split()

@@ -365,8 +365,21 @@ def _missing_alleles(variants: Variants) -> Variants:
 
 
 def read_fam(path: Path) -> Samples:
-    """Parse a ``.fam``: six columns; (FID, IID) pairs must be unique."""
-    rows = _data_lines(_read_text(path))
+    """Parse a ``.fam``: six columns; (FID, IID) pairs must be unique.
+
+    A UTF-8 byte-order mark is refused with the file and line: it would
+    become part of the first sample's FID, which then matches no phenotype row.
+    """
+    text = _read_text(path)
+    if text.startswith(_BOM):
+        raise InputError(
+            "starts with a UTF-8 byte-order mark, which would become part of the first "
+            "sample's FID (it would then match no phenotype or covariate row)",
+            path=path,
+            line=1,
+            hint=f"save it without the mark, e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {path}",
+        )
+    rows = _data_lines(text)
     first_line: dict[tuple[str, str], int] = {}
     for line_no, fields in rows:
         if len(fields) != _FAM_COLUMNS:

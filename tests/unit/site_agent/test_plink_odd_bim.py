@@ -117,3 +117,25 @@ def test_bim_without_odd_content__arrays_are_the_very_same(tmp_path: Path) -> No
     variants = plink.read_bim(tmp_path / "cohort.bim")
     assert variants.alt.dtype == np.dtype("<U1") and variants.ref.dtype == np.dtype("<U1")
     assert variants.pos.tolist() == [1000 + 10 * i for i in range(37)]
+
+
+def test_fam_byte_order_mark__is_refused_at_line_1_not_read_into_the_fid(tmp_path: Path) -> None:
+    _, _ = write_fileset(tmp_path)
+    fam = tmp_path / "cohort.fam"
+    fam.write_bytes(b"\xef\xbb\xbf" + fam.read_bytes())
+    with pytest.raises(InputError, match="byte-order mark") as info:
+        plink.read_fam(fam)
+    assert str(info.value).startswith(f"{fam}:1: ") and "FID" in str(info.value)
+
+
+def test_pheno_byte_order_mark__a_spreadsheet_export_reads_as_without_it(tmp_path: Path) -> None:
+    from genofed.site_agent.io.pheno import read_pheno_table
+
+    plain = tmp_path / "plain.tsv"
+    plain.write_text("#FID\tIID\tQ\nf1\ti1\t1.5\nf2\ti2\tNA\n")
+    marked = tmp_path / "marked.tsv"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    a, b = read_pheno_table(plain), read_pheno_table(marked)
+    assert list(b.columns) == list(a.columns) == ["Q"]
+    assert b.fid.tolist() == a.fid.tolist() and b.has_fid == a.has_fid
+    np.testing.assert_array_equal(b.column("Q"), a.column("Q"))
