@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genofed.common.errors import ConfigError, SiteFailure
+from genofed.common.errors import ConfigError, InputError, SiteFailure
 from genofed.common.messages import AuditKind
 from genofed.common.study import Study, study_from_mapping
 from genofed.common.wire.proto import audit_entry_from_bytes
@@ -254,3 +254,29 @@ def test_km__a_site_that_coarsens_the_grid_gives_the_coarse_grid_curve(
     for name in ("km.tsv", "logrank.tsv"):
         assert (merged.out / name).read_text() == (direct.out / name).read_text(), name
     assert "of the study's" in str(merged.summary["km"]["grid points"])  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [({"CONST": "7"}, ["'CONST'"]), ({"AGE2": "AGE*2"}, ["'AGE'", "'AGE2'"])],
+    ids=["constant", "collinear"],
+)
+def test_cox__constant_or_collinear_covariates_stop_naming_them(
+    cohort: SynthSummary, tmp_path: Path, extra: dict[str, str], named: list[str]
+) -> None:
+    sites = _copy(cohort, tmp_path / "copy")
+    ((column, rule),) = extra.items()
+    for site in sites:
+        path = site / "data" / "covar.tsv"
+        header, *rows = [line.split("\t") for line in path.read_text().splitlines()]
+        age = header.index("AGE")
+        for r in rows:
+            r.append(str(2 * float(r[age])) if rule == "AGE*2" and r[age] != "NA" else "7")
+        path.write_text("\n".join("\t".join(r) for r in [[*header, column], *rows]) + "\n")
+    study = _study({"kind": "cox", **COMMON, "covariates": ["AGE", column, "SEX"]})
+    with pytest.raises(InputError) as info:
+        run_study(study, InProcessTransport(sites), tmp_path / "r", engine="t")
+    message = str(info.value)
+    assert all(n in message for n in named) and "cannot be fitted" in message
+    assert "'SEX'" not in message
+    assert not (tmp_path / "r").exists()

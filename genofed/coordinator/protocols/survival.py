@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genofed.common.errors import GenoFedError, SiteFailure
+from genofed.common.errors import GenoFedError, InputError, SiteFailure
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.records import NamedArrays
 from genofed.common.wire.survival import (
@@ -180,6 +180,8 @@ def run_cox(
                     raise SiteFailure(site, "BAD_REPLY", f"cox_step {name} must be floats {shape}")
                 pooled[name] += got
         loglik, grad, hess = float(pooled["loglik"][0]), pooled["grad"], pooled["hess"]
+        if fit.rounds == 0:
+            _check_information(spec, terms, hess)
         try:
             fit.receive(loglik, grad, hess)
         except ValueError as exc:
@@ -192,6 +194,37 @@ def run_cox(
         "log partial likelihood": round(result.loglik, 4),
         **{f"HR {t}": f"{result.hr[i]:.4g} (p={result.p[i]:.3g})" for i, t in enumerate(terms)},
     }
+
+
+#: Smallest eigenvalue of the pooled information matrix, relative to its largest,
+#: below which the covariates are taken as collinear (or one as constant).
+COLLINEAR_RATIO = 1e-10
+
+
+def _check_information(spec: AnalysisSpec, terms: Sequence[str], hess: np.ndarray) -> None:
+    """Stop, naming them, when the covariates are constant or collinear over the cohorts.
+
+    The information matrix ``-hess`` of the first round is singular exactly
+    when some combination of covariates is constant within every site's
+    stratum; the covariates with weight in that combination are named.
+    """
+    info = -(hess + hess.T) / 2
+    values, vectors = np.linalg.eigh(info)
+    top = max(float(values[-1]), 0.0)
+    if top > 0 and values[0] > COLLINEAR_RATIO * top:
+        return
+    null = vectors[:, 0]
+    named = [t for t, w in zip(terms, null, strict=True) if abs(w) > 1e-3]
+    what = (
+        f"covariate {named[0]!r} is constant within every site's cohort"
+        if len(named) == 1
+        else f"covariates {', '.join(repr(t) for t in named)} are collinear within every "
+        "site's cohort"
+    )
+    raise InputError(
+        f"cox analysis {spec.id!r}: {what}, so the model cannot be fitted",
+        hint="remove " + ("it" if len(named) == 1 else "one of them") + " from covariates",
+    )
 
 
 __all__ = ["output_names", "run_cox", "run_km"]
