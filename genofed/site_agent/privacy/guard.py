@@ -374,7 +374,8 @@ def disclosure_message(verdict: Verdict) -> str:
         f"this release would let its sums, with earlier releases of this site, describe "
         f"fewer than min_cell_count people: {verdict.detail} [{verdict.rule}]; change the "
         "cohort (phenotype, covariates, groups) so that it differs from earlier analyses by "
-        "at least min_cell_count people, or ask this site's privacy officer"
+        "at least min_cell_count people or not at all (e.g. count analyses with samples_with "
+        "= a GWAS's phenotype and covariates), or ask this site's privacy officer"
     )
 
 
