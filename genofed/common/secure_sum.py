@@ -60,6 +60,9 @@ INPUT_CONFIG_PREFIX = "genofed.input."
 #: Field of the config record holding a serialized proto (as :mod:`genofed.common.wire.records`
 #: encodes them); a site's reply rides beside its masked vector under ``REPLY_KEY``.
 PROTO_FIELD = "proto"
+#: Reply fact naming the arrays of an ``exact`` reply's masked vector, as
+#: :func:`genofed.common.fixed_point.layout_text` writes them.
+SECAGG_LAYOUT_FACT = "secagg_layout"
 #: Name prefix of the masked arrays a site's reply lists (its audit entry records them).
 MASKED_PREFIX = "secagg_masked_"
 
@@ -197,6 +200,7 @@ __all__ = [
     "PROTO_FIELD",
     "QUANTIZATION_RANGE",
     "REQUEST_CONFIG_KEY",
+    "SECAGG_LAYOUT_FACT",
     "exact_sum",
     "masked_arrays",
     "range_problem",

@@ -43,6 +43,7 @@ from genofed.common.analyses import ANALYSIS_KINDS, COUNT_KINDS, ParamError
 from genofed.common.errors import ConfigError, IntegrityError
 from genofed.common.tomlconfig import check_keys, get_typed, load_toml
 from genofed.common.wire.pca import pc_covariate_problem
+from genofed.common.wire.summable import secure_analysis_kinds
 
 #: Schema tag written into every canonical study.
 STUDY_SCHEMA = "genofed.study/v1"
@@ -257,11 +258,13 @@ def _secure_privacy(
     table: dict[str, Any], mode: str, path: Path, analyses: tuple[AnalysisSpec, ...]
 ) -> PrivacySpec:
     """``exact`` (SecAgg+ sums) or ``distributed-dp`` (noise shares under SecAgg+)."""
-    not_counts = sorted({a.kind for a in analyses} - COUNT_KINDS)
-    if not_counts:
+    # exact: every analysis whose requests all have a summable form; distributed-dp: counts
+    available = COUNT_KINDS | secure_analysis_kinds() if mode == "exact" else COUNT_KINDS
+    not_available = sorted({a.kind for a in analyses} - available)
+    if not_available:
         raise ConfigError(
-            f"mode = {mode!r} is available for {', '.join(sorted(COUNT_KINDS))} only, "
-            f"not for {', '.join(not_counts)}",
+            f"mode = {mode!r} is available for {', '.join(sorted(available))} only, "
+            f"not for {', '.join(not_available)}",
             path=path,
             hint=f"run those analyses in a separate study without [privacy] mode = {mode!r}",
         )

@@ -47,9 +47,11 @@ from genofed.common.messages import Receipt, Reply, Request, SignedStudy, Status
 from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, signed_study
+from genofed.common.wire.summable import summable_form, summed
 from genofed.coordinator.combine.harmonize import Harmonization, VariantTable, harmonize
 from genofed.coordinator.protocols import PROTOCOLS, REPORT_SECTIONS, Answer, AskSites, Job, Result
 from genofed.coordinator.protocols.counts import write_count_outputs
+from genofed.coordinator.protocols.job import AskSum, Pooled
 from genofed.coordinator.protocols.secure_counts import SecureCounts
 from genofed.coordinator.receipt_check import ReceiptCheck
 from genofed.coordinator.site_record import SiteRecord
@@ -153,7 +155,7 @@ def run_study(
     # exact / distributed-dp: the counts round is a SecAgg+ sum (secure_counts.py)
     secure = (
         SecureCounts(study, transport, len(nodes), lambda n: members.names.get(n, f"node {n}"))
-        if study.privacy.mode in SECURE_MODES and count_ids
+        if study.privacy.mode in SECURE_MODES
         else None
     )
     total = 1 + (1 if count_ids else 0)
@@ -251,8 +253,11 @@ def run_study(
 
                 def attempt(part: list[int], spec: AnalysisSpec = spec, run: RunFn = run) -> Result:
                     names = [sites[n].name for n in part]
-                    ask = members.asker(signed, run_id, part, sites, rounds)
-                    return run(Job(study, spec, _only(harmonization, names), names, staging, ask))
+                    ask = members.asker(signed, run_id, part, sites, rounds, secure)
+                    ask_sum = members.summer(signed, run_id, part, sites, rounds, secure)
+                    return run(
+                        Job(study, spec, _only(harmonization, names), names, staging, ask, ask_sum)
+                    )
 
                 files, stats = members.run_analysis(order, attempt)
                 order = members.still(order)
@@ -420,10 +425,20 @@ class _Members:
         part: list[int],
         sites: Mapping[int, SiteRecord],
         rounds: Iterator[int],
+        secure: SecureCounts | None = None,
     ) -> AskSites:
-        """An ``ask`` for a multi-round analysis over ``part`` (in that order)."""
+        """An ``ask`` for a multi-round analysis over ``part`` (in that order).
+
+        In a secure mode (``secure`` given) no site's own arrays may reach the
+        coordinator: ``ask`` refuses, and the protocol must use :meth:`summer`.
+        """
 
         def ask(kind: str, ident: str, inputs: Sequence[NamedArrays]) -> list[Answer]:
+            if secure is not None:
+                raise GenoFedError(
+                    f"{kind} asks for each site's arrays, which a study in a secure mode never "
+                    "sends; this analysis cannot run in that mode"
+                )
             round_ = next(rounds)
             req = _request(signed, run_id, kind, ident, round_)
             got = self.exchange(
@@ -437,6 +452,53 @@ class _Members:
             return [got[n] for n in part]
 
         return ask
+
+    def summer(
+        self,
+        signed: SignedStudy,
+        run_id: str,
+        part: list[int],
+        sites: Mapping[int, SiteRecord],
+        rounds: Iterator[int],
+        secure: SecureCounts | None,
+    ) -> AskSum:
+        """An ``ask_sum`` over ``part``: the sum of the sites' summable forms.
+
+        ``plain``: the sites' replies, each put in its summable form here and
+        added up in site order. ``exact``: one SecAgg+ round; the sites send
+        their summable forms masked, and only the sum is decoded.
+        """
+        plain_ask = self.asker(signed, run_id, part, sites, rounds)
+
+        def ask_sum(kind: str, ident: str, inputs: Sequence[NamedArrays]) -> Pooled:
+            names = [self.names.get(n, f"node {n}") for n in part]
+            if secure is None:
+                got = plain_ask(kind, ident, inputs)
+                form = summable_form(kind)
+                forms = []
+                for name, (_, arrays), x in zip(names, got, inputs, strict=True):
+                    try:
+                        forms.append(form(arrays, x))
+                    except (KeyError, ValueError) as exc:
+                        raise SiteFailure(name, "BAD_REPLY", f"{kind} reply: {exc}") from exc
+                try:
+                    total = summed(forms, names)
+                except ValueError as exc:
+                    raise SiteFailure(names[0], "BAD_REPLY", f"{kind} replies: {exc}") from exc
+                return Pooled([r for r, _ in got], total, names)
+            round_ = next(rounds)
+            req = _request(signed, run_id, kind, ident, round_)
+            outgoing = {n: Outgoing(req, x) for n, x in zip(part, inputs, strict=True)}
+            got = self.exchange(outgoing, round_, send=secure.send)
+            for n in part:
+                if n in got:
+                    sites[n].replies.append(_reply_record(kind, got[n][0]))
+            if len(got) < len(part):
+                raise _Restart
+            replies = [got[n][0] for n in part]
+            return Pooled(replies, secure.decoded(replies, names), names)
+
+        return ask_sum
 
     def run_analysis(self, part: list[int], run: Callable[[list[int]], Result]) -> Result:
         """Run a multi-round analysis; again without a site that drops out part-way."""

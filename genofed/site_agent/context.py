@@ -47,8 +47,8 @@ class Sealer(Protocol):
         """
         ...
 
-    def seal(self, arrays: NamedArrays) -> NamedArrays:
-        """The masked arrays that leave instead of ``arrays``."""
+    def seal(self, vector: np.ndarray) -> NamedArrays:
+        """The masked arrays that leave instead of ``vector`` (integers, as SecAgg+ sums them)."""
         ...
 
 

@@ -20,6 +20,13 @@ What can leave a site, by request kind:
   In ``exact`` and ``distributed-dp`` mode these counts leave only masked by
   Flower's SecAgg+ (a ``sealer`` from :mod:`genofed.site_agent.secure_release`;
   :mod:`genofed.site_agent.requests.secure_counts`), never in the clear.
+* In ``exact`` mode, every other request's arrays leave the same way: the
+  module computes its usual reply, which is turned into its summable form
+  (:mod:`genofed.common.wire.summable`: dense arrays whose sum over sites is
+  all the coordinator uses), encoded in fixed point
+  (:mod:`genofed.common.fixed_point`; a value it cannot carry is refused as
+  ``VALUE_OUT_OF_RANGE``) and masked; only the reply's facts (its cohort
+  size, the layout of the masked vector) travel in the clear.
 * ``prs_match``, ``prs_moments``, ``prs_stats``, ``prs_logistic``,
   ``prs_calibration``: the ``prs`` analysis's per-scoring-row match codes and
   effect-allele counts, score moments, a suppressed score histogram,
@@ -59,18 +66,24 @@ the reply's receipt cites the entry and the signed checkpoint covering it.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 import genofed
 from genofed.common.analyses import COUNT_KINDS, GENOTYPE_COUNTS_KIND, VARIANTS_KIND
 from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, PolicyRefusal
+from genofed.common.fixed_point import encode, layout_text, range_problem
 from genofed.common.messages import Receipt, Reply, Request, Status
+from genofed.common.secure_sum import MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, array_manifest, study_of, study_signature
+from genofed.common.wire.summable import SUMMABLE_FORMS
 from genofed.site_agent.audit.log import (
     DECISION_ERROR,
     DECISION_REFUSED,
@@ -223,8 +236,15 @@ def _answer(
             snapshot = status.id
         study = study_of(request.study)
         server = server_for(request.kind)
-        if sealer is not None and (server is None or not server.secure):
+        summable = request.kind in SUMMABLE_FORMS and study.privacy.mode == "exact"
+        if sealer is not None and (server is None or not (server.secure or summable)):
             raise PolicyRefusal("BAD_REQUEST", f"{request.kind!r} is not a secure-sum request")
+        if summable and sealer is None:
+            raise PolicyRefusal(
+                "SECURE_AGGREGATION_REQUIRED",
+                f"this study's release mode is {study.privacy.mode!r}: its {request.kind} "
+                "statistics leave this site only masked, through a SecAgg+ round",
+            )
         analyst = check_study_signature(
             policy, request.study.canonical_json, study_signature(request.study)
         )
@@ -249,7 +269,7 @@ def _answer(
             signed = analyst is not None
             for kind in [s.kind for s in specs] or [request.kind]:
                 check_request(policy, kind=kind, signed=signed, n_samples=bed.n_samples)
-            if study.privacy.mode not in server.modes:
+            if study.privacy.mode not in server.modes and not summable:
                 kind = specs[0].kind if specs else request.kind
                 raise PolicyRefusal("UNSUPPORTED", server.unsupported.replace("{kind}", kind))
             guard = ReleaseGuard.open(
@@ -272,6 +292,9 @@ def _answer(
                 sealer=sealer,
                 guard=guard,
             )
+            if summable:
+                assert sealer is not None
+                sealer.check(MIN_SECURE_SITES)  # before anything is computed
             try:
                 answer = server.serve(context)
                 answer.sample_sets = _commit_sets(guard, request, snapshot, clock)
@@ -280,7 +303,11 @@ def _answer(
         if answer.sample_sets:
             facts["sample_sets"] = digest(answer.sample_sets)
         if sealer is not None:
-            answer.arrays = sealer.seal(answer.arrays)
+            if summable:
+                vector = _summable_vector(request, inputs, answer)
+            else:
+                vector = answer.arrays["genotype_counts"]
+            answer.arrays = sealer.seal(vector)
     except PolicyRefusal as exc:
         log.warning("refused %s for study %s: %s", request.kind, request.study.sha256, exc)
         if exc.reason_code == DISCLOSURE_RISK and analyst is not None:
@@ -293,6 +320,32 @@ def _answer(
         log.error("could not answer %s: %s", request.kind, exc)
         return _failed(reply, Status.ERROR, type(exc).__name__.upper(), str(exc)), None
     return replace(reply, status=Status.OK, facts={**facts, **answer.facts}), answer
+
+
+def _summable_vector(request: Request, inputs: NamedArrays, answer: Answer) -> np.ndarray:
+    """The answer's summable form as one fixed-point vector; facts say its layout and mode."""
+    try:
+        dense = SUMMABLE_FORMS[request.kind](answer.arrays, inputs)
+    except (KeyError, ValueError) as exc:
+        raise GenoFedError(
+            f"cannot put the {request.kind} reply in its summable form: {exc}"
+        ) from exc
+    problem = range_problem(dense)
+    if problem is not None:
+        raise PolicyRefusal("VALUE_OUT_OF_RANGE", problem)
+    vector, layout = encode(dense)
+    answer.facts[SECAGG_LAYOUT_FACT] = layout_text(layout)
+    answer.facts["release_mode"] = "exact"
+    answer.facts["noise"] = json.dumps(
+        {
+            "mechanism": "none",
+            "mode": "exact",
+            "release": "SecAgg+ masked vector: the coordinator learns only the sum over sites",
+            "encoding": "fixed point, genofed.common.fixed_point",
+        },
+        sort_keys=True,
+    )
+    return vector
 
 
 def _commit_sets(

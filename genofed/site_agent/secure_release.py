@@ -105,11 +105,10 @@ class SecAggSealer:
         if problem is not None:
             raise PolicyRefusal("SECURE_AGGREGATION_SETTINGS", problem)
 
-    def seal(self, arrays: NamedArrays) -> NamedArrays:
-        counts = arrays["genotype_counts"]
+    def seal(self, vector: np.ndarray) -> NamedArrays:
         fitres = FitRes(
             status=FlowerStatus(code=Code.OK, message=""),
-            parameters=ndarrays_to_parameters([counts.astype(np.float64)]),
+            parameters=ndarrays_to_parameters([np.asarray(vector, dtype=np.float64)]),
             num_examples=NUM_EXAMPLES,
             metrics={},
         )

@@ -75,7 +75,14 @@ def _pca_prefix(job: Job) -> str:
 
 
 def _glm(job: Job) -> Result:
-    return run_glm(job.spec, job.harmonization, job.out, job.ask, prefix=_glm_prefix(job))
+    return run_glm(
+        job.spec,
+        job.harmonization,
+        job.out,
+        job.ask,
+        ask_sum=job.ask_sum,
+        prefix=_glm_prefix(job),
+    )
 
 
 def _pca(job: Job) -> Result:
@@ -84,29 +91,37 @@ def _pca(job: Job) -> Result:
         job.harmonization,
         job.out,
         job.ask,
+        ask_sum=job.ask_sum,
         study_sha256=job.study.sha256,
         prefix=_pca_prefix(job),
     )
 
 
 def _prs(job: Job) -> Result:
-    return run_prs(job.spec, job.sites, job.out, job.ask)
+    return run_prs(job.spec, job.sites, job.out, job.ask, ask_sum=job.ask_sum)
 
 
 def _pgx(job: Job) -> Result:
-    return run_pgx(job.spec, job.sites, job.out, job.ask)
+    return run_pgx(job.spec, job.sites, job.out, job.ask, ask_sum=job.ask_sum)
 
 
 def _km(job: Job) -> Result:
-    return run_km(job.spec, job.sites, job.out, job.ask)
+    return run_km(job.spec, job.sites, job.out, job.ask, ask_sum=job.ask_sum)
 
 
 def _cox(job: Job) -> Result:
-    return run_cox(job.spec, job.sites, job.out, job.ask)
+    return run_cox(job.spec, job.sites, job.out, job.ask, ask_sum=job.ask_sum)
 
 
 def _train(job: Job) -> Result:
-    return run_train(job.spec, job.harmonization, job.out, job.ask, study_sha256=job.study.sha256)
+    return run_train(
+        job.spec,
+        job.harmonization,
+        job.out,
+        job.ask,
+        ask_sum=job.ask_sum,
+        study_sha256=job.study.sha256,
+    )
 
 
 #: The coordinator half of every analysis kind, by kind.

@@ -49,6 +49,7 @@ from genofed.coordinator.combine.glm import (
     pool_stats,
 )
 from genofed.coordinator.combine.harmonize import Harmonization, SitePlan
+from genofed.coordinator.protocols.job import AskSum
 from genofed.coordinator.writers.glm_tables import write_glm_outputs
 
 #: Sends one request kind to every site (inputs in site order); returns replies in site order.
@@ -84,6 +85,7 @@ def run_glm(
     out_dir: Path,
     ask: AskSites,
     *,
+    ask_sum: AskSum | None = None,
     prefix: str = "gwas",
 ) -> tuple[list[str], dict[str, object]]:
     """Run one glm analysis; return the files written and headline numbers."""

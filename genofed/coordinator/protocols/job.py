@@ -3,7 +3,10 @@
 The runner (:mod:`genofed.coordinator.runner`) hands a protocol one
 :class:`Job` per attempt: the study, the analysis, the harmonization of the
 sites taking part, where to write, and ``ask``, which sends one request kind
-to those sites and returns their replies. The protocol returns a
+to those sites and returns their replies. ``ask_sum`` sends one
+request kind and returns only the sum of the sites' summable forms
+(:class:`Pooled`): the one way to talk to sites in ``exact`` mode, and the
+same pooling in ``plain`` mode. The protocol returns a
 :data:`Result`: the files it wrote and its summary statistics. When a site
 drops out part-way, ``ask`` raises and the runner starts a new attempt
 without it (a new :class:`Job`).
@@ -27,6 +30,27 @@ Answer = tuple[Reply, NamedArrays]
 #: returns the replies in site order.
 AskSites = Callable[[str, str, Sequence[NamedArrays]], list[Answer]]
 
+
+@dataclass(frozen=True)
+class Pooled:
+    """The sites' replies to one request kind and the sum of their summable forms.
+
+    ``arrays`` is what :mod:`genofed.common.wire.summable` defines for the
+    request kind, added up over ``sites``: in ``plain`` mode by the
+    coordinator from the sites' replies, in ``exact`` mode by SecAgg+, so
+    that the coordinator never holds a site's own arrays. ``replies`` carry
+    each site's facts and receipt (and, in ``exact`` mode, no arrays).
+    """
+
+    replies: list[Reply]
+    arrays: NamedArrays
+    #: the sites in the sum, in ``ask``'s order
+    sites: list[str]
+
+
+#: Sends one request kind to every site (inputs in site order) and returns the pooled sum.
+AskSum = Callable[[str, str, Sequence[NamedArrays]], Pooled]
+
 #: An analysis's output files (names under the results directory) and summary statistics.
 Result = tuple[list[str], dict[str, object]]
 
@@ -44,6 +68,8 @@ class Job:
     #: the results directory being written (the runner's staging directory)
     out: Path
     ask: AskSites
+    #: like ``ask``, but returns only the sum over sites (the secure modes' only form)
+    ask_sum: AskSum
 
 
-__all__ = ["Answer", "AskSites", "Job", "Result"]
+__all__ = ["Answer", "AskSites", "AskSum", "Job", "Pooled", "Result"]

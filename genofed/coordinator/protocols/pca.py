@@ -54,7 +54,7 @@ from genofed.coordinator.combine.pca import (
     variant_weights,
     whiten,
 )
-from genofed.coordinator.protocols.job import AskSites
+from genofed.coordinator.protocols.job import AskSites, AskSum
 from genofed.coordinator.writers.pca_tables import write_pca_outputs
 
 log = logging.getLogger("genofed.coordinator")
@@ -95,6 +95,7 @@ def run_pca(
     out_dir: Path,
     ask: AskSites,
     *,
+    ask_sum: AskSum | None = None,
     study_sha256: str,
     prefix: str = "pca",
 ) -> tuple[list[str], dict[str, object]]:

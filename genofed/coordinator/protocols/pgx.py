@@ -45,7 +45,7 @@ from genofed.coordinator.combine.covariates import SUMMARY_KEY, checked_design
 from genofed.coordinator.combine.glm import LogisticFit
 from genofed.coordinator.combine.pgx import PooledTable, fisher_2x2, phenotype_chi2, pool_table
 from genofed.coordinator.combine.prs import pooled_gram
-from genofed.coordinator.protocols.job import AskSites
+from genofed.coordinator.protocols.job import AskSites, AskSum
 from genofed.coordinator.writers.atomic import atomic_write_text
 
 __all__ = ["run_pgx"]
@@ -110,7 +110,12 @@ def _rows(gene: str, table: PooledTable, *, reporting: bool = False) -> list[str
 
 
 def run_pgx(
-    spec: AnalysisSpec, sites: Sequence[str], out_dir: Path, ask: AskSites
+    spec: AnalysisSpec,
+    sites: Sequence[str],
+    out_dir: Path,
+    ask: AskSites,
+    *,
+    ask_sum: AskSum | None = None,
 ) -> tuple[list[str], dict[str, object]]:
     """Run one pgx analysis; return the files written and headline numbers."""
     s = len(sites)

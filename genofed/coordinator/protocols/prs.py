@@ -44,7 +44,7 @@ from genofed.common.wire.records import NamedArrays
 from genofed.coordinator.combine import prs as combine
 from genofed.coordinator.combine.covariates import Design, checked_design
 from genofed.coordinator.combine.glm import LogisticFit, linear_regression
-from genofed.coordinator.protocols.job import AskSites
+from genofed.coordinator.protocols.job import AskSites, AskSum
 from genofed.coordinator.writers.prs_outputs import PrsReport, write_prs_outputs
 
 __all__ = ["read_scoring_file", "run_prs"]
@@ -114,7 +114,12 @@ def _model(
 
 
 def run_prs(
-    spec: AnalysisSpec, sites: Sequence[str], out_dir: Path, ask: AskSites
+    spec: AnalysisSpec,
+    sites: Sequence[str],
+    out_dir: Path,
+    ask: AskSites,
+    *,
+    ask_sum: AskSum | None = None,
 ) -> tuple[list[str], dict[str, object]]:
     """Run one prs analysis over ``sites`` (in the order ``ask`` uses); return files and summary."""
     data, scoring = read_scoring_file(spec)

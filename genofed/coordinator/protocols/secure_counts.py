@@ -1,23 +1,29 @@
-"""The genotype-counts round of ``exact`` and ``distributed-dp`` studies, for the runner.
+"""The SecAgg+ rounds of ``exact`` and ``distributed-dp`` studies, for the runner.
 
 The runner sends the same per-site requests as in ``plain`` mode; instead of
-one reply per site with its counts, the round runs Flower's SecAgg+
+one reply per site with its arrays, each round runs Flower's SecAgg+
 (:mod:`genofed.coordinator.secure_round`) and the coordinator learns only
 the sum. :class:`SecureCounts` checks up front that the study can run
-securely (at least three sites, a transport with SecAgg+), keeps the sum, and
-checks it: shape, and in ``exact`` mode that every variant's four cells add up
-to the pooled sample count the sites reported in round 1.
+securely (at least three sites, a transport with SecAgg+) and keeps each
+round's sum. The counts round's sum is checked (:meth:`SecureCounts.total`:
+shape, and in ``exact`` mode that every variant's four cells add up to the
+pooled sample count the sites reported in round 1); every other round's is
+decoded from fixed point (:meth:`SecureCounts.decoded`) into the sum of the
+sites' summable forms (:mod:`genofed.common.wire.summable`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from genofed.common.errors import GenoFedError, SiteFailure
-from genofed.common.secure_sum import MAX_SECURE_SITES, MIN_SECURE_SITES
+from genofed.common.fixed_point import decode, layout_from_text
+from genofed.common.messages import Reply
+from genofed.common.secure_sum import MAX_SECURE_SITES, MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import SECURE_MODES, Study
+from genofed.common.wire.records import NamedArrays
 from genofed.coordinator.transport import (
     Incoming,
     Outgoing,
@@ -90,14 +96,38 @@ class SecureCounts:
             )
         return self._result.incoming
 
-    def total(self, n_variants: int, n_samples: int | None) -> np.ndarray:
-        """The checked sum; ``n_samples``: the pooled cohort size (exact mode checks rows)."""
+    def vector(self) -> np.ndarray:
+        """The last round's sum of the sites' vectors (integers)."""
         total = None if self._result is None else self._result.total
         if total is None:
             raise GenoFedError(
-                "the secure-sum round did not complete with every site, so its sum is not used "
-                "(a secure sum is all or nothing: min_sites does not drop a site from it)"
+                "the secure-sum round did not complete with every site, so its sum is not used"
             )
+        return total
+
+    def decoded(self, replies: Sequence[Reply], sites: Sequence[str]) -> NamedArrays:
+        """The last round's sum of the sites' summable forms (``exact`` mode, fixed point).
+
+        Every site's reply must name the same layout (:data:`SECAGG_LAYOUT_FACT`);
+        a site that names another is named in the error.
+        """
+        layouts = [r.facts.get(SECAGG_LAYOUT_FACT) for r in replies]
+        for site, layout in zip(sites, layouts, strict=True):
+            if layout is None or layout != layouts[0]:
+                raise SiteFailure(
+                    site,
+                    "BAD_REPLY",
+                    "its masked vector's layout differs from the other sites' (or is missing): "
+                    "the sites disagree on the request",
+                )
+        try:
+            return decode(self.vector(), layout_from_text(str(layouts[0])))
+        except ValueError as exc:
+            raise GenoFedError(f"the secure sum cannot be decoded: {exc}") from exc
+
+    def total(self, n_variants: int, n_samples: int | None) -> np.ndarray:
+        """The checked sum; ``n_samples``: the pooled cohort size (exact mode checks rows)."""
+        total = self.vector()
         if total.shape != (n_variants, 4):
             raise GenoFedError(
                 f"the secure sum has shape {total.shape}, not ({n_variants}, 4); "

@@ -37,7 +37,7 @@ from genofed.coordinator.combine.survival import (
     log_rank,
     pool_counts,
 )
-from genofed.coordinator.protocols.job import AskSites
+from genofed.coordinator.protocols.job import AskSites, AskSum
 from genofed.coordinator.writers.survival_tables import write_cox_output, write_km_outputs
 
 
@@ -48,7 +48,12 @@ def output_names(spec: AnalysisSpec) -> tuple[str, ...]:
 
 
 def run_km(
-    spec: AnalysisSpec, sites: Sequence[str], out_dir: Path, ask: AskSites
+    spec: AnalysisSpec,
+    sites: Sequence[str],
+    out_dir: Path,
+    ask: AskSites,
+    *,
+    ask_sum: AskSum | None = None,
 ) -> tuple[list[str], dict[str, object]]:
     """One ``km`` analysis: counts round, curves, log-rank; files and headline numbers."""
     params = spec.params
@@ -163,7 +168,12 @@ def _coarsen(
 
 
 def run_cox(
-    spec: AnalysisSpec, sites: Sequence[str], out_dir: Path, ask: AskSites
+    spec: AnalysisSpec,
+    sites: Sequence[str],
+    out_dir: Path,
+    ask: AskSites,
+    *,
+    ask_sum: AskSum | None = None,
 ) -> tuple[list[str], dict[str, object]]:
     """One ``cox`` analysis: Newton rounds until convergence; files and headline numbers."""
     terms = tuple(spec.params["covariates"])

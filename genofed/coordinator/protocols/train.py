@@ -39,7 +39,7 @@ from genofed.common.wire.train import (
 )
 from genofed.coordinator.combine import train as combine
 from genofed.coordinator.combine.harmonize import Harmonization
-from genofed.coordinator.protocols.job import AskSites
+from genofed.coordinator.protocols.job import AskSites, AskSum
 from genofed.coordinator.writers.atomic import atomic_write_text
 from genofed.coordinator.writers.train_outputs import write_model
 
@@ -50,6 +50,7 @@ def run_train(
     out_dir: Path,
     ask: AskSites,
     *,
+    ask_sum: AskSum | None = None,
     study_sha256: str,
 ) -> tuple[list[str], dict[str, object]]:
     """Run one train analysis over the harmonization's sites; return files and summary."""
