@@ -224,7 +224,7 @@ def _int_value(limbs: np.ndarray, name: str) -> np.ndarray:
     shift = LIMB_BITS * (len(limbs) - 1)
     if top.size and (int(top.max()) >= 2 ** (63 - shift) or int(top.min()) < -(2 ** (63 - shift))):
         raise ValueError(f"the secure sum of {name} leaves the int64 range")
-    value = top << shift
+    value: np.ndarray = top << shift
     for level in range(len(limbs) - 1):
         value = value + (limbs[level] << (LIMB_BITS * level))
     return value

@@ -188,7 +188,7 @@ def test_pgx__small_rows_withheld_under_min_cell_count(
     full = _table(federated.out / "pgx.diplotypes.tsv")
     summary = json.loads((out / "pgx.summary.json").read_text())
     withheld = summary["genes"]["CYP2C19"]["diplotype_rows_withheld"]
-    assert sum(withheld.values()) > 0
+    assert withheld > 0  # rows withheld over all sites (a sum: the sites are masked apart)
     everywhere = [r for r in rows if r[-1] == "3"]  # reported by all three sites: complete
     assert everywhere and all(int(r[2]) == sum(full[(r[0], r[1])]) for r in everywhere)
     partial = [r for r in rows if r[-1] != "3"]

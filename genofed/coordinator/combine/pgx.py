@@ -1,8 +1,11 @@
 """Combine half of pharmacogenomics: pooled diplotype and phenotype tables, association tests.
 
-* Tables: the sites' rows summed by label (diplotype or phenotype); a row a
-  site withheld contributes nothing and is counted in ``withheld_at``, so a
-  pooled count with ``withheld_at > 0`` is a lower bound.
+* Tables: the sums over sites of the rows (:mod:`genofed.common.wire.pgx`'s
+  summable forms), sorted by label (diplotype or phenotype); a row a site
+  withheld contributes nothing and is counted in ``withheld_at``, so a pooled
+  count with ``withheld_at > 0`` is a lower bound. For diplotypes, whose
+  withheld rows leave no trace, ``withheld_at`` counts the sites reporting
+  the row instead, and only rows some site reported are kept.
 * 2 x k test: phenotype (columns: the phenotypes with a called, released
   sample) by outcome (rows: 0, 1), Pearson chi-square without continuity
   correction (``scipy.stats.chi2_contingency``).
@@ -22,32 +25,36 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-__all__ = ["PooledTable", "fisher_2x2", "phenotype_chi2", "pool_table"]
+__all__ = ["PooledTable", "diplotype_table", "fisher_2x2", "phenotype_chi2", "pooled_table"]
 
 
 @dataclass(frozen=True)
 class PooledTable:
-    """Labels (first-seen order across sites, then sorted), counts (k, 3), sites withholding."""
+    """Labels (sorted), counts (k, 3), sites withholding each row (diplotypes: reporting it)."""
 
     labels: tuple[str, ...]
     counts: npt.NDArray[np.int64]
     withheld_at: npt.NDArray[np.int64]
 
 
-def pool_table(
-    labels: Sequence[np.ndarray], counts: Sequence[np.ndarray], withheld: Sequence[np.ndarray]
+def pooled_table(
+    labels: Sequence[str], counts: npt.ArrayLike, withheld_at: npt.ArrayLike
 ) -> PooledTable:
-    """Sum per-site tables by label."""
-    names = sorted({str(x) for site in labels for x in site.tolist()})
-    where = {name: i for i, name in enumerate(names)}
-    total = np.zeros((len(names), 3), dtype=np.int64)
-    hidden = np.zeros(len(names), dtype=np.int64)
-    for lab, cnt, wh in zip(labels, counts, withheld, strict=True):
-        rows = np.array([where[str(x)] for x in lab.tolist()], dtype=np.int64)
-        if rows.size:
-            np.add.at(total, rows, np.asarray(cnt, dtype=np.int64))
-            np.add.at(hidden, rows, np.asarray(wh, dtype=np.int64))
-    return PooledTable(tuple(names), total, hidden)
+    """The pooled rows ``counts`` (k, 3) and ``withheld_at`` (k,) of ``labels``, sorted by label."""
+    order = sorted(range(len(labels)), key=lambda i: labels[i])
+    total = np.asarray(counts, dtype=np.int64).reshape(len(labels), 3)[order]
+    hidden = np.asarray(withheld_at, dtype=np.int64).reshape(len(labels))[order]
+    return PooledTable(tuple(labels[i] for i in order), total, hidden)
+
+
+def diplotype_table(
+    names: Sequence[str], counts: npt.ArrayLike, sites: npt.ArrayLike
+) -> PooledTable:
+    """The diplotypes some site reported (``sites`` > 0), with ``withheld_at`` = ``sites``."""
+    reporting = np.asarray(sites, dtype=np.int64).reshape(len(names))
+    keep = np.flatnonzero(reporting > 0)
+    rows = np.asarray(counts, dtype=np.int64).reshape(len(names), 3)[keep]
+    return pooled_table([names[i] for i in keep.tolist()], rows, reporting[keep])
 
 
 def phenotype_chi2(table: PooledTable) -> dict[str, object]:

@@ -2,18 +2,24 @@
 
 1. ``pgx_counts``: every site calls the study's genes with its shipped
    tables and returns diplotype, phenotype and not-called tables by outcome
-   (:mod:`genofed.common.wire.pgx`); the coordinator pools them and tests
-   phenotype against outcome (2 x k chi-square; Fisher's exact test of the
-   test phenotype against the rest).
+   (:mod:`genofed.common.wire.pgx`); the coordinator receives their sum
+   over sites and tests phenotype against outcome (2 x k chi-square;
+   Fisher's exact test of the test phenotype against the rest).
 2. With an outcome: ``pgx_glm_stats`` then ``pgx_logistic`` rounds fit
    ``outcome ~ 1 + [test phenotype] + covariates`` with the glm machinery
    (Newton, Firth fallback) and report its odds ratio with a 95 % Wald CI.
+
+Every round asks for the sum over sites of the replies' summable forms
+(``ask_sum``): in ``plain`` mode the coordinator adds them up, in ``exact``
+mode SecAgg+ does, and the coordinator never holds a site's own counts or
+sums. The tables' labels come from the sites' facts (the shipped tables'
+allele and phenotype names, the same at every site).
 
 Writes ``pgx.diplotypes.tsv``, ``pgx.phenotypes.tsv`` and ``pgx.summary.json``
 (``pgx.<id>.*`` when the analysis id is not ``pgx``). A site withholds a
 small diplotype row with its name, so a pooled diplotype count sums the
 sites that reported it (``SITES_REPORTING``; the summary says how many rows
-each site withheld); phenotype rows have fixed names and are marked
+the sites withheld in all); phenotype rows have fixed names and are marked
 (``WITHHELD_AT_SITES``, counts ``NA``). ``called`` counts the samples in
 released phenotype rows.
 """
@@ -30,7 +36,6 @@ import numpy as np
 from scipy import stats
 
 from genofed.common.errors import GenoFedError, SiteFailure
-from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import multisets
 from genofed.common.wire.pgx import (
@@ -39,13 +44,20 @@ from genofed.common.wire.pgx import (
     PGX_COUNTS_KIND,
     PGX_GLM_STATS_KIND,
     PGX_LOGISTIC_KIND,
+    diplotype_names,
+    logistic_shapes,
 )
-from genofed.common.wire.records import NamedArrays
 from genofed.coordinator.combine.covariates import SUMMARY_KEY, checked_design
 from genofed.coordinator.combine.glm import LogisticFit
-from genofed.coordinator.combine.pgx import PooledTable, fisher_2x2, phenotype_chi2, pool_table
+from genofed.coordinator.combine.pgx import (
+    PooledTable,
+    diplotype_table,
+    fisher_2x2,
+    phenotype_chi2,
+    pooled_table,
+)
 from genofed.coordinator.combine.prs import pooled_gram
-from genofed.coordinator.protocols.job import AskSites, AskSum
+from genofed.coordinator.protocols.job import AskSites, AskSum, Pooled
 from genofed.coordinator.writers.atomic import atomic_write_text
 
 __all__ = ["run_pgx"]
@@ -55,43 +67,60 @@ MAX_LOGISTIC_ROUNDS = 15 + 25 * 6 + 2
 log = logging.getLogger("genofed.coordinator")
 
 
-def _get(site: str, arrays: NamedArrays, name: str, ndim: int) -> np.ndarray:
-    got = arrays.get(name)
-    if got is None or got.ndim != ndim:
-        raise SiteFailure(site, "BAD_REPLY", f"{name} is missing or has the wrong shape")
+def _names(pooled: Pooled, gene: str, what: str) -> list[str]:
+    """The fact ``pgx_<gene>_<what>`` (a JSON list of the tables' names): the same at every site."""
+    fact = f"pgx_{gene}_{what}"
+    first = pooled.replies[0].facts.get(fact)
+    for site, reply in zip(pooled.sites, pooled.replies, strict=True):
+        if reply.facts.get(fact) != first:
+            raise SiteFailure(
+                site,
+                "BAD_REPLY",
+                f"its {gene} {what} differ from {pooled.sites[0]}'s: "
+                "are the sites on the same software version?",
+            )
+    try:
+        names = json.loads(first) if first is not None else None
+    except json.JSONDecodeError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        raise SiteFailure(pooled.sites[0], "BAD_REPLY", f"fact {fact} is not a list of names")
+    return names
+
+
+def _sum(pooled: Pooled, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The sites' sum ``name``, which must have ``shape``."""
+    got = pooled.arrays.get(name)
+    if got is None or got.shape != shape:
+        have = "missing" if got is None else f"of shape {got.shape}"
+        raise GenoFedError(
+            f"the sites' summed {name} is {have}, not of shape {shape}: "
+            "the sites' replies disagree with their tables or the request"
+        )
     return got
 
 
-def _pooled(
-    replies: Sequence[tuple[Reply, NamedArrays]], sites: Sequence[str], gene: str, name: str
-) -> PooledTable:
-    """Pooled table; for diplotypes ``withheld_at`` counts the sites that reported the row."""
-    labels, counts, withheld = [], [], []
-    for site, (_, arrays) in zip(sites, replies, strict=True):
-        lab = _get(site, arrays, f"{gene}.{name}", 1)
-        cnt = _get(site, arrays, f"{gene}.{name}_counts", 2)
-        if name == "diplotype":
-            wh = np.ones(len(lab), dtype=np.int64)
-        else:
-            wh = _get(site, arrays, f"{gene}.{name}_withheld", 1)
-        if cnt.shape != (len(lab), 3) or wh.shape != (len(lab),):
-            raise SiteFailure(site, "BAD_REPLY", f"{gene}.{name} tables disagree in length")
-        labels.append(lab)
-        counts.append(cnt)
-        withheld.append(wh)
-    return pool_table(labels, counts, withheld)
-
-
-def _not_called(
-    replies: Sequence[tuple[Reply, NamedArrays]], sites: Sequence[str], gene: str
-) -> PooledTable:
-    labels = [np.array(NOT_CALLED_REASONS)] * len(sites)
-    counts = [_get(s, a, f"{gene}.not_called", 2) for s, (_, a) in zip(sites, replies, strict=True)]
-    hidden = [
-        _get(s, a, f"{gene}.not_called_withheld", 1)
-        for s, (_, a) in zip(sites, replies, strict=True)
-    ]
-    return pool_table(labels, counts, hidden)
+def _tables(pooled: Pooled, gene: str) -> tuple[PooledTable, PooledTable, PooledTable]:
+    """The pooled diplotype, phenotype and not-called tables of ``gene``."""
+    diplotypes = diplotype_names(_names(pooled, gene, "alleles"))
+    phenotypes = _names(pooled, gene, "phenotypes")
+    d, p, r, o = len(diplotypes), len(phenotypes), len(NOT_CALLED_REASONS), len(OUTCOME_COLUMNS)
+    dip = diplotype_table(
+        diplotypes,
+        _sum(pooled, f"{gene}.diplotype_counts", (d, o)),
+        _sum(pooled, f"{gene}.diplotype_sites", (d,)),
+    )
+    phe = pooled_table(
+        phenotypes,
+        _sum(pooled, f"{gene}.phenotype_counts", (p, o)),
+        _sum(pooled, f"{gene}.phenotype_withheld", (p,)),
+    )
+    nc = pooled_table(
+        NOT_CALLED_REASONS,
+        _sum(pooled, f"{gene}.not_called", (r, o)),
+        _sum(pooled, f"{gene}.not_called_withheld", (r,)),
+    )
+    return dip, phe, nc
 
 
 def _rows(gene: str, table: PooledTable, *, reporting: bool = False) -> list[str]:
@@ -115,11 +144,13 @@ def run_pgx(
     out_dir: Path,
     ask: AskSites,
     *,
-    ask_sum: AskSum | None = None,
+    ask_sum: AskSum,
 ) -> tuple[list[str], dict[str, object]]:
-    """Run one pgx analysis; return the files written and headline numbers."""
-    s = len(sites)
-    replies = ask(PGX_COUNTS_KIND, spec.id, [{}] * s)
+    """Run one pgx analysis; return the files written and headline numbers.
+
+    ``ask`` is unused: every round is a sum over sites (``ask_sum``).
+    """
+    pooled = ask_sum(PGX_COUNTS_KIND, spec.id, [{}] * len(sites))
     head = "\t".join(
         [
             "GENE",
@@ -135,9 +166,7 @@ def run_pgx(
     genes: dict[str, object] = {}
     tables: dict[str, PooledTable] = {}
     for gene in spec.params["genes"]:
-        dip = _pooled(replies, sites, gene, "diplotype")
-        phe = _pooled(replies, sites, gene, "phenotype")
-        nc = _not_called(replies, sites, gene)
+        dip, phe, nc = _tables(pooled, gene)
         tables[gene] = phe
         dip_lines += _rows(gene, dip, reporting=True)
         phe_lines += _rows(gene, phe)
@@ -147,21 +176,20 @@ def run_pgx(
                 r: int(c) for r, c in zip(nc.labels, nc.counts.sum(axis=1).tolist(), strict=True)
             },
             "phenotype_rows_withheld": int((phe.withheld_at > 0).sum()),
-            "diplotype_rows_withheld": {
-                site: int(_get(site, a, f"{gene}.diplotype_rows_withheld", 1).sum())
-                for site, (_, a) in zip(sites, replies, strict=True)
-            },
+            "diplotype_rows_withheld": int(
+                _sum(pooled, f"{gene}.diplotype_rows_withheld", (1,))[0]
+            ),
             "unsupported_alleles": sorted(
                 {
                     a
-                    for reply, _ in replies
+                    for reply in pooled.replies
                     for a in reply.facts.get(f"pgx_{gene}_unsupported", "").split(",")
                     if a
                 }
             ),
             "not_assessable": {
                 site: reply.facts.get(f"pgx_{gene}_not_assessable", "")
-                for site, (reply, _) in zip(sites, replies, strict=True)
+                for site, reply in zip(pooled.sites, pooled.replies, strict=True)
             },
         }
     summary: dict[str, object] = {
@@ -179,7 +207,7 @@ def run_pgx(
             "chi2_2xk": phenotype_chi2(tables[test_gene]),
             "fisher_2x2": fisher_2x2(tables[test_gene], test),
         }
-        fit, extra = _logistic(spec, sites, ask)
+        fit, extra = _logistic(spec, sites, ask_sum)
         rounds += extra
         assoc["logistic"] = fit
         summary["association"] = assoc
@@ -207,16 +235,16 @@ def run_pgx(
 
 
 def _logistic(
-    spec: AnalysisSpec, sites: Sequence[str], ask: AskSites
+    spec: AnalysisSpec, sites: Sequence[str], ask_sum: AskSum
 ) -> tuple[dict[str, object], int]:
     k = len(spec.params["covariates"])
     q = k + 2
-    replies = ask(PGX_GLM_STATS_KIND, spec.id, [{}] * len(sites))
-    parts = {name: [a.get(name) for _, a in replies] for name in ("gz", "gg", "zz")}
-    for site, (_, a) in zip(sites, replies, strict=True):
-        if any(a.get(n) is None for n in ("gz", "gg", "zz")) or a["gz"].shape != (q,):
-            raise SiteFailure(site, "BAD_REPLY", "pgx regression sums are malformed")
-    gram = pooled_gram(parts["gz"], parts["gg"], parts["zz"], k)  # type: ignore[arg-type]
+    stats_ = ask_sum(PGX_GLM_STATS_KIND, spec.id, [{}] * len(sites))
+    gz, gg, zz = (
+        _sum(stats_, n, sh)
+        for n, sh in (("gz", (q,)), ("gg", (1,)), ("zz", (len(multisets(q, 2)),)))
+    )
+    gram = pooled_gram([gz], [gg], [zz], k)
     what = f"pgx analysis {spec.id!r}"
     gram, design, check = checked_design(gram, spec.params["covariates"], linear=False, what=what)
     warning = check.warning(what)
@@ -231,24 +259,13 @@ def _logistic(
             raise GenoFedError(
                 f"logistic regression did not finish in {MAX_LOGISTIC_ROUNDS} rounds"
             )
-        got = ask(
+        got = ask_sum(
             PGX_LOGISTIC_KIND,
             spec.id,
             [{"beta": design.site_beta(pending.beta), "firth": pending.firth}] * len(sites),
         )
-        f = int(pending.firth.sum())
-        shapes = {
-            "grad": (1, p),
-            "hess": (1, len(multisets(p, 2))),
-            "loglik": (1,),
-            "third": (f, len(multisets(p, 3))),
-        }
-        pooled = {n: np.zeros(sh) for n, sh in shapes.items()}
-        for site, (_, a) in zip(sites, got, strict=True):
-            for n, sh in shapes.items():
-                if a.get(n) is None or a[n].shape != sh:
-                    raise SiteFailure(site, "BAD_REPLY", f"{n} must have shape {sh}")
-                pooled[n] += a[n]
+        shapes = logistic_shapes(p, int(pending.firth.sum()))
+        pooled = {n: _sum(got, n, sh) for n, sh in shapes.items()}
         fit.receive(
             pending,
             design.moments(pooled["grad"], 1),

@@ -14,6 +14,7 @@ phenotype table (1/2 or 0/1; missing allowed).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -162,6 +163,8 @@ def serve_pgx(ctx: RequestContext) -> Answer:
             calls = gene_calls(bed, gene, build)
             facts[f"pgx_{gene}_not_assessable"] = ",".join(calls.missing_alleles)
             facts[f"pgx_{gene}_unsupported"] = ",".join(calls.definition.unsupported)
+            # the labels of the tables' rows, the same at every site (not statistics)
+            facts[f"pgx_{gene}_alleles"] = json.dumps(list(calls.definition.alleles))
             called = calls.reason == CALLED
             diplotypes = sorted(set(calls.diplotype[called].tolist()))
             phenotypes = list(calls.definition.phenotypes())
@@ -175,9 +178,11 @@ def serve_pgx(ctx: RequestContext) -> Answer:
                     _table(calls.phenotype[called], outcome[called], phenotypes),
                 ),
             }
+            facts[f"pgx_{gene}_phenotypes"] = json.dumps(phenotypes)
             labels, counts = tables["diplotype"]
             hidden = small_cell_rows(counts, policy.min_cell_count)
             # a withheld diplotype leaves no trace, not even its name
+            out[f"{gene}.allele"] = np.array(calls.definition.alleles, dtype=str)
             out[f"{gene}.diplotype"] = np.array(labels, dtype=str)[~hidden]
             out[f"{gene}.diplotype_counts"] = counts[~hidden]
             out[f"{gene}.diplotype_rows_withheld"] = np.array([hidden.sum()], dtype=np.int64)

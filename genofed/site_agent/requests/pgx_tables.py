@@ -28,6 +28,8 @@ from importlib import resources
 
 import numpy as np
 
+from genofed.common.wire.pgx import diplotype_names
+
 __all__ = ["GENES", "INDETERMINATE", "GeneDefinition", "gene_definition", "table_source"]
 
 #: Genes with shipped tables, in report order.
@@ -72,11 +74,7 @@ class GeneDefinition:
         elif self.method == "Score":
             names = [p for p, _, _ in self.ranges]
         else:
-            return tuple(
-                self.diplotype(i, j)
-                for i in range(len(self.alleles))
-                for j in range(i, len(self.alleles))
-            )
+            return diplotype_names(self.alleles)
         return (*names, INDETERMINATE)
 
     def phenotype(self, a: int, b: int) -> str:
