@@ -55,6 +55,25 @@ site's orientation and ``firth`` (V,) bool)::
 Newton steps need no log-likelihood (plink2's stopping rules read the
 steps only), so it is sent for the Firth rows alone.
 
+Summable forms (:mod:`genofed.common.wire.summable`: in ``exact`` mode the
+coordinator receives only their sums over sites). ``glm_stats``, with ``V``
+the request's variants::
+
+    gz        float64 (V, k+2)  as sent (zero on withheld rows)
+    gg        float64 (V,)      as sent
+    zz        float64 (T,)      as sent
+    missing   float64 (V, T)    sum of z z^T over the analysis samples missing the call
+                                (``miss_zz`` uncentred, zero on rows with no missing call)
+    called    int64   (V,)      samples with a call: analysis samples, plus the genotyped
+                                samples outside the analysis when ``other_counts`` has them
+    alt       float64 (V,)      ALT dosage over the same samples
+    withheld  int64   (V,)      1 where the site withheld the row: sums to the sites withholding it
+
+so the pooled Gram matrix of a variant is ``zz - missing`` bordered by ``gz``
+and ``gg``, and A1 is chosen from ``called`` and ``alt``, as from the
+per-site replies. ``glm_logistic``: ``grad``, ``hess``, ``loglik`` and
+``third`` as sent, of the shapes the request's ``beta`` and ``firth`` fix.
+
 Symmetric arrays are sent as their unique entries, in the order of
 :func:`multisets`. The third-moment tensor is what lets the coordinator form
 Firth's penalized score ``X^T (y - mu + h (1/2 - mu))`` with the hat diagonal
@@ -65,6 +84,7 @@ Firth's penalized score ``X^T (y - mu + h (1/2 - mu))`` with the hat diagonal
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from functools import cache
 from itertools import combinations_with_replacement
 from typing import Any, Final
@@ -88,6 +108,21 @@ def multisets(n: int, degree: int) -> tuple[tuple[int, ...], ...]:
     return tuple(combinations_with_replacement(range(n), degree))
 
 
+@cache
+def _unpack_index(n: int, degree: int) -> npt.NDArray[np.intp]:
+    """Index into the packed columns for every entry of the full symmetric tensor."""
+    where = {s: j for j, s in enumerate(multisets(n, degree))}
+    out = np.empty((n,) * degree, dtype=np.intp)
+    for pos in np.ndindex(*out.shape):
+        out[pos] = where[tuple(sorted(pos))]
+    return out
+
+
+def unpack(packed: npt.NDArray[np.float64], n: int, degree: int) -> npt.NDArray[np.float64]:
+    """(V, n, ..., n) full symmetric tensors from (V, #multisets) packed rows."""
+    return np.asarray(packed)[:, _unpack_index(n, degree)]
+
+
 def miss_center(zz: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """The centre ``c`` of ``miss_zz``: 0 for the intercept, then the means of ``C`` and ``y``.
 
@@ -109,6 +144,116 @@ def count_dtype(n: int) -> type[np.unsignedinteger[Any]]:
     return np.uint64
 
 
+def uncentered(
+    miss: npt.NDArray[np.float64], center: npt.NDArray[np.float64], q: int
+) -> npt.NDArray[np.float64]:
+    """(m, T) sums of z z^T from sums of (z - c)(z - c)^T whose (0, 0) entry counts the samples."""
+    full = unpack(miss, q, 2)
+    a = np.eye(q)
+    a[:, 0] += center  # z = A (z - c) with the intercept z_0 = 1, c_0 = 0
+    full = np.einsum("ia,vab,jb->vij", a, full, a)
+    pairs = multisets(q, 2)
+    return np.asarray(full[:, [i for i, _ in pairs], [j for _, j in pairs]], dtype=np.float64)
+
+
+def _bits(arrays: Mapping[str, np.ndarray], name: str, n: int) -> npt.NDArray[np.bool_]:
+    got = arrays.get(name)
+    if got is None or got.dtype != np.uint8 or got.shape != ((n + 7) // 8,):
+        raise ValueError(f"{name} must be {(n + 7) // 8} bytes (a bit per variant)")
+    return np.unpackbits(got, count=n).astype(np.bool_)
+
+
+def _n_variants(inputs: Mapping[str, np.ndarray]) -> int:
+    index = inputs.get("variant_index")
+    if index is None or index.ndim != 1:
+        raise ValueError("the request's variant_index is missing or is not a vector")
+    return len(index)
+
+
+def stats_form(
+    arrays: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """One site's ``glm_stats`` reply, dense over the request's variants (module docstring).
+
+    Raises ValueError naming the array that is missing or malformed.
+    """
+    n = _n_variants(inputs)
+    gz = arrays.get("gz")
+    if gz is None or gz.ndim != 2 or gz.shape[0] != n or gz.shape[1] < 2:
+        raise ValueError(f"gz must have shape ({n}, k+2)")
+    q = gz.shape[1]
+    t = q * (q + 1) // 2
+    for name, shape in (("gg", (n,)), ("zz", (t,))):
+        got = arrays.get(name)
+        if got is None or got.shape != shape or got.dtype.kind != "f":
+            raise ValueError(f"{name} must have shape {shape}")
+    rows = np.flatnonzero(_bits(arrays, "miss_rows", n))
+    corr = arrays.get("miss_zz")
+    if corr is None or corr.shape != (len(rows), t) or corr.dtype.kind != "f":
+        raise ValueError("miss_zz must have one row of T sums per bit set in miss_rows")
+    withheld = (
+        _bits(arrays, "withheld", n)
+        if arrays.get("withheld") is not None
+        else np.zeros(n, dtype=np.bool_)
+    )
+    other = arrays.get("other_counts")
+    if other is None or other.shape not in {(n, 2), (0, 2)} or other.dtype.kind not in "iu":
+        raise ValueError(f"other_counts must have shape ({n}, 2) or (0, 2)")
+    zz = np.asarray(arrays["zz"], dtype=np.float64)
+    corr = uncentered(np.asarray(corr, dtype=np.float64), miss_center(zz), q)
+    missing = np.zeros((n, t))
+    missing[rows] = corr
+    called = np.full(n, np.rint(zz[0]), dtype=np.int64)
+    called[rows] -= np.rint(corr[:, 0]).astype(np.int64)
+    alt = np.array(gz[:, 0], dtype=np.float64)
+    if other.size:
+        called += other[:, 0].astype(np.int64)
+        alt += other[:, 1]
+    return {
+        "gz": np.asarray(gz, dtype=np.float64),
+        "gg": np.asarray(arrays["gg"], dtype=np.float64),
+        "zz": zz,
+        "missing": missing,
+        "called": called,
+        "alt": alt,
+        "withheld": withheld.astype(np.int64),
+    }
+
+
+def logistic_shapes(v: int, p: int, firth: int) -> dict[str, tuple[int, ...]]:
+    """The ``glm_logistic`` arrays' shapes: ``v`` variants, ``p`` predictors, ``firth`` rows."""
+    return {
+        "grad": (v, p),
+        "hess": (v, len(multisets(p, 2))),
+        "loglik": (firth,),
+        "third": (firth, len(multisets(p, 3))),
+    }
+
+
+def logistic_form(
+    arrays: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """One site's ``glm_logistic`` reply as sent, checked against the request's shapes."""
+    beta, firth = inputs.get("beta"), inputs.get("firth")
+    if beta is None or firth is None or beta.ndim != 2 or firth.shape != (len(beta),):
+        raise ValueError("the request's beta and firth are malformed")
+    shapes = logistic_shapes(len(beta), beta.shape[1], int(np.count_nonzero(firth)))
+    out = {}
+    for name, shape in shapes.items():
+        got = arrays.get(name)
+        if got is None or got.shape != shape or got.dtype.kind != "f":
+            raise ValueError(f"{name} must have shape {shape}")
+        out[name] = np.asarray(got, dtype=np.float64)
+    return out
+
+
+#: Request kind -> its summable form (:mod:`genofed.common.wire.summable`).
+SUMMABLE_FORMS: Final[Mapping[str, Callable[..., dict[str, np.ndarray]]]] = {
+    GLM_STATS_KIND: stats_form,
+    GLM_LOGISTIC_KIND: logistic_form,
+}
+
+
 __all__ = [
     "BINARY",
     "GLM_LOGISTIC_KIND",
@@ -116,7 +261,13 @@ __all__ = [
     "GLM_STATS_KIND",
     "PHENOTYPE_TYPE_FACT",
     "QUANTITATIVE",
+    "SUMMABLE_FORMS",
     "count_dtype",
+    "logistic_form",
+    "logistic_shapes",
     "miss_center",
     "multisets",
+    "stats_form",
+    "uncentered",
+    "unpack",
 ]

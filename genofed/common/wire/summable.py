@@ -9,8 +9,10 @@ element-wise sum over the sites is everything the coordinator's pooling
 uses. It is one pure function per request kind, used on both sides:
 
 * ``plain`` mode: the coordinator applies it to each site's reply and adds
-  the results in site order (:func:`summed`), so the pooling code is the
-  same in both modes;
+  the results up (:func:`summed`) through the same fixed-point encoding, so
+  the pooling code is the same in both modes and so are its inputs, bit for
+  bit (a float sum would differ from the exact one in the last place, and
+  an iterative fit could then take another round);
 * ``exact`` mode: each site applies it to its own reply, encodes the result
   in fixed point (:mod:`genofed.common.fixed_point`) and masks it with
   SecAgg+; the coordinator learns only the sum.
@@ -28,6 +30,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from genofed.common.fixed_point import decode, encode, layout_of, range_problem
 from genofed.common.wire import glm as glm_wire
 from genofed.common.wire import pca as pca_wire
 from genofed.common.wire import pgx as pgx_wire
@@ -83,7 +86,13 @@ def summable_form(request_kind: str) -> SummableForm:
 
 
 def summed(forms: Sequence[Mapping[str, np.ndarray]], sites: Sequence[str]) -> NamedArrays:
-    """The sites' summable forms added up in site order (integers stay integers).
+    """The sites' summable forms added up (integers stay integers), as SecAgg+ would.
+
+    Each form is encoded in fixed point (:func:`genofed.common.fixed_point.encode`),
+    the limbs are added as integers and the total decoded: exactly the sum
+    an ``exact`` study decodes from the masked vectors. When a site's values
+    leave the fixed-point range (which an ``exact`` site would refuse to
+    send), the floats are added in site order instead.
 
     Raises ValueError naming the first site whose arrays differ in names or
     shapes from the first site's: the sites and the coordinator disagree on
@@ -105,7 +114,13 @@ def summed(forms: Sequence[Mapping[str, np.ndarray]], sites: Sequence[str]) -> N
                     f"{site}: {name} has shape {value.shape}, the first site's {total[name].shape}"
                 )
             total[name] += value
-    return total
+    if any(range_problem(form) is not None for form in forms):
+        return total
+    limbs = None
+    for form in forms:
+        vector, _ = encode(form)
+        limbs = vector if limbs is None else limbs + vector
+    return decode(limbs, layout_of(first)) if limbs is not None else total
 
 
 __all__ = [

@@ -44,14 +44,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from genofed.common.wire.glm import miss_center, multisets
+from genofed.common.wire.glm import GLM_STATS_KIND, SUMMABLE_FORMS, unpack
+from genofed.common.wire.summable import summed
 
 __all__ = [
     "ERR_CONST_OMITTED",
@@ -66,6 +66,8 @@ __all__ = [
     "genomic_inflation",
     "linear_regression",
     "pool_stats",
+    "pool_sums",
+    "unpack",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -91,21 +93,6 @@ TIE: Final = 2.0**-24
 #: plink2's ``--glm`` defaults ``max-corr`` and ``vif`` (per variant, and for the covariates alone).
 MAX_CORR: Final = 0.999
 VIF_THRESHOLD: Final = 50.0
-
-
-@cache
-def _unpack_index(n: int, degree: int) -> npt.NDArray[np.intp]:
-    """Index into the packed columns for every entry of the full symmetric tensor."""
-    where = {s: j for j, s in enumerate(multisets(n, degree))}
-    out = np.empty((n,) * degree, dtype=np.intp)
-    for pos in np.ndindex(*out.shape):
-        out[pos] = where[tuple(sorted(pos))]
-    return out
-
-
-def unpack(packed: F64, n: int, degree: int) -> F64:
-    """(V, n, ..., n) full symmetric tensors from (V, #multisets) packed rows."""
-    return np.asarray(packed)[:, _unpack_index(n, degree)]
 
 
 @dataclass(frozen=True)
@@ -153,20 +140,12 @@ def _to_a1(gram: F64, mask: npt.NDArray[np.bool_]) -> F64:
     return out
 
 
-def _uncenter(miss: F64, center: F64, q: int) -> F64:
-    """(m, T) sums of z z^T from sums of (z - c)(z - c)^T whose (0, 0) entry counts the samples."""
-    full = unpack(miss, q, 2)
-    a = np.eye(q)
-    a[:, 0] += center  # z = A (z - c) with the intercept z_0 = 1, c_0 = 0
-    full = np.einsum("ia,vab,jb->vij", a, full, a)
-    pairs = multisets(q, 2)
-    return np.asarray(full[:, [i for i, _ in pairs], [j for _, j in pairs]], dtype=np.float64)
+def pool_sums(sums: Mapping[str, np.ndarray], n_variants: int, k: int) -> PooledGram:
+    """Per-variant Gram matrices (A1 coding) from the sites' summed ``glm_stats`` forms.
 
-
-def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: int) -> PooledGram:
-    """Sum the sites' ``glm_stats`` replies into per-variant Gram matrices (A1 coding).
-
-    Raises ValueError naming the array when a reply has the wrong shape.
+    ``sums`` is the sum over sites of :func:`genofed.common.wire.glm.stats_form`
+    (in ``exact`` mode, all the coordinator learns). Raises ValueError naming
+    an array of the wrong shape.
     """
     q = k + 2  # z = [1, C, y]
     t = q * (q + 1) // 2
@@ -174,53 +153,25 @@ def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: in
         "gz": (n_variants, q),
         "gg": (n_variants,),
         "zz": (t,),
+        "missing": (n_variants, t),
+        "called": (n_variants,),
+        "alt": (n_variants,),
+        "withheld": (n_variants,),
     }
-    called = np.zeros(n_variants, dtype=np.int64)
-    alt = np.zeros(n_variants)
-    gz = np.zeros((n_variants, q))
-    gg = np.zeros(n_variants)
-    zz = np.zeros(t)
-    missing = np.zeros((n_variants, t))
-    withheld = np.zeros(n_variants, dtype=np.bool_)
-    for i, arrays in enumerate(sites):
-        for name, shape in shapes.items():
-            if name not in arrays or arrays[name].shape != shape:
-                raise ValueError(f"site {i}: {name} must have shape {shape}")
-        bits, corr = arrays.get("miss_rows"), arrays.get("miss_zz")
-        if bits is None or bits.dtype != np.uint8 or bits.shape != ((n_variants + 7) // 8,):
-            raise ValueError(f"site {i}: miss_rows must be {(n_variants + 7) // 8} bytes")
-        rows = np.flatnonzero(np.unpackbits(bits, count=n_variants))
-        if corr is None or corr.shape != (len(rows), t):
-            raise ValueError(f"site {i}: miss_zz must have one row per bit set in miss_rows")
-        held = arrays.get("withheld")
-        if held is not None:
-            if held.dtype != np.uint8 or held.shape != ((n_variants + 7) // 8,):
-                raise ValueError(f"site {i}: withheld must be {(n_variants + 7) // 8} bytes")
-            withheld |= np.unpackbits(held, count=n_variants).astype(np.bool_)
-        other = arrays.get("other_counts")
-        if other is None or other.shape not in {(n_variants, 2), (0, 2)}:
-            raise ValueError(f"site {i}: other_counts must have shape ({n_variants}, 2) or (0, 2)")
-        site_zz = np.asarray(arrays["zz"], dtype=np.float64)
-        corr = _uncenter(np.asarray(corr, dtype=np.float64), miss_center(site_zz), q)
-        site_called = np.full(n_variants, np.rint(site_zz[0]), dtype=np.int64)
-        site_called[rows] -= np.rint(corr[:, 0]).astype(np.int64)
-        called += site_called
-        alt += arrays["gz"][:, 0]
-        if other.size:
-            called += other[:, 0].astype(np.int64)
-            alt += other[:, 1]
-        gz += arrays["gz"]
-        gg += arrays["gg"]
-        zz += site_zz
-        np.add.at(missing, rows, corr)
+    for name, shape in shapes.items():
+        if name not in sums or sums[name].shape != shape:
+            raise ValueError(f"the summed {name} must have shape {shape}")
+    gz, zz = sums["gz"], sums["zz"]
+    withheld = sums["withheld"] > 0
     full = np.empty((n_variants, q + 1, q + 1))
     zpos = np.array([0, *range(2, q + 1)])  # z index -> position in [1, g, C, y]
-    block = unpack(zz[None, :] - missing, q, 2)
+    block = unpack(zz[None, :] - sums["missing"], q, 2)
     full[:, zpos[:, None], zpos[None, :]] = block
     full[:, 1, zpos] = gz
     full[:, zpos, 1] = gz
-    full[:, 1, 1] = gg
-    alt_ct = np.rint(alt).astype(np.int64)
+    full[:, 1, 1] = sums["gg"]
+    called = np.asarray(sums["called"], dtype=np.int64)
+    alt_ct = np.rint(sums["alt"]).astype(np.int64)
     ref = 2 * called - alt_ct
     a1_is_ref = 2 * ref < 2 * called  # REF frequency below 1/2: REF is not the major allele
     full[withheld] = 0.0
@@ -229,9 +180,27 @@ def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: in
         a1_is_ref=a1_is_ref,
         k=k,
         withheld=withheld,
-        zz=zz,
+        zz=np.asarray(zz, dtype=np.float64),
         hard_calls=True,
     )
+
+
+def pool_stats(sites: Sequence[Mapping[str, np.ndarray]], n_variants: int, k: int) -> PooledGram:
+    """Sum the sites' ``glm_stats`` replies into per-variant Gram matrices (A1 coding).
+
+    What ``plain`` mode does: each reply in its summable form, added up in
+    site order, then :func:`pool_sums`. Raises ValueError naming the site
+    and the array when a reply is malformed.
+    """
+    form = SUMMABLE_FORMS[GLM_STATS_KIND]
+    inputs = {"variant_index": np.arange(n_variants, dtype=np.int64)}
+    forms = []
+    for i, arrays in enumerate(sites):
+        try:
+            forms.append(form(arrays, inputs))
+        except ValueError as exc:
+            raise ValueError(f"site {i}: {exc}") from exc
+    return pool_sums(summed(forms, [f"site {i}" for i in range(len(forms))]), n_variants, k)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genofed.common.errors import GenoFedError, SiteFailure
+from genofed.common.errors import GenoFedError
 from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import (
@@ -35,7 +35,7 @@ from genofed.common.wire.glm import (
     GLM_STATS_KIND,
     PHENOTYPE_TYPE_FACT,
     QUANTITATIVE,
-    multisets,
+    logistic_shapes,
 )
 from genofed.common.wire.records import NamedArrays
 from genofed.coordinator.combine.covariates import Design, checked_design
@@ -46,7 +46,7 @@ from genofed.coordinator.combine.glm import (
     PooledGram,
     genomic_inflation,
     linear_regression,
-    pool_stats,
+    pool_sums,
 )
 from genofed.coordinator.combine.harmonize import Harmonization, SitePlan
 from genofed.coordinator.protocols.job import AskSum
@@ -94,18 +94,23 @@ def run_glm(
     k = len(covariates)
     n_variants = len(harmonization.variants)
     plans = harmonization.plans
-    replies = ask(
+    if ask_sum is None:
+        raise TypeError("run_glm needs ask_sum: every glm round is a sum over sites")
+    stats_ = ask_sum(
         GLM_STATS_KIND,
         spec.id,
         [{"variant_index": pl.index, "flip": pl.flip} for pl in plans],
     )
     model = resolve_model(
-        spec.params["model"], [r.facts.get(PHENOTYPE_TYPE_FACT, "") for r, _ in replies], sites
+        spec.params["model"], [r.facts.get(PHENOTYPE_TYPE_FACT, "") for r in stats_.replies], sites
     )
     try:
-        gram = pool_stats([arrays for _, arrays in replies], n_variants, k)
+        gram = pool_sums(stats_.arrays, n_variants, k)
     except ValueError as exc:
-        raise SiteFailure("a site", "BAD_REPLY", f"glm statistics are malformed ({exc})") from exc
+        raise GenoFedError(
+            f"the sites' summed glm statistics are malformed ({exc}): "
+            "are the sites on the same software version?"
+        ) from exc
     what = f"glm analysis {spec.id!r}"
     gram, design, check = checked_design(gram, covariates, linear=model == "linear", what=what)
     warning = check.warning(what)
@@ -115,7 +120,7 @@ def run_glm(
     if model == "linear":
         result = linear_regression(gram)
     else:
-        result, extra = _logistic(spec, gram, design, plans, ask, sites)
+        result, extra = _logistic(spec, gram, design, plans, ask_sum)
         rounds += extra
     lambda_gc = genomic_inflation(result)
     files = write_glm_outputs(
@@ -157,8 +162,7 @@ def _logistic(
     gram: PooledGram,
     design: Design,
     plans: Sequence[SitePlan],
-    ask: AskSites,
-    sites: Sequence[str],
+    ask_sum: AskSum,
 ) -> tuple[GlmResult, int]:
     """Newton and Firth rounds; the sites evaluate every covariate, ``design`` keeps the model's."""
     fit = LogisticFit(gram, spec.params["firth"])
@@ -179,21 +183,17 @@ def _logistic(
             }
             for pl in plans
         ]
-        replies = ask(GLM_LOGISTIC_KIND, spec.id, inputs)
+        got = ask_sum(GLM_LOGISTIC_KIND, spec.id, inputs)
         v, f = len(pending.index), int(pending.firth.sum())
-        shapes = {
-            "grad": (v, p),
-            "hess": (v, len(multisets(p, 2))),
-            "loglik": (f,),
-            "third": (f, len(multisets(p, 3))),
-        }
-        pooled = {name: np.zeros(shape) for name, shape in shapes.items()}
-        for site, (_, arrays) in zip(sites, replies, strict=True):
-            for name, shape in shapes.items():
-                got = arrays.get(name)
-                if got is None or got.shape != shape:
-                    raise SiteFailure(site, "BAD_REPLY", f"{name} must have shape {shape}")
-                pooled[name] += got
+        pooled = {}
+        for name, shape in logistic_shapes(v, p, f).items():
+            value = got.arrays.get(name)
+            if value is None or value.shape != shape:
+                raise GenoFedError(
+                    f"the sites' summed {name} must have shape {shape}: "
+                    "are the sites on the same software version?"
+                )
+            pooled[name] = value
         loglik = np.full(v, np.nan)  # Newton rows have none (glm_wire): never read
         loglik[pending.firth] = pooled["loglik"]
         fit.receive(

@@ -103,7 +103,11 @@ def test_study__exact_and_distributed_dp_parse_and_keep_their_hash() -> None:
     ("privacy", "kinds", "message"),
     [
         ({"mode": "exact", "epsilon": 1.0}, ("freq",), "does not apply"),
-        ({"mode": "exact"}, ("freq", "glm"), "available for"),
+        (
+            {"mode": "distributed-dp", "epsilon": 1.0, "noise_shares": 3},
+            ("freq", "glm"),
+            "available for",
+        ),
         ({"mode": "distributed-dp", "epsilon": 1.0}, ("freq",), "noise_shares must be given"),
         ({"mode": "distributed-dp", "epsilon": 1.0, "noise_shares": 0}, ("freq",), "noise_shares"),
         ({"mode": "distributed-dp", "noise_shares": 3}, ("freq",), "epsilon must be given"),

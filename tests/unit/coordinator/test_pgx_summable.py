@@ -183,7 +183,8 @@ def test_regression_forms__sum_equals_site_by_site_sums_and_check_shapes() -> No
     total = summed([SUMMABLE_FORMS[PGX_GLM_STATS_KIND](r, {}) for r in glm], sites)
     want = pooled_gram([r["gz"] for r in glm], [r["gg"] for r in glm], [r["zz"] for r in glm], 2)
     got = pooled_gram([total["gz"]], [total["gg"]], [total["zz"]], 2)
-    np.testing.assert_array_equal(got.gram, want.gram)
+    # summed() adds exactly (fixed point), the site-by-site float sum rounds at each step
+    np.testing.assert_allclose(got.gram, want.gram, rtol=1e-14, atol=1e-14)
     inputs = {"beta": np.zeros((1, p)), "firth": firth}
     shapes = {
         "grad": (1, p),
@@ -197,7 +198,7 @@ def test_regression_forms__sum_equals_site_by_site_sums_and_check_shapes() -> No
         before = np.zeros(s)
         for r in logistic:  # the protocol's former loop, in site order
             before += r[n]
-        np.testing.assert_array_equal(total[n], before)
+        np.testing.assert_allclose(total[n], before, rtol=1e-14, atol=1e-15)
     no_firth = {"beta": np.zeros((1, p)), "firth": np.array([False])}
     with pytest.raises(ValueError, match="third must have shape"):
         SUMMABLE_FORMS[PGX_LOGISTIC_KIND](logistic[0], no_firth)
