@@ -10,13 +10,19 @@ exact). The workflow is Flower's, unchanged; GenoFed supplies
   result instead of averaging it into a model;
 * a Grid wrapper (:class:`_WatchedGrid`) that pushes and pulls with a short
   poll (``Grid.send_and_receive`` sleeps 3 s between pulls), applies the
-  site timeout, reads each site's GenoFed reply (status, receipt, facts)
-  from the collect-masked-vectors stage, and stops the round when any site
-  refuses, fails or stays silent at any stage.
+  site timeout and reads each site's GenoFed reply (status, receipt, facts)
+  from the collect-masked-vectors stage.
 
-The round is all or nothing: SecAgg+ could unmask without a site that
-dropped out, but the sum would then silently lack that site's counts (and,
-in ``distributed-dp``, its noise share), so the coordinator does not use it.
+Sites that drop out: a site that refuses, fails or stays silent at a stage
+before its masked vector is in is left out of the round, as SecAgg+ allows:
+the other sites' shares of its key remove its masks, and the sum covers the
+sites that sent a masked vector. The result names the sites left out
+(:attr:`SecureExchange.failed`) and the sum is over the rest, so the runner
+applies the study's ``min_sites`` as for any site that drops out (a multi-round
+analysis runs again without it). The coordinator never asks for the shares
+that unmask a sum of fewer than :data:`MIN_SECURE_SITES` sites (each site
+checks this too), and a round that SecAgg+ cannot finish (fewer sites left
+than its reconstruction threshold) gives no sum.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from flwr.serverapp import Grid
 from genofed.common.errors import GenoFedError, IntegrityError
 from genofed.common.messages import Status
 from genofed.common.secure_sum import (
+    MIN_SECURE_SITES,
     PROTO_FIELD,
     exact_sum,
     masked_arrays,
@@ -76,7 +83,7 @@ class _Abort(Exception):
 def secure_exchange(
     grid: Grid, outgoing: Mapping[int, Outgoing], *, timeout: float
 ) -> SecureExchange:
-    """Sum the ``genotype_counts`` arrays of the sites in ``outgoing`` with SecAgg+."""
+    """Sum the vectors of the sites in ``outgoing`` with SecAgg+ (module docstring: dropouts)."""
     nodes = sorted(outgoing)
     settings = secaggplus_settings(len(nodes))
     strategy = _SumStrategy(
@@ -96,13 +103,18 @@ def secure_exchange(
         workflow(watched, context)  # type: ignore[arg-type]
     except _Abort as exc:
         return SecureExchange(exc.incoming, None, exc.failed)
-    if strategy.mean is None or set(watched.replies) != set(nodes):
+    summed_over = watched.summed_over()
+    incoming = watched.incoming(nodes)
+    if strategy.mean is None:
+        if watched.dropped:
+            return SecureExchange(incoming, None, tuple(sorted(watched.dropped)))
         raise GenoFedError("SecAgg+ did not unmask the sum; see the coordinator's log")
-    log.info("secure sum of %d sites in %.1f s", len(nodes), time.monotonic() - started)
+    log.info("secure sum of %d sites in %.1f s", len(summed_over), time.monotonic() - started)
     mean = strategy.mean
     if len(mean) != 1:
         raise IntegrityError()
-    return SecureExchange(dict(watched.replies), exact_sum(mean[0], len(nodes)))
+    failed = tuple(n for n in sorted(watched.dropped) if n not in summed_over)
+    return SecureExchange(incoming, exact_sum(mean[0], len(summed_over)), failed)
 
 
 class _SumStrategy(Strategy):
@@ -157,7 +169,13 @@ class _SumStrategy(Strategy):
 
 
 class _WatchedGrid:
-    """The workflow's Grid: fast polling, the site timeout, GenoFed replies, all or nothing."""
+    """The workflow's Grid: fast polling, the site timeout, GenoFed replies, dropouts.
+
+    A site that refuses, fails or stays silent at a stage is recorded in
+    :attr:`dropped` and its message withheld from the workflow, which then
+    goes on without it as SecAgg+ allows. The unmask stage is not sent when
+    fewer than :data:`MIN_SECURE_SITES` masked vectors are in (:class:`_Abort`).
+    """
 
     def __init__(self, grid: Grid, nodes: list[int], timeout: float) -> None:
         self._grid = grid
@@ -165,12 +183,33 @@ class _WatchedGrid:
         self._timeout = timeout
         #: node -> its GenoFed reply from the collect-masked-vectors stage
         self.replies: dict[int, Incoming] = {}
+        #: node -> why it left the round (its first failure)
+        self.dropped: dict[int, Incoming] = {}
+
+    def summed_over(self) -> set[int]:
+        """The nodes whose masked vector is in the sum."""
+        return {
+            n
+            for n, got in self.replies.items()
+            if got.reply is not None and got.reply.status == Status.OK and got.arrays is not None
+        }
+
+    def incoming(self, nodes: Iterable[int]) -> dict[int, Incoming]:
+        """Every node's outcome: its GenoFed reply, or why it left the round."""
+        stopped = Incoming(None, error="the secure-sum round was stopped")
+        out = dict.fromkeys(nodes, stopped)
+        out.update(self.replies)
+        out.update({n: got for n, got in self.dropped.items() if n not in self.summed_over()})
+        return out
 
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> list[Message]:
         messages = list(messages)
         stage = _stage(messages[0]) if messages else ""
+        if stage == Stage.UNMASK and len(self.summed_over()) < MIN_SECURE_SITES:
+            # the shares would unmask a sum of too few sites: a site could subtract its own
+            raise _Abort(self.incoming(self._nodes), tuple(sorted(self.dropped)))
         expected = {m.metadata.dst_node_id for m in messages}
         pending = set(self._grid.push_messages(messages))
         deadline = time.monotonic() + self._timeout
@@ -181,11 +220,11 @@ class _WatchedGrid:
             pending.difference_update(m.metadata.reply_to_message_id for m in pulled)
             if pending:
                 time.sleep(_POLL_S)
-        self._check(stage, expected, got)
-        return got
+        return self._check(stage, expected, got)
 
-    def _check(self, stage: str, expected: set[int], got: list[Message]) -> None:
-        failed: dict[int, Incoming] = {}
+    def _check(self, stage: str, expected: set[int], got: list[Message]) -> list[Message]:
+        """The messages the workflow may use; the rest recorded as dropouts."""
+        kept: list[Message] = []
         seen = set()
         for msg in got:
             node = msg.metadata.src_node_id
@@ -194,21 +233,33 @@ class _WatchedGrid:
                 incoming = _collected(msg)
                 self.replies[node] = incoming
                 if incoming.reply is None or incoming.reply.status != Status.OK:
-                    failed[node] = incoming
+                    self._drop(node, incoming, stage)
+                    continue
             elif msg.has_error():
-                failed[node] = Incoming(
-                    None, error=f"site app failed at SecAgg+ stage {stage}: {msg.error.reason}"
+                self._drop(
+                    node,
+                    Incoming(
+                        None, error=f"site app failed at SecAgg+ stage {stage}: {msg.error.reason}"
+                    ),
+                    stage,
                 )
-        for node in expected - seen:
-            failed[node] = Incoming(
-                None, error=f"no reply at SecAgg+ stage {stage} within {self._timeout:.0f} s"
+                continue
+            kept.append(msg)
+        for node in sorted(expected - seen):
+            self._drop(
+                node,
+                Incoming(
+                    None, error=f"no reply at SecAgg+ stage {stage} within {self._timeout:.0f} s"
+                ),
+                stage,
             )
-        if failed:
-            stopped = Incoming(None, error="the secure-sum round was stopped")
-            everyone = dict.fromkeys(expected, stopped)
-            everyone.update(self.replies)
-            everyone.update(failed)
-            raise _Abort(everyone, tuple(sorted(failed)))
+        return kept
+
+    def _drop(self, node: int, why: Incoming, stage: str) -> None:
+        if node not in self.dropped:
+            self.dropped[node] = why
+            detail = why.error or (why.reply.reason_code if why.reply else "")
+            log.warning("node %d left the secure-sum round at stage %s: %s", node, stage, detail)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._grid, name)

@@ -21,7 +21,11 @@ Flower's own ``secaggplus_mod`` (GenoFed implements no cryptography) and adds:
   ``secaggplus_mod``; the release entry records the masked vector (names,
   shapes, SHA-256) and the mode, and the reply travels beside the masked
   vector with its receipt. A refusal goes back instead of a masked vector,
-  and the coordinator stops the round.
+  and the coordinator leaves the site out of the round.
+* **unmask**: the site gives its shares only for a sum of at least
+  three sites' masked vectors (``TOO_FEW_SITES``): after sites drop out,
+  the others' shares would otherwise unmask a sum that one site could
+  subtract its own vector from.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import genofed
 from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, PolicyRefusal
 from genofed.common.messages import ArraySpec, Reply, Request, Status
 from genofed.common.secure_sum import (
+    MIN_SECURE_SITES,
     NUM_EXAMPLES,
     PROTO_FIELD,
     masked_arrays,
@@ -173,6 +178,15 @@ def _key_exchange(msg: Message, context: Context, site_dir: Path, stage: str) ->
             )
             audit.append(refusal_entry(request, decision=DECISION_REFUSED, reason=reason))
             raise PolicyRefusal("RELEASE_MODE_NOT_ALLOWED", reason)
+        survivors = _unmask_survivors(msg) if stage == Stage.UNMASK else None
+        if survivors is not None and survivors < MIN_SECURE_SITES:
+            reason = (
+                f"the coordinator asked for the shares that unmask a sum of {survivors} sites; "
+                f"this site unmasks only sums of at least {MIN_SECURE_SITES} (with fewer, a "
+                "site could subtract its own vector and learn another's)"
+            )
+            audit.append(refusal_entry(request, decision=DECISION_REFUSED, reason=reason))
+            raise PolicyRefusal("TOO_FEW_SITES", reason)
 
         def no_app(_msg: Message, _context: Context) -> Message:
             raise GenoFedError("a key-exchange stage never runs the site's analysis")
@@ -182,6 +196,13 @@ def _key_exchange(msg: Message, context: Context, site_dir: Path, stage: str) ->
         audit.append(release_entry(request, _manifest(sent)))
     log.info("SecAgg+ %s stage answered (run %s)", stage, msg.metadata.run_id)
     return out
+
+
+def _unmask_survivors(msg: Message) -> int:
+    """How many sites' masked vectors the unmask stage's sum holds (its active node list)."""
+    configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
+    active = configs.get(Key.ACTIVE_NODE_ID_LIST) if configs is not None else None
+    return len(active) if isinstance(active, list) else 0
 
 
 def _manifest(record: ConfigRecord) -> list[ArraySpec]:

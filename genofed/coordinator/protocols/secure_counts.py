@@ -36,9 +36,11 @@ from genofed.coordinator.transport import (
 class SecureCounts:
     """One secure-sum counts round; :meth:`send` is the round's exchange.
 
-    A secure round is all or nothing: :meth:`send` raises :class:`SiteFailure`
-    naming the site that refused, failed or stayed silent, whatever the
-    study's ``min_sites`` (``name_of`` names a node, once round 1 told it).
+    A site that refuses, fails or stays silent leaves the round as SecAgg+
+    allows (:mod:`genofed.coordinator.secure_round`): :meth:`send` returns
+    its failure among the replies, like a plain exchange, so the runner
+    applies ``min_sites``; the sum covers the other sites, or there is none
+    (:meth:`has_sum`) when SecAgg+ could not finish without it.
     """
 
     def __init__(
@@ -84,24 +86,19 @@ class SecureCounts:
                 f"{MIN_SECURE_SITES}"
             )
         self._result = self._transport.secure_exchange(outgoing, timeout=timeout)
-        if self._result.failed:  # all or nothing: the first site that stopped the round
-            node = self._result.failed[0]
-            got = self._result.incoming[node]
-            if got.reply is None:
-                raise SiteFailure(self._name_of(node), "NO_REPLY", got.error or "no reply")
-            raise SiteFailure(
-                got.reply.site or self._name_of(node),
-                got.reply.reason_code or "FAILED",
-                got.reply.message,
-            )
         return self._result.incoming
+
+    def has_sum(self) -> bool:
+        """Whether the last round gave a sum (over the sites that did not leave it)."""
+        return self._result is not None and self._result.total is not None
 
     def vector(self) -> np.ndarray:
         """The last round's sum of the sites' vectors (integers)."""
         total = None if self._result is None else self._result.total
         if total is None:
             raise GenoFedError(
-                "the secure-sum round did not complete with every site, so its sum is not used"
+                "SecAgg+ could not finish the secure-sum round without the sites that left it "
+                "(too few were left to unmask it), so there is no sum; run the study again"
             )
         return total
 
