@@ -164,7 +164,7 @@ class _CheckingTransport:
                         {**result.incoming, node: Incoming(refused)}, None, (node,)
                     )
             checked[node] = got
-        return SecureExchange(checked, result.total)
+        return SecureExchange(checked, result.total, result.failed)
 
     def __getattr__(self, name: str) -> object:  # e.g. GridTransport.wait_for_nodes
         return getattr(self._inner, name)

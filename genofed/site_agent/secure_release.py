@@ -68,6 +68,8 @@ log = logging.getLogger("genofed.site")
 
 #: The fit instruction's config record (Flower's legacy FitIns encoding).
 FITINS_CONFIG = "fitins.config"
+#: The site's own record of the current SecAgg+ round (in the Flower context's state).
+_ROUND_RECORD = "genofed.secagg_round"
 #: Audit request kinds of the key-exchange stages.
 KEY_EXCHANGE_KINDS = {
     Stage.SETUP: "secagg_setup",
@@ -109,6 +111,10 @@ class SecAggSealer:
         )
         if problem is not None:
             raise PolicyRefusal("SECURE_AGGREGATION_SETTINGS", problem)
+        # the unmask stage must not unmask a sum of fewer sites (_key_exchange)
+        self._context.state.config_records[_ROUND_RECORD] = ConfigRecord(
+            {"min_participants": max(MIN_SECURE_SITES, min_participants)}
+        )
 
     def seal(self, vector: np.ndarray) -> NamedArrays:
         fitres = FitRes(
@@ -179,11 +185,13 @@ def _key_exchange(msg: Message, context: Context, site_dir: Path, stage: str) ->
             audit.append(refusal_entry(request, decision=DECISION_REFUSED, reason=reason))
             raise PolicyRefusal("RELEASE_MODE_NOT_ALLOWED", reason)
         survivors = _unmask_survivors(msg) if stage == Stage.UNMASK else None
-        if survivors is not None and survivors < MIN_SECURE_SITES:
+        needed = _min_participants(context)
+        if survivors is not None and survivors < needed:
             reason = (
                 f"the coordinator asked for the shares that unmask a sum of {survivors} sites; "
-                f"this site unmasks only sums of at least {MIN_SECURE_SITES} (with fewer, a "
-                "site could subtract its own vector and learn another's)"
+                f"this site unmasks only sums of at least {needed} (with fewer, a site could "
+                "subtract its own vector and learn another's, or the sum would carry less "
+                "than the study's noise shares)"
             )
             audit.append(refusal_entry(request, decision=DECISION_REFUSED, reason=reason))
             raise PolicyRefusal("TOO_FEW_SITES", reason)
@@ -203,6 +211,13 @@ def _unmask_survivors(msg: Message) -> int:
     configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
     active = configs.get(Key.ACTIVE_NODE_ID_LIST) if configs is not None else None
     return len(active) if isinstance(active, list) else 0
+
+
+def _min_participants(context: Context) -> int:
+    """Fewest masked vectors this round's sum may hold: 3, or the study's noise shares."""
+    record = context.state.config_records.get(_ROUND_RECORD)
+    value = record.get("min_participants") if record is not None else None
+    return max(MIN_SECURE_SITES, value) if isinstance(value, int) else MIN_SECURE_SITES
 
 
 def _manifest(record: ConfigRecord) -> list[ArraySpec]:

@@ -82,7 +82,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
 
 
 def _run_study(
-    fed: Federation, study: Path, out: Path
+    fed: Federation, study: Path, out: Path, timeout: float = STUDY_TIMEOUT_S
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
     res = fed.genofed(
@@ -97,7 +97,7 @@ def _run_study(
         "3",
         "--out",
         str(out),
-        timeout=STUDY_TIMEOUT_S,
+        timeout=timeout,
     )
     return res, time.monotonic() - started
 
@@ -160,6 +160,49 @@ def test_exact_study__secaggplus_over_grpc_matches_plain_in_process_byte_for_byt
         counts = [r for r in site["releases"] if r["request"] == "genotype_counts"]
         assert [a["name"] for a in counts[0]["arrays"]] == ["secagg_masked_0", "secagg_masked_1"]
         assert counts[0]["receipt"]["receipt_check"] == "verified"
+
+
+MASKED_GLM_STUDY = """\
+[study]
+name = "e2e-masked-logistic"
+
+[privacy]
+mode = "exact"
+
+[[analysis]]
+kind = "glm"
+phenotype = "DISEASE"
+covariates = ["AGE", "SEX"]
+firth = "never"
+"""
+
+
+@pytest.mark.slow  # every Newton round is four SecAgg+ stages at deployment round latency
+def test_exact_logistic_glm__every_newton_round_masked_over_grpc_equals_plain(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """A masked logistic GWAS over gRPC: the same table as the plain in-process run."""
+    exact_file = tmp_path / "exact.toml"
+    exact_file.write_text(MASKED_GLM_STUDY)
+    res, seconds = _run_study(federation, exact_file, tmp_path / "deployed", timeout=1800)
+    assert res.returncode == 0, res.stdout + res.stderr
+    provenance = json.loads((tmp_path / "deployed" / "provenance.json").read_text())
+    rounds = provenance["summary"]["glm"]["rounds"]
+    print(f"deployed masked logistic glm: {seconds:.1f} s, {rounds} rounds")
+    plain_file = tmp_path / "plain.toml"
+    plain_file.write_text(MASKED_GLM_STUDY.replace('mode = "exact"', 'mode = "plain"'))
+    local = tmp_path / "in-process"
+    sites = federation.site_dirs  # type: ignore[attr-defined]
+    plain = run_study(load_study(plain_file), InProcessTransport(sites), local, engine="t")
+    assert plain.summary["glm"]["rounds"] == rounds  # type: ignore[index]
+    for name in ("gwas.DISEASE.glm.logistic.hybrid", "gwas.DISEASE.ssf.tsv"):
+        assert (tmp_path / "deployed" / name).read_bytes() == (local / name).read_bytes(), name
+    for site in provenance["sites"]:
+        glm = [r for r in site["releases"] if r["request"].startswith("glm")]
+        assert len(glm) == rounds
+        for release in glm:
+            assert all(a["name"].startswith("secagg_masked_") for a in release["arrays"])
+            assert release["receipt"]["receipt_check"] == "verified"
 
 
 def test_site_policy__refuses_a_bundle_it_does_not_allow(

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from genofed.common.errors import GenoFedError
 from genofed.common.study import study_from_mapping
 from genofed.simulation import run_simulated_study
+from genofed.site_agent.audit.log import read_site_log
 from genofed.site_agent.audit.verify import verify_path
 from genofed.synth import write_cohorts
 
@@ -65,3 +67,29 @@ def test_site_refusing_its_masked_vector__sum_of_the_other_three_and_study_goes_
     assert abs(np.median(obs) - three) < 0.1 * three  # noisy, but the sum of three sites
     for site in copies:
         assert verify_path(site).ok
+
+
+def test_site_leaving_a_three_site_round__no_sum_of_two_is_unmasked(
+    sites: list[Path], tmp_path: Path
+) -> None:
+    """With three sites, one leaving would leave a sum of two: the study stops, naming it."""
+    copies = []
+    for site in sites[:3]:
+        shutil.copytree(site, tmp_path / site.name)
+        copies.append(tmp_path / site.name)
+    policy = copies[2] / "policy.toml"
+    policy.write_text(policy.read_text().replace("epsilon = 100.0", "epsilon = 0.5"))
+    study = study_from_mapping(
+        {
+            "study": {"name": "drop2", "min_sites": 2},
+            "privacy": {"mode": "distributed-dp", "epsilon": 3.0, "noise_shares": 3},
+            "analysis": [{"kind": "freq"}],
+        },
+        path=Path("<test>"),
+    )
+    with pytest.raises(GenoFedError, match=rf"{copies[2].name} left the secure-sum round"):
+        run_simulated_study(study, copies, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    for site in copies[:2]:  # the two others never gave the shares that unmask their sum
+        text = read_site_log(site).entries_text()
+        assert '"request_kind":"secagg_unmask"' not in text

@@ -14,6 +14,7 @@ sites' summable forms (:mod:`genofed.common.wire.summable`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -31,6 +32,8 @@ from genofed.coordinator.transport import (
     SecureTransport,
     Transport,
 )
+
+log = logging.getLogger("genofed.coordinator")
 
 
 class SecureCounts:
@@ -77,6 +80,7 @@ class SecureCounts:
         self._transport: SecureTransport = transport  # type: ignore[assignment]
         self._mode = mode
         self._name_of = name_of
+        self._noise_shares = shares
         self._result: SecureExchange | None = None
 
     def send(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
@@ -85,8 +89,14 @@ class SecureCounts:
                 f"only {len(outgoing)} sites are left for the secure sum; it needs "
                 f"{MIN_SECURE_SITES}"
             )
-        self._result = self._transport.secure_exchange(outgoing, timeout=timeout)
-        return self._result.incoming
+        result = self._transport.secure_exchange(outgoing, timeout=timeout)
+        shares = self._noise_shares or 0
+        if result.total is not None and len(outgoing) - len(result.failed) < shares:
+            # sites left the round: the survivors' sum carries fewer noise shares than the study's
+            log.warning("the secure sum holds fewer than noise_shares = %d sites; not used", shares)
+            result = SecureExchange(result.incoming, None, result.failed)
+        self._result = result
+        return result.incoming
 
     def has_sum(self) -> bool:
         """Whether the last round gave a sum (over the sites that did not leave it)."""
@@ -96,9 +106,12 @@ class SecureCounts:
         """The last round's sum of the sites' vectors (integers)."""
         total = None if self._result is None else self._result.total
         if total is None:
+            left = [self._name_of(n) for n in (self._result.failed if self._result else ())]
+            need = max(MIN_SECURE_SITES, self._noise_shares or 0)
             raise GenoFedError(
-                "SecAgg+ could not finish the secure-sum round without the sites that left it "
-                "(too few were left to unmask it), so there is no sum; run the study again"
+                f"{', '.join(left) or 'a site'} left the secure-sum round, and too few sites "
+                f"were left to unmask the others' sum (a secure sum holds at least {need} "
+                "sites' vectors), so there is no sum; run the study again when the sites are back"
             )
         return total
 
