@@ -336,15 +336,20 @@ def _summable_vector(request: Request, inputs: NamedArrays, answer: Answer) -> n
     vector, layout = encode(dense)
     answer.facts[SECAGG_LAYOUT_FACT] = layout_text(layout)
     answer.facts["release_mode"] = "exact"
-    answer.facts["noise"] = json.dumps(
-        {
-            "mechanism": "none",
-            "mode": "exact",
-            "release": "SecAgg+ masked vector: the coordinator learns only the sum over sites",
-            "encoding": "fixed point, genofed.common.fixed_point",
-        },
-        sort_keys=True,
-    )
+    noise: dict[str, object] = {
+        "mechanism": "none",
+        "mode": "exact",
+        "release": "SecAgg+ masked vector: the coordinator learns only the sum over sites",
+        "encoding": "fixed point, genofed.common.fixed_point",
+    }
+    local = answer.facts.get("noise")
+    if local:  # noise the analysis added before masking (DP-SGD): kept, and said
+        try:
+            noise["local"] = json.loads(local)
+        except json.JSONDecodeError:
+            noise["local"] = local
+        noise["mechanism"] = "local noise under the mask"
+    answer.facts["noise"] = json.dumps(noise, sort_keys=True)
     return vector
 
 

@@ -80,6 +80,18 @@ def _pooled(cohort: SynthSummary) -> tuple[np.ndarray, np.ndarray]:
     return x, (disease[keep] == 2).astype(np.float64)
 
 
+def _n_train(site: Path) -> int:
+    """A site's samples with the target and both covariates, counted here independently."""
+    data = site / "data"
+    with BedFile(data / "genotypes.bed") as bed:
+        pheno = read_pheno_table(data / "pheno.tsv")
+        covar = read_pheno_table(data / "covar.tsv")
+        match = match_samples(bed.samples, pheno, covar)
+    disease = pheno.column("DISEASE")[match.table_idx[0]]
+    cov = np.column_stack([covar.column(c)[match.table_idx[1]] for c in ("AGE", "SEX")])
+    return int((~np.isnan(disease) & ~np.isnan(cov).any(axis=1)).sum())
+
+
 def _central_logistic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Maximum-likelihood logistic regression (Newton) on the pooled data."""
     design = np.column_stack([np.ones(len(y)), x])
@@ -105,7 +117,8 @@ def test_train__noiseless_fedavg_reaches_the_central_models_auc(
 ) -> None:
     out = tmp_path / "results"
     study = _study(cohort, noise_multiplier=0.0, rounds=4, local_epochs=8, learning_rate=0.3)
-    outcome = run_study(study, InProcessTransport(_copy(cohort, tmp_path)), out, engine="t")
+    sites = _copy(cohort, tmp_path)
+    outcome = run_study(study, InProcessTransport(sites), out, engine="t")
     summary = json.loads((out / "train.summary.json").read_text())
     x, y = _pooled(cohort)
     central = _auc(_central_logistic(x, y), y)
@@ -119,7 +132,9 @@ def test_train__noiseless_fedavg_reaches_the_central_models_auc(
     weights = {k: v.numpy() for k, v in model["state_dict"].items()}
     assert abs(_auc(model_logits("logistic", weights, x), y) - summary["auc"]) < 0.005
     assert summary["epsilon_per_site"] == {s.name: None for s in cohort.sites}
-    assert sum(v["train_samples"] for v in summary["sites"].values()) == len(y)
+    # only the sum over sites reaches the coordinator: no per-site sample count or AUC
+    assert summary["train_samples"] == len(y) == sum(_n_train(s) for s in sites)
+    assert all(set(v) == {"epsilon", "noise"} for v in summary["sites"].values())
     assert outcome.summary["train"]["rounds"] == 4  # type: ignore[index]
     for name in ("model.pt", "train.summary.json", "train.calibration.tsv"):
         assert name in outcome.outputs
@@ -130,6 +145,7 @@ def test_train__noiseless_fedavg_reaches_the_central_models_auc(
             assert {a["name"] for a in release["arrays"]} <= {
                 "w.linear.weight",
                 "w.linear.bias",
+                "train_samples",
                 "eval_histogram",
             }
 
@@ -147,7 +163,7 @@ def test_train__each_sites_epsilon_equals_an_independent_accountant(
     delta = 1e-5  # the demo policy's budget delta
     for site in sites:
         reported = summary["sites"][site.name]
-        n = reported["train_samples"]
+        n = _n_train(site)
         batches = math.ceil(n / batch)
         q, steps = 1 / batches, batches * 1  # local_epochs = 1
         z_eval = calibrate_noise_multiplier(eval_eps, delta)

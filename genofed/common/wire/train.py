@@ -12,15 +12,16 @@ releases nothing. The target is a plink case/control column (1/2 or 0/1).
 ``train_round`` (one per FedAvg round; inputs ``variant_index``, ``flip`` and
 the global weights ``w.<parameter>`` float32)::
 
-    w.<parameter>  float32  the site's updated weights, same names and shapes
+    w.<parameter>  float32      the site's updated weights, same names and shapes
+    train_samples  int64 (1,)   the samples the site trained on (its FedAvg weight)
 
-with the facts ``train_samples`` (the FedAvg weight) and, for a noisy
-update, ``noise`` (mechanism, noise multiplier, sampling rate, steps,
-clipping norm, epsilon of the study's rounds so far at this site).
+with, for a noisy update, the fact ``noise`` (mechanism, noise multiplier,
+sampling rate, steps, clipping norm, epsilon of the study's rounds so far at
+this site).
 With ``noise_multiplier = 0`` the update is an exact function of the data
-(a ``plain`` release); otherwise it is DP-SGD (Opacus, Poisson sampling) and
-the subsampled Gaussian steps are charged to the site's ledger before the
-update leaves.
+(a ``plain`` release, or ``exact``: masked by SecAgg+); otherwise it is
+DP-SGD (Opacus, Poisson sampling) and the subsampled Gaussian steps are
+charged to the site's ledger before the update leaves.
 
 ``train_eval`` (once, with the final weights)::
 
@@ -30,11 +31,28 @@ update leaves.
 Never a per-patient score. In a noisy ``train`` the histogram carries
 discrete Gaussian noise (L2 sensitivity 1) calibrated to ``eval_epsilon``
 and charged to the ledger as well.
+
+Summable forms (:mod:`genofed.common.wire.summable`; the coordinator
+receives only their sums over sites, so FedAvg is computed from sums and
+the evaluation is of the pooled histogram only). ``train_round``, for each
+``w.<parameter>`` of the request (its shape fixed by the request's global
+weights)::
+
+    w.<parameter>  float64  train_samples x the site's weights (exact in float64:
+                            a float32 times an integer below 2**29), summing to
+                            sum_k n_k w_k; FedAvg = that / sum_k n_k
+    train_samples  int64 (1,)  sums to the samples trained on over all sites
+
+``train_eval``: ``eval_histogram`` int64 (2, B) as sent (noisy counts may be
+negative; the sum is clipped at 0 only when it is used). A noisy ``train``
+in ``exact`` mode masks the DP-SGD weights as well; its DP charge is the
+same.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import numpy as np
@@ -49,8 +67,10 @@ TRAIN_REQUEST_KINDS: Final = frozenset({TRAIN_ROUND_KIND, TRAIN_EVAL_KIND})
 MODELS: Final = ("logistic", "mlp")
 #: Prefix of weight array names on the wire.
 WEIGHT_PREFIX: Final = "w."
-#: Fact: the samples a site trained on (its FedAvg weight).
-TRAIN_SAMPLES_FACT: Final = "train_samples"
+#: Array of ``train_round``: the samples a site trained on (its FedAvg weight), int64 (1,).
+TRAIN_SAMPLES: Final = "train_samples"
+#: Largest training sample count a site may send: ``n * w`` stays exact in float64.
+MAX_TRAIN_SAMPLES: Final = 2**29
 EVAL_HISTOGRAM: Final = "eval_histogram"
 #: Edges of the evaluation histogram's logit bins (plus an open bin at each end).
 EVAL_LOGIT_EDGES: Final = np.linspace(-8.0, 8.0, 65)
@@ -159,22 +179,83 @@ def scale_covariates(values: np.ndarray, ranges: Any) -> np.ndarray:
     return np.clip(scaled, -1.0, 1.0)
 
 
+def _get(
+    reply: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...], kinds: str
+) -> np.ndarray:
+    """``reply[name]``, which must have ``shape`` and a dtype of one of ``kinds``."""
+    got = reply.get(name)
+    if got is None:
+        raise ValueError(f"{name} is missing")
+    if got.shape != shape or got.dtype.kind not in kinds:
+        raise ValueError(f"{name} must have shape {shape}, not {got.shape} ({got.dtype})")
+    return got
+
+
+def round_shapes(inputs: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    """The weights' names (with :data:`WEIGHT_PREFIX`) and shapes, as the request sent them."""
+    shapes = {n: tuple(a.shape) for n, a in inputs.items() if n.startswith(WEIGHT_PREFIX)}
+    if not shapes:
+        raise ValueError(f"the train_round request has no weights ({WEIGHT_PREFIX}<parameter>)")
+    return shapes
+
+
+def _round_form(
+    reply: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """``train_samples`` x each weight of the request (float64), and ``train_samples``."""
+    n = _get(reply, TRAIN_SAMPLES, (1,), "iu").astype(np.int64)
+    if not 1 <= int(n[0]) < MAX_TRAIN_SAMPLES:
+        raise ValueError(f"{TRAIN_SAMPLES} must be in [1, {MAX_TRAIN_SAMPLES}), not {int(n[0])}")
+    out: dict[str, np.ndarray] = {TRAIN_SAMPLES: n}
+    for name, shape in round_shapes(inputs).items():
+        w = _get(reply, name, shape, "f").astype(np.float64)
+        if not np.isfinite(w).all():
+            raise ValueError(f"{name} holds a value that is not finite")
+        out[name] = w * float(n[0])  # exact: 24 significant bits times fewer than 29
+    extra = sorted(set(reply) - set(out))
+    if extra:
+        raise ValueError(f"the reply has arrays the request did not ask for: {extra[:3]}")
+    return out
+
+
+def _eval_form(
+    reply: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """``eval_histogram`` (2, B) as sent."""
+    histogram = _get(reply, EVAL_HISTOGRAM, (2, N_EVAL_BINS), "iu")
+    return {EVAL_HISTOGRAM: histogram.astype(np.int64)}
+
+
+#: Request kind -> its summable form (:mod:`genofed.common.wire.summable`).
+SUMMABLE_FORMS: Final[
+    Mapping[
+        str, Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+    ]
+] = {
+    TRAIN_ROUND_KIND: _round_form,
+    TRAIN_EVAL_KIND: _eval_form,
+}
+
+
 __all__ = [
     "DEFAULTS",
     "EVAL_HISTOGRAM",
     "EVAL_LOGIT_EDGES",
+    "MAX_TRAIN_SAMPLES",
     "MODELS",
     "N_EVAL_BINS",
+    "SUMMABLE_FORMS",
     "TRAIN_EVAL_KIND",
     "TRAIN_KIND",
     "TRAIN_REQUEST_KINDS",
     "TRAIN_ROUND_KIND",
-    "TRAIN_SAMPLES_FACT",
+    "TRAIN_SAMPLES",
     "UNSET_NOISE",
     "WEIGHT_PREFIX",
     "check_train",
     "model_logits",
     "noisy",
     "parameter_shapes",
+    "round_shapes",
     "scale_covariates",
 ]

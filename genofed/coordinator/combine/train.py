@@ -14,14 +14,17 @@ Flower ``Message`` objects, which exist only inside a Flower run. So the
 weighted average is done here, on the arrays the sites released, with the
 same rule as Flower's ``aggregate_arrayrecords`` (weights proportional to
 each site's training samples); a unit test checks that both give the same
-average.
+average. The coordinator holds only sums over sites (secure aggregation:
+:mod:`genofed.common.wire.summable`), so the average is computed as
+``sum_k n_k w_k / sum_k n_k`` (:func:`fedavg_from_sums`).
 
 **Evaluation.** Each site sends, per bin of the model's logit
 (:data:`~genofed.common.wire.train.EVAL_LOGIT_EDGES`), its numbers of
-controls and cases. The AUC is the Mann-Whitney probability over bins
-(pairs in the same bin count one half), so a site's and the pooled AUC come
-from summed counts only; with bins 0.25 logit wide the AUC differs from the
-per-patient value by far less than 0.01. Calibration: cases observed against
+controls and cases; the coordinator receives only their sum over sites.
+The AUC is the Mann-Whitney probability over bins (pairs in the same bin
+count one half), so the pooled AUC comes from summed counts only; with
+bins 0.25 logit wide the AUC differs from the per-patient value by far
+less than 0.01. Calibration: cases observed against
 expected (bin count x the bin's midpoint probability) in ten groups of
 predicted risk (0-0.1, ..., 0.9-1), calibration-in-the-large (observed /
 expected) and the Hosmer-Lemeshow statistic over the groups with counts.
@@ -55,24 +58,39 @@ def initial_weights(model: str, n_features: int, hidden: int, seed: int) -> dict
     return weights
 
 
+def fedavg_from_sums(weighted: Mapping[str, np.ndarray], n_total: int) -> dict[str, np.ndarray]:
+    """FedAvg from sums over sites: ``sum_k n_k w_k / sum_k n_k`` per parameter, as float32.
+
+    ``weighted`` holds, per parameter, the sum over sites of each site's
+    training samples times its weights (the ``train_round`` summable form,
+    :mod:`genofed.common.wire.train`); ``n_total`` the sum of the samples.
+    """
+    if n_total < 1:
+        raise ValueError(f"FedAvg needs a positive number of training samples, not {n_total}")
+    total = float(n_total)
+    return {
+        name: (np.asarray(s, np.float64) / total).astype(np.float32) for name, s in weighted.items()
+    }
+
+
 def fedavg(
     updates: Sequence[Mapping[str, np.ndarray]], n_samples: Sequence[int]
 ) -> dict[str, np.ndarray]:
-    """Average of the sites' weights, weighted by their training samples (FedAvg)."""
+    """Average of the sites' weights, weighted by their training samples (FedAvg).
+
+    The same rule as :func:`fedavg_from_sums`, from the sites' own updates
+    (their weighted sum in float64, in site order).
+    """
     if not updates or len(updates) != len(n_samples) or min(n_samples) < 1:
         raise ValueError("FedAvg needs one update and a positive sample count per site")
-    total = float(sum(n_samples))
-    names = list(updates[0])
-    return {
+    weighted = {
         name: np.sum(
-            [
-                np.asarray(u[name], np.float64) * (n / total)
-                for u, n in zip(updates, n_samples, strict=True)
-            ],
+            [np.asarray(u[name], np.float64) * n for u, n in zip(updates, n_samples, strict=True)],
             axis=0,
-        ).astype(np.float32)
-        for name in names
+        )
+        for name in updates[0]
     }
+    return fedavg_from_sums(weighted, sum(n_samples))
 
 
 def bin_probabilities() -> np.ndarray:
@@ -136,5 +154,6 @@ __all__ = [
     "bin_probabilities",
     "calibration_from_histogram",
     "fedavg",
+    "fedavg_from_sums",
     "initial_weights",
 ]

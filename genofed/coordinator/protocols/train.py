@@ -3,16 +3,24 @@
 1. ``rounds`` x ``train_round``: the coordinator sends the global weights
    (and each site's variant plan for the study's feature variants); each site
    trains locally (DP-SGD with Opacus, or plain SGD without noise) and sends
-   its weights and its number of training samples; the coordinator averages
-   them (FedAvg, :mod:`genofed.coordinator.combine.train`).
+   its weights and its number of training samples; the coordinator receives
+   the sum over sites of the samples and of samples x weights, and divides
+   (FedAvg, :mod:`genofed.coordinator.combine.train`).
 2. ``train_eval``: the final weights go out once more; each site sends a
-   case/control histogram of the model's logits. AUC and calibration per
-   site and pooled come from those counts.
+   case/control histogram of the model's logits, and the coordinator
+   receives their sum: the pooled AUC and calibration come from it.
+
+Every round asks for the sum over sites of the replies' summable forms
+(``ask_sum``, :mod:`genofed.common.wire.train`): in ``plain`` mode the
+coordinator adds them up, in ``exact`` mode SecAgg+ does, and the
+coordinator never holds a site's own weights, sample count or histogram (so
+there is no AUC or calibration per site). Only the sites' privacy
+accounting (epsilon per site of a noisy ``train``) is per site.
 
 Outputs: ``model.pt`` (torch: weights and the feature specification),
 ``train.summary.json`` (AUC, calibration, epsilon per site) and
-``train.calibration.tsv``; ``model.<id>.pt`` and ``train.<id>.*`` for an
-analysis whose id is not ``train``.
+``train.calibration.tsv`` (pooled); ``model.<id>.pt`` and ``train.<id>.*``
+for an analysis whose id is not ``train``.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genofed.common.errors import InputError, SiteFailure
+from genofed.common.errors import GenoFedError, InputError
 from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.records import NamedArrays
@@ -32,14 +40,14 @@ from genofed.common.wire.train import (
     N_EVAL_BINS,
     TRAIN_EVAL_KIND,
     TRAIN_ROUND_KIND,
-    TRAIN_SAMPLES_FACT,
+    TRAIN_SAMPLES,
     WEIGHT_PREFIX,
     noisy,
     parameter_shapes,
 )
 from genofed.coordinator.combine import train as combine
 from genofed.coordinator.combine.harmonize import Harmonization
-from genofed.coordinator.protocols.job import AskSites, AskSum
+from genofed.coordinator.protocols.job import AskSites, AskSum, Pooled
 from genofed.coordinator.writers.atomic import atomic_write_text
 from genofed.coordinator.writers.train_outputs import write_model
 
@@ -50,12 +58,14 @@ def run_train(
     out_dir: Path,
     ask: AskSites,
     *,
-    ask_sum: AskSum | None = None,
+    ask_sum: AskSum,
     study_sha256: str,
 ) -> tuple[list[str], dict[str, object]]:
-    """Run one train analysis over the harmonization's sites; return files and summary."""
+    """Run one train analysis over the harmonization's sites; return files and summary.
+
+    ``ask`` is unused: every round is a sum over sites (``ask_sum``).
+    """
     params = spec.params
-    sites = [r.site for r in harmonization.reports]
     positions = _feature_variants(spec, harmonization)
     plans = [
         {"variant_index": plan.index[positions], "flip": plan.flip[positions]}
@@ -66,39 +76,34 @@ def run_train(
     weights = combine.initial_weights(
         params["model"], n_features, params["hidden_units"], params["seed"]
     )
-    n_train: list[int] = []
+    n_train = 0
     for _round in range(params["rounds"]):
-        replies = ask(TRAIN_ROUND_KIND, spec.id, [{**p, **_wire(weights)} for p in plans])
-        updates = [
-            _update(site, arrays, shapes) for site, (_, arrays) in zip(sites, replies, strict=True)
-        ]
-        n_train = [_samples(site, reply) for site, (reply, _) in zip(sites, replies, strict=True)]
-        weights = combine.fedavg(updates, n_train)
-    replies = ask(TRAIN_EVAL_KIND, spec.id, [{**p, **_wire(weights)} for p in plans])
-    histograms = [
-        _histogram(site, arrays) for site, (_, arrays) in zip(sites, replies, strict=True)
-    ]
-    pooled = np.sum(histograms, axis=0)
-    per_site = {}
-    for site, (reply, _), h, n in zip(sites, replies, histograms, n_train, strict=True):
-        per_site[site] = {
-            "train_samples": n,
-            "auc": _number(combine.auc_from_histogram(h)),
-            "calibration": combine.calibration_from_histogram(h),
-            **_privacy(reply, params),
-        }
+        pooled = ask_sum(TRAIN_ROUND_KIND, spec.id, [{**p, **_wire(weights)} for p in plans])
+        n_train = int(_sum(pooled, TRAIN_SAMPLES, (1,))[0])
+        if n_train < 1:
+            raise GenoFedError(f"the sites trained on {n_train} samples in all")
+        weighted = {n: _sum(pooled, WEIGHT_PREFIX + n, sh) for n, sh in shapes.items()}
+        weights = combine.fedavg_from_sums(weighted, n_train)
+    evaluation = ask_sum(TRAIN_EVAL_KIND, spec.id, [{**p, **_wire(weights)} for p in plans])
+    histogram = _sum(evaluation, EVAL_HISTOGRAM, (2, N_EVAL_BINS))
+    per_site = {
+        site: _privacy(reply, params)
+        for site, reply in zip(evaluation.sites, evaluation.replies, strict=True)
+    }
     suffix = "" if spec.id == "train" else f".{spec.id}"
     summary: dict[str, object] = {
         "model": params["model"],
         "n_features": n_features,
         "rounds": params["rounds"],
-        "auc": _number(combine.auc_from_histogram(pooled)),
-        "calibration": combine.calibration_from_histogram(pooled),
+        "train_samples": n_train,
+        "auc": _number(combine.auc_from_histogram(histogram)),
+        "calibration": combine.calibration_from_histogram(histogram),
         "dp": noisy(params),
         "epsilon_per_site": {s: v.get("epsilon") for s, v in per_site.items()},
         "sites": per_site,
         "evaluation": "from summed per-bin case/control counts of the model's logit "
-        "(never a per-patient score); on the training samples",
+        "(never a per-patient score); on the training samples; pooled only (the "
+        "coordinator receives only the sum over sites)",
     }
     files = [
         write_model(
@@ -114,7 +119,7 @@ def run_train(
     name = f"train{suffix}.summary.json"
     atomic_write_text(out_dir / name, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     files.append(name)
-    files.append(_write_calibration(out_dir / f"train{suffix}.calibration.tsv", per_site, summary))
+    files.append(_write_calibration(out_dir / f"train{suffix}.calibration.tsv", summary))
     stats = {
         "auc": summary["auc"],
         "epsilon_per_site": summary["epsilon_per_site"],
@@ -141,39 +146,23 @@ def _wire(weights: dict[str, np.ndarray]) -> NamedArrays:
     return {WEIGHT_PREFIX + k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
 
 
-def _update(
-    site: str, arrays: NamedArrays, shapes: dict[str, tuple[int, ...]]
-) -> dict[str, np.ndarray]:
-    update = {}
-    for name, shape in shapes.items():
-        w = arrays.get(WEIGHT_PREFIX + name)
-        if w is None or w.shape != shape or not np.isfinite(w).all():
-            raise SiteFailure(site, "BAD_REPLY", f"weights {name!r} missing or malformed")
-        update[name] = w
-    return update
-
-
-def _samples(site: str, reply: Reply) -> int:
-    try:
-        n = int(reply.facts[TRAIN_SAMPLES_FACT])
-    except (KeyError, ValueError) as exc:
-        raise SiteFailure(site, "BAD_REPLY", "no training sample count") from exc
-    if n < 1:
-        raise SiteFailure(site, "BAD_REPLY", "training sample count must be positive")
-    return n
-
-
-def _histogram(site: str, arrays: NamedArrays) -> np.ndarray:
-    h = arrays.get(EVAL_HISTOGRAM)
-    if h is None or h.shape != (2, N_EVAL_BINS) or h.dtype.kind not in "iu":
-        raise SiteFailure(site, "BAD_REPLY", f"{EVAL_HISTOGRAM} must be (2, {N_EVAL_BINS}) ints")
-    return h.astype(np.int64)
+def _sum(pooled: Pooled, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The sites' sum ``name``, which must have ``shape``."""
+    got = pooled.arrays.get(name)
+    if got is None or got.shape != shape:
+        have = "missing" if got is None else f"of shape {got.shape}"
+        raise GenoFedError(
+            f"the sites' summed {name} is {have}, not of shape {shape}: "
+            "the sites' replies disagree with the request"
+        )
+    return got
 
 
 def _privacy(reply: Reply, params: object) -> dict[str, object]:
     facts = reply.facts
     if "epsilon_train_total" not in facts:
-        return {"epsilon": None, "noise": "none (exact updates, plain release)"}
+        mode = "exact" if facts.get("release_mode") == "exact" else "plain"
+        return {"epsilon": None, "noise": f"none (exact updates, {mode} release)"}
     return {
         "epsilon": float(facts["epsilon_train_total"]),
         "delta": float(facts["train_delta"]),
@@ -187,20 +176,14 @@ def _number(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 6)
 
 
-def _write_calibration(
-    path: Path, per_site: dict[str, dict[str, object]], summary: dict[str, object]
-) -> str:
+def _write_calibration(path: Path, summary: dict[str, object]) -> str:
+    """The pooled calibration groups (``SITE`` is ``pooled``: there are no per-site rows)."""
     lines = ["SITE\tGROUP\tRISK_LOW\tRISK_HIGH\tN\tOBSERVED\tEXPECTED"]
-    parts = [
-        *((s, v["calibration"]) for s, v in per_site.items()),
-        ("pooled", summary["calibration"]),
-    ]
-    for site, calibration in parts:
-        for row in calibration["groups"]:  # type: ignore[index]
-            lines.append(
-                f"{site}\t{row['group']}\t{row['risk_low']}\t{row['risk_high']}\t"
-                f"{row['n']:g}\t{row['observed_cases']:g}\t{row['expected_cases']:.4f}"
-            )
+    for row in summary["calibration"]["groups"]:  # type: ignore[index]
+        lines.append(
+            f"pooled\t{row['group']}\t{row['risk_low']}\t{row['risk_high']}\t"
+            f"{row['n']:g}\t{row['observed_cases']:g}\t{row['expected_cases']:.4f}"
+        )
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path.name
 

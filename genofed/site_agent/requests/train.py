@@ -2,8 +2,10 @@
 
 Checks, in order, before anything is computed: the analysis is in the study
 and allowed by the policy; the release mode of its updates is allowed
-(``dp`` when the study asks for noise, else ``plain``; a ``dp`` study's
-``train`` must ask for noise); the training cohort is at least
+(``dp`` when the study asks for noise, else the study's ``exact`` or
+``plain``; a ``dp`` study's ``train`` must ask for noise; a site with
+``require_secure_aggregation`` sends exact updates only in an ``exact``
+study, where they leave masked by SecAgg+); the training cohort is at least
 ``min_cohort_size``; and, for noisy updates, the ledger can still cover this
 round (``BUDGET_EXCEEDED`` otherwise, nothing charged). A noisy round is then
 trained with DP-SGD (:mod:`genofed.site_agent.stats.dpsgd`), its
@@ -11,7 +13,8 @@ Poisson-subsampled Gaussian steps are **charged and committed** to the
 ledger, and only then are the weights returned. The evaluation round returns
 a histogram of the model's logits for cases and controls (never a score per
 patient), noised with OpenDP's discrete Gaussian and charged in a noisy
-``train``. Layouts: :mod:`genofed.common.wire.train`.
+``train``. Layouts and summable forms: :mod:`genofed.common.wire.train`
+(in an ``exact`` study only the masked form leaves the site).
 
 Not built: small-cell suppression of the evaluation histogram in ``plain``
 mode (its cells are exact counts; use a noisy ``train`` where that matters).
@@ -38,7 +41,7 @@ from genofed.common.wire.train import (
     TRAIN_KIND,
     TRAIN_REQUEST_KINDS,
     TRAIN_ROUND_KIND,
-    TRAIN_SAMPLES_FACT,
+    TRAIN_SAMPLES,
     WEIGHT_PREFIX,
     model_logits,
     noisy,
@@ -83,21 +86,25 @@ def serve_train(ctx: RequestContext) -> Answer:
             "RELEASE_MODE_NOT_ALLOWED",
             f'analysis {spec.id!r} releases exact model updates, but the study asks for mode "dp"',
         )
-    check_release_mode(policy, "dp" if dp else "plain")
-    if not dp and policy.require_secure_aggregation:
+    secure = ctx.mode == "exact"  # the updates leave only masked, summed over sites
+    check_release_mode(policy, "dp" if dp else "exact" if secure else "plain")
+    if not dp and not secure and policy.require_secure_aggregation:
         raise PolicyRefusal(
             "SECURE_AGGREGATION_REQUIRED",
-            "this site releases exact model updates only under secure aggregation, which "
-            "GenoFed does not offer yet; ask for noise_multiplier > 0 or target_epsilon",
+            "this site releases exact model updates only under secure aggregation: ask for "
+            '[privacy] mode = "exact" (SecAgg+ sums over >= 3 sites), or for DP-SGD noise '
+            "(noise_multiplier > 0 or target_epsilon)",
         )
     x, y = _training_data(config, bed, spec, inputs, ctx.declare)
     check_cohort_size(policy, len(y))
-    facts = {TRAIN_SAMPLES_FACT: str(len(y))}
+    facts: dict[str, str] = {}
     weights = _weights(inputs, params, x.shape[1])
     if request.kind == TRAIN_ROUND_KIND:
         started = time.monotonic()
         arrays, charge = _round(ctx, facts, params, x, y, weights)
         facts["train_seconds"] = f"{time.monotonic() - started:.3f}"
+        # the FedAvg weight: an array, so that it is summed over sites with the weights
+        arrays[TRAIN_SAMPLES] = np.array([len(y)], dtype=np.int64)
         return Answer(arrays, facts, charge)
     arrays, charge = _evaluate(ctx, facts, params, x, y, weights)
     return Answer(arrays, facts, charge)

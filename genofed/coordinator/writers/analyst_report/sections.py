@@ -250,10 +250,10 @@ def cox(a: Analysis) -> str:
 
 
 def train(a: Analysis) -> str:
-    """AUC, calibration and epsilon per site, and the pooled calibration table."""
+    """The pooled AUC and calibration, epsilon per site, and the pooled calibration table."""
     doc = a.json(".summary.json")
     out = []
-    keys = ("model", "n_features", "rounds", "auc", "dp", "evaluation")
+    keys = ("model", "n_features", "rounds", "train_samples", "auc", "dp", "evaluation")
     head: dict[str, object] = {k: doc[k] for k in keys if k in doc}
     calibration = doc.get("calibration")
     if isinstance(calibration, dict):
@@ -265,12 +265,10 @@ def train(a: Analysis) -> str:
         out.append("<h3>Per site</h3>")
         out.append(
             table(
-                ("site", "training samples", "AUC", "ε", "noise"),
+                ("site", "ε", "noise"),
                 (
                     (
                         e(name),
-                        e(fmt(v.get("train_samples"))),
-                        e(fmt(v.get("auc"))),
                         e(fmt(v.get("epsilon"))),
                         e(fmt(v.get("noise"))),
                     )
