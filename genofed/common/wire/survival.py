@@ -42,13 +42,37 @@ The site is one stratum of a Cox model stratified by site, so the pooled
 log partial likelihood, its gradient and its Hessian are the sums of the
 sites' (``p`` numbers and a ``p x p`` matrix per round, whatever the
 cohort size).
+
+Summable forms (:mod:`genofed.common.wire.summable`; the coordinator
+receives only their sums over sites). ``km_counts``, of the shapes the
+study fixes (``G`` groups, ``J`` grid times, merged or not)::
+
+    n_risk           int64 (G, J)  released at-risk counts, withheld cells 0; a merged time
+                                   holds the site's count at the next time it kept (those at
+                                   risk after the last time it kept before), so column ``a``
+                                   of a coarser common grid's interval ``(t_{a-1}, t_b]``
+                                   sums the sites' at-risk counts at its start
+    n_event          int64 (G, J)  released event counts, withheld cells 0
+    suppressed       int64 (G, J)  0/1: sums to the number of sites withholding each cell
+    suppressed_runs  int64 (G,)    runs of withheld cells along the times the site kept
+                                   (0 or 1: a group's withheld cells are one run)
+    suppressed_span  int64 (G, J)  1 from the first time of each run up to, not including,
+                                   its last: with the runs, gives the cells of any coarser
+                                   common grid the sites withheld (:func:`withheld_cells`)
+    merged           int64 (J,)    0/1: sums to the number of sites merging each grid time
+
+``cox_step``: ``loglik``, ``grad``, ``hess`` as sent, of the shapes the
+request's ``beta`` fixes.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Mapping
 from typing import Any, Final
+
+import numpy as np
 
 from genofed.common.errors import ParamError
 
@@ -189,6 +213,103 @@ def _num(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
+def _get(
+    reply: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...] | None, kinds: str
+) -> np.ndarray:
+    """``reply[name]``, which must have ``shape`` (any 2-d if None) and a dtype of ``kinds``."""
+    got = reply.get(name)
+    if got is None:
+        raise ValueError(f"{name} is missing")
+    if shape is None:
+        if got.ndim != 2 or got.dtype.kind not in kinds:
+            raise ValueError(
+                f"{name} must be a (groups, grid) array, not {got.shape} ({got.dtype})"
+            )
+    elif got.shape != shape or got.dtype.kind not in kinds:
+        raise ValueError(f"{name} must have shape {shape}, not {got.shape} ({got.dtype})")
+    return got
+
+
+def _km_form(
+    reply: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """One site's ``km_counts``, dense and summable (layout in the module docstring)."""
+    n_risk = _get(reply, "n_risk", None, "iu").astype(np.int64)
+    g, j = n_risk.shape
+    n_event = _get(reply, "n_event", (g, j), "iu").astype(np.int64)
+    suppressed = _get(reply, "suppressed", (g, j), "b")
+    merged = _get(reply, "merged", (j,), "b") if "merged" in reply else np.zeros(j, dtype=np.bool_)
+    if j == 0 or merged[-1]:
+        raise ValueError("km counts need a grid whose last time is kept (merged[-1] False)")
+    if (n_risk[suppressed] != SUPPRESSED_VALUE).any() or (
+        n_event[suppressed] != SUPPRESSED_VALUE
+    ).any():
+        raise ValueError(f"withheld km cells must hold {SUPPRESSED_VALUE} in n_risk and n_event")
+    shown = ~suppressed
+    if (n_risk[shown] < 0).any() or (n_event[shown] < 0).any() or (n_event > n_risk)[shown].any():
+        raise ValueError("km counts must be 0 <= events <= at risk")
+    if (
+        (n_risk[:, merged] != 0).any()
+        or (n_event[:, merged] != 0).any()
+        or suppressed[:, merged].any()
+    ):
+        raise ValueError("the cells of merged km grid times must hold 0 and not be withheld")
+    risk = np.where(shown, n_risk, 0)
+    event = np.where(shown, n_event, 0)
+    kept = np.flatnonzero(~merged)
+    # each grid time -> the first time at or after it that the site kept
+    next_kept = kept[np.searchsorted(kept, np.arange(j))]
+    runs = np.zeros(g, dtype=np.int64)
+    span = np.zeros((g, j), dtype=np.int64)
+    for row in range(g):
+        flags = suppressed[row, kept]
+        starts = np.flatnonzero(flags & ~np.concatenate([[False], flags[:-1]]))
+        ends = np.flatnonzero(flags & ~np.concatenate([flags[1:], [False]]))
+        runs[row] = len(starts)
+        for a, b in zip(kept[starts], kept[ends], strict=True):
+            span[row, a:b] = 1
+    return {
+        "n_risk": risk[:, next_kept],
+        "n_event": event,
+        "suppressed": suppressed.astype(np.int64),
+        "suppressed_runs": runs,
+        "suppressed_span": span,
+        "merged": merged.astype(np.int64),
+    }
+
+
+def withheld_cells(runs: np.ndarray, span: np.ndarray, kept: np.ndarray) -> int:
+    """The cells the sites withheld on the common grid ``kept``, from the summed km forms.
+
+    A site's run of withheld cells from grid time ``s`` to ``e`` meets one
+    common interval more than the common times in ``[s, e)``: the sum over
+    sites is ``sum(runs) + sum(span[:, kept])``.
+    """
+    return int(np.sum(runs) + np.sum(span[:, np.asarray(kept, dtype=np.bool_)]))
+
+
+def _cox_form(
+    reply: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """``loglik`` (1,), ``grad`` (p,), ``hess`` (p, p) for the request's ``beta``: as sent."""
+    beta = inputs.get("beta")
+    if beta is None or beta.ndim != 1:
+        raise ValueError("the request's beta is missing or is not a vector")
+    p = len(beta)
+    return {
+        name: _get(reply, name, shape, "f").astype(np.float64)
+        for name, shape in (("loglik", (1,)), ("grad", (p,)), ("hess", (p, p)))
+    }
+
+
+#: Request kind -> its summable form (:mod:`genofed.common.wire.summable`).
+SUMMABLE_FORMS: Final[
+    Mapping[
+        str, Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+    ]
+] = {KM_COUNTS_KIND: _km_form, COX_STEP_KIND: _cox_form}
+
+
 __all__ = [
     "ALL_GROUP",
     "COX_KIND",
@@ -197,6 +318,7 @@ __all__ = [
     "KM_COUNTS_KIND",
     "KM_KIND",
     "MAX_GRID",
+    "SUMMABLE_FORMS",
     "SUPPRESSED_VALUE",
     "SURVIVAL_KINDS",
     "SURVIVAL_REQUEST_KINDS",
@@ -204,4 +326,5 @@ __all__ = [
     "check_km",
     "default_grid",
     "km_group_labels",
+    "withheld_cells",
 ]

@@ -3,7 +3,8 @@
 Pure: arrays and parameters in, arrays out.
 
 * Kaplan-Meier per group on the study's grid from pooled at-risk and event
-  counts, with Greenwood's variance and the log(-log) ("exponential
+  counts (the sums over sites of the ``km_counts`` summable forms, or the
+  sites' own counts added up), with Greenwood's variance and the log(-log) ("exponential
   Greenwood") 95 % band, the default of lifelines and R's ``survfit``
   (``conf.type = "log-log"``). A cell that any site withheld makes the pooled
   cell unknown; a group's curve stops at its first unknown cell, and every
@@ -63,6 +64,32 @@ def pool_counts(
         n_event += np.where(shown, event, 0)
         known &= shown
     return PooledCounts(n_risk, n_event, known)
+
+
+def pool_sums(
+    n_risk: IntArray, n_event: IntArray, withheld_at: IntArray, merged_at: IntArray
+) -> tuple[PooledCounts, BoolArray]:
+    """The pooled counts on the common grid, from the sums of the sites' ``km_counts`` forms.
+
+    ``n_risk``, ``n_event`` (G, J): released counts summed over sites (see
+    :mod:`genofed.common.wire.survival`); ``withheld_at`` (G, J): sites
+    withholding each cell; ``merged_at`` (J,): sites merging each grid time.
+    Returns the counts and ``kept`` (J,), the grid times no site merged (the
+    common grid). Interval ``k`` of the common grid runs from the kept time
+    before it to its own time: its events are summed over every grid
+    interval in it, its number at risk is the sum at its first grid time
+    (each site's at-risk count at the interval's start), and it is unknown if
+    any site withheld any cell it is made of.
+    """
+    kept = np.asarray(merged_at, dtype=np.int64) == 0
+    if kept.all():
+        return PooledCounts(n_risk, n_event, withheld_at == 0), kept
+    ends = np.flatnonzero(kept)
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    risk = n_risk[:, starts]
+    event = np.add.reduceat(n_event, starts, axis=1)
+    hidden = np.add.reduceat(withheld_at, starts, axis=1)
+    return PooledCounts(risk, event, hidden == 0), kept
 
 
 @dataclass(frozen=True)
@@ -247,4 +274,5 @@ __all__ = [
     "kaplan_meier",
     "log_rank",
     "pool_counts",
+    "pool_sums",
 ]

@@ -1,14 +1,21 @@
 """The rounds of the survival analyses (``km``, ``cox``), as the coordinator drives them.
 
-* ``km``: one ``km_counts`` round. Each site sends at-risk and event counts
-  per group on the study's grid, small risk sets withheld
-  (:mod:`genofed.common.wire.survival`); the coordinator sums them, forms
-  the Kaplan-Meier curves and the log-rank test, and writes ``km.tsv``,
+* ``km``: one ``km_counts`` round. Each site counts at risk and events per
+  group on the study's grid, small risk sets withheld
+  (:mod:`genofed.common.wire.survival`); the coordinator receives the sum
+  over sites of their summable forms (counts, sites withholding each cell,
+  sites merging each grid time), puts it on the common grid, forms the
+  Kaplan-Meier curves and the log-rank test, and writes ``km.tsv``,
   ``logrank.tsv`` and the KM plot.
 * ``cox``: ``cox_step`` rounds of Newton-Raphson, starting at beta = 0.
-  Each round sends the current coefficients to every site and sums the
-  sites' log partial likelihoods, gradients and Hessians (one stratum per
-  site), until no coefficient moves by more than 1e-10; then ``cox.tsv``.
+  Each round sends the current coefficients to every site and receives the
+  sum of the sites' log partial likelihoods, gradients and Hessians (one
+  stratum per site), until no coefficient moves by more than 1e-10; then
+  ``cox.tsv``.
+
+Every round asks for the sum over sites (``ask_sum``): in ``plain`` mode the
+coordinator adds the sites' summable forms up, in ``exact`` mode SecAgg+
+does, and the coordinator never holds a site's own counts or sums.
 
 The math is in :mod:`genofed.coordinator.combine.survival`; this module
 only moves arrays between it and the sites, then writes the files.
@@ -21,23 +28,22 @@ from pathlib import Path
 
 import numpy as np
 
-from genofed.common.errors import GenoFedError, InputError, SiteFailure
+from genofed.common.errors import GenoFedError, InputError
 from genofed.common.study import AnalysisSpec
-from genofed.common.wire.records import NamedArrays
 from genofed.common.wire.survival import (
     COX_STEP_KIND,
     KM_COUNTS_KIND,
     KM_KIND,
-    SUPPRESSED_VALUE,
     km_group_labels,
+    withheld_cells,
 )
 from genofed.coordinator.combine.survival import (
     CoxNewton,
     kaplan_meier,
     log_rank,
-    pool_counts,
+    pool_sums,
 )
-from genofed.coordinator.protocols.job import AskSites, AskSum
+from genofed.coordinator.protocols.job import AskSites, AskSum, Pooled
 from genofed.coordinator.writers.survival_tables import write_cox_output, write_km_outputs
 
 
@@ -53,47 +59,34 @@ def run_km(
     out_dir: Path,
     ask: AskSites,
     *,
-    ask_sum: AskSum | None = None,
+    ask_sum: AskSum,
 ) -> tuple[list[str], dict[str, object]]:
-    """One ``km`` analysis: counts round, curves, log-rank; files and headline numbers."""
+    """One ``km`` analysis: counts round, curves, log-rank; files and headline numbers.
+
+    ``ask`` is unused: the counts round is a sum over sites (``ask_sum``).
+    """
     params = spec.params
     labels = km_group_labels(params["group"], params["cuts"], params["levels"])
     grid = list(params["grid"])
-    shape = (len(labels), len(grid))
-    replies = ask(KM_COUNTS_KIND, spec.id, [{} for _ in sites])
-    released = []
-    merged: list[np.ndarray] = []
-    for site, (_, arrays) in zip(sites, replies, strict=True):
-        n_risk, n_event, suppressed = (arrays.get(k) for k in ("n_risk", "n_event", "suppressed"))
-        if (
-            n_risk is None
-            or n_event is None
-            or suppressed is None
-            or n_risk.dtype.kind not in "iu"
-            or n_event.dtype.kind not in "iu"
-            or suppressed.dtype != np.bool_
-        ):
-            raise SiteFailure(
-                site, "BAD_REPLY", "km counts need integer n_risk, n_event and bool suppressed"
-            )
-        if suppressed.shape == shape and (
-            (n_risk[suppressed] != SUPPRESSED_VALUE).any()
-            or (n_event[suppressed] != SUPPRESSED_VALUE).any()
-        ):
-            raise SiteFailure(site, "BAD_REPLY", "withheld km cells must hold -1")
-        released.append((n_risk.astype(np.int64), n_event.astype(np.int64), suppressed))
-        merged.append(_merged(site, arrays, len(grid)))
     full_grid = len(grid)
-    if np.any(merged):
-        # some site counted on a coarser grid: everyone's counts go on the common one
-        kept = ~np.any(merged, axis=0)
-        released = [_coarsen(r, m, kept) for r, m in zip(released, merged, strict=True)]
-        grid = [t for t, k in zip(grid, kept, strict=True) if k]
-        shape = (len(labels), len(grid))
-    try:
-        pooled = pool_counts(released, shape)
-    except ValueError as exc:
-        raise SiteFailure("a site", "BAD_REPLY", str(exc)) from exc
+    shape = (len(labels), full_grid)
+    got = ask_sum(KM_COUNTS_KIND, spec.id, [{} for _ in sites])
+    sums = {
+        name: _sum(got, name, sh)
+        for name, sh in (
+            ("n_risk", shape),
+            ("n_event", shape),
+            ("suppressed", shape),
+            ("suppressed_runs", (len(labels),)),
+            ("suppressed_span", shape),
+            ("merged", (full_grid,)),
+        )
+    }
+    if sums["merged"][-1]:
+        raise GenoFedError("the sites' summed km 'merged' marks the last grid time merged")
+    # some site may count on a coarser grid: everyone's counts go on the common one
+    pooled, kept = pool_sums(sums["n_risk"], sums["n_event"], sums["suppressed"], sums["merged"])
+    grid = [t for t, k in zip(grid, kept, strict=True) if k]
     km = kaplan_meier(pooled)
     test = log_rank(pooled)
     time_label = spec.params["time"]
@@ -110,7 +103,7 @@ def run_km(
         title,
         time_label,
     )
-    withheld = int(sum(int(s.sum()) for _, _, s in released))
+    withheld = withheld_cells(sums["suppressed_runs"], sums["suppressed_span"], kept)
     return files, {
         "groups": len(labels),
         "grid points": len(grid)
@@ -127,44 +120,16 @@ def run_km(
     }
 
 
-def _merged(site: str, arrays: NamedArrays, n_grid: int) -> np.ndarray:
-    """The grid times ``site`` merged into the next kept one (all False if it sent none)."""
-    got = arrays.get("merged")
-    if got is None:
-        return np.zeros(n_grid, dtype=np.bool_)
-    if got.shape != (n_grid,) or got.dtype != np.bool_ or got[-1]:
-        raise SiteFailure(site, "BAD_REPLY", f"km 'merged' must be ({n_grid},) bool, last False")
-    return np.asarray(got, dtype=np.bool_)
-
-
-def _coarsen(
-    counts: tuple[np.ndarray, np.ndarray, np.ndarray], merged: np.ndarray, kept: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One site's counts on the common grid (the grid times no site merged).
-
-    Interval ``k`` of the common grid runs from the kept time before it to
-    its own time: its events are the site's events over every grid interval
-    in it, and its number at risk is the site's at the first grid time the
-    site kept there (at risk at the interval's start). A cell is withheld if
-    any cell it is made of was.
-    """
-    n_risk, n_event, suppressed = counts
-    ends = np.flatnonzero(kept)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    g = n_risk.shape[0]
-    out_risk = np.zeros((g, len(ends)), dtype=np.int64)
-    out_event = np.zeros((g, len(ends)), dtype=np.int64)
-    out_hidden = np.zeros((g, len(ends)), dtype=np.bool_)
-    for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        cols = np.arange(a, b + 1)
-        first = cols[~merged[cols]][0]  # the site kept b at least (kept is common)
-        hidden = suppressed[:, cols].any(axis=1)
-        out_hidden[:, k] = hidden
-        out_risk[:, k] = np.where(hidden, SUPPRESSED_VALUE, n_risk[:, first])
-        out_event[:, k] = np.where(
-            hidden, SUPPRESSED_VALUE, np.where(suppressed[:, cols], 0, n_event[:, cols]).sum(1)
+def _sum(pooled: Pooled, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The sites' sum ``name``, which must have ``shape``."""
+    got = pooled.arrays.get(name)
+    if got is None or got.shape != shape:
+        have = "missing" if got is None else f"of shape {got.shape}"
+        raise GenoFedError(
+            f"the sites' summed {name} is {have}, not of shape {shape}: "
+            "the sites' replies disagree with the study or the request"
         )
-    return out_risk, out_event, out_hidden
+    return got
 
 
 def run_cox(
@@ -173,22 +138,19 @@ def run_cox(
     out_dir: Path,
     ask: AskSites,
     *,
-    ask_sum: AskSum | None = None,
+    ask_sum: AskSum,
 ) -> tuple[list[str], dict[str, object]]:
-    """One ``cox`` analysis: Newton rounds until convergence; files and headline numbers."""
+    """One ``cox`` analysis: Newton rounds until convergence; files and headline numbers.
+
+    ``ask`` is unused: every round is a sum over sites (``ask_sum``).
+    """
     terms = tuple(spec.params["covariates"])
     p = len(terms)
     fit = CoxNewton(p)
     while (beta := fit.pending()) is not None:
-        replies = ask(COX_STEP_KIND, spec.id, [{"beta": beta} for _ in sites])
+        got = ask_sum(COX_STEP_KIND, spec.id, [{"beta": beta} for _ in sites])
         shapes = {"loglik": (1,), "grad": (p,), "hess": (p, p)}
-        pooled = {name: np.zeros(shape) for name, shape in shapes.items()}
-        for site, (_, arrays) in zip(sites, replies, strict=True):
-            for name, shape in shapes.items():
-                got = arrays.get(name)
-                if got is None or got.shape != shape or got.dtype.kind != "f":
-                    raise SiteFailure(site, "BAD_REPLY", f"cox_step {name} must be floats {shape}")
-                pooled[name] += got
+        pooled = {name: _sum(got, name, shape) for name, shape in shapes.items()}
         loglik, grad, hess = float(pooled["loglik"][0]), pooled["grad"], pooled["hess"]
         if fit.rounds == 0:
             _check_information(spec, terms, hess)

@@ -16,8 +16,9 @@ What leaves the site, exactly (layouts in :mod:`genofed.common.wire.survival`):
   them); a site with none releases zeros.
 
 Both refuse studies whose analysis cohort at the site is smaller than
-``min_cohort_size``, and both release exact values only (``plain`` mode;
-a ``dp`` study is refused). The analysis samples are the genotyped samples
+``min_cohort_size``, and both release exact values only (``plain`` mode,
+or ``exact`` mode, where the reply leaves the site only in its summable
+form, masked by SecAgg+; a ``dp`` study is refused). The analysis samples are the genotyped samples
 present in the phenotype table (and the covariate table when a column is
 there) with every column the analysis names; time and event come from the
 phenotype table, group and covariates from the phenotype table or else the
