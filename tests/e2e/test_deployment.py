@@ -195,7 +195,9 @@ def test_exact_logistic_glm__every_newton_round_masked_over_grpc_equals_plain(
     sites = federation.site_dirs  # type: ignore[attr-defined]
     plain = run_study(load_study(plain_file), InProcessTransport(sites), local, engine="t")
     assert plain.summary["glm"]["rounds"] == rounds  # type: ignore[index]
-    for name in ("gwas.DISEASE.glm.logistic.hybrid", "gwas.DISEASE.ssf.tsv"):
+    tables = [n for n in plain.outputs if n.endswith((".logistic", ".ssf.tsv"))]
+    assert len(tables) == 2
+    for name in tables:
         assert (tmp_path / "deployed" / name).read_bytes() == (local / name).read_bytes(), name
     for site in provenance["sites"]:
         glm = [r for r in site["releases"] if r["request"].startswith("glm")]
