@@ -66,13 +66,21 @@ is a sum over the site's samples; a coordinator that chose its blocks
 adversarially could still learn up to ``MAX_ITERATIONS * block_width``
 directions of the site's variant Gram matrix per run, which the audit log
 shows (one entry per step, with shapes and hashes).
+
+Summable forms (:mod:`genofed.common.wire.summable`; in ``exact`` mode the
+coordinator receives only their sums over sites, so it never sees one
+site's products): every array as sent, dense already and of the shapes the
+request fixes, with ``withheld`` as an int64 0/1 per variant (its sum counts
+the sites withholding it; a site that sends none sends zeros).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
+
+import numpy as np
 
 from genofed.common.errors import ParamError
 
@@ -192,6 +200,85 @@ def pc_covariate_problem(analyses: Sequence[Any]) -> tuple[str, str] | None:
     return None
 
 
+def _rows(inputs: Mapping[str, np.ndarray]) -> int:
+    index = inputs.get("variant_index")
+    if index is None or index.ndim != 1:
+        raise ValueError("the request's variant_index is missing or is not a vector")
+    return len(index)
+
+
+def _columns(inputs: Mapping[str, np.ndarray], name: str) -> int:
+    got = inputs.get(name)
+    if got is None or got.ndim != 2:
+        raise ValueError(f"the request's {name} is missing or is not a matrix")
+    return int(got.shape[1])
+
+
+def _take(
+    arrays: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]], kinds: str
+) -> dict[str, np.ndarray]:
+    out = {}
+    for name, shape in shapes.items():
+        got = arrays.get(name)
+        if got is None or got.shape != shape or got.dtype.kind not in kinds:
+            raise ValueError(f"{name} must have shape {shape}")
+        if got.dtype.kind == "f" and not np.isfinite(got).all():
+            raise ValueError(f"{name} holds a value that is not finite")
+        out[name] = np.asarray(got, dtype=np.float64 if got.dtype.kind == "f" else np.int64)
+    return out
+
+
+def _counts_form(
+    arrays: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    v = _rows(inputs)
+    out = _take(arrays, {"genotype_counts": (v, 4)}, "iu")
+    held = arrays.get("withheld")
+    if held is None:
+        out["withheld"] = np.zeros(v, dtype=np.int64)
+    elif held.shape != (v,) or held.dtype.kind not in "biu":
+        raise ValueError(f"withheld must have shape ({v},)")
+    else:
+        out["withheld"] = (np.asarray(held) != 0).astype(np.int64)
+    return out
+
+
+def _ld_form(
+    arrays: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    v, window = _rows(inputs), inputs.get("window")
+    if window is None or window.shape != (1,) or int(window[0]) < 2:
+        raise ValueError("the request's window is malformed")
+    w = int(window[0]) - 1
+    return {
+        **_take(arrays, {"ld_n": (v, w)}, "iu"),
+        **_take(arrays, {"ld_sum": (v, w, 5)}, "f"),
+    }
+
+
+def _iterate_form(
+    arrays: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    v, width = _rows(inputs), _columns(inputs, "wts")
+    shapes = {"a_t_u": (v, width), "gram": (width, width), "cross": (width, width)}
+    return _take(arrays, shapes, "f")
+
+
+def _finish_form(
+    arrays: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    return _take(arrays, {"x_t_e": (_rows(inputs), _columns(inputs, "transform"))}, "f")
+
+
+#: Request kind -> its summable form (:mod:`genofed.common.wire.summable`).
+SUMMABLE_FORMS: Final[Mapping[str, Callable[..., dict[str, np.ndarray]]]] = {
+    PCA_COUNTS_KIND: _counts_form,
+    PCA_LD_KIND: _ld_form,
+    PCA_ITERATE_KIND: _iterate_form,
+    PCA_FINISH_KIND: _finish_form,
+}
+
+
 __all__ = [
     "DEFAULT_N_PCS",
     "MAX_ITERATIONS",
@@ -203,6 +290,7 @@ __all__ = [
     "PCA_LD_KIND",
     "PCA_REQUEST_KINDS",
     "PC_COVARIATE",
+    "SUMMABLE_FORMS",
     "block_width",
     "check_pca_params",
     "pc_covariate_problem",

@@ -19,20 +19,21 @@
    ``X^T E`` for plink2's variant weights.
 
 So a PCA takes ``1 + [1] + iterations + 1`` rounds, at most
-``3 + MAX_ITERATIONS``. The math is in :mod:`genofed.coordinator.combine.pca`.
+``3 + MAX_ITERATIONS``. Every round asks for the sum over sites
+(``ask_sum``): in ``exact`` mode SecAgg+ adds the sites' products, and the
+coordinator never holds one site's. The math is in :mod:`genofed.coordinator.combine.pca`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from genofed.common.errors import GenoFedError, InputError, SiteFailure
-from genofed.common.messages import Reply
+from genofed.common.errors import GenoFedError, InputError
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.pca import (
     MAX_ITERATIONS,
@@ -54,7 +55,7 @@ from genofed.coordinator.combine.pca import (
     variant_weights,
     whiten,
 )
-from genofed.coordinator.protocols.job import AskSites, AskSum
+from genofed.coordinator.protocols.job import AskSites, AskSum, Pooled
 from genofed.coordinator.writers.pca_tables import write_pca_outputs
 
 log = logging.getLogger("genofed.coordinator")
@@ -74,19 +75,18 @@ def _seed(study_sha256: str, analysis_id: str) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def _pooled(
-    replies: list[tuple[Reply, NamedArrays]],
-    sites: Sequence[str],
-    shapes: Mapping[str, tuple[int, ...]],
-) -> dict[str, np.ndarray]:
-    pooled = {name: np.zeros(shape) for name, shape in shapes.items()}
-    for site, (_, arrays) in zip(sites, replies, strict=True):
-        for name, shape in shapes.items():
-            got = arrays.get(name)
-            if got is None or got.shape != shape or not np.isfinite(got).all():
-                raise SiteFailure(site, "BAD_REPLY", f"{name} must be finite, of shape {shape}")
-            pooled[name] += got
-    return pooled
+def _pooled(pooled: Pooled, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """The sites' sums of ``shapes``' arrays, as float64 (the pooling's arithmetic)."""
+    out = {}
+    for name, shape in shapes.items():
+        got = pooled.arrays.get(name)
+        if got is None or got.shape != shape or not np.isfinite(got).all():
+            raise GenoFedError(
+                f"the sites' summed {name} must be finite, of shape {shape}: "
+                "are the sites on the same software version?"
+            )
+        out[name] = np.asarray(got, dtype=np.float64)
+    return out
 
 
 def run_pca(
@@ -100,7 +100,6 @@ def run_pca(
     prefix: str = "pca",
 ) -> tuple[list[str], dict[str, object]]:
     """Run one pca analysis; return the files written and headline numbers."""
-    sites = [r.site for r in harmonization.reports]
     plans = harmonization.plans
     variants = harmonization.variants
     k = int(spec.params["n_pcs"])
@@ -108,16 +107,16 @@ def run_pca(
     def plan(sel: np.ndarray, **extra: np.ndarray) -> list[NamedArrays]:
         return [{"variant_index": p.index[sel], "flip": p.flip[sel], **extra} for p in plans]
 
+    if ask_sum is None:
+        raise TypeError("run_pca needs ask_sum: every pca round is a sum over sites")
     everything = np.arange(len(variants))
-    replies = ask(PCA_COUNTS_KIND, spec.id, plan(everything))
-    counts = _pooled(replies, sites, {"genotype_counts": (len(variants), 4)})["genotype_counts"]
+    first = ask_sum(PCA_COUNTS_KIND, spec.id, plan(everything))
+    nv = len(variants)
+    sums = _pooled(first, {"genotype_counts": (nv, 4), "withheld": (nv,)})
+    counts = sums["genotype_counts"]
     # a variant some site withheld for small genotype cells is left out of the PCA
-    withheld = np.zeros(len(variants), dtype=np.bool_)
-    for _, arrays in replies:
-        mask = arrays.get("withheld")
-        if mask is not None and mask.shape == withheld.shape:
-            withheld |= mask.astype(np.bool_)
-    n_samples = sum(int(r.facts.get("n_samples", "0")) for r, _ in replies)
+    withheld = sums["withheld"] > 0
+    n_samples = sum(int(r.facts.get("n_samples", "0")) for r in first.replies)
     called = counts[:, :3].sum(axis=1)
     alt = counts[:, 1] + 2 * counts[:, 2]
     variable = (counts[:, :3] > 0).sum(axis=1) > 1
@@ -139,10 +138,10 @@ def run_pca(
     prune = tuple(spec.params["indep_pairwise"])
     if prune and len(selected) > 1:
         window, step, threshold = int(prune[0]), int(prune[1]), float(prune[2])
-        replies = ask(PCA_LD_KIND, spec.id, plan(selected, window=np.array([window])))
+        got_ld = ask_sum(PCA_LD_KIND, spec.id, plan(selected, window=np.array([window])))
         rounds += 1
         v = len(selected)
-        ld = _pooled(replies, sites, {"ld_n": (v, window - 1), "ld_sum": (v, window - 1, 5)})
+        ld = _pooled(got_ld, {"ld_n": (v, window - 1), "ld_sum": (v, window - 1, 5)})
         kept = prune_pairwise(
             variants.chrom[selected].astype(str),
             minor_allele_frequency(freq[selected]),
@@ -173,7 +172,7 @@ def run_pca(
     converged = False
     iteration = 0
     for iteration in range(MAX_ITERATIONS):
-        got = _pooled(ask(PCA_ITERATE_KIND, spec.id, plan(selected, **inputs)), sites, shapes)
+        got = _pooled(ask_sum(PCA_ITERATE_KIND, spec.id, plan(selected, **inputs)), shapes)
         rounds += 1
         if iteration > 0:
             pairs = ritz(got["cross"], got["gram"])
@@ -205,9 +204,9 @@ def run_pca(
     w = pairs.vectors[:, :k]
     w = w * np.where(w[np.abs(w).argmax(axis=0), np.arange(k)] < 0, -1.0, 1.0)
     finish = {"freq": f_sel, "step": np.array([iteration + 1]), "transform": w}
-    replies = ask(PCA_FINISH_KIND, spec.id, plan(selected, **finish))
+    done = ask_sum(PCA_FINISH_KIND, spec.id, plan(selected, **finish))
     rounds += 1
-    x_t_e = _pooled(replies, sites, {"x_t_e": (v, k)})["x_t_e"]
+    x_t_e = _pooled(done, {"x_t_e": (v, k)})["x_t_e"]
     eigenvalues = pairs.values[:k]
     weights = variant_weights(x_t_e, eigenvalues, f_sel)
     files = write_pca_outputs(out_dir, prefix, variants.take(selected), f_sel, eigenvalues, weights)

@@ -115,3 +115,32 @@ def test_glm_logistic_form__shapes_from_the_request() -> None:
 
 def test_glm_and_pgx_run_in_exact_mode() -> None:
     assert {"glm", "pgx"} <= secure_analysis_kinds()
+
+
+def test_pca_forms__dense_as_sent_and_malformed_replies_named() -> None:
+    from genofed.common.wire import pca
+
+    forms = pca.SUMMABLE_FORMS
+    index = {"variant_index": np.arange(5, dtype=np.int64)}
+    counts = forms[pca.PCA_COUNTS_KIND]({"genotype_counts": np.ones((5, 4), dtype=np.int64)}, index)
+    assert counts["withheld"].tolist() == [0] * 5  # a site that withholds nothing sends zeros
+    held = np.array([True, False, False, True, False])
+    got = forms[pca.PCA_COUNTS_KIND](
+        {"genotype_counts": counts["genotype_counts"], "withheld": held}, index
+    )
+    assert got["withheld"].tolist() == [1, 0, 0, 1, 0] and got["withheld"].dtype == np.int64
+    with pytest.raises(ValueError, match=r"genotype_counts must have shape \(5, 4\)"):
+        forms[pca.PCA_COUNTS_KIND]({"genotype_counts": np.ones((4, 4), dtype=np.int64)}, index)
+    step = {**index, "wts": np.zeros((5, 3))}
+    reply = {"a_t_u": np.ones((5, 3)), "gram": np.eye(3), "cross": np.eye(3)}
+    assert forms[pca.PCA_ITERATE_KIND](reply, step)["a_t_u"].shape == (5, 3)
+    reply["gram"] = np.full((3, 3), np.nan)
+    with pytest.raises(ValueError, match="gram holds a value that is not finite"):
+        forms[pca.PCA_ITERATE_KIND](reply, step)
+    with pytest.raises(ValueError, match="window"):
+        forms[pca.PCA_LD_KIND]({}, index)
+    finish = forms[pca.PCA_FINISH_KIND](
+        {"x_t_e": np.ones((5, 2))}, {**index, "transform": np.eye(3)[:, :2]}
+    )
+    assert finish["x_t_e"].shape == (5, 2)
+    assert "pca" in secure_analysis_kinds()
