@@ -61,6 +61,8 @@ class Answer:
     charge: Charge | None = None
     #: ``column:sha256`` of the sample sets the release sums over (set by the release path)
     sample_sets: tuple[str, ...] = ()
+    #: variant-space directions the release uses (pca; charged against the policy's cap)
+    directions: int = 0
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,7 @@ from genofed.site_agent.audit.log import (
 )
 from genofed.site_agent.context import Answer, Clock, RequestContext, Sealer, Server
 from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.privacy import directions
 from genofed.site_agent.privacy.approvals import require_approval
 from genofed.site_agent.privacy.guard import (
     DISCLOSURE_RISK,
@@ -297,6 +298,13 @@ def _answer(
                 sealer.check(MIN_SECURE_SITES)  # before anything is computed
             try:
                 answer = server.serve(context)
+                if answer.directions:  # before the guard records the release
+                    directions.check(
+                        config.directory,
+                        snapshot or directions.LIVE,
+                        answer.directions,
+                        policy.pca_max_directions,
+                    )
                 answer.sample_sets = _commit_sets(guard, request, snapshot, clock)
             finally:
                 guard.close()
@@ -308,6 +316,14 @@ def _answer(
             else:
                 vector = answer.arrays["genotype_counts"]
             answer.arrays = sealer.seal(vector)
+        if answer.directions:  # charged with the release (re-checked in the transaction)
+            used = directions.charge(
+                config.directory,
+                snapshot or directions.LIVE,
+                answer.directions,
+                policy.pca_max_directions,
+            )
+            facts["pca_directions_used"] = f"{used}/{policy.pca_max_directions}"
     except PolicyRefusal as exc:
         log.warning("refused %s for study %s: %s", request.kind, request.study.sha256, exc)
         if exc.reason_code == DISCLOSURE_RISK and analyst is not None:

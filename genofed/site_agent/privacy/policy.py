@@ -12,12 +12,14 @@
     allowed_release_modes = []   # "plain" (per-site sums), "dp" (noise, charged),
                                  # "exact" (SecAgg+ sums; min_cell_count does not apply),
                                  # "distributed-dp" (noise shares under SecAgg+, charged)
-    require_secure_aggregation = false  # true: refuse plain releases
+    require_secure_aggregation = false  # true: refuse plain releases (every analysis
+                                 # then runs only in "exact" mode, or with DP noise)
     audit_sample_sets = true     # refuse releases that difference to a person (guard.py)
     min_score_rows = 10          # fewest weighted rows a PRS scoring file may have
     max_weight_ratio = 100.0     # largest |weight| over smallest non-zero |weight| in one
     guard_refusals_before_review = 3  # then an analyst's studies wait for the officer
     km_min_grid_step = 0         # km: merge grid times closer than this (0: the study's grid)
+    pca_max_directions = 10000   # pca: variant-space directions released per cohort snapshot
 
     [policy.analysis.glm]        # parameter bounds per analysis kind (policy_rules.py)
     max_covariates = 10
@@ -117,6 +119,7 @@ _KEYS = (
     "max_weight_ratio",
     "guard_refusals_before_review",
     "km_min_grid_step",
+    "pca_max_directions",
     "analysis",
     "auto_approve",
 )
@@ -133,6 +136,11 @@ DEFAULT_MIN_SCORE_ROWS = 10
 DEFAULT_MAX_WEIGHT_RATIO = 100.0
 #: An analyst's studies refused by the guard before auto-approval stops for them.
 DEFAULT_GUARD_REFUSALS = 3
+#: Variant-space directions (columns of the blocks a pca multiplies by the site's
+#: genotypes) released per cohort snapshot, over all runs: a demo-sized PCA
+#: (10 components) uses about 600; a coordinator collecting more directions than
+#: the site has samples could rebuild the pooled variant Gram matrix of the cohort.
+DEFAULT_PCA_MAX_DIRECTIONS = 10_000
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,8 @@ class SitePolicy:
     #: ``km``: this site counts on the study's grid with times closer than this to the
     #: previous kept time merged (0: the study's grid as it is)
     km_min_grid_step: float = 0.0
+    #: ``pca``: most variant-space directions released per cohort snapshot, over all runs
+    pca_max_directions: int = DEFAULT_PCA_MAX_DIRECTIONS
 
 
 #: The policy of a site without a policy file: refuses everything.
@@ -193,8 +203,9 @@ min_cohort_size = {DEFAULT_MIN_COHORT_SIZE}
 # Smallest count a released table may hold: a variant whose genotype counts at this
 # site include a nonzero cell below it is withheld (marked suppressed); 0: off.
 min_cell_count = {DEFAULT_MIN_CELL_COUNT}
-# true: refuse releases of exact per-site sums ("plain"); "exact" studies release
-# the same sums through SecAgg+ (the coordinator learns only the sum over >= 3 sites).
+# true: refuse releases of exact per-site sums ("plain"): every analysis then runs only
+# in [privacy] mode = "exact" (its sums through SecAgg+: the coordinator learns only
+# the sum over >= 3 sites), or with DP noise ("dp", "distributed-dp", DP-SGD).
 require_secure_aggregation = false
 # Audit the sample sets of every release against everything released before
 # (all studies, all time): refuse a release whose sums, subtracted from earlier
@@ -210,6 +221,10 @@ guard_refusals_before_review = {DEFAULT_GUARD_REFUSALS}
 # km: count on the study's grid with times closer than this to the previous kept
 # time merged into the next one (in the unit of the time column; 0: the study's grid).
 km_min_grid_step = 0
+# pca: most variant-space directions (columns of the coordinator's blocks) this site
+# multiplies by its genotypes and releases per cohort snapshot, over all runs; beyond
+# it a pca is refused (PCA_DIRECTIONS_EXCEEDED). A 10-component PCA uses about 600.
+pca_max_directions = {DEFAULT_PCA_MAX_DIRECTIONS}
 # App bundles (Flower FAB SHA-256) this site runs when connected to a coordinator;
 # any other bundle is refused before it runs. `genofed-site app-hash` prints the
 # hash of the GenoFed version installed here.
@@ -347,8 +362,16 @@ def load_policy(path: Path) -> SitePolicy:
             table, "guard_refusals_before_review", DEFAULT_GUARD_REFUSALS, path
         ),
         km_min_grid_step=_grid_step(table, path),
+        pca_max_directions=_positive(table, "pca_max_directions", DEFAULT_PCA_MAX_DIRECTIONS, path),
         **minimums,
     )
+
+
+def _positive(table: Mapping[str, object], key: str, default: int, path: Path) -> int:
+    value = int(get_typed(table, key, int, default, path=path, where="policy"))
+    if value < 1:
+        raise ConfigError(f"policy.{key} must be >= 1, not {value}", path=path)
+    return value
 
 
 def _non_negative(table: Mapping[str, object], key: str, default: int, path: Path) -> int:

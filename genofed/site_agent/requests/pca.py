@@ -71,7 +71,7 @@ def serve_pca(ctx: RequestContext) -> Answer:
             bed, index, flip, freq, step, inputs, directory, request.run_id, width
         )
         save_iterate(directory, state)
-        return Answer(arrays)
+        return Answer(arrays, directions=int(inputs["wts"].shape[1]))
     state = load_iterate(directory, request.run_id, step)
     transform = _array(inputs, "transform", (state.q.shape[1], int(spec.params["n_pcs"])))
     scores = state.q @ transform
@@ -81,7 +81,11 @@ def serve_pca(ctx: RequestContext) -> Answer:
         x, _ = standardized(d, flip[start:stop], freq[start:stop])
         x_t_e[start:stop] = x @ scores
     save_scores(directory, bed.samples, scores, request.run_id)
-    return Answer({"x_t_e": x_t_e}, {"pca_scores_kept": str(scores.shape[1])})
+    return Answer(
+        {"x_t_e": x_t_e},
+        {"pca_scores_kept": str(scores.shape[1])},
+        directions=int(scores.shape[1]),
+    )
 
 
 SERVER = Server(
