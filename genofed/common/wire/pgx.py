@@ -56,6 +56,7 @@ from typing import Any, Final
 import numpy as np
 
 from genofed.common.errors import ParamError
+from genofed.common.wire.checked import checked_array
 from genofed.common.wire.glm import multisets
 
 PGX_COUNTS_KIND: Final = "pgx_counts"
@@ -107,18 +108,6 @@ def diplotype_names(alleles: Sequence[str]) -> tuple[str, ...]:
     return tuple(f"{alleles[i]}/{alleles[j]}" for i in range(n) for j in range(i, n))
 
 
-def _get(
-    reply: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...], kinds: str
-) -> np.ndarray:
-    """``reply[name]``, which must have ``shape`` and a dtype of one of ``kinds``."""
-    got = reply.get(name)
-    if got is None:
-        raise ValueError(f"{name} is missing")
-    if got.shape != shape or got.dtype.kind not in kinds:
-        raise ValueError(f"{name} must have shape {shape}, not {got.shape} ({got.dtype})")
-    return got
-
-
 def _counts_form(
     reply: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
@@ -136,7 +125,7 @@ def _counts_form(
         labels = reply.get(f"{g}.diplotype")
         if labels is None or labels.ndim != 1 or (labels.size and labels.dtype.kind != "U"):
             raise ValueError(f"{g}.diplotype must be a list of names")
-        counts = _get(reply, f"{g}.diplotype_counts", (len(labels), o), "iu")
+        counts = checked_array(reply, f"{g}.diplotype_counts", (len(labels), o), "iu")
         unknown = sorted(set(labels.tolist()) - set(where))
         if unknown:
             raise ValueError(f"{g}.diplotype names {unknown[:3]}, not diplotypes of {g}.allele")
@@ -149,7 +138,7 @@ def _counts_form(
         reported[rows] = 1
         out[f"{g}.diplotype_counts"] = dense
         out[f"{g}.diplotype_sites"] = reported
-        out[f"{g}.diplotype_rows_withheld"] = _get(
+        out[f"{g}.diplotype_rows_withheld"] = checked_array(
             reply, f"{g}.diplotype_rows_withheld", (1,), "iu"
         ).astype(np.int64)
         phenotypes = reply.get(f"{g}.phenotype")
@@ -162,14 +151,14 @@ def _counts_form(
             ("not_called", (len(NOT_CALLED_REASONS), o)),
             ("not_called_withheld", (len(NOT_CALLED_REASONS),)),
         ):
-            out[f"{g}.{name}"] = _get(reply, f"{g}.{name}", shape, "biu").astype(np.int64)
+            out[f"{g}.{name}"] = checked_array(reply, f"{g}.{name}", shape, "biu").astype(np.int64)
     return out
 
 
 def _as_sent(
     reply: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]]
 ) -> dict[str, np.ndarray]:
-    return {n: _get(reply, n, sh, "f").astype(np.float64) for n, sh in shapes.items()}
+    return {n: checked_array(reply, n, sh, "f").astype(np.float64) for n, sh in shapes.items()}
 
 
 def _glm_stats_form(

@@ -58,6 +58,7 @@ from typing import Any, Final
 import numpy as np
 
 from genofed.common.errors import ParamError
+from genofed.common.wire.checked import checked_array
 
 TRAIN_KIND: Final = "train"
 TRAIN_ROUND_KIND: Final = "train_round"
@@ -179,18 +180,6 @@ def scale_covariates(values: np.ndarray, ranges: Any) -> np.ndarray:
     return np.clip(scaled, -1.0, 1.0)
 
 
-def _get(
-    reply: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...], kinds: str
-) -> np.ndarray:
-    """``reply[name]``, which must have ``shape`` and a dtype of one of ``kinds``."""
-    got = reply.get(name)
-    if got is None:
-        raise ValueError(f"{name} is missing")
-    if got.shape != shape or got.dtype.kind not in kinds:
-        raise ValueError(f"{name} must have shape {shape}, not {got.shape} ({got.dtype})")
-    return got
-
-
 def round_shapes(inputs: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
     """The weights' names (with :data:`WEIGHT_PREFIX`) and shapes, as the request sent them."""
     shapes = {n: tuple(a.shape) for n, a in inputs.items() if n.startswith(WEIGHT_PREFIX)}
@@ -203,12 +192,12 @@ def _round_form(
     reply: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """``train_samples`` x each weight of the request (float64), and ``train_samples``."""
-    n = _get(reply, TRAIN_SAMPLES, (1,), "iu").astype(np.int64)
+    n = checked_array(reply, TRAIN_SAMPLES, (1,), "iu").astype(np.int64)
     if not 1 <= int(n[0]) < MAX_TRAIN_SAMPLES:
         raise ValueError(f"{TRAIN_SAMPLES} must be in [1, {MAX_TRAIN_SAMPLES}), not {int(n[0])}")
     out: dict[str, np.ndarray] = {TRAIN_SAMPLES: n}
     for name, shape in round_shapes(inputs).items():
-        w = _get(reply, name, shape, "f").astype(np.float64)
+        w = checked_array(reply, name, shape, "f").astype(np.float64)
         if not np.isfinite(w).all():
             raise ValueError(f"{name} holds a value that is not finite")
         out[name] = w * float(n[0])  # exact: 24 significant bits times fewer than 29
@@ -222,7 +211,7 @@ def _eval_form(
     reply: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """``eval_histogram`` (2, B) as sent."""
-    histogram = _get(reply, EVAL_HISTOGRAM, (2, N_EVAL_BINS), "iu")
+    histogram = checked_array(reply, EVAL_HISTOGRAM, (2, N_EVAL_BINS), "iu")
     return {EVAL_HISTOGRAM: histogram.astype(np.int64)}
 
 
