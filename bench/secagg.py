@@ -102,7 +102,7 @@ def _measure(
         for mode, privacy in modes.items():
             out = work / f"{mode}-{i}"
             started = time.monotonic()
-            run(f"secagg-{mode}-{i}", privacy, out)
+            run(f"secagg-{i}", privacy, out)  # one name: pca's random start follows the study
             runs[mode].append({"study_s": time.monotonic() - started, **_rounds(out)})
     for i in range(repeats):
         plain = work / f"plain-{i}"
@@ -118,7 +118,7 @@ def simulation(
     sites: list[Path], work: Path, repeats: int, kind: str
 ) -> dict[str, dict[str, float]]:
     def run(name: str, privacy: dict[str, object], out: Path) -> None:
-        path = work / f"{name}.toml"
+        path = out.parent / f"{out.name}.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(_toml(name, privacy, kind))
         run_simulated_study(load_study(path), sites, out)
@@ -143,7 +143,7 @@ def deployment(sites: list[Path], work: Path, repeats: int, kind: str) -> dict[s
         startup = time.monotonic() - started
 
         def run(name: str, privacy: dict[str, object], out: Path) -> None:
-            study = work / f"{name}.toml"
+            study = work / f"{out.name}.toml"
             study.write_text(_toml(name, privacy, kind))
             res = fed.genofed(
                 "study", "run", str(study), "--superlink", fed.control, "--ca-cert",
