@@ -5,7 +5,7 @@
   effect-allele frequency over every genotyped sample (plink2 ``--score``'s
   default on the pooled cohort).
 * Standardization: the pooled mean and sample SD (``ddof = 1``) of
-  ``SCORE1_SUM`` over the analysis samples, from per-site sums.
+  ``SCORE1_SUM`` over the analysis samples, from the sites' summed moments.
 * Association: the standardized score is the one "variant" of the glm
   machinery (:mod:`genofed.coordinator.combine.glm`): OLS, or logistic with
   plink2's Newton rules and Firth fallback, adjusted for the covariates. Its
@@ -14,7 +14,9 @@
 * AUC: the ROC through the study's thresholds plus (0, 0) and (1, 1), by
   the trapezoid rule. Each site collapses thresholds so that none of its
   cells is small; where a site withheld a threshold its counts there are
-  interpolated between its released neighbours, so the AUC is exact for the
+  interpolated between its released neighbours (by the site, in its summable
+  form, :func:`genofed.common.wire.prs.filled_roc_counts`; the coordinator
+  receives the sum over sites), so the AUC is exact for the
   threshold grid only when every site released every threshold (the summary
   says how many were). The trapezoid differs from the exact (Mann-Whitney)
   AUC by the case-control pairs that share a cell of the grid.
@@ -23,12 +25,14 @@
   released the group, and the Hosmer-Lemeshow statistic over the groups
   (df = groups - 2).
 
-Pure core: arrays in, arrays out.
+Every function here works on sums over sites (what ``ask_sum`` returns);
+:func:`plan_rows` and :func:`pooled_auc` also take each site's arrays and
+add them up first. Pure core: arrays in, arrays out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +40,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from genofed.common.wire.glm import multisets
-from genofed.common.wire.prs import MATCH_NAMES, MATCHED_CODES
+from genofed.common.wire.prs import MATCHED_CODES, filled_roc_counts, match_counts
 from genofed.coordinator.combine.glm import GlmResult, PooledGram, unpack
 
 __all__ = [
@@ -44,7 +48,9 @@ __all__ = [
     "RowPlan",
     "Standardization",
     "association",
+    "auc_from_sums",
     "calibration",
+    "plan_from_sums",
     "plan_rows",
     "pooled_auc",
     "pooled_gram",
@@ -73,24 +79,44 @@ def plan_rows(
     """Rows matched at every site, withheld by none, called somewhere; pooled frequencies.
 
     A row a site withheld (small allele or missing-call count) has no pooled
-    frequency to impute with, so no site scores it.
+    frequency to impute with, so no site scores it. From each site's arrays;
+    :func:`plan_from_sums` is the same plan from their sums over sites.
     """
-    matched = np.all([np.isin(s, MATCHED_CODES) for s in statuses], axis=0)
-    hidden = np.any(withheld, axis=0)
-    counts = np.sum(effect_counts, axis=0)
+    return plan_from_sums(
+        np.sum([np.isin(s, MATCHED_CODES) for s in statuses], axis=0),
+        np.sum(effect_counts, axis=0),
+        np.sum(np.asarray(withheld, dtype=np.int64), axis=0),
+        len(statuses),
+        [
+            {**match_counts(s), "withheld": int(np.sum(w))}
+            for s, w in zip(statuses, withheld, strict=True)
+        ],
+    )
+
+
+def plan_from_sums(
+    matched_sites: npt.ArrayLike,
+    effect_counts: npt.ArrayLike,
+    withheld_sites: npt.ArrayLike,
+    n_sites: int,
+    matching: Sequence[Mapping[str, int]],
+) -> RowPlan:
+    """The row plan from the sums over ``n_sites`` sites (:func:`plan_rows`' rules).
+
+    ``matched_sites`` (R,) counts the sites matching each row,
+    ``effect_counts`` (R, 2) sums called samples and effect dosage,
+    ``withheld_sites`` (R,) counts the sites withholding each row; ``matching``
+    is each site's rows per match code (:func:`genofed.common.wire.prs.match_counts`; public: the
+    site's variant table decides it), to which ``used`` is added.
+    """
+    matched = np.asarray(matched_sites) == n_sites
+    hidden = np.asarray(withheld_sites) > 0
+    counts = np.asarray(effect_counts).reshape(len(matched), 2)
     called, dosage = counts[:, 0], counts[:, 1]
     use = matched & ~hidden & (called > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         freq = np.where(use, dosage / (2.0 * np.maximum(called, 1)), 0.0)
-    per_site = tuple(
-        {
-            **{name: int(np.sum(s == code)) for code, name in MATCH_NAMES.items()},
-            "matched": int(np.isin(s, MATCHED_CODES).sum()),
-            "withheld": int(np.sum(w)),
-            "used": int(use.sum()),
-        }
-        for s, w in zip(statuses, withheld, strict=True)
-    )
+    per_site = tuple({**site, "used": int(use.sum())} for site in matching)
     return RowPlan(use=use, impute_freq=freq.astype(np.float64), per_site=per_site, withheld=hidden)
 
 
@@ -170,45 +196,8 @@ def association(result: GlmResult) -> dict[str, object]:
     }
 
 
-def _fill_collapsed(
-    counts: npt.NDArray[np.int64],
-    released: npt.NDArray[np.bool_],
-    totals: npt.NDArray[np.int64],
-    thresholds: F64,
-) -> F64:
-    """One site's (T, 2) counts at every threshold, interpolating where it withheld them.
-
-    Per class, the released share above each threshold is taken to the
-    probit scale, where a normal score is a straight line in the threshold;
-    withheld thresholds are interpolated on that line between released
-    neighbours (and extrapolated along the end segments; with one released
-    point the line has slope 1, as for a standardized score). Shares of 0 or
-    1 are clipped half a sample inside.
-    """
-    out = np.empty((len(thresholds), 2))
-    for c in range(2):
-        total = float(totals[c])
-        if total <= 0:
-            out[:, c] = 0.0
-            continue
-        known = np.flatnonzero(released[:, c])
-        share = np.clip(counts[known, c] / total, 0.5 / total, 1.0 - 0.5 / total)
-        q = stats.norm.isf(share)  # q = (t - mean) / sd for a normal class
-        t = thresholds[known]
-        if len(known) >= 2:
-            line = np.interp(thresholds, t, q)
-            lo_slope = (q[1] - q[0]) / (t[1] - t[0])
-            hi_slope = (q[-1] - q[-2]) / (t[-1] - t[-2])
-            line = np.where(thresholds < t[0], q[0] + lo_slope * (thresholds - t[0]), line)
-            line = np.where(thresholds > t[-1], q[-1] + hi_slope * (thresholds - t[-1]), line)
-        elif len(known) == 1:
-            line = q[0] + (thresholds - t[0])
-        else:
-            line = np.asarray(thresholds, dtype=np.float64)
-        filled = total * stats.norm.sf(line)
-        filled[known] = counts[known, c]
-        out[:, c] = filled
-    return out
+#: One site's counts at every threshold, withheld ones interpolated (the sites' form uses it).
+_fill_collapsed = filled_roc_counts
 
 
 def pooled_auc(
@@ -230,8 +219,32 @@ def pooled_auc(
         ],
         axis=0,
     )
-    cases, controls = np.sum(class_totals, axis=0).tolist()
-    exact = int(np.all(released, axis=(0, 2)).sum())
+    return auc_from_sums(
+        counts,
+        np.sum(np.asarray(released, dtype=np.int64), axis=0),
+        np.sum(class_totals, axis=0),
+        len(roc_counts),
+        thresholds,
+    )
+
+
+def auc_from_sums(
+    filled: npt.ArrayLike,
+    released_sites: npt.ArrayLike,
+    class_totals: npt.ArrayLike,
+    n_sites: int,
+    thresholds: F64,
+) -> tuple[float, F64, int]:
+    """:func:`pooled_auc` from the sites' sums: filled counts, sites releasing, class totals.
+
+    ``filled`` (T, 2) is the sum of the sites' counts with withheld ones
+    interpolated (:func:`genofed.common.wire.prs.filled_roc_counts`),
+    ``released_sites`` (T, 2) how many of the ``n_sites`` sites released each
+    count, ``class_totals`` (2,) the pooled cases and controls.
+    """
+    counts = np.asarray(filled, dtype=np.float64).reshape(len(thresholds), 2)
+    cases, controls = np.asarray(class_totals).reshape(2).tolist()
+    exact = int(np.all(np.asarray(released_sites) == n_sites, axis=1).sum())
     if cases == 0 or controls == 0:
         return float("nan"), np.zeros((0, 2)), exact
     tpr = counts[::-1, 0] / cases  # highest threshold first

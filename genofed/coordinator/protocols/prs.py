@@ -4,13 +4,20 @@
    and returns per-row match codes and effect-allele counts. Rows matched at
    every site are used; the pooled effect-allele frequencies are plink2's
    mean-imputation values.
-2. ``prs_moments``: per-site n, sum and sum of squares of the scores; the
-   coordinator pools them into the mean and SD that standardize the score.
+2. ``prs_moments``: n, sum and sum of squares of the scores, summed over the
+   sites into the mean and SD that standardize the score.
 3. ``prs_stats``: the suppressed histogram of the standardized score, the
    regression sums (as ``glm_stats``) and, for a case/control phenotype,
    threshold counts for the ROC.
 4. Logistic only: ``prs_logistic`` rounds (Newton, Firth fallback) until the
    fit is done, then ``prs_calibration`` with the fitted coefficients.
+
+Every round asks for the sum over sites of the replies' summable forms
+(``ask_sum``, :mod:`genofed.common.wire.prs`): in ``plain`` mode the
+coordinator adds them up, in ``exact`` mode SecAgg+ does, and the
+coordinator never holds a site's own counts or sums. What it reads from each
+site is only facts: the phenotype type and the site's rows per match code
+(which its variant table, sent for harmonization, already decides).
 
 The math is in :mod:`genofed.coordinator.combine.prs` and
 :mod:`genofed.coordinator.combine.glm`; this module reads the scoring file,
@@ -19,6 +26,7 @@ moves arrays between the math and the sites, and writes the outputs.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +38,10 @@ from genofed.common.messages import Reply
 from genofed.common.pgs_scoring import ScoringFile, parse_scoring_file
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import BINARY, QUANTITATIVE, multisets
+from genofed.common.wire.pgx import logistic_shapes
 from genofed.common.wire.prs import (
+    MATCH_NAMES,
+    MATCHING_FACT,
     PHENOTYPE_TYPE_FACT,
     PRS_CALIBRATION_KIND,
     PRS_LOGISTIC_KIND,
@@ -44,7 +55,7 @@ from genofed.common.wire.records import NamedArrays
 from genofed.coordinator.combine import prs as combine
 from genofed.coordinator.combine.covariates import Design, checked_design
 from genofed.coordinator.combine.glm import LogisticFit, linear_regression
-from genofed.coordinator.protocols.job import AskSites, AskSum
+from genofed.coordinator.protocols.job import AskSites, AskSum, Pooled
 from genofed.coordinator.writers.prs_outputs import PrsReport, write_prs_outputs
 
 __all__ = ["read_scoring_file", "run_prs"]
@@ -77,26 +88,42 @@ def read_scoring_file(spec: AnalysisSpec) -> tuple[bytes, ScoringFile]:
     return data, scoring
 
 
-def _arrays(
-    replies: Sequence[tuple[Reply, NamedArrays]],
-    sites: Sequence[str],
-    shapes: dict[str, tuple[int, ...]],
-) -> dict[str, list[np.ndarray]]:
-    out: dict[str, list[np.ndarray]] = {name: [] for name in shapes}
-    for site, (_, arrays) in zip(sites, replies, strict=True):
-        for name, shape in shapes.items():
-            got = arrays.get(name)
-            if got is None or got.shape != shape:
-                raise SiteFailure(site, "BAD_REPLY", f"{name} must have shape {shape}")
-            out[name].append(got)
+def _sum(pooled: Pooled, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The sites' sum ``name``, which must have ``shape``."""
+    got = pooled.arrays.get(name)
+    if got is None or got.shape != shape:
+        have = "missing" if got is None else f"of shape {got.shape}"
+        raise GenoFedError(
+            f"the sites' summed {name} is {have}, not of shape {shape}: "
+            "the sites' replies disagree with the scoring file, the study or the request"
+        )
+    return got
+
+
+def _matching(pooled: Pooled) -> list[dict[str, int]]:
+    """Each site's rows per match code (fact ``prs_matching``), in the sum's site order."""
+    keys = [*MATCH_NAMES.values(), "matched"]
+    out = []
+    for site, reply in zip(pooled.sites, pooled.replies, strict=True):
+        try:
+            got = json.loads(reply.facts.get(MATCHING_FACT, ""))
+        except json.JSONDecodeError:
+            got = None
+        if not isinstance(got, dict) or any(
+            type(got.get(k)) is not int or got[k] < 0 for k in keys
+        ):
+            raise SiteFailure(
+                site,
+                "BAD_REPLY",
+                f"fact {MATCHING_FACT} must give the rows per match code ({', '.join(keys)})",
+            )
+        out.append({k: int(got[k]) for k in keys})
     return out
 
 
-def _model(
-    spec: AnalysisSpec, replies: Sequence[tuple[Reply, NamedArrays]], sites: Sequence[str]
-) -> str:
+def _model(spec: AnalysisSpec, replies: Sequence[Reply], sites: Sequence[str]) -> str:
     requested = spec.params["model"]
-    reported = {r.facts.get(PHENOTYPE_TYPE_FACT, "") for r, _ in replies}
+    reported = {r.facts.get(PHENOTYPE_TYPE_FACT, "") for r in replies}
     if requested == "logistic" and reported != {BINARY}:
         raise GenoFedError(
             f"phenotype {spec.params['phenotype']!r} is not case/control at every site"
@@ -119,20 +146,25 @@ def run_prs(
     out_dir: Path,
     ask: AskSites,
     *,
-    ask_sum: AskSum | None = None,
+    ask_sum: AskSum,
 ) -> tuple[list[str], dict[str, object]]:
-    """Run one prs analysis over ``sites`` (in the order ``ask`` uses); return files and summary."""
+    """Run one prs analysis over ``sites``; return files and summary.
+
+    ``ask`` is unused: every round is a sum over sites (``ask_sum``).
+    """
     data, scoring = read_scoring_file(spec)
     r, s = len(scoring), len(sites)
     base: NamedArrays = {"scoring_file": np.frombuffer(data, dtype=np.uint8).copy()}
-    replies = ask(PRS_MATCH_KIND, spec.id, [base] * s)
-    got = _arrays(
-        replies,
-        sites,
-        {"row_status": (r,), "effect_counts": (r, 2), "effect_counts_withheld": (r,)},
+    got = ask_sum(PRS_MATCH_KIND, spec.id, [base] * s)
+    plan = combine.plan_from_sums(
+        _sum(got, "matched_sites", (r,)),
+        _sum(got, "effect_counts", (r, 2)),
+        _sum(got, "effect_counts_withheld", (r,)),
+        len(got.sites),
+        _matching(got),
     )
-    plan = combine.plan_rows(got["row_status"], got["effect_counts"], got["effect_counts_withheld"])
-    if not plan.use.any() and any(site["withheld"] for site in plan.per_site):
+    sites = got.sites
+    if not plan.use.any() and plan.withheld.any():
         raise GenoFedError(
             "every scoring row matched at every site was withheld by a site (small allele "
             "counts under its min_cell_count); the score cannot be computed"
@@ -144,30 +176,23 @@ def run_prs(
             f"{scoring.genome_build or 'nothing'}) and the chromosome naming"
         )
     rows = {**base, "use_rows": plan.use, "impute_freq": plan.impute_freq}
-    replies = ask(PRS_MOMENTS_KIND, spec.id, [rows] * s)
-    moments = _arrays(replies, sites, {"moments": (3,)})["moments"]
-    model = _model(spec, replies, sites)
-    std = combine.standardization(moments)
+    got = ask_sum(PRS_MOMENTS_KIND, spec.id, [rows] * s)
+    model = _model(spec, got.replies, got.sites)
+    std = combine.standardization([_sum(got, "moments", (3,))])
     if not std.sd > 0:
         raise GenoFedError("the score is the same for every analysis sample; nothing to test")
     standardized = {**rows, "standardize": np.array([std.mean, std.sd])}
-    replies = ask(PRS_STATS_KIND, spec.id, [standardized] * s)
+    roc = np.array([model == "logistic"])
+    st = ask_sum(PRS_STATS_KIND, spec.id, [{**standardized, "roc": roc}] * s)
     k = len(spec.params["covariates"])
     n_bins = spec.params["n_bins"]
     q = k + 2
-    shapes: dict[str, tuple[int, ...]] = {
-        "histogram": (n_bins + 2,),
-        "histogram_suppressed": (n_bins + 2,),
-        "gz": (q,),
-        "gg": (1,),
-        "zz": (len(multisets(q, 2)),),
-    }
-    t = spec.params["thresholds"]
-    if model == "logistic":
-        shapes.update({"roc_counts": (t, 2), "roc_released": (t, 2), "class_totals": (2,)})
-    st = _arrays(replies, sites, shapes)
-    hist, hist_withheld = combine.pooled_histogram(st["histogram"], st["histogram_suppressed"])
-    gram = combine.pooled_gram(st["gz"], st["gg"], st["zz"], k)
+    hist, hist_withheld = combine.pooled_histogram(
+        [_sum(st, "histogram", (n_bins + 2,))], [_sum(st, "histogram_suppressed", (n_bins + 2,))]
+    )
+    gram = combine.pooled_gram(
+        [_sum(st, "gz", (q,))], [_sum(st, "gg", (1,))], [_sum(st, "zz", (len(multisets(q, 2)),))], k
+    )
     what = f"prs analysis {spec.id!r}"
     gram, design, check = checked_design(
         gram, spec.params["covariates"], linear=model == "linear", what=what
@@ -192,20 +217,24 @@ def run_prs(
         report.association = combine.association(linear_regression(gram))
     else:
         fit = LogisticFit(gram, "fallback")
-        rounds += _fit_logistic(spec, fit, design, standardized, sites, ask)
+        rounds += _fit_logistic(spec, fit, design, standardized, sites, ask_sum)
         result = fit.result()
         report.association = combine.association(result)
-        auc, roc, exact = combine.pooled_auc(
-            st["roc_counts"], st["roc_released"], st["class_totals"], roc_thresholds(t)
+        t = spec.params["thresholds"]
+        auc, roc_points, exact = combine.auc_from_sums(
+            _sum(st, "roc_filled", (t, 2)),
+            _sum(st, "roc_released", (t, 2)),
+            _sum(st, "class_totals", (2,)),
+            len(st.sites),
+            roc_thresholds(t),
         )
-        report.auc, report.roc, report.thresholds_exact = auc, roc, exact
+        report.auc, report.roc, report.thresholds_exact = auc, roc_points, exact
         if np.isfinite(result.beta[0]).all():
             beta = design.site_beta(fit.coef[:1])[0].copy()
-            replies = ask(PRS_CALIBRATION_KIND, spec.id, [{**standardized, "beta": beta}] * s)
+            got = ask_sum(PRS_CALIBRATION_KIND, spec.id, [{**standardized, "beta": beta}] * s)
             g = spec.params["calibration_groups"]
-            cal = _arrays(replies, sites, {"calibration": (g, 3), "calibration_suppressed": (g,)})
             report.calibration = combine.calibration(
-                cal["calibration"], cal["calibration_suppressed"]
+                [_sum(got, "calibration", (g, 3))], [_sum(got, "calibration_suppressed", (g,))]
             )
             rounds += 1
     files = write_prs_outputs(out_dir, report, rounds)
@@ -240,7 +269,7 @@ def _fit_logistic(
     design: Design,
     inputs: NamedArrays,
     sites: Sequence[str],
-    ask: AskSites,
+    ask_sum: AskSum,
 ) -> int:
     """Newton and Firth rounds; the sites evaluate every covariate, ``design`` keeps the model's."""
     p = design.k + 2  # the sites' predictors
@@ -252,23 +281,15 @@ def _fit_logistic(
                 f"logistic regression did not finish in {MAX_LOGISTIC_ROUNDS} rounds"
             )
         request = {**inputs, "beta": design.site_beta(pending.beta), "firth": pending.firth}
-        replies = ask(PRS_LOGISTIC_KIND, spec.id, [request] * len(sites))
-        f = int(pending.firth.sum())
-        got = _arrays(
-            replies,
-            sites,
-            {
-                "grad": (1, p),
-                "hess": (1, len(multisets(p, 2))),
-                "loglik": (1,),
-                "third": (f, len(multisets(p, 3))),
-            },
-        )
+        got = ask_sum(PRS_LOGISTIC_KIND, spec.id, [request] * len(sites))
+        pooled = {
+            n: _sum(got, n, sh) for n, sh in logistic_shapes(p, int(pending.firth.sum())).items()
+        }
         fit.receive(
             pending,
-            design.moments(np.sum(got["grad"], axis=0), 1),
-            design.moments(np.sum(got["hess"], axis=0), 2),
-            np.sum(got["loglik"], axis=0),
-            design.moments(np.sum(got["third"], axis=0), 3),
+            design.moments(pooled["grad"], 1),
+            design.moments(pooled["hess"], 2),
+            pooled["loglik"],
+            design.moments(pooled["third"], 3),
         )
     return rounds

@@ -13,6 +13,7 @@ and groups come from the signed study, never from the request.
 
 from __future__ import annotations
 
+import json
 from types import MappingProxyType
 from typing import Any
 
@@ -26,6 +27,7 @@ from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import BINARY, QUANTITATIVE
 from genofed.common.wire.prs import (
     MATCHED_CODES,
+    MATCHING_FACT,
     PHENOTYPE_TYPE_FACT,
     PRS_CALIBRATION_KIND,
     PRS_LOGISTIC_KIND,
@@ -35,6 +37,7 @@ from genofed.common.wire.prs import (
     PRS_STATS_KIND,
     group_edges,
     histogram_edges,
+    match_counts,
     roc_thresholds,
 )
 from genofed.common.wire.records import NamedArrays
@@ -96,6 +99,8 @@ def serve_prs(ctx: RequestContext) -> Answer:
         # miss_zz releases them), or a few percent missing calls would withhold every row
         cells = np.stack([counts[:, 1], 2 * counts[:, 0] - counts[:, 1]], axis=1)
         withheld = small_cell_rows(cells, policy.min_cell_count) | isolating
+        # rows per match code: the site's variant table (harmonization) decides them
+        facts[MATCHING_FACT] = json.dumps(match_counts(match.status))
         return Answer(
             {
                 "row_status": match.status,
@@ -135,7 +140,6 @@ def serve_prs(ctx: RequestContext) -> Answer:
                 "the prs request scores a row this site withheld for small allele counts",
             )
     facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
-    facts["prs_samples"] = str(len(samples.index))
     score = _scores(bed, samples, match, scoring, use, freq)
     if request.kind == PRS_MOMENTS_KIND:
         moments = np.array([len(score), score.sum(), np.dot(score, score)], dtype=np.float64)
