@@ -50,6 +50,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from measure import measure  # bench/measure.py: python puts bench/ on sys.path
 
 from genofed.common.study import Study, study_from_mapping
+from genofed.common.wire.proto import reply_from_bytes
 from genofed.coordinator.transport import Incoming, Outgoing
 
 # The site workers are spawned processes, which import this module again:
@@ -72,6 +73,7 @@ def _peak_rss_mib() -> float:
 
 def _site_worker(conn: Connection, site_dir: str) -> None:
     """One site's process: answer requests, report seconds and peak RSS for each."""
+    from genofed.common.wire.proto import reply_to_bytes
     from genofed.site_agent.release import handle_request
 
     conn.send(_peak_rss_mib())
@@ -81,7 +83,7 @@ def _site_worker(conn: Connection, site_dir: str) -> None:
         reply, arrays = handle_request(Path(site_dir), request, inputs)
         seconds = time.perf_counter() - start
         peak = _peak_rss_mib()
-        conn.send((reply, arrays, seconds, peak))
+        conn.send((reply_to_bytes(reply), arrays, seconds, peak))  # facts are read-only maps
 
 
 class SiteProcesses:
@@ -113,7 +115,8 @@ class SiteProcesses:
         result = {}
         for node, o in outgoing.items():  # one site at a time: no site slows another
             self.conns[node].send((o.request, o.inputs))
-            reply, arrays, seconds, peak = self.conns[node].recv()
+            data, arrays, seconds, peak = self.conns[node].recv()
+            reply = reply_from_bytes(data)
             name = self.names[node]
             if o.request.kind.startswith("glm"):
                 self.seconds[name] += seconds

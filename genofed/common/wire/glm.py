@@ -17,7 +17,7 @@ starting point of logistic regression, whose first Newton step is at beta=0)::
     zz            float64 (T,)     sum of z z^T (upper triangle) over all analysis samples
     miss_rows     uint8   (ceil(V/8),) bit per row (numpy.packbits order): a missing call in an
                                    analysis sample; the rows of miss_zz, in order
-    miss_zz       float32 (m, T)   sum of (z - c)(z - c)^T over the analysis samples missing that
+    miss_zz       float64 (m, T)   sum of (z - c)(z - c)^T over the analysis samples missing that
                                    call, c = miss_center(zz) (the site's own means of C and y)
     other_counts  uint    (V, 2)   called samples and ALT dosage over the genotyped samples
                                    outside the analysis, in the smallest of uint8, uint16, uint32
@@ -31,18 +31,25 @@ starting point of logistic regression, whose first Newton step is at beta=0)::
 
 with ``z = [1, C_1, ..., C_k, y]`` and ``T = (k+2)(k+3)/2``. Sizes depend on
 variants and covariates only: ``(k+3)`` float64 per variant (``(k+3)*8``
-bytes) and one bit, ``4T`` bytes more for each variant that has missing calls
+bytes) and one bit, ``8T`` bytes more for each variant that has missing calls
 at the site, 2 to 8 more per variant at a site with genotyped samples outside
 the analysis, and ``T`` float64 once. Allele counts over the analysis samples
 follow from these: called = ``zz[0] - miss_zz[:, 0]`` (the missing samples'
 count), ALT dosage = ``gz[:, 0]``.
 
-Why float32 is exact enough for ``miss_zz``: it only corrects the totals for
-the few samples missing a call, and it is taken about the site's means ``c``
-(which the coordinator recomputes from ``zz``), so its rounding error
-(relative 6e-8 of a centred sum over the missing samples) does not grow with
-the phenotype's or a covariate's mean. ``gz``, ``gg`` and ``zz``, from which
-the regression's cancellations come, stay float64.
+Why ``miss_zz`` is float64, not float32: it corrects the totals for the
+samples missing a call, taken about the site's means ``c`` (which the
+coordinator recomputes from ``zz``) so that its size does not grow with the
+phenotype's or a covariate's mean. But where the samples missing calls differ
+from the rest (a batch on another array with another phenotype mean), a
+centred sum over them is a sizeable part of the site's totals, and its float32
+rounding (relative 6e-8) moved near-zero BETAs by up to 2.5e-5 relative
+against plink2's printed 6 digits (``tests/reference/test_glm_precision_vs_plink2.py``).
+A narrower exact code does not exist for it: its entries are real sums whose
+size the site cannot bound more tightly than by its own totals
+(Cauchy-Schwarz), and an int32 on that bound is at best about 100 times finer
+than float32. So every sum is float64, and a variant with missing calls costs
+``8T`` bytes more at that site.
 
 ``glm_logistic`` (one per Newton or Firth step; inputs ``beta`` (V, p) in the
 site's orientation and ``firth`` (V,) bool)::

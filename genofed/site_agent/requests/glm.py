@@ -328,7 +328,7 @@ def _stats(
             gz[start:stop][small] = 0.0
             gg[start:stop][small] = 0.0
             miss_rows.append(chunk.miss_rows[keep] + start)
-            miss_zz.append(chunk.miss_zz[keep].astype(np.float32))
+            miss_zz.append(chunk.miss_zz[keep])
             withheld[start:stop] = small
             if cache is not None:
                 codes = oriented_codes_at(analysed, flip[start:stop], out.call_rows, out.call_cols)
@@ -350,7 +350,7 @@ def _stats(
         "gg": gg,
         "zz": zz,
         "miss_rows": np.packbits(has_missing),
-        "miss_zz": np.concatenate(miss_zz) if miss_zz else np.zeros((0, t), dtype=np.float32),
+        "miss_zz": np.concatenate(miss_zz) if miss_zz else np.zeros((0, t)),
         "other_counts": other_counts,
         "withheld": np.packbits(withheld),
     }

@@ -52,7 +52,7 @@ def _cohort(rng: np.random.Generator, n: int, v: int, k: int, miss: float, binar
 def _site_stats(dos, cov, y, parts, flip, miss_dtype=np.float64, other=None):
     """What each site would send for glm_stats (flip: file alleles swapped at that site).
 
-    ``miss_dtype``: float32 as on the wire, float64 to test the algebra exactly.
+    ``miss_dtype``: float64 as on the wire; float32 to show what centring buys.
     ``other``: per site, extra genotyped samples outside the analysis (dosages).
     """
     out = []
@@ -124,10 +124,11 @@ def test_linear__pooled_sites_equal_ols_on_pooled_samples(seed, sites, k, miss) 
         np.testing.assert_allclose(result.se[j], se[1:], rtol=1e-8)
 
 
-def test_linear__float32_wire_corrections_keep_ols_precision_for_large_means() -> None:
-    # a phenotype far from zero (height in mm) and an age covariate: the float32
-    # corrections are centred on each site's means, so their rounding does not scale
-    # with those means
+def test_linear__centred_corrections_keep_ols_precision_for_large_means() -> None:
+    # a phenotype far from zero (height in mm) and an age covariate: the corrections
+    # are centred on each site's means, so even rounded to float32 their error does
+    # not scale with those means (the wire sends float64: see
+    # tests/reference/test_glm_precision_vs_plink2.py for where float32 is not enough)
     rng = np.random.default_rng(3)
     n, v, k = 600, 8, 2
     dos, cov, y = _cohort(rng, n, v, k, 0.05, binary=False)
