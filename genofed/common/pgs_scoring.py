@@ -32,6 +32,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from genofed.common.chromosomes import bare_chrom
 from genofed.common.errors import InputError
 
 __all__ = ["ScoringFile", "parse_scoring_file"]
@@ -211,7 +212,7 @@ def _row(
     seen: dict[tuple[str, int, str, str], int],
 ) -> tuple[str, int, str, str, float, str, int]:
     chrom = fields[col["chrom"]].strip()
-    chrom = chrom[3:] if chrom.lower().startswith("chr") else chrom
+    chrom = bare_chrom(chrom)
     if not chrom:
         raise InputError("empty chromosome", path=path, line=line, hint="remove the row")
     try:

@@ -35,19 +35,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from genofed.common.analyses import COUNT_KINDS, GENOTYPE_COUNTS_KIND, TRAIN_KIND, VARIANTS_KIND
 from genofed.common.checkpoint import checkpoint_to_json
+from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
 from genofed.common.messages import Receipt, Reply, Request, SignedStudy, Status
 from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, signed_study
 from genofed.common.wire.summable import summable_form, summed
+from genofed.coordinator.combine.freq import sum_site_counts
 from genofed.coordinator.combine.harmonize import Harmonization, VariantTable, harmonize
 from genofed.coordinator.protocols import PROTOCOLS, REPORT_SECTIONS, Answer, AskSites, Job, Result
 from genofed.coordinator.protocols.counts import write_count_outputs
@@ -109,11 +110,6 @@ def outcome_doc(outcome: StudyOutcome) -> dict[str, object]:
 
 
 ProgressFn = Callable[[Progress], None]
-Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def run_study(
@@ -126,7 +122,7 @@ def run_study(
     run_id: str | None = None,
     progress: ProgressFn | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
-    clock: Clock = _utcnow,
+    clock: Clock = utc_now,
     signature: StudySignature | None = None,
     receipts: ReceiptCheck | None = None,
 ) -> StudyOutcome:
@@ -215,7 +211,7 @@ def run_study(
                 withheld.append(site_withheld(sites[n].name, arrays, n_variants))
             names = [sites[n].name for n in order]
             if secure is None:
-                pooled = np.sum(per_site, axis=0)
+                pooled = sum_site_counts(per_site, noisy=dp)
             else:
                 filtered = any(
                     a.params.get("samples_with") for a in study.analyses if a.kind in COUNT_KINDS

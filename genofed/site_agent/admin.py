@@ -28,13 +28,13 @@ import secrets
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
 from genofed.common.checkpoint import rfc3339
+from genofed.common.clock import utc_now
 from genofed.common.errors import GenoFedError, InputError
 from genofed.common.messages import AuditEntry
 from genofed.common.wire.proto import audit_entry_from_proto, audit_entry_to_proto
@@ -145,7 +145,7 @@ def serve_admin(
     """
     bind = check_local_address(address)
     token = secrets.token_urlsafe(32)
-    agent = AgentInfo(started=rfc3339(datetime.now(UTC)), pid=os.getpid(), superlink=superlink)
+    agent = AgentInfo(started=rfc3339(utc_now()), pid=os.getpid(), superlink=superlink)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     sa_grpc.add_SiteAdminServicer_to_server(_Servicer(Path(site_dir), token, agent), server)
     if bind.startswith("unix:"):

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from genofed.common.clock import Clock
 from genofed.common.errors import PolicyRefusal
 from genofed.common.messages import Request
 from genofed.common.study import AnalysisSpec, Study
@@ -30,8 +30,6 @@ from genofed.site_agent.privacy.guard import DISCLOSURE_RISK, ReleaseGuard, disc
 from genofed.site_agent.privacy.ledger import Charge, Ledger
 from genofed.site_agent.privacy.policy import SitePolicy
 from genofed.site_agent.sitedir import SiteConfig
-
-Clock = Callable[[], datetime]
 
 
 class Sealer(Protocol):

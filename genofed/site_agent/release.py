@@ -70,13 +70,13 @@ import json
 import logging
 import sqlite3
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 import genofed
 from genofed.common.analyses import COUNT_KINDS, GENOTYPE_COUNTS_KIND, VARIANTS_KIND
+from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, PolicyRefusal
 from genofed.common.fixed_point import encode, layout_text, range_problem
 from genofed.common.messages import Receipt, Reply, Request, Status
@@ -93,7 +93,7 @@ from genofed.site_agent.audit.log import (
     release_entry,
     request_entry,
 )
-from genofed.site_agent.context import Answer, Clock, RequestContext, Sealer, Server
+from genofed.site_agent.context import Answer, RequestContext, Sealer, Server
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy import directions
 from genofed.site_agent.privacy.approvals import require_approval
@@ -375,7 +375,7 @@ def _commit_sets(
     """Record the release's sample sets, or refuse it (``DISCLOSURE_RISK``)."""
     if not guard.enabled:
         return ()
-    now = clock() if clock is not None else datetime.now(UTC)
+    now = (clock or utc_now)()
     key = ReleaseKey(
         study_sha256=request.study.sha256,
         analysis_id=request.analysis_id,
@@ -394,7 +394,7 @@ def _commit_sets(
 def _note_guard_refusal(
     site_dir: Path, analyst: str, request: Request, reason: str, clock: Clock | None
 ) -> None:
-    now = clock() if clock is not None else datetime.now(UTC)
+    now = (clock or utc_now)()
     try:
         record_refusal(
             site_dir,

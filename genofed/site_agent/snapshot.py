@@ -32,12 +32,13 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genofed.common.clock import utc_now
 from genofed.site_agent.io.pheno import read_pheno_table
 from genofed.site_agent.io.plink import BedFile, fileset_paths
 from genofed.site_agent.sitedir import SiteConfig
@@ -192,7 +193,7 @@ def _take(
         for key, path in live.items():
             shutil.copy2(path, staging / _name(key, path))
         os.replace(staging, target)
-    now = (clock() if clock is not None else datetime.now(UTC)).isoformat(timespec="seconds")
+    now = ((clock or utc_now)()).isoformat(timespec="seconds")
     with BedFile(target / _name("bed", live["bed"])) as bed:
         n_samples = bed.n_samples
     record = {

@@ -73,19 +73,23 @@ class GenoCountsResult:
     missing_ct: npt.NDArray[np.int64]
 
 
-def _check_counts(counts: npt.ArrayLike, what: str) -> npt.NDArray[np.int64]:
+def _check_counts(counts: npt.ArrayLike, what: str, noisy: bool = False) -> npt.NDArray[np.int64]:
     c = np.asarray(counts)
     if c.ndim != 2 or c.shape[1] != _N_COLUMNS:
         raise ValueError(f"{what} must have shape (n_variants, 4), got {c.shape}")
     if not np.issubdtype(c.dtype, np.integer):
         raise ValueError(f"{what} must hold integer counts, got dtype {c.dtype}")
-    if c.size and int(c.min()) < 0:
+    if c.size and int(c.min()) < 0 and not noisy:
         raise ValueError(f"{what} holds negative counts")
     return c.astype(np.int64, copy=False)
 
 
-def sum_site_counts(site_counts: Sequence[npt.ArrayLike]) -> npt.NDArray[np.int64]:
+def sum_site_counts(
+    site_counts: Sequence[npt.ArrayLike], *, noisy: bool = False
+) -> npt.NDArray[np.int64]:
     """Sum per-site ``(n_variants, 4)`` count arrays into pooled counts.
+
+    ``noisy``: the counts carry DP noise (``dp`` mode), so a count may be negative.
 
     Every site must report the same variants in the same order; a shape
     disagreement means the sites were not harmonised and is refused rather
@@ -93,7 +97,7 @@ def sum_site_counts(site_counts: Sequence[npt.ArrayLike]) -> npt.NDArray[np.int6
     """
     if not site_counts:
         raise ValueError("no site counts to combine")
-    arrays = [_check_counts(c, f"counts of site #{i}") for i, c in enumerate(site_counts)]
+    arrays = [_check_counts(c, f"counts of site #{i}", noisy) for i, c in enumerate(site_counts)]
     shape = arrays[0].shape
     for i, a in enumerate(arrays[1:], start=1):
         if a.shape != shape:

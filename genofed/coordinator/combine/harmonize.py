@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genofed.common.chromosomes import bare_chrom
 from genofed.common.errors import HarmonizationError
 
 #: Chromosome names treated as autosomes (after dropping a ``chr`` prefix).
@@ -83,14 +84,10 @@ class Harmonization:
     reports: tuple[SiteMatchReport, ...]
 
 
-def _norm_chrom(chrom: str) -> str:
-    return chrom[3:] if chrom[:3].lower() == "chr" else chrom
-
-
 def _keys(table: VariantTable) -> tuple[list[tuple[str, int, str, str]], list[tuple[str, int]]]:
     """Each variant's key ``(chrom, pos, lo, hi)`` (sorted alleles) and its ``(chrom, pos)``."""
     raw = np.asarray(table.chrom).astype(str).tolist()
-    norm = {c: _norm_chrom(c) for c in set(raw)}
+    norm = {c: bare_chrom(c) for c in set(raw)}
     chroms = [norm[c] for c in raw]
     pos = np.asarray(table.pos).astype(np.int64).tolist()
     ref, alt = np.asarray(table.ref).astype(str), np.asarray(table.alt).astype(str)
@@ -204,7 +201,7 @@ def _describe(reports: list[SiteMatchReport], examples: list[str], what: str) ->
 
 def _check_autosomes(variants: VariantTable) -> None:
     chroms = np.asarray(variants.chrom).astype(str).tolist()
-    other = {c for c in set(chroms) if _norm_chrom(c) not in AUTOSOMES}
+    other = {c for c in set(chroms) if bare_chrom(c) not in AUTOSOMES}
     bad = [i for i, c in enumerate(chroms) if c in other] if other else []
     if bad:
         i = bad[0]

@@ -40,9 +40,8 @@ import os
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ from genofed.common.checkpoint import (
     rfc3339,
     sign_checkpoint,
 )
+from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import InputError, IntegrityError
 from genofed.common.merkle import EMPTY_ROOT, HASH_SIZE, frontier_append, frontier_root, leaf_hash
 from genofed.common.messages import ArraySpec, AuditEntry, AuditKind, Request
@@ -79,7 +79,6 @@ DECISION_ERROR = "error"
 NO_NOISE = '{"mechanism":"none"}'
 
 log = logging.getLogger("genofed.site")
-Clock = Callable[[], datetime]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_entries (
@@ -105,10 +104,6 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 _INIT_HINT = "create it with `genofed-site audit init DIR` (genofed-site init does this)"
 _BUSY_TIMEOUT_S = 30.0
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -156,7 +151,7 @@ def _connect(db: Path, mode: str) -> sqlite3.Connection:
     return conn
 
 
-def init_audit(site_dir: Path, *, clock: Clock = _utcnow) -> list[Path]:
+def init_audit(site_dir: Path, *, clock: Clock = utc_now) -> list[Path]:
     """Create ``state/`` with a new audit key and an empty, signed log; returns what it wrote.
 
     Refuses (:class:`InputError`) if any of it exists. On failure everything it
@@ -278,7 +273,7 @@ class AuditLog:
             conn = _connect(paths.db, "rw")
         except sqlite3.Error as exc:
             raise InputError(f"cannot open the audit log ({exc})", path=paths.db) from exc
-        return cls(conn, key, paths.db, clock or _utcnow)
+        return cls(conn, key, paths.db, clock or utc_now)
 
     def __enter__(self) -> AuditLog:
         return self

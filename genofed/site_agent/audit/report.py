@@ -32,19 +32,18 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import genofed
 from genofed.common.checkpoint import rfc3339
+from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError
 from genofed.common.messages import ArraySpec, AuditKind
 from genofed.protos.v1 import site_admin_pb2 as sa
 from genofed.site_agent.audit.verify import Verification, verify_path
 from genofed.site_agent.node import admin_state
-
-Clock = Callable[[], datetime]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
@@ -65,10 +64,6 @@ code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.8rem;word-brea
 img.plot{max-width:100%;border:1px solid #d9e2ec}
 ul.problems{margin:.3rem 0 .3rem 1.2rem;font-size:.85rem}
 """
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _e(value: object) -> str:
@@ -217,7 +212,7 @@ def _budget_plot_html(budget: sa.BudgetReport, now: datetime) -> str:
 
 
 def render_report(
-    site_dir: Path, *, public_key_pem: bytes | None = None, clock: Clock = _utcnow
+    site_dir: Path, *, public_key_pem: bytes | None = None, clock: Clock = utc_now
 ) -> str:
     """The report's HTML for ``site_dir`` (see the module docstring)."""
     now = clock()
@@ -387,7 +382,7 @@ def render_report(
 
 
 def write_report(
-    site_dir: Path, out: Path, *, public_key_pem: bytes | None = None, clock: Clock = _utcnow
+    site_dir: Path, out: Path, *, public_key_pem: bytes | None = None, clock: Clock = utc_now
 ) -> Path:
     """Write the report to ``out`` (through a temporary file and a rename); returns ``out``."""
     out = Path(os.path.abspath(out))

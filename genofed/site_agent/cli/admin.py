@@ -30,16 +30,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from genofed.common.errors import GenoFedError, InputError
+from genofed.common.errors import InputError
 from genofed.protos.v1 import site_admin_pb2 as sa
 from genofed.site_agent.admin import AdminClient, connect
+from genofed.site_agent.cli.exits import run_guarded
 from genofed.site_agent.node import admin_state
 from genofed.site_agent.node.supernode import STATE_DIRNAME
 from genofed.site_agent.privacy import approvals
 from genofed.site_agent.sitedir import SITE_CONFIG
 
-EXIT_UNEXPECTED = 1
-EXIT_INPUT = 2
 T = TypeVar("T")
 _err = Console(stderr=True, soft_wrap=True)
 
@@ -92,14 +91,6 @@ def _ask(site_dir: Path, remote: Callable[[AdminClient], T], local: Callable[[],
         return remote(client)
 
 
-def _run(action: Callable[[], T]) -> T:
-    try:
-        return action()
-    except GenoFedError as exc:
-        _err.print(f"[bold red]error:[/] [red]{escape(str(exc))}[/]")
-        raise typer.Exit(EXIT_INPUT) from exc
-
-
 def _json(message: Message) -> str:
     return json_format.MessageToJson(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
@@ -116,7 +107,7 @@ def status(
 
         genofed-site status site-a
     """
-    got = _run(
+    got = run_guarded(
         lambda: _ask(
             directory,
             lambda c: (c.status(), c.budget()),
@@ -172,7 +163,7 @@ def budget(
 
         genofed-site budget site-a
     """
-    b = _run(
+    b = run_guarded(
         lambda: _ask(directory, lambda c: c.budget(), lambda: admin_state.budget_report(directory))
     )
     out = Console(soft_wrap=True)
@@ -233,7 +224,7 @@ def report(
             key = pubkey.read_bytes()
         return write_report(directory, out, public_key_pem=key)
 
-    written = _run(action)
+    written = run_guarded(action)
     Console(soft_wrap=True).print(f"report written: {escape(str(written))}")
 
 

@@ -13,21 +13,18 @@ from __future__ import annotations
 import getpass
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from genofed.common.errors import GenoFedError, InputError
+from genofed.common.errors import InputError
+from genofed.site_agent.cli.exits import run_guarded
 from genofed.site_agent.privacy import approvals
 
-EXIT_UNEXPECTED = 1
-EXIT_INPUT = 2
-T = TypeVar("T")
 log = logging.getLogger("genofed.site")
 
 SiteOption = Annotated[
@@ -41,20 +38,6 @@ ByOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 _STYLE = {approvals.APPROVED: "green", approvals.REFUSED: "red", approvals.PENDING: "yellow"}
-
-
-def run_guarded(action: Callable[[], T]) -> T:
-    """Run ``action``, turning errors into a red message and a documented exit code."""
-    err = Console(stderr=True, soft_wrap=True)
-    try:
-        return action()
-    except GenoFedError as exc:
-        err.print(f"[bold red]error:[/] [red]{escape(str(exc))}[/]")
-        raise typer.Exit(EXIT_INPUT) from exc
-    except Exception as exc:
-        log.exception("unexpected error")
-        err.print(f"[bold red]unexpected error:[/] {escape(repr(exc))} (please report this)")
-        raise typer.Exit(EXIT_UNEXPECTED) from exc
 
 
 def _who(by: str | None) -> str:

@@ -22,10 +22,9 @@ import base64
 import json
 import logging
 import os
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -33,7 +32,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from genofed.common.checkpoint import Checkpoint, checkpoint_from_json, checkpoint_to_json
-from genofed.common.errors import GenoFedError, InputError, IntegrityError
+from genofed.common.errors import InputError, IntegrityError
 from genofed.common.messages import AuditEntry, AuditKind
 from genofed.common.wire.proto import audit_entry_from_bytes
 from genofed.site_agent.audit.log import (
@@ -48,12 +47,15 @@ from genofed.site_agent.audit.log import (
 )
 from genofed.site_agent.audit.verify import LogFiles, Verification, load_log_files, verify_path
 from genofed.site_agent.cli.admin import agent_for
+from genofed.site_agent.cli.exits import (
+    EXIT_AUDIT_FAILED,
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    run_guarded,
+)
 from genofed.site_agent.sitedir import SITE_CONFIG
 
-EXIT_OK = 0
-EXIT_UNEXPECTED = 1
-EXIT_INPUT = 2
-EXIT_AUDIT_FAILED = 3
 #: Problems printed before "... and N more".
 MAX_PROBLEMS_SHOWN = 20
 
@@ -63,7 +65,6 @@ app = typer.Typer(
     add_completion=False,
     help="The site's audit log: export, verify offline, show.",
 )
-T = TypeVar("T")
 _DECISIONS = (DECISION_APPROVED, DECISION_REFUSED, DECISION_ERROR)
 _KINDS = {
     AuditKind.REQUEST: "request",
@@ -71,20 +72,6 @@ _KINDS = {
     AuditKind.REFUSAL: "refusal",
     AuditKind.RELEASE: "release",
 }
-
-
-def _run(action: Callable[[], T]) -> T:
-    """Run ``action``, turning errors into a red message and a documented exit code."""
-    err = Console(stderr=True, soft_wrap=True)
-    try:
-        return action()
-    except GenoFedError as exc:
-        err.print(f"[bold red]error:[/] [red]{escape(str(exc))}[/]")
-        raise typer.Exit(EXIT_INPUT) from exc
-    except Exception as exc:
-        log.exception("unexpected error")
-        err.print(f"[bold red]unexpected error:[/] {escape(repr(exc))} (please report this)")
-        raise typer.Exit(EXIT_UNEXPECTED) from exc
 
 
 @app.command("init")
@@ -110,7 +97,7 @@ def init_cmd(
             )
         init_audit(site_dir)
 
-    _run(action)
+    run_guarded(action)
     Console(soft_wrap=True).print(
         f"Audit log created. Public key: {escape(str(AuditPaths.of(site_dir).pub))}"
     )
@@ -127,7 +114,7 @@ def export_cmd(
 
         genofed-site audit export site-a --out audit-2026-05
     """
-    snapshot = _run(lambda: export_log(site_dir, out))
+    snapshot = run_guarded(lambda: export_log(site_dir, out))
     Console(soft_wrap=True).print(
         f"Exported {len(snapshot.leaves)} entries and {len(snapshot.checkpoints)} checkpoints "
         f"to {escape(str(out))}."
@@ -211,9 +198,9 @@ def verify_cmd(
         genofed-site audit verify audit-2026-05 --pubkey site-a-audit.pub \\
             --checkpoint saved.json --save-checkpoint saved.json
     """
-    saved = _run(lambda: _read_checkpoint(checkpoint)) if checkpoint else None
-    key = _run(lambda: _read_key(pubkey)) if pubkey else None
-    result = _run(lambda: verify_path(path, public_key_pem=key, saved=saved))
+    saved = run_guarded(lambda: _read_checkpoint(checkpoint)) if checkpoint else None
+    key = run_guarded(lambda: _read_key(pubkey)) if pubkey else None
+    result = run_guarded(lambda: verify_path(path, public_key_pem=key, saved=saved))
     out = Console(soft_wrap=True)
     if as_json:
         out.print_json(_verification_json(result))
@@ -244,7 +231,7 @@ def verify_cmd(
         raise typer.Exit(EXIT_AUDIT_FAILED)
     if save_checkpoint is not None and result.latest is not None:
         latest = result.latest
-        _run(lambda: _save_checkpoint(save_checkpoint, latest))
+        run_guarded(lambda: _save_checkpoint(save_checkpoint, latest))
 
 
 def _entries(files: LogFiles) -> list[AuditEntry]:
@@ -354,7 +341,7 @@ def show_cmd(
             chosen.append(entry)
         return chosen
 
-    entries = _run(select)
+    entries = run_guarded(select)
     out = Console(soft_wrap=True)
     if as_json:
         out.print_json(canonical_json([entry_to_json(e) for e in entries]))

@@ -19,26 +19,21 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from genofed.common.errors import GenoFedError
 from genofed.site_agent.cli import admin as admin_cli
 from genofed.site_agent.cli import approvals as approvals_cli
 from genofed.site_agent.cli import audit as audit_cli
 from genofed.site_agent.cli import node as node_cli
+from genofed.site_agent.cli.exits import EXIT_INPUT, EXIT_OK, EXIT_UNEXPECTED, run_guarded
 from genofed.site_agent.privacy.policy import POLICY_FILE, SitePolicy, load_policy
 from genofed.site_agent.sitedir import SiteSummary, init_site, inspect_site, load_site
-
-EXIT_OK = 0
-EXIT_UNEXPECTED = 1
-EXIT_INPUT = 2
 
 log = logging.getLogger("genofed.site")
 app = typer.Typer(
@@ -57,7 +52,6 @@ app.command("approve")(
 )  # study approvals: genofed.site_agent.privacy.approvals
 app.command("refuse")(approvals_cli.refuse_cmd)
 app.command("studies")(approvals_cli.studies_cmd)
-T = TypeVar("T")
 
 
 @app.callback()
@@ -71,20 +65,6 @@ def _main(
         handler._genofed_cli = True  # type: ignore[attr-defined]
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.WARNING)
-
-
-def _run(action: Callable[[], T]) -> T:
-    """Run ``action``, turning errors into a red message and a documented exit code."""
-    err = Console(stderr=True, soft_wrap=True)
-    try:
-        return action()
-    except GenoFedError as exc:
-        err.print(f"[bold red]error:[/] [red]{escape(str(exc))}[/]")
-        raise typer.Exit(EXIT_INPUT) from exc
-    except Exception as exc:
-        log.exception("unexpected error")
-        err.print(f"[bold red]unexpected error:[/] {escape(repr(exc))} (please report this)")
-        raise typer.Exit(EXIT_UNEXPECTED) from exc
 
 
 def _summary_json(summary: SiteSummary, policy: SitePolicy) -> str:
@@ -179,7 +159,7 @@ def init(
         genofed-site init --name hospital-a --genotypes data/cohort.bed \\
             --phenotypes data/pheno.tsv --covariates data/covar.tsv --out site-a
     """
-    summary = _run(
+    summary = run_guarded(
         lambda: init_site(
             out,
             name=name,
@@ -189,7 +169,7 @@ def init(
             demo_policy=demo_policy,
         )
     )
-    policy = _run(lambda: load_policy(summary.config.directory / POLICY_FILE))
+    policy = run_guarded(lambda: load_policy(summary.config.directory / POLICY_FILE))
     _print_summary(summary, policy, as_json=as_json)
 
 
@@ -204,8 +184,8 @@ def check(
 
         genofed-site check site-a
     """
-    summary = _run(lambda: inspect_site(load_site(directory)))
-    policy = _run(lambda: load_policy(summary.config.directory / POLICY_FILE))
+    summary = run_guarded(lambda: inspect_site(load_site(directory)))
+    policy = run_guarded(lambda: load_policy(summary.config.directory / POLICY_FILE))
     _print_summary(summary, policy, as_json=as_json)
 
 

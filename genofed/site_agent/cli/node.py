@@ -18,8 +18,7 @@ from rich.console import Console
 from genofed.common.appbundle import bundle_hash
 from genofed.common.errors import GenoFedError
 from genofed.site_agent.admin import DEFAULT_ADMIN_ADDRESS
-
-EXIT_INPUT = 2
+from genofed.site_agent.cli.exits import EXIT_INPUT
 
 
 def up(

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import genofed
 from genofed.common.checkpoint import key_id, public_key_from_pem
+from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError
 from genofed.common.messages import AuditEntry, AuditKind
 from genofed.common.wire.proto import audit_entry_from_bytes, checkpoint_to_proto
@@ -43,13 +43,8 @@ from genofed.site_agent.privacy.policy import POLICY_FILE, SitePolicy, load_poli
 from genofed.site_agent.sitedir import load_site
 from genofed.site_agent.snapshot import snapshot_status
 
-Clock = Callable[[], datetime]
 #: Where the studies' decisions come from (StudyList.source).
 SOURCE_APPROVALS = "approvals database and audit log"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -178,7 +173,7 @@ def _ledger_rows(
     return [tuple(r) for r in rows]
 
 
-def budget_report(site_dir: Path, *, clock: Clock = _utcnow) -> sa.BudgetReport:
+def budget_report(site_dir: Path, *, clock: Clock = utc_now) -> sa.BudgetReport:
     """The policy's budget, every charge, and epsilon spent (RDP composition per period).
 
     ``epsilon_spent_after`` of a charge composes every charge of its period up

@@ -39,8 +39,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from flwr.app import Message
@@ -57,6 +55,7 @@ from flwr.supernode.runtime.run_clientapp import (
     push_task_output,
 )
 
+from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, PolicyRefusal
 from genofed.common.messages import AuditEntry, AuditKind
 from genofed.site_agent.audit.log import DECISION_REFUSED, AuditLog
@@ -70,11 +69,6 @@ APP_BUNDLE_KIND = "app_bundle"
 DEFAULT_POLL_S = 0.1
 
 log = logging.getLogger("genofed.site")
-Clock = Callable[[], datetime]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def decide(site_dir: Path, fab_hash: str) -> PolicyRefusal | None:
@@ -89,7 +83,7 @@ def decide(site_dir: Path, fab_hash: str) -> PolicyRefusal | None:
 
 
 def record_refusal(
-    site_dir: Path, *, fab_hash: str, run_id: int, refusal: PolicyRefusal, clock: Clock = _now
+    site_dir: Path, *, fab_hash: str, run_id: int, refusal: PolicyRefusal, clock: Clock = utc_now
 ) -> dict[str, object]:
     """Record one refusal in the site's audit log and ``DIR/app-refusals.jsonl``; return it.
 

@@ -38,13 +38,13 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from genofed.common.checkpoint import rfc3339
+from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError, PolicyRefusal
 from genofed.common.messages import AuditEntry, AuditKind
 from genofed.common.study import Study
@@ -62,7 +62,6 @@ APPROVAL_KIND = "study_approval"
 #: Shortest hash prefix the CLI resolves against the studies this site has seen.
 MIN_PREFIX = 8
 
-Clock = Callable[[], datetime]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS approvals (
@@ -81,10 +80,6 @@ BEGIN SELECT RAISE(ABORT, 'a refused study stays refused'); END;
 """
 _HEX = re.compile(r"^[0-9a-f]+$")
 _COLUMNS = "study_sha256, status, reason, decided_by, decided_at, first_seen, study_name, analyst"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -234,14 +229,14 @@ def _decide(
 
 
 def approve(
-    site_dir: Path, study_sha256: str, *, by: str, reason: str = "", clock: Clock = _utcnow
+    site_dir: Path, study_sha256: str, *, by: str, reason: str = "", clock: Clock = utc_now
 ) -> StudyApproval:
     """Approve a study hash (pending or not yet seen); audited. A refused study stays refused."""
     return _decide(site_dir, study_sha256, APPROVED, by=by, reason=reason, clock=clock)
 
 
 def refuse(
-    site_dir: Path, study_sha256: str, *, by: str, reason: str, clock: Clock = _utcnow
+    site_dir: Path, study_sha256: str, *, by: str, reason: str, clock: Clock = utc_now
 ) -> StudyApproval:
     """Refuse a study hash for good (pending, approved or not yet seen); audited."""
     if not reason.strip():
@@ -269,7 +264,7 @@ def require_approval(
     study: Study,
     analyst: str | None,
     *,
-    clock: Clock = _utcnow,
+    clock: Clock = utc_now,
 ) -> StudyApproval:
     """The study's approval, or :class:`PolicyRefusal` (``STUDY_REFUSED``, ``PENDING_APPROVAL``).
 

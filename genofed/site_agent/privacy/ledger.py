@@ -21,9 +21,10 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import PolicyRefusal
 from genofed.site_agent.privacy.accounting import Event, epsilon_of_events
 
@@ -53,7 +54,6 @@ _SUBSAMPLING_COLUMNS = (
     ("steps", "INTEGER NOT NULL DEFAULT 1"),
 )
 
-Clock = Callable[[], datetime]
 #: Test hook called at each write point ("before-insert", "before-commit", "after-commit").
 CrashHook = Callable[[str], None]
 
@@ -118,10 +118,6 @@ def period_key(period: str, when: datetime) -> str:
     raise ValueError(f"unknown budget period {period!r}; use one of {PERIODS}")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Ledger:
     """A site's privacy ledger (see the module docstring)."""
 
@@ -130,7 +126,7 @@ class Ledger:
         path: Path,
         budget: Budget,
         *,
-        clock: Clock = _now,
+        clock: Clock = utc_now,
         crash_hook: CrashHook | None = None,
     ) -> None:
         self.path = Path(path)

@@ -20,6 +20,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from genofed.common.chromosomes import bare_chrom
 from genofed.common.errors import InputError, PolicyRefusal
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.pgx import (
@@ -45,10 +46,6 @@ __all__ = ["SERVER", "serve_pgx"]
 PGX_KIND = "pgx"
 
 
-def _bare(chrom: str) -> str:
-    return chrom[3:] if chrom.lower().startswith("chr") else chrom
-
-
 @dataclass(frozen=True)
 class GeneCalls:
     """One gene at this site: the alleles kept, and per genotyped sample the call."""
@@ -66,7 +63,7 @@ def gene_calls(bed: BedFile, gene: str, build: str) -> GeneCalls:
     d = gene_definition(gene, build)
     v = bed.variants
     at = {
-        (_bare(str(c)), int(p)): (i, str(r).upper(), str(a).upper())
+        (bare_chrom(str(c)), int(p)): (i, str(r).upper(), str(a).upper())
         for i, (c, p, r, a) in enumerate(
             zip(v.chrom.tolist(), v.pos.tolist(), v.ref.tolist(), v.alt.tolist(), strict=True)
         )

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from genofed.common.chromosomes import bare_chrom
 from genofed.common.wire.prs import (
     MATCH_ABSENT,
     MATCH_AMBIGUOUS_DROPPED,
@@ -60,10 +61,6 @@ _COMPLEMENT = str.maketrans("ACGT", "TGCA")
 def complement(allele: str) -> str:
     """The allele on the other strand, base by base (SNPs are what this is used for)."""
     return allele.translate(_COMPLEMENT)
-
-
-def _bare(chrom: str) -> str:
-    return chrom[3:] if chrom.lower().startswith("chr") else chrom
 
 
 @dataclass(frozen=True)
@@ -98,7 +95,7 @@ def match_rows(
             strict=True,
         )
     ):
-        at.setdefault((_bare(str(c)), int(p)), []).append((i, str(r).upper(), str(a).upper()))
+        at.setdefault((bare_chrom(str(c)), int(p)), []).append((i, str(r).upper(), str(a).upper()))
     n = len(pos)
     status = np.full(n, MATCH_ABSENT, dtype=np.int8)
     index = np.full(n, -1, dtype=np.int64)
@@ -108,7 +105,7 @@ def match_rows(
             chrom.tolist(), pos.tolist(), effect_allele.tolist(), other_allele.tolist(), strict=True
         )
     ):
-        candidates = at.get((_bare(str(c)), int(p)))
+        candidates = at.get((bare_chrom(str(c)), int(p)))
         if not candidates:
             continue
         snp = len(ea) == 1 and len(oa) == 1

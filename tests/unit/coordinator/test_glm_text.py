@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from genofed.common.chromosomes import bare_chrom
 from genofed.coordinator.combine.glm import ERR_NONE, ERR_UNFINISHED, GlmResult, genomic_inflation
-from genofed.coordinator.combine.harmonize import VariantTable, _keys, _norm_chrom
+from genofed.coordinator.combine.harmonize import VariantTable, _keys
 from genofed.coordinator.writers.analyst_report._html import iter_tsv
 from genofed.coordinator.writers.analyst_report.sections import TOP_HITS, _top_add_rows
 from genofed.coordinator.writers.glm_tables import _utf8, glm_table_text, ssf_text
@@ -222,7 +223,7 @@ def test_keys__match_per_variant_reference() -> None:
         ref=rng.choice(np.array(["A", "C", "AC", "a", "é", ""]), n),
         alt=rng.choice(np.array(["G", "T", "A", "CA", "Z"]), n),
     )
-    chroms = [_norm_chrom(str(c)) for c in table.chrom]
+    chroms = [bare_chrom(str(c)) for c in table.chrom]
     want = [
         (c, int(p), *sorted((str(r), str(a))))
         for c, p, r, a in zip(chroms, table.pos, table.ref, table.alt, strict=True)
