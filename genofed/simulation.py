@@ -24,6 +24,7 @@ from genofed.common.study import Study
 from genofed.coordinator.app import DEFAULT_SITE_TIMEOUT_S, StudyJob, make_server_app
 from genofed.coordinator.receipt_check import WARN, ReceiptCheck, load_audit_key
 from genofed.coordinator.runner import ProgressFn, StudyOutcome
+from genofed.coordinator.study_files import ANYWHERE, StudyFiles
 from genofed.site_agent import app as site_app
 from genofed.site_agent.audit.log import AuditPaths
 from genofed.site_agent.secure_release import answer_secure
@@ -77,8 +78,12 @@ def run_simulated_study(
     verbose: bool = False,
     signature: StudySignature | None = None,
     site_timeout: float = DEFAULT_SITE_TIMEOUT_S,
+    study_files: StudyFiles = ANYWHERE,
 ) -> StudyOutcome:
     """Run ``study`` over the given site directories; results go to ``out``.
+
+    ``study_files``: where the files the study names may be read
+    (:mod:`genofed.coordinator.study_files`).
 
     ``site_timeout``: seconds to wait for a site's reply before it drops out
     (or the study stops, when ``min_sites`` does not allow going on without it).
@@ -101,6 +106,7 @@ def run_simulated_study(
         signature=signature,
         site_timeout=site_timeout,
         receipts=simulation_receipts(resolved),
+        study_files=study_files,
     )
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level

@@ -62,6 +62,7 @@ from genofed.common.signing import (
 )
 from genofed.common.study import Study, load_study
 from genofed.coordinator.runner import Progress, StudyOutcome, outcome_doc
+from genofed.coordinator.study_files import StudyFiles
 from genofed.coordinator.writers.atomic import atomic_write_text
 
 DEMO_STUDY = """\
@@ -351,6 +352,7 @@ def study_run(
                 verbose=verbose,
                 signature=signature,
                 site_timeout=site_timeout,
+                study_files=StudyFiles.beside(study_file),
             )
     _report(outcome, as_json)
 
@@ -584,7 +586,11 @@ def demo(
         study = load_study(study_file)
         with _progress_display(True) as progress:
             outcome = run_simulated_study(
-                study, list(cohorts.sites), out / "results", progress=progress
+                study,
+                list(cohorts.sites),
+                out / "results",
+                progress=progress,
+                study_files=StudyFiles.beside(study_file),
             )
     _report(outcome, as_json=False)
     _demo_privacy_officer(outcome, cohorts.sites[0], out)

@@ -42,6 +42,7 @@ from genofed.coordinator.runner import (
     run_study,
 )
 from genofed.coordinator.secure_round import secure_exchange
+from genofed.coordinator.study_files import ANYWHERE, StudyFiles
 from genofed.coordinator.transport import Incoming, Outgoing, SecureExchange
 
 log = logging.getLogger("genofed.coordinator")
@@ -133,6 +134,7 @@ class StudyJob:
     run_id: str | None = None
     site_timeout: float = DEFAULT_SITE_TIMEOUT_S
     receipts: ReceiptCheck | None = None  # checks each reply's receipt (receipt_check.py)
+    study_files: StudyFiles = ANYWHERE  # where the study's files may be read (study_files.py)
 
 
 def run_job(job: StudyJob, grid: Grid) -> StudyOutcome:
@@ -155,6 +157,7 @@ def run_job(job: StudyJob, grid: Grid) -> StudyOutcome:
         run_id=job.run_id,
         timeout=job.site_timeout,
         receipts=job.receipts,
+        study_files=job.study_files,
     )
 
 
@@ -232,6 +235,7 @@ def job_from_run_config(cfg: Mapping[str, object]) -> StudyJob:
         run_id=run_id,
         site_timeout=float(str(cfg.get("site-timeout", DEFAULT_SITE_TIMEOUT_S))),
         receipts=deployment_receipts(),
+        study_files=deployment_study_files(),
     )
 
 
@@ -265,6 +269,19 @@ def deployment_receipts() -> ReceiptCheck:
         )
     template = load_coordinator_config(Path(path)).receipts
     return ReceiptCheck(template.keys, template.mode)
+
+
+def deployment_study_files() -> StudyFiles:
+    """The folders of coordinator.toml's ``[studies] file_dirs`` (none: no study file is read)."""
+    path = os.environ.get(CONFIG_ENV, "")
+    if not path:
+        raise ConfigError(
+            f"{CONFIG_ENV} is not set: this ServerApp was not started by "
+            "`genofed coordinator up`, so it does not know which folders a study may read",
+            hint="start the coordinator with `genofed coordinator up --config coordinator.toml`",
+        )
+    config = load_coordinator_config(Path(path))
+    return StudyFiles.configured(config.study_file_dirs, config.path)
 
 
 def _load_study_file(path: Path) -> tuple[Study, StudySignature | None]:

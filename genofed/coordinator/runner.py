@@ -39,7 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-from genofed.common.analyses import COUNT_KINDS, GENOTYPE_COUNTS_KIND, TRAIN_KIND, VARIANTS_KIND
+from genofed.common.analyses import (
+    COUNT_KINDS,
+    GENOTYPE_COUNTS_KIND,
+    PRS_KIND,
+    TRAIN_KIND,
+    VARIANTS_KIND,
+)
 from genofed.common.checkpoint import checkpoint_to_json
 from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
@@ -53,9 +59,11 @@ from genofed.coordinator.combine.harmonize import Harmonization, VariantTable, h
 from genofed.coordinator.protocols import PROTOCOLS, REPORT_SECTIONS, Answer, AskSites, Job, Result
 from genofed.coordinator.protocols.counts import write_count_outputs
 from genofed.coordinator.protocols.job import AskSum, Pooled
+from genofed.coordinator.protocols.prs import read_scoring_file
 from genofed.coordinator.protocols.secure_counts import SecureCounts
 from genofed.coordinator.receipt_check import ReceiptCheck
 from genofed.coordinator.site_record import SiteRecord
+from genofed.coordinator.study_files import ANYWHERE, StudyFiles
 from genofed.coordinator.transport import Incoming, Outgoing, Transport
 from genofed.coordinator.writers.analyst_report import REPORT_FILE, write_report
 from genofed.coordinator.writers.figures import require_matplotlib
@@ -125,8 +133,12 @@ def run_study(
     clock: Clock = utc_now,
     signature: StudySignature | None = None,
     receipts: ReceiptCheck | None = None,
+    study_files: StudyFiles = ANYWHERE,
 ) -> StudyOutcome:
     """Run ``study`` over ``transport`` and write its results to ``out``.
+
+    ``study_files`` says where the files the study names may be read
+    (:mod:`.study_files`); they are read and checked before any site is asked.
 
     ``receipts``, when given, checks every reply's receipt against the sites'
     audit keys before the protocol uses it (:mod:`.receipt_check`).
@@ -140,6 +152,7 @@ def run_study(
     started = clock()
     _check_out(out, overwrite)
     _check_plotting(study)
+    _check_study_files(study, study_files)
     if receipts is not None:
         transport = receipts.wrap(transport)
     nodes = sorted(transport.nodes())
@@ -252,7 +265,16 @@ def run_study(
                     ask = members.asker(signed, run_id, part, sites, rounds, secure)
                     ask_sum = members.summer(signed, run_id, part, sites, rounds, secure)
                     return run(
-                        Job(study, spec, _only(harmonization, names), names, staging, ask, ask_sum)
+                        Job(
+                            study,
+                            spec,
+                            _only(harmonization, names),
+                            names,
+                            staging,
+                            ask,
+                            ask_sum,
+                            study_files,
+                        )
                     )
 
                 files, stats = members.run_analysis(order, attempt)
@@ -504,6 +526,13 @@ class _Members:
                 return run(part)
             except _Restart:
                 continue
+
+
+def _check_study_files(study: Study, files: StudyFiles) -> None:
+    """Read and check every file the study names, before any site computes anything."""
+    for spec in study.analyses:
+        if spec.kind == PRS_KIND:
+            read_scoring_file(spec, files)
 
 
 def _pooled_samples(records: Iterable[SiteRecord]) -> int | None:

@@ -12,6 +12,10 @@
     server_cert = "certs/server.pem"
     server_key = "certs/server.key"
 
+    [studies]                           # see genofed.coordinator.study_files
+    file_dirs = ["scoring"]            # folders whose files a study may name (scoring_file);
+                                        # none by default: studies naming a file are refused
+
     [receipts]                          # see genofed.coordinator.receipt_check
     mode = "require"                    # refuse a reply whose receipt does not verify
     [receipts.audit_keys]               # each site's state/audit.pub
@@ -77,6 +81,8 @@ class CoordinatorConfig:
     server_cert: Path | None = None
     server_key: Path | None = None
     receipts: ReceiptCheck = field(default_factory=lambda: ReceiptCheck({}, REQUIRE))
+    #: ``[studies] file_dirs``: folders whose files a study may name
+    study_file_dirs: tuple[Path, ...] = ()
 
     @property
     def tls(self) -> bool:
@@ -102,15 +108,24 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     """Read ``coordinator.toml``; unknown keys are errors naming the key and the file."""
     path = Path(path)
     doc = load_toml(path)
-    check_keys(doc, ("coordinator", "tls", "receipts"), path=path, where="the file")
+    check_keys(doc, ("coordinator", "tls", "receipts", "studies"), path=path, where="the file")
     base = path.resolve().parent
     coord = doc.get("coordinator", {})
     tls = doc.get("tls", {})
-    for name, table in (("coordinator", coord), ("tls", tls)):
+    studies = doc.get("studies", {})
+    for name, table in (("coordinator", coord), ("tls", tls), ("studies", studies)):
         if not isinstance(table, dict):
             raise ConfigError(f"'{name}' must be a table ([{name}])", path=path)
     check_keys(coord, _COORD_KEYS, path=path, where="[coordinator]")
     check_keys(tls, _TLS_KEYS, path=path, where="[tls]")
+    check_keys(studies, ("file_dirs",), path=path, where="[studies]")
+    file_dirs = get_typed(studies, "file_dirs", list, [], path=path, where="studies")
+    if not all(isinstance(d, str) and d for d in file_dirs):
+        raise ConfigError(
+            "[studies] file_dirs must be a list of folder names",
+            path=path,
+            hint='e.g. file_dirs = ["scoring"] (relative to this file)',
+        )
 
     def _path(value: str) -> Path:
         p = Path(value).expanduser()
@@ -140,6 +155,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         ),
         **{k: (_path(v) if v else None) for k, v in files.items()},
         receipts=receipts_from_toml(doc.get("receipts"), path=path),
+        study_file_dirs=tuple(_path(d) for d in file_dirs),
     )
 
 

@@ -101,7 +101,7 @@ def _pca(job: Job) -> Result:
 
 
 def _prs(job: Job) -> Result:
-    return run_prs(job.spec, job.sites, job.out, job.ask, ask_sum=job.ask_sum)
+    return run_prs(job.spec, job.sites, job.out, job.ask, ask_sum=job.ask_sum, files=job.files)
 
 
 def _pgx(job: Job) -> Result:

@@ -22,6 +22,7 @@ from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays
 from genofed.coordinator.combine.harmonize import Harmonization
+from genofed.coordinator.study_files import ANYWHERE, StudyFiles
 
 #: One site's reply to a request, with the arrays it sent.
 Answer = tuple[Reply, NamedArrays]
@@ -70,6 +71,8 @@ class Job:
     ask: AskSites
     #: like ``ask``, but returns only the sum over sites (the secure modes' only form)
     ask_sum: AskSum
+    #: where the study's files may be read (``scoring_file``)
+    files: StudyFiles = ANYWHERE
 
 
 __all__ = ["Answer", "AskSites", "AskSum", "Job", "Pooled", "Result"]

@@ -56,6 +56,7 @@ from genofed.coordinator.combine import prs as combine
 from genofed.coordinator.combine.covariates import Design, checked_design
 from genofed.coordinator.combine.glm import LogisticFit, linear_regression
 from genofed.coordinator.protocols.job import AskSites, AskSum, Pooled
+from genofed.coordinator.study_files import ANYWHERE, StudyFiles
 from genofed.coordinator.writers.prs_outputs import PrsReport, write_prs_outputs
 
 __all__ = ["read_scoring_file", "run_prs"]
@@ -65,17 +66,22 @@ MAX_LOGISTIC_ROUNDS = 15 + 25 * 6 + 2
 log = logging.getLogger("genofed.coordinator")
 
 
-def read_scoring_file(spec: AnalysisSpec) -> tuple[bytes, ScoringFile]:
-    """The scoring file's bytes and parsed form; checks the study's pinned SHA-256."""
-    path = Path(spec.params["scoring_file"])
+def read_scoring_file(
+    spec: AnalysisSpec, files: StudyFiles = ANYWHERE
+) -> tuple[bytes, ScoringFile]:
+    """The scoring file's bytes and parsed form; checks the study's pinned SHA-256.
+
+    ``files`` says where the coordinator may read it (:mod:`..study_files`).
+    """
+    path = files.resolve(spec.params["scoring_file"], key="scoring_file", analysis=spec.id)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(
             f"cannot read the scoring file ({exc.strerror})",
             path=path,
-            hint="scoring_file is a path on the coordinator host (relative to its working "
-            "directory); give an absolute path",
+            hint="scoring_file is a path on the coordinator host, relative to the study file's "
+            "folder (deployment: to the first folder of [studies] file_dirs in coordinator.toml)",
         ) from exc
     scoring = parse_scoring_file(data, path=str(path))
     pinned = spec.params["scoring_sha256"]
@@ -147,12 +153,13 @@ def run_prs(
     ask: AskSites,
     *,
     ask_sum: AskSum,
+    files: StudyFiles = ANYWHERE,
 ) -> tuple[list[str], dict[str, object]]:
     """Run one prs analysis over ``sites``; return files and summary.
 
     ``ask`` is unused: every round is a sum over sites (``ask_sum``).
     """
-    data, scoring = read_scoring_file(spec)
+    data, scoring = read_scoring_file(spec, files)
     r, s = len(scoring), len(sites)
     base: NamedArrays = {"scoring_file": np.frombuffer(data, dtype=np.uint8).copy()}
     got = ask_sum(PRS_MATCH_KIND, spec.id, [base] * s)
