@@ -442,8 +442,21 @@ def study_conform(
     samples: Annotated[int, typer.Option(min=30, help="synthetic individuals")] = 600,
     variants: Annotated[int, typer.Option(min=1, help="synthetic biallelic SNPs")] = 400,
     seed: Annotated[int, typer.Option(help="random seed of the synthetic cohort")] = 11,
+    site: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="a site directory holding test data (repeat per site): run on these sites, "
+            "pooled for plink2, instead of synthetic ones (--samples, --variants and --seed "
+            "are then unused)"
+        ),
+    ] = None,
 ) -> None:
     """Check a study against plink2 on a synthetic 3-site federation, before real data.
+
+    With --site DIR (repeated), on those sites instead: their files are pooled
+    for plink2 (the same variants and alleles at every site; each individual
+    at one site). Such a site answers as it does any study (its policy, guard
+    and audit log apply): use test copies, with a policy that lets the study run.
 
     Runs the study's analyses (its parameters) on synthetic sites and plink2
     (lifelines for km and cox, from genofed[dev]) on the same individuals
@@ -479,9 +492,20 @@ def study_conform(
                 path=out,
                 hint="remove it or pick another --out",
             )
-        with console.status(f"conform: {samples} synthetic samples x {variants} variants"):
+        what = (
+            f"conform on {len(site)} sites"
+            if site
+            else f"conform: {samples} synthetic samples x {variants} variants"
+        )
+        with console.status(what):
             outcome = conform_study(
-                study, out, run_plink2(Path(plink2)), samples=samples, variants=variants, seed=seed
+                study,
+                out,
+                run_plink2(Path(plink2)),
+                samples=samples,
+                variants=variants,
+                seed=seed,
+                sites=site or (),
             )
     table = Table(title=f"conform {study.name}: federated vs plink2 / lifelines on pooled data")
     for col in ("analysis", "column", "max |diff|", "max rel", "tolerance", "status"):

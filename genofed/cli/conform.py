@@ -1,4 +1,4 @@
-"""``genofed study conform``: a study on a synthetic federation against plink2 on the pooled data.
+"""``genofed study conform``: a study on a federation against plink2 on the pooled data.
 
 (``km`` and ``cox`` against lifelines on the pooled data, see :mod:`genofed.coordinator.conform`.)
 
@@ -6,7 +6,16 @@ A composition root (it wires the coordinator to the sites' own request
 handler in-process, with the same Flower record codec as the engines, but no
 Ray or gRPC). The synthetic cohort is :func:`genofed.synth.write_cohorts`'s:
 three sites with the demo policy and ``pooled/`` holding the same individuals
-for plink2. The comparison is :mod:`genofed.coordinator.conform`'s.
+for plink2. With ``--site DIR`` (sites holding test data) it runs on those
+sites instead and pools their files for plink2 itself (:func:`pool_sites`:
+the sites must list the same variants with the same alleles; their
+individuals are concatenated, their phenotype and covariate values written
+back exactly; written here because plink2 2.00a3.5 cannot merge samples —
+``--pmerge-list`` says "non-concatenating merge is under development" — and
+bed-reader would hold every site's genotypes in memory, where this copies each
+variant's 2-bit codes block by block). Such a site answers as it would any study: its policy,
+guard and audit log apply, so use test copies. The comparison is
+:mod:`genofed.coordinator.conform`'s.
 
 The study runs in ``plain`` release mode whatever its ``[privacy]`` says
 (noise would make any comparison fail), on the analyses conform can check;
@@ -15,12 +24,16 @@ the others are listed as "not checked by conform".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from genofed.common.errors import InputError
 from genofed.common.study import PrivacySpec, Study
 from genofed.common.wire.records import (
     reply_from_recorddict,
@@ -38,7 +51,10 @@ from genofed.coordinator.conform import (
 )
 from genofed.coordinator.runner import run_study
 from genofed.coordinator.transport import Incoming, Outgoing
+from genofed.site_agent.io.pheno import PhenoTable, read_pheno_table
+from genofed.site_agent.io.plink import BedFile, fileset_paths, read_bim, read_fam
 from genofed.site_agent.release import handle_request
+from genofed.site_agent.sitedir import load_site
 from genofed.synth import write_cohorts
 
 #: conform's synthetic federation: 3 sites, few enough samples to run in seconds.
@@ -49,6 +65,8 @@ CONFORM_SEED = 11
 #: more missing calls than the demo, so that most variants drop a few samples
 CONFORM_MISSING_RATE = 0.03
 CONFORM_TSV = "conform.tsv"
+#: Variants per block when pooling sites' .bed files (memory: block x samples bytes).
+POOL_BLOCK_VARIANTS = 4096
 
 
 class InProcessTransport:
@@ -81,6 +99,121 @@ class ConformOutcome:
     pooled: Path
 
 
+def _codes(rows: bytes, n_variants: int, n_samples: int) -> np.ndarray:
+    """(variants, samples) 2-bit .bed codes of ``n_variants`` packed rows."""
+    packed = np.frombuffer(rows, dtype=np.uint8).reshape(n_variants, -1)
+    codes = np.empty((n_variants, packed.shape[1] * 4), dtype=np.uint8)
+    for k in range(4):
+        codes[:, k::4] = (packed >> (2 * k)) & 3
+    return codes[:, :n_samples]
+
+
+def _packed(codes: np.ndarray) -> bytes:
+    """``codes`` (variants, samples) packed into .bed rows (zero padding)."""
+    v, n = codes.shape
+    padded = np.zeros((v, (n + 3) // 4 * 4), dtype=np.uint8)
+    padded[:, :n] = codes
+    out = np.zeros((v, padded.shape[1] // 4), dtype=np.uint8)
+    for k in range(4):
+        out |= padded[:, k::4] << (2 * k)
+    return out.tobytes()
+
+
+def _pooled_table(tables: Sequence[PhenoTable], path: Path) -> None:
+    """One table of every site's rows (values written back exactly), NA where missing."""
+    names = list(tables[0].columns)
+    for t in tables[1:]:
+        if set(t.columns) != set(names) or t.has_fid != tables[0].has_fid:
+            raise InputError(
+                f"its columns ({', '.join(t.columns)}) differ from {tables[0].path}'s "
+                f"({', '.join(names)})",
+                path=t.path,
+                hint="conform pools the sites' tables for plink2: give every site the same "
+                "columns (and all or none an FID column)",
+            )
+    head = ["#FID", "IID"] if tables[0].has_fid else ["#IID"]
+    lines = ["\t".join(head + names)]
+    for t in tables:
+        for i in range(len(t)):
+            ids = [str(t.fid[i]), str(t.iid[i])] if t.has_fid else [str(t.iid[i])]
+            values = [t.columns[c][i] for c in names]
+            lines.append("\t".join(ids + ["NA" if v != v else format(v, ".17g") for v in values]))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def pool_sites(site_dirs: Sequence[Path], out: Path) -> Path:
+    """The sites' individuals in one PLINK 1 fileset and tables, for plink2; returns the folder.
+
+    Writes ``pooled.bed/.bim/.fam``, ``pheno.tsv`` and ``covar.tsv`` in ``out``.
+    The sites must list the same variants in the same order with the same
+    alleles (test copies made for conform usually do), and no individual twice.
+    """
+    configs = [load_site(Path(d)) for d in site_dirs]
+    for c in configs:
+        BedFile(c.genotypes)  # validates the fileset, naming the file and the fix
+    prefixes = [fileset_paths(c.genotypes) for c in configs]
+    first = read_bim(prefixes[0][1])
+    for config, (_, bim, _) in zip(configs[1:], prefixes[1:], strict=True):
+        other = read_bim(bim)
+        same = len(other) == len(first) and all(
+            np.array_equal(getattr(other, f), getattr(first, f))
+            for f in ("chrom", "pos", "ref", "alt")
+        )
+        if not same:
+            n = min(len(other), len(first))
+            differ = [
+                i
+                for i in range(n)
+                if (other.chrom[i], other.pos[i], other.ref[i], other.alt[i])
+                != (first.chrom[i], first.pos[i], first.ref[i], first.alt[i])
+            ]
+            where = f"line {differ[0] + 1}" if differ else f"{len(other)} vs {len(first)} lines"
+            raise InputError(
+                f"its variants differ from {prefixes[0][1]}'s ({where})",
+                path=bim,
+                hint=f"conform --site pools the sites for plink2 and needs the same variants, "
+                f"in the same order and with the same alleles, at every site (site "
+                f"{config.name!r}); run it on test copies made from one fileset",
+            )
+    fams = [read_fam(fam) for _, _, fam in prefixes]
+    seen: dict[tuple[str, str], str] = {}
+    for config, fam in zip(configs, fams, strict=True):
+        for key in zip(fam.fid.tolist(), fam.iid.tolist(), strict=True):
+            if key in seen:
+                raise InputError(
+                    f"individual FID={key[0]!r} IID={key[1]!r} is at sites {seen[key]!r} and "
+                    f"{config.name!r}",
+                    path=config.genotypes,
+                    hint="conform pools the sites: give each individual to one site only",
+                )
+            seen[key] = config.name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pooled.bim").write_bytes(prefixes[0][1].read_bytes())
+    (out / "pooled.fam").write_text(
+        "".join(p[2].read_text(encoding="utf-8") for p in prefixes), encoding="utf-8"
+    )
+    sizes = [len(f) for f in fams]
+    widths = [(n + 3) // 4 for n in sizes]
+    v = len(first)
+    with contextlib.ExitStack() as stack:
+        dst = stack.enter_context(open(out / "pooled.bed", "wb"))
+        dst.write(b"\x6c\x1b\x01")
+        handles = [stack.enter_context(open(bed, "rb")) for bed, _, _ in prefixes]
+        for h in handles:
+            h.seek(3)
+        for start in range(0, v, POOL_BLOCK_VARIANTS):
+            m = min(POOL_BLOCK_VARIANTS, v - start)
+            blocks = [
+                _codes(h.read(m * w), m, n) for h, w, n in zip(handles, widths, sizes, strict=True)
+            ]
+            dst.write(_packed(np.concatenate(blocks, axis=1)))
+    for kind, name in (("phenotypes", "pheno.tsv"), ("covariates", "covar.tsv")):
+        paths = [getattr(c, kind) for c in configs]
+        if all(p is not None for p in paths):
+            _pooled_table([read_pheno_table(p) for p in paths], out / name)
+    return out
+
+
 def conform_study(
     study: Study,
     out: Path,
@@ -89,51 +222,57 @@ def conform_study(
     samples: int = CONFORM_SAMPLES,
     variants: int = CONFORM_VARIANTS,
     seed: int = CONFORM_SEED,
+    sites: Sequence[Path] = (),
 ) -> ConformOutcome:
-    """Run ``study``'s checkable analyses on a synthetic federation and compare with plink2.
+    """Run ``study``'s checkable analyses on a federation and compare with plink2.
 
-    ``out`` gets ``cohorts/`` (sites and pooled data), ``results/``,
-    ``plink2/`` and ``conform.tsv``; ``run`` calls plink2
-    (:func:`genofed.coordinator.conform.run_plink2`).
+    With ``sites`` (site directories holding test data), on those sites,
+    pooled into ``out/pooled/`` for plink2 (:func:`pool_sites`); otherwise on a
+    synthetic federation of ``samples`` x ``variants`` in ``out/cohorts/``.
+    ``out`` also gets ``results/``, ``plink2/`` and ``conform.tsv``; ``run``
+    calls plink2 (:func:`genofed.coordinator.conform.run_plink2`).
     """
-    cohorts = write_cohorts(
-        out / "cohorts",
-        sites=CONFORM_SITES,
-        samples=samples,
-        variants=variants,
-        seed=seed,
-        missing_rate=CONFORM_MISSING_RATE,
-    )
+    if sites:
+        site_dirs = [Path(d) for d in sites]
+        pooled = pool_sites(site_dirs, out / "pooled")
+    else:
+        cohorts = write_cohorts(
+            out / "cohorts",
+            sites=CONFORM_SITES,
+            samples=samples,
+            variants=variants,
+            seed=seed,
+            missing_rate=CONFORM_MISSING_RATE,
+        )
+        site_dirs, pooled = list(cohorts.sites), cohorts.pooled
     columns = set()
     for table in ("pheno.tsv", "covar.tsv"):
-        path = cohorts.pooled / table
+        path = pooled / table
         if path.is_file():
             columns |= set(path.read_text(encoding="utf-8").splitlines()[0].split("\t"))
     lacking = {
         a.id: [c for c in a.params.get("covariates", ()) if c not in columns]
         for a in study.analyses
     }
-    # an analysis whose covariates the synthetic tables lack (e.g. PCs that a pca analysis
+    # an analysis whose covariates the pooled tables lack (e.g. PCs that a pca analysis
     # serves) is not run here: nothing central to compare it with
     checkable = tuple(a for a in study.analyses if a.kind in CHECKED_KINDS and not lacking[a.id])
     rows: list[ConformRow] = []
     results = out / "results"
     if checkable:
         sub = dataclasses.replace(study, analyses=checkable, privacy=PrivacySpec(), min_sites=None)
-        run_study(sub, InProcessTransport(cohorts.sites), results, engine="in-process")
+        run_study(sub, InProcessTransport(site_dirs), results, engine="in-process")
         provenance = json.loads((results / "provenance.json").read_text(encoding="utf-8"))
         work = out / "plink2"
         work.mkdir(parents=True, exist_ok=True)
-        rows = check_analyses(
-            checkable, results, provenance["analysis_outputs"], cohorts.pooled, work, run
-        )
+        rows = check_analyses(checkable, results, provenance["analysis_outputs"], pooled, work, run)
     ordered: list[ConformRow] = []
     for spec in study.analyses:
         if spec.kind in CHECKED_KINDS and lacking[spec.id]:
             ordered.append(
                 not_checked(
                     spec,
-                    "covariates not in the synthetic tables (e.g. PCs from a pca analysis): "
+                    "covariates not in the pooled tables (e.g. PCs from a pca analysis): "
                     + ", ".join(lacking[spec.id]),
                 )
             )
@@ -142,7 +281,7 @@ def conform_study(
         else:
             ordered.append(not_checked(spec, f"no central reference for {spec.kind!r}"))
     tsv = write_conform_tsv(out / CONFORM_TSV, ordered)
-    return ConformOutcome(tuple(ordered), tsv, results, cohorts.pooled)
+    return ConformOutcome(tuple(ordered), tsv, results, pooled)
 
 
-__all__ = ["CONFORM_TSV", "ConformOutcome", "InProcessTransport", "conform_study"]
+__all__ = ["CONFORM_TSV", "ConformOutcome", "InProcessTransport", "conform_study", "pool_sites"]

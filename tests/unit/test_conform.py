@@ -229,3 +229,52 @@ def test_conform__a_glm_on_pca_covariates_is_listed_not_run(
     (pcs,) = [r for r in rows if r["analysis"] == "g_pcs"]
     assert pcs["status"] == conform.NOT_CHECKED and "PC1" in pcs["note"]
     assert all(r["status"] != conform.FAIL for r in rows)
+
+
+def test_conform_sites__named_sites_pooled_exactly_and_all_pass(
+    study_file: Path, tmp_path: Path
+) -> None:
+    from genofed.synth import write_cohorts
+
+    cohort = write_cohorts(tmp_path / "c", sites=3, samples=301, variants=90, seed=4)
+    out = tmp_path / "conform"
+    args = [a for s in cohort.sites for a in ("--site", str(s))]
+    result = runner.invoke(cli.app, ["study", "conform", str(study_file), "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    # the pooled fileset conform made from the sites is the synth's own pooled one
+    for name in ("pooled.bed", "pooled.bim", "pooled.fam"):
+        assert (out / "pooled" / name).read_bytes() == (cohort.pooled / name).read_bytes(), name
+    rows = _rows(out)
+    checked = [r for r in rows if r["analysis"] != "pca"]
+    assert {r["analysis"] for r in checked} == {"freq", "hardy", "gwas_q"}
+    assert all(r["status"] == conform.PASS for r in checked)
+    assert not (out / "cohorts").exists()
+
+
+def test_conform_sites__different_variants_or_a_shared_individual_are_refused(
+    study_file: Path, tmp_path: Path
+) -> None:
+    from genofed.synth import write_cohorts
+
+    cohort = write_cohorts(tmp_path / "c", sites=2, samples=120, variants=30, seed=5)
+    a, b = cohort.sites
+    bim = b / "data" / "genotypes.bim"
+    lines = bim.read_text().splitlines()
+    cells = lines[6].split("\t")
+    cells[4], cells[5] = cells[5], cells[4]  # alleles swapped at line 7
+    bim.write_text("\n".join([*lines[:6], "\t".join(cells), *lines[7:]]) + "\n")
+    site_args = ["--site", str(a), "--site", str(b)]
+    result = runner.invoke(
+        cli.app, ["study", "conform", str(study_file), "--out", str(tmp_path / "o1"), *site_args]
+    )
+    assert result.exit_code == 2, result.output
+    text = result.output.replace("\n", "")  # the console wraps long lines
+    assert "site-b/data/genotypes.bim" in text and "line 7" in text
+    assert "Traceback" not in text
+
+    twice = ["--site", str(a), "--site", str(a)]
+    result = runner.invoke(
+        cli.app, ["study", "conform", str(study_file), "--out", str(tmp_path / "o2"), *twice]
+    )
+    assert result.exit_code == 2, result.output
+    assert "is at sites" in result.output.replace("\n", " ")
