@@ -18,6 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from genofed.common.errors import GenoFedError
 from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays
@@ -47,6 +50,18 @@ class Pooled:
     arrays: NamedArrays
     #: the sites in the sum, in ``ask``'s order
     sites: list[str]
+
+    def array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The sites' sum ``name``, which must have ``shape`` (else a GenoFedError)."""
+        got = self.arrays.get(name)
+        if got is None or got.shape != shape:
+            have = "missing" if got is None else f"of shape {got.shape}"
+            raise GenoFedError(
+                f"the sites' summed {name} is {have}, not of shape {shape}: the sites' "
+                "replies disagree with the study or the request (are the sites on the same "
+                "software version?)"
+            )
+        return got
 
 
 #: Sends one request kind to every site (inputs in site order) and returns the pooled sum.

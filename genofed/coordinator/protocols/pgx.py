@@ -32,7 +32,6 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from scipy import stats
 
 from genofed.common.errors import GenoFedError, SiteFailure
@@ -88,18 +87,6 @@ def _names(pooled: Pooled, gene: str, what: str) -> list[str]:
     return names
 
 
-def _sum(pooled: Pooled, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """The sites' sum ``name``, which must have ``shape``."""
-    got = pooled.arrays.get(name)
-    if got is None or got.shape != shape:
-        have = "missing" if got is None else f"of shape {got.shape}"
-        raise GenoFedError(
-            f"the sites' summed {name} is {have}, not of shape {shape}: "
-            "the sites' replies disagree with their tables or the request"
-        )
-    return got
-
-
 def _tables(pooled: Pooled, gene: str) -> tuple[PooledTable, PooledTable, PooledTable]:
     """The pooled diplotype, phenotype and not-called tables of ``gene``."""
     diplotypes = diplotype_names(_names(pooled, gene, "alleles"))
@@ -107,18 +94,18 @@ def _tables(pooled: Pooled, gene: str) -> tuple[PooledTable, PooledTable, Pooled
     d, p, r, o = len(diplotypes), len(phenotypes), len(NOT_CALLED_REASONS), len(OUTCOME_COLUMNS)
     dip = diplotype_table(
         diplotypes,
-        _sum(pooled, f"{gene}.diplotype_counts", (d, o)),
-        _sum(pooled, f"{gene}.diplotype_sites", (d,)),
+        pooled.array(f"{gene}.diplotype_counts", (d, o)),
+        pooled.array(f"{gene}.diplotype_sites", (d,)),
     )
     phe = pooled_table(
         phenotypes,
-        _sum(pooled, f"{gene}.phenotype_counts", (p, o)),
-        _sum(pooled, f"{gene}.phenotype_withheld", (p,)),
+        pooled.array(f"{gene}.phenotype_counts", (p, o)),
+        pooled.array(f"{gene}.phenotype_withheld", (p,)),
     )
     nc = pooled_table(
         NOT_CALLED_REASONS,
-        _sum(pooled, f"{gene}.not_called", (r, o)),
-        _sum(pooled, f"{gene}.not_called_withheld", (r,)),
+        pooled.array(f"{gene}.not_called", (r, o)),
+        pooled.array(f"{gene}.not_called_withheld", (r,)),
     )
     return dip, phe, nc
 
@@ -177,7 +164,7 @@ def run_pgx(
             },
             "phenotype_rows_withheld": int((phe.withheld_at > 0).sum()),
             "diplotype_rows_withheld": int(
-                _sum(pooled, f"{gene}.diplotype_rows_withheld", (1,))[0]
+                pooled.array(f"{gene}.diplotype_rows_withheld", (1,))[0]
             ),
             "unsupported_alleles": sorted(
                 {
@@ -241,7 +228,7 @@ def _logistic(
     q = k + 2
     stats_ = ask_sum(PGX_GLM_STATS_KIND, spec.id, [{}] * len(sites))
     gz, gg, zz = (
-        _sum(stats_, n, sh)
+        stats_.array(n, sh)
         for n, sh in (("gz", (q,)), ("gg", (1,)), ("zz", (len(multisets(q, 2)),)))
     )
     gram = pooled_gram([gz], [gg], [zz], k)
@@ -265,7 +252,7 @@ def _logistic(
             [{"beta": design.site_beta(pending.beta), "firth": pending.firth}] * len(sites),
         )
         shapes = logistic_shapes(p, int(pending.firth.sum()))
-        pooled = {n: _sum(got, n, sh) for n, sh in shapes.items()}
+        pooled = {n: got.array(n, sh) for n, sh in shapes.items()}
         fit.receive(
             pending,
             design.moments(pooled["grad"], 1),

@@ -94,18 +94,6 @@ def read_scoring_file(
     return data, scoring
 
 
-def _sum(pooled: Pooled, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """The sites' sum ``name``, which must have ``shape``."""
-    got = pooled.arrays.get(name)
-    if got is None or got.shape != shape:
-        have = "missing" if got is None else f"of shape {got.shape}"
-        raise GenoFedError(
-            f"the sites' summed {name} is {have}, not of shape {shape}: "
-            "the sites' replies disagree with the scoring file, the study or the request"
-        )
-    return got
-
-
 def _matching(pooled: Pooled) -> list[dict[str, int]]:
     """Each site's rows per match code (fact ``prs_matching``), in the sum's site order."""
     keys = [*MATCH_NAMES.values(), "matched"]
@@ -164,9 +152,9 @@ def run_prs(
     base: NamedArrays = {"scoring_file": np.frombuffer(data, dtype=np.uint8).copy()}
     got = ask_sum(PRS_MATCH_KIND, spec.id, [base] * s)
     plan = combine.plan_from_sums(
-        _sum(got, "matched_sites", (r,)),
-        _sum(got, "effect_counts", (r, 2)),
-        _sum(got, "effect_counts_withheld", (r,)),
+        got.array("matched_sites", (r,)),
+        got.array("effect_counts", (r, 2)),
+        got.array("effect_counts_withheld", (r,)),
         len(got.sites),
         _matching(got),
     )
@@ -185,7 +173,7 @@ def run_prs(
     rows = {**base, "use_rows": plan.use, "impute_freq": plan.impute_freq}
     got = ask_sum(PRS_MOMENTS_KIND, spec.id, [rows] * s)
     model = _model(spec, got.replies, got.sites)
-    std = combine.standardization([_sum(got, "moments", (3,))])
+    std = combine.standardization([got.array("moments", (3,))])
     if not std.sd > 0:
         raise GenoFedError("the score is the same for every analysis sample; nothing to test")
     standardized = {**rows, "standardize": np.array([std.mean, std.sd])}
@@ -195,10 +183,10 @@ def run_prs(
     n_bins = spec.params["n_bins"]
     q = k + 2
     hist, hist_withheld = combine.pooled_histogram(
-        [_sum(st, "histogram", (n_bins + 2,))], [_sum(st, "histogram_suppressed", (n_bins + 2,))]
+        [st.array("histogram", (n_bins + 2,))], [st.array("histogram_suppressed", (n_bins + 2,))]
     )
     gram = combine.pooled_gram(
-        [_sum(st, "gz", (q,))], [_sum(st, "gg", (1,))], [_sum(st, "zz", (len(multisets(q, 2)),))], k
+        [st.array("gz", (q,))], [st.array("gg", (1,))], [st.array("zz", (len(multisets(q, 2)),))], k
     )
     what = f"prs analysis {spec.id!r}"
     gram, design, check = checked_design(
@@ -229,9 +217,9 @@ def run_prs(
         report.association = combine.association(result)
         t = spec.params["thresholds"]
         auc, roc_points, exact = combine.auc_from_sums(
-            _sum(st, "roc_filled", (t, 2)),
-            _sum(st, "roc_released", (t, 2)),
-            _sum(st, "class_totals", (2,)),
+            st.array("roc_filled", (t, 2)),
+            st.array("roc_released", (t, 2)),
+            st.array("class_totals", (2,)),
             len(st.sites),
             roc_thresholds(t),
         )
@@ -241,7 +229,7 @@ def run_prs(
             got = ask_sum(PRS_CALIBRATION_KIND, spec.id, [{**standardized, "beta": beta}] * s)
             g = spec.params["calibration_groups"]
             report.calibration = combine.calibration(
-                [_sum(got, "calibration", (g, 3))], [_sum(got, "calibration_suppressed", (g,))]
+                [got.array("calibration", (g, 3))], [got.array("calibration_suppressed", (g,))]
             )
             rounds += 1
     files = write_prs_outputs(out_dir, report, rounds)
@@ -290,7 +278,7 @@ def _fit_logistic(
         request = {**inputs, "beta": design.site_beta(pending.beta), "firth": pending.firth}
         got = ask_sum(PRS_LOGISTIC_KIND, spec.id, [request] * len(sites))
         pooled = {
-            n: _sum(got, n, sh) for n, sh in logistic_shapes(p, int(pending.firth.sum())).items()
+            n: got.array(n, sh) for n, sh in logistic_shapes(p, int(pending.firth.sum())).items()
         }
         fit.receive(
             pending,

@@ -43,7 +43,7 @@ from genofed.coordinator.combine.survival import (
     log_rank,
     pool_sums,
 )
-from genofed.coordinator.protocols.job import AskSites, AskSum, Pooled
+from genofed.coordinator.protocols.job import AskSites, AskSum
 from genofed.coordinator.writers.survival_tables import write_cox_output, write_km_outputs
 
 
@@ -72,7 +72,7 @@ def run_km(
     shape = (len(labels), full_grid)
     got = ask_sum(KM_COUNTS_KIND, spec.id, [{} for _ in sites])
     sums = {
-        name: _sum(got, name, sh)
+        name: got.array(name, sh)
         for name, sh in (
             ("n_risk", shape),
             ("n_event", shape),
@@ -120,18 +120,6 @@ def run_km(
     }
 
 
-def _sum(pooled: Pooled, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """The sites' sum ``name``, which must have ``shape``."""
-    got = pooled.arrays.get(name)
-    if got is None or got.shape != shape:
-        have = "missing" if got is None else f"of shape {got.shape}"
-        raise GenoFedError(
-            f"the sites' summed {name} is {have}, not of shape {shape}: "
-            "the sites' replies disagree with the study or the request"
-        )
-    return got
-
-
 def run_cox(
     spec: AnalysisSpec,
     sites: Sequence[str],
@@ -150,7 +138,7 @@ def run_cox(
     while (beta := fit.pending()) is not None:
         got = ask_sum(COX_STEP_KIND, spec.id, [{"beta": beta} for _ in sites])
         shapes = {"loglik": (1,), "grad": (p,), "hess": (p, p)}
-        pooled = {name: _sum(got, name, shape) for name, shape in shapes.items()}
+        pooled = {name: got.array(name, shape) for name, shape in shapes.items()}
         loglik, grad, hess = float(pooled["loglik"][0]), pooled["grad"], pooled["hess"]
         if fit.rounds == 0:
             _check_information(spec, terms, hess)

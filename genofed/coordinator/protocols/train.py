@@ -47,7 +47,7 @@ from genofed.common.wire.train import (
 )
 from genofed.coordinator.combine import train as combine
 from genofed.coordinator.combine.harmonize import Harmonization
-from genofed.coordinator.protocols.job import AskSites, AskSum, Pooled
+from genofed.coordinator.protocols.job import AskSites, AskSum
 from genofed.coordinator.writers.atomic import atomic_write_text
 from genofed.coordinator.writers.train_outputs import write_model
 
@@ -79,13 +79,13 @@ def run_train(
     n_train = 0
     for _round in range(params["rounds"]):
         pooled = ask_sum(TRAIN_ROUND_KIND, spec.id, [{**p, **_wire(weights)} for p in plans])
-        n_train = int(_sum(pooled, TRAIN_SAMPLES, (1,))[0])
+        n_train = int(pooled.array(TRAIN_SAMPLES, (1,))[0])
         if n_train < 1:
             raise GenoFedError(f"the sites trained on {n_train} samples in all")
-        weighted = {n: _sum(pooled, WEIGHT_PREFIX + n, sh) for n, sh in shapes.items()}
+        weighted = {n: pooled.array(WEIGHT_PREFIX + n, sh) for n, sh in shapes.items()}
         weights = combine.fedavg_from_sums(weighted, n_train)
     evaluation = ask_sum(TRAIN_EVAL_KIND, spec.id, [{**p, **_wire(weights)} for p in plans])
-    histogram = _sum(evaluation, EVAL_HISTOGRAM, (2, N_EVAL_BINS))
+    histogram = evaluation.array(EVAL_HISTOGRAM, (2, N_EVAL_BINS))
     per_site = {
         site: _privacy(reply, params)
         for site, reply in zip(evaluation.sites, evaluation.replies, strict=True)
@@ -144,18 +144,6 @@ def _feature_variants(spec: AnalysisSpec, harmonization: Harmonization) -> np.nd
 
 def _wire(weights: dict[str, np.ndarray]) -> NamedArrays:
     return {WEIGHT_PREFIX + k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
-
-
-def _sum(pooled: Pooled, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """The sites' sum ``name``, which must have ``shape``."""
-    got = pooled.arrays.get(name)
-    if got is None or got.shape != shape:
-        have = "missing" if got is None else f"of shape {got.shape}"
-        raise GenoFedError(
-            f"the sites' summed {name} is {have}, not of shape {shape}: "
-            "the sites' replies disagree with the request"
-        )
-    return got
 
 
 def _privacy(reply: Reply, params: object) -> dict[str, object]:
