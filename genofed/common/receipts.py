@@ -81,4 +81,8 @@ def verify_receipt(public_key: Ed25519PublicKey, request: Request, reply: Reply)
     return entry
 
 
-__all__ = ["RELEASE_DECISION", "verify_receipt"]
+#: Reply fact of a release that repeats a stored charged one (the same request of the same
+#: study again, answered with the same values and no new charge): the original's audit index.
+REPLAY_FACT = "replay_of_audit_index"
+
+__all__ = ["RELEASE_DECISION", "REPLAY_FACT", "verify_receipt"]

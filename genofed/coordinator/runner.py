@@ -50,6 +50,7 @@ from genofed.common.checkpoint import checkpoint_to_json
 from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
 from genofed.common.messages import Receipt, Reply, Request, SignedStudy, Status
+from genofed.common.receipts import REPLAY_FACT
 from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, signed_study
@@ -693,6 +694,12 @@ def _reply_record(kind: str, reply: Reply) -> dict[str, object]:
         **(
             {"epsilon_charged": reply.receipt.epsilon_charged}
             if reply.receipt.epsilon_charged
+            else {}
+        ),
+        # the site answered from a stored charged release (same values, no new charge)
+        **(
+            {"replay_of_audit_index": int(reply.facts[REPLAY_FACT])}
+            if reply.facts.get(REPLAY_FACT, "").isdigit()
             else {}
         ),
     }

@@ -61,6 +61,12 @@ class Answer:
     sample_sets: tuple[str, ...] = ()
     #: variant-space directions the release uses (pca; charged against the policy's cap)
     directions: int = 0
+    #: set by the release path: what names the request for replays (privacy/replays.py)
+    replay_key: str = ""
+    #: set by the release path: the arrays and facts as served, before any masking
+    served: tuple[NamedArrays, dict[str, str]] | None = None
+    #: set by the release path: the audit entry of the release this answer repeats
+    replay_of: int | None = None
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,12 @@ the policy (analyses, parameter bounds, release mode, secure aggregation;
 (``COHORT_TOO_SMALL``), and the study's approval
 (``PENDING_APPROVAL``, ``STUDY_REFUSED``; :mod:`genofed.site_agent.privacy.approvals`).
 
+A charged release (``dp`` noise, ``distributed-dp`` noise shares, DP-SGD)
+is kept; the same request of the same study again (a rerun after the
+coordinator died) is answered from it, after every check above: the same
+values, no new charge, an audit entry naming the release it repeats
+(:mod:`genofed.site_agent.privacy.replays`).
+
 Every request, refusal and release is an entry of the site's audit log
 (:mod:`genofed.site_agent.audit.log`), written durably before the reply leaves;
 the reply's receipt cites the entry and the signed checkpoint covering it.
@@ -80,6 +86,7 @@ from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, PolicyRefusal
 from genofed.common.fixed_point import encode, layout_text, range_problem
 from genofed.common.messages import Receipt, Reply, Request, Status
+from genofed.common.receipts import REPLAY_FACT
 from genofed.common.secure_sum import MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, array_manifest, study_of, study_signature
@@ -94,7 +101,7 @@ from genofed.site_agent.audit.log import (
     request_entry,
 )
 from genofed.site_agent.context import Answer, RequestContext, Sealer, Server
-from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.io.plink import BedFile, fileset_paths
 from genofed.site_agent.privacy import directions
 from genofed.site_agent.privacy.approvals import require_approval
 from genofed.site_agent.privacy.guard import (
@@ -115,9 +122,10 @@ from genofed.site_agent.privacy.policy import (
     check_study_signature,
     load_policy,
 )
+from genofed.site_agent.privacy.replays import Replays, data_id, replay_key
 from genofed.site_agent.privacy.sample_sets import ReleaseKey
 from genofed.site_agent.requests import server_for
-from genofed.site_agent.sitedir import load_site
+from genofed.site_agent.sitedir import SiteConfig, load_site
 from genofed.site_agent.snapshot import serving_config
 
 log = logging.getLogger("genofed.site")
@@ -165,10 +173,13 @@ def handle_request(
         epsilon = charge.epsilon if charge is not None else 0.0
         delta = charge.delta if charge is not None else 0.0
         if reply.ok:
+            noise = reply.facts.get("noise", NO_NOISE)
+            if answer is not None and answer.replay_of is not None:
+                noise = _replay_noise(noise, answer.replay_of)
             entry = release_entry(
                 request,
                 manifest,
-                noise=reply.facts.get("noise", NO_NOISE),
+                noise=noise,
                 epsilon=epsilon,
                 delta=delta,
                 sample_sets=answer.sample_sets if answer is not None else (),
@@ -188,6 +199,9 @@ def handle_request(
                 return reply, {}  # a refusal releases nothing: it still goes back
             reply = _reply_to(request, site=name)
             return _failed(reply, Status.ERROR, AUDIT_UNAVAILABLE, str(exc)), {}
+        charged = charge is not None and (charge.epsilon > 0 or charge.delta > 0)
+        if reply.ok and answer is not None and charged and answer.replay_of is None:
+            _store_charged(site_dir, request, answer, index, clock)
     receipt = Receipt(
         audited=True,
         audit_index=index,
@@ -296,18 +310,28 @@ def _answer(
             if summable:
                 assert sealer is not None
                 sealer.check(MIN_SECURE_SITES)  # before anything is computed
+            key = _replay_key(request, inputs, config, snapshot)
+            stored = Replays(site_dir).get(key)
             try:
-                answer = server.serve(context)
-                if answer.directions:  # before the guard records the release
-                    directions.check(
-                        config.directory,
-                        snapshot or directions.LIVE,
-                        answer.directions,
-                        policy.pca_max_directions,
-                    )
-                answer.sample_sets = _commit_sets(guard, request, snapshot, clock)
+                if stored is not None:
+                    # the same request of the same study again: the stored values, no new
+                    # charge, nothing recomputed (its sample sets were recorded the first time)
+                    answer = Answer(dict(stored.arrays), dict(stored.facts))
+                    answer.replay_of = stored.audit_index
+                else:
+                    answer = server.serve(context)
+                    if answer.directions:  # before the guard records the release
+                        directions.check(
+                            config.directory,
+                            snapshot or directions.LIVE,
+                            answer.directions,
+                            policy.pca_max_directions,
+                        )
+                    answer.sample_sets = _commit_sets(guard, request, snapshot, clock)
             finally:
                 guard.close()
+            answer.replay_key = key
+            answer.served = (dict(answer.arrays), dict(answer.facts))
         if answer.sample_sets:
             facts["sample_sets"] = digest(answer.sample_sets)
         if sealer is not None:
@@ -316,7 +340,9 @@ def _answer(
             else:
                 vector = answer.arrays["genotype_counts"]
             answer.arrays = sealer.seal(vector)
-        if answer.directions:  # charged with the release (re-checked in the transaction)
+        if answer.replay_of is not None:
+            facts[REPLAY_FACT] = str(answer.replay_of)
+        if answer.directions and answer.replay_of is None:  # charged with the release
             used = directions.charge(
                 config.directory,
                 snapshot or directions.LIVE,
@@ -336,6 +362,58 @@ def _answer(
         log.error("could not answer %s: %s", request.kind, exc)
         return _failed(reply, Status.ERROR, type(exc).__name__.upper(), str(exc)), None
     return replace(reply, status=Status.OK, facts={**facts, **answer.facts}), answer
+
+
+def _replay_key(request: Request, inputs: NamedArrays, config: SiteConfig, snapshot: str) -> str:
+    """What names this request's answer for replays (:mod:`.privacy.replays`)."""
+    bed, bim, fam = fileset_paths(config.genotypes)
+    return replay_key(
+        study_sha256=request.study.sha256,
+        analysis_id=request.analysis_id,
+        request_kind=request.kind,
+        step=request.step,
+        round_=request.round,
+        inputs=inputs,
+        data_id=data_id(
+            snapshot,
+            (bed, bim, fam, config.phenotypes, config.covariates),
+            config.directory / POLICY_FILE,
+        ),
+    )
+
+
+def _replay_noise(noise: str, original: int) -> str:
+    """The audit entry's noise field for a replay: it names the entry it repeats."""
+    try:
+        inner: object = json.loads(noise)
+    except json.JSONDecodeError:
+        inner = noise
+    return json.dumps(
+        {"mechanism": "replay", "replay_of_audit_index": original, "noise": inner},
+        sort_keys=True,
+    )
+
+
+def _store_charged(
+    site_dir: Path, request: Request, answer: Answer, index: int, clock: Clock | None
+) -> None:
+    """Keep a charged release so that the same request again is answered from it."""
+    if answer.served is None or not answer.replay_key:
+        return
+    arrays, facts = answer.served
+    try:
+        Replays(site_dir).put(
+            answer.replay_key,
+            time=(clock or utc_now)().isoformat(),
+            study_sha256=request.study.sha256,
+            analysis_id=request.analysis_id,
+            request_kind=request.kind,
+            audit_index=index,
+            facts=facts,
+            arrays=arrays,
+        )
+    except (OSError, sqlite3.Error) as exc:  # the release still goes back; a repeat recharges
+        log.error("cannot store the charged %s release for replays: %s", request.kind, exc)
 
 
 def _summable_vector(request: Request, inputs: NamedArrays, answer: Answer) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -44,11 +45,12 @@ DP = study_from_mapping(
     },
     path=Path("<test>"),
 )
+DP4 = dataclasses.replace(DP, privacy=dataclasses.replace(DP.privacy, epsilon=4.0))
 
 
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Three sites after two dp studies: audit entries, decisions and ledger charges."""
+    """Three sites after a dp study twice (the rerun replays) and another: entries, charges."""
     root = tmp_path_factory.mktemp("admin")
     cohort = write_cohorts(root / "c", sites=3, samples=300, variants=30, seed=3)
     copies = []
@@ -57,6 +59,7 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         copies.append(root / src.name)
     run_study(DP, InProcessTransport(copies), root / "r1", engine="t")
     run_study(DP, InProcessTransport(copies), root / "r2", engine="t")
+    run_study(DP4, InProcessTransport(copies), root / "r3", engine="t")
     return copies
 
 
@@ -118,8 +121,11 @@ def test_service__budget_and_studies_show_the_dp_runs(sites: list[Path]) -> None
     assert budget.epsilon_spent == pytest.approx(second.epsilon_spent_after)
     studies = admin_state.list_studies(sites[1]).studies
     (dp,) = [s for s in studies if s.study_sha256 == DP.sha256]
-    assert dp.n_releases == 4 and dp.n_refusals == 0  # 2 runs x (variants, counts)
-    assert dp.epsilon_charged == pytest.approx(first.epsilon + second.epsilon)
+    # 2 runs x (variants, counts), the second run's counts a replay of the first's
+    assert dp.n_releases == 4 and dp.n_refusals == 0
+    assert dp.epsilon_charged == pytest.approx(first.epsilon)
+    (dp4,) = [s for s in studies if s.study_sha256 == DP4.sha256]
+    assert dp4.epsilon_charged == pytest.approx(second.epsilon)
 
 
 def test_service__refuses_a_call_without_the_token(served: AdminServer) -> None:

@@ -1,0 +1,127 @@
+"""Idempotent charged releases: the same request of the same study gets its stored reply.
+
+A rerun of a ``dp`` study (the coordinator died, the analyst ran the signed
+study again) must not charge any site twice, and must not hand out a second
+independent noise draw of the same statistic (averaging two draws halves the
+noise variance). A different request is a new release and is charged; so is
+the same study after the site's data changed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from genofed.common.study import Study, study_from_mapping
+from genofed.common.wire.proto import audit_entry_from_bytes
+from genofed.coordinator.runner import run_study
+from genofed.site_agent.audit.log import entry_to_json, read_site_log
+from genofed.site_agent.privacy.ledger import LEDGER_FILE, Budget, Ledger
+from genofed.site_agent.privacy.replays import REPLAYS_FILE, Replays, replay_key
+from genofed.synth import SynthSummary, write_cohorts
+from tests.harness import InProcessTransport
+
+
+def _study(epsilon: float) -> Study:
+    return study_from_mapping(
+        {
+            "study": {"name": "dpqc"},
+            "privacy": {"mode": "dp", "epsilon": epsilon},
+            "analysis": [{"kind": "freq"}],
+        },
+        path=Path("<test>"),
+    )
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
+    return write_cohorts(tmp_path_factory.mktemp("rp") / "c", sites=3, samples=300, variants=30)
+
+
+def _sites(cohort: SynthSummary, root: Path) -> list[Path]:
+    out = []
+    for site in cohort.sites:
+        shutil.copytree(site, root / site.name)
+        out.append(root / site.name)
+    return out
+
+
+def _charges(site: Path) -> int:
+    return len(Ledger(site / "state" / LEDGER_FILE, Budget(100.0, 1e-5)).entries())
+
+
+def _audit_entries(site: Path) -> list[dict[str, Any]]:
+    return [entry_to_json(audit_entry_from_bytes(leaf)) for leaf in read_site_log(site).leaves]
+
+
+def test_rerun__same_noise_no_second_charge_and_the_replay_is_audited(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    sites = _sites(cohort, tmp_path / "sites")
+    first = run_study(_study(5.0), InProcessTransport(sites), tmp_path / "r1", engine="t")
+    again = run_study(_study(5.0), InProcessTransport(sites), tmp_path / "r2", engine="t")
+    assert first.run_id != again.run_id
+    assert (first.out / "freq.afreq").read_bytes() == (again.out / "freq.afreq").read_bytes()
+    assert [_charges(s) for s in sites] == [1, 1, 1]
+    doc = json.loads((again.out / "provenance.json").read_text())
+    for record in doc["sites"]:
+        (counts,) = [r for r in record["releases"] if r["request"] == "genotype_counts"]
+        assert counts.get("epsilon_charged", 0.0) == 0.0
+        assert counts["replay_of_audit_index"] < counts["receipt"]["audit_index"]
+    for site in sites:
+        releases = [e for e in _audit_entries(site) if e["kind"] == "AUDIT_KIND_RELEASE"]
+        replays = [e for e in releases if "replay" in str(e.get("noise", ""))]
+        assert len(replays) == 1
+        noise = json.loads(str(replays[0]["noise"]))
+        assert noise["mechanism"] == "replay" and noise["replay_of_audit_index"] >= 0
+        assert float(replays[0].get("epsilon", 0.0)) == 0.0
+        # the replayed arrays are the original's, byte for byte (same SHA-256 in the log)
+        (original,) = [
+            e for e in releases if e["request_kind"] == "genotype_counts" and e not in replays
+        ]
+        counts = [a for a in original["arrays"] if a["name"] == "genotype_counts"]
+        again_counts = [a for a in replays[0]["arrays"] if a["name"] == "genotype_counts"]
+        assert counts == again_counts
+        assert Replays(site).count() == 1  # one stored release per site, read after "restart"
+
+
+def test_a_different_request_or_changed_data_is_a_new_charged_release(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    sites = _sites(cohort, tmp_path / "sites")
+    run_study(_study(5.0), InProcessTransport(sites), tmp_path / "r1", engine="t")
+    run_study(_study(4.0), InProcessTransport(sites), tmp_path / "r2", engine="t")
+    assert [_charges(s) for s in sites] == [2, 2, 2]  # another epsilon: another study
+    # a site's phenotype table replaced (same study): its answer is a new release
+    pheno = sites[0] / "data" / "pheno.tsv"
+    pheno.write_text(pheno.read_text() + "\n")
+    run_study(_study(5.0), InProcessTransport(sites), tmp_path / "r3", engine="t")
+    assert [_charges(s) for s in sites] == [3, 2, 2]
+
+
+def test_replay_key__names_inputs_and_data_not_the_run() -> None:
+    base = {
+        "study_sha256": "a" * 64,
+        "analysis_id": "freq",
+        "request_kind": "genotype_counts",
+        "step": "2",
+        "round_": 2,
+        "inputs": {"variant_index": np.arange(5), "flip": np.zeros(5, bool)},
+        "data_id": "d",
+    }
+    key = replay_key(**base)  # type: ignore[arg-type]
+    assert replay_key(**base) == key  # type: ignore[arg-type]
+    for change in (
+        {"inputs": {"variant_index": np.arange(5)[::-1].copy(), "flip": np.zeros(5, bool)}},
+        {"inputs": {"variant_index": np.arange(5).astype(np.int32), "flip": np.zeros(5, bool)}},
+        {"data_id": "e"},
+        {"step": "3"},
+        {"analysis_id": "freq2"},
+    ):
+        assert replay_key(**{**base, **change}) != key  # type: ignore[arg-type]
+    assert REPLAYS_FILE.parts[0] == "state"
