@@ -5,7 +5,7 @@ whitespace and every default filled in, so two files that mean the same study
 have the same bytes. The SHA-256 of those bytes is the study's identity in
 audit logs, ledgers and results.
 
-Study file format (documented for analysts in the README)::
+Study file format (documented for analysts in docs/analyst.md)::
 
     [study]
     name = "demo"                    # required; letters, digits, . _ -

@@ -1,4 +1,4 @@
-"""Every analysis kind is registered once per side and in the report, and the README says where.
+"""Every analysis kind is registered once per side and in the report; docs/developer.md says where.
 
 The registries: ``ANALYSIS_KINDS`` (what a study may name), the site's
 ``MODULE_REQUESTS`` and each request module's ``SERVER``, the coordinator's
@@ -32,7 +32,7 @@ from genofed.site_agent.requests import MODULE_REQUESTS, server_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = sorted(ANALYSIS_KINDS)
-#: The files that register an analysis, in the order the README's section lists them.
+#: The files that register an analysis, in the order docs/developer.md's section lists them.
 REGISTRY_MODULES: tuple[ModuleType, ...] = (
     analyses_module,
     requests_module,
@@ -53,9 +53,9 @@ def _servers() -> dict[str, Server]:
 
 
 def _readme_section(title: str) -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "developer.md").read_text(encoding="utf-8")
     match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    assert match is not None, f"README.md has no '## {title}' section"
+    assert match is not None, f"docs/developer.md has no '## {title}' section"
     return match[1]
 
 
@@ -127,7 +127,7 @@ def test_readme__adding_an_analysis_names_every_registry_file_in_order() -> None
     paths = [_path(m) for m in REGISTRY_MODULES]
     where = [section.find(f"`{p}`") for p in paths]
     missing = [p for p, at in zip(paths, where, strict=True) if at < 0]
-    assert not missing, f"the README's 'Adding an analysis' section does not name {missing}"
+    assert not missing, f"docs/developer.md's 'Adding an analysis' section does not name {missing}"
     assert where == sorted(where), "list the registry files in the order of REGISTRY_MODULES"
 
 
@@ -136,4 +136,4 @@ def test_readme__adding_an_analysis_names_only_paths_that_exist() -> None:
     named = re.findall(r"`((?:genofed|tests)/[^`<>]*?)`", section)
     assert named
     for path in named:
-        assert (ROOT / path).exists(), f"README 'Adding an analysis' names a missing {path}"
+        assert (ROOT / path).exists(), f"docs/developer.md names a missing {path}"

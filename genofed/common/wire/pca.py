@@ -17,7 +17,7 @@ variants. It is a sum over variants of per-site products, so the federated
 variants called in *both* samples: for a pair of samples at two sites that
 count depends on both samples' missingness patterns, which no variant-sized
 release carries, so no federated form equals it (with missing calls the two
-plink2 modes differ; see the README). Held as::
+plink2 modes differ; see docs/analyst.md). Held as::
 
     K = A A^T + diag(delta),  A_j = x_j / sqrt(M),  delta_j = 0
 

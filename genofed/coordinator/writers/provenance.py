@@ -157,7 +157,7 @@ def _json_safe(value: object) -> object:
     return value
 
 
-#: What each release mode means for what the coordinator saw (README "For privacy officers").
+#: What each release mode means for what the coordinator saw (docs/privacy-officer.md).
 _RELEASE_MODE_TEXT = {
     "plain": "per-site sums (small cells suppressed as each site's policy says)",
     "dp": "per-site sums, each with the site's calibrated discrete Gaussian noise",
