@@ -48,6 +48,7 @@ from typing import Any
 
 from genofed.common.errors import InputError
 from genofed.common.study import AnalysisSpec
+from genofed.common.wire.survival import COX_KIND, KM_KIND, SURVIVAL_KINDS
 from genofed.coordinator.writers.atomic import atomic_write_text
 
 #: Analysis kind -> the plink2 flag and the extension of the file it writes.
@@ -58,9 +59,7 @@ COUNT_FLAGS: Mapping[str, tuple[str, str]] = {
     "hardy": ("--hardy", ".hardy"),
 }
 GLM_KIND = "glm"
-KM_KIND, COX_KIND = "km", "cox"
-SURVIVAL_KINDS = (KM_KIND, COX_KIND)
-CHECKED_KINDS = (*COUNT_FLAGS, GLM_KIND, *SURVIVAL_KINDS)
+CHECKED_KINDS = (*COUNT_FLAGS, GLM_KIND, KM_KIND, COX_KIND)
 #: Columns compared with a relative tolerance; every other column must be equal.
 FLOAT_COLUMNS = frozenset(
     {"ALT_FREQS", "O(HET_A1)", "E(HET_A1)", "P", "MIDP", "F_MISS", "BETA", "SE", "T_STAT"}

@@ -79,20 +79,6 @@ N_EVAL_BINS: Final = len(EVAL_LOGIT_EDGES) + 1
 #: noise_multiplier's "not given" value (0.0 means: no noise).
 UNSET_NOISE: Final = -1.0
 
-DEFAULTS: Final[dict[str, Any]] = {
-    "model": "logistic",
-    "hidden_units": 16,
-    "rounds": 10,
-    "local_epochs": 1,
-    "batch_size": 64,
-    "learning_rate": 0.5,
-    "clipping_norm": 1.0,
-    "noise_multiplier": UNSET_NOISE,
-    "target_epsilon": 0.0,
-    "eval_epsilon": 1.0,
-    "seed": 0,
-}
-
 
 def parameter_shapes(model: str, n_features: int, hidden: int) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the model's parameters (the torch ``state_dict`` keys)."""
@@ -227,7 +213,6 @@ SUMMABLE_FORMS: Final[
 
 
 __all__ = [
-    "DEFAULTS",
     "EVAL_HISTOGRAM",
     "EVAL_LOGIT_EDGES",
     "MAX_TRAIN_SAMPLES",
