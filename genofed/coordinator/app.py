@@ -31,7 +31,11 @@ from genofed.common.signing import StudySignature, is_signed_study_file, load_si
 from genofed.common.study import Study, load_study
 from genofed.common.wire.records import reply_from_recorddict, request_to_recorddict
 from genofed.coordinator.deploy.results_transfer import MAX_ARCHIVE_BYTES, archive_lines, pack
-from genofed.coordinator.deploy.superlink import CONFIG_ENV, load_coordinator_config
+from genofed.coordinator.deploy.superlink import (
+    CONFIG_ENV,
+    CoordinatorConfig,
+    load_coordinator_config,
+)
 from genofed.coordinator.receipt_check import ReceiptCheck
 from genofed.coordinator.runner import (
     DEFAULT_TIMEOUT_S,
@@ -239,18 +243,24 @@ def job_from_run_config(cfg: Mapping[str, object]) -> StudyJob:
     )
 
 
-def coordinator_results_dir(run_id: str | None) -> Path:
-    """``STATE_DIR/results/RUN_ID`` on the coordinator host: the consortium's copy."""
-    if not run_id:
-        raise ConfigError("the run config has neither out-dir nor run-id")
+def _coordinator_config(needed_for: str) -> CoordinatorConfig:
+    """The coordinator.toml that ``genofed coordinator up`` names in the ServerApp's environment."""
     path = os.environ.get(CONFIG_ENV, "")
     if not path:
         raise ConfigError(
             f"{CONFIG_ENV} is not set: this ServerApp was not started by "
-            "`genofed coordinator up`, so it does not know where to keep results",
+            f"`genofed coordinator up`, so it does not know {needed_for}",
             hint="start the coordinator with `genofed coordinator up --config coordinator.toml`",
         )
-    return load_coordinator_config(Path(path)).state_dir.resolve() / "results" / run_id
+    return load_coordinator_config(Path(path))
+
+
+def coordinator_results_dir(run_id: str | None) -> Path:
+    """``STATE_DIR/results/RUN_ID`` on the coordinator host: the consortium's copy."""
+    if not run_id:
+        raise ConfigError("the run config has neither out-dir nor run-id")
+    config = _coordinator_config("where to keep results")
+    return config.state_dir.resolve() / "results" / run_id
 
 
 def deployment_receipts() -> ReceiptCheck:
@@ -260,27 +270,13 @@ def deployment_receipts() -> ReceiptCheck:
     the SuperLink, and so of the ServerApps it runs; without it the study is
     refused rather than run with unchecked receipts.
     """
-    path = os.environ.get(CONFIG_ENV, "")
-    if not path:
-        raise ConfigError(
-            f"{CONFIG_ENV} is not set: this ServerApp was not started by "
-            "`genofed coordinator up`, so it has no site audit keys to check receipts with",
-            hint="start the coordinator with `genofed coordinator up --config coordinator.toml`",
-        )
-    template = load_coordinator_config(Path(path)).receipts
+    template = _coordinator_config("the site audit keys to check receipts with").receipts
     return ReceiptCheck(template.keys, template.mode)
 
 
 def deployment_study_files() -> StudyFiles:
     """The folders of coordinator.toml's ``[studies] file_dirs`` (none: no study file is read)."""
-    path = os.environ.get(CONFIG_ENV, "")
-    if not path:
-        raise ConfigError(
-            f"{CONFIG_ENV} is not set: this ServerApp was not started by "
-            "`genofed coordinator up`, so it does not know which folders a study may read",
-            hint="start the coordinator with `genofed coordinator up --config coordinator.toml`",
-        )
-    config = load_coordinator_config(Path(path))
+    config = _coordinator_config("which folders a study may read files from")
     return StudyFiles.configured(config.study_file_dirs, config.path)
 
 

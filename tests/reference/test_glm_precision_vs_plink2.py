@@ -11,7 +11,6 @@ rounded to single precision blew up to about 1e-4.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from genofed.coordinator.runner import run_study
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
 from tests.reference.missing_calls import concentrate
-from tests.reference.test_glm_vs_plink2 import _rows, assert_linear_matches
+from tests.reference.test_glm_vs_plink2 import _plink2_glm, _rows, assert_linear_matches
 
 N_SAMPLES = 1200  # over 3 sites
 
@@ -66,27 +65,7 @@ def _shift_phenotype(cohort: SynthSummary, samples: np.ndarray, column: str, by:
 def test_linear_glm__heavy_uneven_missingness__equals_plink2_printed_digits(
     cohort: SynthSummary, plink2: Path, tmp_path: Path
 ) -> None:
-    pooled = cohort.pooled
-    subprocess.run(
-        [
-            str(plink2),
-            "--bfile",
-            str(cohort.pooled_prefix),
-            "--pheno",
-            str(pooled / "pheno.tsv"),
-            "--pheno-name",
-            "QPHENO",
-            "--covar",
-            str(pooled / "covar.tsv"),
-            "--glm",
-            "--threads",
-            "1",
-            "--out",
-            str(tmp_path / "p2"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    _plink2_glm(plink2, cohort, tmp_path / "p2")
     study = study_from_mapping(
         {
             "study": {"name": "gwas"},
