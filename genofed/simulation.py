@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,12 +19,12 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
-from genofed.common.errors import GenoFedError
+from genofed.common.errors import GenoFedError, InputError
 from genofed.common.signing import StudySignature
 from genofed.common.study import Study
 from genofed.coordinator.app import DEFAULT_SITE_TIMEOUT_S, StudyJob, make_server_app
 from genofed.coordinator.receipt_check import WARN, ReceiptCheck, load_audit_key
-from genofed.coordinator.runner import ProgressFn, StudyOutcome
+from genofed.coordinator.runner import ProgressFn, StudyOutcome, check_enough_sites
 from genofed.coordinator.study_files import ANYWHERE, StudyFiles
 from genofed.site_agent import app as site_app
 from genofed.site_agent.audit.log import AuditPaths
@@ -89,13 +90,18 @@ def run_simulated_study(
     (or the study stops, when ``min_sites`` does not allow going on without it).
     """
     if not site_dirs:
-        raise GenoFedError("no site directories given; pass --site DIR once per site")
+        raise InputError("no site directories given", hint="pass --site DIR once per site")
     resolved = [Path(d).resolve() for d in site_dirs]
     for d in resolved:
         load_site(d)  # a clear error now rather than inside a Ray worker
     if len(set(resolved)) != len(resolved):
-        raise GenoFedError("the same site directory is given twice")
+        raise InputError(
+            "the same site directory is given twice",
+            hint="give each site's directory once: --site DIR per site",
+        )
+    check_enough_sites(study, len(resolved))  # before Ray starts
     outcomes: list[StudyOutcome] = []
+    cancel = threading.Event()  # Ctrl-C reaches this thread, not the ServerApp's
     job = StudyJob(
         study=study,
         out=out.resolve(),
@@ -107,6 +113,7 @@ def run_simulated_study(
         site_timeout=site_timeout,
         receipts=simulation_receipts(resolved),
         study_files=study_files,
+        cancel=cancel,
     )
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
@@ -120,6 +127,9 @@ def run_simulated_study(
             num_supernodes=len(resolved),
             backend_config=RAY_BACKEND_CONFIG,  # type: ignore[arg-type]
         )
+    except KeyboardInterrupt:
+        cancel.set()  # the ServerApp thread stops at its next poll and removes its staging
+        raise
     except RuntimeError as exc:
         cause = exc.__cause__
         if isinstance(cause, GenoFedError):

@@ -10,31 +10,72 @@ Examples::
     genofed study run study.toml --simulation --site cohorts/site-a \\
         --site cohorts/site-b --site cohorts/site-c --out results
 
-Exit codes (each is tested to be documented here):
+Exit codes (a test checks that each ``EXIT_*`` constant is documented here and
+that each code documented here is used by the code):
 
 * 0 — success
-* 1 — unexpected internal error (a bug: please report it with the traceback); for
+* 1 — unexpected internal error (a bug: one line names the file holding the traceback;
+  please report it with that file); for
   ``study conform``: a result differs from plink2 beyond its tolerance
 * 2 — bad input: a study file, site directory, option or data file is wrong
 * 3 — a site refused or failed a request
 * 4 — the sites' variants do not harmonize
+* 5 — too few sites: fewer take part than the study's ``[study] min_sites`` (the
+  message names the study file and the key), or fewer than ``--sites`` connected
+  to the coordinator in time
+* 6 — the coordinator cannot be reached (``--superlink``, ``coordinator
+  register-site``), the connection to it was lost before it reported a result,
+  or (``coordinator up``) its SuperLink stopped by itself
+* 7 — a study submitted with ``--superlink`` did not finish in the time
+  ``genofed`` waits for it (it may still be running on the coordinator)
+* 130 — interrupted (Ctrl-C)
+
+Usage errors of the command line itself (an unknown option) also exit with 2.
+
+Progress (``genofed study run``, ``genofed demo``): on a terminal, a live
+display with one line per analysis (its round, the sites that answered this
+round, elapsed time, a site that failed or dropped out); when standard output
+or standard error is not a terminal, plain lines at analysis and round
+boundaries; ``--quiet``: only the final summary and errors; ``--json``: one
+JSON object per line on standard output and nothing else there. Log records
+and third-party warnings go to the run log, ``OUT.log`` beside the results
+directory.
+
+``--json`` events: every object has ``event``, ``time`` (ISO 8601 UTC),
+``elapsed`` (seconds since the study started), ``study`` and ``run_id``, and:
+
+* ``study_started`` — ``sha256``, ``engine``, ``nodes``, ``min_sites``,
+  ``analyses`` (``[{"id", "kind"}]``)
+* ``analysis_started`` — ``analyses`` (ids: ``[]`` is the variant
+  harmonization, the count analyses share one round), ``kind``, ``attempt``
+  (2 and up: again without a site that dropped out), ``sites``
+* ``round_started`` — ``analyses``, ``round`` (the analysis's own),
+  ``study_round``, ``request``, ``sites`` (asked), ``secure``
+* ``site_answered`` — ``analyses``, ``round``, ``study_round``, ``request``, ``site``
+* ``site_failed`` — those and ``status`` (refused, error, no_reply),
+  ``reason_code``, ``message``
+* ``site_dropped`` — ``analyses``, ``round``, ``study_round``, ``request``,
+  ``site``, ``reason_code``, ``remaining``, ``min_sites``
+* ``round_done`` — ``analyses``, ``round``, ``study_round``, ``request``,
+  ``asked``, ``answered``, ``seconds``
+* ``analysis_done`` — ``analyses``, ``kind``, ``seconds``, ``outputs``
+* ``study_done`` — ``out``, ``outputs``, ``sites``, ``sites_missing``, ``seconds``
+* ``study_failed`` — ``error``, ``message``, ``seconds``
+* ``result`` — the last line when the study finished: ``study``, ``sha256``,
+  ``run_id``, ``out``, ``outputs``, ``sites``, ``summary`` (deployment adds
+  ``coordinator_out``)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress as RichProgress
-from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from genofed.cli import deploy as deploy_cli
@@ -45,9 +86,28 @@ from genofed.cli.exits import (
     EXIT_OK,
     EXIT_SITE,
     console,
+    print_error,
+    report_unexpected,
 )
 from genofed.cli.exits import cli_errors as _errors
 from genofed.cli.extras import require_extras
+from genofed.cli.failures import (
+    EXIT_INTERRUPTED,
+    EXIT_TIMEOUT,
+    EXIT_TOO_FEW_SITES,
+    EXIT_UNREACHABLE,
+    run_errors,
+)
+from genofed.cli.progress import (
+    JSON,
+    QUIET,
+    JsonLines,
+    choose_mode,
+    progress_display,
+    run_log,
+    run_log_path,
+)
+from genofed.common.analyses import PRS_KIND
 from genofed.common.errors import InputError
 from genofed.common.signing import (
     StudySignature,
@@ -61,7 +121,7 @@ from genofed.common.signing import (
     write_keypair,
 )
 from genofed.common.study import Study, load_study
-from genofed.coordinator.runner import Progress, StudyOutcome, outcome_doc
+from genofed.coordinator.runner import StudyOutcome, outcome_doc
 from genofed.coordinator.study_files import StudyFiles
 from genofed.coordinator.writers.atomic import atomic_write_text
 
@@ -172,24 +232,6 @@ app.command("app-hash")(deploy_cli.app_hash)
 out_console = Console()
 
 
-@contextmanager
-def _progress_display(enabled: bool) -> Iterator[Callable[[Progress], None]]:
-    if not enabled:
-        yield lambda _event: None
-        return
-    with RichProgress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
-    ) as bar:
-        task = bar.add_task("starting the simulation engine", total=None)
-
-        def update(event: Progress) -> None:
-            if event.step == "round":
-                bar.update(task, description=event.message)
-            bar.console.print(f"  {event.message}", highlight=False)
-
-        yield update
-
-
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="directory to create")],
@@ -230,6 +272,35 @@ def _load_study_file(path: Path) -> tuple[Study, StudySignature | None]:
     if is_signed_study_file(path):
         return load_signed_study(path)
     return load_study(path), None
+
+
+def _check_named_files(study: Study, study_file: Path) -> None:
+    """Read and check the files the study names that are here, where ``study run`` reads them.
+
+    A file that is not here (a deployed study's scoring file lies on the
+    coordinator host) is only noted: the coordinator checks it before round 1.
+    """
+    from genofed.coordinator.protocols.prs import read_scoring_file
+
+    files = StudyFiles.beside(study_file)
+    for spec in study.analyses:
+        if spec.kind != PRS_KIND:
+            continue
+        name = spec.params["scoring_file"]
+        try:
+            present = files.resolve(name, key="scoring_file", analysis=spec.id).is_file()
+        except InputError:
+            present = False
+        if present:
+            read_scoring_file(spec, files)
+        else:
+            print_error(
+                "note:",
+                f"scoring_file {name!r} of analysis {spec.id!r} is not in the study file's "
+                "folder here, so it was not checked; the coordinator reads and checks it "
+                "before any site is asked",
+                style="yellow",
+            )
 
 
 @study_app.command("keygen")
@@ -276,9 +347,14 @@ def study_sign(
 def study_show(
     study_file: Annotated[Path, typer.Argument(help="study.toml or a signed study (.json)")],
 ) -> None:
-    """Validate a study file and print its canonical form and hash."""
+    """Validate a study file (and the scoring files it names) and print its canonical form and hash.
+
+    Scoring files are read as ``genofed study run`` reads them: relative to
+    the study file's folder, and only inside it.
+    """
     with _errors():
         study, signature = _load_study_file(study_file)
+        _check_named_files(study, study_file)
     out_console.print_json(study.canonical_json().decode())
     out_console.print(f"sha256: {study.sha256}")
     if signature is not None:
@@ -315,8 +391,20 @@ def study_run(
             "min_sites allows, else the study stops naming it",
         ),
     ] = 600.0,
-    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
-    verbose: Annotated[bool, typer.Option(help="show Flower's own logs")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print one JSON object per progress event on stdout, the summary last "
+            "(nothing else there)",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="no progress: only the summary and errors")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option(help="show Flower's own logs and other libraries' warnings")
+    ] = False,
 ) -> None:
     """Run a study and write plink2-compatible results.
 
@@ -331,18 +419,23 @@ def study_run(
             "or --superlink HOST:PORT (a live federation)"
         )
         raise typer.Exit(EXIT_INPUT)
+    mode = choose_mode(as_json=as_json, quiet=quiet, console=console)
     if superlink is not None:
         _study_run_deployed(
-            study_file, out, superlink, sites, ca_cert, insecure, overwrite, as_json, site_timeout
+            study_file, out, superlink, sites, ca_cert, insecure, overwrite, mode, site_timeout
         )
         return
     with _errors():
         require_extras("genofed study run --simulation", "simulation")
     from genofed.simulation import run_simulated_study
 
-    with _errors():
+    log_file = run_log_path(out)
+    with _errors(), run_errors(study_file):
         study, signature = _load_study_file(study_file)
-        with _progress_display(not as_json) as progress:
+        with (
+            run_log(log_file, console, verbose=verbose),
+            progress_display(mode, console) as progress,
+        ):
             outcome = run_simulated_study(
                 study,
                 site or [],
@@ -354,7 +447,7 @@ def study_run(
                 site_timeout=site_timeout,
                 study_files=StudyFiles.beside(study_file),
             )
-    _report(outcome, as_json)
+    _report(outcome, progress, log_file)
 
 
 def _study_run_deployed(
@@ -365,32 +458,36 @@ def _study_run_deployed(
     ca_cert: Path | None,
     insecure: bool,
     overwrite: bool,
-    as_json: bool,
+    mode: str,
     site_timeout: float,
 ) -> None:
     from genofed.coordinator.deploy.submit import Submission, submit_study
 
     if insecure:
         console.print("[bold red]WARNING: --insecure: the study travels in PLAINTEXT.[/]")
-    with _errors():
+    log_file = run_log_path(out)
+    with _errors(), run_errors(study_file, remote=True):
         _load_study_file(study_file)  # a clear error here rather than on the coordinator
-        outcome = submit_study(
-            Submission(
-                study_file=study_file,
-                superlink=superlink,
-                out=out,
-                expected_sites=sites,
-                ca_cert=ca_cert,
-                insecure=insecure,
-                overwrite=overwrite,
-                site_timeout_s=site_timeout,
-            ),
-            emit=(lambda _line: None)
-            if as_json
-            else (lambda line: console.print(f"  {line}", highlight=False, markup=False)),
-        )
-    if as_json:
-        out_console.print_json(json.dumps(outcome.doc))
+        with run_log(log_file, console), progress_display(mode, console) as progress:
+            outcome = submit_study(
+                Submission(
+                    study_file=study_file,
+                    superlink=superlink,
+                    out=out,
+                    expected_sites=sites,
+                    ca_cert=ca_cert,
+                    insecure=insecure,
+                    overwrite=overwrite,
+                    site_timeout_s=site_timeout,
+                ),
+                emit=(lambda _line: None)
+                if mode in (JSON, QUIET)
+                else (lambda line: console.print(f"  {line}", highlight=False, markup=False)),
+                on_event=progress,
+                log_path=log_file,
+            )
+    if isinstance(progress, JsonLines):
+        progress.result(outcome.doc)
         return
     out_console.print(
         f"study {outcome.doc['study']} ({str(outcome.doc['sha256'])[:12]}) finished in "
@@ -409,6 +506,7 @@ def _study_run_deployed(
     if outcome.doc["out"] is not None:
         for name in outcome.doc["outputs"]:
             out_console.print(f"  {outcome.out / str(name)}")
+    _say_log(log_file)
 
 
 @study_app.command("report")
@@ -529,9 +627,14 @@ def study_conform(
         raise typer.Exit(EXIT_INTERNAL)
 
 
-def _report(outcome: StudyOutcome, as_json: bool) -> None:
-    if as_json:
-        out_console.print_json(json.dumps(outcome_doc(outcome)))
+def _say_log(log_file: Path) -> None:
+    if log_file.is_file():
+        console.print(f"run log: {log_file}", highlight=False, markup=False)
+
+
+def _report(outcome: StudyOutcome, display: object, log_file: Path | None = None) -> None:
+    if isinstance(display, JsonLines):  # --json: the last line of the event stream
+        display.result(outcome_doc(outcome))
         return
     sites = Table(title=f"study {outcome.study.name} ({outcome.study.sha256[:12]})")
     for col in ("site", "samples", "variants", "swapped", "policy"):
@@ -559,6 +662,8 @@ def _report(outcome: StudyOutcome, as_json: bool) -> None:
     for name in outcome.outputs:
         out_console.print(f"  {outcome.out / name}")
     _warn_missing(outcome.summary)
+    if log_file is not None:
+        _say_log(log_file)
 
 
 def _warn_missing(summary: object) -> None:
@@ -588,7 +693,8 @@ def demo(
     from genofed.simulation import run_simulated_study
     from genofed.synth import write_cohorts
 
-    with _errors():
+    log_file = run_log_path(out / "results")
+    with _errors(), run_errors():
         if out.exists() and any(out.iterdir()):
             raise InputError(
                 "the demo directory is not empty", path=out, hint="remove it or pick another --out"
@@ -608,7 +714,8 @@ def demo(
             encoding="utf-8",
         )
         study = load_study(study_file)
-        with _progress_display(True) as progress:
+        mode = choose_mode(as_json=False, quiet=False, console=console)
+        with run_log(log_file, console), progress_display(mode, console) as progress:
             outcome = run_simulated_study(
                 study,
                 list(cohorts.sites),
@@ -616,7 +723,7 @@ def demo(
                 progress=progress,
                 study_files=StudyFiles.beside(study_file),
             )
-    _report(outcome, as_json=False)
+    _report(outcome, progress, log_file)
     _demo_privacy_officer(outcome, cohorts.sites[0], out)
     out_console.print(
         f"\nstudy file: {study_file}\npooled cohort for reference checks: {cohorts.pooled}\n"
@@ -650,8 +757,8 @@ def main() -> None:  # pragma: no cover - console entry point
         app()
     except SystemExit:
         raise
-    except Exception:
-        console.print_exception()
+    except Exception as exc:  # a bug: one line naming the file with the traceback
+        report_unexpected(exc)
         sys.exit(EXIT_INTERNAL)
 
 
@@ -659,8 +766,12 @@ __all__ = [
     "EXIT_HARMONIZATION",
     "EXIT_INPUT",
     "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_SITE",
+    "EXIT_TIMEOUT",
+    "EXIT_TOO_FEW_SITES",
+    "EXIT_UNREACHABLE",
     "app",
     "main",
 ]

@@ -15,14 +15,15 @@ Examples::
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from genofed.cli.exits import cli_errors
+from genofed.cli.exits import EXIT_OK, cli_errors
+from genofed.cli.failures import EXIT_UNREACHABLE, run_errors
 from genofed.common.appbundle import bundle_hash
 from genofed.common.pki import init_pki
 
@@ -31,13 +32,20 @@ coordinator_app = typer.Typer(
     no_args_is_help=True, help="Run the coordinator: a Flower SuperLink with TLS and node auth."
 )
 
-_out = Console()
-_err = Console(stderr=True)
+#: Paths and names are printed as written: no markup, no emoji codes.
+_out = Console(markup=False, emoji=False, highlight=False)
+_err = Console(stderr=True, emoji=False)
 
 
-def _guard() -> AbstractContextManager[None]:
-    """The command line's error mapping (:func:`genofed.cli.exits.cli_errors`)."""
-    return cli_errors()
+@contextmanager
+def _guard() -> Iterator[None]:
+    """The command line's error mapping (:func:`genofed.cli.exits.cli_errors`).
+
+    With :func:`genofed.cli.failures.run_errors` inside it: an unreachable
+    coordinator exits 6, not 2.
+    """
+    with cli_errors(), run_errors():
+        yield
 
 
 def _say(line: str) -> None:
@@ -87,7 +95,8 @@ def coordinator_up(
 
     with _guard():
         code = run_coordinator(load_coordinator_config(config), insecure=insecure, emit=_say)
-    raise typer.Exit(code)
+    # stopped by SIGTERM or Ctrl-C: 0; the SuperLink ended by itself (its log says why): 6
+    raise typer.Exit(EXIT_OK if code == 0 else EXIT_UNREACHABLE)
 
 
 @coordinator_app.command("register-site")

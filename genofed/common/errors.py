@@ -9,6 +9,9 @@
     │                            (also a ValueError; loading a study turns it into ConfigError)
     ├── HarmonizationError       sites do not hold the same variants
     ├── SiteFailure              a site replied with an error or a refusal
+    ├── TooFewSites              fewer sites take part than the study needs
+    ├── UnreachableError         the coordinator cannot be reached, or the connection was lost
+    ├── StudyTimeout             the study did not finish in the time the submitter waits
     ├── PolicyRefusal            the site's policy refuses a request
     └── IntegrityError           a signature, hash or proof does not verify
 
@@ -83,6 +86,28 @@ class SiteFailure(GenoFedError):
         super().__init__(f"site {site!r}: {reason_code}: {message}")
 
 
+class TooFewSites(GenoFedError):
+    """Fewer sites take part than the study needs.
+
+    ``key`` names the setting that asks for them (``"[study] min_sites"`` in
+    the study file, or a command-line option such as ``"--sites"``), so that
+    the command line can name the file; ``hint`` says what to do.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, hint: str | None = None) -> None:
+        self.key = key
+        self.hint = hint
+        super().__init__(f"{message}\n  fix: {hint}" if hint else message)
+
+
+class UnreachableError(GenoFedError):
+    """The coordinator (its SuperLink) cannot be reached, or the connection to it was lost."""
+
+
+class StudyTimeout(GenoFedError):
+    """A submitted study did not finish within the time the submitter waits for it."""
+
+
 class PolicyRefusal(GenoFedError):
     """The site's policy refuses a request; ``reason_code`` is sent back."""
 
@@ -110,4 +135,7 @@ __all__ = [
     "ParamError",
     "PolicyRefusal",
     "SiteFailure",
+    "StudyTimeout",
+    "TooFewSites",
+    "UnreachableError",
 ]

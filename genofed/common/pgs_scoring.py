@@ -27,6 +27,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
+import zlib
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -82,11 +83,12 @@ def _text(data: bytes, path: str) -> str:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # a bad header, a cut or garbled stream
             raise InputError(
-                f"cannot decompress the gzip scoring file ({exc})",
+                f"starts like a gzip file but cannot be decompressed ({exc})",
                 path=path,
-                hint="download the file again from the PGS Catalog",
+                hint="download the file again from the PGS Catalog (the .txt.gz as it is), "
+                "or give the uncompressed .txt",
             ) from exc
     try:
         return data.decode("utf-8")
@@ -145,7 +147,11 @@ def parse_scoring_file(data: bytes, *, path: str = "<scoring file>") -> ScoringF
             hint="a scoring file has a tab-separated header (rsID chr_name chr_position ...)",
         )
     if not rows:
-        raise InputError("the scoring file has no variants", path=path)
+        raise InputError(
+            "the scoring file has no variants (a header but no rows)",
+            path=path,
+            hint="download the complete file again from the PGS Catalog",
+        )
     chrom, pos, ea, oa, w, rsid, line = zip(*rows, strict=True)
     return ScoringFile(
         header=MappingProxyType(header),
@@ -229,7 +235,12 @@ def _row(
     ea = _allele(fields[col["ea"]], "effect_allele", path, line)
     oa = _allele(fields[col["oa"]], "other_allele", path, line)
     if ea == oa:
-        raise InputError(f"effect_allele and other_allele are both {ea}", path=path, line=line)
+        raise InputError(
+            f"effect_allele and other_allele are both {ea}",
+            path=path,
+            line=line,
+            hint="fix one of the two alleles at that line, or remove the row",
+        )
     try:
         weight = float(fields[col["w"]])
         if not math.isfinite(weight):

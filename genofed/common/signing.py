@@ -188,9 +188,18 @@ def load_signed_study(path: Path) -> tuple[Study, StudySignature]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise InputError(f"cannot read the signed study: {exc.strerror}", path=path) from exc
+        raise InputError(
+            f"cannot read the signed study: {exc.strerror}",
+            path=path,
+            hint="check the path and that the file is readable by this user",
+        ) from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"not a JSON signed study ({exc})", path=path) from exc
+        raise ConfigError(
+            f"not a JSON signed study ({exc})",
+            path=path,
+            hint="give the .signed.json that `genofed study sign` wrote, unchanged "
+            "(or the study.toml itself)",
+        ) from exc
     if not isinstance(doc, dict) or doc.get("format") != SIGNED_STUDY_FORMAT:
         raise ConfigError(
             f"not a signed study (expected format {SIGNED_STUDY_FORMAT!r})",

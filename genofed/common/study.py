@@ -147,7 +147,11 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
     )
     head = raw["study"]
     if not isinstance(head, dict):
-        raise ConfigError("[study] must be a table", path=path)
+        raise ConfigError(
+            "[study] must be a table",
+            path=path,
+            hint='start the file with a [study] header, then name = "..." on the next line',
+        )
     check_keys(head, _STUDY_KEYS, path=path, where="[study]", required=("name",))
     name = get_typed(head, "name", str, None, path=path, where="study")
     if not _NAME.match(name):
@@ -158,7 +162,12 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
         )
     min_sites = get_typed(head, "min_sites", int, None, path=path, where="study")
     if min_sites is not None and min_sites < 1:
-        raise ConfigError("study.min_sites must be at least 1", path=path)
+        raise ConfigError(
+            f"study.min_sites must be at least 1, not {min_sites}",
+            path=path,
+            hint="set min_sites to the fewest sites the study may run on, or leave it out "
+            "(then every site must answer)",
+        )
     mismatch = get_typed(
         head, "on_variant_mismatch", str, DEFAULT_ON_MISMATCH, path=path, where="study"
     )
@@ -166,6 +175,8 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
         raise ConfigError(
             f"study.on_variant_mismatch must be one of {MISMATCH_POLICIES}, not {mismatch!r}",
             path=path,
+            hint='use "stop" (refuse sites that hold different variants) or "intersect" '
+            "(run on the variants every site holds)",
         )
     tables = raw.get("analysis", [])
     if not isinstance(tables, list) or not tables:
@@ -213,7 +224,11 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
 
 def _privacy(table: Any, path: Path, analyses: tuple[AnalysisSpec, ...]) -> PrivacySpec:
     if not isinstance(table, dict):
-        raise ConfigError("[privacy] must be a table", path=path)
+        raise ConfigError(
+            "[privacy] must be a table",
+            path=path,
+            hint='write it as a table: [privacy] then mode = "dp" on the next line',
+        )
     check_keys(table, _PRIVACY_KEYS, path=path, where="[privacy]")
     mode = get_typed(table, "mode", str, "plain", path=path, where="privacy")
     if mode not in RELEASE_MODES:
@@ -225,13 +240,19 @@ def _privacy(table: Any, path: Path, analyses: tuple[AnalysisSpec, ...]) -> Priv
     if mode in SECURE_MODES:
         return _secure_privacy(table, mode, path, analyses)
     if "noise_shares" in table:
-        raise ConfigError('privacy.noise_shares applies only to mode = "distributed-dp"', path=path)
+        raise ConfigError(
+            'privacy.noise_shares applies only to mode = "distributed-dp"',
+            path=path,
+            hint='remove noise_shares, or set mode = "distributed-dp"',
+        )
     epsilon = get_typed(table, "epsilon", (int, float), None, path=path, where="privacy")
     delta = get_typed(table, "delta", (int, float), None, path=path, where="privacy")
     if mode == "plain":
         if epsilon is not None or delta is not None:
             raise ConfigError(
-                'privacy.epsilon and privacy.delta apply only to mode = "dp"', path=path
+                'privacy.epsilon and privacy.delta apply only to mode = "dp"',
+                path=path,
+                hint='add mode = "dp" to [privacy], or remove epsilon and delta',
             )
         return PrivacySpec()
     if epsilon is None or not 0 < epsilon <= 100:
@@ -250,7 +271,11 @@ def _privacy(table: Any, path: Path, analyses: tuple[AnalysisSpec, ...]) -> Priv
         )
     delta = DEFAULT_DELTA if delta is None else delta
     if not 0 < delta < 1e-2:
-        raise ConfigError(f"privacy.delta must lie in (0, 0.01), not {delta}", path=path)
+        raise ConfigError(
+            f"privacy.delta must lie in (0, 0.01), not {delta}",
+            path=path,
+            hint="e.g. delta = 1e-6 (the default)",
+        )
     return PrivacySpec(mode=mode, epsilon=float(epsilon), delta=float(delta))
 
 
@@ -274,6 +299,7 @@ def _secure_privacy(
             raise ConfigError(
                 f'privacy.{extra[0]} does not apply to mode = "exact" (no noise is added)',
                 path=path,
+                hint=f'remove {extra[0]}, or use mode = "dp" for noisy releases',
             )
         return PrivacySpec(mode=mode)
     dp = _privacy(
@@ -293,10 +319,18 @@ def _secure_privacy(
 def _analysis(table: Any, number: int, path: Path) -> AnalysisSpec:
     where = f"[[analysis]] #{number}"
     if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table", path=path)
+        raise ConfigError(
+            f"{where} must be a table",
+            path=path,
+            hint='write each analysis as a table: [[analysis]] then kind = "freq"',
+        )
     kind_name = get_typed(table, "kind", str, None, path=path, where=where)
     if kind_name is None:
-        raise ConfigError(f"missing key 'kind' in {where}", path=path)
+        raise ConfigError(
+            f"missing key 'kind' in {where}",
+            path=path,
+            hint=f"add kind = ... to {where}; kinds: {', '.join(sorted(ANALYSIS_KINDS))}",
+        )
     if kind_name not in ANALYSIS_KINDS:
         raise ConfigError(
             f"unknown analysis kind {kind_name!r} in {where}",
@@ -307,7 +341,11 @@ def _analysis(table: Any, number: int, path: Path) -> AnalysisSpec:
     check_keys(table, ("kind", "id", *kind.params), path=path, where=f"{where} ({kind_name})")
     ident = get_typed(table, "id", str, kind_name, path=path, where=where)
     if not _NAME.match(ident):
-        raise ConfigError(f"{where}: id {ident!r} is not a valid name", path=path)
+        raise ConfigError(
+            f"{where}: id {ident!r} is not a valid name",
+            path=path,
+            hint="use 1-64 letters, digits, '.', '_' or '-'",
+        )
     params = {
         key: get_typed(table, key, spec.kind, spec.default, path=path, where=where)
         for key, spec in kind.params.items()

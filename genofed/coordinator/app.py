@@ -18,15 +18,16 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from flwr.app import Context, Message, MessageType
 from flwr.serverapp import Grid, ServerApp
 
-from genofed.common.errors import ConfigError, GenoFedError, IntegrityError
+from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, TooFewSites
 from genofed.common.signing import StudySignature, is_signed_study_file, load_signed_study
 from genofed.common.study import Study, load_study
 from genofed.common.wire.records import reply_from_recorddict, request_to_recorddict
@@ -36,10 +37,10 @@ from genofed.coordinator.deploy.superlink import (
     CoordinatorConfig,
     load_coordinator_config,
 )
+from genofed.coordinator.events import Event, event_line
 from genofed.coordinator.receipt_check import ReceiptCheck
 from genofed.coordinator.runner import (
     DEFAULT_TIMEOUT_S,
-    Progress,
     ProgressFn,
     StudyOutcome,
     outcome_doc,
@@ -47,7 +48,7 @@ from genofed.coordinator.runner import (
 )
 from genofed.coordinator.secure_round import secure_exchange
 from genofed.coordinator.study_files import ANYWHERE, StudyFiles
-from genofed.coordinator.transport import Incoming, Outgoing, SecureExchange
+from genofed.coordinator.transport import Incoming, Outgoing, ReplyFn, SecureExchange
 
 log = logging.getLogger("genofed.coordinator")
 
@@ -58,11 +59,28 @@ DEFAULT_SITE_TIMEOUT_S = DEFAULT_TIMEOUT_S
 _POLL_S = 0.1
 
 
-class GridTransport:
-    """The coordinator's transport on a Flower Grid."""
+class StudyCancelled(GenoFedError):
+    """The study was cancelled (the analyst pressed Ctrl-C) while the ServerApp waited."""
 
-    def __init__(self, grid: Grid) -> None:
+    def __init__(self) -> None:
+        super().__init__("the study was cancelled")
+
+
+class GridTransport:
+    """The coordinator's transport on a Flower Grid.
+
+    ``cancel``, when set, makes every wait stop with :class:`StudyCancelled`
+    (the simulation engine runs the ServerApp in a thread, which Ctrl-C does
+    not reach).
+    """
+
+    def __init__(self, grid: Grid, cancel: threading.Event | None = None) -> None:
         self._grid = grid
+        self._cancel = cancel
+
+    def _check_cancel(self) -> None:
+        if self._cancel is not None and self._cancel.is_set():
+            raise StudyCancelled
 
     def nodes(self) -> list[int]:
         return sorted(self._grid.get_node_ids())
@@ -74,11 +92,18 @@ class GridTransport:
         deadline = clock() + timeout
         nodes = self.nodes()
         while len(nodes) < expected and clock() < deadline:
+            self._check_cancel()
             time.sleep(_POLL_S)
             nodes = self.nodes()
         return nodes
 
     def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        return self.exchange_streaming(outgoing, timeout=timeout, on_reply=lambda _n, _i: None)
+
+    def exchange_streaming(
+        self, outgoing: Mapping[int, Outgoing], *, timeout: float, on_reply: ReplyFn
+    ) -> dict[int, Incoming]:
+        """Send, then say each reply to ``on_reply`` as it arrives (progress displays)."""
         # push, then poll every _POLL_S: Grid.send_and_receive sleeps 3 s between pulls
         messages = [
             Message(
@@ -91,15 +116,8 @@ class GridTransport:
         result: dict[int, Incoming] = {}
         for msg in self._send_and_receive(messages, timeout):
             node = msg.metadata.src_node_id
-            if msg.has_error():
-                result[node] = Incoming(None, error=f"site app failed: {msg.error.reason}")
-                continue
-            try:
-                reply, arrays = reply_from_recorddict(msg.content)
-            except IntegrityError:
-                result[node] = Incoming(None, error="reply failed its integrity check")
-                continue
-            result[node] = Incoming(reply, arrays)
+            result[node] = _incoming(msg)
+            on_reply(node, result[node])
         for node in outgoing:
             result.setdefault(node, Incoming(None, error=f"no reply within {timeout:.0f} s"))
         return result
@@ -110,17 +128,28 @@ class GridTransport:
         """A secure-sum round with Flower's SecAgg+ (``exact``, ``distributed-dp``)."""
         return secure_exchange(self._grid, outgoing, timeout=timeout)
 
-    def _send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
+    def _send_and_receive(self, messages: list[Message], timeout: float) -> Iterator[Message]:
+        """Each reply as it arrives, until all have come or ``timeout`` passes."""
         pending = set(self._grid.push_messages(messages))
         deadline = time.monotonic() + timeout
-        replies: list[Message] = []
         while pending and time.monotonic() < deadline:
+            self._check_cancel()
             got = list(self._grid.pull_messages(pending))
-            replies.extend(got)
+            yield from got
             pending.difference_update(m.metadata.reply_to_message_id for m in got)
             if pending:
                 time.sleep(_POLL_S)
-        return replies
+
+
+def _incoming(msg: Message) -> Incoming:
+    """A site's reply message decoded, or the error it carries."""
+    if msg.has_error():
+        return Incoming(None, error=f"site app failed: {msg.error.reason}")
+    try:
+        reply, arrays = reply_from_recorddict(msg.content)
+    except IntegrityError:
+        return Incoming(None, error="reply failed its integrity check")
+    return Incoming(reply, arrays)
 
 
 @dataclass(frozen=True)
@@ -139,16 +168,20 @@ class StudyJob:
     site_timeout: float = DEFAULT_SITE_TIMEOUT_S
     receipts: ReceiptCheck | None = None  # checks each reply's receipt (receipt_check.py)
     study_files: StudyFiles = ANYWHERE  # where the study's files may be read (study_files.py)
+    cancel: threading.Event | None = None  # set: stop waiting for sites (GridTransport)
 
 
 def run_job(job: StudyJob, grid: Grid) -> StudyOutcome:
     """Wait for the sites, then run the study on ``grid``."""
-    transport = GridTransport(grid)
+    transport = GridTransport(grid, job.cancel)
     nodes = transport.wait_for_nodes(job.expected_sites, job.connect_timeout)
     if len(nodes) < job.expected_sites:
-        raise GenoFedError(
-            f"only {len(nodes)} of {job.expected_sites} sites connected within "
-            f"{job.connect_timeout:.0f} s"
+        raise TooFewSites(
+            f"only {len(nodes)} of the {job.expected_sites} sites expected (--sites) connected "
+            f"within {job.connect_timeout:.0f} s",
+            key="--sites",
+            hint="check that every site's `genofed-site up` is running and registered "
+            "(`genofed coordinator register-site`), or pass --sites with fewer sites",
         )
     return run_study(
         job.study,
@@ -186,12 +219,20 @@ def main(grid: Grid, context: Context) -> None:
     Runs in the SuperLink's ServerApp process on the coordinator host, so
     ``out-dir`` is a path there. Its standard output is what ``flwr run
     --stream`` (and so ``genofed study run --superlink``) shows: one
-    ``genofed-progress:`` line per event, then one ``genofed-result:`` JSON line.
+    ``genofed-progress:`` JSON line per event (:mod:`.events`), then one
+    ``genofed-result:`` JSON line (``status`` ok, or failed with the error's
+    class, ``InternalError`` for a bug, and its message).
     """
     try:
         outcome = run_job(job_from_run_config(context.run_config), grid)
-    except GenoFedError as exc:
-        print(result_line({"status": "failed", "error": type(exc).__name__, "message": str(exc)}))
+    except Exception as exc:  # the submitter maps the error's class to its exit code
+        failed = {"status": "failed", "error": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, TooFewSites):
+            failed["key"] = exc.key
+        elif not isinstance(exc, GenoFedError):
+            failed["error"] = "InternalError"
+            failed["message"] = f"{type(exc).__name__}: {exc} (a bug; see the coordinator's log)"
+        print(result_line(failed), flush=True)
         raise
     doc: dict[str, object] = {"status": "ok", **outcome_doc(outcome)}
     if bool(context.run_config.get("return-results", False)):
@@ -290,8 +331,9 @@ PROGRESS_PREFIX = "genofed-progress: "
 RESULT_PREFIX = "genofed-result: "
 
 
-def _print_progress(event: Progress) -> None:
-    print(f"{PROGRESS_PREFIX}{event.message}", flush=True)
+def _print_progress(event: Event) -> None:
+    """One ``genofed-progress:`` line of JSON per event (:func:`event_line`)."""
+    print(f"{PROGRESS_PREFIX}{event_line(event)}", flush=True)
 
 
 def result_line(doc: Mapping[str, object]) -> str:
@@ -302,6 +344,7 @@ __all__ = [
     "PROGRESS_PREFIX",
     "RESULT_PREFIX",
     "GridTransport",
+    "StudyCancelled",
     "StudyJob",
     "app",
     "deployment_receipts",

@@ -42,7 +42,14 @@ from genofed.common.messages import Reply, Request, Status
 from genofed.common.receipts import verify_receipt
 from genofed.common.tomlconfig import check_keys, get_typed
 from genofed.coordinator.site_record import SiteRecord
-from genofed.coordinator.transport import Incoming, Outgoing, SecureExchange, Transport
+from genofed.coordinator.transport import (
+    Incoming,
+    Outgoing,
+    ReplyFn,
+    SecureExchange,
+    StreamingTransport,
+    Transport,
+)
 
 log = logging.getLogger("genofed.coordinator")
 
@@ -139,14 +146,37 @@ class _CheckingTransport:
 
     def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
         incoming = self._inner.exchange(outgoing, timeout=timeout)
+        return {node: self._checked(outgoing, node, got) for node, got in incoming.items()}
+
+    def exchange_streaming(
+        self, outgoing: Mapping[int, Outgoing], *, timeout: float, on_reply: ReplyFn
+    ) -> dict[int, Incoming]:
+        """:meth:`exchange`, saying each reply (checked) as it arrives when the inner can."""
         checked: dict[int, Incoming] = {}
-        for node, got in incoming.items():
-            if got.reply is not None and got.reply.status == Status.OK:
-                refused = self._check.check(outgoing[node].request, got.reply)
-                if refused is not None:
-                    got = Incoming(refused)  # its arrays are not used
-            checked[node] = got
-        return checked
+
+        def check_then_say(node: int, got: Incoming) -> None:
+            if node not in checked:
+                checked[node] = self._checked(outgoing, node, got)
+                on_reply(node, checked[node])
+
+        if isinstance(self._inner, StreamingTransport):
+            incoming = self._inner.exchange_streaming(
+                outgoing, timeout=timeout, on_reply=check_then_say
+            )
+        else:
+            incoming = self._inner.exchange(outgoing, timeout=timeout)
+        return {
+            node: checked[node] if node in checked else self._checked(outgoing, node, got)
+            for node, got in incoming.items()
+        }
+
+    def _checked(self, outgoing: Mapping[int, Outgoing], node: int, got: Incoming) -> Incoming:
+        """``got``, or a refusal in its place when its receipt does not check."""
+        if got.reply is not None and got.reply.status == Status.OK:
+            refused = self._check.check(outgoing[node].request, got.reply)
+            if refused is not None:
+                return Incoming(refused)  # its arrays are not used
+        return got
 
     def _secure_exchange(
         self, outgoing: Mapping[int, Outgoing], *, timeout: float
@@ -186,17 +216,25 @@ def receipts_from_toml(table: object, *, path: Path) -> ReceiptCheck:
     if table is None:
         table = {}
     if not isinstance(table, dict):
-        raise ConfigError("'receipts' must be a table ([receipts])", path=path)
+        raise ConfigError(
+            "'receipts' must be a table ([receipts])",
+            path=path,
+            hint='write [receipts] on its own line, then mode = "require"',
+        )
     check_keys(table, ("mode", "audit_keys"), path=path, where="[receipts]")
     mode = get_typed(table, "mode", str, REQUIRE, path=path, where="receipts")
     if mode not in MODES:
         raise ConfigError(
-            f"[receipts] mode must be one of {', '.join(MODES)}, not {mode!r}", path=path
+            f"[receipts] mode must be one of {', '.join(MODES)}, not {mode!r}",
+            path=path,
+            hint=f'use mode = "{REQUIRE}" (refuse replies whose receipt does not verify)',
         )
     listed = table.get("audit_keys", {})
     if not isinstance(listed, dict):
         raise ConfigError(
-            "'receipts.audit_keys' must be a table of site = \"path/to/audit.pub\"", path=path
+            "'receipts.audit_keys' must be a table of site = \"path/to/audit.pub\"",
+            path=path,
+            hint='write [receipts.audit_keys] then one line per site: site-a = "keys/a.pub"',
         )
     base = path.resolve().parent
     keys: dict[str, Ed25519PublicKey] = {}
@@ -205,6 +243,7 @@ def receipts_from_toml(table: object, *, path: Path) -> ReceiptCheck:
             raise ConfigError(
                 f"[receipts.audit_keys] {site}: expected a path to the site's audit.pub",
                 path=path,
+                hint=f'write {site} = "keys/{site}.audit.pub" (the file the site gave you)',
             )
         file = Path(value).expanduser()
         file = file if file.is_absolute() else base / file
@@ -212,7 +251,9 @@ def receipts_from_toml(table: object, *, path: Path) -> ReceiptCheck:
             keys[site] = load_audit_key(file)
         except InputError as exc:
             raise ConfigError(
-                f"[receipts.audit_keys] {site}: cannot use {file}: {exc}", path=path
+                f"[receipts.audit_keys] {site}: cannot use {file}: {exc}",
+                path=path,
+                hint=f"put the site's state/audit.pub at {file}, or fix the path",
             ) from exc
     return ReceiptCheck(keys, mode)
 

@@ -48,7 +48,7 @@ from genofed.common.analyses import (
 )
 from genofed.common.checkpoint import checkpoint_to_json
 from genofed.common.clock import Clock, utc_now
-from genofed.common.errors import GenoFedError, InputError, SiteFailure
+from genofed.common.errors import GenoFedError, InputError, SiteFailure, TooFewSites
 from genofed.common.messages import Receipt, Reply, Request, SignedStudy, Status
 from genofed.common.receipts import REPLAY_FACT
 from genofed.common.signing import StudySignature, public_key_text
@@ -57,6 +57,20 @@ from genofed.common.wire.records import NamedArrays, signed_study
 from genofed.common.wire.summable import summable_form, summed
 from genofed.coordinator.combine.freq import sum_site_counts
 from genofed.coordinator.combine.harmonize import Harmonization, VariantTable, harmonize
+from genofed.coordinator.events import (
+    ANALYSIS_DONE,
+    ANALYSIS_STARTED,
+    ROUND_DONE,
+    ROUND_STARTED,
+    SITE_ANSWERED,
+    SITE_DROPPED,
+    SITE_FAILED,
+    STUDY_DONE,
+    STUDY_FAILED,
+    STUDY_STARTED,
+    EventFn,
+    Events,
+)
 from genofed.coordinator.protocols import PROTOCOLS, REPORT_SECTIONS, Answer, AskSites, Job, Result
 from genofed.coordinator.protocols.counts import write_count_outputs
 from genofed.coordinator.protocols.job import AskSum, Pooled
@@ -65,7 +79,7 @@ from genofed.coordinator.protocols.secure_counts import SecureCounts
 from genofed.coordinator.receipt_check import ReceiptCheck
 from genofed.coordinator.site_record import SiteRecord
 from genofed.coordinator.study_files import ANYWHERE, StudyFiles
-from genofed.coordinator.transport import Incoming, Outgoing, Transport
+from genofed.coordinator.transport import Incoming, Outgoing, StreamingTransport, Transport
 from genofed.coordinator.writers.analyst_report import REPORT_FILE, write_report
 from genofed.coordinator.writers.figures import require_matplotlib
 from genofed.coordinator.writers.provenance import (
@@ -82,16 +96,6 @@ from genofed.coordinator.writers.suppressed import (
 log = logging.getLogger("genofed.coordinator")
 
 DEFAULT_TIMEOUT_S = 600.0
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One event for a progress display."""
-
-    step: str  # "round", "site", "analysis", "done"
-    message: str
-    round: int = 0
-    total_rounds: int = 0
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,8 @@ def outcome_doc(outcome: StudyOutcome) -> dict[str, object]:
     }
 
 
-ProgressFn = Callable[[Progress], None]
+#: The progress callback: one call per study event (:mod:`.events`).
+ProgressFn = EventFn
 
 
 def run_study(
@@ -146,21 +151,68 @@ def run_study(
 
     ``signature`` is the analyst's signature over the study; it travels with
     every request so that each site can check it against its policy.
+
+    ``progress`` receives every event of the run (:mod:`.events`), from
+    ``study_started`` to ``study_done`` or ``study_failed``.
     """
-    notify = progress or (lambda _event: None)
-    signed = signed_study(study, signature)
     run_id = run_id or uuid.uuid4().hex[:16]
+    events = Events(progress, study=study.name, run_id=run_id, clock=clock)
+    try:
+        return _run(
+            study,
+            transport,
+            out,
+            engine=engine,
+            overwrite=overwrite,
+            run_id=run_id,
+            events=events,
+            timeout=timeout,
+            clock=clock,
+            signature=signature,
+            receipts=receipts,
+            study_files=study_files,
+        )
+    except BaseException as exc:
+        message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        events.emit(
+            STUDY_FAILED, error=type(exc).__name__, message=message, seconds=events.seconds()
+        )
+        raise
+
+
+def _run(
+    study: Study,
+    transport: Transport,
+    out: Path,
+    *,
+    engine: str,
+    overwrite: bool,
+    run_id: str,
+    events: Events,
+    timeout: float,
+    clock: Clock,
+    signature: StudySignature | None,
+    receipts: ReceiptCheck | None,
+    study_files: StudyFiles,
+) -> StudyOutcome:
+    signed = signed_study(study, signature)
     started = clock()
+    nodes = sorted(transport.nodes())
+    events.emit(
+        STUDY_STARTED,
+        sha256=study.sha256,
+        engine=engine,
+        nodes=len(nodes),
+        min_sites=study.min_sites,
+        analyses=[{"id": a.id, "kind": a.kind} for a in study.analyses],
+    )
     _check_out(out, overwrite)
     _check_plotting(study)
     _check_study_files(study, study_files)
     if receipts is not None:
         transport = receipts.wrap(transport)
-    nodes = sorted(transport.nodes())
-    need = study.min_sites or 1
-    if len(nodes) < need:
-        raise GenoFedError(f"{len(nodes)} sites connected; the study needs at least {need}")
-    members = _Members(transport, nodes, study.min_sites, timeout, notify)
+    check_enough_sites(study, len(nodes))
+    members = _Members(transport, nodes, study.min_sites, timeout, events)
     count_ids = [a.id for a in study.analyses if a.kind in COUNT_KINDS]
     # exact / distributed-dp: the counts round is a SecAgg+ sum (secure_counts.py)
     secure = (
@@ -168,9 +220,8 @@ def run_study(
         if study.privacy.mode in SECURE_MODES
         else None
     )
-    total = 1 + (1 if count_ids else 0)
 
-    notify(Progress("round", f"round 1/{total}: variant harmonization", 1, total))
+    members.begin((), VARIANTS_KIND, nodes)
     request = _request(signed, run_id, VARIANTS_KIND, "variants", 1)
     replies = members.exchange({n: Outgoing(request) for n in nodes}, 1)
     sites = {
@@ -187,6 +238,7 @@ def run_study(
     )
     for n in order:
         sites[n].replies.append(_reply_record(VARIANTS_KIND, replies[n][0]))
+    members.done((), VARIANTS_KIND, [])
 
     staging = out.parent / f".{out.name}.partial-{run_id}"
     staging.mkdir(parents=True)
@@ -195,14 +247,7 @@ def run_study(
         summary: dict[str, object] = {"n_variants": len(harmonization.variants)}
         analysis_files: dict[str, list[str]] = {}  # analysis id -> the files it wrote
         if count_ids:
-            notify(
-                Progress(
-                    "round",
-                    f"round 2/{total}: genotype counts for {', '.join(count_ids)}",
-                    2,
-                    total,
-                )
-            )
+            members.begin(tuple(count_ids), GENOTYPE_COUNTS_KIND, order)
             plans = dict(zip(order, harmonization.plans, strict=True))
             outgoing = {
                 n: Outgoing(
@@ -244,13 +289,14 @@ def run_study(
                 summary["suppressed"]["small pooled cells"] = int(small.sum())
             for spec in study.analyses:
                 if spec.kind in COUNT_KINDS:
-                    notify(Progress("analysis", f"combining {spec.id} ({spec.kind})"))
+                    log.debug("combining %s (%s)", spec.id, spec.kind)
                     files, stats = write_count_outputs(
                         staging, spec, harmonization.variants, pooled, np.any(withheld, axis=0)
                     )
                     outputs.extend(files)
                     summary[spec.id] = stats
                     analysis_files[spec.id] = files
+                    members.done((spec.id,), spec.kind, files)
         rounds = iter(range(3, 10**6))
         train_epsilon: dict[str, object] = {}  # train analysis id -> epsilon per site
         for spec in study.analyses:
@@ -259,7 +305,6 @@ def run_study(
             written = len(outputs)
             run = PROTOCOLS[spec.kind].run
             if run is not None:
-                notify(Progress("analysis", f"running {spec.id} ({spec.kind})"))
 
                 def attempt(part: list[int], spec: AnalysisSpec = spec, run: RunFn = run) -> Result:
                     names = [sites[n].name for n in part]
@@ -278,12 +323,13 @@ def run_study(
                         )
                     )
 
-                files, stats = members.run_analysis(order, attempt)
+                files, stats = members.run_analysis(order, attempt, spec)
                 order = members.still(order)
                 outputs.extend(files)
                 summary[spec.id] = stats
                 if spec.kind == TRAIN_KIND:
                     train_epsilon[spec.id] = stats["epsilon_per_site"]
+                members.done((spec.id,), spec.kind, files)
             analysis_files[spec.id] = outputs[written:]
         summary.update(_missing_summary(study, sites.values(), members.lost))
         if receipts is not None:
@@ -312,9 +358,35 @@ def run_study(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    notify(Progress("done", f"results in {out}"))
+    events.emit(
+        STUDY_DONE,
+        out=str(out),
+        outputs=list(outputs),
+        sites=[sites[n].name for n in order],
+        sites_missing=[str(what["site"]) for what in members.lost.values()],
+        seconds=events.seconds(),
+    )
     return StudyOutcome(
         out, study, run_id, tuple(sites[n] for n in order), harmonization, tuple(outputs), summary
+    )
+
+
+def check_enough_sites(study: Study, connected: int) -> None:
+    """Stop before any round when fewer sites take part than ``[study] min_sites`` asks for."""
+    need = study.min_sites or 1
+    if connected >= need:
+        return
+    if study.min_sites is None:
+        raise TooFewSites(
+            "no site is connected",
+            hint="start the sites (or pass --site DIR per site with --simulation)",
+        )
+    raise TooFewSites(
+        f"[study] min_sites = {need}, but only {connected} "
+        f"site{'' if connected == 1 else 's'} take part",
+        key="[study] min_sites",
+        hint=f"lower [study] min_sites to at most {connected} (or remove it: then every site "
+        "must answer), or run the study with more sites",
     )
 
 
@@ -335,6 +407,10 @@ class _Members:
     ``min_sites`` None means every site must take part: any failure stops the
     study. Otherwise a site that refuses, fails or stays silent for
     ``timeout`` seconds is dropped while at least ``min_sites`` remain.
+
+    It also reports each step to ``events``: :meth:`begin` an analysis (or
+    the variant harmonization, ``analyses`` empty), each round and each
+    site's answer in :meth:`exchange`, :meth:`done`.
     """
 
     def __init__(
@@ -343,12 +419,12 @@ class _Members:
         nodes: Sequence[int],
         min_sites: int | None,
         timeout: float,
-        notify: ProgressFn,
+        events: Events,
     ) -> None:
         self._transport = transport
         self._min_sites = min_sites
         self._timeout = timeout
-        self._notify = notify
+        self._events = events
         self.active = list(nodes)
         #: node -> site name, once the site has said it (round 1)
         self.names: dict[int, str] = {}
@@ -356,10 +432,40 @@ class _Members:
         self.lost: dict[int, dict[str, object]] = {}
         #: per round: step, sites asked, seconds, array bytes to and from the busiest site
         self.rounds: list[dict[str, object]] = []
+        # the step under way: its analyses, its own round count, when it started
+        self._step: tuple[str, ...] = ()
+        self._step_round = 0
+        self._step_started = time.monotonic()
 
     def still(self, nodes: Sequence[int]) -> list[int]:
         """``nodes`` without the ones that dropped out."""
         return [n for n in nodes if n not in self.lost]
+
+    def _name(self, node: int) -> str:
+        return self.names.get(node) or f"node {node}"
+
+    def begin(
+        self, analyses: tuple[str, ...], kind: str, part: Sequence[int], attempt: int = 1
+    ) -> None:
+        """A step starts: ``analyses`` (none: variant harmonization) on the sites ``part``."""
+        self._step, self._step_round, self._step_started = analyses, 0, time.monotonic()
+        log.debug("%s (%s) on %d sites", ", ".join(analyses) or "variants", kind, len(part))
+        self._events.emit(
+            ANALYSIS_STARTED,
+            analyses=list(analyses),
+            kind=kind,
+            attempt=attempt,
+            sites=[self._name(n) for n in part],
+        )
+
+    def done(self, analyses: tuple[str, ...], kind: str, outputs: Sequence[str]) -> None:
+        self._events.emit(
+            ANALYSIS_DONE,
+            analyses=list(analyses),
+            kind=kind,
+            seconds=round(time.monotonic() - self._step_started, 3),
+            outputs=list(outputs),
+        )
 
     def exchange(
         self,
@@ -371,14 +477,43 @@ class _Members:
 
         ``send`` replaces the transport's exchange (a SecAgg+ round: secure_counts.py).
         """
+        self._step_round += 1
+        kind = next(iter(outgoing.values())).request.kind
+        where = {
+            "analyses": list(self._step),
+            "round": self._step_round,
+            "study_round": round_,
+            "request": kind,
+        }
+        self._events.emit(
+            ROUND_STARTED,
+            **where,
+            sites=[self._name(n) for n in outgoing],
+            secure=send is not None,
+        )
         started = time.monotonic()
-        incoming = (send or self._transport.exchange)(outgoing, timeout=self._timeout)
+        reported: set[int] = set()
+
+        def on_reply(node: int, got: Incoming) -> None:
+            if node in outgoing and node not in reported:
+                reported.add(node)
+                self._site_event(node, got, where)
+
+        if send is None and isinstance(self._transport, StreamingTransport):
+            incoming = self._transport.exchange_streaming(
+                outgoing, timeout=self._timeout, on_reply=on_reply
+            )
+        else:
+            incoming = (send or self._transport.exchange)(outgoing, timeout=self._timeout)
+        for node in outgoing:
+            on_reply(node, incoming.get(node, Incoming(None, error="no reply")))
+        seconds = round(time.monotonic() - started, 3)
         self.rounds.append(
             {
                 "round": round_,
-                "step": next(iter(outgoing.values())).request.kind,
+                "step": kind,
                 "sites": len(outgoing),
-                "seconds": round(time.monotonic() - started, 3),
+                "seconds": seconds,
                 "array_bytes_to_site": max(_nbytes(o.inputs) for o in outgoing.values()),
                 "array_bytes_from_site": max(
                     (_nbytes(i.arrays) for i in incoming.values()), default=0
@@ -389,7 +524,7 @@ class _Members:
         failed: list[tuple[int, SiteFailure]] = []
         for node in outgoing:
             got = incoming.get(node, Incoming(None, error="no reply"))
-            name = self.names.get(node) or f"node {node}"
+            name = self._name(node)
             if got.reply is None:
                 error = got.error or "no reply"
                 code = m[1] if (m := _SITE_APP_CODE.match(error)) else "NO_REPLY"
@@ -400,13 +535,44 @@ class _Members:
                 code = got.reply.reason_code or "FAILED"
                 failed.append((node, SiteFailure(name, code, got.reply.message)))
                 continue
-            self._notify(Progress("site", f"{name}: {got.reply.step} ok"))
+            log.debug("%s: %s ok", name, got.reply.step)
             ok[node] = (got.reply, got.arrays)
+        self._events.emit(
+            ROUND_DONE, **where, asked=len(outgoing), answered=len(ok), seconds=seconds
+        )
         if failed:
-            self._lose(failed, round_, next(iter(outgoing.values())).request.kind)
+            self._lose(failed, where)
         return ok
 
-    def _lose(self, failed: list[tuple[int, SiteFailure]], round_: int, step: str) -> None:
+    def _site_event(self, node: int, got: Incoming, where: Mapping[str, object]) -> None:
+        """``site_answered`` or ``site_failed`` for one node's reply (or its absence)."""
+        if got.reply is None:
+            error = got.error or "no reply"
+            m = _SITE_APP_CODE.match(error)
+            self._events.emit(
+                SITE_FAILED,
+                **where,
+                site=self._name(node),
+                status="error" if m else "no_reply",
+                reason_code=m[1] if m else "NO_REPLY",
+                message=error,
+            )
+            return
+        site = got.reply.site or self._name(node)
+        if got.reply.status == Status.OK:
+            self._events.emit(SITE_ANSWERED, **where, site=site)
+            return
+        self._events.emit(
+            SITE_FAILED,
+            **where,
+            site=site,
+            status="refused" if got.reply.status == Status.REFUSED else "error",
+            reason_code=got.reply.reason_code or "FAILED",
+            message=got.reply.message,
+        )
+
+    def _lose(self, failed: list[tuple[int, SiteFailure]], where: Mapping[str, object]) -> None:
+        round_, step = where["study_round"], where["request"]
         remaining = [n for n in self.active if n not in {node for node, _ in failed}]
         if self._min_sites is None or len(remaining) < self._min_sites:
             if len(failed) == 1 or self._min_sites is None:
@@ -427,13 +593,15 @@ class _Members:
                 "reason_code": exc.reason_code,
                 "message": str(exc),
             }
-            log.warning("%s dropped out at round %d (%s): %s", exc.site, round_, step, exc)
-            self._notify(
-                Progress(
-                    "site",
-                    f"{exc.site} dropped out at round {round_} ({exc.reason_code}); continuing "
-                    f"with {len(remaining)} sites (min_sites = {self._min_sites})",
-                )
+            # the site_dropped event tells the analyst; the log keeps it for the operator
+            log.info("%s dropped out at round %s (%s): %s", exc.site, round_, step, exc)
+            self._events.emit(
+                SITE_DROPPED,
+                **where,
+                site=exc.site,
+                reason_code=exc.reason_code,
+                remaining=len(remaining),
+                min_sites=self._min_sites,
             )
         self.active = remaining
 
@@ -519,10 +687,15 @@ class _Members:
 
         return ask_sum
 
-    def run_analysis(self, part: list[int], run: Callable[[list[int]], Result]) -> Result:
+    def run_analysis(
+        self, part: list[int], run: Callable[[list[int]], Result], spec: AnalysisSpec
+    ) -> Result:
         """Run a multi-round analysis; again without a site that drops out part-way."""
+        attempt = 0
         while True:
+            attempt += 1
             part = self.still(part)
+            self.begin((spec.id,), spec.kind, part, attempt)
             try:
                 return run(part)
             except _Restart:
@@ -716,4 +889,11 @@ def _receipt_record(receipt: Receipt) -> dict[str, object]:
     return record
 
 
-__all__ = ["Progress", "SiteRecord", "StudyOutcome", "outcome_doc", "run_study"]
+__all__ = [
+    "ProgressFn",
+    "SiteRecord",
+    "StudyOutcome",
+    "check_enough_sites",
+    "outcome_doc",
+    "run_study",
+]

@@ -9,9 +9,9 @@ in-process implementation that calls the site handler directly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -52,6 +52,25 @@ class Transport(Protocol):
         ...
 
 
+#: Called with each node's reply as it arrives: ``on_reply(node, incoming)``.
+ReplyFn = Callable[[int, Incoming], None]
+
+
+@runtime_checkable
+class StreamingTransport(Transport, Protocol):
+    """A transport that can also say each reply as it arrives (progress displays use it).
+
+    Flower's Grid has it (``app.py``); a transport without it reports every
+    reply when the round is over.
+    """
+
+    def exchange_streaming(
+        self, outgoing: Mapping[int, Outgoing], *, timeout: float, on_reply: ReplyFn
+    ) -> dict[int, Incoming]:
+        """:meth:`Transport.exchange`, calling ``on_reply`` for each reply when it arrives."""
+        ...
+
+
 @dataclass(frozen=True)
 class SecureExchange:
     """Each site's reply to a secure-sum round, and the sum (None unless every site took part)."""
@@ -75,4 +94,12 @@ class SecureTransport(Transport, Protocol):
     ) -> SecureExchange: ...
 
 
-__all__ = ["Incoming", "Outgoing", "SecureExchange", "SecureTransport", "Transport"]
+__all__ = [
+    "Incoming",
+    "Outgoing",
+    "ReplyFn",
+    "SecureExchange",
+    "SecureTransport",
+    "StreamingTransport",
+    "Transport",
+]

@@ -127,7 +127,12 @@ def load_site(directory: Path) -> SiteConfig:
     check_keys(doc, ("site", "data"), path=path, where="the file", required=("site", "data"))
     for table in ("site", "data"):
         if not isinstance(doc[table], dict):
-            raise ConfigError(f"{table!r} must be a table ([{table}])", path=path)
+            raise ConfigError(
+                f"{table!r} must be a table ([{table}])",
+                path=path,
+                hint=f"write [{table}] on its own line and its keys below it "
+                "(genofed-site init writes a complete site.toml)",
+            )
     check_keys(doc["site"], ("name",), path=path, where="[site]", required=("name",))
     check_keys(doc["data"], _DATA_KEYS, path=path, where="[data]", required=("genotypes",))
     name = get_typed(doc["site"], "name", str, None, path=path, where="site")

@@ -73,3 +73,23 @@ def test_study_run__missing_site_dir_exits_2(tmp_path: Path) -> None:
     )
     assert result.exit_code == cli.EXIT_INPUT
     assert not (tmp_path / "r").exists()
+
+
+def test_study_show__notes_a_scoring_file_that_is_not_here(tmp_path: Path) -> None:
+    study = tmp_path / "study.toml"
+    study.write_text(cli.DEMO_STUDY)  # names cohorts/pgs/GENOFED_SIM.txt, absent here
+    result = runner.invoke(cli.app, ["study", "show", str(study)])
+    assert result.exit_code == cli.EXIT_OK, result.output
+    text = " ".join(result.output.split())
+    assert "note: scoring_file 'cohorts/pgs/GENOFED_SIM.txt' of analysis 'prs'" in text
+    assert "not checked" in text
+
+
+def test_study_show__checks_a_scoring_file_that_is_here(tmp_path: Path) -> None:
+    (tmp_path / "cohorts" / "pgs").mkdir(parents=True)
+    (tmp_path / "cohorts" / "pgs" / "GENOFED_SIM.txt").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    study = tmp_path / "study.toml"
+    study.write_text(cli.DEMO_STUDY)
+    result = runner.invoke(cli.app, ["study", "show", str(study)])
+    assert result.exit_code == cli.EXIT_INPUT, result.output
+    assert "GENOFED_SIM.txt: starts like a gzip file" in " ".join(result.output.split())

@@ -137,11 +137,19 @@ def harmonize(
             n_duplicates=duplicates,
         )
         if not report.clean and len(examples) < 3:
-            examples.append(_example(site, tables[0], table, ref_keys, lookup, extra_keys))
+            examples.append(_example(site, tables[0], table, ref_keys, lookup, extra_keys, keys))
         reports.append(report)
         lookups.append(lookup)
     if any(r.n_duplicates for r in reports):
-        raise HarmonizationError(_describe(reports, examples, "duplicated variants"))
+        raise HarmonizationError(
+            _describe(
+                reports,
+                examples,
+                "duplicated variants",
+                "remove the duplicates at each site that has them, e.g. plink2 --bfile X "
+                "--rm-dup force-first --make-bed --out X-dedup, then point site.toml at it",
+            )
+        )
     if not all(r.clean for r in reports) and not allow_intersection:
         raise HarmonizationError(_describe(reports, examples, "sites hold different variants"))
     if all(r.n_missing == 0 for r in reports):  # every site has every reference key
@@ -149,9 +157,12 @@ def harmonize(
     else:
         common = [i for i, k in enumerate(ref_keys) if all(k in lk for lk in lookups)]
     if not common:
-        raise HarmonizationError("the sites have no variant in common")
+        raise HarmonizationError(
+            "the sites have no variant in common\n  fix: check that every site holds the same "
+            "genome build and variant set (the .bim files' chromosome, position and alleles)"
+        )
     study_variants = tables[0].take(np.asarray(common, dtype=np.int64))
-    _check_autosomes(study_variants)
+    _check_autosomes(study_variants, sites)
     plans: list[SitePlan] = []
     final_reports: list[SiteMatchReport] = []
     common_keys = ref_keys if len(common) == len(ref_keys) else [ref_keys[i] for i in common]
@@ -170,7 +181,19 @@ def _example(
     ref_keys: list[tuple[str, int, str, str]],
     lookup: dict[tuple[str, int, str, str], int],
     extra: list[int],
+    keys: list[tuple[str, int, str, str]],
 ) -> str:
+    if len(lookup) < len(keys):  # duplicates: name the first one
+        first: dict[tuple[str, int, str, str], int] = {}
+        for j, key in enumerate(keys):
+            if key in first:
+                i = first[key]
+                where = f"{table.chrom[j]}:{table.pos[j]} {table.ref[j]}/{table.alt[j]}"
+                return (
+                    f"{site} lists {where} twice ({table.id[i]} and {table.id[j]}: "
+                    f"variants {i + 1} and {j + 1} of its .bim)"
+                )
+            first[key] = j
     for i, key in enumerate(ref_keys):
         if key not in lookup:
             return (
@@ -183,7 +206,9 @@ def _example(
     return f"{site} has {table.id[i]} ({where}) that the first site lacks"
 
 
-def _describe(reports: list[SiteMatchReport], examples: list[str], what: str) -> str:
+def _describe(
+    reports: list[SiteMatchReport], examples: list[str], what: str, fix: str | None = None
+) -> str:
     lines = [f"variant harmonization failed: {what}"]
     for r in reports:
         lines.append(
@@ -192,6 +217,9 @@ def _describe(reports: list[SiteMatchReport], examples: list[str], what: str) ->
             f"{r.n_duplicates} duplicated"
         )
     lines.extend(f"  e.g. {e}" for e in examples)
+    if fix is not None:
+        lines.append(f"  fix: {fix}")
+        return "\n".join(lines)
     lines.append(
         '  fix: give every site the same variant set, or set on_variant_mismatch = "intersect" '
         "in [study] to run on the variants all sites share (duplicates must always be removed)"
@@ -199,17 +227,36 @@ def _describe(reports: list[SiteMatchReport], examples: list[str], what: str) ->
     return "\n".join(lines)
 
 
-def _check_autosomes(variants: VariantTable) -> None:
+#: plink's codes for the sex chromosomes, their pseudo-autosomal parts and the mitochondrion.
+SEX_AND_MT = frozenset({"X", "Y", "XY", "MT", "M", "23", "24", "25", "26", "PAR1", "PAR2"})
+
+
+def _check_autosomes(variants: VariantTable, sites: Sequence[str]) -> None:
     chroms = np.asarray(variants.chrom).astype(str).tolist()
     other = {c for c in set(chroms) if bare_chrom(c) not in AUTOSOMES}
-    bad = [i for i, c in enumerate(chroms) if c in other] if other else []
-    if bad:
-        i = bad[0]
+    if not other:
+        return
+    held = f"held by {', '.join(sites)}" if len(sites) > 1 else f"at {sites[0]}"
+    unknown = sorted(c for c in other if bare_chrom(c).upper() not in SEX_AND_MT)
+    fix = (
+        "  fix: keep chromosomes 1-22 only at each site (plink2 --bfile X --allow-extra-chr "
+        "--autosome --make-bed --out X-autosomes), then point site.toml at the new fileset"
+    )
+    if unknown:
+        i = chroms.index(unknown[0])
         raise HarmonizationError(
-            f"{len(bad)} study variants are not on autosomes (e.g. {variants.id[i]} on "
-            f"chromosome {variants.chrom[i]}); sex-chromosome and mitochondrial variants are "
-            "not supported yet\n  fix: exclude them at each site (plink2 --autosome --make-bed)"
+            f"{sum(c in set(unknown) for c in chroms)} study variants ({held}) are on "
+            f"chromosome codes GenoFed does not know: {', '.join(map(repr, unknown[:5]))} (e.g. "
+            f"{variants.id[i]}, column 1 of each site's .bim); GenoFed reads chromosomes 1-22, "
+            "with or without a chr prefix\n" + fix
         )
+    bad = [i for i, c in enumerate(chroms) if c in other]
+    i = bad[0]
+    raise HarmonizationError(
+        f"{len(bad)} study variants ({held}) are not on autosomes (e.g. {variants.id[i]} on "
+        f"chromosome {variants.chrom[i]}); sex-chromosome and mitochondrial variants are "
+        "not supported yet\n" + fix
+    )
 
 
 __all__ = [

@@ -4,7 +4,8 @@ The study file travels in the run config (``study-text``), so it need not be
 on the coordinator host. The ServerApp runs on the coordinator host (in the
 SuperLink's SuperExec) and keeps its copy of the results there
 (``STATE_DIR/results/RUN_ID``); ``flwr run --stream`` brings its output back
-here: ``genofed-progress:`` lines are shown as they come, the results come
+here: ``genofed-progress:`` lines (one JSON study event each,
+:mod:`genofed.coordinator.events`) are passed on as they come, the results come
 back as an archive (:mod:`genofed.coordinator.deploy.results_transfer`) and are
 unpacked into ``--out`` on this machine, and the final ``genofed-result:``
 line says whether the study finished or why it failed.
@@ -31,6 +32,9 @@ from genofed.common.errors import (
     HarmonizationError,
     InputError,
     SiteFailure,
+    StudyTimeout,
+    TooFewSites,
+    UnreachableError,
 )
 from genofed.common.supervise import start_child
 from genofed.coordinator.app import PROGRESS_PREFIX, RESULT_PREFIX
@@ -40,7 +44,9 @@ from genofed.coordinator.deploy.superlink import (
     flower_cli_home,
     flower_command,
     flower_env,
+    unreachable,
 )
+from genofed.coordinator.events import EventFn, event_from_json
 
 #: Longest a submitted study may take before the submitter gives up waiting.
 DEFAULT_STUDY_TIMEOUT_S = 3600.0
@@ -84,22 +90,45 @@ class RemoteSiteFailure(SiteFailure):
         self.reason_code = ""
 
 
+class RemoteInternalError(GenoFedError):
+    """The ServerApp failed on an error that is not a GenoFed one: a bug on the coordinator."""
+
+
 _ERRORS: dict[str, Callable[[str], GenoFedError]] = {
     "SiteFailure": RemoteSiteFailure,
     "HarmonizationError": HarmonizationError,
     "InputError": InputError,
     "ConfigError": InputError,
+    "UnreachableError": UnreachableError,
+    "InternalError": RemoteInternalError,
 }
+
+
+def remote_error(doc: dict[str, Any]) -> GenoFedError:
+    """The error a failed ``genofed-result:`` line reports, as this side's exception."""
+    message = str(doc.get("message", "unknown error"))
+    if doc.get("error") == "TooFewSites":
+        key = doc.get("key")
+        return TooFewSites(message, key=str(key) if key else None)
+    return _ERRORS.get(str(doc.get("error")), GenoFedError)(message)
 
 
 def submit_study(
     sub: Submission,
     *,
     emit: Callable[[str], None] = print,
+    on_event: EventFn | None = None,
     timeout_s: float = DEFAULT_STUDY_TIMEOUT_S,
     log_path: Path | None = None,
 ) -> DeployedOutcome:
-    """Run ``sub`` on the federation; return the ServerApp's result or raise its error."""
+    """Run ``sub`` on the federation; return the ServerApp's result or raise its error.
+
+    ``on_event`` receives the ServerApp's study events (:mod:`genofed.coordinator.events`);
+    ``emit`` every other line worth showing (the run's submission, a progress line
+    that is not an event). Errors: :class:`UnreachableError` when the coordinator
+    cannot be reached or the stream ends without a result, :class:`StudyTimeout`
+    after ``timeout_s``, else the error the ServerApp reported.
+    """
     if not sub.study_file.is_file():
         raise InputError("study file not found", path=sub.study_file)
     if sub.expected_sites < 1:
@@ -126,16 +155,25 @@ def submit_study(
         run_config.write_text(tomli_w.dumps(overrides), encoding="utf-8")
         results: list[dict[str, Any]] = []
         parts = Reassembler()
+        started_run: list[str] = []
 
         def _translate(line: str) -> str | None:
             if parts.feed(line):
                 return None
             if PROGRESS_PREFIX in line:
-                return line.split(PROGRESS_PREFIX, 1)[1]
+                text = line.split(PROGRESS_PREFIX, 1)[1]
+                try:
+                    event = event_from_json(json.loads(text))
+                except ValueError:  # json.JSONDecodeError too: a plain progress line
+                    return text
+                if on_event is not None:
+                    on_event(event)
+                return None
             if RESULT_PREFIX in line:
                 results.append(json.loads(line.split(RESULT_PREFIX, 1)[1]))
                 return None
             if "Successfully started run" in line:
+                started_run.append(line)
                 return f"submitted: flower {line.strip().lower().removeprefix('successfully ')}"
             return None
 
@@ -158,9 +196,12 @@ def submit_study(
         )
         try:
             child.process.wait(timeout=timeout_s)
+        except KeyboardInterrupt:
+            child.stop(grace=2)
+            raise
         except Exception:
             child.stop()
-            raise GenoFedError(
+            raise StudyTimeout(
                 f"the study did not finish within {timeout_s:.0f} s; it may still be running "
                 "on the coordinator (flwr list / flwr stop)"
             ) from None
@@ -169,11 +210,19 @@ def submit_study(
                 child.relay.join(timeout=10)
     if not results:
         tail = "\n".join(child.lines[-15:])
-        raise GenoFedError(f"the study ended without a result from the coordinator:\n{tail}")
+        if not started_run or unreachable(child.lines):
+            raise UnreachableError(
+                f"cannot reach the coordinator's control API at {sub.superlink}:\n{tail}\n"
+                "  fix: check --superlink HOST:PORT, that `genofed coordinator up` runs there, "
+                "and that this machine can reach that port (and --ca-cert)"
+            )
+        raise UnreachableError(
+            "the connection to the coordinator was lost before it reported a result; the "
+            f"study may still be running there (flwr list / flwr stop):\n{tail}"
+        )
     doc = results[-1]
     if doc.get("status") != "ok":
-        make = _ERRORS.get(str(doc.get("error")), GenoFedError)
-        raise make(str(doc.get("message", "unknown error")))
+        raise remote_error(doc)
     if doc.get("run_id") != run_id:
         raise GenoFedError("the coordinator reported a different run than the one submitted")
     doc["coordinator_out"] = doc.get("out")
@@ -189,6 +238,7 @@ def submit_study(
 __all__ = [
     "DEFAULT_STUDY_TIMEOUT_S",
     "DeployedOutcome",
+    "RemoteInternalError",
     "RemoteSiteFailure",
     "Submission",
     "submit_study",

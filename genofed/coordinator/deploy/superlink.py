@@ -46,9 +46,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genofed.common.errors import ConfigError, GenoFedError, InputError
+from genofed.common.errors import ConfigError, GenoFedError, InputError, UnreachableError
 from genofed.common.supervise import start_child, supervise
-from genofed.common.tomlconfig import check_keys, get_typed, load_toml
+from genofed.common.tomlconfig import bare_message, check_keys, get_typed, load_toml
 from genofed.coordinator.receipt_check import REQUIRE, ReceiptCheck, receipts_from_toml
 
 DEFAULT_FLEET_ADDRESS = "0.0.0.0:9092"
@@ -100,7 +100,10 @@ class CoordinatorConfig:
 def split_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise InputError(f"not a HOST:PORT address: {address!r}")
+        raise InputError(
+            f"not a HOST:PORT address: {address!r}",
+            hint='write the address as host and port, e.g. "0.0.0.0:9092"',
+        )
     return host, int(port)
 
 
@@ -115,7 +118,11 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     studies = doc.get("studies", {})
     for name, table in (("coordinator", coord), ("tls", tls), ("studies", studies)):
         if not isinstance(table, dict):
-            raise ConfigError(f"'{name}' must be a table ([{name}])", path=path)
+            raise ConfigError(
+                f"'{name}' must be a table ([{name}])",
+                path=path,
+                hint=f"write [{name}] on its own line and its keys below it",
+            )
     check_keys(coord, _COORD_KEYS, path=path, where="[coordinator]")
     check_keys(tls, _TLS_KEYS, path=path, where="[tls]")
     check_keys(studies, ("file_dirs",), path=path, where="[studies]")
@@ -141,11 +148,16 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         try:
             split_address(address)
         except InputError as exc:
-            raise ConfigError(str(exc), path=path) from exc
+            raise ConfigError(bare_message(exc), path=path, hint=exc.hint) from exc
     files = {k: get_typed(tls, k, str, None, path=path, where="tls") for k in _TLS_KEYS}
     if any(files.values()) and not all(files.values()):
         missing = ", ".join(k for k, v in files.items() if not v)
-        raise ConfigError(f"[tls] is incomplete: {missing} missing", path=path)
+        raise ConfigError(
+            f"[tls] is incomplete: {missing} missing",
+            path=path,
+            hint="give all three of ca_cert, server_cert and server_key (genofed certs init "
+            "makes them), or none and --insecure for a plaintext test setup",
+        )
     return CoordinatorConfig(
         path=path,
         fleet_address=fleet,
@@ -313,6 +325,22 @@ def flower_cli_home(address: str, *, ca_cert: Path | None, insecure: bool) -> It
         yield home
 
 
+#: What Flower's CLI prints when it cannot reach the SuperLink's Control API.
+_UNREACHABLE = (
+    "connection to the superlink is unavailable",
+    "statuscode.unavailable",
+    "failed to connect",
+    "connection refused",
+    "deadline exceeded",
+)
+
+
+def unreachable(lines: list[str]) -> bool:
+    """Whether Flower's CLI output (``flwr run``, ``flwr supernode``) says it could not connect."""
+    text = " ".join(" ".join(lines).lower().split())
+    return any(marker in text for marker in _UNREACHABLE)
+
+
 def register_site(
     config: CoordinatorConfig, name: str, public_key: Path, *, insecure: bool = False
 ) -> int:
@@ -333,15 +361,26 @@ def register_site(
             "--format",
             "json",
         ]
-        proc = subprocess.run(
-            argv, env=flower_env(home), capture_output=True, text=True, timeout=60, check=False
-        )
+        try:
+            proc = subprocess.run(
+                argv, env=flower_env(home), capture_output=True, text=True, timeout=60, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise UnreachableError(
+                f"the coordinator's control API at {config.control_client_address} did not "
+                "answer within 60 s"
+            ) from None
     try:
         doc = json.loads(proc.stdout)
     except json.JSONDecodeError:
         doc = {}
     if proc.returncode != 0 or not doc.get("success"):
         detail = doc.get("error-message") or (proc.stdout + proc.stderr).strip()[-500:]
+        if unreachable([str(detail)]):
+            raise UnreachableError(
+                f"registering site {name!r}: cannot reach the coordinator's control API at "
+                f"{config.control_client_address}: {detail}"
+            )
         raise GenoFedError(f"registering site {name!r} failed: {detail}")
     return int(doc["node-id"])
 
@@ -361,4 +400,5 @@ __all__ = [
     "run_coordinator",
     "superlink_argv",
     "translate_superlink",
+    "unreachable",
 ]

@@ -26,21 +26,20 @@ from typing import Annotated, TypeVar
 import typer
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from genofed.common.errors import InputError
 from genofed.protos.v1 import site_admin_pb2 as sa
 from genofed.site_agent.admin import AdminClient, connect
-from genofed.site_agent.cli.exits import run_guarded
+from genofed.site_agent.cli.exits import console, run_guarded
 from genofed.site_agent.node import admin_state
 from genofed.site_agent.node.supernode import STATE_DIRNAME
 from genofed.site_agent.privacy import approvals
 from genofed.site_agent.sitedir import SITE_CONFIG
 
 T = TypeVar("T")
-_err = Console(stderr=True, soft_wrap=True)
+_err = console(stderr=True)
 
 
 def agent_for(site_dir: Path, *, quiet: bool = False) -> AdminClient | None:
@@ -50,7 +49,9 @@ def agent_for(site_dir: Path, *, quiet: bool = False) -> AdminClient | None:
         if client is None:
             _err.print("(site agent not running: reading the site's state directly)", style="dim")
         else:
-            _err.print(f"(from the running site agent at {client.address})", style="dim")
+            _err.print(
+                f"(from the running site agent at {client.address})", style="dim", markup=False
+            )
     return client
 
 
@@ -115,7 +116,7 @@ def status(
         )
     )
     st, budget = got
-    out = Console(soft_wrap=True)
+    out = console()
     if as_json:
         doc = f'{{"status": {_json(st)}, "budget": {_json(budget)}}}'
         out.print(doc, highlight=False, markup=False)
@@ -166,7 +167,7 @@ def budget(
     b = run_guarded(
         lambda: _ask(directory, lambda c: c.budget(), lambda: admin_state.budget_report(directory))
     )
-    out = Console(soft_wrap=True)
+    out = console()
     if as_json:
         out.print(_json(b), highlight=False, markup=False)
         return
@@ -225,7 +226,7 @@ def report(
         return write_report(directory, out, public_key_pem=key)
 
     written = run_guarded(action)
-    Console(soft_wrap=True).print(f"report written: {escape(str(written))}")
+    console().print(f"report written: {escape(str(written))}")
 
 
 __all__ = ["agent_for", "approvals_via_agent", "budget", "report", "status"]

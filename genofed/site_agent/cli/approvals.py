@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from genofed.common.errors import InputError
-from genofed.site_agent.cli.exits import run_guarded
+from genofed.site_agent.cli.exits import console, run_guarded
 from genofed.site_agent.privacy import approvals
 
 log = logging.getLogger("genofed.site")
@@ -50,7 +49,7 @@ def _who(by: str | None) -> str:
 
 
 def _print_one(record: approvals.StudyApproval, as_json: bool) -> None:
-    out = Console(soft_wrap=True)
+    out = console()
     if as_json:
         out.print_json(json.dumps(record.to_json()))
         return
@@ -130,7 +129,7 @@ def studies_cmd(
         return [r for r in rows if status is None or r.status == status]
 
     rows = run_guarded(action)
-    out = Console(soft_wrap=True)
+    out = console()
     if as_json:
         out.print_json(json.dumps([r.to_json() for r in rows]))
         return

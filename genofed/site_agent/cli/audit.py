@@ -9,7 +9,8 @@
 Exit codes (as for the rest of ``genofed-site``, plus one):
 
 * ``0`` (EXIT_OK): success; for ``verify``, the log verifies.
-* ``1`` (EXIT_UNEXPECTED): an unexpected error (a bug); the traceback is logged.
+* ``1`` (EXIT_UNEXPECTED): an unexpected error (a bug): one line names the file
+  holding its traceback (in the temporary folder); please report it with that file.
 * ``2`` (EXIT_INPUT): bad input: a missing file or directory, a malformed key
   or saved checkpoint; the message says what and where.
 * ``3`` (EXIT_AUDIT_FAILED): ``verify`` found the log changed, cut short or
@@ -27,7 +28,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -52,10 +52,17 @@ from genofed.site_agent.cli.exits import (
     EXIT_INPUT,
     EXIT_OK,
     EXIT_UNEXPECTED,
+    console,
     run_guarded,
 )
 from genofed.site_agent.sitedir import SITE_CONFIG
 
+#: What to do when a log does not verify.
+_VERIFY_FIX = (
+    "this copy is not the log the site signed (or --pubkey is not the site's key): export "
+    "the log again (genofed-site audit export SITE_DIR --out DIR) and verify that copy; if "
+    "the site's own log fails too, keep both and tell the site's privacy officer"
+)
 #: Problems printed before "... and N more".
 MAX_PROBLEMS_SHOWN = 20
 
@@ -98,9 +105,7 @@ def init_cmd(
         init_audit(site_dir)
 
     run_guarded(action)
-    Console(soft_wrap=True).print(
-        f"Audit log created. Public key: {escape(str(AuditPaths.of(site_dir).pub))}"
-    )
+    console().print(f"Audit log created. Public key: {escape(str(AuditPaths.of(site_dir).pub))}")
 
 
 @app.command("export")
@@ -115,7 +120,7 @@ def export_cmd(
         genofed-site audit export site-a --out audit-2026-05
     """
     snapshot = run_guarded(lambda: export_log(site_dir, out))
-    Console(soft_wrap=True).print(
+    console().print(
         f"Exported {len(snapshot.leaves)} entries and {len(snapshot.checkpoints)} checkpoints "
         f"to {escape(str(out))}."
     )
@@ -201,7 +206,7 @@ def verify_cmd(
     saved = run_guarded(lambda: _read_checkpoint(checkpoint)) if checkpoint else None
     key = run_guarded(lambda: _read_key(pubkey)) if pubkey else None
     result = run_guarded(lambda: verify_path(path, public_key_pem=key, saved=saved))
-    out = Console(soft_wrap=True)
+    out = console()
     if as_json:
         out.print_json(_verification_json(result))
     elif result.ok:
@@ -219,14 +224,16 @@ def verify_cmd(
         if saved is not None:
             out.print(f"extends the saved checkpoint of tree size {saved.tree_size}")
     else:
-        err = Console(stderr=True, soft_wrap=True)
+        err = console(stderr=True)
         err.print(
-            f"[bold red]the audit log does NOT verify[/] ({len(result.problems)} problem(s)):"
+            f"[bold red]the audit log at {escape(str(path))} does NOT verify[/] "
+            f"({len(result.problems)} problem(s)):"
         )
         for problem in result.problems[:MAX_PROBLEMS_SHOWN]:
             err.print(f"  [red]- {escape(problem)}[/]")
         if len(result.problems) > MAX_PROBLEMS_SHOWN:
             err.print(f"  ... and {len(result.problems) - MAX_PROBLEMS_SHOWN} more")
+        err.print(f"  fix: {escape(_VERIFY_FIX)}")
     if not result.ok:
         raise typer.Exit(EXIT_AUDIT_FAILED)
     if save_checkpoint is not None and result.latest is not None:
@@ -342,7 +349,7 @@ def show_cmd(
         return chosen
 
     entries = run_guarded(select)
-    out = Console(soft_wrap=True)
+    out = console()
     if as_json:
         out.print_json(canonical_json([entry_to_json(e) for e in entries]))
         return

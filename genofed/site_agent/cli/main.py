@@ -7,7 +7,8 @@ site directory; nothing here talks to the network.
 Exit codes:
 
 * ``0`` (EXIT_OK): success.
-* ``1`` (EXIT_UNEXPECTED): an unexpected error (a bug); the traceback is logged.
+* ``1`` (EXIT_UNEXPECTED): an unexpected error (a bug): one line names the file
+  holding its traceback (in the temporary folder); please report it with that file.
 * ``2`` (EXIT_INPUT): bad input or configuration (a file, a flag, a TOML
   file); the message says what, where and how to fix it. Typer's own usage
   errors (unknown flag, missing option) also exit with 2.
@@ -19,11 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -31,7 +32,14 @@ from genofed.site_agent.cli import admin as admin_cli
 from genofed.site_agent.cli import approvals as approvals_cli
 from genofed.site_agent.cli import audit as audit_cli
 from genofed.site_agent.cli import node as node_cli
-from genofed.site_agent.cli.exits import EXIT_INPUT, EXIT_OK, EXIT_UNEXPECTED, run_guarded
+from genofed.site_agent.cli.exits import (
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    console,
+    report_unexpected,
+    run_guarded,
+)
 from genofed.site_agent.privacy.policy import POLICY_FILE, SitePolicy, load_policy
 from genofed.site_agent.sitedir import SiteSummary, init_site, inspect_site, load_site
 
@@ -65,6 +73,9 @@ def _main(
         handler._genofed_cli = True  # type: ignore[attr-defined]
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # dp-accounting (via absl) warns for each RDP order it drops as unconverged; dropping an
+    # order only makes its epsilon bound conservative, so it is noise to the privacy officer
+    logging.getLogger("absl").setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
 def _summary_json(summary: SiteSummary, policy: SitePolicy) -> str:
@@ -94,7 +105,7 @@ def _summary_json(summary: SiteSummary, policy: SitePolicy) -> str:
 
 
 def _print_summary(summary: SiteSummary, policy: SitePolicy, *, as_json: bool) -> None:
-    out = Console(soft_wrap=True)
+    out = console()
     if as_json:
         out.print_json(_summary_json(summary, policy))
         return
@@ -189,8 +200,24 @@ def check(
     _print_summary(summary, policy, as_json=as_json)
 
 
-__all__ = ["EXIT_INPUT", "EXIT_OK", "EXIT_UNEXPECTED", "app"]
+def main() -> None:
+    """The ``genofed-site`` entry point: :data:`app`, and an error outside its wrappers as one line.
+
+    Each command runs its work through :func:`run_guarded`; whatever escapes
+    one (printing a summary, say) is reported the same way here instead of as
+    Typer's traceback, which would show local values.
+    """
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:
+        report_unexpected(exc)
+        sys.exit(EXIT_UNEXPECTED)
+
+
+__all__ = ["EXIT_INPUT", "EXIT_OK", "EXIT_UNEXPECTED", "app", "main"]
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

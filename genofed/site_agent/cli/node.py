@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from genofed.common.appbundle import bundle_hash
-from genofed.common.errors import GenoFedError
 from genofed.site_agent.admin import DEFAULT_ADMIN_ADDRESS
-from genofed.site_agent.cli.exits import EXIT_INPUT
+from genofed.site_agent.cli.exits import console, run_guarded
 
 
 def up(
@@ -59,7 +57,7 @@ def up(
     """
     from genofed.site_agent.node.supernode import NodeOptions, run_site_node
 
-    err = Console(stderr=True, soft_wrap=True)
+    err = console(stderr=True)
 
     def emit(line: str) -> None:
         style = "bold red" if ("WARNING" in line or "REFUSED" in line) else None
@@ -74,11 +72,7 @@ def up(
         runtime_port=runtime_port,
         admin_address=admin_address,
     )
-    try:
-        code = run_site_node(opts, emit=emit)
-    except GenoFedError as exc:
-        err.print(f"error: {exc}", style="bold red", highlight=False, markup=False)
-        raise typer.Exit(EXIT_INPUT) from exc
+    code = run_guarded(lambda: run_site_node(opts, emit=emit))
     raise typer.Exit(code)
 
 
@@ -89,7 +83,7 @@ def app_hash() -> None:
 
         genofed-site app-hash
     """
-    Console().print(bundle_hash(), highlight=False)
+    console().print(bundle_hash(), highlight=False)
 
 
 __all__ = ["app_hash", "up"]

@@ -123,7 +123,21 @@ def _read_lines(path: Path) -> list[tuple[int, list[str]]]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise InputError("file not found", path=path) from exc
+        raise InputError(
+            "file not found",
+            path=path,
+            hint="check the path; site.toml's paths are relative to the site directory",
+        ) from exc
+    except IsADirectoryError as exc:
+        raise InputError(
+            "is a directory, not a table", path=path, hint="give the path of the table's file"
+        ) from exc
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the table ({exc.strerror or exc})",
+            path=path,
+            hint="check that the file is readable by this user",
+        ) from exc
     except UnicodeDecodeError as exc:
         raise InputError("not a UTF-8 text file", path=path, hint=_HEADER_HINT) from exc
     # spreadsheet exports often start with a UTF-8 byte-order mark; it is not data

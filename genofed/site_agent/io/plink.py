@@ -47,6 +47,8 @@ from genofed.common.errors import InputError
 DEFAULT_CHUNK_VARIANTS = 1024
 
 MISSING = -9
+#: Largest base-pair position plink2 reads (2^31 - 2); a larger one is a typo or a corrupt file.
+MAX_POSITION = 2**31 - 2
 _MAGIC = b"\x6c\x1b\x01"
 _BIM_COLUMNS = 6
 _FAM_COLUMNS = 6
@@ -160,9 +162,9 @@ def _bim_columns_fast(text: str) -> tuple[list[str], np.ndarray] | None:
         return None
     try:
         pos = np.array(tokens[3::_BIM_COLUMNS]).astype(np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
-    if pos.size and pos.min() < 0:
+    if pos.size and (pos.min() < 0 or pos.max() > MAX_POSITION):
         return None  # the line-by-line parse names the line
     return tokens, pos
 
@@ -186,7 +188,7 @@ def _bim_positions_checked(path: Path, rows: list[tuple[int, list[str]]]) -> np.
     pos = np.empty(len(rows), dtype=np.int64)
     for i, (line_no, fields) in enumerate(rows):
         try:
-            pos[i] = int(fields[3])
+            value = int(fields[3])
         except ValueError as exc:
             raise InputError(
                 f"column 4 (position) is {fields[3]!r}, not an integer",
@@ -194,6 +196,16 @@ def _bim_positions_checked(path: Path, rows: list[tuple[int, list[str]]]) -> np.
                 line=line_no,
                 hint="positions are whole base-pair coordinates",
             ) from exc
+        if value > MAX_POSITION:
+            raise InputError(
+                f"column 4 (position) is {fields[3]}, larger than any chromosome position "
+                f"(plink2 reads at most {MAX_POSITION})",
+                path=path,
+                line=line_no,
+                hint="fix the position at that line (a base-pair coordinate on its chromosome), "
+                "or remove the variant",
+            )
+        pos[i] = value
         if pos[i] < 0:
             prefix = path.with_suffix("")
             raise InputError(
@@ -207,19 +219,6 @@ def _bim_positions_checked(path: Path, rows: list[tuple[int, list[str]]]) -> np.
     return pos
 
 
-def _bim_columns_checked(
-    path: Path, text: str, first_line: int = 1
-) -> tuple[list[str], np.ndarray]:
-    """Line by line: the first line without 6 columns, else the first bad position, fails."""
-    rows = _bim_rows_checked(path, text, first_line)
-    pos = _bim_positions_checked(path, rows)
-    return [token for _, fields in rows for token in fields], pos
-
-
-def _bim_column(tokens: list[str], j: int) -> np.ndarray:
-    return np.array(tokens[j::_BIM_COLUMNS], dtype=str)
-
-
 def _bim_blocks(path: Path, text: str, block_lines: int) -> dict[str, list[np.ndarray]]:
     """The whole-text parse (:func:`_bim_columns_fast`, else checked), one block at a time.
 
@@ -228,8 +227,7 @@ def _bim_blocks(path: Path, text: str, block_lines: int) -> dict[str, list[np.nd
     its lines' numbers in the file. The error is the whole-text parse's: the
     first line without 6 columns in the file, else the first bad position,
     so a bad position waits until later blocks are found to have no bad
-    column count. Positions past int64 raise ``OverflowError``; the caller
-    handles it.
+    column count.
     """
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ("chrom", "pos", "id", "ref", "alt")}
     pending: InputError | None = None
@@ -325,20 +323,7 @@ def read_bim(path: Path, block_lines: int | None = None) -> Variants:
             line=1,
             hint=f"save it without the mark, e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {path}",
         )
-    try:
-        parts = _bim_blocks(path, text, block_lines or BIM_BLOCK_LINES)
-    except OverflowError:
-        # A position past int64: the whole-text parse, for the same exception as ever.
-        tokens, pos = _bim_columns_fast(text) or _bim_columns_checked(path, text)
-        return _missing_alleles(
-            Variants(
-                chrom=_bim_column(tokens, 0),
-                pos=pos,
-                id=_bim_column(tokens, 1),
-                ref=_bim_column(tokens, 5),
-                alt=_bim_column(tokens, 4),
-            )
-        )
+    parts = _bim_blocks(path, text, block_lines or BIM_BLOCK_LINES)
     del text  # not held while the blocks are joined
     return _missing_alleles(_joined(parts))
 
@@ -436,7 +421,10 @@ def _check_bed(bed: Path, bim: Path, fam: Path, n_variants: int, n_samples: int)
     with bed.open("rb") as fh:
         head = fh.read(3)
     if head != _MAGIC:
-        if head[:2] == _MAGIC[:2] and head[2:] == b"\x00":
+        if not head:
+            msg = "is empty (0 bytes)"
+            hint = "copy the .bed again from the plink --make-bed run that wrote the .bim and .fam"
+        elif head[:2] == _MAGIC[:2] and head[2:] == b"\x00":
             msg = "is an old individual-major .bed (third magic byte 0x00)"
             hint = f"convert it to variant-major: plink --bfile {bed.with_suffix('')} --make-bed"
         elif head[:2] == _MAGIC[:2]:
@@ -449,6 +437,8 @@ def _check_bed(bed: Path, bim: Path, fam: Path, n_variants: int, n_samples: int)
     expected = 3 + n_variants * ((n_samples + 3) // 4)
     actual = bed.stat().st_size
     if actual != expected:
+        for text in (bim, fam):
+            _check_line_ends(text)
         raise InputError(
             f"size is {actual} bytes but {bim.name} has {n_variants} variants and "
             f"{fam.name} has {n_samples} samples, which need {expected} bytes",
@@ -458,11 +448,33 @@ def _check_bed(bed: Path, bim: Path, fam: Path, n_variants: int, n_samples: int)
         )
 
 
+def _check_line_ends(path: Path) -> None:
+    """Refuse a text file whose lines end with a lone ``\\r`` (it counts as one line)."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+    if b"\r" in head and b"\n" not in head:
+        raise InputError(
+            "ends its lines with a carriage return alone (old Mac line ends), so plink and "
+            "GenoFed read it as one line",
+            path=path,
+            hint=f"convert the line ends: tr '\\r' '\\n' < {path} > {path}.fixed, then "
+            f"replace {path.name} by it",
+        )
+
+
 class BedFile:
     """A validated PLINK 1 fileset; genotypes are read lazily in chunks."""
 
     def __init__(self, path: Path) -> None:
         bed, bim, fam = fileset_paths(path)
+        for p in (bed, bim, fam):
+            if p.is_dir():
+                raise InputError(
+                    "is a directory, not a file of a PLINK 1 fileset",
+                    path=p,
+                    hint="a PLINK 1 fileset is X.bed, X.bim and X.fam side by side; "
+                    "give the path to X.bed or the prefix X",
+                )
         missing = [p for p in (bed, bim, fam) if not p.is_file()]
         if missing:
             raise InputError(

@@ -69,11 +69,12 @@ from pathlib import Path
 from types import MappingProxyType
 
 from genofed import __version__
+from genofed.common.analyses import ANALYSIS_KINDS, VARIANTS_KIND
 from genofed.common.appbundle import bundle_hash
 from genofed.common.errors import ConfigError, PolicyRefusal
 from genofed.common.signing import StudySignature, parse_public_key, verify_study_signature
 from genofed.common.study import RELEASE_MODES, Study
-from genofed.common.tomlconfig import check_keys, get_typed, load_toml
+from genofed.common.tomlconfig import Problems, check_keys, did_you_mean, get_typed, load_toml
 from genofed.site_agent.privacy.ledger import PERIODS, Budget
 from genofed.site_agent.privacy.policy_rules import (
     AutoApproveRule,
@@ -297,7 +298,12 @@ analysts = ["*"]
 
 
 def load_policy(path: Path) -> SitePolicy:
-    """Read ``policy.toml``; a missing file is :data:`REFUSE_ALL` (fail closed)."""
+    """Read ``policy.toml``; a missing file is :data:`REFUSE_ALL` (fail closed).
+
+    Every problem of a present file is found before one :class:`ConfigError`
+    names them all (each key, what is wrong with it and its fix), so that the
+    officer fixes the file in one pass (``genofed-site check`` prints them).
+    """
     path = Path(path)
     if not path.exists():
         _log.warning("no policy file at %s: refusing every request", path)
@@ -306,9 +312,25 @@ def load_policy(path: Path) -> SitePolicy:
     check_keys(doc, ["policy"], path=path, where="the file", required=["policy"])
     table = doc["policy"]
     if not isinstance(table, dict):
-        raise ConfigError("'policy' must be a table ([policy])", path=path)
-    check_keys(table, _KEYS, path=path, where="[policy]", required=["version"])
-    version = get_typed(table, "version", int, None, path=path, where="policy")
+        raise ConfigError(
+            "'policy' must be a table ([policy])",
+            path=path,
+            hint="put the settings under one [policy] header (see genofed-site init's file)",
+        )
+    problems = Problems(path)
+    problems.check(lambda: check_keys(table, _KEYS, path=path, where="[policy]"), None)
+    if "version" not in table:
+        problems.add(
+            ConfigError(
+                "missing key 'version' in [policy]",
+                path=path,
+                hint=f"add version = {POLICY_VERSION} under [policy]",
+            )
+        )
+    version = problems.check(
+        lambda: get_typed(table, "version", int, POLICY_VERSION, path=path, where="policy"),
+        POLICY_VERSION,
+    )
     if version != POLICY_VERSION:
         raise ConfigError(
             f"policy version {version} is not supported (this site agent reads version "
@@ -316,86 +338,152 @@ def load_policy(path: Path) -> SitePolicy:
             path=path,
             hint="upgrade the site agent, or rewrite the file for version 1",
         )
-    demo = get_typed(table, "demo", bool, False, path=path, where="policy")
+    demo = problems.check(
+        lambda: get_typed(table, "demo", bool, False, path=path, where="policy"), False
+    )
+    analyses = problems.check(lambda: _allowed_analyses(table, path), frozenset[str]())
+    cohort = problems.check(
+        lambda: _non_negative(table, "min_cohort_size", DEFAULT_MIN_COHORT_SIZE, path),
+        DEFAULT_MIN_COHORT_SIZE,
+    )
+    cell = problems.check(
+        lambda: _non_negative(table, "min_cell_count", DEFAULT_MIN_CELL_COUNT, path),
+        DEFAULT_MIN_CELL_COUNT,
+    )
+    trusted: dict[str, bytes] = problems.check(lambda: _trusted_analysts(table, path), {})
+    score_rows = problems.check(
+        lambda: _positive(table, "min_score_rows", DEFAULT_MIN_SCORE_ROWS, path),
+        DEFAULT_MIN_SCORE_ROWS,
+    )
+    ratio = problems.check(lambda: _weight_ratio(table, path), DEFAULT_MAX_WEIGHT_RATIO)
+    policy = SitePolicy(
+        demo=demo,
+        allowed_analyses=analyses,
+        trusted_analysts=MappingProxyType(trusted),
+        allowed_app_hashes=problems.check(lambda: _app_hashes(table, path), frozenset()),
+        allowed_release_modes=problems.check(
+            lambda: _release_modes(table, path, demo), frozenset()
+        ),
+        budget=problems.check(lambda: _budget(table, path), None),
+        require_secure_aggregation=problems.check(
+            lambda: get_typed(
+                table, "require_secure_aggregation", bool, False, path=path, where="policy"
+            ),
+            False,
+        ),
+        analysis_bounds=parse_bounds(table, path, analyses, problems),
+        auto_approve=parse_auto_approve(table, path, frozenset(trusted), problems),
+        audit_sample_sets=problems.check(
+            lambda: get_typed(table, "audit_sample_sets", bool, True, path=path, where="policy"),
+            True,
+        ),
+        min_score_rows=score_rows,
+        max_weight_ratio=ratio,
+        guard_refusals_before_review=problems.check(
+            lambda: _non_negative(
+                table, "guard_refusals_before_review", DEFAULT_GUARD_REFUSALS, path
+            ),
+            DEFAULT_GUARD_REFUSALS,
+        ),
+        km_min_grid_step=problems.check(lambda: _grid_step(table, path), 0.0),
+        pca_max_directions=problems.check(
+            lambda: _positive(table, "pca_max_directions", DEFAULT_PCA_MAX_DIRECTIONS, path),
+            DEFAULT_PCA_MAX_DIRECTIONS,
+        ),
+        min_cohort_size=cohort,
+        min_cell_count=cell,
+    )
+    problems.raise_any(hint=f"correct each problem above in {path}, then run genofed-site check")
+    return policy
+
+
+#: What ``allowed_analyses`` may name: the analysis kinds, and the variant
+#: harmonization round every study starts with.
+POLICY_ANALYSES = frozenset(ANALYSIS_KINDS) | {VARIANTS_KIND}
+
+
+def _allowed_analyses(table: Mapping[str, object], path: Path) -> frozenset[str]:
     analyses = get_typed(table, "allowed_analyses", list, [], path=path, where="policy")
+    known = ", ".join(sorted(POLICY_ANALYSES))
     for name in analyses:
         if not isinstance(name, str):
-            raise ConfigError(f"policy.allowed_analyses must hold strings, not {name!r}", path=path)
-    minimums = {}
-    for key, default in (
-        ("min_cohort_size", DEFAULT_MIN_COHORT_SIZE),
-        ("min_cell_count", DEFAULT_MIN_CELL_COUNT),
-    ):
-        value = get_typed(table, key, int, default, path=path, where="policy")
-        if value < 0:
-            raise ConfigError(f"policy.{key} must be >= 0, not {value}", path=path)
-        minimums[key] = value
-    trusted = _trusted_analysts(table, path)
-    score_rows = get_typed(
-        table, "min_score_rows", int, DEFAULT_MIN_SCORE_ROWS, path=path, where="policy"
-    )
-    if score_rows < 1:
-        raise ConfigError(f"policy.min_score_rows must be >= 1, not {score_rows}", path=path)
+            raise ConfigError(
+                f"policy.allowed_analyses must hold strings, not {name!r}",
+                path=path,
+                hint=f'quote each analysis kind, e.g. allowed_analyses = ["freq", "hardy"]; '
+                f"kinds: {known}",
+            )
+    unknown = [name for name in analyses if name not in POLICY_ANALYSES]
+    if unknown:
+        raise ConfigError(
+            f"policy.allowed_analyses names {', '.join(map(repr, unknown))}, which "
+            f"{'are not analysis kinds' if len(unknown) > 1 else 'is not an analysis kind'} "
+            "GenoFed knows",
+            path=path,
+            hint=f"{did_you_mean(unknown, POLICY_ANALYSES)}remove "
+            f"{'them' if len(unknown) > 1 else 'it'}, or use a known kind: {known}",
+        )
+    return frozenset(analyses)
+
+
+def _weight_ratio(table: Mapping[str, object], path: Path) -> float:
     ratio = get_typed(
         table, "max_weight_ratio", (int, float), DEFAULT_MAX_WEIGHT_RATIO, path=path, where="policy"
     )
     if not ratio >= 1:
-        raise ConfigError(f"policy.max_weight_ratio must be >= 1, not {ratio}", path=path)
-    return SitePolicy(
-        demo=demo,
-        allowed_analyses=frozenset(analyses),
-        trusted_analysts=MappingProxyType(trusted),
-        allowed_app_hashes=_app_hashes(table, path),
-        allowed_release_modes=_release_modes(table, path, demo),
-        budget=_budget(table, path),
-        require_secure_aggregation=get_typed(
-            table, "require_secure_aggregation", bool, False, path=path, where="policy"
-        ),
-        analysis_bounds=parse_bounds(table, path, frozenset(analyses)),
-        auto_approve=parse_auto_approve(table, path, frozenset(trusted)),
-        audit_sample_sets=get_typed(
-            table, "audit_sample_sets", bool, True, path=path, where="policy"
-        ),
-        min_score_rows=score_rows,
-        max_weight_ratio=float(ratio),
-        guard_refusals_before_review=_non_negative(
-            table, "guard_refusals_before_review", DEFAULT_GUARD_REFUSALS, path
-        ),
-        km_min_grid_step=_grid_step(table, path),
-        pca_max_directions=_positive(table, "pca_max_directions", DEFAULT_PCA_MAX_DIRECTIONS, path),
-        **minimums,
-    )
+        raise ConfigError(
+            f"policy.max_weight_ratio must be >= 1, not {ratio}",
+            path=path,
+            hint=f"e.g. max_weight_ratio = {DEFAULT_MAX_WEIGHT_RATIO} (the default)",
+        )
+    return float(ratio)
 
 
 def _positive(table: Mapping[str, object], key: str, default: int, path: Path) -> int:
     value = int(get_typed(table, key, int, default, path=path, where="policy"))
     if value < 1:
-        raise ConfigError(f"policy.{key} must be >= 1, not {value}", path=path)
+        raise ConfigError(
+            f"policy.{key} must be >= 1, not {value}",
+            path=path,
+            hint=f"e.g. {key} = {default} (the default)",
+        )
     return value
 
 
 def _non_negative(table: Mapping[str, object], key: str, default: int, path: Path) -> int:
     value = int(get_typed(table, key, int, default, path=path, where="policy"))
     if value < 0:
-        raise ConfigError(f"policy.{key} must be >= 0, not {value}", path=path)
+        raise ConfigError(
+            f"policy.{key} must be >= 0, not {value}",
+            path=path,
+            hint=f"e.g. {key} = {default} (the default)",
+        )
     return value
 
 
 def _grid_step(table: Mapping[str, object], path: Path) -> float:
     value = float(get_typed(table, "km_min_grid_step", (int, float), 0, path=path, where="policy"))
     if not value >= 0:
-        raise ConfigError(f"policy.km_min_grid_step must be >= 0, not {value}", path=path)
+        raise ConfigError(
+            f"policy.km_min_grid_step must be >= 0, not {value}",
+            path=path,
+            hint="km_min_grid_step = 0 counts on the study's own grid",
+        )
     return value
 
 
 def _release_modes(table: Mapping[str, object], path: Path, demo: bool) -> frozenset[str]:
     default = list(RELEASE_MODES) if demo else []
     modes = get_typed(table, "allowed_release_modes", list, default, path=path, where="policy")
-    for mode in modes:
-        if mode not in RELEASE_MODES:
-            raise ConfigError(
-                f"policy.allowed_release_modes may hold {RELEASE_MODES}, not {mode!r}", path=path
-            )
+    unknown = [mode for mode in modes if mode not in RELEASE_MODES]
+    if unknown:
+        raise ConfigError(
+            f"policy.allowed_release_modes names {', '.join(map(repr, unknown))}, not a "
+            "release mode",
+            path=path,
+            hint=f"{did_you_mean(unknown, RELEASE_MODES)}the release modes are: "
+            f"{', '.join(RELEASE_MODES)}",
+        )
     return frozenset(modes)
 
 
@@ -404,18 +492,32 @@ def _budget(table: Mapping[str, object], path: Path) -> Budget | None:
         return None
     sub = table["budget"]
     if not isinstance(sub, dict):
-        raise ConfigError("policy.budget must be a table ([policy.budget])", path=path)
+        raise ConfigError(
+            "policy.budget must be a table ([policy.budget])",
+            path=path,
+            hint="write the budget as its own table: [policy.budget] then epsilon = 3.0",
+        )
     check_keys(sub, _BUDGET_KEYS, path=path, where="[policy.budget]", required=("epsilon",))
     epsilon = get_typed(sub, "epsilon", (int, float), None, path=path, where="policy.budget")
     delta = get_typed(sub, "delta", (int, float), 1e-6, path=path, where="policy.budget")
     period = get_typed(sub, "period", str, "year", path=path, where="policy.budget")
     if not epsilon > 0:
-        raise ConfigError(f"policy.budget.epsilon must be > 0, not {epsilon}", path=path)
+        raise ConfigError(
+            f"policy.budget.epsilon must be > 0, not {epsilon}",
+            path=path,
+            hint="e.g. epsilon = 3.0 (the privacy loss this site accepts per period)",
+        )
     if not 0 < delta < 1e-2:
-        raise ConfigError(f"policy.budget.delta must lie in (0, 0.01), not {delta}", path=path)
+        raise ConfigError(
+            f"policy.budget.delta must lie in (0, 0.01), not {delta}",
+            path=path,
+            hint="e.g. delta = 1e-6",
+        )
     if period not in PERIODS:
         raise ConfigError(
-            f"policy.budget.period must be one of {PERIODS}, not {period!r}", path=path
+            f"policy.budget.period must be one of {PERIODS}, not {period!r}",
+            path=path,
+            hint=f"use one of: {', '.join(PERIODS)}",
         )
     return Budget(epsilon=float(epsilon), delta=float(delta), period=period)
 
@@ -459,7 +561,11 @@ def _trusted_analysts(table: Mapping[str, object], path: Path) -> dict[str, byte
     for number, entry in enumerate(entries, start=1):
         where = f"[[policy.trusted_analysts]] #{number}"
         if not isinstance(entry, dict):
-            raise ConfigError(f"{where} must be a table", path=path)
+            raise ConfigError(
+                f"{where} must be a table",
+                path=path,
+                hint='write [[policy.trusted_analysts]] then name = "..." and public_key = "..."',
+            )
         check_keys(entry, _ANALYST_KEYS, path=path, where=where, required=_ANALYST_KEYS)
         name = get_typed(entry, "name", str, None, path=path, where=where)
         text = get_typed(entry, "public_key", str, None, path=path, where=where)
@@ -472,7 +578,11 @@ def _trusted_analysts(table: Mapping[str, object], path: Path) -> dict[str, byte
                 hint="paste the one line of the analyst's KEY.pub file (ed25519:...)",
             ) from exc
         if name in trusted:
-            raise ConfigError(f"{where}: analyst {name!r} is listed twice", path=path)
+            raise ConfigError(
+                f"{where}: analyst {name!r} is listed twice",
+                path=path,
+                hint="keep one [[policy.trusted_analysts]] table per analyst",
+            )
         trusted[name] = key
     return trusted
 

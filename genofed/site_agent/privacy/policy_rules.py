@@ -52,7 +52,7 @@ from typing import Any
 from genofed.common.analyses import ANALYSIS_KINDS
 from genofed.common.errors import ConfigError, PolicyRefusal
 from genofed.common.study import RELEASE_MODES, Study
-from genofed.common.tomlconfig import check_keys, get_typed
+from genofed.common.tomlconfig import Problems, check_keys, did_you_mean, get_typed
 
 #: Study-level parameters a bound may name for every kind (``dp`` studies only).
 PRIVACY_PARAMS = ("epsilon", "delta")
@@ -92,35 +92,72 @@ def _param_type(kind: str, param: str) -> type:
 
 
 def parse_bounds(
-    table: Mapping[str, object], path: Path, allowed_analyses: frozenset[str]
+    table: Mapping[str, object],
+    path: Path,
+    allowed_analyses: frozenset[str],
+    problems: Problems | None = None,
 ) -> tuple[ParamBound, ...]:
-    """The ``[policy.analysis.*]`` tables of ``[policy]``, checked (see the module docstring)."""
+    """The ``[policy.analysis.*]`` tables of ``[policy]``, checked (see the module docstring).
+
+    With ``problems``, each table's problem is noted there and the others are still read.
+    """
     section = table.get("analysis", {})
     if not isinstance(section, dict):
-        raise ConfigError("policy.analysis must hold tables ([policy.analysis.KIND])", path=path)
+        _problem(
+            problems,
+            ConfigError(
+                "policy.analysis must hold tables ([policy.analysis.KIND])",
+                path=path,
+                hint="write one table per analysis kind, e.g. [policy.analysis.glm]",
+            ),
+        )
+        return ()
     bounds: list[ParamBound] = []
     for kind, sub in section.items():
-        where = f"[policy.analysis.{kind}]"
-        if kind not in ANALYSIS_KINDS:
-            raise ConfigError(
-                f"{where}: unknown analysis kind {kind!r}",
-                path=path,
-                hint=f"known kinds: {', '.join(sorted(ANALYSIS_KINDS))}",
-            )
-        if kind not in allowed_analyses:
-            raise ConfigError(
-                f"{where} bounds an analysis that policy.allowed_analyses does not allow",
-                path=path,
-                hint=f'add "{kind}" to allowed_analyses, or remove the table',
-            )
-        if not isinstance(sub, dict):
-            raise ConfigError(f"{where} must be a table", path=path)
-        params = (*ANALYSIS_KINDS[kind].params, *PRIVACY_PARAMS)
-        check_keys(sub, [f"{op}_{p}" for op in _OPS for p in params], path=path, where=where)
-        for key, value in sub.items():
-            op, param = key.split("_", 1)
-            bounds.append(_bound(kind, op, param, value, path))
+        try:
+            bounds.extend(_kind_bounds(kind, sub, path, allowed_analyses))
+        except ConfigError as exc:
+            _problem(problems, exc)
     return tuple(bounds)
+
+
+def _problem(problems: Problems | None, exc: ConfigError) -> None:
+    """Note ``exc`` in ``problems``, or raise it when there is none."""
+    if problems is None:
+        raise exc
+    problems.add(exc)
+
+
+def _kind_bounds(
+    kind: str, sub: object, path: Path, allowed_analyses: frozenset[str]
+) -> list[ParamBound]:
+    where = f"[policy.analysis.{kind}]"
+    if kind not in ANALYSIS_KINDS:
+        raise ConfigError(
+            f"{where}: unknown analysis kind {kind!r}",
+            path=path,
+            hint=f"{did_you_mean([kind], ANALYSIS_KINDS)}known kinds: "
+            f"{', '.join(sorted(ANALYSIS_KINDS))}",
+        )
+    if kind not in allowed_analyses:
+        raise ConfigError(
+            f"{where} bounds an analysis that policy.allowed_analyses does not allow",
+            path=path,
+            hint=f'add "{kind}" to allowed_analyses, or remove the table',
+        )
+    if not isinstance(sub, dict):
+        raise ConfigError(
+            f"{where} must be a table",
+            path=path,
+            hint=f"write {where} on its own line, then max_/min_/allowed_<param> = ... keys",
+        )
+    params = (*ANALYSIS_KINDS[kind].params, *PRIVACY_PARAMS)
+    check_keys(sub, [f"{op}_{p}" for op in _OPS for p in params], path=path, where=where)
+    bounds = []
+    for key, value in sub.items():
+        op, param = key.split("_", 1)
+        bounds.append(_bound(kind, op, param, value, path))
+    return bounds
 
 
 def _bound(kind: str, op: str, param: str, value: object, path: Path) -> ParamBound:
@@ -131,22 +168,35 @@ def _bound(kind: str, op: str, param: str, value: object, path: Path) -> ParamBo
             raise ConfigError(
                 f"{key}: {param!r} is a {ptype.__name__} parameter; bound it with allowed_{param}",
                 path=path,
+                hint=f"replace {op}_{param} by allowed_{param} = [...] (the values it may take)",
             )
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(f"{key} must be a number >= 0, not {value!r}", path=path)
+            raise ConfigError(
+                f"{key} must be a number >= 0, not {value!r}",
+                path=path,
+                hint=f"e.g. {op}_{param} = 10",
+            )
         return ParamBound(kind, op, param, value)
     element = str if ptype is list else ptype
     if ptype not in (str, bool, list):
         raise ConfigError(
-            f"{key}: {param!r} is a number; bound it with max_{param} / min_{param}", path=path
+            f"{key}: {param!r} is a number; bound it with max_{param} / min_{param}",
+            path=path,
+            hint=f"replace allowed_{param} by max_{param} = ... and/or min_{param} = ...",
         )
     if not isinstance(value, list):
         raise ConfigError(
-            f"{key} must be a list of the values {param!r} may take, not {value!r}", path=path
+            f"{key} must be a list of the values {param!r} may take, not {value!r}",
+            path=path,
+            hint=f'e.g. allowed_{param} = ["a", "b"]',
         )
     for item in value:
         if type(item) is not element:
-            raise ConfigError(f"{key} must hold {element.__name__} values, not {item!r}", path=path)
+            raise ConfigError(
+                f"{key} must hold {element.__name__} values, not {item!r}",
+                path=path,
+                hint=f"list only {element.__name__} values in allowed_{param}",
+            )
     return ParamBound(kind, op, param, tuple(value))
 
 
@@ -192,48 +242,78 @@ def parse_auto_approve(
     table: Mapping[str, object],
     path: Path,
     analysts: frozenset[str],
+    problems: Problems | None = None,
 ) -> tuple[AutoApproveRule, ...]:
-    """The ``[[policy.auto_approve]]`` tables; analyst names must be trusted ones (or "*")."""
-    entries = get_typed(table, "auto_approve", list, [], path=path, where="policy")
+    """The ``[[policy.auto_approve]]`` tables; analyst names must be trusted ones (or "*").
+
+    With ``problems``, each rule's problem is noted there and the others are still read.
+    """
+    try:
+        entries = get_typed(table, "auto_approve", list, [], path=path, where="policy")
+    except ConfigError as exc:
+        _problem(problems, exc)
+        return ()
     rules: list[AutoApproveRule] = []
     for number, entry in enumerate(entries, start=1):
-        where = f"[[policy.auto_approve]] #{number}"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where} must be a table", path=path)
-        check_keys(entry, _RULE_KEYS, path=path, where=where, required=("name", "analysts"))
-        name = get_typed(entry, "name", str, None, path=path, where=where)
-        names = _strings(entry, "analysts", where, path)
-        unknown = sorted(set(names) - analysts - {ANY_ANALYST})
-        if unknown or not names:
-            raise ConfigError(
-                f"{where}.analysts names {', '.join(map(repr, unknown)) or 'nobody'}, "
-                "not a trusted analyst",
-                path=path,
-                hint='use names from [[policy.trusted_analysts]], or "*" for any of them',
-            )
-        kinds = _strings(entry, "analyses", where, path) if "analyses" in entry else None
-        modes = _strings(entry, "release_modes", where, path) if "release_modes" in entry else None
-        for mode in modes or ():
-            if mode not in RELEASE_MODES:
-                raise ConfigError(
-                    f"{where}.release_modes may hold {RELEASE_MODES}, not {mode!r}", path=path
-                )
-        rules.append(
-            AutoApproveRule(
-                name=name,
-                analysts=frozenset(names),
-                analyses=None if kinds is None else frozenset(kinds),
-                release_modes=None if modes is None else frozenset(modes),
-            )
-        )
+        try:
+            rules.append(_rule(entry, f"[[policy.auto_approve]] #{number}", path, analysts))
+        except ConfigError as exc:
+            _problem(problems, exc)
     return tuple(rules)
+
+
+def _rule(entry: object, where: str, path: Path, analysts: frozenset[str]) -> AutoApproveRule:
+    if not isinstance(entry, dict):
+        raise ConfigError(
+            f"{where} must be a table",
+            path=path,
+            hint='write [[policy.auto_approve]] then name = "..." and analysts = [...]',
+        )
+    check_keys(entry, _RULE_KEYS, path=path, where=where, required=("name", "analysts"))
+    name = get_typed(entry, "name", str, None, path=path, where=where)
+    names = _strings(entry, "analysts", where, path)
+    unknown = sorted(set(names) - analysts - {ANY_ANALYST})
+    if unknown or not names:
+        raise ConfigError(
+            f"{where}.analysts names {', '.join(map(repr, unknown)) or 'nobody'}, "
+            "not a trusted analyst",
+            path=path,
+            hint='use names from [[policy.trusted_analysts]], or "*" for any of them',
+        )
+    kinds = _strings(entry, "analyses", where, path) if "analyses" in entry else None
+    bad_kinds = [k for k in kinds or () if k not in ANALYSIS_KINDS]
+    if bad_kinds:
+        raise ConfigError(
+            f"{where}.analyses names {', '.join(map(repr, bad_kinds))}, not an analysis kind",
+            path=path,
+            hint=f"known kinds: {', '.join(sorted(ANALYSIS_KINDS))}",
+        )
+    modes = _strings(entry, "release_modes", where, path) if "release_modes" in entry else None
+    bad_modes = [m for m in modes or () if m not in RELEASE_MODES]
+    if bad_modes:
+        raise ConfigError(
+            f"{where}.release_modes may hold {RELEASE_MODES}, not "
+            f"{', '.join(map(repr, bad_modes))}",
+            path=path,
+            hint=f"the release modes are: {', '.join(RELEASE_MODES)}",
+        )
+    return AutoApproveRule(
+        name=name,
+        analysts=frozenset(names),
+        analyses=None if kinds is None else frozenset(kinds),
+        release_modes=None if modes is None else frozenset(modes),
+    )
 
 
 def _strings(entry: Mapping[str, object], key: str, where: str, path: Path) -> list[str]:
     values = get_typed(entry, key, list, [], path=path, where=where)
     for value in values:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}.{key} must hold strings, not {value!r}", path=path)
+            raise ConfigError(
+                f"{where}.{key} must hold strings, not {value!r}",
+                path=path,
+                hint=f'quote each value, e.g. {key} = ["a", "b"]',
+            )
     return list(values)
 
 

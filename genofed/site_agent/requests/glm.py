@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -100,6 +101,17 @@ def _binary_coding(values: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def _check_not_all_missing(name: str, values: np.ndarray, path: Path, what: str) -> None:
+    """An InputError naming the table and the column when no genotyped sample has a value."""
+    if len(values) and np.isnan(values).all():
+        raise InputError(
+            f"{what} column {name!r} is missing (-9, NA, nan or .) for every genotyped sample",
+            path=path,
+            hint=f"fill in {name!r} for this site's samples, or ask the analyst for a study "
+            f"that does not use it",
+        )
+
+
 def glm_samples(
     config: SiteConfig,
     bed: BedFile,
@@ -128,6 +140,11 @@ def glm_samples(
         for c in covariate_names
     ]
     covariates = np.column_stack(columns) if columns else np.zeros((len(raw_y), 0))
+    if match.n_matched:
+        _check_not_all_missing(phenotype, raw_y, pheno.path, "phenotype")
+        for j, name in enumerate(covariate_names):
+            if name not in pcs and covar is not None:
+                _check_not_all_missing(name, covariates[:, j], covar.path, "covariate")
     keep = ~np.isnan(raw_y) & ~np.isnan(covariates).any(axis=1)
     coded = _binary_coding(raw_y)
     if model == "logistic" and coded is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import bed_reader
@@ -107,9 +108,12 @@ def test_init__unexpected_error_exits_1(data: Path, monkeypatch: pytest.MonkeyPa
         raise RuntimeError("bug")
 
     monkeypatch.setattr(cli, "init_site", boom)
+    monkeypatch.setattr(tempfile, "tempdir", str(data.parent))  # where the trace goes
     result = _init(data)
     assert result.exit_code == EXIT_UNEXPECTED
     assert "unexpected error" in result.stderr and "RuntimeError('bug')" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(list(data.parent.glob("genofed-site-error-*.log"))) == 1
 
 
 def test_check__prints_summary_of_existing_site(data: Path) -> None:

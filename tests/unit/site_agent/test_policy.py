@@ -174,3 +174,56 @@ def test_load_policy__bad_trusted_analyst_names_key_and_file(
     with pytest.raises(ConfigError, match=message) as info:
         load_policy(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "needles"),
+    [
+        ('allowed_analyses = ["telepathy"]', ("'telepathy'", "not an analysis kind", "freq")),
+        ('allowed_analyses = ["frq"]', ("did you mean 'freq' (for 'frq')",)),
+        ('allowed_release_modes = ["public"]', ("'public'", "not a release mode", "plain")),
+        ("colour = 1", ("unknown key 'colour' in [policy]",)),
+    ],
+)
+def test_load_policy__unknown_kind_mode_or_key_is_named(
+    tmp_path: Path, line: str, needles: tuple[str, ...]
+) -> None:
+    path = _write(tmp_path, f"[policy]\nversion = 1\n{line}\n")
+    with pytest.raises(ConfigError) as info:
+        load_policy(path)
+    assert str(info.value).startswith(f"{path}: ")
+    for needle in needles:
+        assert needle in str(info.value)
+    assert "\n  fix: " in str(info.value)
+
+
+def test_load_policy__the_variants_round_may_be_allowed(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[policy]\nversion = 1\nallowed_analyses = ["variants", "freq"]\n')
+    assert load_policy(path).allowed_analyses == {"variants", "freq"}
+
+
+def test_load_policy__lists_every_problem_at_once(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "[policy]\nversion = 1\ncolour = 1\nmin_cohort = 2\n"
+        'allowed_analyses = ["telepathy"]\nallowed_release_modes = ["public"]\n'
+        'min_cell_count = -1\n[policy.budget]\nepsilon = 1.0\nperiod = "decade"\n'
+        "[policy.analysis.astrology]\nmax_epsilon = 1\n"
+        '[[policy.auto_approve]]\nname = "r"\nanalysts = ["*"]\nanalyses = ["telepathy"]\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_policy(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: 7 problems:\n")
+    for needle in (
+        "1. unknown keys 'colour', 'min_cohort' in [policy]",
+        "'telepathy', which is not an analysis kind",
+        "allowed_release_modes names 'public'",
+        "policy.min_cell_count must be >= 0",
+        "policy.budget.period",
+        "[policy.analysis.astrology]: unknown analysis kind",
+        "[[policy.auto_approve]] #1.analyses names 'telepathy'",
+    ):
+        assert needle in text
+    assert text.count("     fix: ") == 7  # each problem's own fix
+    assert text.endswith("then run genofed-site check")
