@@ -579,7 +579,7 @@ def study_conform(
     from genofed.cli.conform import conform_study
     from genofed.coordinator.conform import FAIL, PASS, SURVIVAL_KINDS, all_pass, run_plink2
 
-    with _errors():
+    with _errors(), run_errors(study_file):
         study, _signature = _load_study_file(study_file)
         if any(a.kind in SURVIVAL_KINDS for a in study.analyses):
             # km and cox are checked against lifelines, a development dependency

@@ -23,6 +23,10 @@ site) or, when the study's ``min_sites`` still holds without it, drops out:
 the study goes on with the others, an analysis it was part-way through is
 run again from its first round without it, and the summary and
 ``provenance.json`` name the missing site, the round and the reason.
+
+The runner never prints: it reports each step, round and site answer as an
+event to its ``progress`` callback (:mod:`.events`), and logs per-site
+detail at DEBUG.
 """
 
 from __future__ import annotations
