@@ -147,6 +147,8 @@ class AuditEntry:
     inputs: tuple[ArraySpec, ...] = ()  # arrays that came with the request
     #: ``"column:sha256"`` of each sample set the release summed over (the disclosure guard)
     sample_sets: tuple[str, ...] = ()
+    #: ``ed25519:<base64>`` key the study arrived signed with; empty: unsigned (or older entry)
+    signer: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arrays", tuple(self.arrays))

@@ -225,6 +225,7 @@ def audit_entry_to_proto(entry: AuditEntry) -> pb.AuditEntry:
         round=entry.round,
         inputs=[array_spec_to_proto(s) for s in entry.inputs],
         sample_sets=list(entry.sample_sets),
+        signer=entry.signer,
     )
 
 
@@ -251,6 +252,7 @@ def audit_entry_from_proto(message: pb.AuditEntry) -> AuditEntry:
         round=message.round,
         inputs=_specs(message.inputs),
         sample_sets=tuple(message.sample_sets),
+        signer=message.signer,
     )
 
 

@@ -145,7 +145,7 @@ class SiteReply(_message.Message):
     def __init__(self, site: _Optional[str] = ..., study_sha256: _Optional[str] = ..., analysis_id: _Optional[str] = ..., step: _Optional[str] = ..., status: _Optional[_Union[ReplyStatus, str]] = ..., reason_code: _Optional[str] = ..., message: _Optional[str] = ..., arrays: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ..., facts: _Optional[_Mapping[str, str]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., software_version: _Optional[str] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
-    __slots__ = ("index", "time", "kind", "study_sha256", "analysis_id", "run_id", "decision", "reason", "arrays", "noise", "epsilon", "delta", "request_kind", "step", "round", "inputs", "sample_sets")
+    __slots__ = ("index", "time", "kind", "study_sha256", "analysis_id", "run_id", "decision", "reason", "arrays", "noise", "epsilon", "delta", "request_kind", "step", "round", "inputs", "sample_sets", "signer")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +163,7 @@ class AuditEntry(_message.Message):
     ROUND_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_SETS_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_FIELD_NUMBER: _ClassVar[int]
     index: int
     time: str
     kind: AuditKind
@@ -180,4 +181,5 @@ class AuditEntry(_message.Message):
     round: int
     inputs: _containers.RepeatedCompositeFieldContainer[ArraySpec]
     sample_sets: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, index: _Optional[int] = ..., time: _Optional[str] = ..., kind: _Optional[_Union[AuditKind, str]] = ..., study_sha256: _Optional[str] = ..., analysis_id: _Optional[str] = ..., run_id: _Optional[str] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ..., arrays: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ..., noise: _Optional[str] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., request_kind: _Optional[str] = ..., step: _Optional[str] = ..., round: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ..., sample_sets: _Optional[_Iterable[str]] = ...) -> None: ...
+    signer: str
+    def __init__(self, index: _Optional[int] = ..., time: _Optional[str] = ..., kind: _Optional[_Union[AuditKind, str]] = ..., study_sha256: _Optional[str] = ..., analysis_id: _Optional[str] = ..., run_id: _Optional[str] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ..., arrays: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ..., noise: _Optional[str] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., request_kind: _Optional[str] = ..., step: _Optional[str] = ..., round: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[ArraySpec, _Mapping]]] = ..., sample_sets: _Optional[_Iterable[str]] = ..., signer: _Optional[str] = ...) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from genofed.protos.v1 import genofed_pb2 as genofed_dot_protos_dot_v1_dot_genofed__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"genofed/protos/v1/site_admin.proto\x12\ngenofed.v1\x1a\x1fgenofed/protos/v1/genofed.proto\"\x0f\n\rStatusRequest\"\xa7\x02\n\nSiteStatus\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12\x0f\n\x07started\x18\x03 \x01(\t\x12\x0b\n\x03pid\x18\x04 \x01(\r\x12\x11\n\tsuperlink\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65mo_policy\x18\x06 \x01(\x08\x12\x18\n\x10\x61llowed_analyses\x18\x07 \x03(\t\x12\x15\n\raudit_entries\x18\x08 \x01(\x04\x12\x14\n\x0c\x61udit_key_id\x18\t \x01(\t\x12\x31\n\x11latest_checkpoint\x18\n \x01(\x0b\x32\x16.genofed.v1.Checkpoint\x12\x17\n\x0f\x63ohort_snapshot\x18\x0b \x01(\t\x12\x18\n\x10\x64isclosure_guard\x18\x0c \x01(\t\"\x10\n\x0eStudiesRequest\"\xf9\x01\n\x0bStudyRecord\x12\x14\n\x0cstudy_sha256\x18\x01 \x01(\t\x12\x12\n\nstudy_name\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\ndecided_by\x18\x05 \x01(\t\x12\x12\n\ndecided_at\x18\x06 \x01(\t\x12\x12\n\nfirst_seen\x18\x07 \x01(\t\x12\x12\n\nn_requests\x18\x08 \x01(\r\x12\x12\n\nn_releases\x18\t \x01(\r\x12\x12\n\nn_refusals\x18\n \x01(\r\x12\x17\n\x0f\x65psilon_charged\x18\x0b \x01(\x01\x12\x0f\n\x07\x61nalyst\x18\x0c \x01(\t\"E\n\tStudyList\x12(\n\x07studies\x18\x01 \x03(\x0b\x32\x17.genofed.v1.StudyRecord\x12\x0e\n\x06source\x18\x02 \x01(\t\"\x0f\n\rBudgetRequest\"\xc2\x01\n\x0c\x42udgetCharge\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x14\n\x0cstudy_sha256\x18\x03 \x01(\t\x12\x13\n\x0b\x61nalysis_id\x18\x04 \x01(\t\x12\x0e\n\x06run_id\x18\x05 \x01(\t\x12\x11\n\tmechanism\x18\x06 \x01(\t\x12\x18\n\x10noise_multiplier\x18\x07 \x01(\x01\x12\x0f\n\x07\x65psilon\x18\x08 \x01(\x01\x12\x1b\n\x13\x65psilon_spent_after\x18\t \x01(\x01\"\xac\x01\n\x0c\x42udgetReport\x12\x12\n\nhas_budget\x18\x01 \x01(\x08\x12\x0f\n\x07\x65psilon\x18\x02 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x01\x12\x0e\n\x06period\x18\x04 \x01(\t\x12\x16\n\x0e\x63urrent_period\x18\x05 \x01(\t\x12\x15\n\repsilon_spent\x18\x06 \x01(\x01\x12)\n\x07\x63harges\x18\x07 \x03(\x0b\x32\x18.genofed.v1.BudgetCharge\"@\n\x13\x41uditEntriesRequest\x12\x13\n\x0bstart_index\x18\x01 \x01(\x04\x12\x14\n\x0cstudy_sha256\x18\x02 \x01(\t\"\x13\n\x11\x43heckpointRequest2\xee\x02\n\tSiteAdmin\x12>\n\tGetStatus\x12\x19.genofed.v1.StatusRequest\x1a\x16.genofed.v1.SiteStatus\x12@\n\x0bListStudies\x12\x1a.genofed.v1.StudiesRequest\x1a\x15.genofed.v1.StudyList\x12@\n\tGetBudget\x12\x19.genofed.v1.BudgetRequest\x1a\x18.genofed.v1.BudgetReport\x12O\n\x12StreamAuditEntries\x12\x1f.genofed.v1.AuditEntriesRequest\x1a\x16.genofed.v1.AuditEntry0\x01\x12L\n\x13GetLatestCheckpoint\x12\x1d.genofed.v1.CheckpointRequest\x1a\x16.genofed.v1.Checkpointb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"genofed/protos/v1/site_admin.proto\x12\ngenofed.v1\x1a\x1fgenofed/protos/v1/genofed.proto\"\x0f\n\rStatusRequest\"\xa7\x02\n\nSiteStatus\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12\x0f\n\x07started\x18\x03 \x01(\t\x12\x0b\n\x03pid\x18\x04 \x01(\r\x12\x11\n\tsuperlink\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65mo_policy\x18\x06 \x01(\x08\x12\x18\n\x10\x61llowed_analyses\x18\x07 \x03(\t\x12\x15\n\raudit_entries\x18\x08 \x01(\x04\x12\x14\n\x0c\x61udit_key_id\x18\t \x01(\t\x12\x31\n\x11latest_checkpoint\x18\n \x01(\x0b\x32\x16.genofed.v1.Checkpoint\x12\x17\n\x0f\x63ohort_snapshot\x18\x0b \x01(\t\x12\x18\n\x10\x64isclosure_guard\x18\x0c \x01(\t\"\x10\n\x0eStudiesRequest\"\xac\x02\n\x0bStudyRecord\x12\x14\n\x0cstudy_sha256\x18\x01 \x01(\t\x12\x12\n\nstudy_name\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\ndecided_by\x18\x05 \x01(\t\x12\x12\n\ndecided_at\x18\x06 \x01(\t\x12\x12\n\nfirst_seen\x18\x07 \x01(\t\x12\x12\n\nn_requests\x18\x08 \x01(\r\x12\x12\n\nn_releases\x18\t \x01(\r\x12\x12\n\nn_refusals\x18\n \x01(\r\x12\x17\n\x0f\x65psilon_charged\x18\x0b \x01(\x01\x12\x0f\n\x07\x61nalyst\x18\x0c \x01(\t\x12\x18\n\x10\x65psilon_composed\x18\r \x01(\x01\x12\x17\n\x0f\x65psilon_charges\x18\x0e \x03(\x01\"E\n\tStudyList\x12(\n\x07studies\x18\x01 \x03(\x0b\x32\x17.genofed.v1.StudyRecord\x12\x0e\n\x06source\x18\x02 \x01(\t\"\x0f\n\rBudgetRequest\"\xc2\x01\n\x0c\x42udgetCharge\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x14\n\x0cstudy_sha256\x18\x03 \x01(\t\x12\x13\n\x0b\x61nalysis_id\x18\x04 \x01(\t\x12\x0e\n\x06run_id\x18\x05 \x01(\t\x12\x11\n\tmechanism\x18\x06 \x01(\t\x12\x18\n\x10noise_multiplier\x18\x07 \x01(\x01\x12\x0f\n\x07\x65psilon\x18\x08 \x01(\x01\x12\x1b\n\x13\x65psilon_spent_after\x18\t \x01(\x01\"\xac\x01\n\x0c\x42udgetReport\x12\x12\n\nhas_budget\x18\x01 \x01(\x08\x12\x0f\n\x07\x65psilon\x18\x02 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x01\x12\x0e\n\x06period\x18\x04 \x01(\t\x12\x16\n\x0e\x63urrent_period\x18\x05 \x01(\t\x12\x15\n\repsilon_spent\x18\x06 \x01(\x01\x12)\n\x07\x63harges\x18\x07 \x03(\x0b\x32\x18.genofed.v1.BudgetCharge\"@\n\x13\x41uditEntriesRequest\x12\x13\n\x0bstart_index\x18\x01 \x01(\x04\x12\x14\n\x0cstudy_sha256\x18\x02 \x01(\t\"\x13\n\x11\x43heckpointRequest2\xee\x02\n\tSiteAdmin\x12>\n\tGetStatus\x12\x19.genofed.v1.StatusRequest\x1a\x16.genofed.v1.SiteStatus\x12@\n\x0bListStudies\x12\x1a.genofed.v1.StudiesRequest\x1a\x15.genofed.v1.StudyList\x12@\n\tGetBudget\x12\x19.genofed.v1.BudgetRequest\x1a\x18.genofed.v1.BudgetReport\x12O\n\x12StreamAuditEntries\x12\x1f.genofed.v1.AuditEntriesRequest\x1a\x16.genofed.v1.AuditEntry0\x01\x12L\n\x13GetLatestCheckpoint\x12\x1d.genofed.v1.CheckpointRequest\x1a\x16.genofed.v1.Checkpointb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,19 +39,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STUDIESREQUEST']._serialized_start=398
   _globals['_STUDIESREQUEST']._serialized_end=414
   _globals['_STUDYRECORD']._serialized_start=417
-  _globals['_STUDYRECORD']._serialized_end=666
-  _globals['_STUDYLIST']._serialized_start=668
-  _globals['_STUDYLIST']._serialized_end=737
-  _globals['_BUDGETREQUEST']._serialized_start=739
-  _globals['_BUDGETREQUEST']._serialized_end=754
-  _globals['_BUDGETCHARGE']._serialized_start=757
-  _globals['_BUDGETCHARGE']._serialized_end=951
-  _globals['_BUDGETREPORT']._serialized_start=954
-  _globals['_BUDGETREPORT']._serialized_end=1126
-  _globals['_AUDITENTRIESREQUEST']._serialized_start=1128
-  _globals['_AUDITENTRIESREQUEST']._serialized_end=1192
-  _globals['_CHECKPOINTREQUEST']._serialized_start=1194
-  _globals['_CHECKPOINTREQUEST']._serialized_end=1213
-  _globals['_SITEADMIN']._serialized_start=1216
-  _globals['_SITEADMIN']._serialized_end=1582
+  _globals['_STUDYRECORD']._serialized_end=717
+  _globals['_STUDYLIST']._serialized_start=719
+  _globals['_STUDYLIST']._serialized_end=788
+  _globals['_BUDGETREQUEST']._serialized_start=790
+  _globals['_BUDGETREQUEST']._serialized_end=805
+  _globals['_BUDGETCHARGE']._serialized_start=808
+  _globals['_BUDGETCHARGE']._serialized_end=1002
+  _globals['_BUDGETREPORT']._serialized_start=1005
+  _globals['_BUDGETREPORT']._serialized_end=1177
+  _globals['_AUDITENTRIESREQUEST']._serialized_start=1179
+  _globals['_AUDITENTRIESREQUEST']._serialized_end=1243
+  _globals['_CHECKPOINTREQUEST']._serialized_start=1245
+  _globals['_CHECKPOINTREQUEST']._serialized_end=1264
+  _globals['_SITEADMIN']._serialized_start=1267
+  _globals['_SITEADMIN']._serialized_end=1633
 # @@protoc_insertion_point(module_scope)

@@ -44,7 +44,7 @@ class StudiesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StudyRecord(_message.Message):
-    __slots__ = ("study_sha256", "study_name", "status", "reason", "decided_by", "decided_at", "first_seen", "n_requests", "n_releases", "n_refusals", "epsilon_charged", "analyst")
+    __slots__ = ("study_sha256", "study_name", "status", "reason", "decided_by", "decided_at", "first_seen", "n_requests", "n_releases", "n_refusals", "epsilon_charged", "analyst", "epsilon_composed", "epsilon_charges")
     STUDY_SHA256_FIELD_NUMBER: _ClassVar[int]
     STUDY_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,8 @@ class StudyRecord(_message.Message):
     N_REFUSALS_FIELD_NUMBER: _ClassVar[int]
     EPSILON_CHARGED_FIELD_NUMBER: _ClassVar[int]
     ANALYST_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_COMPOSED_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_CHARGES_FIELD_NUMBER: _ClassVar[int]
     study_sha256: str
     study_name: str
     status: str
@@ -69,7 +71,9 @@ class StudyRecord(_message.Message):
     n_refusals: int
     epsilon_charged: float
     analyst: str
-    def __init__(self, study_sha256: _Optional[str] = ..., study_name: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[str] = ..., first_seen: _Optional[str] = ..., n_requests: _Optional[int] = ..., n_releases: _Optional[int] = ..., n_refusals: _Optional[int] = ..., epsilon_charged: _Optional[float] = ..., analyst: _Optional[str] = ...) -> None: ...
+    epsilon_composed: float
+    epsilon_charges: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, study_sha256: _Optional[str] = ..., study_name: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[str] = ..., first_seen: _Optional[str] = ..., n_requests: _Optional[int] = ..., n_releases: _Optional[int] = ..., n_refusals: _Optional[int] = ..., epsilon_charged: _Optional[float] = ..., analyst: _Optional[str] = ..., epsilon_composed: _Optional[float] = ..., epsilon_charges: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class StudyList(_message.Message):
     __slots__ = ("studies", "source")

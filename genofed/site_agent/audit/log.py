@@ -59,6 +59,7 @@ from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import InputError, IntegrityError
 from genofed.common.merkle import EMPTY_ROOT, HASH_SIZE, frontier_append, frontier_root, leaf_hash
 from genofed.common.messages import ArraySpec, AuditEntry, AuditKind, Request
+from genofed.common.signing import public_key_text
 from genofed.common.wire.proto import (
     audit_entry_from_bytes,
     audit_entry_to_bytes,
@@ -360,6 +361,7 @@ class AuditLog:
 
 
 def _request_fields(request: Request) -> dict[str, Any]:
+    key = request.study.analyst_public_key
     return {
         "study_sha256": request.study.sha256,
         "analysis_id": request.analysis_id,
@@ -367,6 +369,8 @@ def _request_fields(request: Request) -> dict[str, Any]:
         "request_kind": request.kind,
         "step": request.step,
         "round": request.round,
+        # who signed it: two signers of the same study content share its hash
+        "signer": public_key_text(key) if key else "",
     }
 
 

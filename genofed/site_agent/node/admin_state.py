@@ -13,7 +13,10 @@ database (:mod:`genofed.site_agent.privacy.approvals`).
 Studies and decisions: the approvals database holds each study the site has
 seen with its status (pending, approved, refused), who decided and why; the
 audit log adds how many requests, releases and refusals each study had and
-the epsilon its releases charged. A study that appears only in the log
+the epsilon its releases charged, and the ledger what those charges compose
+to. A study is keyed by its hash and its signer (:class:`StudyKeys`): two
+analysts who sign the same study content send the same hash, and are two
+records that share the hash's decision. A study that appears only in the log
 (seen before approvals were kept) is listed with the last decision the log
 records for it.
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from genofed.common.checkpoint import key_id, public_key_from_pem
 from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError
 from genofed.common.messages import AuditEntry, AuditKind
+from genofed.common.signing import public_key_text
 from genofed.common.wire.proto import audit_entry_from_bytes, checkpoint_to_proto
 from genofed.protos.v1 import genofed_pb2 as pb
 from genofed.protos.v1 import site_admin_pb2 as sa
@@ -114,11 +118,59 @@ def site_status(site_dir: Path, agent: AgentInfo | None = None) -> sa.SiteStatus
     return status
 
 
+#: The analyst of a study that arrived unsigned (as the approvals database records it).
+UNSIGNED = "(unsigned)"
+
+
+@dataclass(frozen=True)
+class StudyKeys:
+    """Which study record an audit entry belongs to: (study hash, analyst), as listed.
+
+    ``names`` maps a signer's key (``ed25519:...``) to its trusted analyst's
+    name in the site's policy; a key the policy does not name stands for
+    itself. An entry without a signer (an unsigned study, or an entry written
+    before signers were recorded) belongs to the analyst the approvals
+    database recorded for its hash, else to :data:`UNSIGNED`.
+    """
+
+    names: Mapping[str, str]
+    first: Mapping[str, str]
+
+    @classmethod
+    def of_site(cls, site_dir: Path) -> StudyKeys:
+        policy = _policy_or_none(site_dir)
+        names = (
+            {public_key_text(k): n for n, k in policy.trusted_analysts.items()} if policy else {}
+        )
+        first = {row.study_sha256: row.analyst for row in approvals.list_studies(site_dir)}
+        return cls(names, first)
+
+    def analyst(self, study_sha256: str, signer: str) -> str:
+        if not signer:
+            return self.first.get(study_sha256, UNSIGNED)
+        return self.names.get(signer, signer)
+
+    def key(self, entry: AuditEntry) -> tuple[str, str]:
+        return entry.study_sha256, self.analyst(entry.study_sha256, entry.signer)
+
+
+def _budget_delta(policy: SitePolicy | None) -> float:
+    return policy.budget.delta if policy is not None and policy.budget is not None else 1e-6
+
+
 def list_studies(site_dir: Path) -> sa.StudyList:
-    """Every study the site has seen, with its decision and its audit counts."""
-    records: dict[str, sa.StudyRecord] = {}
+    """Every study (hash and signer) the site has seen, its decision, audit counts and epsilon.
+
+    The decision belongs to the hash (the approvals database keeps one per
+    hash), so every signer's record of one hash shows it. ``epsilon_charged``
+    is the plain sum of the releases' charges; ``epsilon_composed`` composes
+    the study's ledger charges (RDP, at the budget's delta), as the ledger
+    composes a period's charges.
+    """
+    keys = StudyKeys.of_site(site_dir)
+    records: dict[tuple[str, str], sa.StudyRecord] = {}
     for row in approvals.list_studies(site_dir):
-        records[row.study_sha256] = sa.StudyRecord(
+        records[(row.study_sha256, row.analyst)] = sa.StudyRecord(
             study_sha256=row.study_sha256,
             study_name=row.study_name,
             status=row.status,
@@ -128,15 +180,16 @@ def list_studies(site_dir: Path) -> sa.StudyList:
             first_seen=row.first_seen,
             analyst=row.analyst,
         )
+    by_hash: dict[str, list[sa.StudyRecord]] = {sha: [] for sha, _ in records}
+    run_keys: dict[tuple[str, str], tuple[str, str]] = {}
     for entry in audit_entries(site_dir):
         if not entry.study_sha256:
             continue
-        record = records.get(entry.study_sha256)
-        if record is None:
-            record = sa.StudyRecord(
-                study_sha256=entry.study_sha256, status="seen in the log", first_seen=entry.time
-            )
-            records[entry.study_sha256] = record
+        by_hash.setdefault(entry.study_sha256, [])
+        key = keys.key(entry)
+        record = records.get(key) or _new_record(records, key, entry)
+        if entry.run_id:
+            run_keys.setdefault((entry.study_sha256, entry.run_id), key)
         if entry.kind == AuditKind.REQUEST:
             record.n_requests += 1
         elif entry.kind == AuditKind.RELEASE:
@@ -146,7 +199,43 @@ def list_studies(site_dir: Path) -> sa.StudyList:
             record.n_refusals += 1
             if record.status == "seen in the log":
                 record.reason = entry.reason
-    return sa.StudyList(studies=list(records.values()), source=SOURCE_APPROVALS)
+    events: dict[tuple[str, str], list[Event]] = {}
+    for _t, _p, study, _a, run, _m, z, eps, q, steps in _ledger_rows(site_dir):
+        key = run_keys.get((study, run), (study, keys.analyst(study, "")))
+        if key in records:
+            events.setdefault(key, []).append((z, q, steps))
+            records[key].epsilon_charges.append(eps)
+    delta = _budget_delta(_policy_or_none(site_dir))
+    for key, charged in events.items():
+        records[key].epsilon_composed = epsilon_of_events(charged, delta)
+    for record in records.values():  # a hash's records together, in first-seen order
+        by_hash[record.study_sha256].append(record)
+    studies = [r for group in by_hash.values() for r in group]
+    return sa.StudyList(studies=studies, source=SOURCE_APPROVALS)
+
+
+def _new_record(
+    records: dict[tuple[str, str], sa.StudyRecord], key: tuple[str, str], entry: AuditEntry
+) -> sa.StudyRecord:
+    """The record of a (hash, analyst) first seen in the log, with the hash's decision."""
+    sha, analyst = key
+    unclaimed = records.pop((sha, ""), None)  # approved before any request: its first signer
+    if unclaimed is not None:
+        unclaimed.analyst = analyst
+        record = unclaimed
+    else:
+        sibling = next((r for (h, _), r in records.items() if h == sha), None)
+        record = sa.StudyRecord(study_sha256=sha, analyst=analyst, first_seen=entry.time)
+        if sibling is None:
+            record.status = "seen in the log"
+        else:  # another signer of the same study content: the decision is the hash's
+            record.study_name = sibling.study_name
+            record.status = sibling.status
+            record.reason = sibling.reason
+            record.decided_by = sibling.decided_by
+            record.decided_at = sibling.decided_at
+    records[key] = record
+    return record
 
 
 def _ledger_rows(
@@ -182,7 +271,7 @@ def budget_report(site_dir: Path, *, clock: Clock = utc_now) -> sa.BudgetReport:
     policy = _policy_or_none(site_dir)
     budget = policy.budget if policy else None
     report = sa.BudgetReport(has_budget=budget is not None)
-    delta = budget.delta if budget else 1e-6
+    delta = _budget_delta(policy)
     if budget is not None:
         report.epsilon = budget.epsilon
         report.delta = budget.delta
@@ -211,7 +300,9 @@ def budget_report(site_dir: Path, *, clock: Clock = utc_now) -> sa.BudgetReport:
 
 __all__ = [
     "SOURCE_APPROVALS",
+    "UNSIGNED",
     "AgentInfo",
+    "StudyKeys",
     "audit_entries",
     "budget_report",
     "latest_checkpoint",

@@ -9,20 +9,21 @@ concentrated-DP bound as the continuous one with the same sigma (Canonne,
 Kamath and Steinke, 2020), so the continuous accountant is a valid, not
 merely approximate, bound for it.
 
+The composition itself (:func:`epsilon_of_events`) lives in
+:mod:`genofed.common.accounting`, so that the coordinator's report composes
+a study's releases with the same accountant; it is re-exported here.
+
 Pure: numbers in, numbers out. ``dp_accounting`` is imported when first
-used: it takes about a second to import (scipy.signal), and the ClientApp
-process that answers each request starts afresh, so a plain-mode round
-should not pay for it.
+used (see :mod:`genofed.common.accounting`).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 
-import numpy as np
+from genofed.common.accounting import Event, epsilon_of_events
 
 #: Bounds of the noise-multiplier search; outside them the request is unreasonable.
 _Z_MIN, _Z_MAX = 1e-3, 1e6
@@ -33,38 +34,6 @@ _SGD_Z_MIN, _SGD_Z_MAX = 0.1, 1e3
 def epsilon_of(noise_multipliers: Sequence[float], delta: float) -> float:
     """Epsilon at ``delta`` of composing Gaussian releases with these multipliers."""
     return epsilon_of_events([(z, 1.0, 1) for z in noise_multipliers], delta)
-
-
-#: One charge: (noise multiplier, Poisson sampling rate, steps). Rate 1.0 is a plain
-#: Gaussian release; a rate below 1 is ``steps`` DP-SGD steps, each a Poisson-subsampled
-#: Gaussian (Opacus's model, so this accountant and Opacus's RDP accountant agree).
-Event = tuple[float, float, int]
-
-
-def epsilon_of_events(events: Sequence[Event], delta: float) -> float:
-    """Epsilon at ``delta`` of composing these events with dp-accounting's RDP accountant."""
-    if not events:
-        return 0.0
-    from dp_accounting.rdp import rdp_privacy_accountant as rdp  # slow import: see above
-
-    total = np.zeros(len(rdp.DEFAULT_RDP_ORDERS))
-    for (z, q, steps), count in sorted(Counter(events).items()):
-        total = total + _rdp_of_step(float(z), min(float(q), 1.0)) * (int(steps) * count)
-    epsilon, _order = rdp.compute_epsilon(rdp.DEFAULT_RDP_ORDERS, total, delta)
-    return float(epsilon)
-
-
-@lru_cache(maxsize=256)
-def _rdp_of_step(z: float, q: float) -> np.ndarray:
-    """RDP curve (dp-accounting's default orders) of one (subsampled) Gaussian step."""
-    import dp_accounting
-    from dp_accounting.rdp import RdpAccountant
-
-    gaussian = dp_accounting.GaussianDpEvent(z)
-    event = gaussian if q >= 1.0 else dp_accounting.PoissonSampledDpEvent(q, gaussian)
-    curve = np.array(RdpAccountant().compose(event).rdp, dtype=np.float64)
-    curve.setflags(write=False)
-    return curve
 
 
 @lru_cache(maxsize=64)

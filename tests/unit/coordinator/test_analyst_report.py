@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,8 +22,9 @@ from genofed.coordinator.protocols import REPORT_SECTIONS
 from genofed.coordinator.runner import StudyOutcome, run_study
 from genofed.coordinator.writers.analyst_report import REPORT_FILE
 from genofed.coordinator.writers.analyst_report._html import tsv_table
-from genofed.coordinator.writers.analyst_report.page import render_page
+from genofed.coordinator.writers.analyst_report.page import render_page, site_epsilon
 from genofed.coordinator.writers.analyst_report.sections import TOP_HITS
+from genofed.site_agent.privacy.ledger import Budget, Ledger, Release
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
 
@@ -256,26 +258,103 @@ def test_report__renders_in_headless_chromium(outcome: StudyOutcome, tmp_path: P
     assert points.sum() > 50, "the Manhattan plot is not drawn"
 
 
-def test_report__dp_study_shows_study_and_per_site_epsilon(tmp_path: Path) -> None:
-    study = study_from_mapping(
-        {
-            "study": {"name": "dpqc"},
-            "privacy": {"mode": "dp", "epsilon": 4.0},
-            "analysis": [{"kind": "freq"}],
-        },
-        path=Path("<test>"),
-    )
-    cohort = write_cohorts(tmp_path / "c", sites=3, samples=300, variants=30, seed=4)
-    out = run_study(study, InProcessTransport(cohort.sites), tmp_path / "r", engine="t").out
-    page = (out / REPORT_FILE).read_text(encoding="utf-8")
-    assert '<tr data-key="release mode"><th>release mode</th><td>dp</td></tr>' in page
-    assert '<tr data-key="study ε"><th>study ε</th><td>4</td></tr>' in page
+#: A dp study charged 0.5 at each site (its delta is the demo policy's budget delta).
+DP_HALF = study_from_mapping(
+    {
+        "study": {"name": "dpqc"},
+        "privacy": {"mode": "dp", "epsilon": 0.5, "delta": 1e-5},
+        "analysis": [{"kind": "freq"}],
+    },
+    path=Path("<test>"),
+)
+
+
+@pytest.fixture(scope="module")
+def dp_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The results of a dp run and of the same study run again (each site replays)."""
+    root = tmp_path_factory.mktemp("dp-report")
+    cohort = write_cohorts(root / "c", sites=3, samples=300, variants=30, seed=4)
+    first = run_study(DP_HALF, InProcessTransport(cohort.sites), root / "r1", engine="t")
+    again = run_study(DP_HALF, InProcessTransport(cohort.sites), root / "r2", engine="t")
+    return first.out, again.out
+
+
+def _site_rows(page: str) -> dict[str, str]:
     sites = re.search(r'<table id="sites">.*?</table>', page, re.S)
-    assert sites is not None and "ε charged" in sites[0]
-    for site in json.loads((out / "provenance.json").read_text())["sites"]:
-        charged = sum(r.get("epsilon_charged", 0.0) for r in site["releases"])
-        assert charged > 0
-        assert re.search(rf"<tr><td>{site['name']}</td>.*?<td>{charged:.6g}</td></tr>", sites[0])
+    assert sites is not None
+    return {m[1]: m[0] for m in re.finditer(r"<tr><td>([^<]+)</td>.*?</tr>", sites[0], re.S)}
+
+
+def _doc(out: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((out / "provenance.json").read_text())
+    return doc
+
+
+def _charged(site: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in site["releases"] if r.get("epsilon_charged")]
+
+
+def test_report__dp_study_shows_study_and_per_site_composed_epsilon(
+    dp_runs: tuple[Path, Path],
+) -> None:
+    first, _ = dp_runs
+    page = (first / REPORT_FILE).read_text(encoding="utf-8")
+    assert '<tr data-key="release mode"><th>release mode</th><td>dp</td></tr>' in page
+    assert '<tr data-key="study ε"><th>study ε</th><td>0.5</td></tr>' in page
+    assert "<th>ε composed (this run)</th><th>per-release ε charges</th>" in page
+    assert "ε charged" not in page and 'id="epsilon-note"' in page  # no bare sum
+    rows = _site_rows(page)
+    for site in _doc(first)["sites"]:
+        (release,) = _charged(site)  # one charge: composed, it is that charge
+        charge = f"{release['epsilon_charged']:.4g}"
+        assert charge == "0.5" and f"<td>{charge}</td><td>{charge}</td></tr>" in rows[site["name"]]
+
+
+def test_report__a_rerun_shows_each_replay_and_charges_nothing(
+    dp_runs: tuple[Path, Path],
+) -> None:
+    first, again = dp_runs
+    rows = _site_rows((again / REPORT_FILE).read_text(encoding="utf-8"))
+    charged_first = {s["name"]: _charged(s) for s in _doc(first)["sites"]}
+    for site in _doc(again)["sites"]:
+        assert not _charged(site)
+        (replay,) = [r for r in site["releases"] if "replay_of_audit_index" in r]
+        (original,) = charged_first[site["name"]]
+        assert replay["replay_of_audit_index"] == original["receipt"]["audit_index"]
+        row = rows[site["name"]]
+        assert "<td>not charged</td>" in row
+        assert f"replay of entry {original['receipt']['audit_index']}, not charged" in row
+
+
+def test_report__composes_a_sites_charges_as_its_ledger_does(
+    dp_runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    first, _ = dp_runs
+    doc = _doc(first)
+    for site in doc["sites"]:  # each site charged twice 0.5 (the same release again)
+        (release,) = _charged(site)
+        site["releases"].append({**release, "receipt": {**release["receipt"], "audit_index": 99}})
+    z = _charged(doc["sites"][0])[0]["noise"]["noise_multiplier"]
+    ledger = Ledger(tmp_path / "ledger.sqlite", Budget(100.0, 1e-5))
+    for run in ("a", "b"):
+        ledger.charge(Release("0" * 64, "freq", run, noise_multiplier=z, sensitivity=1.0))
+    spent = ledger.spent()
+    assert 0.7 < spent < 0.75  # composed: not the sum, 1
+    rows = _site_rows(render_page(first, doc, sections=REPORT_SECTIONS))
+    for site in doc["sites"]:
+        charge = f"{_charged(site)[0]['epsilon_charged']:.4g}"
+        assert f"<td>{spent:.4g}</td><td>{charge} + {charge}</td></tr>" in rows[site["name"]]
+        epsilon, composed, _, _ = site_epsilon(site)
+        assert composed and epsilon == pytest.approx(spent)
+    # a release whose record does not say its noise: the sum, and the page says it is one
+    site = doc["sites"][0]
+    del site["releases"][-1]["noise"]
+    total = sum(r["epsilon_charged"] for r in _charged(site))
+    rows = _site_rows(render_page(first, doc, sections=REPORT_SECTIONS))
+    assert (
+        f'<td>{total:.4g} <span class="meta">(sum of per-release ε; the site&#x27;s composed '
+        "spending is lower — see its report)</span></td>"
+    ) in rows[site["name"]]
 
 
 def test_tsv_table__shows_the_first_rows_and_says_how_many_there_are(tmp_path: Path) -> None:

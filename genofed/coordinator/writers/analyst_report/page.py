@@ -15,13 +15,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from genofed.common.accounting import Event, charged_event, charges_text, epsilon_of_events
 from genofed.coordinator.writers.analyst_report._html import e, file_list, fmt, key_values, table
 from genofed.coordinator.writers.analyst_report.sections import Analysis, Renderer, generic
 
 log = logging.getLogger("genofed.coordinator")
 
-#: The sites table's epsilon column: what each site's ledger charged for this run's replies.
-_CHARGED = "ε charged (sum over its releases: an upper bound on the composed ε)"
+#: The sites table's epsilon columns: this run's charges at each site, composed as the
+#: site's ledger composes them, and each charge alone.
+_COMPOSED = "ε composed (this run)"
+_CHARGES = "per-release ε charges"
+#: A site whose releases do not say enough to compose them: the sum, said to be one.
+_SUM_ONLY = "sum of per-release ε; the site's composed spending is lower — see its report"
+#: Replays listed in a site's cell before "… more".
+_MAX_REPLAYS = 4
 #: A parameter value longer than this is cut in the parameter line.
 _MAX_PARAM_CHARS = 160
 
@@ -42,7 +49,7 @@ code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.8rem;word-brea
 section.analysis{border-top:1px solid #d9e2ec;margin-top:1.5rem}
 figure{margin:.6rem 0}img.plot{max-width:100%;border:1px solid #d9e2ec}
 figcaption{font-size:.8rem;color:#52606d}ul.files{font-size:.85rem}
-nav ol{columns:2;font-size:.9rem}
+nav ol{columns:2;font-size:.9rem}.replay{color:#8d2b0b}
 """
 
 
@@ -74,24 +81,80 @@ def _header(doc: Mapping[str, Any]) -> str:
     return key_values({k: v for k, v in facts.items() if v is not None}, table_id="run")
 
 
-def _epsilon_charged(site: Mapping[str, Any]) -> float | None:
-    charges = [
-        float(r["epsilon_charged"])
-        for r in site.get("releases", [])
-        if isinstance(r, dict) and r.get("epsilon_charged")
-    ]
-    return sum(charges) if charges else None
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def site_epsilon(site: Mapping[str, Any]) -> tuple[float | None, bool, list[float], list[int]]:
+    """(ε, composed?, each charge, audit indices replayed) of a site's releases in this run.
+
+    ε composes the charged releases with the sites' accountant
+    (:func:`genofed.common.accounting.epsilon_of_events`) from each release's
+    noise record, at the delta the site charged, as the site's ledger does;
+    when a record does not say its noise (or the deltas differ) ε is the plain
+    sum and ``composed`` is False. A release answered from a stored charged
+    one (``replay_of_audit_index``) charged nothing and is listed apart.
+    ε is None when nothing was charged.
+    """
+    charges: list[float] = []
+    events: list[Event] = []
+    deltas: set[float] = set()
+    replays: list[int] = []
+    complete = True
+    for release in site.get("releases", []):
+        if not isinstance(release, dict):
+            continue
+        replayed = release.get("replay_of_audit_index")
+        if isinstance(replayed, int) and not isinstance(replayed, bool):
+            replays.append(replayed)
+        epsilon = _number(release.get("epsilon_charged"))
+        if not epsilon:
+            continue
+        charges.append(epsilon)
+        noise = release.get("noise")
+        event = charged_event(noise) if isinstance(noise, dict) else None
+        receipt = release.get("receipt")
+        delta = _number(receipt.get("delta_charged")) if isinstance(receipt, dict) else None
+        if event is None or not delta:
+            complete = False
+        else:
+            events.append(event)
+            deltas.add(delta)
+    if not charges:
+        return None, False, charges, replays
+    if complete and len(deltas) == 1:
+        return epsilon_of_events(events, deltas.pop()), True, charges, replays
+    return sum(charges), False, charges, replays
+
+
+def _epsilon_cells(
+    epsilon: float | None, composed: bool, charges: list[float], replays: list[int]
+) -> list[str]:
+    if epsilon is None:
+        value = "not charged"
+    elif composed:
+        value = f"{epsilon:.4g}"
+    else:
+        value = f'{epsilon:.4g} <span class="meta">({e(_SUM_ONLY)})</span>'
+    shown = [f"replay of entry {i}, not charged" for i in replays[:_MAX_REPLAYS]]
+    if len(replays) > _MAX_REPLAYS:
+        shown.append(f"… and {len(replays) - _MAX_REPLAYS} more replays, not charged")
+    listed = [e(charges_text(charges))] if charges else []
+    listed += [f'<span class="replay">{e(r)}</span>' for r in shown]
+    return [value, "<br>".join(listed) or "none"]
 
 
 def _sites(doc: Mapping[str, Any]) -> str:
     harmonized = {h.get("site"): h for h in doc.get("harmonization", {}).get("sites", [])}
     sites: Sequence[Mapping[str, Any]] = doc.get("sites", [])
-    charged = {s.get("name"): _epsilon_charged(s) for s in sites}
-    any_charge = any(v is not None for v in charged.values())
+    spent = [site_epsilon(s) for s in sites]
+    any_charge = any(eps is not None or replays for eps, _, _, replays in spent)
     header = ["site", "samples", "variants", "matched", "swapped", "policy", "status"]
-    header += [_CHARGED] if any_charge else []
+    header += [_COMPOSED, _CHARGES] if any_charge else []
     rows = []
-    for s in sites:
+    for s, epsilon in zip(sites, spent, strict=True):
         h = harmonized.get(s.get("name"), {})
         missing = s.get("missing")
         status = (
@@ -109,8 +172,18 @@ def _sites(doc: Mapping[str, Any]) -> str:
             e(s.get("policy", "")),
             status,
         ]
-        rows.append(row + ([e(fmt(charged[s.get("name")]))] if any_charge else []))
+        rows.append(row + (_epsilon_cells(*epsilon) if any_charge else []))
     out = table(header, rows, table_id="sites", empty="no site answered")
+    if any_charge:
+        out += (
+            '<p class="meta" id="epsilon-note">ε composed: this run\'s charges at each site, '
+            "composed with the sites' own accountant (RDP, dp-accounting) from each release's "
+            "noise record at the δ the site charged, as its ledger composes them; beside it "
+            "each release's ε alone, whose plain sum overstates the cost. A replay is a "
+            "release the site answered from a stored charged one (a rerun of the same "
+            "request): the same values, no new charge. Each site's budget also counts its "
+            "other studies: its privacy officer's report shows the total.</p>"
+        )
     missing_sites = doc.get("summary", {}).get("sites_missing") or doc.get("sites_missing") or []
     if missing_sites:
         items = "".join(
@@ -237,4 +310,4 @@ the sites' released aggregates; individual-level data never left a site.</p>
 """
 
 
-__all__ = ["analyses", "render_page"]
+__all__ = ["analyses", "render_page", "site_epsilon"]
