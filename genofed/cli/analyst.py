@@ -35,8 +35,9 @@ Usage errors of the command line itself (an unknown option) also exit with 2.
 Progress (``genofed study run``, ``genofed demo``): on a terminal, a live
 display with one line per analysis (its round, the sites that answered this
 round, elapsed time, a site that failed or dropped out); when standard output
-or standard error is not a terminal, plain lines at analysis and round
-boundaries; ``--quiet``: only the final summary and errors; ``--json``: one
+or standard error is not a terminal, plain lines at analysis boundaries (with
+the analysis's time and rounds), and for a round only when a site did not answer
+it or it took 5 s or more; ``--quiet``: only the final summary and errors; ``--json``: one
 JSON object per line on standard output and nothing else there. Log records
 and third-party warnings go to the run log, ``OUT.log`` beside the results
 directory.
@@ -58,7 +59,7 @@ directory.
   ``site``, ``reason_code``, ``remaining``, ``min_sites``
 * ``round_done`` — ``analyses``, ``round``, ``study_round``, ``request``,
   ``asked``, ``answered``, ``seconds``
-* ``analysis_done`` — ``analyses``, ``kind``, ``seconds``, ``outputs``
+* ``analysis_done`` — ``analyses``, ``kind``, ``seconds``, ``rounds``, ``outputs``
 * ``study_done`` — ``out``, ``outputs``, ``sites``, ``sites_missing``, ``seconds``
 * ``study_failed`` — ``error``, ``message``, ``seconds``
 * ``result`` — the last line when the study finished: ``study``, ``sha256``,
@@ -75,8 +76,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from genofed.cli import deploy as deploy_cli
 from genofed.cli.exits import (
@@ -229,7 +230,8 @@ for _sub_app, _sub_name in deploy_cli.iter_apps():
     app.add_typer(_sub_app, name=_sub_name)
 app.command("app-hash")(deploy_cli.app_hash)
 
-out_console = Console()
+#: Standard output: paths, names and table cells printed as written (no markup, emoji or wrapping).
+out_console = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -611,14 +613,14 @@ def study_conform(
     style = {PASS: "green", FAIL: "bold red"}
     for r in outcome.rows:
         cells = r.cells()
-        status = f"[{style.get(r.status, 'yellow')}]{r.status}[/]"
+        status = Text(r.status, style=style.get(r.status, "yellow"))
         table.add_row(
             r.analysis,
             r.column,
             cells[5],
             cells[6],
             r.tolerance,
-            f"{status}: {escape(r.note)}" if r.note else status,
+            Text.assemble(status, f": {r.note}") if r.note else status,
         )
     out_console.print(table)
     out_console.print(f"conform table: {outcome.tsv}")

@@ -124,8 +124,13 @@ def _failure(event: Event) -> str:
     return f"{event.get('site')} {status} ({event.get('reason_code')})"
 
 
+#: A round whose every site answered gets a plain line only when it took this long (seconds).
+SLOW_ROUND_SECONDS = 5.0
+
+
 class PlainLines:
-    """Plain lines at analysis and round boundaries, and for each site that fails or drops out."""
+    """Plain lines at analysis boundaries, for slow or incomplete rounds, and for each site that
+    fails or drops out: a logistic GWAS's thirty quick rounds are one line, not thirty."""
 
     def __init__(self, console: Console) -> None:
         self._console = console
@@ -148,6 +153,9 @@ class PlainLines:
             again = int(str(event.get("attempt", 1))) > 1
             self._say(f"{'again: ' if again else ''}{label} on {sites} sites")
         elif event.name == ROUND_DONE:
+            seconds = float(str(event.get("seconds", 0)))
+            if event.get("answered") == event.get("asked") and seconds < SLOW_ROUND_SECONDS:
+                return
             self._say(
                 f"  {name}: round {event.get('round')} ({event.get('request')}): "
                 f"{event.get('answered')}/{event.get('asked')} sites answered, "
@@ -165,8 +173,10 @@ class PlainLines:
             )
         elif event.name == ANALYSIS_DONE:
             files = len(_as_list(event.get("outputs")))
+            rounds = int(str(event.get("rounds", 0)))
             self._say(
                 f"  {name} done in {float(str(event.get('seconds', 0))):.1f} s"
+                + (f", {rounds} round{'s' if rounds != 1 else ''}" if rounds else "")
                 + (f": {files} files" if files else "")
             )
         elif event.name == STUDY_DONE:

@@ -101,7 +101,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
         "min_sites",
     ),
     ROUND_DONE: ("analyses", "round", "study_round", "request", "asked", "answered", "seconds"),
-    ANALYSIS_DONE: ("analyses", "kind", "seconds", "outputs"),
+    ANALYSIS_DONE: ("analyses", "kind", "seconds", "rounds", "outputs"),
     STUDY_DONE: ("out", "outputs", "sites", "sites_missing", "seconds"),
     STUDY_FAILED: ("error", "message", "seconds"),
 }

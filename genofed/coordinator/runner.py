@@ -468,6 +468,7 @@ class _Members:
             analyses=list(analyses),
             kind=kind,
             seconds=round(time.monotonic() - self._step_started, 3),
+            rounds=self._step_round,
             outputs=list(outputs),
         )
 

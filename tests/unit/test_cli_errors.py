@@ -62,6 +62,16 @@ def test_site_cli__input_error_with_markup_and_emoji_codes_is_shown_as_written(
     assert f"{tmp_path}/x.bim:100: [[policy.trusted_analysts]] #2" in result.stderr
 
 
+def test_analyst_cli__paths_on_standard_output_are_shown_as_written(tmp_path: Path) -> None:
+    folder = tmp_path / "keys [bold]x :smile: [[analysis]]"
+    folder.mkdir()
+    key = folder / "alice:100:"
+    result = runner.invoke(analyst.app, ["study", "keygen", "--out", str(key)])
+    assert result.exit_code == 0, result.output
+    assert f"private key: {key} (keep it secret)" in result.stdout
+    assert f"public key:  {key}.pub" in result.stdout
+
+
 def _one_line_naming_a_trace(output: str, program: str) -> Path:
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1, output
