@@ -177,7 +177,7 @@ class PlainLines:
             self._say(
                 f"  {name} done in {float(str(event.get('seconds', 0))):.1f} s"
                 + (f", {rounds} round{'s' if rounds != 1 else ''}" if rounds else "")
-                + (f": {files} files" if files else "")
+                + (f": {files} file{'s' if files != 1 else ''}" if files else "")
             )
         elif event.name == STUDY_DONE:
             self._say(
