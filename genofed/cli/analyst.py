@@ -110,6 +110,7 @@ from genofed.cli.progress import (
 )
 from genofed.common.analyses import PRS_KIND
 from genofed.common.errors import InputError
+from genofed.common.receipts import GUARD_LEFT_OUT_FACT
 from genofed.common.signing import (
     StudySignature,
     generate_private_key,
@@ -669,12 +670,24 @@ def _report(outcome: StudyOutcome, display: object, log_file: Path | None = None
 
 
 def _warn_missing(summary: object) -> None:
-    """Say loudly which sites dropped out of a study that went on without them."""
+    """Say loudly which sites dropped out of a study that went on without them, and which
+    analyses a site's disclosure guard served over fewer samples than asked."""
     missing = summary.get("sites_missing") if isinstance(summary, dict) else None
     for m in missing or []:
         console.print(
             f"[bold yellow]warning:[/] {m['site']} dropped out at round {m['round']} "
             f"({m['step']}, {m['reason_code']}); these results come from the other sites",
+            highlight=False,
+        )
+    left = summary.get(GUARD_LEFT_OUT_FACT) if isinstance(summary, dict) else None
+    for m in left or []:
+        console.print(
+            Text.assemble(
+                ("warning:", "bold yellow"),
+                f" {m['site']} served {m['analysis']} over the samples of an earlier release, "
+                f"leaving out {m['samples']} of the samples asked for (they would have differed "
+                "from that release by fewer than its min_cell_count people)",
+            ),
             highlight=False,
         )
 

@@ -85,4 +85,9 @@ def verify_receipt(public_key: Ed25519PublicKey, request: Request, reply: Reply)
 #: study again, answered with the same values and no new charge): the original's audit index.
 REPLAY_FACT = "replay_of_audit_index"
 
-__all__ = ["RELEASE_DECISION", "REPLAY_FACT", "verify_receipt"]
+#: Reply fact of a release the disclosure guard served over an earlier release's samples
+#: (:meth:`genofed.site_agent.privacy.guard.ReleaseGuard.align`): how many of the samples the
+#: request asked for it left out.
+GUARD_LEFT_OUT_FACT = "guard_left_out"
+
+__all__ = ["GUARD_LEFT_OUT_FACT", "RELEASE_DECISION", "REPLAY_FACT", "verify_receipt"]

@@ -54,7 +54,7 @@ from genofed.common.checkpoint import checkpoint_to_json
 from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError, SiteFailure, TooFewSites
 from genofed.common.messages import Receipt, Reply, Request, SignedStudy, Status
-from genofed.common.receipts import REPLAY_FACT
+from genofed.common.receipts import GUARD_LEFT_OUT_FACT, REPLAY_FACT
 from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, signed_study
@@ -280,6 +280,10 @@ def _run(
                     a.params.get("samples_with") for a in study.analyses if a.kind in COUNT_KINDS
                 )  # then the sites count fewer samples than they hold
                 expected = None if filtered else _pooled_samples(sites[n] for n in order)
+                left_out = sum(
+                    int(replies[n][0].facts.get(GUARD_LEFT_OUT_FACT, "0") or "0") for n in order
+                )  # samples a site's guard left out (an earlier release's samples served)
+                expected = None if expected is None else expected - left_out
                 pooled = secure.total(n_variants, expected)
             if dp:  # post-processing of noisy sums: a count cannot be negative
                 pooled = np.maximum(pooled, 0)
@@ -336,6 +340,7 @@ def _run(
                 members.done((spec.id,), spec.kind, files)
             analysis_files[spec.id] = outputs[written:]
         summary.update(_missing_summary(study, sites.values(), members.lost))
+        summary.update(_left_out_summary(sites.values()))
         if receipts is not None:
             receipts.annotate(list(sites.values()))
         finished = clock()
@@ -880,6 +885,31 @@ def _reply_record(kind: str, reply: Reply) -> dict[str, object]:
             if reply.facts.get(REPLAY_FACT, "").isdigit()
             else {}
         ),
+        # the site's disclosure guard served the request over an earlier release's samples
+        **(
+            {GUARD_LEFT_OUT_FACT: int(reply.facts[GUARD_LEFT_OUT_FACT])}
+            if reply.facts.get(GUARD_LEFT_OUT_FACT, "").isdigit()
+            else {}
+        ),
+    }
+
+
+def _left_out_summary(sites: Iterable[SiteRecord]) -> dict[str, object]:
+    """Summary key naming the analyses a site's guard served over fewer samples (else none)."""
+    left: dict[tuple[str, str], int] = {}
+    for s in sites:
+        for r in s.replies:
+            n = r.get(GUARD_LEFT_OUT_FACT)
+            if isinstance(n, int):
+                key = (s.name, str(r.get("analysis_id") or r.get("request")))
+                left[key] = max(left.get(key, 0), n)
+    if not left:
+        return {}
+    return {
+        GUARD_LEFT_OUT_FACT: [
+            {"site": site, "analysis": analysis, "samples": n}
+            for (site, analysis), n in sorted(left.items())
+        ]
     }
 
 

@@ -13,6 +13,7 @@ or that the variant it needs is withheld, and that nothing it needs left.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -258,6 +259,36 @@ def test_grouped_beside_ungrouped__a_complement_of_few_is_refused(
     assert info.value.reason_code == "DISCLOSURE_RISK"
 
 
+def test_survival_after_the_gwas__a_cohort_a_few_people_larger_is_served_over_the_gwas_set(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """km and cox over everyone with a follow-up, after a GWAS that lacks three of them.
+
+    Without the guard's alignment the site would have to refuse both (their
+    sums differ from the GWAS's by the three); it serves them over the GWAS's
+    samples instead and says how many it left out. The attacker's difference
+    of two releases over one set is nothing.
+    """
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    pheno = sites[0] / "data" / "pheno.tsv"
+    header, rows = table(pheno)
+    for r in rows[2:5]:
+        r[header.index("QPHENO")] = "NA"
+    write_table(pheno, header, rows)
+    with_phenotype = sum(1 for r in rows if r[header.index("QPHENO")] not in ("NA", "-9"))
+    transport = Recording(sites)
+    run(study("age", GLM_AGE), transport, tmp_path / "gwas")
+    km = {"kind": "km", "id": "k", "time": "RFS_DAYS", "event": "RFS_EVENT", "grid": [365, 730]}
+    cox = {"kind": "cox", "id": "c", "time": "RFS_DAYS", "event": "RFS_EVENT"}
+    cox["covariates"] = ["AGE"]
+    run(study("survival", km, cox), transport, tmp_path / "s")
+    assert not refusals(sites[0])
+    summary = json.loads((tmp_path / "s" / "provenance.json").read_text())["summary"]
+    left_out = {(m["site"], m["analysis"]): m["samples"] for m in summary["guard_left_out"]}
+    genotyped = len(next((sites[0] / "data").glob("*.fam")).read_text().splitlines())
+    assert left_out[("site-a", "k")] == left_out[("site-a", "c")] == genotyped - with_phenotype
+
+
 def _scoring_with(cohort: SynthSummary, path: Path, weights: Sequence[float]) -> Path:
     lines = cohort.scoring_file.read_text().splitlines()
     head = [line for line in lines if line.startswith("#")]
@@ -469,10 +500,16 @@ def test_prs__a_few_samples_without_the_phenotype_do_not_stop_the_score(
     assert set(called[~match["effect_counts_withheld"] & (called > 0)].tolist()) == {n}
 
 
-def test_qc_on_the_gwas_samples__lets_the_gwas_pass_where_qc_on_everyone_is_refused(
+def test_qc_on_everyone_after_the_gwas__is_served_over_the_gwas_samples(
     cohort: SynthSummary, tmp_path: Path
 ) -> None:
-    """QC over all genotyped samples, then a GWAS, differ by those without the phenotype."""
+    """QC over all genotyped samples and a GWAS differ by those without the phenotype.
+
+    The site serves the QC over the GWAS's samples (an earlier release's set
+    inside the one asked for, lacking fewer than min_cell_count of it): the
+    two count releases are the same sums, so subtracting them gives nothing,
+    and the analyst is told how many samples were left out.
+    """
     sites = federation(cohort, tmp_path / "sites", guard=True)
     pheno = sites[0] / "data" / "pheno.tsv"
     header, rows = table(pheno)
@@ -485,12 +522,22 @@ def test_qc_on_the_gwas_samples__lets_the_gwas_pass_where_qc_on_everyone_is_refu
     transport = Recording(sites)
     run(qc_gwas, transport, tmp_path / "qc")
     run(study("age", GLM_AGE), transport, tmp_path / "gwas")  # same samples: passes
-    with pytest.raises(SiteFailure) as info:
-        run(qc_all, transport, tmp_path / "all")  # everyone: the three, subtracted
-    assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
+    run(qc_all, transport, tmp_path / "all")  # everyone: served over the GWAS's samples
     counted = [a for s, k, a in transport.got if s == "site-a" and k == "genotype_counts"]
     with_phenotype = sum(1 for r in rows if r[header.index("QPHENO")] not in ("NA", "-9"))
     assert int(counted[0]["genotype_counts"][0].sum()) == with_phenotype  # AGE: no NA
+    # the attack: everyone's counts minus the GWAS samples' counts are the three's genotypes
+    difference = counted[1]["genotype_counts"] - counted[0]["genotype_counts"]
+    assert not difference.any()
+    assert not refusals(sites[0])
+    summary = json.loads((tmp_path / "all" / "provenance.json").read_text())["summary"]
+    left_out = {m["site"]: m for m in summary["guard_left_out"]}
+    genotyped = len(next((sites[0] / "data").glob("*.fam")).read_text().splitlines())
+    assert left_out["site-a"] == {
+        "site": "site-a",
+        "analysis": "freq",
+        "samples": genotyped - with_phenotype,  # the three, and any the cohort lacked already
+    }
 
 
 class ScoresWithheldRow(Recording):

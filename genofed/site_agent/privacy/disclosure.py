@@ -426,6 +426,33 @@ class SetFamily:
         """Add sets (check first: this does not)."""
         self._add_fresh(self._fresh(candidates))
 
+    def largest_subset_within(self, members: BoolArray, most_missing: int) -> BoolArray | None:
+        """The largest released set inside ``members`` that lacks 1 to ``most_missing`` of them.
+
+        Summing over that set again releases nothing new for it; a caller whose
+        own set would be refused can serve the request over it instead (see
+        :meth:`genofed.site_agent.privacy.guard.ReleaseGuard.align`). Reads
+        membership only. None when no released set qualifies.
+        """
+        arr = np.asarray(members)
+        if arr.dtype != np.bool_ or arr.shape != (self.n_persons,):
+            raise ValueError(
+                f"a sample set must be a bool array of shape ({self.n_persons},), "
+                f"not {arr.dtype} {arr.shape}"
+            )
+        if not self.n_sets or most_missing <= 0:
+            return None
+        sizes = np.asarray(self._sizes, dtype=np.int64)
+        inside = _scatter(self._packed[arr], None)[: self.n_sets]
+        lacking = int(arr.sum()) - sizes
+        fits = np.flatnonzero((inside == sizes) & (lacking > 0) & (lacking <= most_missing))
+        if not len(fits):
+            return None
+        j = int(fits[np.argmax(sizes[fits])])  # the first of the largest: a stable choice
+        byte, bit = divmod(j, 8)
+        found: BoolArray = ((self._packed[:, byte] >> np.uint8(bit)) & np.uint8(1)).astype(np.bool_)
+        return found
+
     # -- internals ----------------------------------------------------------
 
     def _fresh(self, candidates: Sequence[BoolArray]) -> list[BoolArray]:

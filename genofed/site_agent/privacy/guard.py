@@ -146,6 +146,33 @@ class ReleaseGuard:
                 if column in self._families:
                     self._families[column].add([self._lift(mask)])
 
+    def align(self, column: str, members: BoolArray | NDArray[np.integer]) -> NDArray[np.int64]:
+        """The samples to sum ``column`` over: ``members``, or an earlier release's set inside it.
+
+        When ``members`` alone would be refused against what this site released
+        before (e.g. QC over every genotyped sample after a GWAS over all but
+        a few of them: the two sums would differ by those few people), and some
+        released set lies inside ``members`` and lacks only 1 to
+        ``min_cell_count - 1`` of them, the request is served over the largest
+        such set instead: it adds no new set, so it passes, and the answer
+        describes nearly the cohort asked for. The choice reads membership
+        only (never a value), like every guard decision; the caller says how
+        many samples it left out (a reply fact). Returns ``.fam`` indexes,
+        sorted; ``members`` unchanged when it passes, when no released set
+        qualifies, or when the guard is off.
+        """
+        mask = self._mask(members)
+        if not self.enabled or not mask.any():
+            return np.flatnonzero(mask)
+        family = self._store_family(column)
+        lifted = self._lift(mask)
+        if family.check([lifted]).ok:
+            return np.flatnonzero(mask)
+        inside = family.largest_subset_within(lifted, self.min_cell - 1)
+        if inside is None:
+            return np.flatnonzero(mask)
+        return np.flatnonzero(inside[self._registry])
+
     def check_declared(self) -> Verdict:
         """Would the sets declared so far pass (so a module can refuse before computing)?"""
         if not self.enabled:

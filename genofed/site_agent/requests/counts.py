@@ -20,6 +20,7 @@ import numpy as np
 
 from genofed.common.analyses import COUNT_KINDS, GENOTYPE_COUNTS_KIND
 from genofed.common.errors import InputError
+from genofed.common.receipts import GUARD_LEFT_OUT_FACT
 from genofed.common.study import RELEASE_MODES, SECURE_MODES
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.pheno import match_samples, read_pheno_table
@@ -47,12 +48,20 @@ def serve_counts(ctx: RequestContext) -> Answer:
     (:meth:`~genofed.site_agent.privacy.guard.ReleaseGuard.unsafe_variants`).
     """
     columns = tuple(ctx.specs[0].params.get("samples_with", ())) if ctx.specs else ()
-    counted = samples_with(ctx.site, ctx.bed, columns) if columns else None
-    ctx.declare(
-        GENOTYPES, np.ones(ctx.bed.n_samples, dtype=np.bool_) if counted is None else counted
+    asked = (
+        samples_with(ctx.site, ctx.bed, columns)
+        if columns
+        else np.arange(ctx.bed.n_samples, dtype=np.int64)
     )
+    aligned = ctx.guard.align(GENOTYPES, asked)
+    counted = None if len(aligned) == ctx.bed.n_samples and not columns else aligned
+    ctx.declare(GENOTYPES, aligned)
+    left_out = len(asked) - len(aligned)
     if ctx.sealer is not None or ctx.mode in SECURE_MODES:
-        return serve_secure_counts(ctx, counted)
+        answer = serve_secure_counts(ctx, counted)
+        if left_out:
+            answer.facts[GUARD_LEFT_OUT_FACT] = str(left_out)
+        return answer
     index, flip = ctx.variant_plan
     if ctx.mode == "dp":
         ledger = ctx.ledger()
@@ -70,6 +79,8 @@ def serve_counts(ctx: RequestContext) -> Answer:
     counts = flip_counts(counts, flip)
     if ctx.mode == "dp":
         facts: dict[str, str] = {}
+        if left_out:
+            facts[GUARD_LEFT_OUT_FACT] = str(left_out)
         noisy, charge = release_counts(ledger, dp_plan, counts, ctx.request, facts)
         return Answer({"genotype_counts": noisy}, facts, charge)
     released = suppress_small_cells(counts, ctx.policy.min_cell_count, GENOTYPE_CELLS)
@@ -80,6 +91,7 @@ def serve_counts(ctx: RequestContext) -> Answer:
         "counted_samples": str(len(rows)),
         "min_cell_count": str(ctx.policy.min_cell_count),
         "suppressed_variants": str(released.n_withheld),
+        **({GUARD_LEFT_OUT_FACT: str(left_out)} if left_out else {}),
     }
     return Answer({"genotype_counts": released.counts, SUPPRESSED_ARRAY: released.withheld}, facts)
 

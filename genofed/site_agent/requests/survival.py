@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.receipts import GUARD_LEFT_OUT_FACT
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.records import NamedArrays
 from genofed.common.wire.survival import (
@@ -70,6 +71,13 @@ class SurvivalSamples:
     index: np.ndarray | None = None  # int (n,): the samples' .fam rows
 
 
+def _restricted(samples: SurvivalSamples, keep: np.ndarray) -> SurvivalSamples:
+    assert samples.index is not None
+    return SurvivalSamples(
+        samples.time[keep], samples.event[keep], samples.columns[keep], samples.index[keep]
+    )
+
+
 def serve_survival(ctx: RequestContext) -> Answer:
     """The counts or Cox sums of a survival request."""
     spec, bed, inputs, request, policy = ctx.analysis, ctx.bed, ctx.inputs, ctx.request, ctx.policy
@@ -78,6 +86,11 @@ def serve_survival(ctx: RequestContext) -> Answer:
     facts: dict[str, str] = {}
     extra = _extra_columns(spec)
     samples = survival_samples(config, bed, spec, extra)
+    assert samples.index is not None
+    aligned = ctx.guard.align(CLINICAL, samples.index)
+    if len(aligned) < len(samples.index):  # an earlier release's samples, inside this cohort
+        facts[GUARD_LEFT_OUT_FACT] = str(len(samples.index) - len(aligned))
+        samples = _restricted(samples, np.isin(samples.index, aligned))
     if len(samples.time) < max(policy.min_cohort_size, 1):
         raise PolicyRefusal(
             "COHORT_TOO_SMALL",
@@ -85,7 +98,6 @@ def serve_survival(ctx: RequestContext) -> Answer:
             f"{policy.min_cohort_size} samples",
         )
     facts[f"{kind}_samples"] = str(len(samples.time))
-    assert samples.index is not None
     # the sums are over the analysis samples and, for a grouped curve, each group
     groups = group_codes(spec, samples.columns) if kind == KM_KIND else np.zeros(0)
     ctx.declare(

@@ -351,6 +351,40 @@ def brute_unsafe(atom_of: np.ndarray, missing: np.ndarray, min_cell: int) -> np.
     return out
 
 
+def test_largest_subset_within__the_largest_released_set_lacking_few_of_the_asked_ones() -> None:
+    n = 200
+    everyone = np.ones(n, dtype=bool)
+    gwas = members(n, range(3, n))  # all but three
+    small = members(n, range(6, n))  # all but six
+    other = members(n, range(0, 150))
+    family = SetFamily(n, min_cell=10, sets=[small, gwas, other])
+    assert not family.check([everyone]).ok  # everyone minus gwas: three people
+    found = family.largest_subset_within(everyone, 9)
+    assert found is not None and np.array_equal(found, gwas)
+    # a set lacking 10 or more, or containing someone outside the asked-for set, never qualifies
+    assert family.largest_subset_within(members(n, range(0, n - 1)), 9) is None  # lacks 49
+    assert family.largest_subset_within(members(n, range(3, n - 1)), 9) is None  # none inside
+    assert np.array_equal(family.largest_subset_within(members(n, range(0, 152)), 9), other)
+    assert SetFamily(n, min_cell=10).largest_subset_within(everyone, 9) is None
+    assert family.largest_subset_within(everyone, 0) is None
+
+
+def test_largest_subset_within__serving_it_adds_nothing_the_attacker_can_use() -> None:
+    """Everyone's sums, served over the GWAS set instead, equal what was already released."""
+    n = 120
+    gwas = members(n, range(4, n))
+    family = SetFamily(n, min_cell=10, sets=[gwas])
+    served = family.largest_subset_within(np.ones(n, dtype=bool), 9)
+    assert served is not None and family.check([served]).ok
+    proj = attacker_projection([gwas, served], n)
+    assert not (np.abs(np.diag(proj) - 1.0) < 1e-6).any()  # nobody's value is determined
+
+
+def test_largest_subset_within__refuses_sets_of_the_wrong_shape() -> None:
+    with pytest.raises(ValueError):
+        SetFamily(10, min_cell=2).largest_subset_within(np.ones(9, dtype=bool), 1)
+
+
 def test_unsafe_variants__matches_a_brute_force_loop() -> None:
     rng = np.random.default_rng(5)
     for trial in range(60):
