@@ -44,7 +44,7 @@ def policy(guard: bool) -> str:
     return f"""
 [policy]
 version = 1
-allowed_analyses = ["variants", "freq", "glm", "km", "cox", "prs"]
+allowed_analyses = ["variants", "freq", "glm", "km", "cox", "prs", "pca"]
 allowed_release_modes = ["plain"]
 min_cohort_size = 50
 min_cell_count = {MIN_CELL}
@@ -287,6 +287,55 @@ def test_survival_after_the_gwas__a_cohort_a_few_people_larger_is_served_over_th
     left_out = {(m["site"], m["analysis"]): m["samples"] for m in summary["guard_left_out"]}
     genotyped = len(next((sites[0] / "data").glob("*.fam")).read_text().splitlines())
     assert left_out[("site-a", "k")] == left_out[("site-a", "c")] == genotyped - with_phenotype
+
+
+@pytest.fixture(scope="module")
+def larger(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
+    """Sites of 500: enough carriers that a PCA keeps variants under min_cell_count = 10."""
+    root = tmp_path_factory.mktemp("larger")
+    return write_cohorts(root / "c", sites=3, samples=1500, variants=400, seed=7, missing_rate=0.0)
+
+
+def test_pca_after_the_gwas__served_over_the_gwas_samples_and_its_pcs_serve_a_gwas(
+    larger: SynthSummary, tmp_path: Path
+) -> None:
+    """A PCA over every genotyped sample after a GWAS that lacks three: served over the GWAS set.
+
+    Its count round then equals the GWAS's genotype sums (nothing to subtract);
+    the samples left out have no scores, so a GWAS on the PCs leaves them out too.
+    """
+    sites = federation(larger, tmp_path / "sites", guard=True)
+    pheno = sites[0] / "data" / "pheno.tsv"
+    header, rows = table(pheno)
+    for i, r in enumerate(rows):  # exactly three genotyped patients lack the phenotype
+        if i in (2, 3, 4):
+            r[header.index("QPHENO")] = "NA"
+        elif r[header.index("QPHENO")] in ("NA", "-9"):
+            r[header.index("QPHENO")] = "0.5"
+    write_table(pheno, header, rows)
+    with_phenotype = sum(1 for r in rows if r[header.index("QPHENO")] not in ("NA", "-9"))
+    transport = Recording(sites)
+    run(study("qc", {"kind": "freq", "samples_with": ["QPHENO", "AGE"]}), transport, tmp_path / "q")
+    run(study("age", GLM_AGE), transport, tmp_path / "gwas")
+    pcs = {"kind": "glm", "id": "gp", "phenotype": "QPHENO", "covariates": ["AGE", "PC1", "PC2"]}
+    run(study("pcs", {"kind": "pca", "id": "pca", "n_pcs": 2}, pcs), transport, tmp_path / "p")
+    assert not refusals(sites[0])
+    (counts,) = transport.arrays("site-a", "pca_counts")
+    (qc,) = transport.arrays("site-a", "genotype_counts")
+    assert int(counts["genotype_counts"][0].sum()) == with_phenotype
+    # the same samples' genotype counts as the QC release (pca withholds small-cell variants)
+    kept = ~counts["withheld"]
+    assert np.array_equal(counts["genotype_counts"][kept], qc["genotype_counts"][kept])
+    summary = json.loads((tmp_path / "p" / "provenance.json").read_text())["summary"]
+    genotyped = len(next((sites[0] / "data").glob("*.fam")).read_text().splitlines())
+    left_out = {(m["site"], m["analysis"]): m["samples"] for m in summary["guard_left_out"]}
+    assert left_out[("site-a", "pca")] == genotyped - with_phenotype
+    genotyped_all = sum(
+        len(next((d / "data").glob("*.fam")).read_text().splitlines()) for d in sites
+    )
+    pca_left = sum(n for (_, analysis), n in left_out.items() if analysis == "pca")
+    assert summary["pca"]["samples"] == genotyped_all - pca_left
+    assert "gp" in summary
 
 
 def _scoring_with(cohort: SynthSummary, path: Path, weights: Sequence[float]) -> Path:

@@ -279,6 +279,10 @@ SUMMABLE_FORMS: Final[Mapping[str, Callable[..., dict[str, np.ndarray]]]] = {
 }
 
 
+#: Reply fact of a site whose disclosure guard served the PCA over an earlier release's
+#: samples: how many samples it used (else the site's ``n_samples``).
+PCA_SAMPLES_FACT = "pca_samples"
+
 __all__ = [
     "DEFAULT_N_PCS",
     "MAX_ITERATIONS",
@@ -289,6 +293,7 @@ __all__ = [
     "PCA_KIND",
     "PCA_LD_KIND",
     "PCA_REQUEST_KINDS",
+    "PCA_SAMPLES_FACT",
     "PC_COVARIATE",
     "SUMMABLE_FORMS",
     "block_width",

@@ -42,6 +42,7 @@ from genofed.common.wire.pca import (
     PCA_ITERATE_KIND,
     PCA_KIND,
     PCA_LD_KIND,
+    PCA_SAMPLES_FACT,
     block_width,
 )
 from genofed.common.wire.records import NamedArrays
@@ -116,7 +117,9 @@ def run_pca(
     counts = sums["genotype_counts"]
     # a variant some site withheld for small genotype cells is left out of the PCA
     withheld = sums["withheld"] > 0
-    n_samples = sum(int(r.facts.get("n_samples", "0")) for r in first.replies)
+    n_samples = sum(
+        int(r.facts.get(PCA_SAMPLES_FACT) or r.facts.get("n_samples", "0")) for r in first.replies
+    )  # a site's guard may have served the PCA over an earlier release's samples
     called = counts[:, :3].sum(axis=1)
     alt = counts[:, 1] + 2 * counts[:, 2]
     variable = (counts[:, :3] > 0).sum(axis=1) > 1

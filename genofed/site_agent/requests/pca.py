@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from genofed.common.errors import PolicyRefusal
+from genofed.common.receipts import GUARD_LEFT_OUT_FACT
 from genofed.common.wire.pca import (
     MAX_ITERATIONS,
     MAX_LD_WINDOW,
@@ -22,6 +23,7 @@ from genofed.common.wire.pca import (
     PCA_KIND,
     PCA_LD_KIND,
     PCA_REQUEST_KINDS,
+    PCA_SAMPLES_FACT,
     block_width,
 )
 from genofed.common.wire.records import NamedArrays
@@ -45,18 +47,25 @@ def serve_pca(ctx: RequestContext) -> Answer:
     """The counts, LD sums or products of a pca request."""
     spec, bed, inputs, request = ctx.analysis, ctx.bed, ctx.inputs, ctx.request
     index, flip = ctx.variant_plan
-    ctx.declare(GENOTYPES, np.ones(bed.n_samples, dtype=np.bool_))
+    # every genotyped sample, or an earlier release's set inside it (the guard's alignment)
+    rows = ctx.guard.align(GENOTYPES, np.arange(bed.n_samples, dtype=np.int64))
+    ctx.declare(GENOTYPES, rows)
+    left_out = bed.n_samples - len(rows)
+    only = rows if left_out else None  # iter_dosages' sample_idx: None reads everyone
+    facts = (
+        {GUARD_LEFT_OUT_FACT: str(left_out), PCA_SAMPLES_FACT: str(len(rows))} if left_out else {}
+    )
     if request.kind == PCA_COUNTS_KIND:
         counts = np.zeros((len(index), 4), dtype=np.int64)
-        for start, d in bed.iter_dosages(index):
+        for start, d in bed.iter_dosages(index, sample_idx=only):
             counts[start : start + len(d)] = genotype_counts(d)
         withheld = small_cell_rows(counts, ctx.policy.min_cell_count, GENOTYPE_CELLS)
         counts = np.where(withheld[:, None], 0, flip_counts(counts, flip))
-        facts = {"pca_withheld_variants": str(int(withheld.sum()))}
+        facts["pca_withheld_variants"] = str(int(withheld.sum()))
         return Answer({"genotype_counts": counts, "withheld": withheld}, facts)
-    _refuse_small_cells(bed, index, ctx.policy.min_cell_count)
+    _refuse_small_cells(bed, index, ctx.policy.min_cell_count, only)
     if request.kind == PCA_LD_KIND:
-        return Answer(_ld(bed, index, flip, inputs))
+        return Answer(_ld(bed, index, flip, inputs, only), facts)
     directory = pca_dir(ctx.directory, ctx.study.sha256, spec.id)
     freq = _array(inputs, "freq", (len(index),))
     if freq.size and (freq.min() < 0.0 or freq.max() > 1.0):
@@ -68,22 +77,27 @@ def serve_pca(ctx: RequestContext) -> Answer:
     if request.kind == PCA_ITERATE_KIND:
         width = block_width(int(spec.params["n_pcs"]))
         arrays, state = _iterate(
-            bed, index, flip, freq, step, inputs, directory, request.run_id, width
+            bed, index, flip, freq, step, inputs, directory, request.run_id, width, only
         )
         save_iterate(directory, state)
-        return Answer(arrays, directions=int(inputs["wts"].shape[1]))
+        return Answer(arrays, facts, directions=int(inputs["wts"].shape[1]))
     state = load_iterate(directory, request.run_id, step)
     transform = _array(inputs, "transform", (state.q.shape[1], int(spec.params["n_pcs"])))
+    if state.q.shape[0] != len(rows):
+        raise PolicyRefusal("BAD_REQUEST", "the pca iterations ran over other samples; run again")
     scores = state.q @ transform
     x_t_e = np.zeros((len(index), scores.shape[1]))
-    for start, d in bed.iter_dosages(index):
+    for start, d in bed.iter_dosages(index, sample_idx=only):
         stop = start + len(d)
         x, _ = standardized(d, flip[start:stop], freq[start:stop])
         x_t_e[start:stop] = x @ scores
-    save_scores(directory, bed.samples, scores, request.run_id)
+    # a sample the guard left out has no score: a glm on these PCs leaves it out too
+    every = np.full((bed.n_samples, scores.shape[1]), np.nan)
+    every[rows] = scores
+    save_scores(directory, bed.samples, every, request.run_id)
     return Answer(
         {"x_t_e": x_t_e},
-        {"pca_scores_kept": str(scores.shape[1])},
+        {**facts, "pca_scores_kept": str(scores.shape[1])},
         directions=int(scores.shape[1]),
     )
 
@@ -97,11 +111,13 @@ SERVER = Server(
 )
 
 
-def _refuse_small_cells(bed: BedFile, index: np.ndarray, min_cell: int) -> None:
+def _refuse_small_cells(
+    bed: BedFile, index: np.ndarray, min_cell: int, only: np.ndarray | None
+) -> None:
     """Refuse LD or product rounds over a variant the counts round withheld."""
     if min_cell <= 0:
         return
-    for _, d in bed.iter_dosages(index):
+    for _, d in bed.iter_dosages(index, sample_idx=only):
         if small_cell_rows(genotype_counts(d), min_cell, GENOTYPE_CELLS).any():
             raise PolicyRefusal(
                 DISCLOSURE_RISK,
@@ -123,7 +139,9 @@ def _array(inputs: NamedArrays, name: str, shape: tuple[int, ...], kind: str = "
     return a.astype(np.float64) if kind == "f" else a.astype(np.int64)
 
 
-def _ld(bed: BedFile, index: np.ndarray, flip: np.ndarray, inputs: NamedArrays) -> NamedArrays:
+def _ld(
+    bed: BedFile, index: np.ndarray, flip: np.ndarray, inputs: NamedArrays, only: np.ndarray | None
+) -> NamedArrays:
     window = int(_array(inputs, "window", (1,), kind="i")[0])
     if not 2 <= window <= MAX_LD_WINDOW:
         raise PolicyRefusal("BAD_REQUEST", f"the LD window must lie in 2..{MAX_LD_WINDOW}")
@@ -135,9 +153,9 @@ def _ld(bed: BedFile, index: np.ndarray, flip: np.ndarray, inputs: NamedArrays) 
     for start in range(0, v, chunk):
         rows = min(chunk, v - start)
         stop = min(v, start + rows + window - 1)
-        g = np.empty((stop - start, bed.n_samples))
+        g = np.empty((stop - start, bed.n_samples if only is None else len(only)))
         called = np.empty(g.shape, dtype=np.bool_)
-        for offset, d in bed.iter_dosages(index[start:stop]):
+        for offset, d in bed.iter_dosages(index[start:stop], sample_idx=only):
             part, missing = oriented(d, flip[start + offset : start + offset + len(d)])
             g[offset : offset + len(d)] = part
             called[offset : offset + len(d)] = ~missing
@@ -163,15 +181,16 @@ def _iterate(
     directory: Path,
     run_id: str,
     width: int,
+    only: np.ndarray | None,
 ) -> tuple[NamedArrays, IterateState]:
     wts = _array(inputs, "wts", (len(index), -1))
     l_cols = wts.shape[1]
     if not 1 <= l_cols <= width:
         raise PolicyRefusal("BAD_REQUEST", f"the pca block may have at most {width} columns")
-    n = bed.n_samples
+    n = bed.n_samples if only is None else len(only)
     xw = np.zeros((n, l_cols))
     sumsq = np.zeros(n)
-    for start, d in bed.iter_dosages(index):
+    for start, d in bed.iter_dosages(index, sample_idx=only):
         stop = start + len(d)
         x, _ = standardized(d, flip[start:stop], freq[start:stop])
         xw += x.T @ wts[start:stop]
@@ -183,13 +202,17 @@ def _iterate(
         u = row_scale[:, None] * xw
     else:
         prev = load_iterate(directory, run_id, step)
+        if prev.u.shape[0] != n:
+            raise PolicyRefusal(
+                "BAD_REQUEST", "the pca iterations ran over other samples; run again"
+            )
         transform = _array(inputs, "transform", (prev.u.shape[1], l_cols))
         row_scale, delta = prev.row_scale, prev.delta
         q = prev.u @ transform
         u = row_scale[:, None] * xw + delta[:, None] * q
     scaled = row_scale[:, None] * u
     a_t_u = np.zeros((len(index), l_cols))
-    for start, d in bed.iter_dosages(index):
+    for start, d in bed.iter_dosages(index, sample_idx=only):
         stop = start + len(d)
         x, _ = standardized(d, flip[start:stop], freq[start:stop])
         a_t_u[start:stop] = x @ scaled
