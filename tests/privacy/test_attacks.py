@@ -617,7 +617,7 @@ def test_take_back__min_cell_count_people_missing_only_it_are_taken_back_with_th
     for site in sites:
         measured = _measured(site, 2 * MIN_CELL)
         add_constant_covariate_missing_for(site, measured[:MIN_CELL])
-        header, rows = table(site / "data" / "covar.tsv")
+        _, rows = table(site / "data" / "covar.tsv")
         unmeasured = {rows[i][1] for i in measured[MIN_CELL:]}
         p_header, p_rows = table(site / "data" / "pheno.tsv")
         for r in p_rows:

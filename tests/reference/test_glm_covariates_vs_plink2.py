@@ -265,3 +265,57 @@ def test_constant_covariate_missing_for_some__those_samples_taken_back_as_plink2
         assert summary[SUMMARY_KEY] == "X"  # type: ignore[index]
         assert summary[TAKEN_BACK_KEY] == 12  # type: ignore[index]
         assert any(f"'{analysis}': 12 sample(s)" in r.message for r in caplog.records)
+
+
+def test_left_out_covariate_that_varies_over_the_taken_back_samples__used_again_as_plink2(
+    base: Path, plink2: Path, tmp_path: Path
+) -> None:
+    """W is 1.5 where known, missing for 12 samples; X is 0 but for those 12.
+
+    Over the samples with every covariate both are constant: plink2 leaves
+    both out, takes the 12 back (they miss only W), and since X is known
+    for all of them and now varies, uses X again (GlmDetermineCovars step 2).
+    GenoFed's glm_covariates round finds the same, and the tables (with
+    their X rows) equal plink2's.
+    """
+    sizes = [len((s / "data" / "genotypes.fam").read_text().splitlines()) for s in _sites(base)]
+    starts = np.cumsum([0, *sizes[:-1]])
+    present = [pooled_column(base, t, c) for t, c in _NEEDED]
+    complete = ~np.isnan(np.column_stack(present)).any(axis=1)
+    picks: list[int] = []
+    for start, size in zip(starts, sizes, strict=True):
+        picks += [int(i) for i in np.flatnonzero(complete[start : start + size])[3:7] + start]
+    cohort = _with_x(base, tmp_path, lambda a, _: _constant_but_missing_for(len(a), picks))
+    x = np.zeros(len(complete))
+    x[picks] = np.linspace(-1.0, 2.0, len(picks))
+    add_covariate(cohort, "X2", x)
+    run = _plink2(plink2, cohort, tmp_path / "plink2", "QPHENO,DISEASE")
+    said = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode == 0, said
+    assert "covariate 'X2'" not in said, said  # left out, then used again without a word
+
+    study = _study(list(PHENOTYPES), ["AGE", "SEX", "X", "X2"])
+    outcome = run_study(
+        study, InProcessTransport(_sites(cohort)), tmp_path / "r", engine="in-process"
+    )
+    assert_linear_matches(
+        outcome.out / "gwas.QPHENO.glm.linear", tmp_path / "plink2.QPHENO.glm.linear"
+    )
+    assert_logistic_matches(
+        outcome.out / "gwas.DISEASE.glm.logistic.hybrid",
+        tmp_path / "plink2.DISEASE.glm.logistic.hybrid",
+    )
+    tests = {line.split("\t")[6] for line in (outcome.out / "gwas.QPHENO.glm.linear").open()}
+    assert tests == {"TEST", "ADD", "AGE", "SEX", "X2"}
+    for analysis in ("gwas_qpheno", "gwas_disease"):
+        summary = outcome.summary[analysis]
+        assert summary[SUMMARY_KEY] == "X"  # type: ignore[index]
+        assert summary[TAKEN_BACK_KEY] == 12  # type: ignore[index]
+
+
+_NEEDED = [
+    ("pheno.tsv", "QPHENO"),
+    ("pheno.tsv", "DISEASE"),
+    ("covar.tsv", "AGE"),
+    ("covar.tsv", "SEX"),
+]
