@@ -49,7 +49,9 @@ covariates (:mod:`genofed.common.wire.glm`): the new set's size, and for
 each left-out covariate whether every site has it on all of the new set
 and its sums there; when the set is larger it asks ``glm_stats`` again with
 the final mask, and the sites' zero columns for the unused covariates read
-as constant and are left out by :class:`Design` as before.
+as constant and are left out by :class:`Design` as before. (``glm`` only:
+``prs`` and ``pgx`` leave constant covariates out but do not take samples
+back.)
 
 Not reproduced (the pooled sums cannot show them): for a quantitative
 phenotype plink2 drops the one sample that keeps a covariate from being
