@@ -634,3 +634,51 @@ def test_take_back__min_cell_count_people_missing_only_it_are_taken_back_with_th
     summary = json.loads((tmp_path / "a" / "provenance.json").read_text())["summary"]["g"]
     assert summary["constant covariates left out"] == "X"
     assert summary["samples taken back (missed only left-out covariates)"] == 3 * MIN_CELL
+
+
+class AsksWithItsOwnMask(Recording):
+    """A hostile coordinator: after each glm_stats it asks site-a again with BMI unused."""
+
+    def __init__(self, site_dirs: Sequence[Path], mask: np.ndarray) -> None:
+        super().__init__(site_dirs)
+        self.mask = mask
+        self.second: Incoming | None = None
+
+    def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        got = super().exchange(outgoing, timeout=timeout)
+        for node, o in outgoing.items():
+            if o.request.kind == "glm_stats" and self.site_dirs[node].name == "site-a":
+                again = Outgoing(o.request, {**o.inputs, "covariates_used": self.mask})
+                self.second = super().exchange({node: again}, timeout=timeout)[node]
+        return got
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
+def test_covariate_mask__a_coordinator_dropping_a_covariate_itself_is_refused(
+    cohort: SynthSummary, tmp_path: Path, guard: bool
+) -> None:
+    """The mask is the coordinator's to send: the site's guard, not the coordinator, decides."""
+    sites = federation(cohort, tmp_path / "sites", guard=guard)
+    _, y = add_covariate_missing_for(sites[0], person=3)
+    for other in sites[1:]:
+        add_covariate_missing_for(other, person=None)
+    transport = AsksWithItsOwnMask(sites, np.array([1, 0], dtype=np.uint8))
+    run(study("age-bmi", GLM_AGE_BMI), transport, tmp_path / "a")
+    assert transport.second is not None
+    stats = transport.arrays("site-a", "glm_stats")
+    if not guard:
+        first, second = stats
+        assert sum_y(second["zz"], 2) - sum_y(first["zz"], 2) == pytest.approx(y, abs=1e-9)
+        return
+    assert len(stats) == 1 and not transport.second.arrays
+    assert refusals(sites[0])[-1].startswith("DISCLOSURE_RISK: ")
+
+
+def test_covariate_mask__a_malformed_mask_is_a_bad_request(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    transport = AsksWithItsOwnMask(sites, np.array([1, 0, 1], dtype=np.uint8))
+    run(study("age", GLM_AGE), transport, tmp_path / "a")
+    assert transport.second is not None and not transport.second.arrays
+    assert refusals(sites[0])[-1].startswith("BAD_REQUEST: ")
