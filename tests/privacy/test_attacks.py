@@ -634,3 +634,146 @@ def test_prs_plan__a_coordinator_scoring_a_withheld_row_is_refused(
         run(study("prs", prs), transport, tmp_path / "a")
     assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
     assert "withheld for small allele counts" in str(info.value)
+
+
+def add_constant_covariate_missing_for(site: Path, people: Sequence[int]) -> list[float]:
+    """Give the covariate table an X column, 1.0 for all but ``people`` (NA); their QPHENOs."""
+    header, rows = table(site / "data" / "covar.tsv")
+    for i, r in enumerate(rows):
+        r.append("NA" if i in people else "1.0")
+    write_table(site / "data" / "covar.tsv", [*header, "X"], rows)
+    p_header, p_rows = table(site / "data" / "pheno.tsv")
+    by_iid = {r[1]: r[p_header.index("QPHENO")] for r in p_rows}
+    return [float(by_iid[rows[i][1]]) for i in people]
+
+
+def _measured(site: Path, how_many: int) -> list[int]:
+    """Rows of the covariate table whose sample has QPHENO and AGE."""
+    header, rows = table(site / "data" / "covar.tsv")
+    p_header, p_rows = table(site / "data" / "pheno.tsv")
+    q = {r[1]: r[p_header.index("QPHENO")] for r in p_rows}
+    ok = [
+        i
+        for i, r in enumerate(rows)
+        if q.get(r[1], "NA") not in ("NA", "-9") and r[header.index("AGE")] not in ("NA", "-9")
+    ]
+    return ok[:how_many]
+
+
+GLM_AGE_X = {"kind": "glm", "id": "g", "phenotype": "QPHENO", "covariates": ["AGE", "X"]}
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
+def test_take_back__one_person_missing_only_a_constant_covariate_is_not_differenced(
+    cohort: SynthSummary, tmp_path: Path, guard: bool
+) -> None:
+    """X is constant where known, missing for one person at site-a who has everything else.
+
+    plink2 leaves X out and takes that person back, so GenoFed's glm asks
+    ``glm_covariates`` and ``glm_stats`` again over the samples with AGE only:
+    two sample sets one person apart in one study. Without the guard the
+    analyst subtracts the two ``glm_stats`` replies and reads her QPHENO;
+    with it the site refuses the take-back round (both sets are declared),
+    and the second ``glm_stats`` never leaves.
+    """
+    sites = federation(cohort, tmp_path / "sites", guard=guard)
+    person = _measured(sites[0], 4)[3]
+    (y,) = add_constant_covariate_missing_for(sites[0], [person])
+    for other in sites[1:]:
+        add_constant_covariate_missing_for(other, [])
+    transport = Recording(sites)
+    if not guard:
+        run(study("age-x", GLM_AGE_X), transport, tmp_path / "a")
+        first, second = transport.arrays("site-a", "glm_stats")
+        recovered = sum_y(second["zz"], 2) - sum_y(first["zz"], 2)
+        assert recovered == pytest.approx(y, abs=1e-9)  # the attack works
+        return
+    with pytest.raises(SiteFailure) as info:
+        run(study("age-x", GLM_AGE_X), transport, tmp_path / "a")
+    assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
+    assert "by 1 person" in str(info.value)
+    assert len(transport.arrays("site-a", "glm_stats")) == 1  # the second never left
+    assert not transport.arrays("site-a", "glm_covariates")
+    assert refusals(sites[0])[-1].startswith("DISCLOSURE_RISK: ")
+    assert not (tmp_path / "a").exists()
+
+
+def test_take_back__min_cell_count_people_missing_only_it_are_taken_back_with_the_guard_on(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """With ``min_cell_count`` people at every site taken back, the guard lets the rounds go.
+
+    (The samples left out of both sets must be none or ``min_cell_count``
+    too: the genotype sums over everyone, S1 and the first round's outside
+    counts would otherwise tell apart the one or two who lack QPHENO or AGE.
+    So ten more at each site lack QPHENO.)
+    """
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    for site in sites:
+        measured = _measured(site, 2 * MIN_CELL)
+        add_constant_covariate_missing_for(site, measured[:MIN_CELL])
+        _, rows = table(site / "data" / "covar.tsv")
+        unmeasured = {rows[i][1] for i in measured[MIN_CELL:]}
+        p_header, p_rows = table(site / "data" / "pheno.tsv")
+        for r in p_rows:
+            if r[1] in unmeasured:
+                r[p_header.index("QPHENO")] = "NA"
+        write_table(site / "data" / "pheno.tsv", p_header, p_rows)
+    transport = Recording(sites)
+    run(study("age-x", GLM_AGE_X), transport, tmp_path / "a")
+    for site in sites:
+        first, second = transport.arrays(site.name, "glm_stats")
+        assert second["zz"][0] == first["zz"][0] + MIN_CELL
+        (covs,) = transport.arrays(site.name, "glm_covariates")
+        assert covs["n"][0] == second["zz"][0]
+    summary = json.loads((tmp_path / "a" / "provenance.json").read_text())["summary"]["g"]
+    assert summary["constant covariates left out"] == "X"
+    assert summary["samples taken back (missed only left-out covariates)"] == 3 * MIN_CELL
+
+
+class AsksWithItsOwnMask(Recording):
+    """A hostile coordinator: after each glm_stats it asks site-a again with BMI unused."""
+
+    def __init__(self, site_dirs: Sequence[Path], mask: np.ndarray) -> None:
+        super().__init__(site_dirs)
+        self.mask = mask
+        self.second: Incoming | None = None
+
+    def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        got = super().exchange(outgoing, timeout=timeout)
+        for node, o in outgoing.items():
+            if o.request.kind == "glm_stats" and self.site_dirs[node].name == "site-a":
+                again = Outgoing(o.request, {**o.inputs, "covariates_used": self.mask})
+                self.second = super().exchange({node: again}, timeout=timeout)[node]
+        return got
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
+def test_covariate_mask__a_coordinator_dropping_a_covariate_itself_is_refused(
+    cohort: SynthSummary, tmp_path: Path, guard: bool
+) -> None:
+    """The mask is the coordinator's to send: the site's guard, not the coordinator, decides."""
+    sites = federation(cohort, tmp_path / "sites", guard=guard)
+    _, y = add_covariate_missing_for(sites[0], person=3)
+    for other in sites[1:]:
+        add_covariate_missing_for(other, person=None)
+    transport = AsksWithItsOwnMask(sites, np.array([1, 0], dtype=np.uint8))
+    run(study("age-bmi", GLM_AGE_BMI), transport, tmp_path / "a")
+    assert transport.second is not None
+    stats = transport.arrays("site-a", "glm_stats")
+    if not guard:
+        first, second = stats
+        assert sum_y(second["zz"], 2) - sum_y(first["zz"], 2) == pytest.approx(y, abs=1e-9)
+        return
+    assert len(stats) == 1 and not transport.second.arrays
+    assert refusals(sites[0])[-1].startswith("DISCLOSURE_RISK: ")
+
+
+def test_covariate_mask__a_malformed_mask_is_a_bad_request(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    transport = AsksWithItsOwnMask(sites, np.array([1, 0, 1], dtype=np.uint8))
+    run(study("age", GLM_AGE), transport, tmp_path / "a")
+    assert transport.second is not None and not transport.second.arrays
+    assert refusals(sites[0])[-1].startswith("BAD_REQUEST: ")

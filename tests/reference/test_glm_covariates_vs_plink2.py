@@ -31,7 +31,7 @@ import pytest
 
 from genofed.common.errors import InputError
 from genofed.common.study import study_from_mapping
-from genofed.coordinator.combine.covariates import SUMMARY_KEY
+from genofed.coordinator.combine.covariates import SUMMARY_KEY, TAKEN_BACK_KEY
 from genofed.coordinator.runner import run_study
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
@@ -202,3 +202,120 @@ def test_collinear_covariates__stop_with_plink2s_code_naming_the_covariates(
         assert {n for n in ("AGE", "SEX", "X") if f"'{n}'" in first_line} == set(named), message
         assert "fix: remove" in message
         assert not out.exists()
+
+
+def _constant_but_missing_for(n: int, picks: list[int]) -> np.ndarray:
+    x = np.full(n, 1.5)
+    x[picks] = np.nan
+    return x
+
+
+def test_constant_covariate_missing_for_some__those_samples_taken_back_as_plink2_does(
+    base: Path, plink2: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """X is 1.5 wherever it is known and missing for 12 samples (4 a site) that have the rest.
+
+    plink2 leaves X out ("Excluding constant covariate") and then analyses
+    the 12 samples too (GlmDetermineCovars only requires the covariates it
+    keeps): OBS_CT counts them. GenoFed asks a glm_covariates round, then
+    glm_stats (and every logistic round) again with X unused, and its tables
+    equal plink2's.
+    """
+    sizes = [len((s / "data" / "genotypes.fam").read_text().splitlines()) for s in _sites(base)]
+    starts = np.cumsum([0, *sizes[:-1]])
+    q = pooled_column(base, "pheno.tsv", "QPHENO")
+    d = pooled_column(base, "pheno.tsv", "DISEASE")
+    age = pooled_column(base, "covar.tsv", "AGE")
+    sex = pooled_column(base, "covar.tsv", "SEX")
+    complete = ~np.isnan(q) & ~np.isnan(d) & ~np.isnan(age) & ~np.isnan(sex)
+    picks: list[int] = []
+    for start, size in zip(starts, sizes, strict=True):
+        picks += [int(i) for i in np.flatnonzero(complete[start : start + size])[3:7] + start]
+    cohort = _with_x(base, tmp_path, lambda a, _: _constant_but_missing_for(len(a), picks))
+    run = _plink2(plink2, cohort, tmp_path / "with_x", "QPHENO,DISEASE")
+    said = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode == 0, said
+    # v2.00a3.5 leaves X out per phenotype (GlmDetermineCovars), later builds in GlmMain
+    assert (
+        "Warning: Not including covariate 'X' in --glm regression on phenotype 'QPHENO'." in said
+        or "Warning: Excluding constant covariate 'X' from --glm." in said
+    ), said
+    without = _plink2(
+        plink2, cohort, tmp_path / "without_x", "QPHENO,DISEASE", base / "pooled" / "covar.tsv"
+    )
+    assert without.returncode == 0
+    for phenotype, suffix in PHENOTYPES.items():  # the 12 are analysed: as if X were not there
+        with_x = (tmp_path / f"with_x.{phenotype}.{suffix}").read_bytes()
+        assert with_x == (tmp_path / f"without_x.{phenotype}.{suffix}").read_bytes()
+
+    study = _study(list(PHENOTYPES), ["AGE", "SEX", "X"])
+    with caplog.at_level(logging.WARNING, logger="genofed.coordinator"):
+        outcome = run_study(
+            study, InProcessTransport(_sites(cohort)), tmp_path / "r", engine="in-process"
+        )
+    assert_linear_matches(
+        outcome.out / "gwas.QPHENO.glm.linear", tmp_path / "with_x.QPHENO.glm.linear"
+    )
+    assert_logistic_matches(
+        outcome.out / "gwas.DISEASE.glm.logistic.hybrid",
+        tmp_path / "with_x.DISEASE.glm.logistic.hybrid",
+    )
+    for analysis in ("gwas_qpheno", "gwas_disease"):
+        summary = outcome.summary[analysis]
+        assert summary[SUMMARY_KEY] == "X"  # type: ignore[index]
+        assert summary[TAKEN_BACK_KEY] == 12  # type: ignore[index]
+        assert any(f"'{analysis}': 12 sample(s)" in r.message for r in caplog.records)
+
+
+def test_left_out_covariate_that_varies_over_the_taken_back_samples__used_again_as_plink2(
+    base: Path, plink2: Path, tmp_path: Path
+) -> None:
+    """W is 1.5 where known, missing for 12 samples; X is 0 but for those 12.
+
+    Over the samples with every covariate both are constant: plink2 leaves
+    both out, takes the 12 back (they miss only W), and since X is known
+    for all of them and now varies, uses X again (GlmDetermineCovars step 2).
+    GenoFed's glm_covariates round finds the same, and the tables (with
+    their X rows) equal plink2's.
+    """
+    sizes = [len((s / "data" / "genotypes.fam").read_text().splitlines()) for s in _sites(base)]
+    starts = np.cumsum([0, *sizes[:-1]])
+    present = [pooled_column(base, t, c) for t, c in _NEEDED]
+    complete = ~np.isnan(np.column_stack(present)).any(axis=1)
+    picks: list[int] = []
+    for start, size in zip(starts, sizes, strict=True):
+        picks += [int(i) for i in np.flatnonzero(complete[start : start + size])[3:7] + start]
+    cohort = _with_x(base, tmp_path, lambda a, _: _constant_but_missing_for(len(a), picks))
+    x = np.zeros(len(complete))
+    x[picks] = np.linspace(-1.0, 2.0, len(picks))
+    add_covariate(cohort, "X2", x)
+    run = _plink2(plink2, cohort, tmp_path / "plink2", "QPHENO,DISEASE")
+    said = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode == 0, said
+    assert "covariate 'X2'" not in said, said  # left out, then used again without a word
+
+    study = _study(list(PHENOTYPES), ["AGE", "SEX", "X", "X2"])
+    outcome = run_study(
+        study, InProcessTransport(_sites(cohort)), tmp_path / "r", engine="in-process"
+    )
+    assert_linear_matches(
+        outcome.out / "gwas.QPHENO.glm.linear", tmp_path / "plink2.QPHENO.glm.linear"
+    )
+    assert_logistic_matches(
+        outcome.out / "gwas.DISEASE.glm.logistic.hybrid",
+        tmp_path / "plink2.DISEASE.glm.logistic.hybrid",
+    )
+    tests = {line.split("\t")[6] for line in (outcome.out / "gwas.QPHENO.glm.linear").open()}
+    assert tests == {"TEST", "ADD", "AGE", "SEX", "X2"}
+    for analysis in ("gwas_qpheno", "gwas_disease"):
+        summary = outcome.summary[analysis]
+        assert summary[SUMMARY_KEY] == "X"  # type: ignore[index]
+        assert summary[TAKEN_BACK_KEY] == 12  # type: ignore[index]
+
+
+_NEEDED = [
+    ("pheno.tsv", "QPHENO"),
+    ("pheno.tsv", "DISEASE"),
+    ("covar.tsv", "AGE"),
+    ("covar.tsv", "SEX"),
+]

@@ -87,3 +87,52 @@ def test_exact_glm__every_round_masked_and_tables_equal_plain(
     assert low.size > 20_000
     observed = np.bincount(low, minlength=256)
     assert stats.chisquare(observed).pvalue > 1e-4
+
+
+def test_exact_glm__samples_missing_only_a_constant_covariate_taken_back_as_in_plain(
+    sites: list[Path], tmp_path: Path
+) -> None:
+    """X is 1.0 where known and missing for three samples a site: both modes take them back.
+
+    The ``glm_covariates`` round and the second ``glm_stats`` (and every
+    logistic round, with the covariate mask) are masked sums too, and the
+    tables equal the plain study's byte for byte.
+    """
+    import shutil
+
+    copies = []
+    for site in sites:
+        target = tmp_path / "sites" / site.name
+        shutil.copytree(site, target)
+        table = target / "data" / "covar.tsv"
+        lines = table.read_text().splitlines()
+        rows = [f"{line}\t{'NA' if 5 <= i < 8 else '1.0'}" for i, line in enumerate(lines[1:])]
+        table.write_text("\n".join([f"{lines[0]}\tX", *rows]) + "\n")
+        copies.append(target)
+    analyses = [
+        {"kind": "glm", "id": "lin", "phenotype": "QPHENO", "covariates": ["AGE", "X", "SEX"]},
+        {"kind": "glm", "id": "log", "phenotype": "DISEASE", "covariates": ["X", "AGE"]},
+    ]
+
+    def study(mode: str) -> Study:
+        return study_from_mapping(
+            {"study": {"name": "gwas"}, "privacy": {"mode": mode}, "analysis": analyses},
+            path=Path("<test>"),
+        )
+
+    plain = run_study(study("plain"), InProcessTransport(copies), tmp_path / "p", engine="t")
+    run_simulated_study(study("exact"), copies, tmp_path / "e")
+    tables = [f for f in plain.outputs if not f.endswith((".json", ".html"))]
+    assert {"gwas.QPHENO.glm.linear", "gwas.DISEASE.glm.logistic.hybrid"} <= set(tables)
+    for name in tables:
+        assert filecmp.cmp(tmp_path / "p" / name, tmp_path / "e" / name, shallow=False), name
+    e_sum = json.loads((tmp_path / "e" / "provenance.json").read_text())
+    for a in ("lin", "log"):
+        assert plain.summary[a]["samples taken back (missed only left-out covariates)"] > 0  # type: ignore[index]
+        assert e_sum["summary"][a] == json.loads(json.dumps(plain.summary[a]))
+    for record in e_sum["sites"]:
+        kinds = [r["request"] for r in record["releases"]]
+        assert kinds.count("glm_covariates") == 2 and kinds.count("glm_stats") == 4
+        for release in record["releases"]:
+            if release["request"].startswith("glm"):
+                assert all(a["name"].startswith("secagg_masked_") for a in release["arrays"])

@@ -81,6 +81,33 @@ and ``gg``, and A1 is chosen from ``called`` and ``alt``, as from the
 per-site replies. ``glm_logistic``: ``grad``, ``hess``, ``loglik`` and
 ``third`` as sent, of the shapes the request's ``beta`` and ``firth`` fix.
 
+Left-out covariates (plink2's take-back). When the pooled ``zz`` shows a
+covariate constant over the analysis samples, plink2 leaves it out and
+chooses the samples again with only the covariates it keeps, so that a
+sample missing only left-out covariates is analysed after all
+(``GlmDetermineCovars`` in ``plink2_glm.cc``, step 2). The coordinator
+then asks every site::
+
+    glm_covariates (input covariates_used uint8 (k,): 1 for a covariate the model keeps)
+
+    n         int64   (1,)  samples with the phenotype and every used covariate (S1)
+    complete  int64   (k,)  1 when every sample of S1 has unused covariate j (0 for used
+                            ones): sums to the sites where it is complete
+    sums      float64 (k,)  sum of unused covariate j over S1 where ``complete``, else 0
+    squares   float64 (k,)  sum of its squares over the same samples
+
+(summable as sent) and, when the pooled ``n`` exceeds the first round's,
+repeats ``glm_stats`` and every ``glm_logistic`` round with the same
+``covariates_used`` input (the final mask: plink2 adds back a left-out
+covariate that every sample of S1 has and that varies over them). A site
+given ``covariates_used`` analyses S1 and sends the arrays above with the
+columns of unused covariates zero (``z_j = 0``): their sums say nothing, and
+the coordinator sees them as constant and leaves them out again. Without
+the input (every other analysis) nothing changes. Each site declares S1 to
+its disclosure guard as it declares the first round's samples, so S1 and
+the first round's set are checked against each other: differing by fewer
+than ``min_cell_count`` people, the release is refused.
+
 Symmetric arrays are sent as their unique entries, in the order of
 :func:`multisets`. The third-moment tensor is what lets the coordinator form
 Firth's penalized score ``X^T (y - mu + h (1/2 - mu))`` with the hat diagonal
@@ -101,7 +128,10 @@ import numpy.typing as npt
 
 GLM_STATS_KIND: Final = "glm_stats"
 GLM_LOGISTIC_KIND: Final = "glm_logistic"
-GLM_REQUEST_KINDS: Final = frozenset({GLM_STATS_KIND, GLM_LOGISTIC_KIND})
+GLM_COVARIATES_KIND: Final = "glm_covariates"
+GLM_REQUEST_KINDS: Final = frozenset({GLM_STATS_KIND, GLM_LOGISTIC_KIND, GLM_COVARIATES_KIND})
+#: Request input: 1 for each study covariate the model uses (absent: every covariate).
+COVARIATES_USED: Final = "covariates_used"
 
 #: Fact a site reports with ``glm_stats``: "binary" or "quantitative".
 PHENOTYPE_TYPE_FACT: Final = "glm_phenotype_type"
@@ -254,15 +284,53 @@ def logistic_form(
     return out
 
 
+def covariates_used(inputs: Mapping[str, np.ndarray], k: int) -> npt.NDArray[np.bool_] | None:
+    """The request's ``covariates_used`` mask over ``k`` covariates; None when absent.
+
+    Raises ValueError when it is malformed (not ``k`` bytes of 0 or 1).
+    """
+    got = inputs.get(COVARIATES_USED)
+    if got is None:
+        return None
+    if got.shape != (k,) or got.dtype != np.uint8 or not np.isin(got, (0, 1)).all():
+        raise ValueError(f"{COVARIATES_USED} must be {k} bytes of 0 or 1")
+    return got.astype(np.bool_)
+
+
+def covariates_shapes(k: int) -> dict[str, tuple[int, ...]]:
+    """The ``glm_covariates`` arrays' shapes for ``k`` covariates."""
+    return {"n": (1,), "complete": (k,), "sums": (k,), "squares": (k,)}
+
+
+def covariates_form(
+    arrays: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """One site's ``glm_covariates`` reply as sent, checked against the request's mask."""
+    used = inputs.get(COVARIATES_USED)
+    if used is None or used.ndim != 1:
+        raise ValueError(f"the request's {COVARIATES_USED} is missing or is not a vector")
+    out = {}
+    for name, shape in covariates_shapes(len(used)).items():
+        got = arrays.get(name)
+        integer = name in ("n", "complete")
+        if got is None or got.shape != shape or got.dtype.kind != ("i" if integer else "f"):
+            raise ValueError(f"{name} must have shape {shape}")
+        out[name] = np.asarray(got, dtype=np.int64 if integer else np.float64)
+    return out
+
+
 #: Request kind -> its summable form (:mod:`genofed.common.wire.summable`).
 SUMMABLE_FORMS: Final[Mapping[str, Callable[..., dict[str, np.ndarray]]]] = {
     GLM_STATS_KIND: stats_form,
     GLM_LOGISTIC_KIND: logistic_form,
+    GLM_COVARIATES_KIND: covariates_form,
 }
 
 
 __all__ = [
     "BINARY",
+    "COVARIATES_USED",
+    "GLM_COVARIATES_KIND",
     "GLM_LOGISTIC_KIND",
     "GLM_REQUEST_KINDS",
     "GLM_STATS_KIND",
@@ -270,6 +338,9 @@ __all__ = [
     "QUANTITATIVE",
     "SUMMABLE_FORMS",
     "count_dtype",
+    "covariates_form",
+    "covariates_shapes",
+    "covariates_used",
     "logistic_form",
     "logistic_shapes",
     "miss_center",

@@ -37,14 +37,31 @@ the rows and columns of the kept predictors of what comes back. With a
 zero coefficient a covariate changes no fitted value, so these are exactly
 the sums of the smaller model.
 
-Not reproduced (the pooled sums cannot show them): plink2 adds back, for a
-covariate it leaves out, the samples that missed only that covariate
-(GlmDetermineCovars step 2; sites here drop a sample missing any listed
-covariate); for a quantitative phenotype it drops the one sample that keeps
-a covariate from being constant (step 3); and with firth-fallback it fits
-every variant by Firth when a covariate separates cases from controls
-(CheckForSeparatedCovar), which needs the covariate's range in cases and in
-controls.
+Taking samples back (:func:`take_back`). Having left covariates out,
+plink2 chooses the samples again with only the covariates it keeps
+(GlmDetermineCovars step 2, ``plink2_glm.cc``): a sample that missed only
+left-out covariates is analysed after all. If that adds samples, it adds
+back any left-out covariate that every sample of the new set has and that
+varies over it. The covariates constant over all their values are left out
+before any of this (GlmMain, with the warning), which comes to the same
+here. The coordinator asks the sites for ``glm_covariates`` with the kept
+covariates (:mod:`genofed.common.wire.glm`): the new set's size, and for
+each left-out covariate whether every site has it on all of the new set
+and its sums there; when the set is larger it asks ``glm_stats`` again with
+the final mask, and the sites' zero columns for the unused covariates read
+as constant and are left out by :class:`Design` as before. (``glm`` only:
+``prs`` and ``pgx`` leave constant covariates out but do not take samples
+back.)
+
+Not reproduced (the pooled sums cannot show them): for a quantitative
+phenotype plink2 drops the one sample that keeps a covariate from being
+constant (step 3, "constant except for one sample"); and with firth-fallback
+it fits every variant by Firth when a covariate separates cases from
+controls (CheckForSeparatedCovar), which needs the covariate's range in
+cases and in controls. Nor is the corner where the left-out set found over
+the samples with every covariate differs from the one plink2 finds after
+its GlmMain exclusion (a covariate constant over the complete samples but
+not over those that miss only a GlmMain-excluded one).
 
 Pure core: arrays in, arrays out.
 """
@@ -67,10 +84,14 @@ __all__ = [
     "CONSTANT_TOLERANCE",
     "SINGULAR_RCOND",
     "SUMMARY_KEY",
+    "TAKEN_BACK_KEY",
     "CovariateCheck",
     "Design",
+    "TakeBack",
     "check_covariates",
     "checked_design",
+    "kept_mask",
+    "take_back",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -106,6 +127,64 @@ class CovariateCheck:
             f"and left out of the model, as plink2 leaves {'it' if verb == 'is' else 'them'} "
             'out ("Excluding constant covariate")'
         )
+
+
+@dataclass(frozen=True)
+class TakeBack:
+    """What :func:`take_back` decided from the pooled ``glm_covariates`` sums."""
+
+    #: 1 for each covariate the final model uses (the ``covariates_used`` input)
+    used: npt.NDArray[np.uint8]
+    #: samples with the phenotype and every used covariate, and how many more than before
+    n: int
+    added: int
+    #: left-out covariates plink2 adds back (present on every new sample, not constant)
+    restored: tuple[str, ...]
+
+    def summary(self) -> dict[str, object]:
+        """``{TAKEN_BACK_KEY: added}`` when samples were taken back, else nothing."""
+        return {TAKEN_BACK_KEY: self.added} if self.added else {}
+
+
+#: Key of an analysis's summary: samples analysed because a covariate they missed was left out.
+TAKEN_BACK_KEY: Final = "samples taken back (missed only left-out covariates)"
+
+
+def kept_mask(k: int, keep: Sequence[int]) -> npt.NDArray[np.uint8]:
+    """The ``covariates_used`` input for the covariates ``keep`` of ``k``."""
+    used = np.zeros(k, dtype=np.uint8)
+    used[list(keep)] = 1
+    return used
+
+
+def take_back(
+    check: CovariateCheck,
+    names: Sequence[str],
+    n_before: int,
+    pooled: dict[str, np.ndarray],
+    n_sites: int,
+) -> TakeBack:
+    """plink2's step 2 from the pooled ``glm_covariates`` sums (asked with ``check.keep``).
+
+    ``n_before`` is the first round's sample count; ``pooled`` holds the
+    summed ``n``, ``complete``, ``sums`` and ``squares``. A left-out
+    covariate is added back only when the new set is larger, every site has
+    it on all of it and it is not constant over it (centred sum of squares
+    above :data:`CONSTANT_TOLERANCE` of its sum of squares).
+    """
+    k = len(names)
+    used = kept_mask(k, check.keep)
+    n = int(np.asarray(pooled["n"]).reshape(-1)[0])
+    if n <= n_before:
+        return TakeBack(used=used, n=n_before, added=0, restored=())
+    complete = np.asarray(pooled["complete"]) == n_sites
+    sums = np.asarray(pooled["sums"], dtype=np.float64)
+    squares = np.asarray(pooled["squares"], dtype=np.float64)
+    centred = squares - sums * sums / n
+    varies = centred > CONSTANT_TOLERANCE * np.maximum(squares, 0.0)
+    restored = [j for j in range(k) if not used[j] and complete[j] and varies[j]]
+    used[restored] = 1
+    return TakeBack(used=used, n=n, added=n - n_before, restored=tuple(names[j] for j in restored))
 
 
 def _names(names: Sequence[str]) -> str:

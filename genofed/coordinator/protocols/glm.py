@@ -12,7 +12,14 @@
 Between the two, the covariates are checked as plink2 checks them
 (:mod:`genofed.coordinator.combine.covariates`): a constant covariate is
 left out of the model with a warning (logged, and named in the summary),
-collinear ones stop the study with an error that names them.
+collinear ones stop the study with an error that names them. When a
+covariate is left out, plink2 chooses the samples again without it, taking
+back those that missed only left-out covariates: one ``glm_covariates``
+round says whether that adds samples (and which left-out covariates plink2
+then adds back), and if so ``glm_stats`` is asked again, and every
+``glm_logistic`` round, with the final ``covariates_used`` mask
+(:func:`genofed.coordinator.combine.covariates.take_back`). Where no
+covariate is left out the rounds are exactly as before.
 
 The math is in :mod:`genofed.coordinator.combine.glm`; this module only
 moves arrays between it and the sites, then writes the tables and plots.
@@ -31,14 +38,24 @@ from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import (
     BINARY,
+    COVARIATES_USED,
+    GLM_COVARIATES_KIND,
     GLM_LOGISTIC_KIND,
     GLM_STATS_KIND,
     PHENOTYPE_TYPE_FACT,
     QUANTITATIVE,
+    covariates_shapes,
     logistic_shapes,
 )
 from genofed.common.wire.records import NamedArrays
-from genofed.coordinator.combine.covariates import Design, checked_design
+from genofed.coordinator.combine.covariates import (
+    CovariateCheck,
+    Design,
+    TakeBack,
+    checked_design,
+    kept_mask,
+    take_back,
+)
 from genofed.coordinator.combine.glm import (
     ERR_UNFINISHED,
     GlmResult,
@@ -96,31 +113,53 @@ def run_glm(
     plans = harmonization.plans
     if ask_sum is None:
         raise TypeError("run_glm needs ask_sum: every glm round is a sum over sites")
-    stats_ = ask_sum(
-        GLM_STATS_KIND,
-        spec.id,
-        [{"variant_index": pl.index, "flip": pl.flip} for pl in plans],
-    )
+
+    def stats(used: np.ndarray | None) -> tuple[list[Reply], PooledGram]:
+        extra = {} if used is None else {COVARIATES_USED: used}
+        got = ask_sum(
+            GLM_STATS_KIND,
+            spec.id,
+            [{"variant_index": pl.index, "flip": pl.flip, **extra} for pl in plans],
+        )
+        try:
+            return got.replies, pool_sums(got.arrays, n_variants, k)
+        except ValueError as exc:
+            raise GenoFedError(
+                f"the sites' summed glm statistics are malformed ({exc}): "
+                "are the sites on the same software version?"
+            ) from exc
+
+    replies, gram = stats(None)
     model = resolve_model(
-        spec.params["model"], [r.facts.get(PHENOTYPE_TYPE_FACT, "") for r in stats_.replies], sites
+        spec.params["model"], [r.facts.get(PHENOTYPE_TYPE_FACT, "") for r in replies], sites
     )
-    try:
-        gram = pool_sums(stats_.arrays, n_variants, k)
-    except ValueError as exc:
-        raise GenoFedError(
-            f"the sites' summed glm statistics are malformed ({exc}): "
-            "are the sites on the same software version?"
-        ) from exc
     what = f"glm analysis {spec.id!r}"
-    gram, design, check = checked_design(gram, covariates, linear=model == "linear", what=what)
+    linear = model == "linear"
+    first = gram
+    gram, design, check = checked_design(first, covariates, linear=linear, what=what)
     warning = check.warning(what)
     if warning is not None:
         log.warning("%s", warning)
     rounds = 1
+    back: TakeBack | None = None
+    if check.constant:
+        rounds += 1
+        back = ask_take_back(spec.id, check, covariates, first, len(sites), ask_sum)
+        if back.added:
+            rounds += 1
+            log.warning("%s", taken_back_message(what, back, check))
+            _, second = stats(back.used)
+            gram, design, _ = checked_design(second, covariates, linear=linear, what=what)
+            check = CovariateCheck(
+                keep=design.keep,
+                constant=tuple(c for j, c in enumerate(covariates) if not back.used[j]),
+                n=back.n,
+            )
+    used = None if back is None or not back.added else back.used
     if model == "linear":
         result = linear_regression(gram)
     else:
-        result, extra = _logistic(spec, gram, design, plans, ask_sum)
+        result, extra = _logistic(spec, gram, design, plans, ask_sum, used)
         rounds += extra
     lambda_gc = genomic_inflation(result)
     files = write_glm_outputs(
@@ -154,7 +193,40 @@ def run_glm(
             else {}
         ),
         **check.summary(),
+        **(back.summary() if back is not None else {}),
     }
+
+
+def ask_take_back(
+    analysis_id: str,
+    check: CovariateCheck,
+    covariates: Sequence[str],
+    first: PooledGram,
+    n_sites: int,
+    ask_sum: AskSum,
+    kind: str = GLM_COVARIATES_KIND,
+) -> TakeBack:
+    """One ``glm_covariates`` round with the kept covariates: plink2's take-back decision."""
+    used = kept_mask(len(covariates), check.keep)
+    got = ask_sum(kind, analysis_id, [{COVARIATES_USED: used}] * n_sites)
+    pooled = {
+        name: got.array(name, shape) for name, shape in covariates_shapes(len(covariates)).items()
+    }
+    n_before = 0 if first.zz is None else round(float(first.zz[0]))
+    return take_back(check, covariates, n_before, pooled, n_sites)
+
+
+def taken_back_message(what: str, back: TakeBack, check: CovariateCheck) -> str:
+    """The log line that says how many samples were taken back (and any covariate added back)."""
+    restored = (
+        f"; {', '.join(map(repr, back.restored))} varies over them and is used again"
+        if back.restored
+        else ""
+    )
+    return (
+        f"{what}: {back.added} sample(s) that missed only left-out covariates are analysed "
+        f"({back.n} in all, {check.n} with every covariate), as plink2 takes them back{restored}"
+    )
 
 
 def _logistic(
@@ -163,6 +235,7 @@ def _logistic(
     design: Design,
     plans: Sequence[SitePlan],
     ask_sum: AskSum,
+    used: np.ndarray | None = None,
 ) -> tuple[GlmResult, int]:
     """Newton and Firth rounds; the sites evaluate every covariate, ``design`` keeps the model's."""
     fit = LogisticFit(gram, spec.params["firth"])
@@ -180,6 +253,7 @@ def _logistic(
                 "flip": pl.flip[pending.index],
                 "beta": design.site_beta(pending.beta),
                 "firth": pending.firth,
+                **({} if used is None else {COVARIATES_USED: used}),
             }
             for pl in plans
         ]
@@ -206,4 +280,4 @@ def _logistic(
     return fit.result(), rounds
 
 
-__all__ = ["AskSites", "resolve_model", "run_glm"]
+__all__ = ["AskSites", "ask_take_back", "resolve_model", "run_glm", "taken_back_message"]

@@ -5,6 +5,12 @@ genotyped samples that have the phenotype and every covariate (plink2 drops
 the others from the regression altogether), streams the requested variants
 and returns the sums defined in :mod:`genofed.common.wire.glm`.
 
+With a ``covariates_used`` input (plink2's take-back of samples that miss
+only covariates it leaves out as constant: :mod:`genofed.common.wire.glm`),
+the samples are chosen with only the used covariates required, the unused
+ones' columns are zero, and ``glm_covariates`` sends the sums the
+coordinator needs to decide which left-out covariates plink2 adds back.
+
 Logistic regression's Newton rounds read the analysis's genotypes from a
 cache that the ``glm_stats`` round writes in the site's ``state/`` directory
 (what it holds and for how long: :mod:`genofed.site_agent.requests.glm_cache`).
@@ -28,11 +34,13 @@ from genofed.common.errors import InputError, PolicyRefusal
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import (
     BINARY,
+    GLM_COVARIATES_KIND,
     GLM_REQUEST_KINDS,
     GLM_STATS_KIND,
     PHENOTYPE_TYPE_FACT,
     QUANTITATIVE,
     count_dtype,
+    covariates_used,
     miss_center,
 )
 from genofed.common.wire.records import NamedArrays
@@ -74,8 +82,10 @@ class GlmSamples:
 
     index: np.ndarray  # into the .fam order, sorted
     y: np.ndarray
-    covariates: np.ndarray  # (n, k)
+    covariates: np.ndarray  # (n, k); zero in the columns of unused covariates
     binary: bool
+    #: (n, k) the covariates as read (NaN where missing), when chosen with ``used``
+    raw: np.ndarray | None = None
 
 
 def _table(path: Any, key: str, config: SiteConfig) -> PhenoTable:
@@ -117,11 +127,14 @@ def glm_samples(
     bed: BedFile,
     spec: AnalysisSpec,
     pc_scores: Mapping[str, np.ndarray] | None = None,
+    used: np.ndarray | None = None,
 ) -> GlmSamples:
     """Select and code the samples of ``spec`` (phenotype, covariates, model).
 
     ``pc_scores`` maps covariates served by the study's pca analysis (``PC1``
-    ...) to this site's locally held scores in ``.fam`` order.
+    ...) to this site's locally held scores in ``.fam`` order. With ``used``
+    (a bool per covariate) only the used covariates must be present, and the
+    others' columns are zero (:mod:`genofed.common.wire.glm`, take-back).
     """
     pcs = pc_scores or {}
     phenotype: str = spec.params["phenotype"]
@@ -145,7 +158,8 @@ def glm_samples(
         for j, name in enumerate(covariate_names):
             if name not in pcs and covar is not None:
                 _check_not_all_missing(name, covariates[:, j], covar.path, "covariate")
-    keep = ~np.isnan(raw_y) & ~np.isnan(covariates).any(axis=1)
+    required = covariates if used is None else covariates[:, np.asarray(used, dtype=np.bool_)]
+    keep = ~np.isnan(raw_y) & ~np.isnan(required).any(axis=1)
     coded = _binary_coding(raw_y)
     if model == "logistic" and coded is None:
         raise InputError(
@@ -155,18 +169,42 @@ def glm_samples(
         )
     binary = coded is not None and model != "linear"
     y = coded if binary and coded is not None else raw_y
+    kept = covariates[keep]
+    raw = None
+    if used is not None:
+        raw = kept
+        kept = np.where(np.asarray(used, dtype=np.bool_)[None, :], kept, 0.0)
     return GlmSamples(
         index=match.genotype_idx[keep],
         y=np.ascontiguousarray(y[keep]),
-        covariates=np.ascontiguousarray(covariates[keep]),
+        covariates=np.ascontiguousarray(kept),
         binary=binary,
+        raw=raw,
     )
+
+
+def covariates_reply(samples: GlmSamples, used: np.ndarray) -> NamedArrays:
+    """``glm_covariates`` arrays: S1's size, and each unused covariate's sums where complete."""
+    if samples.raw is None:
+        raise ValueError("glm_covariates needs the samples chosen with a covariates_used mask")
+    raw = samples.raw
+    complete = ~used & ~np.isnan(raw).any(axis=0)
+    values = np.where(complete[None, :], raw, 0.0)
+    return {
+        "n": np.array([len(samples.index)], dtype=np.int64),
+        "complete": complete.astype(np.int64),
+        "sums": values.sum(axis=0),
+        "squares": (values * values).sum(axis=0),
+    }
 
 
 def serve_glm(ctx: RequestContext) -> Answer:
     """The sums of a ``glm_stats`` or ``glm_logistic`` request."""
     spec, bed = ctx.analysis, ctx.bed
-    index, flip = ctx.variant_plan
+    if ctx.request.kind == GLM_COVARIATES_KIND:
+        index, flip = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_)
+    else:
+        index, flip = ctx.variant_plan
     pcs = glm_pc_scores(ctx.directory, ctx.study, spec, bed.samples)
     facts: dict[str, str] = {}
     arrays = answer_glm(
@@ -220,7 +258,13 @@ def answer_glm(
     sums are her phenotype and covariates), and, with an enabled ``guard``, a
     variant whose missing-call set or called set the guard would not pass.
     """
-    samples = glm_samples(config, bed, spec, pc_scores)
+    try:
+        used = covariates_used(inputs, len(spec.params["covariates"]))
+    except ValueError as exc:
+        raise PolicyRefusal("BAD_REQUEST", f"the {kind} request's {exc}") from exc
+    if kind == GLM_COVARIATES_KIND and used is None:
+        raise PolicyRefusal("BAD_REQUEST", f"the {kind} request has no covariates_used mask")
+    samples = glm_samples(config, bed, spec, pc_scores, used=used)
     if not len(samples.index):
         raise InputError(
             f"no genotyped sample has phenotype {spec.params['phenotype']!r} and every covariate",
@@ -229,7 +273,8 @@ def answer_glm(
         )
     guard = guard if guard is not None else ReleaseGuard.disabled(bed.n_samples)
     guard.declare(CLINICAL, samples.index)
-    guard.declare(GENOTYPES, samples.index)
+    if kind != GLM_COVARIATES_KIND:  # that round sums no genotype
+        guard.declare(GENOTYPES, samples.index)
     other = np.setdiff1d(np.arange(bed.n_samples), samples.index)
     if kind == GLM_STATS_KIND and other.size >= min_cell:
         guard.declare(GENOTYPES, other)
@@ -238,6 +283,9 @@ def answer_glm(
         raise PolicyRefusal(DISCLOSURE_RISK, disclosure_message(verdict))
     facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
     facts["glm_samples"] = str(len(samples.index))
+    if kind == GLM_COVARIATES_KIND:
+        assert used is not None
+        return covariates_reply(samples, used)
     directory = cache_dir(config.directory, study_sha256, spec.id)
     forget_others(config.directory, study_sha256, spec.id)
     if kind == GLM_STATS_KIND:
@@ -502,4 +550,4 @@ def _logistic(
     return {"grad": out.grad, "hess": out.hess, "loglik": out.loglik, "third": out.third}
 
 
-__all__ = ["SERVER", "GlmSamples", "answer_glm", "glm_samples", "serve_glm"]
+__all__ = ["SERVER", "GlmSamples", "answer_glm", "covariates_reply", "glm_samples", "serve_glm"]

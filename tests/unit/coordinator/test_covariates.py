@@ -14,9 +14,12 @@ import pytest
 from genofed.common.errors import InputError
 from genofed.coordinator.combine.covariates import (
     SUMMARY_KEY,
+    TAKEN_BACK_KEY,
+    CovariateCheck,
     Design,
     check_covariates,
     checked_design,
+    take_back,
 )
 from genofed.coordinator.combine.glm import linear_regression, pool_stats
 from genofed.site_agent.stats.glm import gram_upper, logistic_chunk
@@ -128,3 +131,34 @@ def test_checked_design__linear_fit_without_the_constant_equals_the_fit_without_
     assert (got.errcode == expected.errcode).all()
     np.testing.assert_allclose(got.beta, expected.beta, rtol=1e-9, atol=1e-13)
     np.testing.assert_allclose(got.se, expected.se, rtol=1e-9)
+
+
+def _pooled(n: int, complete: list[int], values: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+    k = len(complete)
+    sums, squares = np.zeros(k), np.zeros(k)
+    for j, v in values.items():
+        sums[j], squares[j] = v.sum(), (v * v).sum()
+    return {
+        "n": np.array([n]),
+        "complete": np.array(complete),
+        "sums": sums,
+        "squares": squares,
+    }
+
+
+def test_take_back__no_more_samples_keeps_the_first_rounds_model() -> None:
+    check = CovariateCheck(keep=(0,), constant=("W", "X"), n=90)
+    got = take_back(check, ["AGE", "W", "X"], 90, _pooled(90, [0, 3, 3], {}), 3)
+    assert got.added == 0 and got.used.tolist() == [1, 0, 0] and got.summary() == {}
+
+
+def test_take_back__a_left_out_covariate_that_varies_over_the_new_set_is_used_again() -> None:
+    """plink2's step 2: complete on the new set at every site and not constant there."""
+    check = CovariateCheck(keep=(0,), constant=("W", "X", "V"), n=90)
+    x = np.r_[np.zeros(90), np.arange(12.0)]  # constant over the first 90, varies after
+    v = np.full(102, 2.5)  # still constant
+    pooled = _pooled(102, [0, 2, 3, 3], {2: x, 3: v})  # W: one site misses it on the new set
+    got = take_back(check, ["AGE", "W", "X", "V"], 90, pooled, 3)
+    assert got.added == 12 and got.n == 102
+    assert got.used.tolist() == [1, 0, 1, 0] and got.restored == ("X",)
+    assert got.summary() == {TAKEN_BACK_KEY: 12}
