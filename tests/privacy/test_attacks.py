@@ -175,6 +175,25 @@ def test_covariate_missingness__two_glm_cohorts_one_person_apart(
     run(later, transport, tmp_path / "c")  # the officer decides; the guard still applies
 
 
+def test_covariate_missingness__the_larger_cohort_second_is_served_over_the_first(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """AGE+BMI first, then AGE alone (one person more): the second glm sums over the first's set."""
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    add_covariate_missing_for(sites[0], person=3)
+    for other in sites[1:]:
+        add_covariate_missing_for(other, person=None)
+    transport = Recording(sites)
+    run(study("age-bmi", GLM_AGE_BMI), transport, tmp_path / "a")
+    run(study("age", GLM_AGE), transport, tmp_path / "b")
+    first, second = transport.arrays("site-a", "glm_stats")
+    assert second["zz"][0] == first["zz"][0]  # the same samples
+    assert sum_y(second["zz"], 1) - sum_y(first["zz"], 2) == 0.0  # the attack: nothing left
+    assert not refusals(sites[0])
+    summary = json.loads((tmp_path / "b" / "provenance.json").read_text())["summary"]
+    assert summary["guard_left_out"] == [{"site": "site-a", "analysis": "g", "samples": 1}]
+
+
 def test_enrolment__a_rerun_after_one_patient_is_added_sees_the_frozen_snapshot(
     cohort: SynthSummary, tmp_path: Path
 ) -> None:
@@ -200,11 +219,13 @@ def test_enrolment__a_rerun_after_one_patient_is_added_sees_the_frozen_snapshot(
     status = snapshot_status(sites[0])
     assert status is not None and status.pending_people == 1
     # a site that drops its snapshot (e.g. to honour a withdrawal at once) is still
-    # protected: the guard refuses the release that is one person apart
+    # protected: the cohort one person larger is served over the earlier release's samples
     shutil.rmtree(sites[0] / "state" / "snapshots")
-    with pytest.raises(SiteFailure) as info:
-        run(s, transport, tmp_path / "c")
-    assert info.value.reason_code == "DISCLOSURE_RISK" and info.value.site == "site-a"
+    run(s, transport, tmp_path / "c")
+    third = transport.arrays("site-a", "glm_stats")[-1]
+    assert all(np.array_equal(first[k], third[k]) for k in first)  # nothing to subtract
+    summary = json.loads((tmp_path / "c" / "provenance.json").read_text())["summary"]
+    assert summary["guard_left_out"] == [{"site": "site-a", "analysis": "g", "samples": 1}]
     # once min_cell_count people have changed, a new snapshot is taken and served
     for i in range(6, 16):
         rows[i][column] = saved[i]
@@ -673,8 +694,10 @@ def test_take_back__one_person_missing_only_a_constant_covariate_is_not_differen
     ``glm_covariates`` and ``glm_stats`` again over the samples with AGE only:
     two sample sets one person apart in one study. Without the guard the
     analyst subtracts the two ``glm_stats`` replies and reads her QPHENO;
-    with it the site refuses the take-back round (both sets are declared),
-    and the second ``glm_stats`` never leaves.
+    with it the site serves the take-back round over the first round's
+    samples (the one person is not taken back there: an earlier release's
+    set inside the one asked for), so no second ``glm_stats`` is asked for,
+    and the analyst is told one sample was left out.
     """
     sites = federation(cohort, tmp_path / "sites", guard=guard)
     person = _measured(sites[0], 4)[3]
@@ -688,14 +711,13 @@ def test_take_back__one_person_missing_only_a_constant_covariate_is_not_differen
         recovered = sum_y(second["zz"], 2) - sum_y(first["zz"], 2)
         assert recovered == pytest.approx(y, abs=1e-9)  # the attack works
         return
-    with pytest.raises(SiteFailure) as info:
-        run(study("age-x", GLM_AGE_X), transport, tmp_path / "a")
-    assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
-    assert "by 1 person" in str(info.value)
-    assert len(transport.arrays("site-a", "glm_stats")) == 1  # the second never left
-    assert not transport.arrays("site-a", "glm_covariates")
-    assert refusals(sites[0])[-1].startswith("DISCLOSURE_RISK: ")
-    assert not (tmp_path / "a").exists()
+    run(study("age-x", GLM_AGE_X), transport, tmp_path / "a")
+    (first,) = transport.arrays("site-a", "glm_stats")  # no second one was asked for
+    (covs,) = transport.arrays("site-a", "glm_covariates")
+    assert covs["n"][0] == first["zz"][0]  # over the first round's samples: nobody taken back
+    assert not refusals(sites[0])
+    summary = json.loads((tmp_path / "a" / "provenance.json").read_text())["summary"]
+    assert summary["guard_left_out"] == [{"site": "site-a", "analysis": "g", "samples": 1}]
 
 
 def test_take_back__min_cell_count_people_missing_only_it_are_taken_back_with_the_guard_on(
@@ -749,10 +771,14 @@ class AsksWithItsOwnMask(Recording):
 
 
 @pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
-def test_covariate_mask__a_coordinator_dropping_a_covariate_itself_is_refused(
+def test_covariate_mask__a_coordinator_dropping_a_covariate_itself_gets_the_same_samples(
     cohort: SynthSummary, tmp_path: Path, guard: bool
 ) -> None:
-    """The mask is the coordinator's to send: the site's guard, not the coordinator, decides."""
+    """The mask is the coordinator's to send: the site's guard, not the coordinator, decides.
+
+    With the guard on, the larger set the mask asks for is served over the
+    first request's samples, so the two replies' sums over y are equal.
+    """
     sites = federation(cohort, tmp_path / "sites", guard=guard)
     _, y = add_covariate_missing_for(sites[0], person=3)
     for other in sites[1:]:
@@ -765,8 +791,10 @@ def test_covariate_mask__a_coordinator_dropping_a_covariate_itself_is_refused(
         first, second = stats
         assert sum_y(second["zz"], 2) - sum_y(first["zz"], 2) == pytest.approx(y, abs=1e-9)
         return
-    assert len(stats) == 1 and not transport.second.arrays
-    assert refusals(sites[0])[-1].startswith("DISCLOSURE_RISK: ")
+    first, second = stats[0], transport.second.arrays  # the site answered both
+    assert second["zz"][0] == first["zz"][0]  # the same samples
+    assert sum_y(second["zz"], 2) - sum_y(first["zz"], 2) == 0.0  # nothing to subtract
+    assert not refusals(sites[0])
 
 
 def test_covariate_mask__a_malformed_mask_is_a_bad_request(

@@ -31,6 +31,7 @@ import numpy as np
 
 from genofed.common.analyses import GLM_KIND
 from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.receipts import GUARD_LEFT_OUT_FACT
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import (
     BINARY,
@@ -272,6 +273,17 @@ def answer_glm(
             hint="check that the phenotype and covariate files use the .fam sample IDs",
         )
     guard = guard if guard is not None else ReleaseGuard.disabled(bed.n_samples)
+    aligned = guard.align(CLINICAL, samples.index)
+    if len(aligned) < len(samples.index):  # an earlier release's samples, inside this cohort
+        facts[GUARD_LEFT_OUT_FACT] = str(len(samples.index) - len(aligned))
+        keep = np.isin(samples.index, aligned)
+        samples = GlmSamples(
+            samples.index[keep],
+            samples.y[keep],
+            samples.covariates[keep],
+            samples.binary,
+            None if samples.raw is None else samples.raw[keep],
+        )
     guard.declare(CLINICAL, samples.index)
     if kind != GLM_COVARIATES_KIND:  # that round sums no genotype
         guard.declare(GENOTYPES, samples.index)
