@@ -25,6 +25,7 @@ import numpy as np
 
 from genofed.common.analyses import GLM_KIND
 from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.reasons import BAD_REQUEST, DISCLOSURE_RISK
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import (
     BINARY,
@@ -41,7 +42,6 @@ from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_ta
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.guard import (
     CLINICAL,
-    DISCLOSURE_RISK,
     GENOTYPES,
     ReleaseGuard,
     disclosure_message,
@@ -260,9 +260,9 @@ def answer_glm(
         or firth.dtype != np.bool_
         or not np.isfinite(beta).all()
     ):
-        raise PolicyRefusal("BAD_REQUEST", "the glm_logistic request's betas are malformed")
+        raise PolicyRefusal(BAD_REQUEST, "the glm_logistic request's betas are malformed")
     if not samples.binary:
-        raise PolicyRefusal("BAD_REQUEST", "logistic statistics need a binary phenotype")
+        raise PolicyRefusal(BAD_REQUEST, "logistic statistics need a binary phenotype")
     if min_cell > 0:
         impute = spec.params.get("few_missing", "withhold") == "impute"
         _refuse_isolating(bed, samples, index, min_cell, guard, impute)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from genofed.common.errors import PolicyRefusal
+from genofed.common.reasons import BAD_REQUEST, DISCLOSURE_RISK
 from genofed.common.wire.pca import (
     MAX_ITERATIONS,
     MAX_LD_WINDOW,
@@ -27,7 +28,7 @@ from genofed.common.wire.pca import (
 from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.plink import BedFile
-from genofed.site_agent.privacy.guard import DISCLOSURE_RISK, GENOTYPES
+from genofed.site_agent.privacy.guard import GENOTYPES
 from genofed.site_agent.privacy.suppression import GENOTYPE_CELLS, small_cell_rows
 from genofed.site_agent.requests.pca_state import (
     IterateState,
@@ -60,11 +61,11 @@ def serve_pca(ctx: RequestContext) -> Answer:
     directory = pca_dir(ctx.directory, ctx.study.sha256, spec.id)
     freq = _array(inputs, "freq", (len(index),))
     if freq.size and (freq.min() < 0.0 or freq.max() > 1.0):
-        raise PolicyRefusal("BAD_REQUEST", "the pca request's allele frequencies are not in [0, 1]")
+        raise PolicyRefusal(BAD_REQUEST, "the pca request's allele frequencies are not in [0, 1]")
     step = int(_array(inputs, "step", (1,), kind="i")[0])
     last = MAX_ITERATIONS - 1 if request.kind == PCA_ITERATE_KIND else MAX_ITERATIONS
     if not 0 <= step <= last:
-        raise PolicyRefusal("BAD_REQUEST", f"a pca analysis takes at most {MAX_ITERATIONS} steps")
+        raise PolicyRefusal(BAD_REQUEST, f"a pca analysis takes at most {MAX_ITERATIONS} steps")
     if request.kind == PCA_ITERATE_KIND:
         width = block_width(int(spec.params["n_pcs"]))
         arrays, state = _iterate(
@@ -119,14 +120,14 @@ def _array(inputs: NamedArrays, name: str, shape: tuple[int, ...], kind: str = "
         or a.dtype.kind != kind
         or (kind == "f" and not np.isfinite(a).all())
     ):
-        raise PolicyRefusal("BAD_REQUEST", f"the pca request's {name!r} is malformed")
+        raise PolicyRefusal(BAD_REQUEST, f"the pca request's {name!r} is malformed")
     return a.astype(np.float64) if kind == "f" else a.astype(np.int64)
 
 
 def _ld(bed: BedFile, index: np.ndarray, flip: np.ndarray, inputs: NamedArrays) -> NamedArrays:
     window = int(_array(inputs, "window", (1,), kind="i")[0])
     if not 2 <= window <= MAX_LD_WINDOW:
-        raise PolicyRefusal("BAD_REQUEST", f"the LD window must lie in 2..{MAX_LD_WINDOW}")
+        raise PolicyRefusal(BAD_REQUEST, f"the LD window must lie in 2..{MAX_LD_WINDOW}")
     v = len(index)
     chrom = np.asarray(bed.variants.chrom)[index]
     n_out = np.zeros((v, window - 1), dtype=np.int64)
@@ -167,7 +168,7 @@ def _iterate(
     wts = _array(inputs, "wts", (len(index), -1))
     l_cols = wts.shape[1]
     if not 1 <= l_cols <= width:
-        raise PolicyRefusal("BAD_REQUEST", f"the pca block may have at most {width} columns")
+        raise PolicyRefusal(BAD_REQUEST, f"the pca block may have at most {width} columns")
     n = bed.n_samples
     xw = np.zeros((n, l_cols))
     sumsq = np.zeros(n)
