@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from genofed.common.checkpoint import key_id, public_key_from_pem
 from genofed.common.errors import ConfigError, InputError, IntegrityError
 from genofed.common.messages import Reply, Request, Status
+from genofed.common.reasons import NO_AUDIT_KEY, RECEIPT_INVALID
 from genofed.common.receipts import verify_receipt
 from genofed.common.tomlconfig import check_keys, get_typed
 from genofed.coordinator.site_record import SiteRecord
@@ -87,13 +88,13 @@ class ReceiptCheck:
         site = reply.site
         key = self.keys.get(site)
         if key is None:
-            code, problem = "NO_AUDIT_KEY", "no audit public key is listed for this site"
+            code, problem = NO_AUDIT_KEY, "no audit public key is listed for this site"
         else:
             try:
                 verify_receipt(key, request, reply)
             except IntegrityError:
                 code, problem = (
-                    "RECEIPT_INVALID",
+                    RECEIPT_INVALID,
                     f"the reply's receipt does not verify with the site's audit key "
                     f"{key_id(key)} (missing, altered, or not in the site's signed log)",
                 )
@@ -101,7 +102,7 @@ class ReceiptCheck:
                 self.outcomes[(site, reply.receipt.audit_index)] = VERIFIED
                 return None
         if self.mode == REQUIRE:
-            hint = _KEYS_HINT if code == "NO_AUDIT_KEY" else "ask the site to verify its audit log"
+            hint = _KEYS_HINT if code == NO_AUDIT_KEY else "ask the site to verify its audit log"
             log.error("site %r: %s: %s; reply refused", site, code, problem)
             return Reply(
                 site=site,

@@ -54,6 +54,7 @@ from genofed.common.checkpoint import checkpoint_to_json
 from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError, SiteFailure, TooFewSites
 from genofed.common.messages import Receipt, Reply, Request, SignedStudy, Status
+from genofed.common.reasons import BAD_REPLY, FAILED, NO_REPLY
 from genofed.common.receipts import GUARD_LEFT_OUT_FACT, REPLAY_FACT
 from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
@@ -537,12 +538,12 @@ class _Members:
             name = self._name(node)
             if got.reply is None:
                 error = got.error or "no reply"
-                code = m[1] if (m := _SITE_APP_CODE.match(error)) else "NO_REPLY"
+                code = m[1] if (m := _SITE_APP_CODE.match(error)) else NO_REPLY
                 failed.append((node, SiteFailure(name, code, error)))
                 continue
             name = got.reply.site or name
             if got.reply.status != Status.OK:
-                code = got.reply.reason_code or "FAILED"
+                code = got.reply.reason_code or FAILED
                 failed.append((node, SiteFailure(name, code, got.reply.message)))
                 continue
             log.debug("%s: %s ok", name, got.reply.step)
@@ -564,7 +565,7 @@ class _Members:
                 **where,
                 site=self._name(node),
                 status="error" if m else "no_reply",
-                reason_code=m[1] if m else "NO_REPLY",
+                reason_code=m[1] if m else NO_REPLY,
                 message=error,
             )
             return
@@ -577,7 +578,7 @@ class _Members:
             **where,
             site=site,
             status="refused" if got.reply.status == Status.REFUSED else "error",
-            reason_code=got.reply.reason_code or "FAILED",
+            reason_code=got.reply.reason_code or FAILED,
             message=got.reply.message,
         )
 
@@ -677,11 +678,11 @@ class _Members:
                     try:
                         forms.append(form(arrays, x))
                     except (KeyError, ValueError) as exc:
-                        raise SiteFailure(name, "BAD_REPLY", f"{kind} reply: {exc}") from exc
+                        raise SiteFailure(name, BAD_REPLY, f"{kind} reply: {exc}") from exc
                 try:
                     total = summed(forms, names)
                 except ValueError as exc:
-                    raise SiteFailure(names[0], "BAD_REPLY", f"{kind} replies: {exc}") from exc
+                    raise SiteFailure(names[0], BAD_REPLY, f"{kind} replies: {exc}") from exc
                 return Pooled([r for r, _ in got], total, names)
             round_ = next(rounds)
             req = _request(signed, run_id, kind, ident, round_)
@@ -827,9 +828,9 @@ def _variant_table(site: str, arrays: NamedArrays) -> VariantTable:
             alt=arrays["alt"].astype(str),
         )
     except (KeyError, ValueError) as exc:
-        raise SiteFailure(site, "BAD_REPLY", "variant table is incomplete") from exc
+        raise SiteFailure(site, BAD_REPLY, "variant table is incomplete") from exc
     if len({len(a) for a in (table.chrom, table.pos, table.id, table.ref, table.alt)}) != 1:
-        raise SiteFailure(site, "BAD_REPLY", "variant table columns differ in length")
+        raise SiteFailure(site, BAD_REPLY, "variant table columns differ in length")
     return table
 
 
@@ -859,7 +860,7 @@ def _checked_counts(
         or (counts.size and counts.min() < 0 and not noisy)
     ):
         raise SiteFailure(
-            site, "BAD_REPLY", f"genotype counts must be ({n_variants}, 4) non-negative integers"
+            site, BAD_REPLY, f"genotype counts must be ({n_variants}, 4) non-negative integers"
         )
     return counts.astype(np.int64)
 

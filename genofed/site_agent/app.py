@@ -18,6 +18,7 @@ from flwr.clientapp import ClientApp
 
 from genofed.common.errors import IntegrityError
 from genofed.common.messages import Reply, Status
+from genofed.common.reasons import INTEGRITY
 from genofed.common.wire.records import reply_to_recorddict, request_from_recorddict
 from genofed.site_agent.release import handle_request
 from genofed.site_agent.secure_release import answer_secure
@@ -43,7 +44,7 @@ def answer(msg: Message, site_dir: Path) -> Message:
     try:
         request, inputs = request_from_recorddict(msg.content)
     except IntegrityError:
-        reply = Reply(status=Status.REFUSED, reason_code="INTEGRITY", message="malformed request")
+        reply = Reply(status=Status.REFUSED, reason_code=INTEGRITY, message="malformed request")
         return Message(reply_to_recorddict(reply, {}), reply_to=msg)
     reply, arrays = handle_request(site_dir, request, inputs)
     return Message(reply_to_recorddict(reply, arrays), reply_to=msg)

@@ -22,11 +22,12 @@ import numpy as np
 from genofed.common.clock import Clock
 from genofed.common.errors import PolicyRefusal
 from genofed.common.messages import Request
+from genofed.common.reasons import BAD_REQUEST, DISCLOSURE_RISK
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.dp_release import ledger_for
-from genofed.site_agent.privacy.guard import DISCLOSURE_RISK, ReleaseGuard, disclosure_message
+from genofed.site_agent.privacy.guard import ReleaseGuard, disclosure_message
 from genofed.site_agent.privacy.ledger import Charge, Ledger
 from genofed.site_agent.privacy.policy import SitePolicy
 from genofed.site_agent.sitedir import SiteConfig
@@ -155,7 +156,7 @@ def variant_plan(inputs: NamedArrays, n_variants: int) -> tuple[np.ndarray, np.n
         or flip.dtype != np.bool_
         or (index.size and (index.min() < 0 or index.max() >= n_variants))
     ):
-        raise PolicyRefusal("BAD_REQUEST", "the request's variant plan is malformed")
+        raise PolicyRefusal(BAD_REQUEST, "the request's variant plan is malformed")
     return index.astype(np.int64), flip
 
 

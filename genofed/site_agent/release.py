@@ -86,6 +86,19 @@ from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, PolicyRefusal
 from genofed.common.fixed_point import encode, layout_text, range_problem
 from genofed.common.messages import Receipt, Reply, Request, Status
+from genofed.common.reasons import (
+    AUDIT_UNAVAILABLE,
+    BAD_REQUEST,
+    DISCLOSURE_RISK,
+    INTEGRITY,
+    NO_POLICY,
+    NOT_IN_STUDY,
+    POLICY_INVALID,
+    SECURE_AGGREGATION_REQUIRED,
+    UNKNOWN_REQUEST,
+    UNSUPPORTED,
+    VALUE_OUT_OF_RANGE,
+)
 from genofed.common.receipts import REPLAY_FACT
 from genofed.common.secure_sum import MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import AnalysisSpec, Study
@@ -105,7 +118,6 @@ from genofed.site_agent.io.plink import BedFile, fileset_paths
 from genofed.site_agent.privacy import directions
 from genofed.site_agent.privacy.approvals import require_approval
 from genofed.site_agent.privacy.guard import (
-    DISCLOSURE_RISK,
     ReleaseGuard,
     digest,
     disclosure_message,
@@ -129,9 +141,6 @@ from genofed.site_agent.sitedir import SiteConfig, load_site
 from genofed.site_agent.snapshot import serving_config
 
 log = logging.getLogger("genofed.site")
-
-#: Reason code of a reply the site cannot audit (nothing is released).
-AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 
 
 def handle_request(
@@ -253,10 +262,10 @@ def _answer(
         server = server_for(request.kind)
         summable = request.kind in SUMMABLE_FORMS and study.privacy.mode == "exact"
         if sealer is not None and (server is None or not (server.secure or summable)):
-            raise PolicyRefusal("BAD_REQUEST", f"{request.kind!r} is not a secure-sum request")
+            raise PolicyRefusal(BAD_REQUEST, f"{request.kind!r} is not a secure-sum request")
         if summable and sealer is None:
             raise PolicyRefusal(
-                "SECURE_AGGREGATION_REQUIRED",
+                SECURE_AGGREGATION_REQUIRED,
                 f"this study's release mode is {study.privacy.mode!r}: its {request.kind} "
                 "statistics leave this site only masked, through a SecAgg+ round",
             )
@@ -278,7 +287,7 @@ def _answer(
                 facts["cohort_snapshot"] = snapshot
             if server is None:
                 raise PolicyRefusal(
-                    "UNKNOWN_REQUEST", f"this site does not know request kind {request.kind!r}"
+                    UNKNOWN_REQUEST, f"this site does not know request kind {request.kind!r}"
                 )
             specs = _specs_of(server, study, request)
             signed = analyst is not None
@@ -286,7 +295,7 @@ def _answer(
                 check_request(policy, kind=kind, signed=signed, n_samples=bed.n_samples)
             if study.privacy.mode not in server.modes and not summable:
                 kind = specs[0].kind if specs else request.kind
-                raise PolicyRefusal("UNSUPPORTED", server.unsupported.replace("{kind}", kind))
+                raise PolicyRefusal(UNSUPPORTED, server.unsupported.replace("{kind}", kind))
             guard = ReleaseGuard.open(
                 config.directory,
                 [f"{f}\t{i}" for f, i in zip(bed.samples.fid, bed.samples.iid, strict=True)],
@@ -357,7 +366,7 @@ def _answer(
         return _failed(reply, Status.REFUSED, exc.reason_code, str(exc)), None
     except IntegrityError as exc:
         log.warning("integrity failure on %s request", request.kind)
-        return _failed(reply, Status.REFUSED, "INTEGRITY", str(exc)), None
+        return _failed(reply, Status.REFUSED, INTEGRITY, str(exc)), None
     except GenoFedError as exc:
         log.error("could not answer %s: %s", request.kind, exc)
         return _failed(reply, Status.ERROR, type(exc).__name__.upper(), str(exc)), None
@@ -426,7 +435,7 @@ def _summable_vector(request: Request, inputs: NamedArrays, answer: Answer) -> n
         ) from exc
     problem = range_problem(dense)
     if problem is not None:
-        raise PolicyRefusal("VALUE_OUT_OF_RANGE", problem)
+        raise PolicyRefusal(VALUE_OUT_OF_RANGE, problem)
     vector, layout = encode(dense)
     answer.facts[SECAGG_LAYOUT_FACT] = layout_text(layout)
     answer.facts["release_mode"] = "exact"
@@ -498,11 +507,9 @@ def _site_policy(site_dir: Path) -> SitePolicy:
     try:
         policy = load_policy(site_dir / POLICY_FILE)
     except ConfigError as exc:
-        raise PolicyRefusal("POLICY_INVALID", f"this site's policy file is invalid: {exc}") from exc
+        raise PolicyRefusal(POLICY_INVALID, f"this site's policy file is invalid: {exc}") from exc
     if policy is REFUSE_ALL:
-        raise PolicyRefusal(
-            "NO_POLICY", "this site has no policy file, so it refuses every request"
-        )
+        raise PolicyRefusal(NO_POLICY, "this site has no policy file, so it refuses every request")
     return policy
 
 
@@ -527,7 +534,7 @@ def _specs_of(server: Server, study: Study, request: Request) -> tuple[AnalysisS
         spec = by_id.get(ident)
         if spec is None or spec.kind not in server.analyses or wanted not in (None, spec.kind):
             raise PolicyRefusal(
-                "NOT_IN_STUDY", f"analysis {ident!r} is not {_what(server, wanted)} of this study"
+                NOT_IN_STUDY, f"analysis {ident!r} is not {_what(server, wanted)} of this study"
             )
         specs.append(spec)
     return tuple(specs)
@@ -539,4 +546,4 @@ def _what(server: Server, wanted: str | None) -> str:
     return f"a {wanted or ' or '.join(sorted(server.analyses))} analysis"
 
 
-__all__ = ["AUDIT_UNAVAILABLE", "VARIANTS_KIND", "handle_request"]
+__all__ = ["VARIANTS_KIND", "handle_request"]

@@ -49,6 +49,13 @@ from flwr.compat.common import recorddict_compat as compat
 import genofed
 from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, PolicyRefusal
 from genofed.common.messages import ArraySpec, Reply, Request, Status
+from genofed.common.reasons import (
+    INTEGRITY,
+    POLICY_INVALID,
+    RELEASE_MODE_NOT_ALLOWED,
+    SECURE_AGGREGATION_SETTINGS,
+    TOO_FEW_SITES,
+)
 from genofed.common.secure_sum import (
     MIN_SECURE_SITES,
     NUM_EXAMPLES,
@@ -91,14 +98,14 @@ class SecAggSealer:
         state = self._context.state.config_records.get(RECORD_KEY_STATE)
         if state is None or "sample_num" not in state:
             raise PolicyRefusal(
-                "SECURE_AGGREGATION_SETTINGS", "no SecAgg+ setup preceded this secure-sum request"
+                SECURE_AGGREGATION_SETTINGS, "no SecAgg+ setup preceded this secure-sum request"
             )
         values = {}
         for key in ("sample_num", "clipping_range", "target_range", "mod_range", "max_weight"):
             value = state.get(key)
             if not isinstance(value, int | float):
                 raise PolicyRefusal(
-                    "SECURE_AGGREGATION_SETTINGS", f"the SecAgg+ setup has no number {key!r}"
+                    SECURE_AGGREGATION_SETTINGS, f"the SecAgg+ setup has no number {key!r}"
                 )
             values[key] = value
         problem = settings_problem(
@@ -110,7 +117,7 @@ class SecAggSealer:
             min_participants=min_participants,
         )
         if problem is not None:
-            raise PolicyRefusal("SECURE_AGGREGATION_SETTINGS", problem)
+            raise PolicyRefusal(SECURE_AGGREGATION_SETTINGS, problem)
         # the unmask stage must not unmask a sum of fewer sites (_key_exchange)
         self._context.state.config_records[_ROUND_RECORD] = ConfigRecord(
             {"min_participants": max(MIN_SECURE_SITES, min_participants)}
@@ -151,7 +158,7 @@ def _collect(msg: Message, context: Context, site_dir: Path) -> Message:
     except (KeyError, IntegrityError):
         reply = Reply(
             status=Status.REFUSED,
-            reason_code="INTEGRITY",
+            reason_code=INTEGRITY,
             message="malformed secure-sum request",
             software_version=genofed.__version__,
         )
@@ -175,7 +182,7 @@ def _key_exchange(msg: Message, context: Context, site_dir: Path, stage: str) ->
         except ConfigError as exc:
             audit.append(refusal_entry(request, decision=DECISION_REFUSED, reason=str(exc)))
             raise PolicyRefusal(
-                "POLICY_INVALID", f"this site's policy file is invalid: {exc}"
+                POLICY_INVALID, f"this site's policy file is invalid: {exc}"
             ) from exc
         if not policy.allowed_release_modes & set(SECURE_MODES):
             reason = (
@@ -183,7 +190,7 @@ def _key_exchange(msg: Message, context: Context, site_dir: Path, stage: str) ->
                 f"({' or '.join(SECURE_MODES)}), so it takes no part in SecAgg+"
             )
             audit.append(refusal_entry(request, decision=DECISION_REFUSED, reason=reason))
-            raise PolicyRefusal("RELEASE_MODE_NOT_ALLOWED", reason)
+            raise PolicyRefusal(RELEASE_MODE_NOT_ALLOWED, reason)
         survivors = _unmask_survivors(msg) if stage == Stage.UNMASK else None
         needed = _min_participants(context)
         if survivors is not None and survivors < needed:
@@ -194,7 +201,7 @@ def _key_exchange(msg: Message, context: Context, site_dir: Path, stage: str) ->
                 "than the study's noise shares)"
             )
             audit.append(refusal_entry(request, decision=DECISION_REFUSED, reason=reason))
-            raise PolicyRefusal("TOO_FEW_SITES", reason)
+            raise PolicyRefusal(TOO_FEW_SITES, reason)
 
         def no_app(_msg: Message, _context: Context) -> Message:
             raise GenoFedError("a key-exchange stage never runs the site's analysis")

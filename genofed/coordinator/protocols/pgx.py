@@ -35,6 +35,7 @@ from pathlib import Path
 from scipy import stats
 
 from genofed.common.errors import GenoFedError, SiteFailure
+from genofed.common.reasons import BAD_REPLY
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import multisets
 from genofed.common.wire.pgx import (
@@ -74,7 +75,7 @@ def _names(pooled: Pooled, gene: str, what: str) -> list[str]:
         if reply.facts.get(fact) != first:
             raise SiteFailure(
                 site,
-                "BAD_REPLY",
+                BAD_REPLY,
                 f"its {gene} {what} differ from {pooled.sites[0]}'s: "
                 "are the sites on the same software version?",
             )
@@ -83,7 +84,7 @@ def _names(pooled: Pooled, gene: str, what: str) -> list[str]:
     except json.JSONDecodeError:
         names = None
     if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
-        raise SiteFailure(pooled.sites[0], "BAD_REPLY", f"fact {fact} is not a list of names")
+        raise SiteFailure(pooled.sites[0], BAD_REPLY, f"fact {fact} is not a list of names")
     return names
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
 from genofed.common.messages import Reply
 from genofed.common.pgs_scoring import ScoringFile, parse_scoring_file
+from genofed.common.reasons import BAD_REPLY
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import BINARY, QUANTITATIVE, multisets
 from genofed.common.wire.pgx import logistic_shapes
@@ -108,7 +109,7 @@ def _matching(pooled: Pooled) -> list[dict[str, int]]:
         ):
             raise SiteFailure(
                 site,
-                "BAD_REPLY",
+                BAD_REPLY,
                 f"fact {MATCHING_FACT} must give the rows per match code ({', '.join(keys)})",
             )
         out.append({k: int(got[k]) for k in keys})

@@ -22,6 +22,7 @@ import numpy as np
 from genofed.common.errors import GenoFedError, SiteFailure
 from genofed.common.fixed_point import decode, layout_from_text
 from genofed.common.messages import Reply
+from genofed.common.reasons import BAD_REPLY
 from genofed.common.secure_sum import MAX_SECURE_SITES, MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import SECURE_MODES, Study
 from genofed.common.wire.records import NamedArrays
@@ -126,7 +127,7 @@ class SecureCounts:
             if layout is None or layout != layouts[0]:
                 raise SiteFailure(
                     site,
-                    "BAD_REPLY",
+                    BAD_REPLY,
                     "its masked vector's layout differs from the other sites' (or is missing): "
                     "the sites disagree on the request",
                 )

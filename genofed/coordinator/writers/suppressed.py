@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from genofed.common.errors import SiteFailure
+from genofed.common.reasons import BAD_REPLY
 from genofed.common.wire.records import NamedArrays
 from genofed.coordinator.combine.harmonize import VariantTable
 from genofed.coordinator.writers.atomic import atomic_write_text
@@ -53,9 +54,9 @@ def site_withheld(site: str, arrays: NamedArrays, n_variants: int) -> npt.NDArra
         return np.zeros(n_variants, dtype=np.bool_)
     counts = arrays.get("genotype_counts")
     if mask.shape != (n_variants,) or mask.dtype != np.bool_:
-        raise SiteFailure(site, "BAD_REPLY", f"'suppressed' must be ({n_variants},) booleans")
+        raise SiteFailure(site, BAD_REPLY, f"'suppressed' must be ({n_variants},) booleans")
     if counts is not None and counts[mask].any():
-        raise SiteFailure(site, "BAD_REPLY", "variants marked suppressed carry nonzero counts")
+        raise SiteFailure(site, BAD_REPLY, "variants marked suppressed carry nonzero counts")
     return np.asarray(mask, dtype=np.bool_)
 
 

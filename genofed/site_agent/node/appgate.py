@@ -58,6 +58,7 @@ from flwr.supernode.runtime.run_clientapp import (
 from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, PolicyRefusal
 from genofed.common.messages import AuditEntry, AuditKind
+from genofed.common.reasons import POLICY_UNREADABLE
 from genofed.site_agent.audit.log import DECISION_REFUSED, AuditLog
 from genofed.site_agent.privacy.policy import POLICY_FILE, check_app_bundle, load_policy
 
@@ -78,7 +79,7 @@ def decide(site_dir: Path, fab_hash: str) -> PolicyRefusal | None:
     except PolicyRefusal as refusal:
         return refusal
     except GenoFedError as exc:  # a broken policy file refuses (fail closed)
-        return PolicyRefusal("POLICY_UNREADABLE", str(exc))
+        return PolicyRefusal(POLICY_UNREADABLE, str(exc))
     return None
 
 

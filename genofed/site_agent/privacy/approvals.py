@@ -47,6 +47,7 @@ from genofed.common.checkpoint import rfc3339
 from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError, PolicyRefusal
 from genofed.common.messages import AuditEntry, AuditKind
+from genofed.common.reasons import APPROVALS_UNAVAILABLE, PENDING_APPROVAL, STUDY_REFUSED
 from genofed.common.study import Study
 from genofed.site_agent.audit.log import STATE_DIR, AuditLog
 from genofed.site_agent.privacy.guard import auto_approval_suspended
@@ -297,17 +298,17 @@ def require_approval(
                 state = _record_pending(site_dir, study, analyst, clock)
     except GenoFedError as exc:
         raise PolicyRefusal(
-            "APPROVALS_UNAVAILABLE", f"this site cannot read its study approvals: {exc}"
+            APPROVALS_UNAVAILABLE, f"this site cannot read its study approvals: {exc}"
         ) from exc
     if state.status == APPROVED:
         return state
     if state.status == REFUSED:
         raise PolicyRefusal(
-            "STUDY_REFUSED",
+            STUDY_REFUSED,
             f"this site's privacy officer refused study {study.sha256[:16]}: {state.reason}",
         )
     raise PolicyRefusal(
-        "PENDING_APPROVAL",
+        PENDING_APPROVAL,
         f"study {study.sha256[:16]} waits for approval by this site's privacy officer "
         f"(genofed-site approve {study.sha256})" + (f"; {suspended}" if suspended else ""),
     )

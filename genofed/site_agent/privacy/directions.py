@@ -23,11 +23,11 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from genofed.common.errors import PolicyRefusal
+from genofed.common.reasons import PCA_DIRECTIONS_EXCEEDED
 
 DIRECTIONS_FILE = Path("state") / "pca_directions.sqlite"
 #: The snapshot key of a site that answers from its live files (guard off).
 LIVE = "live"
-PCA_DIRECTIONS_EXCEEDED = "PCA_DIRECTIONS_EXCEEDED"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS directions (
@@ -96,7 +96,6 @@ def charge(site_dir: Path, snapshot: str, asked: int, cap: int) -> int:
 __all__ = [
     "DIRECTIONS_FILE",
     "LIVE",
-    "PCA_DIRECTIONS_EXCEEDED",
     "charge",
     "check",
     "used",

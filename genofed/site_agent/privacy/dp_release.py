@@ -25,6 +25,7 @@ import numpy as np
 
 from genofed.common.errors import PolicyRefusal
 from genofed.common.messages import Request
+from genofed.common.reasons import NO_BUDGET
 from genofed.common.study import Study
 from genofed.site_agent.privacy.accounting import calibrate_noise_multiplier
 from genofed.site_agent.privacy.ledger import LEDGER_FILE, Charge, Ledger, Release
@@ -50,7 +51,7 @@ class DpPlan:
 
 def ledger_for(site_dir: Path, policy: SitePolicy) -> Ledger:
     if policy.budget is None:
-        raise PolicyRefusal("NO_BUDGET", "this site has no privacy budget for dp releases")
+        raise PolicyRefusal(NO_BUDGET, "this site has no privacy budget for dp releases")
     return Ledger(Path(site_dir) / STATE_DIR / LEDGER_FILE, policy.budget)
 
 

@@ -61,8 +61,6 @@ GENOTYPES = "genotypes"
 COLUMNS = (CLINICAL, GENOTYPES)
 #: Rule: genotype base sets that leave a small atom (see :func:`_small_atoms`).
 SMALL_ATOM = "SMALL_ATOM"
-#: Reason code of a release the guard refuses.
-DISCLOSURE_RISK = "DISCLOSURE_RISK"
 #: Most distinct per-variant missing-call sets one request may add (then variants are withheld).
 DEFAULT_OFFER_CAP = 500
 #: Most distinct sets a column group's family may hold before offers are refused: checking
@@ -420,7 +418,6 @@ __all__ = [
     "CLINICAL",
     "COLUMNS",
     "DEFAULT_OFFER_CAP",
-    "DISCLOSURE_RISK",
     "GENOTYPES",
     "SMALL_ATOM",
     "ReleaseGuard",

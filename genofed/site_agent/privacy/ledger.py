@@ -26,6 +26,7 @@ from pathlib import Path
 
 from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import PolicyRefusal
+from genofed.common.reasons import BUDGET_EXCEEDED
 from genofed.site_agent.privacy.accounting import Event, epsilon_of_events
 
 LEDGER_FILE = "ledger.sqlite"
@@ -179,7 +180,7 @@ class Ledger:
     def _refuse_over(self, after: float) -> None:
         if after > self.budget.epsilon:
             raise PolicyRefusal(
-                "BUDGET_EXCEEDED",
+                BUDGET_EXCEEDED,
                 f"this release would bring the site's privacy spending this {self.budget.period} "
                 f"above its budget of epsilon = {self.budget.epsilon:g}",
             )

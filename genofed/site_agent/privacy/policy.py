@@ -72,6 +72,15 @@ from genofed import __version__
 from genofed.common.analyses import ANALYSIS_KINDS, VARIANTS_KIND
 from genofed.common.appbundle import bundle_hash
 from genofed.common.errors import ConfigError, PolicyRefusal
+from genofed.common.reasons import (
+    ANALYSIS_NOT_ALLOWED,
+    APP_NOT_ALLOWED,
+    COHORT_TOO_SMALL,
+    NO_BUDGET,
+    RELEASE_MODE_NOT_ALLOWED,
+    SECURE_AGGREGATION_REQUIRED,
+    UNSIGNED_STUDY,
+)
 from genofed.common.signing import StudySignature, parse_public_key, verify_study_signature
 from genofed.common.study import RELEASE_MODES, Study
 from genofed.common.tomlconfig import Problems, check_keys, did_you_mean, get_typed, load_toml
@@ -526,12 +535,12 @@ def check_release_mode(policy: SitePolicy, mode: str) -> None:
     """Refuse a study whose release mode the policy does not allow."""
     if mode not in policy.allowed_release_modes:
         raise PolicyRefusal(
-            "RELEASE_MODE_NOT_ALLOWED",
+            RELEASE_MODE_NOT_ALLOWED,
             f"this site does not release in mode {mode!r} "
             f"(it allows: {', '.join(sorted(policy.allowed_release_modes)) or 'none'})",
         )
     if mode in ("dp", "distributed-dp") and policy.budget is None:
-        raise PolicyRefusal("NO_BUDGET", f"this site has no privacy budget for {mode} releases")
+        raise PolicyRefusal(NO_BUDGET, f"this site has no privacy budget for {mode} releases")
 
 
 def _app_hashes(table: Mapping[str, object], path: Path) -> frozenset[str]:
@@ -550,7 +559,7 @@ def check_app_bundle(policy: SitePolicy, fab_hash: str) -> None:
     """Raise :class:`PolicyRefusal` unless ``policy`` allows the app bundle ``fab_hash``."""
     if fab_hash.lower() not in policy.allowed_app_hashes:
         raise PolicyRefusal(
-            "APP_NOT_ALLOWED",
+            APP_NOT_ALLOWED,
             f"app bundle {fab_hash[:16]} is not in this site's allowed_app_hashes",
         )
 
@@ -600,7 +609,7 @@ def check_study_signature(
         return verify_study_signature(canonical_json, signature, policy.trusted_analysts)
     if not policy.demo:
         raise PolicyRefusal(
-            "UNSIGNED_STUDY",
+            UNSIGNED_STUDY,
             "this site accepts only studies signed by a trusted analyst "
             "(genofed study sign study.toml --key KEY)",
         )
@@ -618,13 +627,13 @@ def check_study(policy: SitePolicy, study: Study) -> None:
     for spec in study.analyses:
         if spec.kind not in policy.allowed_analyses:
             raise PolicyRefusal(
-                "ANALYSIS_NOT_ALLOWED",
+                ANALYSIS_NOT_ALLOWED,
                 f"analysis {spec.kind!r} is not in this site's allowed_analyses",
             )
     check_release_mode(policy, study.privacy.mode)
     if policy.require_secure_aggregation and study.privacy.mode == "plain":
         raise PolicyRefusal(
-            "SECURE_AGGREGATION_REQUIRED",
+            SECURE_AGGREGATION_REQUIRED,
             "this site releases exact sums only under secure aggregation: ask for "
             '[privacy] mode = "exact" (SecAgg+ sums over >= 3 sites), or "dp"',
         )
@@ -644,12 +653,12 @@ def check_request(policy: SitePolicy, *, kind: str, signed: bool, n_samples: int
     """
     if kind not in policy.allowed_analyses:
         raise PolicyRefusal(
-            "ANALYSIS_NOT_ALLOWED",
+            ANALYSIS_NOT_ALLOWED,
             f"analysis {kind!r} is not in this site's allowed_analyses",
         )
     if not signed and not policy.demo:
         raise PolicyRefusal(
-            "UNSIGNED_STUDY",
+            UNSIGNED_STUDY,
             "this site accepts only studies signed by a trusted analyst "
             "(genofed study sign study.toml --key KEY)",
         )
@@ -660,7 +669,7 @@ def check_cohort_size(policy: SitePolicy, n_samples: int) -> None:
     """Refuse when the site's cohort is below the policy's minimum (without saying its size)."""
     if n_samples < policy.min_cohort_size:
         raise PolicyRefusal(
-            "COHORT_TOO_SMALL",
+            COHORT_TOO_SMALL,
             f"the cohort at this site is below its minimum of {policy.min_cohort_size} samples",
         )
 

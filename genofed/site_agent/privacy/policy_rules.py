@@ -51,6 +51,7 @@ from typing import Any
 
 from genofed.common.analyses import ANALYSIS_KINDS
 from genofed.common.errors import ConfigError, PolicyRefusal
+from genofed.common.reasons import PARAMETER_OUT_OF_BOUNDS
 from genofed.common.study import RELEASE_MODES, Study
 from genofed.common.tomlconfig import Problems, check_keys, did_you_mean, get_typed
 
@@ -218,7 +219,7 @@ def check_bounds(bounds: Sequence[ParamBound], study: Study) -> None:
             problem = _violation(bound, value)
             if problem is not None:
                 raise PolicyRefusal(
-                    "PARAMETER_OUT_OF_BOUNDS",
+                    PARAMETER_OUT_OF_BOUNDS,
                     f"analysis {spec.id!r} ({spec.kind}): {bound.param} {problem} "
                     f"(this site's {bound.key})",
                 )

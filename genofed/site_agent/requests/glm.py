@@ -31,6 +31,7 @@ import numpy as np
 
 from genofed.common.analyses import GLM_KIND
 from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.reasons import BAD_REQUEST, DISCLOSURE_RISK
 from genofed.common.receipts import GUARD_LEFT_OUT_FACT
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import (
@@ -50,7 +51,6 @@ from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_ta
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.guard import (
     CLINICAL,
-    DISCLOSURE_RISK,
     GENOTYPES,
     ReleaseGuard,
     disclosure_message,
@@ -262,9 +262,9 @@ def answer_glm(
     try:
         used = covariates_used(inputs, len(spec.params["covariates"]))
     except ValueError as exc:
-        raise PolicyRefusal("BAD_REQUEST", f"the {kind} request's {exc}") from exc
+        raise PolicyRefusal(BAD_REQUEST, f"the {kind} request's {exc}") from exc
     if kind == GLM_COVARIATES_KIND and used is None:
-        raise PolicyRefusal("BAD_REQUEST", f"the {kind} request has no covariates_used mask")
+        raise PolicyRefusal(BAD_REQUEST, f"the {kind} request has no covariates_used mask")
     samples = glm_samples(config, bed, spec, pc_scores, used=used)
     if not len(samples.index):
         raise InputError(
@@ -320,9 +320,9 @@ def answer_glm(
         or firth.dtype != np.bool_
         or not np.isfinite(beta).all()
     ):
-        raise PolicyRefusal("BAD_REQUEST", "the glm_logistic request's betas are malformed")
+        raise PolicyRefusal(BAD_REQUEST, "the glm_logistic request's betas are malformed")
     if not samples.binary:
-        raise PolicyRefusal("BAD_REQUEST", "logistic statistics need a binary phenotype")
+        raise PolicyRefusal(BAD_REQUEST, "logistic statistics need a binary phenotype")
     if min_cell > 0:
         impute = spec.params.get("few_missing", "withhold") == "impute"
         _refuse_isolating(bed, samples, index, min_cell, guard, impute)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from genofed.common.errors import PolicyRefusal
+from genofed.common.reasons import BAD_REQUEST, DISCLOSURE_RISK
 from genofed.common.receipts import GUARD_LEFT_OUT_FACT
 from genofed.common.wire.pca import (
     MAX_ITERATIONS,
@@ -29,7 +30,7 @@ from genofed.common.wire.pca import (
 from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.plink import BedFile
-from genofed.site_agent.privacy.guard import DISCLOSURE_RISK, GENOTYPES
+from genofed.site_agent.privacy.guard import GENOTYPES
 from genofed.site_agent.privacy.suppression import GENOTYPE_CELLS, small_cell_rows
 from genofed.site_agent.requests.pca_state import (
     IterateState,
@@ -69,11 +70,11 @@ def serve_pca(ctx: RequestContext) -> Answer:
     directory = pca_dir(ctx.directory, ctx.study.sha256, spec.id)
     freq = _array(inputs, "freq", (len(index),))
     if freq.size and (freq.min() < 0.0 or freq.max() > 1.0):
-        raise PolicyRefusal("BAD_REQUEST", "the pca request's allele frequencies are not in [0, 1]")
+        raise PolicyRefusal(BAD_REQUEST, "the pca request's allele frequencies are not in [0, 1]")
     step = int(_array(inputs, "step", (1,), kind="i")[0])
     last = MAX_ITERATIONS - 1 if request.kind == PCA_ITERATE_KIND else MAX_ITERATIONS
     if not 0 <= step <= last:
-        raise PolicyRefusal("BAD_REQUEST", f"a pca analysis takes at most {MAX_ITERATIONS} steps")
+        raise PolicyRefusal(BAD_REQUEST, f"a pca analysis takes at most {MAX_ITERATIONS} steps")
     if request.kind == PCA_ITERATE_KIND:
         width = block_width(int(spec.params["n_pcs"]))
         arrays, state = _iterate(
@@ -84,7 +85,7 @@ def serve_pca(ctx: RequestContext) -> Answer:
     state = load_iterate(directory, request.run_id, step)
     transform = _array(inputs, "transform", (state.q.shape[1], int(spec.params["n_pcs"])))
     if state.q.shape[0] != len(rows):
-        raise PolicyRefusal("BAD_REQUEST", "the pca iterations ran over other samples; run again")
+        raise PolicyRefusal(BAD_REQUEST, "the pca iterations ran over other samples; run again")
     scores = state.q @ transform
     x_t_e = np.zeros((len(index), scores.shape[1]))
     for start, d in bed.iter_dosages(index, sample_idx=only):
@@ -135,7 +136,7 @@ def _array(inputs: NamedArrays, name: str, shape: tuple[int, ...], kind: str = "
         or a.dtype.kind != kind
         or (kind == "f" and not np.isfinite(a).all())
     ):
-        raise PolicyRefusal("BAD_REQUEST", f"the pca request's {name!r} is malformed")
+        raise PolicyRefusal(BAD_REQUEST, f"the pca request's {name!r} is malformed")
     return a.astype(np.float64) if kind == "f" else a.astype(np.int64)
 
 
@@ -144,7 +145,7 @@ def _ld(
 ) -> NamedArrays:
     window = int(_array(inputs, "window", (1,), kind="i")[0])
     if not 2 <= window <= MAX_LD_WINDOW:
-        raise PolicyRefusal("BAD_REQUEST", f"the LD window must lie in 2..{MAX_LD_WINDOW}")
+        raise PolicyRefusal(BAD_REQUEST, f"the LD window must lie in 2..{MAX_LD_WINDOW}")
     v = len(index)
     chrom = np.asarray(bed.variants.chrom)[index]
     n_out = np.zeros((v, window - 1), dtype=np.int64)
@@ -186,7 +187,7 @@ def _iterate(
     wts = _array(inputs, "wts", (len(index), -1))
     l_cols = wts.shape[1]
     if not 1 <= l_cols <= width:
-        raise PolicyRefusal("BAD_REQUEST", f"the pca block may have at most {width} columns")
+        raise PolicyRefusal(BAD_REQUEST, f"the pca block may have at most {width} columns")
     n = bed.n_samples if only is None else len(only)
     xw = np.zeros((n, l_cols))
     sumsq = np.zeros(n)
@@ -203,9 +204,7 @@ def _iterate(
     else:
         prev = load_iterate(directory, run_id, step)
         if prev.u.shape[0] != n:
-            raise PolicyRefusal(
-                "BAD_REQUEST", "the pca iterations ran over other samples; run again"
-            )
+            raise PolicyRefusal(BAD_REQUEST, "the pca iterations ran over other samples; run again")
         transform = _array(inputs, "transform", (prev.u.shape[1], l_cols))
         row_scale, delta = prev.row_scale, prev.delta
         q = prev.u @ transform

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.reasons import BAD_REQUEST
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.pca import pc_index, pc_source
 from genofed.site_agent.audit.log import STATE_DIR
@@ -73,7 +74,7 @@ def load_iterate(directory: Path, run_id: str, step: int) -> IterateState:
     """The state the previous step left; refuses a request out of sequence."""
     path = directory / ITERATE_FILE
     if not path.is_file():
-        raise PolicyRefusal("BAD_REQUEST", "no PCA iteration is in progress for this analysis")
+        raise PolicyRefusal(BAD_REQUEST, "no PCA iteration is in progress for this analysis")
     with np.load(path) as z:
         state = IterateState(
             run_id=str(z["run_id"]),
@@ -85,7 +86,7 @@ def load_iterate(directory: Path, run_id: str, step: int) -> IterateState:
         )
     if state.run_id != run_id or state.step != step - 1:
         raise PolicyRefusal(
-            "BAD_REQUEST",
+            BAD_REQUEST,
             f"PCA step {step} of run {run_id} does not follow this site's "
             f"step {state.step} of run {state.run_id}",
         )

@@ -22,6 +22,7 @@ import numpy as np
 
 from genofed.common.chromosomes import bare_chrom
 from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.reasons import BAD_REQUEST, UNKNOWN_REQUEST
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.pgx import (
     PGX_COUNTS_KIND,
@@ -196,7 +197,7 @@ def serve_pgx(ctx: RequestContext) -> Answer:
             out[f"{gene}.not_called_withheld"] = hidden
         return Answer(out, facts)
     if not spec.params["outcome"]:
-        raise PolicyRefusal("BAD_REQUEST", "this pgx analysis names no outcome to associate")
+        raise PolicyRefusal(BAD_REQUEST, "this pgx analysis names no outcome to associate")
     x, covariates, y, rows = _association_samples(config, bed, spec)
     ctx.declare(CLINICAL, rows)
     ctx.declare(GENOTYPES, rows)
@@ -219,10 +220,10 @@ def serve_pgx(ctx: RequestContext) -> Answer:
             or firth.dtype != np.bool_
             or not np.isfinite(beta).all()
         ):
-            raise PolicyRefusal("BAD_REQUEST", "the pgx_logistic request's betas are malformed")
+            raise PolicyRefusal(BAD_REQUEST, "the pgx_logistic request's betas are malformed")
         c = logistic_chunk(g, none_missing, covariates, y, beta, firth)
         return Answer({"grad": c.grad, "hess": c.hess, "loglik": c.loglik, "third": c.third}, facts)
-    raise PolicyRefusal("UNKNOWN_REQUEST", f"this site does not know request kind {request.kind!r}")
+    raise PolicyRefusal(UNKNOWN_REQUEST, f"this site does not know request kind {request.kind!r}")
 
 
 SERVER = Server(

@@ -23,6 +23,7 @@ from scipy.special import expit
 from genofed.common.analyses import PRS_KIND
 from genofed.common.errors import InputError, PolicyRefusal
 from genofed.common.pgs_scoring import ScoringFile, parse_scoring_file
+from genofed.common.reasons import BAD_REQUEST, DISCLOSURE_RISK, UNKNOWN_REQUEST
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import BINARY, QUANTITATIVE
 from genofed.common.wire.prs import (
@@ -43,7 +44,7 @@ from genofed.common.wire.prs import (
 from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.plink import BedFile
-from genofed.site_agent.privacy.guard import CLINICAL, DISCLOSURE_RISK, GENOTYPES
+from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
 from genofed.site_agent.privacy.policy import SitePolicy
 from genofed.site_agent.privacy.suppression import small_cell_rows
 from genofed.site_agent.requests.glm import GlmSamples, glm_samples
@@ -64,7 +65,7 @@ __all__ = ["SERVER", "serve_prs"]
 
 
 def _bad(message: str) -> PolicyRefusal:
-    return PolicyRefusal("BAD_REQUEST", message)
+    return PolicyRefusal(BAD_REQUEST, message)
 
 
 def serve_prs(ctx: RequestContext) -> Answer:
@@ -201,7 +202,7 @@ def serve_prs(ctx: RequestContext) -> Answer:
         table = np.column_stack([counts[:, :2], fit_sum]).astype(np.float64)
         table[hidden] = 0.0
         return Answer({"calibration": table, "calibration_suppressed": hidden}, facts)
-    raise PolicyRefusal("UNKNOWN_REQUEST", f"this site does not know request kind {request.kind!r}")
+    raise PolicyRefusal(UNKNOWN_REQUEST, f"this site does not know request kind {request.kind!r}")
 
 
 SERVER = Server(

@@ -31,6 +31,7 @@ import numpy as np
 
 from genofed.common.errors import PolicyRefusal
 from genofed.common.messages import Request
+from genofed.common.reasons import BAD_REQUEST, SECURE_AGGREGATION_REQUIRED, VALUE_OUT_OF_RANGE
 from genofed.common.secure_sum import CLIPPING_RANGE, MIN_SECURE_SITES, range_problem
 from genofed.common.study import SECURE_MODES
 from genofed.site_agent.context import Answer, RequestContext
@@ -63,13 +64,13 @@ def serve_secure_counts(
     mode = study.privacy.mode
     if sealer is None:
         raise PolicyRefusal(
-            "SECURE_AGGREGATION_REQUIRED",
+            SECURE_AGGREGATION_REQUIRED,
             f"this study's release mode is {mode!r}: its genotype counts leave this site only "
             "masked by SecAgg+, and this request asked for them in the clear",
         )
     if mode not in SECURE_MODES:
         raise PolicyRefusal(
-            "BAD_REQUEST", f"a secure-sum round was started for a study in mode {mode!r}"
+            BAD_REQUEST, f"a secure-sum round was started for a study in mode {mode!r}"
         )
     sealer.check(study.privacy.noise_shares or MIN_SECURE_SITES)
     share: NoiseShare | None = None
@@ -90,7 +91,7 @@ def serve_secure_counts(
         counts = add_discrete_gaussian(counts, share.share_scale, sampler)
     problem = range_problem(counts)
     if problem is not None:
-        raise PolicyRefusal("VALUE_OUT_OF_RANGE", problem)
+        raise PolicyRefusal(VALUE_OUT_OF_RANGE, problem)
     facts = {"release_mode": mode}
     if share is None:
         facts["noise"] = json.dumps(

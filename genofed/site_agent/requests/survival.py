@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genofed.common.errors import InputError, PolicyRefusal
+from genofed.common.reasons import BAD_REQUEST, COHORT_TOO_SMALL, TOO_FEW_EVENTS
 from genofed.common.receipts import GUARD_LEFT_OUT_FACT
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.records import NamedArrays
@@ -93,7 +94,7 @@ def serve_survival(ctx: RequestContext) -> Answer:
         samples = _restricted(samples, np.isin(samples.index, aligned))
     if len(samples.time) < max(policy.min_cohort_size, 1):
         raise PolicyRefusal(
-            "COHORT_TOO_SMALL",
+            COHORT_TOO_SMALL,
             f"the {kind} cohort at this site is below its minimum of "
             f"{policy.min_cohort_size} samples",
         )
@@ -286,10 +287,10 @@ def _cox_step(
         or beta.dtype != np.float64
         or not np.isfinite(beta).all()
     ):
-        raise PolicyRefusal("BAD_REQUEST", f"the cox_step request's beta must be {p} finite floats")
+        raise PolicyRefusal(BAD_REQUEST, f"the cox_step request's beta must be {p} finite floats")
     if 0 < int(samples.event.sum()) < min_cell_count:
         raise PolicyRefusal(
-            "TOO_FEW_EVENTS",
+            TOO_FEW_EVENTS,
             f"this site has fewer events than its minimum cell count ({min_cell_count}) "
             "for this Cox model",
         )

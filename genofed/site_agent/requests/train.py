@@ -33,6 +33,11 @@ import torch
 
 from genofed.common.errors import InputError, PolicyRefusal
 from genofed.common.messages import Request
+from genofed.common.reasons import (
+    BAD_REQUEST,
+    RELEASE_MODE_NOT_ALLOWED,
+    SECURE_AGGREGATION_REQUIRED,
+)
 from genofed.common.study import RELEASE_MODES, AnalysisSpec
 from genofed.common.wire.records import NamedArrays
 from genofed.common.wire.train import (
@@ -83,14 +88,14 @@ def serve_train(ctx: RequestContext) -> Answer:
     dp = noisy(params)
     if ctx.mode == "dp" and not dp:
         raise PolicyRefusal(
-            "RELEASE_MODE_NOT_ALLOWED",
+            RELEASE_MODE_NOT_ALLOWED,
             f'analysis {spec.id!r} releases exact model updates, but the study asks for mode "dp"',
         )
     secure = ctx.mode == "exact"  # the updates leave only masked, summed over sites
     check_release_mode(policy, "dp" if dp else "exact" if secure else "plain")
     if not dp and not secure and policy.require_secure_aggregation:
         raise PolicyRefusal(
-            "SECURE_AGGREGATION_REQUIRED",
+            SECURE_AGGREGATION_REQUIRED,
             "this site releases exact model updates only under secure aggregation: ask for "
             '[privacy] mode = "exact" (SecAgg+ sums over >= 3 sites), or for DP-SGD noise '
             "(noise_multiplier > 0 or target_epsilon)",
@@ -153,7 +158,7 @@ def _training_data(
         )
     index, flip = inputs.get("variant_index"), inputs.get("flip")
     if index is None or flip is None or len(index) != len(params["variants"]):
-        raise PolicyRefusal("BAD_REQUEST", "the train request's variant plan is malformed")
+        raise PolicyRefusal(BAD_REQUEST, "the train request's variant plan is malformed")
     dosages = np.zeros((len(index), len(samples.index)))
     for start, chunk in bed.iter_dosages(index, sample_idx=samples.index):
         g, missing = oriented(chunk, flip[start : start + len(chunk)])
@@ -171,7 +176,7 @@ def _weights(inputs: NamedArrays, params: Any, n_features: int) -> dict[str, np.
     for name, shape in shapes.items():
         w = inputs.get(WEIGHT_PREFIX + name)
         if w is None or w.shape != shape or w.dtype != np.float32 or not np.isfinite(w).all():
-            raise PolicyRefusal("BAD_REQUEST", f"the request's weight {name!r} is malformed")
+            raise PolicyRefusal(BAD_REQUEST, f"the request's weight {name!r} is malformed")
         weights[name] = w
     return weights
 

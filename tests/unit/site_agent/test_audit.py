@@ -37,6 +37,7 @@ from genofed.common.messages import (
     Request,
     Status,
 )
+from genofed.common.reasons import AUDIT_UNAVAILABLE
 from genofed.common.study import study_from_mapping
 from genofed.common.wire.proto import audit_entry_from_bytes, audit_entry_to_bytes
 from genofed.common.wire.records import (
@@ -60,7 +61,7 @@ from genofed.site_agent.audit.log import (
 )
 from genofed.site_agent.audit.verify import LogFiles, verify_log, verify_path
 from genofed.site_agent.privacy.policy import DEFAULT_POLICY_TOML, POLICY_FILE
-from genofed.site_agent.release import AUDIT_UNAVAILABLE, handle_request
+from genofed.site_agent.release import handle_request
 from genofed.synth import write_cohorts
 from tests.harness import InProcessTransport
 
