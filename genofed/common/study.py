@@ -313,21 +313,24 @@ def _qc(
             hint="remove samples_with from the count analyses, or put them in a separate study",
         )
 
-    def number(key: str, lo: float, hi: float, example: str, *, open_hi: bool = False) -> float | None:
+    def number(key: str, hi: float, example: str, *, zero: bool = False) -> float | None:
+        """qc.key in (0, hi], [0, hi] with ``zero``, (0, hi) when hi is 1 (hwe)."""
         value = get_typed(table, key, (int, float), None, path=path, where="qc")
         if value is None:
             return None
-        if not (lo < value < hi if open_hi else lo < value <= hi):
-            bound = f"({lo:g}, {hi:g})" if open_hi else f"({lo:g}, {hi:g}]"
+        above = 0 <= value if zero else 0 < value
+        if not (above and (value < hi if key == "hwe" else value <= hi)):
+            bound = ("[0" if zero else "(0") + f", {hi:g}" + (")" if key == "hwe" else "]")
             raise ConfigError(
                 f"qc.{key} must lie in {bound}, not {value}", path=path, hint=f"e.g. {example}"
             )
         return float(value)
 
-    maf = number("maf", 0.0, 0.5, "maf = 0.01 (drops variants with MAF below 1 %)")
-    geno = number("geno", 0.0, 1.0, "geno = 0.1 (drops variants more than 10 % of samples miss)")
-    hwe = number("hwe", 0.0, 1.0, "hwe = 1e-6 (drops variants with HWE exact p below 1e-6)",
-                 open_hi=True)  # fmt: skip
+    maf = number("maf", 0.5, "maf = 0.01 (drops variants with MAF below 1 %)")
+    geno = number(
+        "geno", 1.0, "geno = 0.1 (drops variants more than 10 % of samples miss)", zero=True
+    )
+    hwe = number("hwe", 1.0, "hwe = 1e-6 (drops variants with HWE exact p below 1e-6)")
     mac = get_typed(table, "mac", int, None, path=path, where="qc")
     if mac is not None and mac < 1:
         raise ConfigError(
