@@ -114,7 +114,9 @@ class QCSpec:
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            k: getattr(self, k) for k in ("maf", "mac", "geno", "hwe") if getattr(self, k) is not None
+            k: getattr(self, k)
+            for k in ("maf", "mac", "geno", "hwe")
+            if getattr(self, k) is not None
         }
         if self.hwe is not None:
             doc["hwe_midp"] = self.hwe_midp
@@ -273,9 +275,7 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
     )
 
 
-def _qc(
-    table: Any, path: Path, analyses: tuple[AnalysisSpec, ...], privacy: PrivacySpec
-) -> QCSpec:
+def _qc(table: Any, path: Path, analyses: tuple[AnalysisSpec, ...], privacy: PrivacySpec) -> QCSpec:
     """The ``[qc]`` table: plink2's variant filters on the pooled counts."""
     if not isinstance(table, dict):
         raise ConfigError(

@@ -27,7 +27,10 @@ CASES = [
     ({"geno": 0.1, "hwe": 1e-6}, ["--geno", "0.1", "--hwe", "1e-6"]),
     ({"hwe": 1e-3, "hwe_midp": True}, ["--hwe", "1e-3", "midp"]),
     ({"hwe": 1e-3, "hwe_keep_fewhet": True}, ["--hwe", "1e-3", "keep-fewhet"]),
-    ({"hwe": 0.05, "hwe_midp": True, "hwe_keep_fewhet": True}, ["--hwe", "0.05", "midp", "keep-fewhet"]),
+    (
+        {"hwe": 0.05, "hwe_midp": True, "hwe_keep_fewhet": True},
+        ["--hwe", "0.05", "midp", "keep-fewhet"],
+    ),
     ({"mac": 3}, ["--mac", "3"]),
     (
         {"maf": 0.05, "mac": 20, "geno": 0.025, "hwe": 1e-4},
