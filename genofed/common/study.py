@@ -318,7 +318,7 @@ def _qc(table: Any, path: Path, analyses: tuple[AnalysisSpec, ...], privacy: Pri
         value = get_typed(table, key, (int, float), None, path=path, where="qc")
         if value is None:
             return None
-        above = 0 <= value if zero else 0 < value
+        above = value >= 0 if zero else value > 0
         if not (above and (value < hi if key == "hwe" else value <= hi)):
             bound = ("[0" if zero else "(0") + f", {hi:g}" + (")" if key == "hwe" else "]")
             raise ConfigError(

@@ -100,12 +100,12 @@ from genofed.coordinator.study_files import ANYWHERE, StudyFiles
 from genofed.coordinator.transport import Incoming, Outgoing, StreamingTransport, Transport
 from genofed.coordinator.writers.analyst_report import REPORT_FILE, write_report
 from genofed.coordinator.writers.figures import require_matplotlib
-from genofed.coordinator.writers.qc import qc_summary, write_qc
 from genofed.coordinator.writers.provenance import (
     provenance_doc,
     write_harmonization,
     write_provenance,
 )
+from genofed.coordinator.writers.qc import qc_summary, write_qc
 from genofed.coordinator.writers.suppressed import (
     site_withheld,
     suppression_summary,
