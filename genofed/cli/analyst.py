@@ -134,6 +134,11 @@ name = "demo-qc"
 description = "QC, GWAS, PCA, survival, PRS, PGx and a DP risk model at three synthetic hospitals"
 on_variant_mismatch = "stop"
 
+[qc]                              # pooled variant QC before the GWAS (plink2's filters);
+geno = 0.05                       # every analysis after the count tables uses what it keeps
+hwe = 1e-6
+maf = 0.01
+
 [[analysis]]
 kind = "freq"
 

@@ -286,6 +286,13 @@ GENOTYPE_COUNTS_KIND = "genotype_counts"
 #: Analysis kinds whose local half is per-variant genotype counts.
 COUNT_KINDS = frozenset({"freq", "hardy", "missing", "gcount"})
 
+#: What a ``genotype_counts`` request's ``analysis_id`` list names when the counts also
+#: serve the study's ``[qc]`` (not a valid analysis id, so it never names an analysis).
+QC_COUNTS_ID = "[qc]"
+#: The count analysis whose release the ``[qc]`` counts are (the same genotype counts):
+#: a site's policy must allow it for a study with ``[qc]``.
+QC_POLICY_KIND = "gcount"
+
 #: Analysis kind of the GWAS (multi-round regression protocol, ``coordinator/protocols/glm.py``).
 GLM_KIND = "glm"
 
@@ -307,6 +314,8 @@ __all__ = [
     "GLM_MODELS",
     "PGX_KIND",
     "PRS_KIND",
+    "QC_COUNTS_ID",
+    "QC_POLICY_KIND",
     "TRAIN_KIND",
     "VARIANTS_KIND",
     "AnalysisKind",

@@ -22,6 +22,11 @@ Study file format (documented for analysts in docs/analyst.md)::
     noise_shares = 3                 # distributed-dp: each site adds 1/noise_shares of the
                                      # noise variance (docs/decisions/0003-secure-aggregation.md)
 
+    [qc]                             # optional: pooled variant QC (plink2 filters), applied
+    maf = 0.01                       # to every later analysis; any of maf, mac, geno, hwe,
+    geno = 0.1                       # hwe_midp, hwe_keep_fewhet, extract, exclude
+    hwe = 1e-6
+
     [[analysis]]
     kind = "hardy"                   # see genofed.common.analyses
     id = "hardy"                     # optional; defaults to the kind
@@ -82,6 +87,47 @@ class PrivacySpec:
         return doc
 
 
+#: The ``[qc]`` keys (plink2's --maf, --mac, --geno, --hwe [midp] [keep-fewhet],
+#: --extract, --exclude).
+QC_KEYS = ("maf", "mac", "geno", "hwe", "hwe_midp", "hwe_keep_fewhet", "extract", "exclude")
+
+
+@dataclass(frozen=True)
+class QCSpec:
+    """The study's pooled variant QC (``[qc]``), as plink2's variant filters.
+
+    Computed once by the coordinator from the pooled genotype counts
+    (:mod:`genofed.coordinator.combine.qc`); every later analysis of the
+    study runs on the variants it keeps. ``None`` for a rule means it is off.
+    """
+
+    maf: float | None = None
+    mac: int | None = None
+    geno: float | None = None
+    hwe: float | None = None
+    hwe_midp: bool = False
+    hwe_keep_fewhet: bool = False
+    #: variant IDs to keep (plink2 --extract); None: every variant
+    extract: tuple[str, ...] | None = None
+    #: variant IDs to drop (plink2 --exclude)
+    exclude: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            k: getattr(self, k)
+            for k in ("maf", "mac", "geno", "hwe")
+            if getattr(self, k) is not None
+        }
+        if self.hwe is not None:
+            doc["hwe_midp"] = self.hwe_midp
+            doc["hwe_keep_fewhet"] = self.hwe_keep_fewhet
+        if self.extract is not None:
+            doc["extract"] = list(self.extract)
+        if self.exclude:
+            doc["exclude"] = list(self.exclude)
+        return doc
+
+
 @dataclass(frozen=True)
 class AnalysisSpec:
     """One ``[[analysis]]`` table with its parameters resolved."""
@@ -104,9 +150,13 @@ class Study:
     min_sites: int | None = None
     on_variant_mismatch: str = DEFAULT_ON_MISMATCH
     privacy: PrivacySpec = PrivacySpec()
+    #: pooled variant QC (``[qc]``), or None
+    qc: QCSpec | None = None
 
     def to_json(self) -> dict[str, Any]:
+        # "qc" is absent without a [qc] table, so studies without one keep their hash
         return {
+            **({"qc": self.qc.to_json()} if self.qc is not None else {}),
             "schema": STUDY_SCHEMA,
             "privacy": self.privacy.to_json(),
             "study": {
@@ -140,7 +190,7 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
     """Validate a parsed study file (``path`` is only used in messages)."""
     check_keys(
         raw,
-        ("study", "analysis", "privacy"),
+        ("study", "analysis", "privacy", "qc"),
         path=path,
         where="the study file",
         required=("study",),
@@ -212,13 +262,121 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
     pc_problem = pc_covariate_problem(analyses)
     if pc_problem is not None:
         raise ConfigError(pc_problem[0], path=path, hint=pc_problem[1])
+    privacy = _privacy(raw.get("privacy", {}), path, analyses)
+    qc = _qc(raw["qc"], path, analyses, privacy) if "qc" in raw else None
     return Study(
         name=name,
         description=get_typed(head, "description", str, "", path=path, where="study"),
         min_sites=min_sites,
         on_variant_mismatch=mismatch,
         analyses=analyses,
-        privacy=_privacy(raw.get("privacy", {}), path, analyses),
+        privacy=privacy,
+        qc=qc,
+    )
+
+
+def _qc(table: Any, path: Path, analyses: tuple[AnalysisSpec, ...], privacy: PrivacySpec) -> QCSpec:
+    """The ``[qc]`` table: plink2's variant filters on the pooled counts."""
+    if not isinstance(table, dict):
+        raise ConfigError(
+            "[qc] must be a table",
+            path=path,
+            hint="write it as a table: [qc] then maf = 0.01 on the next line",
+        )
+    if "hwe_controls_only" in table:
+        raise ConfigError(
+            "[qc] hwe_controls_only is not available yet: the HWE test runs on every "
+            "genotyped sample, as plink2 2.0's --hwe does",
+            path=path,
+            hint="remove hwe_controls_only",
+        )
+    check_keys(table, QC_KEYS, path=path, where="[qc]")
+    if not set(table) & {"maf", "mac", "geno", "hwe", "extract", "exclude"}:
+        raise ConfigError(
+            "[qc] names no filter",
+            path=path,
+            hint="add at least one of maf, mac, geno, hwe, extract, exclude (e.g. maf = 0.01), "
+            "or remove [qc]",
+        )
+    if privacy.mode in ("dp", "distributed-dp"):
+        raise ConfigError(
+            f'[qc] is not available with [privacy] mode = "{privacy.mode}": its filters need '
+            "the exact pooled counts",
+            path=path,
+            hint='use mode = "plain" or "exact" for a study with [qc], or remove [qc]',
+        )
+    if any(a.params.get("samples_with") for a in analyses if a.kind in COUNT_KINDS):
+        raise ConfigError(
+            "[qc] is computed over every genotyped sample, from the count analyses' round, "
+            "but the study's count analyses count only the samples_with samples",
+            path=path,
+            hint="remove samples_with from the count analyses, or put them in a separate study",
+        )
+
+    def number(key: str, hi: float, example: str, *, zero: bool = False) -> float | None:
+        """qc.key in (0, hi], [0, hi] with ``zero``, (0, hi) when hi is 1 (hwe)."""
+        value = get_typed(table, key, (int, float), None, path=path, where="qc")
+        if value is None:
+            return None
+        above = value >= 0 if zero else value > 0
+        if not (above and (value < hi if key == "hwe" else value <= hi)):
+            bound = ("[0" if zero else "(0") + f", {hi:g}" + (")" if key == "hwe" else "]")
+            raise ConfigError(
+                f"qc.{key} must lie in {bound}, not {value}", path=path, hint=f"e.g. {example}"
+            )
+        return float(value)
+
+    maf = number("maf", 0.5, "maf = 0.01 (drops variants with MAF below 1 %)")
+    geno = number(
+        "geno", 1.0, "geno = 0.1 (drops variants more than 10 % of samples miss)", zero=True
+    )
+    hwe = number("hwe", 1.0, "hwe = 1e-6 (drops variants with HWE exact p below 1e-6)")
+    mac = get_typed(table, "mac", int, None, path=path, where="qc")
+    if mac is not None and mac < 1:
+        raise ConfigError(
+            f"qc.mac must be at least 1, not {mac}",
+            path=path,
+            hint="e.g. mac = 5 (drops variants with fewer than 5 minor alleles)",
+        )
+    midp = get_typed(table, "hwe_midp", bool, False, path=path, where="qc")
+    fewhet = get_typed(table, "hwe_keep_fewhet", bool, False, path=path, where="qc")
+    if (midp or fewhet) and hwe is None:
+        raise ConfigError(
+            "qc.hwe_midp and qc.hwe_keep_fewhet modify the HWE filter, but qc.hwe is not set",
+            path=path,
+            hint="add hwe = 1e-6 (the p-value threshold), or remove them",
+        )
+    if midp and hwe is not None and hwe >= 0.5:
+        raise ConfigError(
+            f"qc.hwe must be below 0.5 with hwe_midp = true, not {hwe}",
+            path=path,
+            hint="e.g. hwe = 1e-6",
+        )
+    lists = {}
+    for key in ("extract", "exclude"):
+        ids = get_typed(table, key, list, None, path=path, where="qc")
+        if ids is not None and not all(isinstance(v, str) and v for v in ids):
+            raise ConfigError(
+                f"qc.{key} must be a list of variant IDs",
+                path=path,
+                hint=f'e.g. {key} = ["rs123", "1:320:A:G"] (IDs as in harmonization.tsv)',
+            )
+        if key == "extract" and ids == []:
+            raise ConfigError(
+                "qc.extract is empty: it would drop every variant",
+                path=path,
+                hint="list the variant IDs to keep, or remove extract",
+            )
+        lists[key] = None if ids is None else tuple(ids)
+    return QCSpec(
+        maf=maf,
+        mac=mac,
+        geno=geno,
+        hwe=hwe,
+        hwe_midp=midp,
+        hwe_keep_fewhet=fewhet,
+        extract=lists["extract"],
+        exclude=lists["exclude"] or (),
     )
 
 
@@ -379,6 +537,8 @@ def study_from_canonical(data: bytes, expected_sha256: str) -> Study:
                 {"kind": a["kind"], "id": a["id"], **a["params"]} for a in doc["analyses"]
             ],
         }
+        if "qc" in doc:
+            raw["qc"] = doc["qc"]
         study = study_from_mapping(raw, path=Path("<canonical study>"))
     except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
         raise IntegrityError() from exc
@@ -389,11 +549,13 @@ def study_from_canonical(data: bytes, expected_sha256: str) -> Study:
 
 __all__ = [
     "MISMATCH_POLICIES",
+    "QC_KEYS",
     "RELEASE_MODES",
     "SECURE_MODES",
     "STUDY_SCHEMA",
     "AnalysisSpec",
     "PrivacySpec",
+    "QCSpec",
     "Study",
     "load_study",
     "study_from_canonical",

@@ -4,9 +4,16 @@
    harmonizes them (``combine/harmonize.py``) and stops on differences the
    study does not allow.
 2. One ``genotype_counts`` round serves every count analysis of the study
-   (``freq``, ``hardy``, ``missing``, ``gcount``): each site sends per-variant
-   genotype counts for the study's variants, in the study's allele
-   orientation; the coordinator sums them and writes each table.
+   (``freq``, ``hardy``, ``missing``, ``gcount``) and its ``[qc]``: each site
+   sends per-variant genotype counts for the study's variants, in the study's
+   allele orientation; the coordinator sums them and writes each table. A
+   study with ``[qc]`` asks for this round even without a count analysis; the
+   QC (:mod:`.combine.qc`, plink2's variant filters) is computed once from the
+   pooled counts, and every later analysis runs on the variants it keeps.
+   The count tables list the variants plink2 lists with the same filters:
+   ``.afreq``, ``.vmiss``, ``.gcount`` those after ``extract`` / ``exclude``,
+   ``.hardy`` those after ``--geno`` too (plink2 writes it before ``--hwe``
+   and ``--maf``, the others before ``--geno``).
    Every other analysis then runs its own rounds, in study order, through the
    protocol :data:`~genofed.coordinator.protocols.PROTOCOLS` registers for its kind.
 3. ``report.html`` (:mod:`.writers.analyst_report`) describes the results for
@@ -47,6 +54,7 @@ from genofed.common.analyses import (
     COUNT_KINDS,
     GENOTYPE_COUNTS_KIND,
     PRS_KIND,
+    QC_COUNTS_ID,
     TRAIN_KIND,
     VARIANTS_KIND,
 )
@@ -61,7 +69,13 @@ from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, signed_study
 from genofed.common.wire.summable import summable_form, summed
 from genofed.coordinator.combine.freq import sum_site_counts
-from genofed.coordinator.combine.harmonize import Harmonization, VariantTable, harmonize
+from genofed.coordinator.combine.harmonize import (
+    Harmonization,
+    SitePlan,
+    VariantTable,
+    harmonize,
+)
+from genofed.coordinator.combine.qc import QCResult, variant_qc
 from genofed.coordinator.events import (
     ANALYSIS_DONE,
     ANALYSIS_STARTED,
@@ -92,6 +106,7 @@ from genofed.coordinator.writers.provenance import (
     write_harmonization,
     write_provenance,
 )
+from genofed.coordinator.writers.qc import qc_summary, write_qc
 from genofed.coordinator.writers.suppressed import (
     site_withheld,
     suppression_summary,
@@ -219,6 +234,8 @@ def _run(
     check_enough_sites(study, len(nodes))
     members = _Members(transport, nodes, study.min_sites, timeout, events)
     count_ids = [a.id for a in study.analyses if a.kind in COUNT_KINDS]
+    # the ids the counts round serves: the count analyses, and [qc]
+    counts_ids = count_ids + ([QC_COUNTS_ID] if study.qc is not None else [])
     # exact / distributed-dp: the counts round is a SecAgg+ sum (secure_counts.py)
     secure = (
         SecureCounts(study, transport, len(nodes), lambda n: members.names.get(n, f"node {n}"))
@@ -251,12 +268,13 @@ def _run(
         outputs: list[str] = [write_harmonization(staging, harmonization)]
         summary: dict[str, object] = {"n_variants": len(harmonization.variants)}
         analysis_files: dict[str, list[str]] = {}  # analysis id -> the files it wrote
-        if count_ids:
-            members.begin(tuple(count_ids), GENOTYPE_COUNTS_KIND, order)
+        analysed = harmonization  # the variants of every later analysis: after [qc]
+        if counts_ids:
+            members.begin(tuple(counts_ids), GENOTYPE_COUNTS_KIND, order)
             plans = dict(zip(order, harmonization.plans, strict=True))
             outgoing = {
                 n: Outgoing(
-                    _request(signed, run_id, GENOTYPE_COUNTS_KIND, ",".join(count_ids), 2),
+                    _request(signed, run_id, GENOTYPE_COUNTS_KIND, ",".join(counts_ids), 2),
                     {"variant_index": plans[n].index, "flip": plans[n].flip},
                 )
                 for n in order
@@ -296,11 +314,29 @@ def _run(
             if small is not None:
                 withheld.append(small)
                 summary["suppressed"]["small pooled cells"] = int(small.sum())
+            any_withheld = np.any(withheld, axis=0)
+            qc: QCResult | None = None
+            if study.qc is not None:
+                qc = _pooled_qc(study, harmonization, pooled, any_withheld)
+                outputs.extend(write_qc(staging, harmonization.variants, qc))
+                summary["qc"] = qc_summary(study.qc, qc)
+                analysed = _qc_only(harmonization, qc.keep)
+                if not len(analysed.variants) and len(count_ids) < len(study.analyses):
+                    raise GenoFedError(
+                        "[qc] removed every variant, so the study's other analyses have none "
+                        f"to run on ({summary['qc']['funnel']}); loosen the [qc] thresholds"
+                    )
+                members.done((QC_COUNTS_ID,), "qc", [])
             for spec in study.analyses:
                 if spec.kind in COUNT_KINDS:
                     log.debug("combining %s (%s)", spec.id, spec.kind)
+                    rows = _count_rows(spec.kind, qc, len(harmonization.variants))
                     files, stats = write_count_outputs(
-                        staging, spec, harmonization.variants, pooled, np.any(withheld, axis=0)
+                        staging,
+                        spec,
+                        harmonization.variants.take(rows),
+                        pooled[rows],
+                        any_withheld[rows],
                     )
                     outputs.extend(files)
                     summary[spec.id] = stats
@@ -323,7 +359,7 @@ def _run(
                         Job(
                             study,
                             spec,
-                            _only(harmonization, names),
+                            _only(analysed, names),
                             names,
                             staging,
                             ask,
@@ -729,6 +765,55 @@ def _pooled_samples(records: Iterable[SiteRecord]) -> int | None:
             return None
         total += int(n)
     return total
+
+
+def _pooled_qc(
+    study: Study, harmonization: Harmonization, pooled: np.ndarray, withheld: np.ndarray
+) -> QCResult:
+    """The study's ``[qc]`` on the pooled counts (withheld variants cannot be checked)."""
+    spec = study.qc
+    assert spec is not None
+    return variant_qc(
+        pooled,
+        harmonization.variants.id.astype(str).tolist(),
+        maf=spec.maf,
+        mac=spec.mac,
+        geno=spec.geno,
+        hwe=spec.hwe,
+        hwe_midp=spec.hwe_midp,
+        hwe_keep_fewhet=spec.hwe_keep_fewhet,
+        extract=spec.extract,
+        exclude=spec.exclude,
+        withheld=withheld,
+    )
+
+
+def _count_rows(kind: str, qc: QCResult | None, n_variants: int) -> np.ndarray:
+    """The variants a count table lists: plink2's with the study's [qc] filters.
+
+    plink2 writes ``--freq``, ``--missing`` and ``--geno-counts`` after
+    ``--extract`` / ``--exclude`` and before ``--geno``, ``--hardy`` after
+    ``--geno`` and before ``--hwe`` (``plink2.cc``, ``Plink2Core``). A
+    withheld variant stays in every table (as NA rows).
+    """
+    if qc is None:
+        return np.arange(n_variants)
+    rows = qc.before("withheld")
+    if kind == "hardy":
+        rows = rows & ~qc.removed_by("geno")
+    return np.flatnonzero(rows)
+
+
+def _qc_only(harmonization: Harmonization, keep: np.ndarray) -> Harmonization:
+    """The harmonization restricted to the variants QC kept."""
+    if keep.all():
+        return harmonization
+    idx = np.flatnonzero(keep)
+    return Harmonization(
+        harmonization.variants.take(idx),
+        tuple(SitePlan(p.index[idx], p.flip[idx]) for p in harmonization.plans),
+        harmonization.reports,
+    )
 
 
 def _nbytes(arrays: NamedArrays) -> int:

@@ -14,7 +14,9 @@ What can leave a site, by request kind:
 * ``genotype_counts``: per study variant, the numbers of samples with 0, 1
   and 2 copies of the study's ALT allele and with a missing call. It serves
   the ``freq``, ``hardy``, ``missing`` and ``gcount`` analyses named in the
-  request, each of which the policy must allow. In ``plain`` mode, variants
+  request, each of which the policy must allow, and the study's ``[qc]``
+  (``[qc]`` in the request's list; the same counts, so the policy must allow
+  ``gcount``). In ``plain`` mode, variants
   with a nonzero genotype count below the policy's ``min_cell_count`` are withheld
   and marked in a ``suppressed`` array (:mod:`genofed.site_agent.privacy.suppression`).
   In ``exact`` and ``distributed-dp`` mode these counts leave only masked by
@@ -81,7 +83,13 @@ from pathlib import Path
 import numpy as np
 
 import genofed
-from genofed.common.analyses import COUNT_KINDS, GENOTYPE_COUNTS_KIND, VARIANTS_KIND
+from genofed.common.analyses import (
+    COUNT_KINDS,
+    GENOTYPE_COUNTS_KIND,
+    QC_COUNTS_ID,
+    QC_POLICY_KIND,
+    VARIANTS_KIND,
+)
 from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, PolicyRefusal
 from genofed.common.fixed_point import encode, layout_text, range_problem
@@ -291,7 +299,8 @@ def _answer(
                 )
             specs = _specs_of(server, study, request)
             signed = analyst is not None
-            for kind in [s.kind for s in specs] or [request.kind]:
+            kinds = [s.kind for s in specs] + ([QC_POLICY_KIND] if _serves_qc(request) else [])
+            for kind in kinds or [request.kind]:
                 check_request(policy, kind=kind, signed=signed, n_samples=bed.n_samples)
             if study.privacy.mode not in server.modes and not summable:
                 kind = specs[0].kind if specs else request.kind
@@ -531,6 +540,10 @@ def _specs_of(server: Server, study: Study, request: Request) -> tuple[AnalysisS
     wanted = server.analysis_of.get(request.kind)
     specs = []
     for ident in idents:
+        if ident == QC_COUNTS_ID and request.kind == GENOTYPE_COUNTS_KIND:
+            if study.qc is None:
+                raise PolicyRefusal("NOT_IN_STUDY", "this study has no [qc] table")
+            continue
         spec = by_id.get(ident)
         if spec is None or spec.kind not in server.analyses or wanted not in (None, spec.kind):
             raise PolicyRefusal(
@@ -538,6 +551,11 @@ def _specs_of(server: Server, study: Study, request: Request) -> tuple[AnalysisS
             )
         specs.append(spec)
     return tuple(specs)
+
+
+def _serves_qc(request: Request) -> bool:
+    """Whether a ``genotype_counts`` request's counts also serve the study's ``[qc]``."""
+    return request.kind == GENOTYPE_COUNTS_KIND and QC_COUNTS_ID in request.analysis_id.split(",")
 
 
 def _what(server: Server, wanted: str | None) -> str:

@@ -854,6 +854,18 @@ def study_name_invalid(base: Base, d: Path) -> Run:
 
 
 @case("study")
+def study_qc_maf_out_of_range(base: Base, d: Path) -> Run:
+    return _study(d, STUDY + "\n[qc]\nmaf = 0.7\n", ("qc.maf must lie in (0, 0.5]", "maf = 0.01"))
+
+
+@case("study")
+def study_qc_midp_without_hwe(base: Base, d: Path) -> Run:
+    return _study(
+        d, STUDY + "\n[qc]\nmaf = 0.01\nhwe_midp = true\n", ("qc.hwe is not set", "hwe = 1e-6")
+    )
+
+
+@case("study")
 def study_name_not_a_string(base: Base, d: Path) -> Run:
     return _study(d, STUDY.replace('"corpus"', "42"), ("study.name must be str",))
 

@@ -69,7 +69,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from genofed import __version__
-from genofed.common.analyses import ANALYSIS_KINDS, VARIANTS_KIND
+from genofed.common.analyses import ANALYSIS_KINDS, QC_POLICY_KIND, VARIANTS_KIND
 from genofed.common.appbundle import bundle_hash
 from genofed.common.errors import ConfigError, PolicyRefusal
 from genofed.common.reasons import (
@@ -630,6 +630,12 @@ def check_study(policy: SitePolicy, study: Study) -> None:
                 ANALYSIS_NOT_ALLOWED,
                 f"analysis {spec.kind!r} is not in this site's allowed_analyses",
             )
+    if study.qc is not None and QC_POLICY_KIND not in policy.allowed_analyses:
+        raise PolicyRefusal(
+            "ANALYSIS_NOT_ALLOWED",
+            f"the study's [qc] is computed from the genotype counts that {QC_POLICY_KIND!r} "
+            f"releases, and {QC_POLICY_KIND!r} is not in this site's allowed_analyses",
+        )
     check_release_mode(policy, study.privacy.mode)
     if policy.require_secure_aggregation and study.privacy.mode == "plain":
         raise PolicyRefusal(

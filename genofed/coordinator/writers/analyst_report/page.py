@@ -231,6 +231,44 @@ def _privacy(doc: Mapping[str, Any]) -> str:
     return out
 
 
+_QC_RULES = {
+    "extract": "not in extract (plink2 --extract)",
+    "exclude": "in exclude (plink2 --exclude)",
+    "withheld": "withheld by a site or small pooled cells (counts incomplete)",
+    "geno": "missing call rate above geno (--geno)",
+    "hwe": "HWE exact test below hwe (--hwe)",
+    "maf": "minor allele frequency below maf (--maf)",
+    "mac": "minor allele count below mac (--mac)",
+}
+
+
+def _qc(doc: Mapping[str, Any]) -> str:
+    """The ``[qc]`` funnel: variants in, removed by each rule, left (empty without [qc])."""
+    qc = doc.get("summary", {}).get("qc")
+    if not isinstance(qc, dict):
+        return ""
+    rows = [(e("variants in"), "", "", e(f"{qc.get('variants_in', 0):,}"))]
+    for step in qc.get("funnel", []):
+        rule = str(step.get("rule"))
+        rows.append(
+            (
+                f"<code>{e(rule)}</code>",
+                e(_QC_RULES.get(rule, rule)),
+                e(f"{step.get('removed', 0):,}"),
+                e(f"{step.get('left', 0):,}"),
+            )
+        )
+    rows.append((e("variants left"), "", "", e(f"{qc.get('variants_left', 0):,}")))
+    return (
+        '<h2 id="qc-heading">Variant QC</h2>'
+        '<p class="meta">Computed once from the pooled genotype counts (plink2\'s '
+        "filters, in plink2's order); every later analysis ran on the variants left "
+        "(<code>qc.snplist</code>; removed ones in <code>qc.removed.tsv</code>).</p>"
+        + key_values(qc.get("rules", {}), table_id="qc-rules")
+        + table(("step", "rule", "removed", "left"), rows, table_id="qc-funnel")
+    )
+
+
 def _section(analysis: Analysis, render: Renderer) -> str:
     params = "; ".join(f"{k} = {_param(v)}" for k, v in analysis.params.items())
     try:
@@ -303,6 +341,7 @@ the sites' released aggregates; individual-level data never left a site.</p>
 {_sites(doc)}
 <h2 id="privacy-heading">Release mode and privacy</h2>
 {_privacy(doc)}
+{_qc(doc)}
 {"".join(_section(a, sections.get(a.kind, generic)) for a in found)}
 <h2 id="other-files-heading">Other files</h2>
 {file_list(others, list_id="other-files")}
