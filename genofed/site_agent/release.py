@@ -542,7 +542,7 @@ def _specs_of(server: Server, study: Study, request: Request) -> tuple[AnalysisS
     for ident in idents:
         if ident == QC_COUNTS_ID and request.kind == GENOTYPE_COUNTS_KIND:
             if study.qc is None:
-                raise PolicyRefusal("NOT_IN_STUDY", "this study has no [qc] table")
+                raise PolicyRefusal(NOT_IN_STUDY, "this study has no [qc] table")
             continue
         spec = by_id.get(ident)
         if spec is None or spec.kind not in server.analyses or wanted not in (None, spec.kind):

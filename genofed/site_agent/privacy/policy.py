@@ -632,7 +632,7 @@ def check_study(policy: SitePolicy, study: Study) -> None:
             )
     if study.qc is not None and QC_POLICY_KIND not in policy.allowed_analyses:
         raise PolicyRefusal(
-            "ANALYSIS_NOT_ALLOWED",
+            ANALYSIS_NOT_ALLOWED,
             f"the study's [qc] is computed from the genotype counts that {QC_POLICY_KIND!r} "
             f"releases, and {QC_POLICY_KIND!r} is not in this site's allowed_analyses",
         )
