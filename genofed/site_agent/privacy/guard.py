@@ -144,7 +144,9 @@ class ReleaseGuard:
                 if column in self._families:
                     self._families[column].add([self._lift(mask)])
 
-    def align(self, column: str, members: BoolArray | NDArray[np.integer]) -> NDArray[np.int64]:
+    def align(
+        self, column: str | Sequence[str], members: BoolArray | NDArray[np.integer]
+    ) -> NDArray[np.int64]:
         """The samples to sum ``column`` over: ``members``, or an earlier release's set inside it.
 
         When ``members`` alone would be refused against what this site released
@@ -158,18 +160,25 @@ class ReleaseGuard:
         many samples it left out (a reply fact). Returns ``.fam`` indexes,
         sorted; ``members`` unchanged when it passes, when no released set
         qualifies, or when the guard is off.
+
+        ``column`` may name several column groups (a glm sums clinical columns
+        and genotypes over one set): the set must then pass in each, and an
+        earlier set of any of them that passes in all may serve.
         """
         mask = self._mask(members)
         if not self.enabled or not mask.any():
             return np.flatnonzero(mask)
-        family = self._store_family(column)
+        columns = (column,) if isinstance(column, str) else tuple(column)
+        families = [self._store_family(c) for c in columns]
         lifted = self._lift(mask)
-        if family.check([lifted]).ok:
+        if all(f.check([lifted]).ok for f in families):
             return np.flatnonzero(mask)
-        inside = family.largest_subset_within(lifted, self.min_cell - 1)
-        if inside is None:
+        found = [f.largest_subset_within(lifted, self.min_cell - 1) for f in families]
+        passing = [s for s in found if s is not None and all(f.check([s]).ok for f in families)]
+        if not passing:
             return np.flatnonzero(mask)
-        return np.flatnonzero(inside[self._registry])
+        best = max(passing, key=lambda s: int(s.sum()))
+        return np.flatnonzero(best[self._registry])
 
     def check_declared(self) -> Verdict:
         """Would the sets declared so far pass (so a module can refuse before computing)?"""

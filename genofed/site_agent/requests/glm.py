@@ -273,7 +273,9 @@ def answer_glm(
             hint="check that the phenotype and covariate files use the .fam sample IDs",
         )
     guard = guard if guard is not None else ReleaseGuard.disabled(bed.n_samples)
-    aligned = guard.align(CLINICAL, samples.index)
+    aligned = guard.align(
+        (CLINICAL,) if kind == GLM_COVARIATES_KIND else (CLINICAL, GENOTYPES), samples.index
+    )
     if len(aligned) < len(samples.index):  # an earlier release's samples, inside this cohort
         facts[GUARD_LEFT_OUT_FACT] = str(len(samples.index) - len(aligned))
         keep = np.isin(samples.index, aligned)
