@@ -4,6 +4,14 @@
 # compare its tables byte for byte with `genofed study run --simulation` on the same site
 # directories, and tear everything down, also on failure.
 #
+# Then the coordinator is killed mid-study: a dp study (freq + a DP-SGD logistic model) is
+# started from the runner, the coordinator container is killed (SIGKILL) after some of its
+# rounds were charged, started again on its state volume, and the same study rerun: the
+# first run must exit 6 (coordinator lost) telling the analyst to rerun, the rerun must be
+# charged only for what the killed run had not released (the rest is replayed), and the
+# same study on the simulation engine afterwards must give the same tables byte for byte
+# without a further charge (every release a replay).
+#
 #   docker/e2e.sh              everything (needs root: apt-get, dockerd)
 #   docker/e2e.sh prepare DIR  only write a deployment directory (synth, certs, configs)
 #
@@ -38,6 +46,29 @@ kind = "freq"
 kind = "hardy"
 midp = false
 '
+# The kill-the-coordinator study: dp counts (one charge) and a DP-SGD logistic model (one
+# charge per round, and one for its noisy evaluation).
+RESTART_STUDY='[study]
+name = "docker-e2e-restart-dp"
+
+[privacy]
+mode = "dp"
+epsilon = 5.0
+
+[[analysis]]
+kind = "freq"
+
+[[analysis]]
+kind = "train"
+target = "DISEASE"
+covariates = ["AGE", "SEX"]
+covariate_ranges = [[0, 100], [0, 1]]
+model = "logistic"
+rounds = 3
+noise_multiplier = 1.0
+'
+KILL_AFTER_ROUNDS=2  # train rounds done (and charged) before the coordinator is killed
+RUNNER_ARGS=(--superlink 127.0.0.1:9093 --ca-cert /etc/genofed/tls/ca.pem --sites 3)
 
 say() { printf '[docker-e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -69,6 +100,7 @@ prepare() {
     install -m 0600 "$dir/certs/sites/$s/node.key" "$dir/cohorts/site-$s/keys/node.key"
   done
   printf '%s' "$STUDY" > "$dir/study/study.toml"
+  printf '%s' "$RESTART_STUDY" > "$dir/study/restart.toml"
   # the containers' user owns what they read and write; certs/ (with the CA key) stays root's
   chown -R "$UID_GID" "$coord" "$dir/results" "$dir/cohorts"/site-*
   say "deployment directory: $dir"
@@ -194,6 +226,80 @@ say "coordinator and three sites healthy in $(( $(date +%s) - t )) s"
 t=$(date +%s)
 "${COMPOSE[@]}" run --rm --no-deps -T runner
 say "study over gRPC finished in $(( $(date +%s) - t )) s"
+
+# 5b. kill the coordinator mid-study, start it again, rerun the same study
+ledgers() {  # "site-a=N site-b=N site-c=N": charges in each site's privacy ledger
+  "$BIN/python" - "$DEPLOY/cohorts" <<'PY'
+import sqlite3, sys
+from pathlib import Path
+out = []
+for site in ("site-a", "site-b", "site-c"):
+    path = Path(sys.argv[1]) / site / "state" / "ledger.sqlite"
+    n = 0
+    if path.is_file():  # no dp release yet: no ledger (read-only: never create one)
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'charges'").fetchone():
+            n = db.execute("SELECT COUNT(*) FROM charges").fetchone()[0]
+        db.close()
+    out.append(f"{site}={n}")
+print(" ".join(out))
+PY
+}
+t=$(date +%s)
+before="$(ledgers)"
+killed=""
+# the runner's plain progress lines come as they happen; kill after KILL_AFTER_ROUNDS train rounds
+set +e
+"${COMPOSE[@]}" run --rm --no-deps -T runner study run /study/restart.toml "${RUNNER_ARGS[@]}" \
+  --out /results/restart 2>&1 | {
+  rounds=0
+  while IFS= read -r line; do
+    printf '%s\n' "$line" >>"$work/restart-killed.out"
+    case "$line" in *"train: round "*) rounds=$((rounds + 1)) ;; esac
+    if [ -z "$killed" ] && [ "$rounds" -ge "$KILL_AFTER_ROUNDS" ]; then
+      docker kill -s KILL "$("${COMPOSE[@]}" ps -q coordinator)" >/dev/null && killed=1
+      say "coordinator container killed (SIGKILL) after $rounds train rounds"
+    fi
+  done
+}
+code=${PIPESTATUS[0]}
+set -e
+[ "$code" = 6 ] || { cat "$work/restart-killed.out" >&2; die "the killed run exited $code (expected 6: coordinator lost)"; }
+tr -s ' \n' ' ' <"$work/restart-killed.out" | grep -q "lost mid-study after round $KILL_AFTER_ROUNDS of train" \
+  || { cat "$work/restart-killed.out" >&2; die "the killed run did not say how far the study got"; }
+tr -s ' \n' ' ' <"$work/restart-killed.out" | grep -q "run the same study again" \
+  || { cat "$work/restart-killed.out" >&2; die "the killed run did not tell the analyst to rerun"; }
+[ ! -e "$DEPLOY/results/restart" ] || die "the killed run left results in $DEPLOY/results/restart"
+charged="$(ledgers)"
+say "killed run exited 6 and said to rerun; ledgers before: $before, after the killed run: $charged"
+"${COMPOSE[@]}" start coordinator >/dev/null
+deadline=$(( $(date +%s) + ${GENOFED_WAIT_S:-240} ))
+until [ "$(docker inspect -f '{{.State.Health.Status}}' "$("${COMPOSE[@]}" ps -q coordinator)")" = healthy ]; do
+  [ "$(date +%s)" -lt "$deadline" ] || die "the restarted coordinator is not healthy after ${GENOFED_WAIT_S:-240} s"
+  sleep 2
+done
+say "coordinator started again on its state volume, healthy in $(( $(date +%s) - t )) s since the kill run began"
+"${COMPOSE[@]}" run --rm --no-deps -T runner study run /study/restart.toml "${RUNNER_ARGS[@]}" \
+  --out /results/restart >"$work/restart-rerun.out" 2>&1 \
+  || { cat "$work/restart-rerun.out" >&2; die "the rerun after the restart failed"; }
+rerun="$(ledgers)"
+"$BIN/python" - "$DEPLOY/results/restart/provenance.json" "$before" "$charged" "$rerun" <<'PY' \
+  || die "the rerun charged a site twice for the same release"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+count = [dict(kv.split("=") for kv in arg.split()) for arg in sys.argv[2:5]]
+for site in doc["sites"]:
+    name, releases = site["name"], site["releases"]
+    replayed = [r for r in releases if "replay_of_audit_index" in r]
+    fresh = [r for r in releases if float(r.get("epsilon_charged", 0.0)) > 0]
+    killed = int(count[1][name]) - int(count[0][name])
+    again = int(count[2][name]) - int(count[1][name])
+    assert killed >= 1 + 2, (name, killed)  # freq and two train rounds before the kill
+    assert len(replayed) == killed, (name, len(replayed), killed)
+    assert again == len(fresh), (name, again, len(fresh))
+PY
+say "coordinator kill and rerun in $(( $(date +%s) - t )) s: each release charged once (ledgers $before -> $charged -> $rerun)"
+
 # SIGTERM (through the containers' init) stops the agents and the coordinator cleanly
 t=$(date +%s)
 "${COMPOSE[@]}" stop -t 30 coordinator site-a site-b site-c >/dev/null 2>&1
@@ -212,6 +318,18 @@ t=$(date +%s)
   $(for s in "${SITES[@]}"; do printf -- '--site %s ' "$DEPLOY/cohorts/site-$s"; done) >"$work/simulation.out" 2>&1 \
   || { cat "$work/simulation.out" >&2; die "the simulation run failed"; }
 say "simulation run finished in $(( $(date +%s) - t )) s"
+
+# the kill-and-rerun study on the simulation engine: every release a replay, the same tables
+t=$(date +%s)
+"$BIN/genofed" study run "$DEPLOY/study/restart.toml" --simulation --out "$DEPLOY/results/restart-simulation" \
+  $(for s in "${SITES[@]}"; do printf -- '--site %s ' "$DEPLOY/cohorts/site-$s"; done) >"$work/restart-simulation.out" 2>&1 \
+  || { cat "$work/restart-simulation.out" >&2; die "the simulation run of the restart study failed"; }
+[ "$(ledgers)" = "$rerun" ] || die "the simulation of the restart study charged again: $rerun -> $(ledgers)"
+for f in freq.afreq model.pt train.calibration.tsv; do
+  cmp "$DEPLOY/results/restart/$f" "$DEPLOY/results/restart-simulation/$f" >&2 \
+    || die "$f of the rerun after the coordinator kill differs from the simulation"
+done
+say "restart study on the simulation engine in $(( $(date +%s) - t )) s: same tables, no new charge"
 
 # 7. compare
 deployed="$DEPLOY/results/deployed" simulated="$DEPLOY/results/simulation"

@@ -16,11 +16,13 @@ group, never by name.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -149,10 +151,97 @@ def supervise(children: Sequence[Child], *, grace: float = DEFAULT_GRACE_S) -> i
     return ended.process.returncode or 1
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans() -> bool:
+    """Make this process the reaper of its descendants' orphans (Linux); say whether it is.
+
+    A Flower server starts helpers in sessions of their own (the SuperLink its
+    SuperExec, which starts each run's ServerApp), out of reach of a signal to
+    the server's process group. When the server dies without stopping them (a
+    SIGKILL, a crash), they are re-parented to this process instead of init,
+    so that :func:`stop_descendants` can still find and stop them: a ServerApp
+    left running would go on with its study against the restarted server.
+    """
+    if sys.platform != "linux":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+
+
+def descendants(pid: int | None = None) -> list[int]:
+    """The PIDs of every live process below ``pid`` (this process), from ``/proc``; Linux only."""
+    root = os.getpid() if pid is None else pid
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stop_descendants(grace: float = DEFAULT_GRACE_S) -> list[int]:
+    """SIGTERM every process still below this one, SIGKILL what is left after ``grace`` s.
+
+    Returns the PIDs it signalled. Called after the children were stopped:
+    what is left are their orphans (:func:`adopt_orphans`).
+    """
+    left = descendants()
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p) for p in left):
+        _reap()
+        time.sleep(0.1)
+    for pid in [p for p in left if _alive(p)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _reap()
+    return left
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _reap() -> None:
+    """Collect the exit status of adopted orphans that ended (they are not Popen objects)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
 def _signal_group(pid: int, sig: int) -> None:
     # start_child made the child a session (and process group) leader: pgid == pid.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
 
 
-__all__ = ["DEFAULT_GRACE_S", "Child", "start_child", "supervise"]
+__all__ = [
+    "DEFAULT_GRACE_S",
+    "Child",
+    "adopt_orphans",
+    "descendants",
+    "start_child",
+    "stop_descendants",
+    "supervise",
+]

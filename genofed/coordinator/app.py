@@ -34,6 +34,7 @@ from genofed.common.wire.records import reply_from_recorddict, request_to_record
 from genofed.coordinator.deploy.results_transfer import MAX_ARCHIVE_BYTES, archive_lines, pack
 from genofed.coordinator.deploy.superlink import (
     CONFIG_ENV,
+    RESULTS_DIR,
     CoordinatorConfig,
     load_coordinator_config,
 )
@@ -301,7 +302,7 @@ def coordinator_results_dir(run_id: str | None) -> Path:
     if not run_id:
         raise ConfigError("the run config has neither out-dir nor run-id")
     config = _coordinator_config("where to keep results")
-    return config.state_dir.resolve() / "results" / run_id
+    return config.state_dir.resolve() / RESULTS_DIR / run_id
 
 
 def deployment_receipts() -> ReceiptCheck:

@@ -396,6 +396,7 @@ def _replay_key(request: Request, inputs: NamedArrays, config: SiteConfig, snaps
             snapshot,
             (bed, bim, fam, config.phenotypes, config.covariates),
             config.directory / POLICY_FILE,
+            root=config.directory,
         ),
     )
 

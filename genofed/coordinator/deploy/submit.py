@@ -38,15 +38,19 @@ from genofed.common.errors import (
 )
 from genofed.common.supervise import start_child
 from genofed.coordinator.app import PROGRESS_PREFIX, RESULT_PREFIX
-from genofed.coordinator.deploy.results_transfer import Reassembler, check_out, unpack
+from genofed.coordinator.deploy.results_transfer import (
+    RESULTS_PREFIX,
+    Reassembler,
+    check_out,
+    unpack,
+)
 from genofed.coordinator.deploy.superlink import (
     CONNECTION,
     flower_cli_home,
     flower_command,
     flower_env,
-    unreachable,
 )
-from genofed.coordinator.events import EventFn, event_from_json
+from genofed.coordinator.events import ROUND_DONE, Event, EventFn, event_from_json
 
 #: Longest a submitted study may take before the submitter gives up waiting.
 DEFAULT_STUDY_TIMEOUT_S = 3600.0
@@ -113,6 +117,54 @@ def remote_error(doc: dict[str, Any]) -> GenoFedError:
     return _ERRORS.get(str(doc.get("error")), GenoFedError)(message)
 
 
+#: Lines of Flower's output quoted when the coordinator cannot be reached.
+_TAIL_LINES = 15
+
+#: What to do when a submitted study lost its coordinator (the analyst's next step).
+RERUN_ADVICE = (
+    "  what to do: if the coordinator stopped, start it again (`genofed coordinator up`), "
+    "wait until the sites are connected, then run the same study again with the same "
+    "command; the sites answer every request they already answered from their stored "
+    "releases, so nothing is charged twice and the results equal an uninterrupted run. "
+    "If the coordinator is still running, the study may be too: check with `flwr list` "
+    "(stop it with `flwr stop`) before you rerun."
+)
+
+
+def no_result_error(
+    sub: Submission, lines: list[str], *, submitted: bool, last: list[Event]
+) -> UnreachableError:
+    """Why ``flwr run`` ended without a ``genofed-result:`` line, and what to do next.
+
+    Not submitted: the coordinator cannot be reached. Submitted: the connection
+    was lost mid-study (the SuperLink or its ServerApp died, or the network
+    broke): say how far the study got, that nothing was written to
+    ``--out``, and how to finish it (:data:`RERUN_ADVICE`).
+    """
+    shown = [ln for ln in lines if PROGRESS_PREFIX not in ln and RESULTS_PREFIX not in ln]
+    tail = "\n".join(shown[-_TAIL_LINES:])
+    if not submitted:
+        return UnreachableError(
+            f"cannot reach the coordinator's control API at {sub.superlink}:\n{tail}\n"
+            "  fix: check --superlink HOST:PORT, that `genofed coordinator up` runs there, "
+            "and that this machine can reach that port (and --ca-cert)"
+        )
+    if last:
+        event = last[-1]
+        names = ", ".join(str(a) for a in _as_list(event.get("analyses"))) or "variants"
+        where = f" after round {event.get('round')} of {names}"
+    else:
+        where = " before its first round finished"
+    return UnreachableError(
+        f"the connection to the coordinator at {sub.superlink} was lost mid-study{where}; "
+        f"no results were written to {sub.out}:\n{tail}\n{RERUN_ADVICE}"
+    )
+
+
+def _as_list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
 def submit_study(
     sub: Submission,
     *,
@@ -156,6 +208,7 @@ def submit_study(
         results: list[dict[str, Any]] = []
         parts = Reassembler()
         started_run: list[str] = []
+        done_rounds: list[Event] = []  # the rounds the ServerApp reported finished
 
         def _translate(line: str) -> str | None:
             if parts.feed(line):
@@ -166,6 +219,8 @@ def submit_study(
                     event = event_from_json(json.loads(text))
                 except ValueError:  # json.JSONDecodeError too: a plain progress line
                     return text
+                if event.name == ROUND_DONE:
+                    done_rounds.append(event)
                 if on_event is not None:
                     on_event(event)
                 return None
@@ -209,17 +264,7 @@ def submit_study(
             if child.relay is not None:
                 child.relay.join(timeout=10)
     if not results:
-        tail = "\n".join(child.lines[-15:])
-        if not started_run or unreachable(child.lines):
-            raise UnreachableError(
-                f"cannot reach the coordinator's control API at {sub.superlink}:\n{tail}\n"
-                "  fix: check --superlink HOST:PORT, that `genofed coordinator up` runs there, "
-                "and that this machine can reach that port (and --ca-cert)"
-            )
-        raise UnreachableError(
-            "the connection to the coordinator was lost before it reported a result; the "
-            f"study may still be running there (flwr list / flwr stop):\n{tail}"
-        )
+        raise no_result_error(sub, child.lines, submitted=bool(started_run), last=done_rounds)
     doc = results[-1]
     if doc.get("status") != "ok":
         raise remote_error(doc)
@@ -237,9 +282,11 @@ def submit_study(
 
 __all__ = [
     "DEFAULT_STUDY_TIMEOUT_S",
+    "RERUN_ADVICE",
     "DeployedOutcome",
     "RemoteInternalError",
     "RemoteSiteFailure",
     "Submission",
+    "no_result_error",
     "submit_study",
 ]

@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genofed.common.errors import ConfigError, GenoFedError, InputError, UnreachableError
-from genofed.common.supervise import start_child, supervise
+from genofed.common.supervise import adopt_orphans, start_child, stop_descendants, supervise
 from genofed.common.tomlconfig import bare_message, check_keys, get_typed, load_toml
 from genofed.coordinator.receipt_check import REQUIRE, ReceiptCheck, receipts_from_toml
 
@@ -64,6 +65,11 @@ INSECURE_WARNING = (
     "(no TLS, no node authentication). Study requests and site replies cross the "
     "network unencrypted. Use only on a test machine with synthetic data."
 )
+
+#: The coordinator's copy of each study's results: ``STATE_DIR/results/RUN_ID``.
+RESULTS_DIR = "results"
+#: A results folder still being written (or replaced): see :func:`remove_partial_results`.
+_STAGING = re.compile(r"\..+\.(?:partial|old)-[0-9A-Za-z_-]+")
 
 _COORD_KEYS = ("fleet_address", "control_address", "state_dir")
 _TLS_KEYS = ("ca_cert", "server_cert", "server_key")
@@ -273,6 +279,9 @@ def run_coordinator(
     for warning in check_config(config, insecure=insecure):
         emit(warning)
     config.state_dir.mkdir(parents=True, exist_ok=True)
+    for left in remove_partial_results(config.state_dir / RESULTS_DIR):
+        emit(f"[coordinator] removed {left}: the unfinished results of an interrupted run")
+    adopt_orphans()  # a SuperExec or ServerApp the SuperLink leaves behind comes back here
     env = flower_env(config.state_dir / "flwr", **(extra_env or {}))
     env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1")
     env[CONFIG_ENV] = str(config.path.resolve())  # the ServerApp reads [receipts] from it
@@ -300,8 +309,34 @@ def run_coordinator(
         f"{'OFF' if insecure else 'on'}; log {config.state_dir / 'superlink.log'}"
     )
     code = supervise([child])
+    orphans = stop_descendants()
+    if orphans:
+        emit(
+            f"[coordinator] stopped {len(orphans)} process(es) the SuperLink left running "
+            f"(its SuperExec, a study's ServerApp): pid {', '.join(map(str, orphans))}"
+        )
+    for left in remove_partial_results(config.state_dir / RESULTS_DIR):
+        emit(f"[coordinator] removed {left}: the unfinished results of an interrupted run")
     emit(f"[coordinator] stopped (exit code {code})")
     return code
+
+
+def remove_partial_results(results: Path) -> list[Path]:
+    """Remove the staging folders a ServerApp that died left in ``results``; return them.
+
+    A study writes ``.RUN.partial-RUN`` beside ``results/RUN`` and moves it into
+    place when it finished (``.RUN.old-RUN`` is an earlier copy being replaced);
+    a ServerApp killed mid-study (the SuperLink or the host died) leaves them.
+    Called when no ServerApp runs: before the SuperLink starts and after it stopped.
+    """
+    if not results.is_dir():
+        return []
+    removed = []
+    for path in sorted(results.iterdir()):
+        if path.is_dir() and _STAGING.fullmatch(path.name):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 @contextmanager
@@ -397,6 +432,7 @@ __all__ = [
     "flower_env",
     "load_coordinator_config",
     "register_site",
+    "remove_partial_results",
     "run_coordinator",
     "superlink_argv",
     "translate_superlink",

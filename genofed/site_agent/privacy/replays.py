@@ -14,10 +14,12 @@ and the entry it repeats.
 A request is "the same" when everything that decides its answer is: the
 study's hash, the analysis, the request kind, its step and round, every
 input array (names, dtypes, shapes and bytes), the data served (the cohort
-snapshot, or the sizes and modification times of the live files) and the
-policy file's bytes. The run id is not part of it: a rerun is a new run.
-Anything else is a new release. Releases without noise are not stored:
-computing them again gives the same bytes and costs nothing.
+snapshot, or the names, sizes and modification times of the live files,
+named relative to the site directory so that a container's mount of the
+same directory is the same data) and the policy file's bytes. The run id is
+not part of it: a rerun is a new run. Anything else is a new release.
+Releases without noise are not stored: computing them again gives the same
+bytes and costs nothing.
 
 Stored arrays stay on the site (``state/`` holds the site's own data, as
 ``state/pca/`` does); the file is removed with the site's state.
@@ -90,8 +92,16 @@ def replay_key(
     return h.hexdigest()
 
 
-def data_id(snapshot: str, files: Iterable[Path | None], policy_file: Path) -> str:
-    """The data a request is answered from: the snapshot id, or the live files' sizes and times."""
+def data_id(
+    snapshot: str, files: Iterable[Path | None], policy_file: Path, root: Path | None = None
+) -> str:
+    """The data a request is answered from: the snapshot id, or the live files' sizes and times.
+
+    A live file inside ``root`` (the site directory) is named by its path
+    relative to it, so that the same site directory seen at another path (a
+    container's mount, a moved directory) is the same data and its charged
+    releases are replayed, not charged again.
+    """
     h = hashlib.sha256()
     if snapshot:
         h.update(f"snapshot\0{snapshot}\0".encode())
@@ -100,9 +110,18 @@ def data_id(snapshot: str, files: Iterable[Path | None], policy_file: Path) -> s
             if path is None:
                 continue
             st = path.stat()
-            h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            h.update(f"{_name(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     h.update(policy_file.read_bytes() if policy_file.is_file() else b"")
     return h.hexdigest()
+
+
+def _name(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(path)
 
 
 def _pack(arrays: Mapping[str, np.ndarray]) -> bytes:

@@ -131,3 +131,19 @@ def test_job_from_run_config__without_out_dir_keeps_results_in_the_coordinator_s
     text = '[study]\nname = "s"\n[[analysis]]\nkind = "freq"\n'
     job = job_from_run_config({"study-text": text, "out-dir": "", "run-id": "r42"})
     assert job.out == load_coordinator_config(config).state_dir.resolve() / "results" / "r42"
+
+
+def test_remove_partial_results__only_the_staging_folders_of_interrupted_runs(
+    tmp_path: Path,
+) -> None:
+    """A ServerApp killed mid-study leaves ``.RUN.partial-RUN``; finished results stay."""
+    from genofed.coordinator.deploy.superlink import remove_partial_results
+
+    results = tmp_path / "results"
+    done, partial, old = results / "aa11", results / ".bb22.partial-bb22", results / ".aa11.old-cc"
+    for d in (done, partial, old, results / ".hidden-note"):
+        d.mkdir(parents=True)
+        (d / "freq.afreq").write_text("x")
+    assert remove_partial_results(results) == [old, partial]
+    assert sorted(p.name for p in results.iterdir()) == [".hidden-note", "aa11"]
+    assert remove_partial_results(tmp_path / "none") == []

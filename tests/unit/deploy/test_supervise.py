@@ -64,3 +64,43 @@ def test_child__is_terminated_when_its_supervisor_is_killed(tmp_path: Path) -> N
 def test_child__stop_terminates_it_by_pid() -> None:
     child = start_child("sleeper", ["sleep", "120"], emit=lambda s: None)
     assert child.stop(grace=5) == -signal.SIGTERM
+
+
+def test_orphans_of_a_killed_server__are_adopted_and_stopped(tmp_path: Path) -> None:
+    """A server starts a helper in its own session (as the SuperLink its SuperExec), then dies.
+
+    The supervisor (``genofed coordinator up``) adopted the orphan and stops it:
+    a ServerApp left running would go on with its study against a restarted
+    SuperLink.
+    """
+    pidfile = tmp_path / "helper.pid"
+    server = (
+        "import subprocess, sys, time; "
+        f"p = subprocess.Popen(['sleep', '120'], start_new_session=True); "
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid)); time.sleep(120)"
+    )
+    supervisor = textwrap.dedent(
+        f"""
+        import os, signal, time
+        from pathlib import Path
+        from genofed.common.supervise import adopt_orphans, descendants, start_child
+        from genofed.common.supervise import stop_descendants
+        assert adopt_orphans()
+        child = start_child("server", [{sys.executable!r}, "-c", {server!r}], emit=print)
+        pidfile = Path({str(pidfile)!r})
+        while not pidfile.exists() or not pidfile.read_text():
+            time.sleep(0.05)
+        helper = int(pidfile.read_text())
+        os.kill(child.pid, signal.SIGKILL)  # the server dies; its helper does not
+        child.process.wait(timeout=30)
+        assert helper in descendants(), (helper, descendants())
+        print("stopped", stop_descendants(grace=5))
+        """
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", supervisor], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    helper = int(pidfile.read_text())
+    assert f"stopped [{helper}]" in res.stdout or str(helper) in res.stdout
+    assert _gone(helper, timeout=10)

@@ -10,6 +10,7 @@ the same study after the site's data changed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from genofed.common.wire.proto import audit_entry_from_bytes
 from genofed.coordinator.runner import run_study
 from genofed.site_agent.audit.log import entry_to_json, read_site_log
 from genofed.site_agent.privacy.ledger import LEDGER_FILE, Budget, Ledger
-from genofed.site_agent.privacy.replays import REPLAYS_FILE, Replays, replay_key
+from genofed.site_agent.privacy.replays import REPLAYS_FILE, Replays, data_id, replay_key
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
 
@@ -102,6 +103,40 @@ def test_a_different_request_or_changed_data_is_a_new_charged_release(
     pheno.write_text(pheno.read_text() + "\n")
     run_study(_study(5.0), InProcessTransport(sites), tmp_path / "r3", engine="t")
     assert [_charges(s) for s in sites] == [3, 2, 2]
+
+
+def test_the_same_site_directory_at_another_path__replays_and_is_not_charged_again(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """A container mounts the site directory elsewhere than the host sees it (or it moved).
+
+    Its files are the same (sizes, modification times), so the rerun is a
+    replay: no second charge, the same noisy values.
+    """
+    sites = _sites(cohort, tmp_path / "host")
+    first = run_study(_study(5.0), InProcessTransport(sites), tmp_path / "r1", engine="t")
+    (tmp_path / "host").rename(tmp_path / "mounted")
+    moved = [tmp_path / "mounted" / s.name for s in sites]
+    again = run_study(_study(5.0), InProcessTransport(moved), tmp_path / "r2", engine="t")
+    assert [_charges(s) for s in moved] == [1, 1, 1]
+    assert (first.out / "freq.afreq").read_bytes() == (again.out / "freq.afreq").read_bytes()
+
+
+def test_data_id__names_files_in_the_site_directory_relative_to_it(tmp_path: Path) -> None:
+    for d in ("one", "two"):
+        (tmp_path / d / "data").mkdir(parents=True)
+        (tmp_path / d / "data" / "x.bed").write_bytes(b"abc")
+        os.utime(tmp_path / d / "data" / "x.bed", ns=(10**18, 10**18))
+        (tmp_path / d / "policy.toml").write_text("[policy]\n")
+    ids = [
+        data_id("", [tmp_path / d / "data" / "x.bed"], tmp_path / d / "policy.toml", tmp_path / d)
+        for d in ("one", "two")
+    ]
+    assert ids[0] == ids[1]
+    # without the site directory (or outside it) the absolute path still names the file
+    bare = data_id("", [tmp_path / "one" / "data" / "x.bed"], tmp_path / "one" / "policy.toml")
+    other = data_id("", [tmp_path / "two" / "data" / "x.bed"], tmp_path / "two" / "policy.toml")
+    assert bare != other
 
 
 def test_replay_key__names_inputs_and_data_not_the_run() -> None:
