@@ -58,7 +58,10 @@ phenotype plink2 drops the one sample that keeps a covariate from being
 constant (step 3, "constant except for one sample"); and with firth-fallback
 it fits every variant by Firth when a covariate separates cases from
 controls (CheckForSeparatedCovar), which needs the covariate's range in
-cases and in controls. Nor is the corner where the left-out set found over
+cases and in controls (a continuous one makes Newton fail on every variant,
+so Firth is used there anyway; a 0/1 one does not:
+``tests/reference/test_firth_covariate_separation_vs_plink2.py``).
+Nor is the corner where the left-out set found over
 the samples with every covariate differs from the one plink2 finds after
 its GlmMain exclusion (a covariate constant over the complete samples but
 not over those that miss only a GlmMain-excluded one).
