@@ -194,6 +194,44 @@ def test_covariate_missingness__the_larger_cohort_second_is_served_over_the_firs
     assert summary["guard_left_out"] == [{"site": "site-a", "analysis": "g", "samples": 1}]
 
 
+@pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
+def test_outside_counts__a_second_phenotype_does_not_give_away_the_few_the_first_left_out(
+    cohort: SynthSummary, tmp_path: Path, guard: bool
+) -> None:
+    """QPHENO lacks three people, DISEASE those and ten more. glm_stats sends allele counts over the
+    genotyped samples outside the analysis (plink2 picks A1 over everyone): DISEASE's sums
+    and its outside counts add up to everyone's, and minus QPHENO's they are the three's
+    genotypes. With the guard on the outside counts are left out and the GWAS runs."""
+    sites = federation(cohort, tmp_path / "sites", guard=guard)
+    pheno = sites[0] / "data" / "pheno.tsv"
+    header, rows = table(pheno)
+    q, d = header.index("QPHENO"), header.index("DISEASE")
+    for i, r in enumerate(rows):
+        r[q] = "NA" if i in (2, 3, 4) else ("0.5" if r[q] in ("NA", "-9") else r[q])
+        r[d] = "NA" if i in (2, 3, 4) or 10 <= i < 20 else ("1" if r[d] in ("NA", "-9") else r[d])
+    write_table(pheno, header, rows)
+    transport = Recording(sites)
+    run(study("q", GLM_AGE), transport, tmp_path / "a")
+    disease = {"kind": "glm", "id": "d", "phenotype": "DISEASE", "covariates": ["AGE"]}
+    run(study("d", {**disease, "model": "linear"}), transport, tmp_path / "b")
+    first, second = transport.arrays("site-a", "glm_stats")
+    v = len(first["gz"])
+    kept = ~(
+        np.unpackbits(first["withheld"])[:v].astype(bool)
+        | np.unpackbits(second["withheld"])[:v].astype(bool)
+    )
+    if not guard:
+        everyone = second["gz"][:, 0] + second["other_counts"][:, 1]
+        three = (everyone - first["gz"][:, 0])[kept]
+        with open_bed(sites[0] / "data" / "genotypes.bed") as reader:
+            g = reader.read(dtype="float64")[[2, 3, 4]].sum(axis=0)[kept]
+        assert kept.any()
+        assert np.array_equal(three, g) or np.array_equal(three, 6 - g)  # the attack works
+        return
+    assert second["other_counts"].shape[0] == 0  # left out: nothing adds up to everyone
+    assert not refusals(sites[0])
+
+
 def test_enrolment__a_rerun_after_one_patient_is_added_sees_the_frozen_snapshot(
     cohort: SynthSummary, tmp_path: Path
 ) -> None:

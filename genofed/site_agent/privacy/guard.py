@@ -180,6 +180,31 @@ class ReleaseGuard:
         best = max(passing, key=lambda s: int(s.sum()))
         return np.flatnonzero(best[self._registry])
 
+    def declare_if_safe(self, column: str, members: BoolArray | NDArray[np.integer]) -> bool:
+        """Declare ``members`` as one more base set if the release still passes with it.
+
+        For a set whose sums a release may leave out (glm's allele counts over
+        the genotyped samples outside the analysis): True, declared; False, the
+        caller leaves those sums out and nothing of this set is recorded. Call
+        after the release's other base sets passed :meth:`check_declared`.
+        """
+        if not self.enabled:
+            self.declare(column, members)
+            return True
+        saved = (
+            {c: list(v) for c, v in self._declared.items()},
+            {c: list(v) for c, v in self._base.items()},
+            {c: set(v) for c, v in self._seen.items()},
+            self._base_checked,
+        )
+        self._families = {}  # declare() would add to the loaded families; rebuilt when asked
+        self.declare(column, members)
+        if self.check_declared().ok:
+            return True
+        self._declared, self._base, self._seen, self._base_checked = saved
+        self._families = {}
+        return False
+
     def check_declared(self) -> Verdict:
         """Would the sets declared so far pass (so a module can refuse before computing)?"""
         if not self.enabled:

@@ -289,12 +289,21 @@ def answer_glm(
     guard.declare(CLINICAL, samples.index)
     if kind != GLM_COVARIATES_KIND:  # that round sums no genotype
         guard.declare(GENOTYPES, samples.index)
-    other = np.setdiff1d(np.arange(bed.n_samples), samples.index)
-    if kind == GLM_STATS_KIND and other.size >= min_cell:
-        guard.declare(GENOTYPES, other)
     verdict = guard.check_declared()
     if not verdict.ok:
         raise PolicyRefusal(DISCLOSURE_RISK, disclosure_message(verdict))
+    other = np.setdiff1d(np.arange(bed.n_samples), samples.index)
+    # allele counts over the genotyped samples outside the analysis (for plink2's A1 choice)
+    # go only where the guard passes them: with the analysis set, they span every genotyped
+    # sample, which may pin down the few an earlier release left out; then A1_FREQ counts
+    # this site's analysis samples only, as for a site with fewer than min_cell outside
+    send_other = (
+        kind == GLM_STATS_KIND
+        and other.size >= min_cell
+        and guard.declare_if_safe(GENOTYPES, other)
+    )
+    if kind == GLM_STATS_KIND and other.size >= min_cell and not send_other:
+        facts["glm_other_counts_withheld"] = str(other.size)
     facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
     facts["glm_samples"] = str(len(samples.index))
     if kind == GLM_COVARIATES_KIND:
@@ -309,7 +318,7 @@ def answer_glm(
             else None
         )
         impute = spec.params.get("few_missing", "withhold") == "impute"
-        return _stats(bed, samples, index, flip, writer, min_cell, guard, impute, facts)
+        return _stats(bed, samples, index, flip, writer, min_cell, guard, impute, facts, send_other)
     beta = inputs.get("beta")
     firth = inputs.get("firth")
     p = samples.covariates.shape[1] + 2
@@ -363,6 +372,7 @@ def _stats(
     guard: ReleaseGuard | None = None,
     impute: bool = False,
     facts: Any = None,
+    send_other: bool = True,
 ) -> NamedArrays:
     """``glm_stats`` arrays; with ``cache``, also writes the analysis's genotype cache.
 
@@ -376,9 +386,10 @@ def _stats(
     kernel = LinearKernel(z, miss_center=miss_center(zz))
     v = len(index)
     other = np.setdiff1d(np.arange(bed.n_samples), samples.index)
-    if other.size < min_cell:
-        # allele counts over fewer than min_cell people would describe them: none are
-        # sent, and the pooled A1_FREQ counts this site's analysis samples only
+    if other.size < min_cell or not send_other:
+        # allele counts over fewer than min_cell people would describe them (or the guard
+        # did not pass the set): none are sent, and the pooled A1_FREQ counts this site's
+        # analysis samples only
         other = other[:0]
     other_counts = np.zeros((v if other.size else 0, 2), dtype=count_dtype(other.size))
     gz = np.zeros((v, z.shape[1]))
