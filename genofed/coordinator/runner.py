@@ -622,15 +622,26 @@ class _Members:
         round_, step = where["study_round"], where["request"]
         remaining = [n for n in self.active if n not in {node for node, _ in failed}]
         if self._min_sites is None or len(remaining) < self._min_sites:
-            if len(failed) == 1 or self._min_sites is None:
+            if len(failed) == 1:
                 raise failed[0][1]
-            names = ", ".join(exc.site for _, exc in failed)
+            # every site's refusal, not only the first: the analyst sees each site and code
+            # (without min_sites the failure is still the first site's, naming the others)
+            names = (
+                failed[0][1].site
+                if self._min_sites is None
+                else ", ".join(exc.site for _, exc in failed)
+            )
+            needs = (
+                "the study needs every site (no min_sites)"
+                if self._min_sites is None
+                else f"{len(remaining)} left, the study needs min_sites = {self._min_sites}"
+            )
             raise SiteFailure(
                 names,
                 failed[0][1].reason_code,
                 f"{len(failed)} sites failed at round {round_} ({step}): "
                 + "; ".join(str(exc) for _, exc in failed)
-                + f"; {len(remaining)} left, the study needs min_sites = {self._min_sites}",
+                + f"; {needs}",
             )
         for node, exc in failed:
             self.lost[node] = {

@@ -59,6 +59,23 @@ def test_refusal__reaches_the_coordinator_is_audited_and_nothing_is_written(
     assert not any(e.request_kind == "genotype_counts" for e in released)
 
 
+def test_refusal__every_refusing_site_is_named_with_its_code(
+    cohort_sites: list[Path], tmp_path: Path
+) -> None:
+    """Three sites refuse in one round: the analyst hears of each, not only the first."""
+    case = next(c for c in CASES if c.code == "PENDING_APPROVAL")
+    sites = case.sites(cohort_sites, tmp_path / "sites")
+    with pytest.raises(SiteFailure) as info:
+        run_study(
+            QC, InProcessTransport(sites), tmp_path / "r", engine="t", signature=case.signature()
+        )
+    text = str(info.value)
+    assert "3 sites failed at round" in text and "the study needs every site" in text
+    for site in sites:
+        assert f"site {site.name!r}: PENDING_APPROVAL" in text
+    assert info.value.site == sites[0].name  # still one site: the first to refuse
+
+
 def test_pending_study__is_recorded_then_runs_once_the_officer_approves(
     cohort_sites: list[Path], tmp_path: Path
 ) -> None:
