@@ -37,6 +37,7 @@ from genofed.common.supervise import Child, start_child, supervise
 from genofed.site_agent.admin import DEFAULT_ADMIN_ADDRESS, check_local_address, serve_admin
 from genofed.site_agent.app import SITE_DIR_KEY
 from genofed.site_agent.node.appgate import DEFAULT_POLL_S, flower_command
+from genofed.site_agent.node.probe import plaintext_problem
 from genofed.site_agent.privacy.policy import POLICY_FILE, load_policy
 from genofed.site_agent.sitedir import load_site
 
@@ -196,6 +197,13 @@ def run_site_node(opts: NodeOptions, *, emit: Callable[[str], None] = print) -> 
     """Start the SuperNode and the app gate; block until SIGTERM/SIGINT or a child ends."""
     for warning in check_options(opts):
         emit(warning)
+    if opts.insecure and (problem := plaintext_problem(opts.superlink)) is not None:
+        raise InputError(
+            f"--insecure: {problem}",
+            hint="drop --insecure and pass --ca-cert and --node-key (the consortium's CA "
+            "certificate and this site's node key), or point --superlink at a plaintext test "
+            "coordinator",
+        )
     opts.state.mkdir(parents=True, exist_ok=True)
     admin = serve_admin(opts.site_dir, opts.state, opts.admin_address, superlink=opts.superlink)
     emit(f"[site] site admin service (local only) on {admin.address}")
