@@ -145,6 +145,16 @@ class Federation:
         self.sites[name] = proc
         return proc
 
+    def start_all(self, names: Sequence[str], site_dirs: Sequence[Path]) -> None:
+        """The coordinator, then every site registered and connected (its SuperNode says so)."""
+        self.start_coordinator()
+        for name in names:
+            self.register(f"site-{name}", self.pki.node_keys[name][1])
+        for name, site_dir in zip(names, site_dirs, strict=True):
+            self.start_site(name, site_dir, self.pki.node_keys[name][0])
+        for proc in self.sites.values():
+            assert proc.wait_for("connected to the coordinator", 60), proc.text()
+
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()

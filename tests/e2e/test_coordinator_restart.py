@@ -105,13 +105,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
             fh.write(trusted)
     fed.analyst_key = key  # type: ignore[attr-defined]
     try:
-        fed.start_coordinator()
-        for name in SITES:
-            fed.register(f"site-{name}", fed.pki.node_keys[name][1])
-        for name, site_dir in zip(SITES, cohorts.sites, strict=True):
-            fed.start_site(name, site_dir, fed.pki.node_keys[name][0])
-        for proc in fed.sites.values():
-            assert proc.wait_for("connected to the coordinator", 60), proc.text()
+        fed.start_all(SITES, cohorts.sites)
         fed.site_dirs = list(cohorts.sites)  # type: ignore[attr-defined]
         yield fed
     finally:
