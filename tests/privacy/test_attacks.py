@@ -843,3 +843,95 @@ def test_covariate_mask__a_malformed_mask_is_a_bad_request(
     run(study("age", GLM_AGE), transport, tmp_path / "a")
     assert transport.second is not None and not transport.second.arrays
     assert refusals(sites[0])[-1].startswith("BAD_REQUEST: ")
+
+
+GLM_DISEASE_AGE_BMI = {
+    "kind": "glm",
+    "id": "g",
+    "phenotype": "DISEASE",
+    "covariates": ["AGE", "BMI"],
+    "model": "logistic",
+}
+
+
+class AsksSeparationItsOwnWay(Recording):
+    """A hostile coordinator: each glm_separation to site-a is asked again with its own
+    centre and scale, and with a mask that leaves BMI out (which would take back the one
+    person who lacks BMI)."""
+
+    CENTER = np.array([41.0, -7.0])
+    SCALE = np.array([0.125, 3.0])
+
+    def __init__(self, site_dirs: Sequence[Path]) -> None:
+        super().__init__(site_dirs)
+        self.crafted: Incoming | None = None
+        self.masked: Incoming | None = None
+        self.honest: Mapping[str, np.ndarray] = {}
+
+    def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        got = super().exchange(outgoing, timeout=timeout)
+        for node, o in outgoing.items():
+            if o.request.kind == "glm_separation" and self.site_dirs[node].name == "site-a":
+                self.honest = o.inputs
+                crafted = {**o.inputs, "center": self.CENTER, "scale": self.SCALE}
+                self.crafted = super().exchange(
+                    {node: Outgoing(o.request, crafted)}, timeout=timeout
+                )[node]
+                masked = {**o.inputs, "covariates_used": np.array([1, 0], dtype=np.uint8)}
+                self.masked = super().exchange(
+                    {node: Outgoing(o.request, masked)}, timeout=timeout
+                )[node]
+        return got
+
+
+def test_separation_round__a_coordinators_own_centre_and_scale_tell_only_power_sums(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """The glm_separation reply, asked with any centre and scale, follows from the sums of
+    C, C^2 (in glm_stats' zz), C^3 and C^4 over the analysis samples: asking again with
+    other inputs tells the coordinator nothing new. And a mask that would take back the
+    one person missing BMI is served over the same samples (the guard), so the AGE sums
+    of the two replies are equal: nothing to subtract."""
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    add_covariate_missing_for(sites[0], person=3)
+    for other in sites[1:]:
+        add_covariate_missing_for(other, person=None)
+    transport = AsksSeparationItsOwnWay(sites)
+    run(study("sep", GLM_DISEASE_AGE_BMI), transport, tmp_path / "a")
+    assert transport.crafted is not None and transport.masked is not None
+    (stats,) = transport.arrays("site-a", "glm_stats")
+    honest = transport.arrays("site-a", "glm_separation")[0]  # then the two crafted ones
+    zz = stats["zz"]  # z = [1, AGE, BMI, y]: n, sums of AGE and BMI, their squares
+    n, sums, squares = zz[0], zz[1:3], np.array([zz[4], zz[7]])
+    center, scale = transport.honest["center"], transport.honest["scale"]
+    # the power sums the honest reply gives, then the crafted reply predicted from them
+    p1, p2 = sums - n * center, squares - 2 * center * sums + n * center**2
+    s3 = honest["moments"][:, 0] * scale**3  # sum (C - c)^3
+    s4 = honest["moments"][:, 1] * scale**4
+    c3 = s3 + 3 * center * p2 + 3 * center**2 * p1 + n * center**3  # sum C^3
+    c4 = s4 + 4 * center * c3 - 6 * center**2 * squares + 4 * center**3 * sums - n * center**4
+    a, b = AsksSeparationItsOwnWay.CENTER, AsksSeparationItsOwnWay.SCALE
+    pred3 = (c3 - 3 * a * squares + 3 * a**2 * sums - n * a**3) / b**3
+    pred4 = (c4 - 4 * a * c3 + 6 * a**2 * squares - 4 * a**3 * sums + n * a**4) / b**4
+    crafted = transport.crafted.arrays["moments"]
+    assert crafted[:, 0] == pytest.approx(pred3, rel=1e-6)
+    assert crafted[:, 1] == pytest.approx(pred4, rel=1e-6)
+    masked = transport.masked.arrays["moments"]
+    assert masked[0] == pytest.approx(honest["moments"][0], rel=1e-12)  # AGE: same samples
+    assert not refusals(sites[0])
+
+
+def test_separation_round__malformed_centre_or_scale_is_a_bad_request(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    for site in sites:
+        add_covariate_missing_for(site, person=None)
+
+    class ZeroScale(AsksSeparationItsOwnWay):
+        SCALE = np.array([0.0, 1.0])
+
+    transport = ZeroScale(sites)
+    run(study("sep", GLM_DISEASE_AGE_BMI), transport, tmp_path / "a")
+    assert transport.crafted is not None and not transport.crafted.arrays
+    assert refusals(sites[0])[-1].startswith("BAD_REQUEST: ")

@@ -17,15 +17,21 @@ separates when the cases' range and the controls' range do not overlap
   (``CheckForAndHandleSeparatedCovar``), but the loop around it re-iterates
   with a stale bit iterator and v2.00a3.5 crashes (exit 139 here).
 
-GenoFed's coordinator cannot make that check: it needs each covariate's
-smallest and largest value among the cases and among the controls, and the
-sites send sums only. Where the covariate is continuous Newton fails for
+GenoFed's coordinator makes that check exactly for two-valued covariates,
+from the sites' ``glm_separation`` sums (:mod:`genofed.common.wire.glm`):
+no range leaves a site. Where the covariate is continuous Newton fails for
 every variant anyway (plink2's own rules), so every row falls back to Firth
-in both and the flags agree (first test). A 0/1 covariate equal to the
-phenotype, or 1 in every case and a few controls, lets Newton run to its
-iteration limit instead, so GenoFed reports ``N``/``UNFINISHED`` rows where
-plink2 reports Firth fits (the strict xfails: they pass once sites release
-what the check needs).
+in both and the flags agree (second test). A 0/1 covariate equal to the
+phenotype, or 1 in every case and a few controls, would let Newton run to
+its iteration limit; the check finds them and every row is Firth, as in
+plink2 (third test).
+
+Those Firth fits sit at the edge of the parameter space (odds ratios of
+10^3 to 10^5 for the separating covariate), where plink2's single-precision
+Firth stops a step earlier or later than GenoFed's double-precision one: on
+a few rows one reads ``UNFINISHED`` and the other ``.``, with estimates
+within 0.005 on the log-odds scale. The third test allows that on at most a
+quarter of the rows and compares the numbers wherever plink2 finished.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from genofed.common.errors import InputError
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import run_study
 from genofed.synth import SynthSummary, write_cohorts
@@ -78,7 +85,7 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
     return summary
 
 
-def _plink2(plink2: Path, cohort: SynthSummary, covariate: str, out: Path) -> Path:
+def _plink2(plink2: Path, cohort: SynthSummary, covariate: str | None, out: Path) -> Path:
     pooled = cohort.pooled
     subprocess.run(
         [
@@ -92,7 +99,7 @@ def _plink2(plink2: Path, cohort: SynthSummary, covariate: str, out: Path) -> Pa
             "--covar",
             str(pooled / "covar.tsv"),
             "--covar-name",
-            f"AGE,SEX,{covariate}",
+            ",".join(_covariates(covariate)),
             "--glm",
             "firth-fallback",
             "--threads",
@@ -106,7 +113,11 @@ def _plink2(plink2: Path, cohort: SynthSummary, covariate: str, out: Path) -> Pa
     return out.with_name(f"{out.name}.DISEASE.glm.logistic.hybrid")
 
 
-def _federated(cohort: SynthSummary, covariate: str, out: Path) -> Path:
+def _covariates(covariate: str | None) -> list[str]:
+    return ["AGE", "SEX"] + ([covariate] if covariate else [])
+
+
+def _federated(cohort: SynthSummary, covariate: str | None, out: Path) -> Path:
     study = study_from_mapping(
         {
             "study": {"name": "sep"},
@@ -115,7 +126,7 @@ def _federated(cohort: SynthSummary, covariate: str, out: Path) -> Path:
                     "kind": "glm",
                     "id": "g",
                     "phenotype": "DISEASE",
-                    "covariates": ["AGE", "SEX", covariate],
+                    "covariates": _covariates(covariate),
                     "firth": "fallback",
                 }
             ],
@@ -161,15 +172,73 @@ def test_continuous_separating_covariate__every_variant_firth_as_in_plink2(
     _compare(ours, theirs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plink2's covariate separation check needs each covariate's range in cases and "
-    "in controls, which the sites do not release: GenoFed runs Newton (N, UNFINISHED)",
-)
+def _compare_at_the_edge(ours: Path, theirs: Path) -> None:
+    """FIRTH? and OBS_CT exactly; ERRCODE equal but for a few UNFINISHED/``.`` pairs; numbers
+    where plink2 finished: OR, SE to 2e-3 (relative) on rows both finished, log-odds to 0.005
+    and SE to 2e-3 on rows only plink2 finished."""
+    rows = [line.split("\t") for line in ours.read_text().splitlines()]
+    ref = [line.split("\t") for line in theirs.read_text().splitlines()]
+    assert rows[0] == ref[0] and len(rows) == len(ref)
+    col = {name: j for j, name in enumerate(ref[0])}
+    edge = 0
+    for r, w in zip(rows[1:], ref[1:], strict=True):
+        for name in ("ID", "A1", "TEST", "FIRTH?", "OBS_CT"):
+            assert r[col[name]] == w[col[name]], (name, r, w)
+        assert r[col["FIRTH?"]] == "Y"
+        ours_err, their_err = r[col["ERRCODE"]], w[col["ERRCODE"]]
+        if ours_err != their_err:
+            assert {ours_err, their_err} == {"UNFINISHED", "."}, (r, w)
+            edge += 1
+        if their_err != "." or w[col["OR"]] == "NA":
+            continue
+        o_or, t_or = float(r[col["OR"]]), float(w[col["OR"]])
+        o_se, t_se = float(r[col["LOG(OR)_SE"]]), float(w[col["LOG(OR)_SE"]])
+        assert abs(o_se - t_se) <= 2e-3 * t_se, (r, w)
+        if ours_err == ".":
+            assert abs(o_or - t_or) <= 2e-3 * t_or, (r, w)
+        else:
+            assert abs(np.log(o_or) - np.log(t_or)) <= 5e-3, (r, w)
+    assert edge <= (len(rows) - 1) // 4, f"{edge} of {len(rows) - 1} rows differ in ERRCODE"
+
+
 @pytest.mark.parametrize("covariate", ["BIN_SEP", "BIN_QSEP"])
 def test_binary_separating_covariate__every_variant_firth_as_in_plink2(
     cohort: SynthSummary, plink2: Path, tmp_path: Path, covariate: str
 ) -> None:
     theirs = _plink2(plink2, cohort, covariate, tmp_path / "p2")
     ours = _federated(cohort, covariate, tmp_path / "fed")
+    _compare_at_the_edge(ours, theirs)
+
+
+def test_binary_separating_covariate_with_firth_never__stops_as_plink2(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """plink2 --glm no-firth stops on a separating covariate (exit 7); so does GenoFed."""
+    study = study_from_mapping(
+        {
+            "study": {"name": "sep"},
+            "analysis": [
+                {
+                    "kind": "glm",
+                    "id": "g",
+                    "phenotype": "DISEASE",
+                    "covariates": ["AGE", "SEX", "BIN_QSEP"],
+                    "firth": "never",
+                }
+            ],
+        },
+        path=Path("<t>"),
+    )
+    with pytest.raises(InputError, match=r"'BIN_QSEP' separate cases from controls") as got:
+        run_study(study, InProcessTransport(cohort.sites), tmp_path / "fed", engine="in-process")
+    assert "fallback" in (got.value.hint or "")
+
+
+def test_two_valued_covariate_that_does_not_separate__newton_as_before(
+    cohort: SynthSummary, plink2: Path, tmp_path: Path
+) -> None:
+    """SEX (1/2, both in cases and in controls) passes the check: rows as plink2's."""
+    theirs = _plink2(plink2, cohort, None, tmp_path / "p2")
+    ours = _federated(cohort, None, tmp_path / "fed")
     _compare(ours, theirs)
+    assert "N" in _flags(ours)  # Newton where no genotype separates, as in plink2

@@ -108,6 +108,37 @@ its disclosure guard as it declares the first round's samples, so S1 and
 the first round's set are checked against each other: differing by fewer
 than ``min_cell_count`` people, the release is refused.
 
+Covariate separation (logistic with ``firth = "fallback"`` or ``"no"``).
+plink2 checks every kept covariate, over the analysis samples and before any
+variant, for cases and controls whose ranges do not interleave
+(``CheckForSeparatedQtCovar`` in ``plink2_glm.cc``: complete or
+quasi-complete separation); if one does, every variant is fitted by Firth
+(``fallback``) or the phenotype is skipped (``no``). Ranges are extremes of
+single people, so the sites do not send them. For a covariate that takes two
+values over the pooled analysis samples the check is exact from sums: the
+ranges do not interleave exactly when every case, or every control, has the
+same value. The coordinator asks, with the pooled means ``center`` and
+standard deviations ``scale`` (from ``zz``; 0 and 1 for a covariate the
+model leaves out)::
+
+    glm_separation (inputs center float64 (k,), scale float64 (k,), optional covariates_used)
+
+    moments   float64 (k, 2)  sums of u^3 and u^4 over the analysis samples,
+                              u = (C - center) / scale
+
+(summable as sent). The pooled standardized third and fourth moments say
+whether a covariate is two-valued (kurtosis = skewness^2 + 1, which holds
+only for two-point distributions) and, if so, its two values; with the
+cases' sum of ``C`` in ``zz`` that gives the cases and controls at each
+value (:func:`genofed.coordinator.combine.covariates.separated_covariates`).
+Whatever ``center`` and ``scale`` a coordinator sends, the reply tells it
+the sums of ``C^3`` and ``C^4`` over the analysis samples, no more (the
+powers of ``C - center`` expand into them and the ``zz`` sums), and the
+site declares the samples to its disclosure guard as for ``glm_covariates``.
+Covariates with three or more values are not checked: where one separates,
+Newton fails on every variant and plink2's Firth fallback follows for
+every variant in both (``tests/reference/test_firth_covariate_separation_vs_plink2.py``).
+
 Symmetric arrays are sent as their unique entries, in the order of
 :func:`multisets`. The third-moment tensor is what lets the coordinator form
 Firth's penalized score ``X^T (y - mu + h (1/2 - mu))`` with the hat diagonal
@@ -129,7 +160,10 @@ import numpy.typing as npt
 GLM_STATS_KIND: Final = "glm_stats"
 GLM_LOGISTIC_KIND: Final = "glm_logistic"
 GLM_COVARIATES_KIND: Final = "glm_covariates"
-GLM_REQUEST_KINDS: Final = frozenset({GLM_STATS_KIND, GLM_LOGISTIC_KIND, GLM_COVARIATES_KIND})
+GLM_SEPARATION_KIND: Final = "glm_separation"
+GLM_REQUEST_KINDS: Final = frozenset(
+    {GLM_STATS_KIND, GLM_LOGISTIC_KIND, GLM_COVARIATES_KIND, GLM_SEPARATION_KIND}
+)
 #: Request input: 1 for each study covariate the model uses (absent: every covariate).
 COVARIATES_USED: Final = "covariates_used"
 
@@ -319,11 +353,45 @@ def covariates_form(
     return out
 
 
+def separation_inputs(
+    inputs: Mapping[str, np.ndarray], k: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The ``glm_separation`` request's ``center`` and ``scale`` over ``k`` covariates.
+
+    Raises ValueError when they are missing, of another shape, not finite, or
+    a scale is not positive.
+    """
+    center, scale = inputs.get("center"), inputs.get("scale")
+    for name, got in (("center", center), ("scale", scale)):
+        if got is None or got.shape != (k,) or got.dtype != np.float64:
+            raise ValueError(f"{name} must be {k} float64 values")
+        if not np.isfinite(got).all():
+            raise ValueError(f"{name} must be finite")
+    assert center is not None and scale is not None
+    if (scale <= 0).any():
+        raise ValueError("scale must be positive")
+    return np.asarray(center, dtype=np.float64), np.asarray(scale, dtype=np.float64)
+
+
+def separation_form(
+    arrays: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """One site's ``glm_separation`` reply as sent, checked against the request's ``center``."""
+    center = inputs.get("center")
+    if center is None or center.ndim != 1:
+        raise ValueError("the request's center is missing or is not a vector")
+    got = arrays.get("moments")
+    if got is None or got.shape != (len(center), 2) or got.dtype.kind != "f":
+        raise ValueError(f"moments must have shape ({len(center)}, 2)")
+    return {"moments": np.asarray(got, dtype=np.float64)}
+
+
 #: Request kind -> its summable form (:mod:`genofed.common.wire.summable`).
 SUMMABLE_FORMS: Final[Mapping[str, Callable[..., dict[str, np.ndarray]]]] = {
     GLM_STATS_KIND: stats_form,
     GLM_LOGISTIC_KIND: logistic_form,
     GLM_COVARIATES_KIND: covariates_form,
+    GLM_SEPARATION_KIND: separation_form,
 }
 
 
@@ -333,6 +401,7 @@ __all__ = [
     "GLM_COVARIATES_KIND",
     "GLM_LOGISTIC_KIND",
     "GLM_REQUEST_KINDS",
+    "GLM_SEPARATION_KIND",
     "GLM_STATS_KIND",
     "PHENOTYPE_TYPE_FACT",
     "QUANTITATIVE",
@@ -345,6 +414,8 @@ __all__ = [
     "logistic_shapes",
     "miss_center",
     "multisets",
+    "separation_form",
+    "separation_inputs",
     "stats_form",
     "uncentered",
     "unpack",

@@ -53,18 +53,33 @@ as constant and are left out by :class:`Design` as before. (``glm`` only:
 ``prs`` and ``pgx`` leave constant covariates out but do not take samples
 back.)
 
+Separated covariates (:func:`separation_request`, :func:`separated_covariates`).
+With ``firth-fallback`` plink2 fits every variant by Firth when a kept
+covariate separates cases from controls, and with ``no-firth`` it stops
+(``CheckForSeparatedCovar``, ``GlmDetermineCovars``): the cases' range and
+the controls' range do not interleave (one ends where, or before, the other
+begins). Ranges are single people's values, which the sites do not send;
+but for a covariate with two values over the analysis samples the ranges
+fail to interleave exactly when every case, or every control, has the same
+value, and that follows from sums: the ``glm_separation`` round's third and
+fourth standardized power sums say whether the covariate is two-valued
+(kurtosis equals skewness squared plus one only for two-point
+distributions, within :data:`TWO_POINT_TOLERANCE`) and give its two values,
+and ``zz``'s sum of the covariate over the cases then counts the cases (and
+the controls) at each. A covariate with three or more values is not
+checked: a continuous one that separates makes Newton fail on every
+variant, so plink2's fallback and GenoFed's both fit every variant by Firth
+(``tests/reference/test_firth_covariate_separation_vs_plink2.py``); a
+discrete one with three or more values that separates is the case left
+open.
+
 Not reproduced (the pooled sums cannot show them): for a quantitative
 phenotype plink2 drops the one sample that keeps a covariate from being
-constant (step 3, "constant except for one sample"); and with firth-fallback
-it fits every variant by Firth when a covariate separates cases from
-controls (CheckForSeparatedCovar), which needs the covariate's range in
-cases and in controls (a continuous one makes Newton fail on every variant,
-so Firth is used there anyway; a 0/1 one does not:
-``tests/reference/test_firth_covariate_separation_vs_plink2.py``).
-Nor is the corner where the left-out set found over
-the samples with every covariate differs from the one plink2 finds after
-its GlmMain exclusion (a covariate constant over the complete samples but
-not over those that miss only a GlmMain-excluded one).
+constant (step 3, "constant except for one sample"). Nor is the corner
+where the left-out set found over the samples with every covariate differs
+from the one plink2 finds after its GlmMain exclusion (a covariate constant
+over the complete samples but not over those that miss only a
+GlmMain-excluded one).
 
 Pure core: arrays in, arrays out.
 """
@@ -88,12 +103,15 @@ __all__ = [
     "SINGULAR_RCOND",
     "SUMMARY_KEY",
     "TAKEN_BACK_KEY",
+    "TWO_POINT_TOLERANCE",
     "CovariateCheck",
     "Design",
     "TakeBack",
     "check_covariates",
     "checked_design",
     "kept_mask",
+    "separated_covariates",
+    "separation_request",
     "take_back",
 ]
 
@@ -103,6 +121,10 @@ F64 = npt.NDArray[np.float64]
 CONSTANT_TOLERANCE: Final = 1e-9
 #: Reciprocal 1-norm condition number below which the correlation matrix is singular.
 SINGULAR_RCOND: Final = 1e-10
+#: Standardized kurtosis minus (skewness^2 + 1), relative to the kurtosis, at or below which a
+#: covariate is two-valued (the difference is 0 for two-point distributions only; a third value
+#: held by one sample in 10^6 moves it by about 10^-6).
+TWO_POINT_TOLERANCE: Final = 1e-9
 #: Key of an analysis's summary that names the constant covariates left out (only when some are).
 SUMMARY_KEY: Final = "constant covariates left out"
 
@@ -366,3 +388,80 @@ class Design:
         if degree == 1:
             return np.ascontiguousarray(np.asarray(packed)[:, list(self.positions)])
         return np.asarray(packed)[:, _packed_index(self.k + 2, self.positions, degree)]
+
+
+def _covariate_sums(zz: F64, k: int) -> tuple[float, F64, F64, float, F64]:
+    """From packed ``sum z z^T``: n, sums of C, sums of C^2, cases, sums of C over the cases."""
+    q = k + 2
+    full = unpack(np.asarray(zz, dtype=np.float64)[None, :], q, 2)[0]
+    cov = slice(1, k + 1)
+    return (
+        float(full[0, 0]),
+        full[0, cov].copy(),
+        np.diag(full[cov, cov]).copy(),
+        float(full[0, q - 1]),
+        full[cov, q - 1].copy(),
+    )
+
+
+def separation_request(zz: F64, k: int, keep: Sequence[int]) -> tuple[F64, F64]:
+    """The ``glm_separation`` inputs: pooled means and standard deviations of the kept covariates.
+
+    Left-out covariates (and any without spread) get centre 0 and scale 1:
+    their sums are not read.
+    """
+    n, sums, squares, _, _ = _covariate_sums(zz, k)
+    center = np.zeros(k)
+    scale = np.ones(k)
+    for j in keep:
+        mean = sums[j] / n
+        var = squares[j] / n - mean * mean
+        if var > 0 and np.isfinite(var):
+            center[j], scale[j] = mean, np.sqrt(var)
+    return center, scale
+
+
+def separated_covariates(
+    zz: F64, moments: F64, center: F64, scale: F64, keep: Sequence[int]
+) -> tuple[list[int], list[int]]:
+    """The kept two-valued covariates that separate cases from controls, as plink2 finds them.
+
+    ``zz`` is the pooled ``sum z z^T`` of the analysis samples (a binary
+    phenotype coded 0/1), ``moments`` the pooled ``glm_separation`` reply
+    asked with ``center`` and ``scale``. Returns (quasi-separating,
+    completely separating) covariate indices: in the first, every case or
+    every control has one value; in the second, the cases have one value
+    and the controls the other.
+    """
+    k = len(center)
+    n, sums, squares, cases, case_sums = _covariate_sums(zz, k)
+    controls = n - cases
+    quasi: list[int] = []
+    complete: list[int] = []
+    if n < 2 or cases < 0.5 or controls < 0.5:
+        return quasi, complete
+    for j in keep:
+        if not squares[j] / n - (sums[j] / n) ** 2 > 0:
+            continue  # not spread: the covariate checks leave it out
+        m3 = moments[j, 0] / n
+        m4 = moments[j, 1] / n
+        if not (np.isfinite(m3) and np.isfinite(m4)):
+            continue
+        if m4 - (m3 * m3 + 1.0) > TWO_POINT_TOLERANCE * max(m4, 1.0):
+            continue  # three or more values
+        root = np.sqrt(m3 * m3 + 4.0)
+        low = center[j] + scale[j] * (m3 - root) / 2.0
+        high = center[j] + scale[j] * (m3 + root) / 2.0
+        if not high > low:
+            continue
+        case_high = (case_sums[j] - low * cases) / (high - low)
+        control_high = (sums[j] - case_sums[j] - low * controls) / (high - low)
+        counts = np.array([case_high, cases - case_high, control_high, controls - control_high])
+        if np.abs(counts - np.rint(counts)).max() > 1e-6 * n:
+            continue  # the sums do not fit two values: leave it unchecked
+        empty = np.rint(counts) == 0
+        if empty.any():
+            quasi.append(int(j))
+            if (empty[0] and empty[3]) or (empty[1] and empty[2]):
+                complete.append(int(j))
+    return quasi, complete

@@ -496,7 +496,10 @@ class LogisticFit:
     this class converts to and from plink2's A1 coding.
     """
 
-    def __init__(self, gram: PooledGram, firth_mode: str) -> None:
+    def __init__(self, gram: PooledGram, firth_mode: str, separation_found: bool = False) -> None:
+        """``separation_found``: a covariate separates cases from controls (plink2's
+        ``separation_found``; :func:`genofed.coordinator.combine.covariates.separated_covariates`),
+        so in ``fallback`` mode every variant is fitted by Firth, as plink2 does."""
         self.gram = gram
         self.firth_mode = firth_mode
         p = self.p = gram.p
@@ -516,7 +519,7 @@ class LogisticFit:
             "loglik": n * np.log(0.5),
         }
         self._firth = _FirthState.empty(p)
-        if firth_mode == "always":
+        if firth_mode == "always" or (firth_mode == "fallback" and separation_found):
             newton = np.zeros(v, dtype=bool)
             self._start_firth(np.flatnonzero(todo))
         else:

@@ -21,6 +21,13 @@ then adds back), and if so ``glm_stats`` is asked again, and every
 (:func:`genofed.coordinator.combine.covariates.take_back`). Where no
 covariate is left out the rounds are exactly as before.
 
+Logistic with ``firth = "fallback"`` or ``"never"`` and a kept covariate:
+one ``glm_separation`` round before the Newton rounds, plink2's check for a
+covariate that separates cases from controls
+(:func:`genofed.coordinator.combine.covariates.separated_covariates`). If one
+does, every variant is fitted by Firth (``fallback``), or the analysis stops
+with plink2's error (``never``).
+
 The math is in :mod:`genofed.coordinator.combine.glm`; this module only
 moves arrays between it and the sites, then writes the tables and plots.
 """
@@ -33,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genofed.common.errors import GenoFedError
+from genofed.common.errors import GenoFedError, InputError
 from genofed.common.messages import Reply
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import (
@@ -41,6 +48,7 @@ from genofed.common.wire.glm import (
     COVARIATES_USED,
     GLM_COVARIATES_KIND,
     GLM_LOGISTIC_KIND,
+    GLM_SEPARATION_KIND,
     GLM_STATS_KIND,
     PHENOTYPE_TYPE_FACT,
     QUANTITATIVE,
@@ -54,6 +62,8 @@ from genofed.coordinator.combine.covariates import (
     TakeBack,
     checked_design,
     kept_mask,
+    separated_covariates,
+    separation_request,
     take_back,
 )
 from genofed.coordinator.combine.glm import (
@@ -135,7 +145,7 @@ def run_glm(
     )
     what = f"glm analysis {spec.id!r}"
     linear = model == "linear"
-    first = gram
+    first = basis = gram
     gram, design, check = checked_design(first, covariates, linear=linear, what=what)
     warning = check.warning(what)
     if warning is not None:
@@ -148,18 +158,22 @@ def run_glm(
         if back.added:
             rounds += 1
             log.warning("%s", taken_back_message(what, back, check))
-            _, second = stats(back.used)
-            gram, design, _ = checked_design(second, covariates, linear=linear, what=what)
+            _, basis = stats(back.used)
+            gram, design, _ = checked_design(basis, covariates, linear=linear, what=what)
             check = CovariateCheck(
                 keep=design.keep,
                 constant=tuple(c for j, c in enumerate(covariates) if not back.used[j]),
                 n=back.n,
             )
     used = None if back is None or not back.added else back.used
+    separating: list[str] = []
+    if model == "logistic" and spec.params["firth"] != "always" and design.keep:
+        rounds += 1
+        separating = ask_separation(spec, basis, design, covariates, len(sites), ask_sum, used)
     if model == "linear":
         result = linear_regression(gram)
     else:
-        result, extra = _logistic(spec, gram, design, plans, ask_sum, used)
+        result, extra = _logistic(spec, gram, design, plans, ask_sum, used, bool(separating))
         rounds += extra
     lambda_gc = genomic_inflation(result)
     files = write_glm_outputs(
@@ -194,7 +208,64 @@ def run_glm(
         ),
         **check.summary(),
         **(back.summary() if back is not None else {}),
+        **({SEPARATION_KEY: ", ".join(separating)} if separating else {}),
     }
+
+
+#: Key of an analysis's summary that names the covariates separating cases from controls.
+SEPARATION_KEY = "separating covariates (every variant Firth)"
+
+
+def ask_separation(
+    spec: AnalysisSpec,
+    basis: PooledGram,
+    design: Design,
+    covariates: Sequence[str],
+    n_sites: int,
+    ask_sum: AskSum,
+    used: np.ndarray | None,
+) -> list[str]:
+    """One ``glm_separation`` round: the kept covariates that separate cases from controls.
+
+    With ``firth = "fallback"`` logs plink2's consequence (every variant fitted
+    by Firth) and returns their names; with ``"never"`` raises plink2's error.
+    """
+    if basis.zz is None:
+        raise ValueError("the pooled Gram has no covariate sums (zz)")
+    center, scale = separation_request(basis.zz, len(covariates), design.keep)
+    extra = {} if used is None else {COVARIATES_USED: used}
+    got = ask_sum(
+        GLM_SEPARATION_KIND, spec.id, [{"center": center, "scale": scale, **extra}] * n_sites
+    )
+    moments = got.arrays.get("moments")
+    if moments is None or moments.shape != (len(covariates), 2):
+        raise GenoFedError(
+            f"the sites' summed {GLM_SEPARATION_KIND} moments must have shape "
+            f"{(len(covariates), 2)}: are the sites on the same software version?"
+        )
+    quasi, complete = separated_covariates(basis.zz, moments, center, scale, design.keep)
+    if not quasi:
+        return []
+    names = [covariates[j] for j in quasi]
+    what = f"glm analysis {spec.id!r}"
+    listed = ", ".join(map(repr, names))
+    how = "completely" if complete else "quasi-completely"
+    if spec.params["firth"] == "never":
+        raise InputError(
+            f"{what}: covariate(s) {listed} separate cases from controls ({how}: every case, "
+            "or every control, has one value), so logistic regression has no finite estimate; "
+            "plink2 --glm no-firth stops here too ((Quasi-)separated covariate(s) were present)",
+            hint=f'use firth = "fallback" (plink2\'s default), or remove {listed} from the '
+            "covariates",
+        )
+    log.warning(
+        "%s: covariate(s) %s separate cases from controls (%s); as plink2 does, every variant "
+        "is fitted by Firth regression",
+        what,
+        listed,
+        how,
+    )
+    return names
 
 
 def ask_take_back(
@@ -236,9 +307,10 @@ def _logistic(
     plans: Sequence[SitePlan],
     ask_sum: AskSum,
     used: np.ndarray | None = None,
+    separation_found: bool = False,
 ) -> tuple[GlmResult, int]:
     """Newton and Firth rounds; the sites evaluate every covariate, ``design`` keeps the model's."""
-    fit = LogisticFit(gram, spec.params["firth"])
+    fit = LogisticFit(gram, spec.params["firth"], separation_found)
     p = design.k + 2  # the sites' predictors
     rounds = 0
     while (pending := fit.pending()) is not None:
@@ -280,4 +352,12 @@ def _logistic(
     return fit.result(), rounds
 
 
-__all__ = ["AskSites", "ask_take_back", "resolve_model", "run_glm", "taken_back_message"]
+__all__ = [
+    "SEPARATION_KEY",
+    "AskSites",
+    "ask_separation",
+    "ask_take_back",
+    "resolve_model",
+    "run_glm",
+    "taken_back_message",
+]

@@ -10,6 +10,8 @@ only covariates it leaves out as constant: :mod:`genofed.common.wire.glm`),
 the samples are chosen with only the used covariates required, the unused
 ones' columns are zero, and ``glm_covariates`` sends the sums the
 coordinator needs to decide which left-out covariates plink2 adds back.
+``glm_separation`` sends the sums that say whether a two-valued covariate
+separates cases from controls (plink2's check before any variant).
 
 Logistic regression's Newton rounds read the analysis's genotypes from a
 cache that the ``glm_stats`` round writes in the site's ``state/`` directory
@@ -38,12 +40,14 @@ from genofed.common.wire.glm import (
     BINARY,
     GLM_COVARIATES_KIND,
     GLM_REQUEST_KINDS,
+    GLM_SEPARATION_KIND,
     GLM_STATS_KIND,
     PHENOTYPE_TYPE_FACT,
     QUANTITATIVE,
     count_dtype,
     covariates_used,
     miss_center,
+    separation_inputs,
 )
 from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.context import Answer, RequestContext, Server
@@ -199,10 +203,26 @@ def covariates_reply(samples: GlmSamples, used: np.ndarray) -> NamedArrays:
     }
 
 
+def separation_reply(samples: GlmSamples, inputs: NamedArrays) -> NamedArrays:
+    """``glm_separation`` arrays: each covariate's standardized third and fourth power sums."""
+    k = samples.covariates.shape[1]
+    try:
+        center, scale = separation_inputs(inputs, k)
+    except ValueError as exc:
+        raise PolicyRefusal(BAD_REQUEST, f"the {GLM_SEPARATION_KIND} request's {exc}") from exc
+    u = (samples.covariates - center[None, :]) / scale[None, :]
+    u2 = u * u
+    return {"moments": np.column_stack([(u2 * u).sum(axis=0), (u2 * u2).sum(axis=0)])}
+
+
+#: Request kinds that sum covariates and the phenotype only, over no variant.
+_CLINICAL_ONLY: Final = frozenset({GLM_COVARIATES_KIND, GLM_SEPARATION_KIND})
+
+
 def serve_glm(ctx: RequestContext) -> Answer:
-    """The sums of a ``glm_stats`` or ``glm_logistic`` request."""
+    """The sums of a ``glm_stats``, ``glm_logistic``, ``glm_covariates`` or ``glm_separation``."""
     spec, bed = ctx.analysis, ctx.bed
-    if ctx.request.kind == GLM_COVARIATES_KIND:
+    if ctx.request.kind in _CLINICAL_ONLY:
         index, flip = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_)
     else:
         index, flip = ctx.variant_plan
@@ -274,7 +294,7 @@ def answer_glm(
         )
     guard = guard if guard is not None else ReleaseGuard.disabled(bed.n_samples)
     aligned = guard.align(
-        (CLINICAL,) if kind == GLM_COVARIATES_KIND else (CLINICAL, GENOTYPES), samples.index
+        (CLINICAL,) if kind in _CLINICAL_ONLY else (CLINICAL, GENOTYPES), samples.index
     )
     if len(aligned) < len(samples.index):  # an earlier release's samples, inside this cohort
         facts[GUARD_LEFT_OUT_FACT] = str(len(samples.index) - len(aligned))
@@ -287,7 +307,7 @@ def answer_glm(
             None if samples.raw is None else samples.raw[keep],
         )
     guard.declare(CLINICAL, samples.index)
-    if kind != GLM_COVARIATES_KIND:  # that round sums no genotype
+    if kind not in _CLINICAL_ONLY:  # those rounds sum no genotype
         guard.declare(GENOTYPES, samples.index)
     verdict = guard.check_declared()
     if not verdict.ok:
@@ -309,6 +329,10 @@ def answer_glm(
     if kind == GLM_COVARIATES_KIND:
         assert used is not None
         return covariates_reply(samples, used)
+    if kind == GLM_SEPARATION_KIND:
+        if not samples.binary:
+            raise PolicyRefusal(BAD_REQUEST, "the separation check needs a binary phenotype")
+        return separation_reply(samples, inputs)
     directory = cache_dir(config.directory, study_sha256, spec.id)
     forget_others(config.directory, study_sha256, spec.id)
     if kind == GLM_STATS_KIND:

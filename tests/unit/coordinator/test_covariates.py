@@ -19,6 +19,8 @@ from genofed.coordinator.combine.covariates import (
     Design,
     check_covariates,
     checked_design,
+    separated_covariates,
+    separation_request,
     take_back,
 )
 from genofed.coordinator.combine.glm import linear_regression, pool_stats
@@ -162,3 +164,66 @@ def test_take_back__a_left_out_covariate_that_varies_over_the_new_set_is_used_ag
     assert got.added == 12 and got.n == 102
     assert got.used.tolist() == [1, 0, 1, 0] and got.restored == ("X",)
     assert got.summary() == {TAKEN_BACK_KEY: 12}
+
+
+# -- covariate separation (glm_separation) -------------------------------------------------
+
+
+def _separation(cov: np.ndarray, y: np.ndarray, sites: int = 3) -> tuple[list[int], list[int]]:
+    """The coordinator's decision from per-site sums added up, as the rounds deliver them."""
+    parts = np.array_split(np.arange(len(y)), sites)
+    zz = sum(_zz(cov[p], y[p]) for p in parts)
+    keep = tuple(range(cov.shape[1]))
+    center, scale = separation_request(zz, cov.shape[1], keep)
+    moments = np.zeros((cov.shape[1], 2))
+    for p in parts:
+        u = (cov[p] - center) / scale
+        moments += np.column_stack([(u**3).sum(axis=0), (u**4).sum(axis=0)])
+    return separated_covariates(zz, moments, center, scale, keep)
+
+
+def _plink2_separated(values: np.ndarray, y: np.ndarray) -> bool:
+    """plink2's CheckForSeparatedQtCovar: the cases' and controls' ranges do not interleave."""
+    case, control = values[y == 1], values[y == 0]
+    return bool(case.min() >= control.max() or control.min() >= case.max())
+
+
+@pytest.mark.parametrize("low,high", [(0.0, 1.0), (1.0, 2.0), (-3.5, 1987.25)])
+def test_separation__two_valued_covariates_decided_as_plink2(low: float, high: float) -> None:
+    rng = np.random.default_rng(3)
+    n = 600
+    y = (rng.random(n) < 0.3).astype(float)
+    age = np.round(rng.uniform(20, 80, n))
+    mixed = np.where(rng.random(n) < 0.4, high, low)  # both values in both classes
+    cases_high = np.where(y == 1, high, np.where(rng.random(n) < 0.1, high, low))  # quasi
+    controls_low = np.where(y == 0, low, np.where(rng.random(n) < 0.5, high, low))  # quasi
+    complete = np.where(y == 1, high, low)
+    cov = np.column_stack([age, mixed, cases_high, controls_low, complete])
+    quasi, full = _separation(cov, y)
+    assert quasi == [j for j in range(cov.shape[1]) if _plink2_separated(cov[:, j], y)]
+    assert quasi == [2, 3, 4] and full == [4]
+
+
+def test_separation__three_values_or_continuous_are_not_checked() -> None:
+    """A third value held by one sample in 600 makes a covariate three-valued: not checked,
+    even though plink2 would call it separated (cases all at 1, controls at 0 and one at 2)."""
+    rng = np.random.default_rng(4)
+    n = 600
+    y = (rng.random(n) < 0.3).astype(float)
+    three = np.where(y == 1, 1.0, 0.0)
+    three[np.flatnonzero(y == 0)[0]] = 2.0
+    continuous = np.where(y == 1, rng.uniform(1, 2, n), rng.uniform(0, 1, n))
+    quasi, full = _separation(np.column_stack([three, continuous]), y)
+    assert quasi == [] and full == []
+
+
+def test_separation__left_out_and_constant_covariates_are_not_read() -> None:
+    rng = np.random.default_rng(5)
+    n = 300
+    y = (rng.random(n) < 0.5).astype(float)
+    cov = np.column_stack([np.ones(n), y.copy()])  # constant; separating but left out
+    zz = _zz(cov, y)
+    center, scale = separation_request(zz, 2, keep=(0,))
+    assert center.tolist() == [0.0, 0.0] and scale.tolist() == [1.0, 1.0]
+    moments = np.zeros((2, 2))
+    assert separated_covariates(zz, moments, center, scale, keep=(0,)) == ([], [])
