@@ -935,3 +935,40 @@ def test_separation_round__malformed_centre_or_scale_is_a_bad_request(
     run(study("sep", GLM_DISEASE_AGE_BMI), transport, tmp_path / "a")
     assert transport.crafted is not None and not transport.crafted.arrays
     assert refusals(sites[0])[-1].startswith("BAD_REQUEST: ")
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
+def test_prs_after_the_gwas__a_cohort_one_person_larger_is_served_over_the_gwas_set(
+    cohort: SynthSummary, tmp_path: Path, guard: bool
+) -> None:
+    """A GWAS on AGE+BMI, then a PRS on AGE alone: one person more (she lacks BMI).
+
+    Without the guard the prs_stats sums of y over the score's samples minus the
+    GWAS's glm_stats sums of y give her QPHENO. With it the site serves every prs
+    round over the GWAS's samples (the largest earlier set inside the cohort),
+    says it left one out, and the difference is nothing.
+    """
+    sites = federation(cohort, tmp_path / "sites", guard=guard)
+    _, y = add_covariate_missing_for(sites[0], person=3)
+    for other in sites[1:]:
+        add_covariate_missing_for(other, person=None)
+    transport = Recording(sites)
+    run(study("age-bmi", GLM_AGE_BMI), transport, tmp_path / "a")
+    prs = {
+        "kind": "prs",
+        "id": "p",
+        "scoring_file": str(cohort.scoring_file),
+        "phenotype": "QPHENO",
+        "covariates": ["AGE"],
+    }
+    run(study("prs", prs), transport, tmp_path / "b")
+    (gwas,) = transport.arrays("site-a", "glm_stats")
+    (stats,) = transport.arrays("site-a", "prs_stats")
+    difference = sum_y(stats["zz"], 1) - sum_y(gwas["zz"], 2)
+    if not guard:
+        assert difference == pytest.approx(y, abs=1e-9)  # the attack works
+        return
+    assert difference == 0.0 and stats["zz"][0] == gwas["zz"][0]
+    assert not refusals(sites[0])
+    summary = json.loads((tmp_path / "b" / "provenance.json").read_text())["summary"]
+    assert {"site": "site-a", "analysis": "p", "samples": 1} in summary["guard_left_out"]

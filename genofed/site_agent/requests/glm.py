@@ -188,6 +188,28 @@ def glm_samples(
     )
 
 
+def aligned_samples(
+    samples: GlmSamples, guard: ReleaseGuard, columns: tuple[str, ...], facts: Any
+) -> GlmSamples:
+    """``samples`` as the guard serves them: the largest earlier release's set inside them.
+
+    When that set is smaller, the fact :data:`GUARD_LEFT_OUT_FACT` says by how
+    many (:meth:`genofed.site_agent.privacy.guard.ReleaseGuard.align`).
+    """
+    aligned = guard.align(columns, samples.index)
+    if len(aligned) == len(samples.index):
+        return samples
+    facts[GUARD_LEFT_OUT_FACT] = str(len(samples.index) - len(aligned))
+    keep = np.isin(samples.index, aligned)
+    return GlmSamples(
+        samples.index[keep],
+        samples.y[keep],
+        samples.covariates[keep],
+        samples.binary,
+        None if samples.raw is None else samples.raw[keep],
+    )
+
+
 def covariates_reply(samples: GlmSamples, used: np.ndarray) -> NamedArrays:
     """``glm_covariates`` arrays: S1's size, and each unused covariate's sums where complete."""
     if samples.raw is None:
@@ -293,19 +315,9 @@ def answer_glm(
             hint="check that the phenotype and covariate files use the .fam sample IDs",
         )
     guard = guard if guard is not None else ReleaseGuard.disabled(bed.n_samples)
-    aligned = guard.align(
-        (CLINICAL,) if kind in _CLINICAL_ONLY else (CLINICAL, GENOTYPES), samples.index
+    samples = aligned_samples(
+        samples, guard, (CLINICAL,) if kind in _CLINICAL_ONLY else (CLINICAL, GENOTYPES), facts
     )
-    if len(aligned) < len(samples.index):  # an earlier release's samples, inside this cohort
-        facts[GUARD_LEFT_OUT_FACT] = str(len(samples.index) - len(aligned))
-        keep = np.isin(samples.index, aligned)
-        samples = GlmSamples(
-            samples.index[keep],
-            samples.y[keep],
-            samples.covariates[keep],
-            samples.binary,
-            None if samples.raw is None else samples.raw[keep],
-        )
     guard.declare(CLINICAL, samples.index)
     if kind not in _CLINICAL_ONLY:  # those rounds sum no genotype
         guard.declare(GENOTYPES, samples.index)

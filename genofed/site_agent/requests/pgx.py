@@ -23,6 +23,7 @@ import numpy as np
 from genofed.common.chromosomes import bare_chrom
 from genofed.common.errors import InputError, PolicyRefusal
 from genofed.common.reasons import BAD_REQUEST, UNKNOWN_REQUEST
+from genofed.common.receipts import GUARD_LEFT_OUT_FACT
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.pgx import (
     PGX_COUNTS_KIND,
@@ -199,6 +200,11 @@ def serve_pgx(ctx: RequestContext) -> Answer:
     if not spec.params["outcome"]:
         raise PolicyRefusal(BAD_REQUEST, "this pgx analysis names no outcome to associate")
     x, covariates, y, rows = _association_samples(config, bed, spec)
+    aligned = ctx.guard.align((CLINICAL, GENOTYPES), rows)
+    if len(aligned) < len(rows):  # an earlier release's samples, inside this cohort
+        facts[GUARD_LEFT_OUT_FACT] = str(len(rows) - len(aligned))
+        keep = np.isin(rows, aligned)
+        x, covariates, y, rows = x[keep], covariates[keep], y[keep], rows[keep]
     ctx.declare(CLINICAL, rows)
     ctx.declare(GENOTYPES, rows)
     facts["pgx_association_samples"] = str(len(y))

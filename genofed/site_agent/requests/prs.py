@@ -47,7 +47,7 @@ from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
 from genofed.site_agent.privacy.policy import SitePolicy
 from genofed.site_agent.privacy.suppression import small_cell_rows
-from genofed.site_agent.requests.glm import GlmSamples, glm_samples
+from genofed.site_agent.requests.glm import GlmSamples, aligned_samples, glm_samples
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
 from genofed.site_agent.stats.glm import gram_upper, linear_chunk, logistic_chunk
 from genofed.site_agent.stats.prs import (
@@ -92,7 +92,7 @@ def serve_prs(ctx: RequestContext) -> Answer:
         # with the guard on, the allele counts are over the score's own samples, so that
         # they and the score sums are over one set (all samples and the cohort would
         # differ by the few who lack the phenotype: their genotypes, subtracted)
-        rows = _samples(config, bed, spec).index if ctx.guard.enabled else None
+        rows = _samples(config, bed, spec, ctx, facts).index if ctx.guard.enabled else None
         everyone = np.ones(bed.n_samples, dtype=np.bool_)
         ctx.declare(GENOTYPES, everyone if rows is None else rows)
         counts, isolating = _effect_counts(bed, match, matched, rows, ctx)
@@ -126,7 +126,7 @@ def serve_prs(ctx: RequestContext) -> Answer:
     if np.any(use & ~matched):
         raise _bad("the prs request uses scoring rows this site did not match")
     _check_weights(scoring.weight[use], policy)
-    samples = _samples(config, bed, spec)
+    samples = _samples(config, bed, spec, ctx, facts)
     ctx.declare(CLINICAL, samples.index)
     ctx.declare(GENOTYPES, samples.index)
     if policy.min_cell_count > 0:
@@ -248,7 +248,11 @@ def _check_weights(weights: np.ndarray, policy: SitePolicy) -> None:
         )
 
 
-def _samples(config: SiteConfig, bed: BedFile, spec: AnalysisSpec) -> GlmSamples:
+def _samples(
+    config: SiteConfig, bed: BedFile, spec: AnalysisSpec, ctx: RequestContext, facts: Any
+) -> GlmSamples:
+    """The score's regression samples, as the guard serves them (every round the same set:
+    the first round's set is the largest earlier one inside the cohort for the later ones)."""
     as_glm = AnalysisSpec(
         id=spec.id,
         kind="glm",
@@ -268,7 +272,7 @@ def _samples(config: SiteConfig, bed: BedFile, spec: AnalysisSpec) -> GlmSamples
             path=config.directory / SITE_CONFIG,
             hint="check that the phenotype and covariate files use the .fam sample IDs",
         )
-    return samples
+    return aligned_samples(samples, ctx.guard, (CLINICAL, GENOTYPES), facts)
 
 
 def _effect_counts(
