@@ -44,7 +44,7 @@ def policy(guard: bool) -> str:
     return f"""
 [policy]
 version = 1
-allowed_analyses = ["variants", "freq", "glm", "km", "cox", "prs", "pca"]
+allowed_analyses = ["variants", "freq", "glm", "km", "cox", "prs", "pca", "train"]
 allowed_release_modes = ["plain"]
 min_cohort_size = 50
 min_cell_count = {MIN_CELL}
@@ -972,3 +972,34 @@ def test_prs_after_the_gwas__a_cohort_one_person_larger_is_served_over_the_gwas_
     assert not refusals(sites[0])
     summary = json.loads((tmp_path / "b" / "provenance.json").read_text())["summary"]
     assert {"site": "site-a", "analysis": "p", "samples": 1} in summary["guard_left_out"]
+
+
+def test_train_after_the_gwas__a_cohort_one_person_larger_is_served_over_the_gwas_set(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """A logistic GWAS on AGE+BMI, then a model trained on AGE alone (one person more, who
+    lacks BMI): every train round is over the GWAS's samples (the FedAvg weight says so),
+    and the summary says one was left out, instead of a refusal."""
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    add_covariate_missing_for(sites[0], person=3)
+    for other in sites[1:]:
+        add_covariate_missing_for(other, person=None)
+    transport = Recording(sites)
+    run(study("gwas", GLM_DISEASE_AGE_BMI), transport, tmp_path / "a")
+    train = {
+        "kind": "train",
+        "id": "t",
+        "target": "DISEASE",
+        "variants": list(cohort.causal_variants)[:5],
+        "covariates": ["AGE"],
+        "covariate_ranges": [[30, 80]],
+        "rounds": 2,
+        "noise_multiplier": 0.0,
+    }
+    run(study("train", train), transport, tmp_path / "b")
+    (gwas,) = transport.arrays("site-a", "glm_stats")
+    weights = [a["train_samples"][0] for a in transport.arrays("site-a", "train_round")]
+    assert weights and set(weights) == {gwas["zz"][0]}
+    assert not refusals(sites[0])
+    summary = json.loads((tmp_path / "b" / "provenance.json").read_text())["summary"]
+    assert {"site": "site-a", "analysis": "t", "samples": 1} in summary["guard_left_out"]

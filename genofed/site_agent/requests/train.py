@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -66,7 +65,7 @@ from genofed.site_agent.privacy.policy import (
     check_cohort_size,
     check_release_mode,
 )
-from genofed.site_agent.requests.glm import glm_samples
+from genofed.site_agent.requests.glm import aligned_samples, glm_samples
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
 from genofed.site_agent.stats.dpsgd import expected_steps, local_update
 from genofed.site_agent.stats.glm import oriented
@@ -100,9 +99,9 @@ def serve_train(ctx: RequestContext) -> Answer:
             '[privacy] mode = "exact" (SecAgg+ sums over >= 3 sites), or for DP-SGD noise '
             "(noise_multiplier > 0 or target_epsilon)",
         )
-    x, y = _training_data(config, bed, spec, inputs, ctx.declare)
-    check_cohort_size(policy, len(y))
     facts: dict[str, str] = {}
+    x, y = _training_data(config, bed, spec, inputs, ctx, facts)
+    check_cohort_size(policy, len(y))
     weights = _weights(inputs, params, x.shape[1])
     if request.kind == TRAIN_ROUND_KIND:
         started = time.monotonic()
@@ -130,9 +129,14 @@ def _training_data(
     bed: BedFile,
     spec: AnalysisSpec,
     inputs: NamedArrays,
-    guard: Callable[..., None] | None = None,
+    ctx: RequestContext | None = None,
+    facts: dict[str, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Features (study-ALT dosage - 1, scaled covariates) and 0/1 labels of the samples."""
+    """Features (study-ALT dosage - 1, scaled covariates) and 0/1 labels of the samples.
+
+    With ``ctx``, the samples are as its guard serves them (an earlier release's
+    set inside the cohort, the number left out in ``facts``) and are declared.
+    """
     params = spec.params
     as_glm = AnalysisSpec(
         spec.id,
@@ -140,9 +144,12 @@ def _training_data(
         {"phenotype": params["target"], "covariates": params["covariates"], "model": "auto"},
     )
     samples = glm_samples(config, bed, as_glm)
-    if guard is not None:
-        guard(CLINICAL, samples.index)
-        guard(GENOTYPES, samples.index)
+    if ctx is not None:
+        samples = aligned_samples(
+            samples, ctx.guard, (CLINICAL, GENOTYPES), facts if facts is not None else {}
+        )
+        ctx.declare(CLINICAL, samples.index)
+        ctx.declare(GENOTYPES, samples.index)
     if not samples.binary:
         raise InputError(
             f"train target {params['target']!r} is not a case/control column "
