@@ -51,8 +51,9 @@ from genofed.coordinator.conform import (
 )
 from genofed.coordinator.runner import run_study
 from genofed.coordinator.transport import Incoming, Outgoing
+from genofed.site_agent.io.genotypes import FORMATS, detect_format, open_genotypes
 from genofed.site_agent.io.pheno import PhenoTable, read_pheno_table
-from genofed.site_agent.io.plink import BedFile, fileset_paths, read_bim, read_fam
+from genofed.site_agent.io.plink import fileset_paths, read_bim, read_fam
 from genofed.site_agent.release import handle_request
 from genofed.site_agent.sitedir import load_site
 from genofed.synth import write_cohorts
@@ -150,7 +151,18 @@ def pool_sites(site_dirs: Sequence[Path], out: Path) -> Path:
     """
     configs = [load_site(Path(d)) for d in site_dirs]
     for c in configs:
-        BedFile(c.genotypes)  # validates the fileset, naming the file and the fix
+        with open_genotypes(c.genotypes):  # validates the fileset, naming the file and the fix
+            pass
+        kind, main = detect_format(c.genotypes)
+        if kind != "bed":
+            raise InputError(
+                f"site {c.name!r} holds {FORMATS[kind].name}; conform --site pools PLINK 1 "
+                "filesets only",
+                path=main,
+                hint=f"give conform a test copy of the site as PLINK 1: plink2 --pfile "
+                f"{main.with_suffix('')} --make-bed --out COPY, then genofed-site init "
+                "--genotypes COPY.bed",
+            )
     prefixes = [fileset_paths(c.genotypes) for c in configs]
     first = read_bim(prefixes[0][1])
     for config, (_, bim, _) in zip(configs[1:], prefixes[1:], strict=True):

@@ -122,7 +122,7 @@ from genofed.site_agent.audit.log import (
     request_entry,
 )
 from genofed.site_agent.context import Answer, RequestContext, Sealer, Server
-from genofed.site_agent.io.plink import BedFile, fileset_paths
+from genofed.site_agent.io.genotypes import genotype_files, open_genotypes
 from genofed.site_agent.privacy import directions
 from genofed.site_agent.privacy.approvals import require_approval
 from genofed.site_agent.privacy.guard import (
@@ -281,7 +281,7 @@ def _answer(
             policy, request.study.canonical_json, study_signature(request.study)
         )
         check_study(policy, study)
-        with BedFile(config.genotypes) as bed:
+        with open_genotypes(config.genotypes) as bed:
             check_cohort_size(policy, bed.n_samples)  # before any fact about the cohort is set
             if clock is None:
                 require_approval(config.directory, policy, study, analyst)
@@ -384,7 +384,6 @@ def _answer(
 
 def _replay_key(request: Request, inputs: NamedArrays, config: SiteConfig, snapshot: str) -> str:
     """What names this request's answer for replays (:mod:`.privacy.replays`)."""
-    bed, bim, fam = fileset_paths(config.genotypes)
     return replay_key(
         study_sha256=request.study.sha256,
         analysis_id=request.analysis_id,
@@ -394,7 +393,7 @@ def _replay_key(request: Request, inputs: NamedArrays, config: SiteConfig, snaps
         inputs=inputs,
         data_id=data_id(
             snapshot,
-            (bed, bim, fam, config.phenotypes, config.covariates),
+            (*genotype_files(config.genotypes).values(), config.phenotypes, config.covariates),
             config.directory / POLICY_FILE,
             root=config.directory,
         ),
