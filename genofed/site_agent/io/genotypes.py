@@ -201,10 +201,11 @@ def detect_format(path: Path) -> tuple[str, Path]:
         return named, main  # the reader names every missing member
     head = _head(main)
     content = next((k for k, f in FORMATS.items() if f.sniff(head)), None)
+    if content is None and named and FORMATS[named].reader is not None:
+        return named, main  # its reader says what is wrong (empty, truncated, old format)
     if content is None:
-        expected = FORMATS[named].name if named else "in a genotype format GenoFed knows"
         raise InputError(
-            f"is not {expected} (first bytes {head[:4].hex(' ')})"
+            f"is not in a genotype format GenoFed knows (first bytes {head[:4].hex(' ')})"
             if head
             else "is empty (0 bytes)",
             path=main,
@@ -215,7 +216,8 @@ def detect_format(path: Path) -> tuple[str, Path]:
         fmt = FORMATS[content]
         stem = main.with_suffix("") if named else main
         hint = (
-            f"rename the fileset to what it holds: {stem}.pgen/.pvar/.psam"
+            f"rename the fileset to what it holds: {stem}.pgen/.pvar/.psam (or make a "
+            f"PLINK 1 copy: plink2 --pfile {stem} --make-bed --out {stem}-bed)"
             if content == "pgen"
             else f"rename the fileset to what it holds: {stem}.bed/.bim/.fam"
             if content == "bed"
