@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,10 +237,14 @@ def _row_pattern(n: int) -> re.Pattern[str]:
 def _pvar_block(
     path: Path,
     block: str,
-    first_line: int,
+    first_line: Callable[[], int],
     columns: tuple[str, ...],
 ) -> tuple[list[str], np.ndarray]:
-    """One block's tokens and positions, or an InputError at its first bad line."""
+    """One block's tokens and positions, or an InputError at its first bad line.
+
+    ``first_line`` gives the number of the block's first line in the file; it
+    is called only to name a bad line (counting lines costs a scan from the start).
+    """
     n = len(columns)
     tokens = block.split()
     j_pos = columns.index("POS")
@@ -251,7 +256,7 @@ def _pvar_block(
         if pos is not None and (not pos.size or (pos.min() >= 0 and pos.max() <= MAX_POSITION)):
             return tokens, pos
     # line by line, to name the first bad line
-    for line_no, line in enumerate(block.splitlines(), first_line):
+    for line_no, line in enumerate(block.splitlines(), first_line()):
         fields = line.split()
         if not fields:
             continue
@@ -299,15 +304,17 @@ def read_pvar(path: Path, block_lines: int | None = None) -> Variants:
     multi_count = 0
     for b_start, b_end in _block_spans(data, block_lines or BIM_BLOCK_LINES):
         block = data[b_start:b_end]
-        first_line = header_lines + _line_number_at(data, b_start)
+
+        def first_line(start: int = b_start) -> int:
+            return header_lines + _line_number_at(data, start)
+
         tokens, pos = _pvar_block(path, block, first_line, columns)
         alts = tokens[where["ALT"] :: n]
         multi = [i for i, a in enumerate(alts) if "," in a]
         if multi:
             if multi_first is None:
-                rows = [
-                    ln for ln, line in enumerate(block.splitlines(), first_line) if line.strip()
-                ]
+                numbered = enumerate(block.splitlines(), first_line())
+                rows = [ln for ln, line in numbered if line.strip()]
                 multi_first = rows[multi[0]]
             multi_count += len(multi)
         parts["pos"].append(pos)
