@@ -107,7 +107,7 @@ from genofed.common.reasons import (
     UNSUPPORTED,
     VALUE_OUT_OF_RANGE,
 )
-from genofed.common.receipts import REPLAY_FACT
+from genofed.common.receipts import DOSAGES_FACT, REPLAY_FACT
 from genofed.common.secure_sum import MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, array_manifest, study_of, study_signature
@@ -289,6 +289,8 @@ def _answer(
                 require_approval(config.directory, policy, study, analyst, clock=clock)
             facts["n_samples"] = str(bed.n_samples)
             facts["n_variants"] = str(bed.n_variants)
+            if getattr(bed, "has_dosages", False):
+                facts[DOSAGES_FACT] = DOSAGES_HARD_CALLS
             facts["policy"] = "demo (synthetic data only)" if policy.demo else "site policy"
             facts["min_cell_count"] = str(policy.min_cell_count)
             if snapshot:
@@ -380,6 +382,13 @@ def _answer(
         log.error("could not answer %s: %s", request.kind, exc)
         return _failed(reply, Status.ERROR, type(exc).__name__.upper(), str(exc)), None
     return replace(reply, status=Status.OK, facts={**facts, **answer.facts}), answer
+
+
+#: The value of :data:`DOSAGES_FACT` (a site whose genotype files also hold dosages).
+DOSAGES_HARD_CALLS = (
+    "present in the files but not read: hard calls used (plink2 --glm and --freq would use "
+    "the dosages)"
+)
 
 
 def _replay_key(request: Request, inputs: NamedArrays, config: SiteConfig, snapshot: str) -> str:

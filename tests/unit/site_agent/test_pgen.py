@@ -229,3 +229,32 @@ def test_site_on_pgen__init_counts_and_snapshot_copies_the_pgen_fileset(tmp_path
     assert status.n_samples == N_SAMPLES
     with open_genotypes(frozen.genotypes) as f:
         assert f.variants.id.tolist() == [f"rs{i}" for i in range(N_VARIANTS)]
+
+
+def test_site_with_dosages__says_so_in_its_facts_and_provenance(tmp_path: Path) -> None:
+    from genofed.common.receipts import DOSAGES_FACT
+    from genofed.common.study import study_from_mapping
+    from genofed.coordinator.runner import run_study
+    from genofed.site_agent.release import DOSAGES_HARD_CALLS
+    from tests.harness import InProcessTransport
+
+    n = 60
+    psam = "#IID\tSEX\n" + "".join(f"s{i}\t{1 + i % 2}\n" for i in range(n))
+    sites = []
+    for k, dosages in enumerate((True, False)):
+        folder = tmp_path / f"data{k}"
+        folder.mkdir()
+        write_pgen(folder, psam=psam.replace("\ts", f"\tk{k}s"), n_samples=n, dosages=dosages)
+        summary = init_site(
+            tmp_path / f"site{k}", name=f"site-{k}", genotypes=folder / "cohort", demo_policy=True
+        )
+        sites.append(summary.config.directory)
+    study = study_from_mapping(
+        {"study": {"name": "d"}, "analysis": [{"kind": "freq"}]}, path=Path("<t>")
+    )
+    outcome = run_study(study, InProcessTransport(sites), tmp_path / "r", engine="t")
+    facts = {s.name: s.facts for s in outcome.sites}
+    assert facts["site-0"][DOSAGES_FACT] == DOSAGES_HARD_CALLS
+    assert DOSAGES_FACT not in facts["site-1"]
+    provenance = (tmp_path / "r" / "provenance.json").read_text()
+    assert DOSAGES_HARD_CALLS in provenance
