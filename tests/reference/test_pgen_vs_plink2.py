@@ -13,11 +13,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import pgenlib
 import pytest
 
 from genofed.common.study import Study, study_from_mapping
 from genofed.coordinator.runner import StudyOutcome, run_study
 from genofed.site_agent.io.genotypes import detect_format
+from genofed.site_agent.io.pgen import read_pgen_header
 from genofed.site_agent.sitedir import init_site, load_site
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
@@ -138,3 +141,45 @@ def test_one_site_as_bed__mixed_formats_equal_plink2(
     assert [detect_format(load_site(s).genotypes)[0] for s in sites] == ["pgen", "bed", "pgen"]
     outcome = run_study(_study(), InProcessTransport(sites), tmp_path / "r", engine="t")
     _assert_equal_to_plink2(outcome, plink2_pooled)
+
+
+def test_dosage_track_found_past_the_first_index_blocks_with_per_variant_flags(
+    plink2: Path, tmp_path: Path
+) -> None:
+    """The .pgen index walk (types, lengths, non-REF flags per block) on a plink2-written file."""
+    n, m = 20, 140_000  # three index blocks
+    calls = np.random.default_rng(1).integers(0, 3, size=(m, n)).astype(np.float32)
+    calls[-5:, 3] = 0.6  # dosages only in the last block
+    src = tmp_path / "late"
+    writer = pgenlib.PgenWriter(
+        bytes(src.with_suffix(".pgen")), n, m, nonref_flags=False, dosage_present=True
+    )
+    writer.append_dosages_batch(calls)
+    writer.close()
+    rows = "".join(f"1\t{i + 1}\tv{i}\tA\tC\n" for i in range(m))
+    src.with_suffix(".pvar").write_text("#CHROM\tPOS\tID\tREF\tALT\n" + rows)
+    src.with_suffix(".psam").write_text("#IID\n" + "".join(f"p{i}\n" for i in range(n)))
+    # REF swapped at every third variant: plink2 then stores a non-REF flag per variant
+    (tmp_path / "ref.txt").write_text("".join(f"v{i}\tC\n" for i in range(0, m, 3)))
+    flagged, erased = tmp_path / "flagged", tmp_path / "erased"
+    for args in (
+        [
+            "--pfile",
+            str(src),
+            "--ref-allele",
+            "force",
+            str(tmp_path / "ref.txt"),
+            "2",
+            "1",
+            "--make-pgen",
+            "--out",
+            str(flagged),
+        ],
+        ["--pfile", str(flagged), "--make-pgen", "erase-dosage", "--out", str(erased)],
+    ):
+        subprocess.run([str(plink2), *args], check=True, capture_output=True)
+    header = read_pgen_header(flagged.with_suffix(".pgen"))
+    assert header.n_variants == m and header.n_samples == n
+    assert flagged.with_suffix(".pgen").read_bytes()[11] >> 6 == 3  # explicit per-variant flags
+    assert header.has_dosages
+    assert not read_pgen_header(erased.with_suffix(".pgen")).has_dosages
