@@ -254,6 +254,14 @@ def synth(
             help="add pharmacogenomic variants (GRCh38) and the CLOP_EVENT drug response",
         ),
     ] = False,
+    genotype_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="genotype files: bed (PLINK 1 .bed/.bim/.fam) or pgen (PLINK 2 "
+            ".pgen/.pvar/.psam, the same hard calls)",
+        ),
+    ] = "bed",
 ) -> None:
     """Write synthetic multi-site cohorts (coalescent genotypes, phenotypes, site directories).
 
@@ -265,7 +273,13 @@ def synth(
 
     with _errors(), console.status("simulating cohorts (msprime)"):
         summary = write_cohorts(
-            out, sites=sites, samples=samples, variants=variants, seed=seed, pgx=pgx
+            out,
+            sites=sites,
+            samples=samples,
+            variants=variants,
+            seed=seed,
+            pgx=pgx,
+            genotype_format=genotype_format,
         )
     out_console.print(
         f"wrote {len(summary.sites)} site directories and pooled/ under {summary.out} "

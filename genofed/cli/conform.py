@@ -7,7 +7,8 @@ handler in-process, with the same Flower record codec as the engines, but no
 Ray or gRPC). The synthetic cohort is :func:`genofed.synth.write_cohorts`'s:
 three sites with the demo policy and ``pooled/`` holding the same individuals
 for plink2. With ``--site DIR`` (sites holding test data) it runs on those
-sites instead and pools their files for plink2 itself (:func:`pool_sites`:
+sites instead (PLINK 1 or PLINK 2 filesets) and pools their files for plink2
+itself as one PLINK 1 fileset (:func:`pool_sites`:
 the sites must list the same variants with the same alleles; their
 individuals are concatenated, their phenotype and covariate values written
 back exactly; written here because plink2 2.00a3.5 cannot merge samples —
@@ -51,10 +52,11 @@ from genofed.coordinator.conform import (
 )
 from genofed.coordinator.runner import run_study
 from genofed.coordinator.transport import Incoming, Outgoing
+from genofed.site_agent.io.genotypes import GenotypeFile, genotype_files, open_genotypes
 from genofed.site_agent.io.pheno import PhenoTable, read_pheno_table
-from genofed.site_agent.io.plink import BedFile, fileset_paths, read_bim, read_fam
+from genofed.site_agent.io.plink import BedFile, Variants, fileset_paths, read_bim, read_fam
 from genofed.site_agent.release import handle_request
-from genofed.site_agent.sitedir import load_site
+from genofed.site_agent.sitedir import SiteConfig, load_site
 from genofed.synth import write_cohorts
 
 #: conform's synthetic federation: 3 sites, few enough samples to run in seconds.
@@ -141,60 +143,103 @@ def _pooled_table(tables: Sequence[PhenoTable], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+#: plink2's 2-bit .bed code of each allele count (index: count 0, 1, 2; missing apart)
+_BED_CODE = np.array([3, 2, 0], dtype=np.uint8)
+_BED_MISSING = 1
+
+
+def _bed_codes(dosages: np.ndarray) -> np.ndarray:
+    """(variants, samples) .bed codes of A1 counts 0/1/2 and ``-9`` missing."""
+    return np.where(dosages < 0, _BED_MISSING, _BED_CODE[np.clip(dosages, 0, 2)]).astype(np.uint8)
+
+
+def _check_same_variants(configs: Sequence[SiteConfig], variants: Sequence[Variants]) -> None:
+    first = variants[0]
+    for config, other in zip(configs[1:], variants[1:], strict=True):
+        same = len(other) == len(first) and all(
+            np.array_equal(getattr(other, f), getattr(first, f))
+            for f in ("chrom", "pos", "ref", "alt")
+        )
+        if same:
+            continue
+        n = min(len(other), len(first))
+        differ = [
+            i
+            for i in range(n)
+            if (other.chrom[i], other.pos[i], other.ref[i], other.alt[i])
+            != (first.chrom[i], first.pos[i], first.ref[i], first.alt[i])
+        ]
+        if differ:
+            k = differ[0] + 1
+            where = f"line {k}" if _variant_file(config).suffix == ".bim" else f"variant {k}"
+        else:
+            where = f"{len(other)} vs {len(first)} variants"
+        raise InputError(
+            f"its variants differ from {_variant_file(configs[0])}'s ({where})",
+            path=_variant_file(config),
+            hint=f"conform --site pools the sites for plink2 and needs the same variants, "
+            f"in the same order and with the same alleles, at every site (site "
+            f"{config.name!r}); run it on test copies made from one fileset",
+        )
+
+
+def _variant_file(config: SiteConfig) -> Path:
+    """The .bim or .pvar of a site (the second file of its fileset)."""
+    files: list[Path] = list(genotype_files(config.genotypes).values())
+    return files[1]
+
+
 def pool_sites(site_dirs: Sequence[Path], out: Path) -> Path:
     """The sites' individuals in one PLINK 1 fileset and tables, for plink2; returns the folder.
 
     Writes ``pooled.bed/.bim/.fam``, ``pheno.tsv`` and ``covar.tsv`` in ``out``.
     The sites must list the same variants in the same order with the same
     alleles (test copies made for conform usually do), and no individual twice.
+    Sites may hold PLINK 1 or PLINK 2 filesets; when all hold PLINK 1 the
+    ``.bed`` rows are copied code by code, otherwise the hard calls are
+    decoded and written as ``.bed`` codes (``POOL_BLOCK_VARIANTS`` at a time).
     """
     configs = [load_site(Path(d)) for d in site_dirs]
-    for c in configs:
-        BedFile(c.genotypes)  # validates the fileset, naming the file and the fix
+    with contextlib.ExitStack() as stack:
+        # opening validates each fileset, naming the file and the fix
+        readers = [stack.enter_context(open_genotypes(c.genotypes)) for c in configs]
+        variants = [r.variants for r in readers]
+        _check_same_variants(configs, variants)
+        samples = [r.samples for r in readers]
+        seen: dict[tuple[str, str], str] = {}
+        for config, fam in zip(configs, samples, strict=True):
+            for key in zip(fam.fid.tolist(), fam.iid.tolist(), strict=True):
+                if key in seen:
+                    raise InputError(
+                        f"individual FID={key[0]!r} IID={key[1]!r} is at sites {seen[key]!r} "
+                        f"and {config.name!r}",
+                        path=config.genotypes,
+                        hint="conform pools the sites: give each individual to one site only",
+                    )
+                seen[key] = config.name
+        out.mkdir(parents=True, exist_ok=True)
+        if all(isinstance(r, BedFile) for r in readers):
+            _pool_beds(configs, out)
+        else:
+            _pool_decoded(readers, variants[0], out)
+    for kind, name in (("phenotypes", "pheno.tsv"), ("covariates", "covar.tsv")):
+        paths = [getattr(c, kind) for c in configs]
+        if all(p is not None for p in paths):
+            _pooled_table([read_pheno_table(p) for p in paths], out / name)
+    return out
+
+
+def _pool_beds(configs: Sequence[SiteConfig], out: Path) -> None:
+    """PLINK 1 sites: the .bim copied, the .fam lines joined, the .bed codes copied."""
     prefixes = [fileset_paths(c.genotypes) for c in configs]
-    first = read_bim(prefixes[0][1])
-    for config, (_, bim, _) in zip(configs[1:], prefixes[1:], strict=True):
-        other = read_bim(bim)
-        same = len(other) == len(first) and all(
-            np.array_equal(getattr(other, f), getattr(first, f))
-            for f in ("chrom", "pos", "ref", "alt")
-        )
-        if not same:
-            n = min(len(other), len(first))
-            differ = [
-                i
-                for i in range(n)
-                if (other.chrom[i], other.pos[i], other.ref[i], other.alt[i])
-                != (first.chrom[i], first.pos[i], first.ref[i], first.alt[i])
-            ]
-            where = f"line {differ[0] + 1}" if differ else f"{len(other)} vs {len(first)} lines"
-            raise InputError(
-                f"its variants differ from {prefixes[0][1]}'s ({where})",
-                path=bim,
-                hint=f"conform --site pools the sites for plink2 and needs the same variants, "
-                f"in the same order and with the same alleles, at every site (site "
-                f"{config.name!r}); run it on test copies made from one fileset",
-            )
-    fams = [read_fam(fam) for _, _, fam in prefixes]
-    seen: dict[tuple[str, str], str] = {}
-    for config, fam in zip(configs, fams, strict=True):
-        for key in zip(fam.fid.tolist(), fam.iid.tolist(), strict=True):
-            if key in seen:
-                raise InputError(
-                    f"individual FID={key[0]!r} IID={key[1]!r} is at sites {seen[key]!r} and "
-                    f"{config.name!r}",
-                    path=config.genotypes,
-                    hint="conform pools the sites: give each individual to one site only",
-                )
-            seen[key] = config.name
-    out.mkdir(parents=True, exist_ok=True)
     (out / "pooled.bim").write_bytes(prefixes[0][1].read_bytes())
     (out / "pooled.fam").write_text(
         "".join(p[2].read_text(encoding="utf-8") for p in prefixes), encoding="utf-8"
     )
+    fams = [read_fam(fam) for _, _, fam in prefixes]
+    v = len(read_bim(prefixes[0][1]))
     sizes = [len(f) for f in fams]
     widths = [(n + 3) // 4 for n in sizes]
-    v = len(first)
     with contextlib.ExitStack() as stack:
         dst = stack.enter_context(open(out / "pooled.bed", "wb"))
         dst.write(b"\x6c\x1b\x01")
@@ -207,11 +252,28 @@ def pool_sites(site_dirs: Sequence[Path], out: Path) -> Path:
                 _codes(h.read(m * w), m, n) for h, w, n in zip(handles, widths, sizes, strict=True)
             ]
             dst.write(_packed(np.concatenate(blocks, axis=1)))
-    for kind, name in (("phenotypes", "pheno.tsv"), ("covariates", "covar.tsv")):
-        paths = [getattr(c, kind) for c in configs]
-        if all(p is not None for p in paths):
-            _pooled_table([read_pheno_table(p) for p in paths], out / name)
-    return out
+
+
+def _pool_decoded(readers: Sequence[GenotypeFile], variants: Variants, out: Path) -> None:
+    """Any sites: .bim from the variants, .fam from the samples, .bed from the hard calls."""
+    bim = [
+        f"{c}\t{i}\t0\t{p}\t{a}\t{r}\n"
+        for c, i, p, a, r in zip(
+            variants.chrom, variants.id, variants.pos, variants.alt, variants.ref, strict=True
+        )
+    ]
+    (out / "pooled.bim").write_text("".join(bim), encoding="utf-8")
+    fam = [
+        f"{f}\t{i}\t0\t0\t{x}\t-9\n"
+        for r in readers
+        for f, i, x in zip(r.samples.fid, r.samples.iid, r.samples.sex, strict=True)
+    ]
+    (out / "pooled.fam").write_text("".join(fam), encoding="utf-8")
+    with open(out / "pooled.bed", "wb") as dst:
+        dst.write(b"\x6c\x1b\x01")
+        chunks = [r.iter_dosages(chunk_variants=POOL_BLOCK_VARIANTS) for r in readers]
+        for parts in zip(*chunks, strict=True):
+            dst.write(_packed(_bed_codes(np.concatenate([d for _, d in parts], axis=1))))
 
 
 def conform_study(

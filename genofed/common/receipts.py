@@ -89,5 +89,14 @@ REPLAY_FACT = "replay_of_audit_index"
 #: (:meth:`genofed.site_agent.privacy.guard.ReleaseGuard.align`): how many of the samples the
 #: request asked for it left out.
 GUARD_LEFT_OUT_FACT = "guard_left_out"
+#: Site fact of a site whose genotype files also hold dosages, which it does not read
+#: yet: its value says that hard calls were used (provenance.json lists it per site).
+DOSAGES_FACT = "genotype_dosages"
 
-__all__ = ["GUARD_LEFT_OUT_FACT", "RELEASE_DECISION", "REPLAY_FACT", "verify_receipt"]
+__all__ = [
+    "DOSAGES_FACT",
+    "GUARD_LEFT_OUT_FACT",
+    "RELEASE_DECISION",
+    "REPLAY_FACT",
+    "verify_receipt",
+]

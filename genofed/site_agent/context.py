@@ -25,7 +25,7 @@ from genofed.common.messages import Request
 from genofed.common.reasons import BAD_REQUEST, DISCLOSURE_RISK
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays
-from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.privacy.dp_release import ledger_for
 from genofed.site_agent.privacy.guard import ReleaseGuard, disclosure_message
 from genofed.site_agent.privacy.ledger import Charge, Ledger
@@ -103,7 +103,7 @@ class RequestContext:
     site: SiteConfig
     policy: SitePolicy
     signed: bool
-    bed: BedFile
+    bed: GenotypeFile
     clock: Clock | None = None
     #: Masks a secure-sum round's arrays (``exact``, ``distributed-dp``); None otherwise.
     sealer: Sealer | None = None

@@ -107,7 +107,7 @@ from genofed.common.reasons import (
     UNSUPPORTED,
     VALUE_OUT_OF_RANGE,
 )
-from genofed.common.receipts import REPLAY_FACT
+from genofed.common.receipts import DOSAGES_FACT, REPLAY_FACT
 from genofed.common.secure_sum import MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, array_manifest, study_of, study_signature
@@ -122,7 +122,7 @@ from genofed.site_agent.audit.log import (
     request_entry,
 )
 from genofed.site_agent.context import Answer, RequestContext, Sealer, Server
-from genofed.site_agent.io.plink import BedFile, fileset_paths
+from genofed.site_agent.io.genotypes import genotype_files, open_genotypes
 from genofed.site_agent.privacy import directions
 from genofed.site_agent.privacy.approvals import require_approval
 from genofed.site_agent.privacy.guard import (
@@ -281,7 +281,7 @@ def _answer(
             policy, request.study.canonical_json, study_signature(request.study)
         )
         check_study(policy, study)
-        with BedFile(config.genotypes) as bed:
+        with open_genotypes(config.genotypes) as bed:
             check_cohort_size(policy, bed.n_samples)  # before any fact about the cohort is set
             if clock is None:
                 require_approval(config.directory, policy, study, analyst)
@@ -289,6 +289,8 @@ def _answer(
                 require_approval(config.directory, policy, study, analyst, clock=clock)
             facts["n_samples"] = str(bed.n_samples)
             facts["n_variants"] = str(bed.n_variants)
+            if getattr(bed, "has_dosages", False):
+                facts[DOSAGES_FACT] = DOSAGES_HARD_CALLS
             facts["policy"] = "demo (synthetic data only)" if policy.demo else "site policy"
             facts["min_cell_count"] = str(policy.min_cell_count)
             if snapshot:
@@ -382,9 +384,15 @@ def _answer(
     return replace(reply, status=Status.OK, facts={**facts, **answer.facts}), answer
 
 
+#: The value of :data:`DOSAGES_FACT` (a site whose genotype files also hold dosages).
+DOSAGES_HARD_CALLS = (
+    "present in the files but not read: hard calls used (plink2 --glm and --freq would use "
+    "the dosages)"
+)
+
+
 def _replay_key(request: Request, inputs: NamedArrays, config: SiteConfig, snapshot: str) -> str:
     """What names this request's answer for replays (:mod:`.privacy.replays`)."""
-    bed, bim, fam = fileset_paths(config.genotypes)
     return replay_key(
         study_sha256=request.study.sha256,
         analysis_id=request.analysis_id,
@@ -394,7 +402,7 @@ def _replay_key(request: Request, inputs: NamedArrays, config: SiteConfig, snaps
         inputs=inputs,
         data_id=data_id(
             snapshot,
-            (bed, bim, fam, config.phenotypes, config.covariates),
+            (*genotype_files(config.genotypes).values(), config.phenotypes, config.covariates),
             config.directory / POLICY_FILE,
             root=config.directory,
         ),

@@ -5,7 +5,8 @@
     [site]
     name = "hospital-a"          # [A-Za-z0-9_.-]{1,64}
     [data]
-    genotypes = "cohort.bed"     # PLINK 1 fileset; relative paths are relative to this directory
+    genotypes = "cohort.bed"     # PLINK 1 .bed or PLINK 2 .pgen (with .bim/.fam or .pvar/.psam);
+                                 # relative paths are relative to this directory
     phenotypes = "pheno.tsv"     # optional
     covariates = "covar.tsv"     # optional
 
@@ -29,13 +30,21 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import tomli_w
 
 from genofed.common.errors import ConfigError, InputError
 from genofed.common.tomlconfig import check_keys, get_typed, load_toml
 from genofed.site_agent.audit.log import AuditPaths, init_audit, remove_created
+from genofed.site_agent.io.genotypes import (
+    FORMATS,
+    detect_format,
+    genotype_files,
+    genotypes_path,
+    open_genotypes,
+)
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
-from genofed.site_agent.io.plink import BedFile, fileset_paths
+from genofed.site_agent.io.plink import Variants
 from genofed.site_agent.privacy.policy import DEFAULT_POLICY_TOML, DEMO_POLICY_TOML, POLICY_FILE
 
 SITE_CONFIG = "site.toml"
@@ -66,6 +75,14 @@ class SiteSummary:
     n_matched: int | None
     phenotype_columns: tuple[str, ...]
     covariate_columns: tuple[str, ...]
+    #: "PLINK 1 .bed" or "PLINK 2 .pgen"
+    genotype_format: str = ""
+    #: chromosome codes in file order of first appearance, with their variant counts
+    chromosomes: tuple[tuple[str, int], ...] = ()
+    #: variants with an allele longer than one base (indels, MNPs, symbolic alleles)
+    n_long_alleles: int = 0
+    #: the files also hold dosages (GenoFed reads the hard calls; plink2 would use the dosages)
+    has_dosages: bool = False
 
 
 def _check_name(name: str, *, path: Path | None = None) -> None:
@@ -78,10 +95,24 @@ def _check_name(name: str, *, path: Path | None = None) -> None:
         )
 
 
+def _chromosomes(chrom: np.ndarray) -> tuple[tuple[str, int], ...]:
+    codes, first, counts = np.unique(chrom, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    return tuple((str(codes[i]), int(counts[i])) for i in order)
+
+
+def _long_alleles(variants: Variants) -> int:
+    def long(column: np.ndarray) -> np.ndarray:
+        return np.asarray((np.char.str_len(column) != 1) & (column != "."), dtype=np.bool_)
+
+    return int((long(variants.ref) | long(variants.alt)).sum())
+
+
 def inspect_site(config: SiteConfig) -> SiteSummary:
     """Open and validate every data file of ``config`` and count what they hold."""
-    with BedFile(config.genotypes) as bed:
-        samples, n_variants = bed.samples, len(bed.variants)  # parses and checks the .bim
+    with open_genotypes(config.genotypes) as bed:
+        samples, variants = bed.samples, bed.variants  # parses and checks the .bim/.pvar
+        has_dosages = bool(getattr(bed, "has_dosages", False))
     pheno = read_pheno_table(config.phenotypes) if config.phenotypes else None
     covar = read_pheno_table(config.covariates) if config.covariates else None
     tables = [t for t in (pheno, covar) if t is not None]
@@ -93,9 +124,9 @@ def inspect_site(config: SiteConfig) -> SiteSummary:
         if n_matched == 0:
             raise InputError(
                 "no genotyped sample appears in " + " and ".join(str(t.path) for t in tables),
-                path=fileset_paths(config.genotypes)[2],
-                hint="the tables must use the same FID and IID as the .fam "
-                "(or have only an IID column matching the .fam IIDs)",
+                path=list(genotype_files(config.genotypes).values())[-1],
+                hint="the tables must use the same FID and IID as the .fam/.psam "
+                "(or have only an IID column matching its IIDs)",
             )
 
     def names(table: PhenoTable | None) -> tuple[str, ...]:
@@ -104,7 +135,11 @@ def inspect_site(config: SiteConfig) -> SiteSummary:
     return SiteSummary(
         config=config,
         n_samples=len(samples),
-        n_variants=n_variants,
+        n_variants=len(variants),
+        genotype_format=FORMATS[detect_format(config.genotypes)[0]].name,
+        chromosomes=_chromosomes(variants.chrom),
+        n_long_alleles=_long_alleles(variants),
+        has_dosages=has_dosages,
         n_with_phenotypes=n_with_pheno,
         n_matched=n_matched,
         phenotype_columns=names(pheno),
@@ -225,7 +260,7 @@ def init_site(
     config = SiteConfig(
         name=name,
         directory=directory,
-        genotypes=Path(os.path.abspath(fileset_paths(genotypes)[0])),
+        genotypes=Path(os.path.abspath(genotypes_path(genotypes))),
         phenotypes=Path(os.path.abspath(phenotypes)) if phenotypes else None,
         covariates=Path(os.path.abspath(covariates)) if covariates else None,
     )

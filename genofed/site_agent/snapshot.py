@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from genofed.common.clock import utc_now
+from genofed.site_agent.io.genotypes import GenotypeFile, genotype_files, open_genotypes
 from genofed.site_agent.io.pheno import read_pheno_table
-from genofed.site_agent.io.plink import BedFile, fileset_paths
 from genofed.site_agent.sitedir import SiteConfig
 
 SNAPSHOT_DIR = Path("state") / "snapshots"
@@ -104,7 +104,7 @@ def snapshot_status(site_dir: Path) -> SnapshotStatus | None:
 
 def changed_people(old: SiteConfig, new: SiteConfig) -> int:
     """People whose data differ between two configurations' files (by FID and IID)."""
-    with BedFile(old.genotypes) as a, BedFile(new.genotypes) as b:
+    with open_genotypes(old.genotypes) as a, open_genotypes(new.genotypes) as b:
         ids_a = [f"{f}\t{i}" for f, i in zip(a.samples.fid, a.samples.iid, strict=True)]
         ids_b = [f"{f}\t{i}" for f, i in zip(b.samples.fid, b.samples.iid, strict=True)]
         changed = set(ids_a) ^ set(ids_b)
@@ -139,7 +139,7 @@ def changed_people(old: SiteConfig, new: SiteConfig) -> int:
     return len(changed)
 
 
-def _variant_keys(bed: BedFile) -> list[str]:
+def _variant_keys(bed: GenotypeFile) -> list[str]:
     v = bed.variants
     return [
         f"{c}:{p}:{r}:{a}:{i}"
@@ -168,8 +168,7 @@ def _rows(path: Path) -> dict[str, tuple[Any, ...]]:
 
 
 def _live_files(config: SiteConfig) -> dict[str, Path]:
-    bed, bim, fam = fileset_paths(config.genotypes)
-    files = {"bed": bed, "bim": bim, "fam": fam}
+    files = genotype_files(config.genotypes)  # the genotype files, main file first
     if config.phenotypes is not None:
         files["phenotypes"] = config.phenotypes
     if config.covariates is not None:
@@ -194,9 +193,11 @@ def _take(
             shutil.copy2(path, staging / _name(key, path))
         os.replace(staging, target)
     now = ((clock or utc_now)()).isoformat(timespec="seconds")
-    with BedFile(target / _name("bed", live["bed"])) as bed:
+    main = _genotype_key(live)
+    with open_genotypes(target / _name(main, live[main])) as bed:
         n_samples = bed.n_samples
     record = {
+        "genotypes": main,
         "id": ident,
         "created": now,
         "n_samples": n_samples,
@@ -212,8 +213,17 @@ def _take(
     return _config_of(config, root, record), _status(record)
 
 
+_TABLES = ("phenotypes", "covariates")
+
+
+def _genotype_key(files: dict[str, Any]) -> str:
+    """The key of the main genotype file (the first that is not a table)."""
+    return next(k for k in files if k not in _TABLES)
+
+
 def _name(key: str, path: Path) -> str:
-    return path.name if key in ("bed", "bim", "fam") else f"{key}{''.join(path.suffixes)}"
+    """A file's name in the snapshot: genotype files keep theirs (their prefix must match)."""
+    return f"{key}{''.join(path.suffixes)}" if key in _TABLES else path.name
 
 
 def _config_of(config: SiteConfig, root: Path, record: dict[str, Any]) -> SiteConfig:
@@ -221,7 +231,8 @@ def _config_of(config: SiteConfig, root: Path, record: dict[str, Any]) -> SiteCo
     target = root / record["id"]
     return replace(
         config,
-        genotypes=target / files["bed"],
+        # records written before pgen support have no "genotypes": they hold a .bed
+        genotypes=target / files[record.get("genotypes", "bed")],
         phenotypes=target / files["phenotypes"] if "phenotypes" in files else None,
         covariates=target / files["covariates"] if "covariates" in files else None,
     )

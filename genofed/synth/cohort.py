@@ -22,6 +22,9 @@ Layout of ``out``::
                                             simulated trait: the causal variants and their
                                             true effects (genofed.synth.pgs_file)
 
+With ``genotype_format="pgen"`` every ``.bed/.bim/.fam`` above is a
+``.pgen/.pvar/.psam`` holding the same calls (:mod:`genofed.synth.pgen_format`).
+
 The pooled fileset is what a centralized analysis (``plink2 --bfile
 out/pooled/pooled``) sees; a federated run over the sites must reproduce it.
 
@@ -91,6 +94,8 @@ _KEY_PGS = 12
 _KEY_PGX = 13
 #: PGS Catalog scoring file of the simulated trait (genofed.synth.pgs_file).
 SCORING_FILE = "pgs/GENOFED_SIM.txt"
+#: Genotype formats :func:`write_cohorts` writes.
+GENOTYPE_FORMATS = ("bed", "pgen")
 
 
 @dataclass(frozen=True)
@@ -493,7 +498,7 @@ def _build(
     return layout, causal_ids
 
 
-def _init_site_dirs(root: Path, layout: CohortLayout) -> None:
+def _init_site_dirs(root: Path, layout: CohortLayout, genotype_format: str) -> None:
     from genofed.site_agent.sitedir import init_site
 
     for s in layout.sites:
@@ -501,7 +506,7 @@ def _init_site_dirs(root: Path, layout: CohortLayout) -> None:
         init_site(
             root / s.name,
             name=s.name,
-            genotypes=data / "genotypes.bed",
+            genotypes=data / f"genotypes.{genotype_format}",
             phenotypes=data / "pheno.tsv",
             covariates=data / "covar.tsv",
             demo_policy=True,
@@ -518,6 +523,7 @@ def write_cohorts(
     missing_rate: float = 0.005,
     chunk: int = DEFAULT_CHUNK,
     pgx: bool = False,
+    genotype_format: str = "bed",
 ) -> SynthSummary:
     """Simulate ``samples`` individuals over ``sites`` sites and write them under ``out``.
 
@@ -525,6 +531,10 @@ def write_cohorts(
     the others in chromosome order) and the ``CLOP_EVENT`` drug-response
     column (:mod:`genofed.synth.pgx_alleles`); without it the files are as
     they were.
+
+    ``genotype_format`` is ``bed`` (PLINK 1 filesets) or ``pgen`` (the same
+    hard calls as PLINK 2 filesets, ``genotypes.pgen/.pvar/.psam`` and
+    ``pooled.pgen/.pvar/.psam``: :mod:`genofed.synth.pgen_format`).
 
     ``out`` must not exist or be an empty directory. ``chunk`` (variants held
     in memory at once) changes speed and memory only, never the files. The
@@ -534,6 +544,11 @@ def write_cohorts(
     """
     out = Path(os.path.abspath(out))
     _check_args(out, sites, samples, variants, seed, missing_rate, chunk)
+    if genotype_format not in GENOTYPE_FORMATS:
+        raise InputError(
+            f"genotype format {genotype_format!r} is not one synth writes",
+            hint=f"use one of {', '.join(GENOTYPE_FORMATS)}",
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
@@ -547,9 +562,15 @@ def write_cohorts(
             chunk=chunk,
             pgx=pgx,
         )
+        if genotype_format == "pgen":
+            from genofed.synth.pgen_format import bed_to_pgen
+
+            beds = [tmp / s.name / "data" / "genotypes.bed" for s in layout.sites]
+            for bed in [*beds, tmp / "pooled" / "pooled.bed"]:
+                bed_to_pgen(bed, bed.with_suffix(""), remove=True)
         # site.toml stores data paths relative to the site directory, so the
         # site directories may be initialised here and then moved.
-        _init_site_dirs(tmp, layout)
+        _init_site_dirs(tmp, layout, genotype_format)
         tmp.chmod(0o755)  # mkdtemp made it 0700
         if out.exists():
             out.rmdir()  # empty, checked above

@@ -31,6 +31,7 @@ CLASSES = {
     "bed": ".bed genotypes",
     "bim": ".bim variants",
     "fam": ".fam samples",
+    "pgen": ".pgen/.pvar/.psam genotypes",
     "pheno": "phenotype table",
     "covar": "covariate table",
     "study": "study.toml",
@@ -232,6 +233,109 @@ def study_run(
 
 def both_sites(base: Base, folder: Path) -> list[Path]:
     return [site_copy(base, folder, 0), site_copy(base, folder, 1)]
+
+
+# ---------------------------------------------------------------- .pgen/.pvar/.psam
+
+
+def pfileset(base: Base, folder: Path) -> Path:
+    """The base fileset as a PLINK 2 fileset (and its tables) in ``folder``; its prefix."""
+    from genofed.synth.pgen_format import bed_to_pgen
+
+    prefix = fileset(base, folder)
+    bed_to_pgen(prefix.with_suffix(".bed"), prefix, remove=True)
+    return prefix
+
+
+def init_pgen(folder: Path, genotypes: Path, needles: tuple[str, ...]) -> Run:
+    """``genofed-site init --genotypes GENOTYPES`` (any member file or prefix) into a new folder."""
+    out = folder / "new-site"
+    args = ("init", "--name", "hospital-x", "--genotypes", str(genotypes), "--out", str(out))
+    return Run("site", args, needles, SITE_INPUT, absent=(out,))
+
+
+@case("pgen")
+def pgen_pvar_position_not_a_number(base: Base, d: Path) -> Run:
+    prefix = pfileset(base, d)
+    pvar = prefix.with_suffix(".pvar")
+    set_field(pvar, 51, 2, "12e5")
+    return init_pgen(d, prefix, (f"{pvar}:51:", "POS is '12e5'", "base-pair position"))
+
+
+@case("pgen")
+def pgen_pvar_missing_column(base: Base, d: Path) -> Run:
+    prefix = pfileset(base, d)
+    pvar = prefix.with_suffix(".pvar")
+    edit_line(pvar, 40, lambda fields: fields[:4])
+    return init_pgen(d, prefix.with_suffix(".psam"), (f"{pvar}:40:", "expected 5 columns"))
+
+
+@case("pgen")
+def pgen_pvar_multiallelic(base: Base, d: Path) -> Run:
+    prefix = pfileset(base, d)
+    pvar = prefix.with_suffix(".pvar")
+    edit_line(pvar, 30, lambda fields: [*fields[:4], fields[4] + ",T"])
+    return init_pgen(d, prefix, (f"{pvar}:30:", "multi-allelic", "--max-alleles 2"))
+
+
+@case("pgen")
+def pgen_pvar_header_without_ref(base: Base, d: Path) -> Run:
+    prefix = pfileset(base, d)
+    pvar = prefix.with_suffix(".pvar")
+    write_lines(pvar, ["#CHROM\tPOS\tID\tALLELE\tALT", *lines_of(pvar)[1:]])
+    return init_pgen(d, prefix, (f"{pvar}:1:", "lacks column(s) REF"))
+
+
+@case("pgen")
+def pgen_pvar_extra_variant(base: Base, d: Path) -> Run:
+    prefix = pfileset(base, d)
+    pvar = prefix.with_suffix(".pvar")
+    write_lines(pvar, [*lines_of(pvar), "3\t99999999\trs_extra\tA\tG"])
+    pgen = prefix.with_suffix(".pgen")
+    return init_pgen(d, pgen, (str(pgen), "header says", "genotypes.pvar lists", "same plink2"))
+
+
+@case("pgen")
+def pgen_psam_duplicate_sample(base: Base, d: Path) -> Run:
+    prefix = pfileset(base, d)
+    psam = prefix.with_suffix(".psam")
+    lines = lines_of(psam)
+    lines[5] = lines[2]
+    write_lines(psam, lines)
+    return init_pgen(d, prefix, (f"{psam}:6:", "duplicate sample", "lines 3 and 6"))
+
+
+@case("pgen")
+def pgen_psam_wrong_column_count(base: Base, d: Path) -> Run:
+    prefix = pfileset(base, d)
+    psam = prefix.with_suffix(".psam")
+    edit_line(psam, 8, lambda fields: fields[:2])
+    return init_pgen(d, prefix, (f"{psam}:8:", "expected 3 columns", "found 2"))
+
+
+@case("pgen")
+def pgen_pvar_zst_only(base: Base, d: Path) -> Run:
+    prefix = pfileset(base, d)
+    pvar = prefix.with_suffix(".pvar")
+    pvar.rename(pvar.with_name(pvar.name + ".zst"))
+    return init_pgen(d, prefix, ("genotypes.pvar.zst", "zstd-compressed", "--zst-decompress"))
+
+
+@case("pgen")
+def pgen_prefix_of_two_filesets(base: Base, d: Path) -> Run:
+    prefix = pfileset(base, d)
+    for suffix in (".bed", ".bim", ".fam"):
+        shutil.copy(base.fileset.with_suffix(suffix), prefix.with_suffix(suffix))
+    return init_pgen(d, prefix, (str(prefix), "several genotype filesets", "X.pgen or X.bed"))
+
+
+@case("pgen")
+def pgen_vcf_not_read_yet(base: Base, d: Path) -> Run:
+    d.mkdir(parents=True, exist_ok=True)
+    vcf = d / "calls.vcf.gz"
+    with gzip.open(vcf, "wt") as fh:
+        fh.write("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+    return init_pgen(d, vcf, (str(vcf), "is VCF", "plink2 --vcf"))
 
 
 # ---------------------------------------------------------------- .bed

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from genofed import cli
 from genofed.coordinator import conform
+from genofed.site_agent.io.plink import read_bim, read_fam
 
 STUDY = """\
 [study]
@@ -249,6 +250,36 @@ def test_conform_sites__named_sites_pooled_exactly_and_all_pass(
     assert {r["analysis"] for r in checked} == {"freq", "hardy", "gwas_q"}
     assert all(r["status"] == conform.PASS for r in checked)
     assert not (out / "cohorts").exists()
+
+
+def test_conform_sites__pgen_sites_pooled_to_the_same_bed_and_all_pass(
+    study_file: Path, tmp_path: Path
+) -> None:
+    from genofed.synth import write_cohorts
+
+    args = {"sites": 3, "samples": 301, "variants": 90, "seed": 4}
+    as_bed = write_cohorts(tmp_path / "bed", **args)  # type: ignore[arg-type]
+    cohort = write_cohorts(tmp_path / "c", genotype_format="pgen", **args)  # type: ignore[arg-type]
+    out = tmp_path / "conform"
+    sites = [a for s in cohort.sites for a in ("--site", str(s))]
+    result = runner.invoke(
+        cli.app, ["study", "conform", str(study_file), "--out", str(out), *sites]
+    )
+    assert result.exit_code == 0, result.output
+    # decoded from the sites' .pgen files and written as .bed codes: the bed cohort's pooled
+    # genotypes byte for byte, its variants and samples field for field (the text spacing differs)
+    assert (out / "pooled" / "pooled.bed").read_bytes() == (
+        as_bed.pooled / "pooled.bed"
+    ).read_bytes()
+    fams = [read_fam(p / "pooled.fam") for p in (out / "pooled", as_bed.pooled)]
+    for field in ("fid", "iid", "sex"):
+        assert getattr(fams[0], field).tolist() == getattr(fams[1], field).tolist(), field
+    ours, theirs = (read_bim(p / "pooled.bim") for p in (out / "pooled", as_bed.pooled))
+    for field in ("chrom", "pos", "id", "ref", "alt"):
+        assert getattr(ours, field).tolist() == getattr(theirs, field).tolist(), field
+    checked = [r for r in _rows(out) if r["analysis"] != "pca"]
+    assert {r["analysis"] for r in checked} == {"freq", "hardy", "gwas_q"}
+    assert all(r["status"] == conform.PASS for r in checked)
 
 
 def test_conform_sites__different_variants_or_a_shared_individual_are_refused(

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from genofed.common.receipts import DOSAGES_FACT
 from genofed.common.study import Study
 from genofed.coordinator.combine.harmonize import Harmonization
 from genofed.coordinator.site_record import SiteRecord
@@ -108,6 +109,7 @@ def provenance_doc(
                 "policy": s.facts.get("policy", ""),
                 "releases": s.replies,
                 **({"missing": s.missing} if s.missing else {}),
+                **({DOSAGES_FACT: s.facts[DOSAGES_FACT]} if DOSAGES_FACT in s.facts else {}),
             }
             for s in sites
         ],

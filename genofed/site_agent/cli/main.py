@@ -89,6 +89,11 @@ def _summary_json(summary: SiteSummary, policy: SitePolicy) -> str:
             "covariates": str(c.covariates) if c.covariates else None,
             "n_samples": summary.n_samples,
             "n_variants": summary.n_variants,
+            "genotype_format": summary.genotype_format,
+            "chromosomes": dict(summary.chromosomes),
+            "n_multiallelic": 0,
+            "n_long_alleles": summary.n_long_alleles,
+            "has_dosages": summary.has_dosages,
             "n_with_phenotypes": summary.n_with_phenotypes,
             "n_matched": summary.n_matched,
             "phenotype_columns": list(summary.phenotype_columns),
@@ -104,6 +109,24 @@ def _summary_json(summary: SiteSummary, policy: SitePolicy) -> str:
     )
 
 
+_CHROMOSOMES_SHOWN = 30
+
+
+def _chromosome_text(chromosomes: tuple[tuple[str, int], ...]) -> str:
+    shown = ", ".join(f"{c} ({n:,})" for c, n in chromosomes[:_CHROMOSOMES_SHOWN])
+    more = len(chromosomes) - _CHROMOSOMES_SHOWN
+    return shown + (f", and {more} more" if more > 0 else "")
+
+
+def _dosage_text(summary: SiteSummary) -> str:
+    if not summary.has_dosages:
+        return "none (hard calls)"
+    return (
+        "present; GenoFed reads the hard calls for now (plink2 --glm/--freq would use the "
+        "dosages, so imputed variants differ from plink2 on the same files)"
+    )
+
+
 def _print_summary(summary: SiteSummary, policy: SitePolicy, *, as_json: bool) -> None:
     out = console()
     if as_json:
@@ -116,8 +139,13 @@ def _print_summary(summary: SiteSummary, policy: SitePolicy, *, as_json: bool) -
     rows = [
         ("directory", str(c.directory)),
         ("genotypes", str(c.genotypes)),
+        ("format", summary.genotype_format),
         ("samples", f"{summary.n_samples:,}"),
         ("variants", f"{summary.n_variants:,}"),
+        ("chromosomes", _chromosome_text(summary.chromosomes)),
+        ("multi-allelic variants", "0 (files with any are refused until they can be split)"),
+        ("indels and longer alleles", f"{summary.n_long_alleles:,}"),
+        ("dosages", _dosage_text(summary)),
     ]
     if c.phenotypes is not None:
         rows.append(("phenotype columns", ", ".join(summary.phenotype_columns) or "(none)"))
@@ -146,7 +174,13 @@ def _print_summary(summary: SiteSummary, policy: SitePolicy, *, as_json: bool) -
 @app.command()
 def init(
     name: Annotated[str, typer.Option(help="Site name: letters, digits, '_', '.', '-'.")],
-    genotypes: Annotated[Path, typer.Option(help="PLINK 1 fileset: X.bed or the prefix X.")],
+    genotypes: Annotated[
+        Path,
+        typer.Option(
+            help="PLINK 1 (X.bed/.bim/.fam) or PLINK 2 (X.pgen/.pvar/.psam) fileset: "
+            "any of its files or the prefix X; the format is read from the content."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Site directory to create or fill.")],
     phenotypes: Annotated[
         Path | None, typer.Option(help="Phenotype table (#FID IID cols...).")

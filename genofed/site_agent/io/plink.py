@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import numpy as np
 import pgenlib
@@ -462,64 +463,20 @@ def _check_line_ends(path: Path) -> None:
         )
 
 
-class BedFile:
-    """A validated PLINK 1 fileset; genotypes are read lazily in chunks."""
+class PgenlibGenotypes:
+    """Chunked decoding through pgenlib, shared by the PLINK 1 and PLINK 2 readers.
 
-    def __init__(self, path: Path) -> None:
-        bed, bim, fam = fileset_paths(path)
-        for p in (bed, bim, fam):
-            if p.is_dir():
-                raise InputError(
-                    "is a directory, not a file of a PLINK 1 fileset",
-                    path=p,
-                    hint="a PLINK 1 fileset is X.bed, X.bim and X.fam side by side; "
-                    "give the path to X.bed or the prefix X",
-                )
-        missing = [p for p in (bed, bim, fam) if not p.is_file()]
-        if missing:
-            raise InputError(
-                "file not found"
-                + (
-                    f" (also missing: {', '.join(map(str, missing[1:]))})"
-                    if len(missing) > 1
-                    else ""
-                ),
-                path=missing[0],
-                hint="a PLINK 1 fileset is X.bed, X.bim and X.fam side by side; "
-                "give the path to X.bed or the prefix X",
-            )
-        self.path = bed
-        self.bim_path = bim
-        self._variants: Variants | None = None
-        self.samples = read_fam(fam)
-        self.n_variants = count_lines(bim)
-        self.n_samples = len(self.samples)
-        if self.n_samples == 0:
-            raise InputError("no samples", path=fam, hint="the .fam must list at least one sample")
-        if self.n_variants == 0:
-            raise InputError(
-                "no variants", path=bim, hint="the .bim must list at least one variant"
-            )
-        _check_bed(bed, bim, fam, self.n_variants, self.n_samples)
-        self._closed = False
+    A subclass sets ``path`` (the ``.bed`` or ``.pgen``), ``n_samples``,
+    ``n_variants`` and ``samples`` in its constructor, after its checks.
+    """
 
-    @property
-    def variants(self) -> Variants:
-        """The ``.bim``, parsed (and its lines checked) on first use."""
-        if self._variants is None:
-            variants = read_bim(self.bim_path)
-            if len(variants) != self.n_variants:
-                raise InputError(
-                    f"has {len(variants)} variant lines, but {self.n_variants} lines were counted "
-                    "when the fileset was opened",
-                    path=self.bim_path,
-                    hint="end every line with a newline (\\n or \\r\\n), and do not change "
-                    "the .bim while the site is running",
-                )
-            self._variants = variants
-        return self._variants
+    path: Path
+    n_samples: int
+    n_variants: int
+    samples: Samples
+    _closed: bool = False
 
-    def __enter__(self) -> BedFile:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -533,11 +490,6 @@ class BedFile:
     def close(self) -> None:
         """Refuse further reads; each iterator closes its own decoder when done."""
         self._closed = True
-
-    def __repr__(self) -> str:
-        return (
-            f"BedFile({str(self.path)!r}, n_samples={self.n_samples}, n_variants={self.n_variants})"
-        )
 
     def iter_dosages(
         self,
@@ -612,10 +564,74 @@ class BedFile:
         return np.ascontiguousarray(idx, dtype=np.uint32)
 
 
+class BedFile(PgenlibGenotypes):
+    """A validated PLINK 1 fileset; genotypes are read lazily in chunks."""
+
+    def __init__(self, path: Path) -> None:
+        bed, bim, fam = fileset_paths(path)
+        for p in (bed, bim, fam):
+            if p.is_dir():
+                raise InputError(
+                    "is a directory, not a file of a PLINK 1 fileset",
+                    path=p,
+                    hint="a PLINK 1 fileset is X.bed, X.bim and X.fam side by side; "
+                    "give the path to X.bed or the prefix X",
+                )
+        missing = [p for p in (bed, bim, fam) if not p.is_file()]
+        if missing:
+            raise InputError(
+                "file not found"
+                + (
+                    f" (also missing: {', '.join(map(str, missing[1:]))})"
+                    if len(missing) > 1
+                    else ""
+                ),
+                path=missing[0],
+                hint="a PLINK 1 fileset is X.bed, X.bim and X.fam side by side; "
+                "give the path to X.bed or the prefix X",
+            )
+        self.path = bed
+        self.bim_path = bim
+        self._variants: Variants | None = None
+        self.samples = read_fam(fam)
+        self.n_variants = count_lines(bim)
+        self.n_samples = len(self.samples)
+        if self.n_samples == 0:
+            raise InputError("no samples", path=fam, hint="the .fam must list at least one sample")
+        if self.n_variants == 0:
+            raise InputError(
+                "no variants", path=bim, hint="the .bim must list at least one variant"
+            )
+        _check_bed(bed, bim, fam, self.n_variants, self.n_samples)
+        self._closed = False
+
+    @property
+    def variants(self) -> Variants:
+        """The ``.bim``, parsed (and its lines checked) on first use."""
+        if self._variants is None:
+            variants = read_bim(self.bim_path)
+            if len(variants) != self.n_variants:
+                raise InputError(
+                    f"has {len(variants)} variant lines, but {self.n_variants} lines were counted "
+                    "when the fileset was opened",
+                    path=self.bim_path,
+                    hint="end every line with a newline (\\n or \\r\\n), and do not change "
+                    "the .bim while the site is running",
+                )
+            self._variants = variants
+        return self._variants
+
+    def __repr__(self) -> str:
+        return (
+            f"BedFile({str(self.path)!r}, n_samples={self.n_samples}, n_variants={self.n_variants})"
+        )
+
+
 __all__ = [
     "DEFAULT_CHUNK_VARIANTS",
     "MISSING",
     "BedFile",
+    "PgenlibGenotypes",
     "Samples",
     "Variants",
     "count_lines",

@@ -23,8 +23,8 @@ from genofed.common.errors import InputError
 from genofed.common.receipts import GUARD_LEFT_OUT_FACT
 from genofed.common.study import RELEASE_MODES, SECURE_MODES
 from genofed.site_agent.context import Answer, RequestContext, Server
+from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.io.pheno import match_samples, read_pheno_table
-from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.dp_release import plan_counts, release_counts
 from genofed.site_agent.privacy.guard import GENOTYPES
 from genofed.site_agent.privacy.suppression import (
@@ -96,7 +96,7 @@ def serve_counts(ctx: RequestContext) -> Answer:
     return Answer({"genotype_counts": released.counts, SUPPRESSED_ARRAY: released.withheld}, facts)
 
 
-def samples_with(config: SiteConfig, bed: BedFile, columns: tuple[str, ...]) -> np.ndarray:
+def samples_with(config: SiteConfig, bed: GenotypeFile, columns: tuple[str, ...]) -> np.ndarray:
     """``.fam`` rows of the samples with every named phenotype or covariate column present."""
     tables = {}
     for key in ("phenotypes", "covariates"):

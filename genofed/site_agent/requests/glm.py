@@ -51,8 +51,8 @@ from genofed.common.wire.glm import (
 )
 from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.context import Answer, RequestContext, Server
+from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
-from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.guard import (
     CLINICAL,
     GENOTYPES,
@@ -129,7 +129,7 @@ def _check_not_all_missing(name: str, values: np.ndarray, path: Path, what: str)
 
 def glm_samples(
     config: SiteConfig,
-    bed: BedFile,
+    bed: GenotypeFile,
     spec: AnalysisSpec,
     pc_scores: Mapping[str, np.ndarray] | None = None,
     used: np.ndarray | None = None,
@@ -278,7 +278,7 @@ SERVER = Server(
 
 def answer_glm(
     config: SiteConfig,
-    bed: BedFile,
+    bed: GenotypeFile,
     spec: AnalysisSpec,
     kind: str,
     inputs: NamedArrays,
@@ -383,7 +383,7 @@ CHUNK_GENOTYPES: Final = 1 << 22
 
 
 def _chunks(
-    bed: BedFile, index: np.ndarray, samples: np.ndarray, other: np.ndarray, rows: int
+    bed: GenotypeFile, index: np.ndarray, samples: np.ndarray, other: np.ndarray, rows: int
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """``(start, analysed, others)`` chunks: the analysis samples and the rest, in lockstep."""
     analysed = bed.iter_dosages(index, sample_idx=samples, chunk_variants=rows)
@@ -399,7 +399,7 @@ def _chunks(
 
 
 def _stats(
-    bed: BedFile,
+    bed: GenotypeFile,
     samples: GlmSamples,
     index: np.ndarray,
     flip: np.ndarray,
@@ -542,7 +542,7 @@ def impute_few_missing(codes: np.ndarray, min_cell: int) -> tuple[np.ndarray, in
 
 
 def _refuse_isolating(
-    bed: BedFile,
+    bed: GenotypeFile,
     samples: GlmSamples,
     index: np.ndarray,
     min_cell: int,
@@ -567,7 +567,7 @@ def _refuse_isolating(
 
 
 def _logistic(
-    bed: BedFile,
+    bed: GenotypeFile,
     samples: GlmSamples,
     index: np.ndarray,
     flip: np.ndarray,

@@ -29,7 +29,7 @@ from genofed.common.wire.pca import (
 )
 from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.context import Answer, RequestContext, Server
-from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.privacy.guard import GENOTYPES
 from genofed.site_agent.privacy.suppression import GENOTYPE_CELLS, small_cell_rows
 from genofed.site_agent.requests.pca_state import (
@@ -113,7 +113,7 @@ SERVER = Server(
 
 
 def _refuse_small_cells(
-    bed: BedFile, index: np.ndarray, min_cell: int, only: np.ndarray | None
+    bed: GenotypeFile, index: np.ndarray, min_cell: int, only: np.ndarray | None
 ) -> None:
     """Refuse LD or product rounds over a variant the counts round withheld."""
     if min_cell <= 0:
@@ -141,7 +141,11 @@ def _array(inputs: NamedArrays, name: str, shape: tuple[int, ...], kind: str = "
 
 
 def _ld(
-    bed: BedFile, index: np.ndarray, flip: np.ndarray, inputs: NamedArrays, only: np.ndarray | None
+    bed: GenotypeFile,
+    index: np.ndarray,
+    flip: np.ndarray,
+    inputs: NamedArrays,
+    only: np.ndarray | None,
 ) -> NamedArrays:
     window = int(_array(inputs, "window", (1,), kind="i")[0])
     if not 2 <= window <= MAX_LD_WINDOW:
@@ -173,7 +177,7 @@ def _ld(
 
 
 def _iterate(
-    bed: BedFile,
+    bed: GenotypeFile,
     index: np.ndarray,
     flip: np.ndarray,
     freq: np.ndarray,

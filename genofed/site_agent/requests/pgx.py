@@ -33,8 +33,8 @@ from genofed.common.wire.pgx import (
 )
 from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.context import Answer, RequestContext, Server
+from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.io.pheno import match_samples, read_pheno_table
-from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
 from genofed.site_agent.privacy.suppression import small_cell_rows
 from genofed.site_agent.requests.glm import glm_samples
@@ -60,7 +60,7 @@ class GeneCalls:
     reason: np.ndarray  # int8 per sample
 
 
-def gene_calls(bed: BedFile, gene: str, build: str) -> GeneCalls:
+def gene_calls(bed: GenotypeFile, gene: str, build: str) -> GeneCalls:
     """Call ``gene`` for every genotyped sample."""
     d = gene_definition(gene, build)
     v = bed.variants
@@ -106,7 +106,7 @@ def gene_calls(bed: BedFile, gene: str, build: str) -> GeneCalls:
     return GeneCalls(d, keep, missing_alleles, diplotype, phenotype, calls.reason)
 
 
-def _outcome(config: SiteConfig, bed: BedFile, column: str) -> np.ndarray:
+def _outcome(config: SiteConfig, bed: GenotypeFile, column: str) -> np.ndarray:
     """Per genotyped sample: 0, 1 or -1 (missing or no outcome asked)."""
     out = np.full(bed.n_samples, -1, dtype=np.int64)
     if not column:
@@ -242,7 +242,7 @@ SERVER = Server(
 
 
 def _association_samples(
-    config: SiteConfig, bed: BedFile, spec: AnalysisSpec
+    config: SiteConfig, bed: GenotypeFile, spec: AnalysisSpec
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Indicator of the test phenotype, covariates, outcome and .fam rows of the samples."""
     as_glm = AnalysisSpec(

@@ -43,7 +43,7 @@ from genofed.common.wire.prs import (
 )
 from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.context import Answer, RequestContext, Server
-from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
 from genofed.site_agent.privacy.policy import SitePolicy
 from genofed.site_agent.privacy.suppression import small_cell_rows
@@ -249,7 +249,7 @@ def _check_weights(weights: np.ndarray, policy: SitePolicy) -> None:
 
 
 def _samples(
-    config: SiteConfig, bed: BedFile, spec: AnalysisSpec, ctx: RequestContext, facts: Any
+    config: SiteConfig, bed: GenotypeFile, spec: AnalysisSpec, ctx: RequestContext, facts: Any
 ) -> GlmSamples:
     """The score's regression samples, as the guard serves them (every round the same set:
     the first round's set is the largest earlier one inside the cohort for the later ones)."""
@@ -276,7 +276,7 @@ def _samples(
 
 
 def _effect_counts(
-    bed: BedFile,
+    bed: GenotypeFile,
     match: RowMatch,
     matched: np.ndarray,
     samples: np.ndarray | None,
@@ -296,7 +296,7 @@ def _effect_counts(
 
 
 def _scores(
-    bed: BedFile,
+    bed: GenotypeFile,
     samples: GlmSamples,
     match: RowMatch,
     scoring: ScoringFile,

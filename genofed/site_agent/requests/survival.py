@@ -49,8 +49,8 @@ from genofed.common.wire.survival import (
     SURVIVAL_REQUEST_KINDS,
 )
 from genofed.site_agent.context import Answer, RequestContext, Server
+from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
-from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.privacy.guard import CLINICAL
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
 from genofed.site_agent.stats.survival import (
@@ -132,7 +132,7 @@ def _extra_columns(spec: AnalysisSpec) -> tuple[str, ...]:
 
 
 def survival_samples(
-    config: SiteConfig, bed: BedFile, spec: AnalysisSpec, extra: Sequence[str]
+    config: SiteConfig, bed: GenotypeFile, spec: AnalysisSpec, extra: Sequence[str]
 ) -> SurvivalSamples:
     """Select the samples with time, event and every ``extra`` column; check the values."""
     if config.phenotypes is None:

@@ -53,7 +53,7 @@ from genofed.common.wire.train import (
     scale_covariates,
 )
 from genofed.site_agent.context import Answer, RequestContext, Server
-from genofed.site_agent.io.plink import BedFile
+from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.privacy.accounting import (
     calibrate_dpsgd_noise,
     calibrate_noise_multiplier,
@@ -126,7 +126,7 @@ SERVER = Server(
 
 def _training_data(
     config: SiteConfig,
-    bed: BedFile,
+    bed: GenotypeFile,
     spec: AnalysisSpec,
     inputs: NamedArrays,
     ctx: RequestContext | None = None,

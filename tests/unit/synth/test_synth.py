@@ -309,3 +309,44 @@ def test_write_cohorts__recurrence_outcome_is_censored_and_follows_the_score(
     ok = ~np.isnan(score)
     high = score[ok] > np.median(score[ok])
     assert event[ok][high].mean() > event[ok][~high].mean()
+
+
+def test_write_cohorts__pgen_format_holds_the_bed_cohort_as_plink2_writes_it(
+    tmp_path: Path, cohort: SynthSummary
+) -> None:
+    """Same calls, same samples and variants; .pvar/.psam as plink2 --make-pgen writes them."""
+    as_pgen = _write(tmp_path / "pgen", genotype_format="pgen")
+    files = _files(as_pgen.out)
+    assert "pooled/pooled.pgen" in files and "site-a/data/genotypes.pvar" in files
+    assert not any(name.endswith((".bed", ".bim", ".fam")) for name in files)
+    from genofed.site_agent.io.genotypes import open_genotypes
+
+    for prefix, bed_prefix in [
+        (as_pgen.pooled_prefix, cohort.pooled_prefix),
+        *[
+            (p / "data" / "genotypes", b / "data" / "genotypes")
+            for p, b in zip(as_pgen.sites, cohort.sites, strict=True)
+        ],
+    ]:
+        with open_genotypes(prefix) as pgen, open_genotypes(bed_prefix) as bed:
+            assert type(pgen).__name__ == "PgenFile"
+            for field in ("chrom", "pos", "id", "ref", "alt"):
+                assert (
+                    getattr(pgen.variants, field).tolist() == getattr(bed.variants, field).tolist()
+                )
+            for field in ("fid", "iid", "sex"):
+                assert getattr(pgen.samples, field).tolist() == getattr(bed.samples, field).tolist()
+            got = np.concatenate([c for _, c in pgen.iter_dosages()])
+            want = np.concatenate([c for _, c in bed.iter_dosages()])
+            np.testing.assert_array_equal(got, want)
+    if shutil.which("plink2"):
+        out = tmp_path / "p2"
+        subprocess.run(
+            ["plink2", "--bfile", str(cohort.pooled_prefix), "--make-pgen", "--out", str(out)],
+            check=True,
+            capture_output=True,
+        )
+        for ext in ("pvar", "psam"):
+            ours = as_pgen.pooled_prefix.with_suffix(f".{ext}").read_text()
+            assert ours == out.with_suffix(f".{ext}").read_text(), ext
+    assert _files(_write(tmp_path / "again", genotype_format="pgen").out) == files
