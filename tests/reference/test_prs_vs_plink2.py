@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -363,3 +364,62 @@ def test_prs__no_row_matching_names_the_build(cohort: SynthSummary, tmp_path: Pa
     moved.write_text("\n".join(lines) + "\n")
     with pytest.raises(GenoFedError, match="GRCh37"):
         run_study(_prs_study(moved), InProcessTransport(cohort.sites), tmp_path / "r", engine="x")
+
+
+def test_prs_after_qc__scores_the_rows_plink2_scores_with_the_filters(
+    cohort: SynthSummary, plink2: Path, tmp_path: Path
+) -> None:
+    """With ``[qc]`` the score uses only rows of QC-kept variants, as ``plink2 --maf --geno
+    --score`` does: the same number of rows, and the association equals central OLS on
+    plink2's scores (mean imputation from the filtered cohort's frequencies)."""
+    prs = {
+        "kind": "prs",
+        "id": "prs_q",
+        "scoring_file": str(cohort.scoring_file),
+        "covariates": COVARIATES,
+        "phenotype": "QPHENO",
+    }
+    study = study_from_mapping(
+        {"study": {"name": "prs-qc"}, "qc": {"maf": 0.05, "geno": 0.04}, "analysis": [prs]},
+        path=Path("<t>"),
+    )
+    outcome = run_study(
+        study, InProcessTransport(cohort.sites), tmp_path / "fed", engine="in-process"
+    )
+    _plink2_score_file(cohort, tmp_path / "score.txt")
+    done = subprocess.run(
+        [
+            str(plink2),
+            "--bfile",
+            str(cohort.pooled_prefix),
+            "--maf",
+            "0.05",
+            "--geno",
+            "0.04",
+            "--score",
+            str(tmp_path / "score.txt"),
+            "1",
+            "2",
+            "3",
+            "cols=+scoresums",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "p2"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    processed = int(re.search(r"--score: (\d+) variants? processed", done.stdout)[1])  # type: ignore[index]
+    lines = (tmp_path / "p2.sscore").read_text().splitlines()
+    col = lines[0].split("\t").index("SCORE1_SUM")
+    scores = {line.split("\t")[1]: float(line.split("\t")[col]) for line in lines[1:]}
+    summary = outcome.summary["prs_q"]
+    assert isinstance(summary, dict)
+    assert summary["rows removed by [qc]"] > 0
+    got = _summary(outcome.out, "prs.prs_q.summary.json")
+    assert got["n_variants_matched"] == processed
+    _, _, x, y = _central(cohort, scores, "QPHENO")
+    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+    np.testing.assert_allclose(got["association"]["beta_per_sd"], beta[1], rtol=1e-4)

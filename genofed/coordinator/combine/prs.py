@@ -55,6 +55,7 @@ __all__ = [
     "pooled_auc",
     "pooled_gram",
     "pooled_histogram",
+    "qc_kept_rows",
     "standardization",
 ]
 
@@ -286,3 +287,36 @@ def calibration(tables: Sequence[np.ndarray], withheld: Sequence[np.ndarray]) ->
     else:
         hl, df, p = float("nan"), 0, float("nan")
     return Calibration(n, cases, expected, hidden, hl, df, p)
+
+
+_COMPLEMENT = str.maketrans("ACGT", "TGCA")
+
+
+def qc_kept_rows(
+    chrom: Sequence[str],
+    pos: npt.NDArray[np.int64],
+    effect: Sequence[str],
+    other: Sequence[str],
+    kept: tuple[Sequence[str], npt.NDArray[np.int64], Sequence[str], Sequence[str]],
+) -> npt.NDArray[np.bool_]:
+    """Scoring rows whose variant the study's ``[qc]`` kept (plink2 scores after its filters).
+
+    ``kept`` is the QC-kept variants' (bare chromosome, position, REF, ALT). A row
+    is kept when a kept variant has its position and its two alleles, as given or
+    on the other strand (a row without an other allele: its effect allele is one of
+    the variant's); the sites match the rows themselves, so this only drops rows.
+    """
+    keys: set[tuple[str, int, str, str]] = set()
+    for c, p, r, a in zip(kept[0], kept[1].tolist(), kept[2], kept[3], strict=True):
+        lo, hi = sorted((r, a))
+        keys.add((c, int(p), lo, hi))
+        keys.add((c, int(p), r, ""))
+        keys.add((c, int(p), a, ""))
+    out = np.zeros(len(pos), dtype=np.bool_)
+    for i, (c, p, e, o) in enumerate(zip(chrom, pos.tolist(), effect, other, strict=True)):
+        for ea, oa in ((e, o), (e.translate(_COMPLEMENT), o.translate(_COMPLEMENT))):
+            key = (c, int(p), *sorted((ea, oa))) if oa else (c, int(p), ea, "")
+            if key in keys:
+                out[i] = True
+                break
+    return out

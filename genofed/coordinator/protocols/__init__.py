@@ -101,7 +101,15 @@ def _pca(job: Job) -> Result:
 
 
 def _prs(job: Job) -> Result:
-    return run_prs(job.spec, job.sites, job.out, job.ask, ask_sum=job.ask_sum, files=job.files)
+    return run_prs(
+        job.spec,
+        job.sites,
+        job.out,
+        job.ask,
+        ask_sum=job.ask_sum,
+        files=job.files,
+        qc_kept=job.harmonization.variants if job.study.qc is not None else None,
+    )
 
 
 def _pgx(job: Job) -> Result:

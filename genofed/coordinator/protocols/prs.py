@@ -26,6 +26,7 @@ moves arrays between the math and the sites, and writes the outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genofed.common.chromosomes import bare_chrom
 from genofed.common.errors import GenoFedError, InputError, SiteFailure
 from genofed.common.messages import Reply
 from genofed.common.pgs_scoring import ScoringFile, parse_scoring_file
@@ -56,6 +58,7 @@ from genofed.common.wire.records import NamedArrays
 from genofed.coordinator.combine import prs as combine
 from genofed.coordinator.combine.covariates import Design, checked_design
 from genofed.coordinator.combine.glm import LogisticFit, linear_regression
+from genofed.coordinator.combine.harmonize import VariantTable
 from genofed.coordinator.protocols.job import AskSites, AskSum, Pooled
 from genofed.coordinator.study_files import ANYWHERE, StudyFiles
 from genofed.coordinator.writers.prs_outputs import PrsReport, write_prs_outputs
@@ -143,10 +146,13 @@ def run_prs(
     *,
     ask_sum: AskSum,
     files: StudyFiles = ANYWHERE,
+    qc_kept: VariantTable | None = None,
 ) -> tuple[list[str], dict[str, object]]:
     """Run one prs analysis over ``sites``; return files and summary.
 
-    ``ask`` is unused: every round is a sum over sites (``ask_sum``).
+    ``ask`` is unused: every round is a sum over sites (``ask_sum``). With
+    ``qc_kept`` (the variants the study's ``[qc]`` kept), rows of other
+    variants are not scored, as plink2 ``--score`` with the same filters.
     """
     data, scoring = read_scoring_file(spec, files)
     r, s = len(scoring), len(sites)
@@ -160,6 +166,28 @@ def run_prs(
         _matching(got),
     )
     sites = got.sites
+    removed_by_qc = 0
+    if qc_kept is not None:
+        kept = combine.qc_kept_rows(
+            [bare_chrom(c) for c in np.asarray(scoring.chrom).astype(str).tolist()],
+            np.asarray(scoring.pos, dtype=np.int64),
+            np.asarray(scoring.effect_allele).astype(str).tolist(),
+            np.asarray(scoring.other_allele).astype(str).tolist(),
+            (
+                [bare_chrom(c) for c in np.asarray(qc_kept.chrom).astype(str).tolist()],
+                np.asarray(qc_kept.pos, dtype=np.int64),
+                np.asarray(qc_kept.ref).astype(str).tolist(),
+                np.asarray(qc_kept.alt).astype(str).tolist(),
+            ),
+        )
+        removed_by_qc = int((plan.use & ~kept).sum())
+        plan = dataclasses.replace(plan, use=plan.use & kept)
+        if not plan.use.any():
+            raise GenoFedError(
+                f"the study's [qc] removed the variant of every scoring row matched at every "
+                f"site ({removed_by_qc} rows); loosen the [qc] thresholds or score in a study "
+                "without [qc]"
+            )
     if not plan.use.any() and plan.withheld.any():
         raise GenoFedError(
             "every scoring row matched at every site was withheld by a site (small allele "
@@ -246,6 +274,7 @@ def run_prs(
             if k in ("or_per_sd", "or_per_sd_ci", "beta_per_sd", "beta_per_sd_ci")
         },
         "rounds": rounds,
+        **({"rows removed by [qc]": removed_by_qc} if qc_kept is not None else {}),
         **check.summary(),
     }
 
