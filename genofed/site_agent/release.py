@@ -112,6 +112,7 @@ from genofed.common.secure_sum import MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, array_manifest, study_of, study_signature
 from genofed.common.wire.summable import SUMMABLE_FORMS
+from genofed.site_agent import cohort
 from genofed.site_agent.audit.log import (
     DECISION_ERROR,
     DECISION_REFUSED,
@@ -281,14 +282,21 @@ def _answer(
             policy, request.study.canonical_json, study_signature(request.study)
         )
         check_study(policy, study)
-        with BedFile(config.genotypes) as bed:
-            check_cohort_size(policy, bed.n_samples)  # before any fact about the cohort is set
+        with BedFile(config.genotypes) as whole:
+            check_cohort_size(policy, whole.n_samples)  # before any fact about the cohort is set
             if clock is None:
                 require_approval(config.directory, policy, study, analyst)
             else:
                 require_approval(config.directory, policy, study, analyst, clock=clock)
-            facts["n_samples"] = str(bed.n_samples)
+            # the study's [cohort] and [sample_qc]: every module sees only these samples
+            selection = cohort.select(config, whole, study, policy)
+            bed = whole if selection is None else cohort.CohortBed(whole, selection.rows)
+            if selection is not None:
+                check_cohort_size(policy, bed.n_samples)
+            facts["n_samples"] = str(whole.n_samples)
             facts["n_variants"] = str(bed.n_variants)
+            if selection is not None:
+                facts.update(cohort.facts(selection, policy.min_cell_count))
             facts["policy"] = "demo (synthetic data only)" if policy.demo else "site policy"
             facts["min_cell_count"] = str(policy.min_cell_count)
             if snapshot:
