@@ -97,6 +97,7 @@ from genofed.common.messages import Receipt, Reply, Request, Status
 from genofed.common.reasons import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
+    COHORT_TOO_SMALL,
     DISCLOSURE_RISK,
     INTEGRITY,
     NO_POLICY,
@@ -293,6 +294,10 @@ def _answer(
             bed = whole if selection is None else cohort.CohortBed(whole, selection.rows)
             if selection is not None:
                 check_cohort_size(policy, bed.n_samples)
+                if not bed.n_samples:  # even under min_cohort_size = 0: nothing to compute on
+                    raise PolicyRefusal(
+                        COHORT_TOO_SMALL, "no sample of this site is in the study's cohort"
+                    )
             facts["n_samples"] = str(whole.n_samples)
             facts["n_variants"] = str(bed.n_variants)
             if selection is not None:

@@ -93,6 +93,17 @@ def test_a_cohort_of_few__is_refused_as_too_small(cohort: SynthSummary, tmp_path
     assert info.value.reason_code == "COHORT_TOO_SMALL"
 
 
+def test_an_empty_cohort__is_refused_even_without_a_minimum(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    policy = site_policy().replace("min_cohort_size = 10", "min_cohort_size = 0")
+    sites = _sites(cohort, tmp_path / "s", policy)
+    with pytest.raises(SiteFailure) as info:
+        _run(_study(cohort={"where": ["AGE >= 1000"]}), sites, tmp_path / "r")
+    assert info.value.reason_code == "COHORT_TOO_SMALL"
+    assert "no sample of this site is in the study's cohort" in str(info.value)
+
+
 def test_small_qc_counts__are_withheld_with_the_cohort_size(
     cohort: SynthSummary, tmp_path: Path
 ) -> None:
