@@ -139,6 +139,13 @@ geno = 0.05                       # every analysis after the count tables uses w
 hwe = 1e-6
 maf = 0.01
 
+[cohort]                          # every analysis runs on these samples only (adults here:
+where = ["AGE >= 18"]             # the synthetic patients are all 30-80, so none is dropped)
+
+[sample_qc]                       # local sample QC at each site, before any release:
+mind = 0.1                        # samples missing > 10 % of calls (plink2 --mind)
+het_sd = 5.0                      # heterozygosity F > 5 SD from the site's mean (--het)
+
 [[analysis]]
 kind = "freq"
 

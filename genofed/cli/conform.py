@@ -322,7 +322,16 @@ def conform_study(
     rows: list[ConformRow] = []
     results = out / "results"
     if checkable:
-        sub = dataclasses.replace(study, analyses=checkable, privacy=PrivacySpec(), min_sites=None)
+        # the analyses on every sample: plink2 runs on the whole pooled cohort, so the
+        # study's [cohort] and [sample_qc] are not applied (tests/reference checks them)
+        sub = dataclasses.replace(
+            study,
+            analyses=checkable,
+            privacy=PrivacySpec(),
+            min_sites=None,
+            cohort=None,
+            sample_qc=None,
+        )
         run_study(sub, InProcessTransport(site_dirs), results, engine="in-process")
         provenance = json.loads((results / "provenance.json").read_text(encoding="utf-8"))
         work = out / "plink2"

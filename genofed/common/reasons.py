@@ -45,6 +45,10 @@ SECURE_AGGREGATION_REQUIRED: Final = "SECURE_AGGREGATION_REQUIRED"
 PARAMETER_OUT_OF_BOUNDS: Final = "PARAMETER_OUT_OF_BOUNDS"
 #: The site's cohort (or an analysis's sub-cohort) is below its minimum size.
 COHORT_TOO_SMALL: Final = "COHORT_TOO_SMALL"
+#: The study's ``[cohort]`` filters on a column the site's policy does not allow.
+COHORT_COLUMN_NOT_ALLOWED: Final = "COHORT_COLUMN_NOT_ALLOWED"
+#: The study's ``[cohort]`` names a column the site's tables do not hold.
+COHORT_COLUMN_UNKNOWN: Final = "COHORT_COLUMN_UNKNOWN"
 #: The site cannot read its study approvals database.
 APPROVALS_UNAVAILABLE: Final = "APPROVALS_UNAVAILABLE"
 #: The study's hash waits for the site's privacy officer to approve it.
@@ -103,6 +107,8 @@ __all__ = [
     "BAD_REPLY",
     "BAD_REQUEST",
     "BUDGET_EXCEEDED",
+    "COHORT_COLUMN_NOT_ALLOWED",
+    "COHORT_COLUMN_UNKNOWN",
     "COHORT_TOO_SMALL",
     "DISCLOSURE_RISK",
     "FAILED",

@@ -27,6 +27,12 @@ Study file format (documented for analysts in docs/analyst.md)::
     geno = 0.1                       # hwe_midp, hwe_keep_fewhet, extract, exclude
     hwe = 1e-6
 
+    [cohort]                         # optional: every analysis runs on these samples only
+    where = ["AGE >= 40", "SEX == 2"]  # (genofed.common.cohort: syntax)
+
+    [sample_qc]                      # optional: local sample QC at each site, before any
+    mind = 0.1                       # release (plink2 --mind; het_sd: --het F outliers)
+
     [[analysis]]
     kind = "hardy"                   # see genofed.common.analyses
     id = "hardy"                     # optional; defaults to the kind
@@ -45,6 +51,7 @@ from types import MappingProxyType
 from typing import Any
 
 from genofed.common.analyses import ANALYSIS_KINDS, COUNT_KINDS, ParamError
+from genofed.common.cohort import CohortSpec, SampleQCSpec, parse_cohort, parse_sample_qc
 from genofed.common.errors import ConfigError, IntegrityError
 from genofed.common.tomlconfig import check_keys, get_typed, load_toml
 from genofed.common.wire.pca import pc_covariate_problem
@@ -152,11 +159,18 @@ class Study:
     privacy: PrivacySpec = PrivacySpec()
     #: pooled variant QC (``[qc]``), or None
     qc: QCSpec | None = None
+    #: the samples every analysis runs on (``[cohort]``), or None: every sample
+    cohort: CohortSpec | None = None
+    #: local sample QC at each site (``[sample_qc]``), or None
+    sample_qc: SampleQCSpec | None = None
 
     def to_json(self) -> dict[str, Any]:
-        # "qc" is absent without a [qc] table, so studies without one keep their hash
+        # "qc", "cohort", "sample_qc" are absent without their tables, so studies without
+        # them keep their hash
         return {
             **({"qc": self.qc.to_json()} if self.qc is not None else {}),
+            **({"cohort": self.cohort.to_json()} if self.cohort is not None else {}),
+            **({"sample_qc": self.sample_qc.to_json()} if self.sample_qc is not None else {}),
             "schema": STUDY_SCHEMA,
             "privacy": self.privacy.to_json(),
             "study": {
@@ -190,7 +204,7 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
     """Validate a parsed study file (``path`` is only used in messages)."""
     check_keys(
         raw,
-        ("study", "analysis", "privacy", "qc"),
+        ("study", "analysis", "privacy", "qc", "cohort", "sample_qc"),
         path=path,
         where="the study file",
         required=("study",),
@@ -264,6 +278,8 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
         raise ConfigError(pc_problem[0], path=path, hint=pc_problem[1])
     privacy = _privacy(raw.get("privacy", {}), path, analyses)
     qc = _qc(raw["qc"], path, analyses, privacy) if "qc" in raw else None
+    cohort = parse_cohort(raw["cohort"], path) if "cohort" in raw else None
+    sample_qc = parse_sample_qc(raw["sample_qc"], path) if "sample_qc" in raw else None
     return Study(
         name=name,
         description=get_typed(head, "description", str, "", path=path, where="study"),
@@ -272,6 +288,8 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
         analyses=analyses,
         privacy=privacy,
         qc=qc,
+        cohort=cohort,
+        sample_qc=sample_qc,
     )
 
 
@@ -537,8 +555,9 @@ def study_from_canonical(data: bytes, expected_sha256: str) -> Study:
                 {"kind": a["kind"], "id": a["id"], **a["params"]} for a in doc["analyses"]
             ],
         }
-        if "qc" in doc:
-            raw["qc"] = doc["qc"]
+        for table in ("qc", "cohort", "sample_qc"):
+            if table in doc:
+                raw[table] = doc[table]
         study = study_from_mapping(raw, path=Path("<canonical study>"))
     except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
         raise IntegrityError() from exc

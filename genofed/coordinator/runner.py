@@ -2,7 +2,9 @@
 
 1. ``variants`` round: every site sends its variant table; the coordinator
    harmonizes them (``combine/harmonize.py``) and stops on differences the
-   study does not allow.
+   study does not allow. A study with ``[cohort]`` or ``[sample_qc]`` learns
+   each site's sample funnel from the same replies (:mod:`.writers.cohort`):
+   every analysis at a site runs on the samples its cohort and QC keep.
 2. One ``genotype_counts`` round serves every count analysis of the study
    (``freq``, ``hardy``, ``missing``, ``gcount``) and its ``[qc]``: each site
    sends per-variant genotype counts for the study's variants, in the study's
@@ -100,6 +102,7 @@ from genofed.coordinator.site_record import SiteRecord
 from genofed.coordinator.study_files import ANYWHERE, StudyFiles
 from genofed.coordinator.transport import Incoming, Outgoing, StreamingTransport, Transport
 from genofed.coordinator.writers.analyst_report import REPORT_FILE, write_report
+from genofed.coordinator.writers.cohort import cohort_summary
 from genofed.coordinator.writers.figures import require_matplotlib
 from genofed.coordinator.writers.provenance import (
     provenance_doc,
@@ -267,6 +270,9 @@ def _run(
     try:
         outputs: list[str] = [write_harmonization(staging, harmonization)]
         summary: dict[str, object] = {"n_variants": len(harmonization.variants)}
+        samples = cohort_summary(study, (sites[n] for n in order))
+        if samples is not None:  # [cohort] and [sample_qc]: the sites' sample funnel
+            summary["cohort"] = samples
         analysis_files: dict[str, list[str]] = {}  # analysis id -> the files it wrote
         analysed = harmonization  # the variants of every later analysis: after [qc]
         if counts_ids:
@@ -295,8 +301,14 @@ def _run(
             if secure is None:
                 pooled = sum_site_counts(per_site, noisy=dp)
             else:
-                filtered = any(
-                    a.params.get("samples_with") for a in study.analyses if a.kind in COUNT_KINDS
+                filtered = (
+                    any(
+                        a.params.get("samples_with")
+                        for a in study.analyses
+                        if a.kind in COUNT_KINDS
+                    )
+                    or study.cohort is not None
+                    or study.sample_qc is not None
                 )  # then the sites count fewer samples than they hold
                 expected = None if filtered else _pooled_samples(sites[n] for n in order)
                 left_out = sum(

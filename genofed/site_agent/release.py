@@ -97,6 +97,7 @@ from genofed.common.messages import Receipt, Reply, Request, Status
 from genofed.common.reasons import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,
+    COHORT_TOO_SMALL,
     DISCLOSURE_RISK,
     INTEGRITY,
     NO_POLICY,
@@ -112,6 +113,7 @@ from genofed.common.secure_sum import MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, array_manifest, study_of, study_signature
 from genofed.common.wire.summable import SUMMABLE_FORMS
+from genofed.site_agent import cohort
 from genofed.site_agent.audit.log import (
     DECISION_ERROR,
     DECISION_REFUSED,
@@ -281,16 +283,27 @@ def _answer(
             policy, request.study.canonical_json, study_signature(request.study)
         )
         check_study(policy, study)
-        with open_genotypes(config.genotypes) as bed:
-            check_cohort_size(policy, bed.n_samples)  # before any fact about the cohort is set
+        with open_genotypes(config.genotypes) as whole:
+            check_cohort_size(policy, whole.n_samples)  # before any fact about the cohort is set
             if clock is None:
                 require_approval(config.directory, policy, study, analyst)
             else:
                 require_approval(config.directory, policy, study, analyst, clock=clock)
-            facts["n_samples"] = str(bed.n_samples)
+            # the study's [cohort] and [sample_qc]: every module sees only these samples
+            selection = cohort.select(config, whole, study, policy)
+            bed = whole if selection is None else cohort.CohortBed(whole, selection.rows)
+            if selection is not None:
+                check_cohort_size(policy, bed.n_samples)
+                if not bed.n_samples:  # even under min_cohort_size = 0: nothing to compute on
+                    raise PolicyRefusal(
+                        COHORT_TOO_SMALL, "no sample of this site is in the study's cohort"
+                    )
+            facts["n_samples"] = str(whole.n_samples)
             facts["n_variants"] = str(bed.n_variants)
-            if getattr(bed, "has_dosages", False):
+            if getattr(whole, "has_dosages", False):
                 facts[DOSAGES_FACT] = DOSAGES_HARD_CALLS
+            if selection is not None:
+                facts.update(cohort.facts(selection, policy.min_cell_count))
             facts["policy"] = "demo (synthetic data only)" if policy.demo else "site policy"
             facts["min_cell_count"] = str(policy.min_cell_count)
             if snapshot:

@@ -1003,3 +1003,69 @@ def test_train_after_the_gwas__a_cohort_one_person_larger_is_served_over_the_gwa
     assert not refusals(sites[0])
     summary = json.loads((tmp_path / "b" / "provenance.json").read_text())["summary"]
     assert {"site": "site-a", "analysis": "t", "samples": 1} in summary["guard_left_out"]
+
+
+def make_one_patient_aged(sites: Sequence[Path], age: int, person: int) -> tuple[str, float]:
+    """Nobody at any site is ``age`` years old but site-a's ``person``; return their IID, QPHENO."""
+    for site in sites:
+        header, rows = table(site / "data" / "covar.tsv")
+        j = header.index("AGE")
+        for i, r in enumerate(rows):
+            if float(r[j]) == age and not (site == sites[0] and i == person):
+                r[j] = str(age + 1)
+        if site == sites[0]:
+            rows[person][j] = str(age)
+        write_table(site / "data" / "covar.tsv", header, rows)
+    iid = table(sites[0] / "data" / "covar.tsv")[1][person][1]
+    p_header, p_rows = table(sites[0] / "data" / "pheno.tsv")
+    return iid, float(next(r[p_header.index("QPHENO")] for r in p_rows if r[1] == iid))
+
+
+def cohort_study(name: str, where: str) -> Study:
+    glm = {"kind": "glm", "id": "g", "phenotype": "QPHENO", "covariates": ["SEX"]}
+    return study_from_mapping(
+        {"study": {"name": name}, "cohort": {"where": [where]}, "analysis": [glm]},
+        path=Path("<attack>"),
+    )
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
+def test_cohort_threshold__two_cohorts_one_patient_apart_are_not_differenced(
+    cohort: SynthSummary, tmp_path: Path, guard: bool
+) -> None:
+    """AGE >= 40, then AGE >= 41, where one patient is 40: the second is refused."""
+    sites = federation(cohort, tmp_path / "sites", guard=guard)
+    _, y = make_one_patient_aged(sites, 40, person=5)
+    transport = Recording(sites)
+    run(cohort_study("from-40", "AGE >= 40"), transport, tmp_path / "a")
+    if not guard:
+        run(cohort_study("from-41", "AGE >= 41"), transport, tmp_path / "b")
+        first, second = transport.arrays("site-a", "glm_stats")
+        recovered = sum_y(first["zz"], 1) - sum_y(second["zz"], 1)
+        assert recovered == pytest.approx(y, abs=1e-9)  # the attack works
+        return
+    with pytest.raises(SiteFailure) as info:
+        run(cohort_study("from-41", "AGE >= 41"), transport, tmp_path / "b")
+    assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
+    assert "by 1 person" in str(info.value)
+    assert len(transport.arrays("site-a", "glm_stats")) == 1  # the second never left
+    assert refusals(sites[0])[-1].startswith("DISCLOSURE_RISK: ")
+    assert not (tmp_path / "b").exists()
+
+
+def test_cohort_threshold__the_wider_cohort_second_is_served_over_the_narrower(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """AGE >= 41 first, then AGE >= 40 (one patient more): served over the first's samples."""
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    make_one_patient_aged(sites, 40, person=5)
+    transport = Recording(sites)
+    run(cohort_study("from-41", "AGE >= 41"), transport, tmp_path / "a")
+    run(cohort_study("from-40", "AGE >= 40"), transport, tmp_path / "b")
+    first, second = transport.arrays("site-a", "glm_stats")
+    assert second["zz"][0] == first["zz"][0]  # the same samples
+    assert sum_y(second["zz"], 1) - sum_y(first["zz"], 1) == 0.0  # nothing left to subtract
+    assert not refusals(sites[0])
+    summary = json.loads((tmp_path / "b" / "provenance.json").read_text())["summary"]
+    assert summary["guard_left_out"] == [{"site": "site-a", "analysis": "g", "samples": 1}]
+    assert summary["cohort"]["definition"] == "AGE >= 40"

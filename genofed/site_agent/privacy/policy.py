@@ -20,6 +20,8 @@
     guard_refusals_before_review = 3  # then an analyst's studies wait for the officer
     km_min_grid_step = 0         # km: merge grid times closer than this (0: the study's grid)
     pca_max_directions = 10000   # pca: variant-space directions released per cohort snapshot
+    cohort_columns = ["AGE", "SEX"]  # columns a study's [cohort] may filter on (default:
+                                 # the allowed_<column> lists of [policy.analysis.*], else any)
 
     [policy.analysis.glm]        # parameter bounds per analysis kind (policy_rules.py)
     max_covariates = 10
@@ -75,6 +77,7 @@ from genofed.common.errors import ConfigError, PolicyRefusal
 from genofed.common.reasons import (
     ANALYSIS_NOT_ALLOWED,
     APP_NOT_ALLOWED,
+    COHORT_COLUMN_NOT_ALLOWED,
     COHORT_TOO_SMALL,
     NO_BUDGET,
     RELEASE_MODE_NOT_ALLOWED,
@@ -130,6 +133,7 @@ _KEYS = (
     "guard_refusals_before_review",
     "km_min_grid_step",
     "pca_max_directions",
+    "cohort_columns",
     "analysis",
     "auto_approve",
 )
@@ -190,6 +194,8 @@ class SitePolicy:
     km_min_grid_step: float = 0.0
     #: ``pca``: most variant-space directions released per cohort snapshot, over all runs
     pca_max_directions: int = DEFAULT_PCA_MAX_DIRECTIONS
+    #: columns a study's ``[cohort]`` may filter on; None: see :func:`cohort_columns`
+    cohort_columns: frozenset[str] | None = None
 
 
 #: The policy of a site without a policy file: refuses everything.
@@ -235,6 +241,10 @@ km_min_grid_step = 0
 # multiplies by its genotypes and releases per cohort snapshot, over all runs; beyond
 # it a pca is refused (PCA_DIRECTIONS_EXCEEDED). A 10-component PCA uses about 600.
 pca_max_directions = {DEFAULT_PCA_MAX_DIRECTIONS}
+# Columns a study's [cohort] may filter on (e.g. ["AGE", "SEX"]; [] : none). Without
+# it: the columns the allowed_<column> bounds below list, or, without those, any
+# column of this site's phenotype and covariate tables.
+# cohort_columns = ["AGE", "SEX"]
 # App bundles (Flower FAB SHA-256) this site runs when connected to a coordinator;
 # any other bundle is refused before it runs. `genofed-site app-hash` prints the
 # hash of the GenoFed version installed here.
@@ -401,6 +411,7 @@ def load_policy(path: Path) -> SitePolicy:
         ),
         min_cohort_size=cohort,
         min_cell_count=cell,
+        cohort_columns=problems.check(lambda: _cohort_columns(table, path), None),
     )
     problems.raise_any(hint=f"correct each problem above in {path}, then run genofed-site check")
     return policy
@@ -433,6 +444,40 @@ def _allowed_analyses(table: Mapping[str, object], path: Path) -> frozenset[str]
             f"{'them' if len(unknown) > 1 else 'it'}, or use a known kind: {known}",
         )
     return frozenset(analyses)
+
+
+def _cohort_columns(table: Mapping[str, object], path: Path) -> frozenset[str] | None:
+    names = get_typed(table, "cohort_columns", list, None, path=path, where="policy")
+    if names is None:
+        return None
+    if not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(
+            "policy.cohort_columns must be a list of column names",
+            path=path,
+            hint='e.g. cohort_columns = ["AGE", "SEX"] ([] : no study may filter its cohort)',
+        )
+    return frozenset(names)
+
+
+#: Analysis parameters that name phenotype or covariate columns.
+COLUMN_PARAMS = ("phenotype", "covariates", "outcome", "time", "event", "group", "target")
+
+
+def cohort_columns(policy: SitePolicy) -> frozenset[str] | None:
+    """The columns a study's ``[cohort]`` may filter on; None: any column of the site's tables.
+
+    ``cohort_columns`` when the policy sets it; otherwise the columns its
+    ``[policy.analysis.<kind>]`` bounds allow (``allowed_covariates``,
+    ``allowed_phenotype``, ...) when it has any such list; otherwise any.
+    """
+    if policy.cohort_columns is not None:
+        return policy.cohort_columns
+    allowed = [
+        b.value for b in policy.analysis_bounds if b.op == "allowed" and b.param in COLUMN_PARAMS
+    ]
+    if not allowed:
+        return None
+    return frozenset(str(v) for values in allowed for v in values)
 
 
 def _weight_ratio(table: Mapping[str, object], path: Path) -> float:
@@ -644,6 +689,16 @@ def check_study(policy: SitePolicy, study: Study) -> None:
             '[privacy] mode = "exact" (SecAgg+ sums over >= 3 sites), or "dp"',
         )
     check_bounds(policy.analysis_bounds, study)
+    if study.cohort is not None:
+        allowed = cohort_columns(policy)
+        refused = [c for c in study.cohort.columns if allowed is not None and c not in allowed]
+        if refused:
+            listed = ", ".join(sorted(allowed or ())) or "(none)"
+            raise PolicyRefusal(
+                COHORT_COLUMN_NOT_ALLOWED,
+                f"the study's [cohort] filters on {refused[0]!r}, which this site's policy "
+                f"does not allow a cohort to use; the columns it allows: {listed}",
+            )
 
 
 def auto_approval_rule(policy: SitePolicy, study: Study, analyst: str | None) -> str | None:
@@ -696,5 +751,6 @@ __all__ = [
     "check_request",
     "check_study",
     "check_study_signature",
+    "cohort_columns",
     "load_policy",
 ]

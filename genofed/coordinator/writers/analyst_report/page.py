@@ -269,6 +269,54 @@ def _qc(doc: Mapping[str, Any]) -> str:
     )
 
 
+_SAMPLE_STEPS = {
+    "cohort": "outside the study's [cohort] conditions",
+    "mind": "missing more than mind of their calls (plink2 --mind)",
+    "het": "heterozygosity F more than het_sd SD from the site's mean (plink2 --het)",
+}
+
+
+def _count_text(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _cohort(doc: Mapping[str, Any]) -> str:
+    """The ``[cohort]`` / ``[sample_qc]`` funnel: pooled, then per site (empty without them)."""
+    cohort = doc.get("summary", {}).get("cohort")
+    if not isinstance(cohort, dict):
+        return ""
+    steps = [str(s) for s in cohort.get("steps", [])]
+    pooled = cohort.get("pooled", {})
+    rows = [(e("genotyped"), "", e(_count_text(pooled.get("genotyped"))))]
+    for step in steps:
+        removed = pooled.get("removed", {}).get(step)
+        rows.append(
+            (f"<code>{e(step)}</code>", e(_SAMPLE_STEPS.get(step, step)), e(_count_text(removed)))
+        )
+    rows.append((e("cohort (samples left)"), "", e(_count_text(pooled.get("left")))))
+    site_rows = [
+        (
+            e(str(site.get("site"))),
+            e(_count_text(site.get("genotyped"))),
+            *(e(_count_text(site.get("removed", {}).get(step))) for step in steps),
+            e(_count_text(site.get("left"))),
+        )
+        for site in cohort.get("sites", [])
+    ]
+    rules = {"cohort": cohort.get("definition", ""), **cohort.get("sample_qc", {})}
+    return (
+        '<h2 id="cohort-heading">Cohort and sample QC</h2>'
+        '<p class="meta">Every analysis ran on these samples only. Each site applied the '
+        "cohort's conditions, then its sample QC, to its own samples before any release; "
+        "only the counts below left the sites, and a site withholds a count smaller than "
+        "its minimum cell count (then its cohort size too): such numbers read "
+        "<code>withheld</code>.</p>"
+        + key_values(rules, table_id="cohort-rules")
+        + table(("step", "rule", "samples"), rows, table_id="cohort-funnel")
+        + table(("site", "genotyped", *steps, "left"), site_rows, table_id="cohort-sites")
+    )
+
+
 def _section(analysis: Analysis, render: Renderer) -> str:
     params = "; ".join(f"{k} = {_param(v)}" for k, v in analysis.params.items())
     try:
@@ -341,6 +389,7 @@ the sites' released aggregates; individual-level data never left a site.</p>
 {_sites(doc)}
 <h2 id="privacy-heading">Release mode and privacy</h2>
 {_privacy(doc)}
+{_cohort(doc)}
 {_qc(doc)}
 {"".join(_section(a, sections.get(a.kind, generic)) for a in found)}
 <h2 id="other-files-heading">Other files</h2>
