@@ -60,14 +60,15 @@ Refused, with the file, the line (text VCF; a BCF's record number) and the fix
 ------------------------------------------------------------------------------
 A multi-allelic record (split it: ``bcftools norm -m-`` or keep only
 biallelic variants: ``plink2 --max-alleles 2``), a header without a ``GT``
-FORMAT field or a record without ``GT`` (plink2 makes all its calls
-missing), a call of more than two alleles (plink2 makes it missing),
-an allele index beyond the record's ALT, duplicate sample names, a file with
-no samples or no records, a malformed line (htslib's parse error, e.g. a bad
-POS or the wrong number of columns), and a truncated bgzip/BCF file (no
-BGZF end-of-file block, or a block cut short). Per-sample columns are
-checked when genotypes are read: a malformed sample column fails the first
-:meth:`VcfFile.iter_dosages` that reaches it, naming its line.
+FORMAT field, a record without ``GT`` or with ``GT`` not first in FORMAT
+(plink2 makes all its calls missing), a call of more than two alleles
+(plink2 makes it missing), an allele index beyond the record's ALT,
+duplicate sample names, a file with no samples or no records, a malformed
+line (htslib's parse error, e.g. a bad POS or the wrong number of columns),
+and a truncated bgzip/BCF file (no BGZF end-of-file block, or a block cut
+short). Per-sample columns are checked when genotypes are read: a malformed
+sample column fails the first :meth:`VcfFile.iter_dosages` that reaches it,
+naming its line.
 """
 
 from __future__ import annotations
@@ -451,6 +452,14 @@ class VcfFile:
             raise _no_gt_error(self.path, self._where(k)) from exc
         if genotype is None:
             raise _no_gt_error(self.path, self._where(k))
+        fields = rec.FORMAT
+        if fields[0] != "GT":
+            raise InputError(
+                f"GT is not the first FORMAT field ({':'.join(fields)}); the VCF standard puts "
+                "it first, and plink2 then reads no calls from the record (all missing)",
+                **self._where(k),
+                hint="write that record with GT first in FORMAT and in every sample column",
+            )
         calls: np.ndarray = genotype.array()  # (n_samples, max ploidy + 1 phase column), int16
         if subset is not None:
             calls = calls[subset]

@@ -224,7 +224,7 @@ def test_gt_rules__phasing_haploid_missing_and_half_calls(tmp_path: Path) -> Non
 
 def test_other_format_fields_filter_and_ids__are_kept_as_plink2_keeps_them(tmp_path: Path) -> None:
     rows = [
-        "1\t5\t.\tC\tT\t.\tLowQual\t.\tDP:GT\t7:0/1\t.:1/1\t3:.",
+        "1\t5\t.\tC\tT\t.\tLowQual\t.\tGT:DP\t0/1:7\t1/1:.\t.:3",
         "1\t5\trs2;rs3\tC\tA\t10\tq10;s50\tAC=1\tGT:DP\t1|1:3\t0|0:.\t.:.",
         "1\t3\trs1\tG\tA\t.\t.\t.\tGT\t0/1\t0/0\t0/0",  # unsorted: read in file order
     ]
@@ -284,6 +284,16 @@ def test_no_gt_in_header_or_record__is_refused(tmp_path: Path) -> None:
     assert err.line == 6  # the #CHROM line
     path = write(tmp_path / "b.vcf", [record("1", 5, "0/1 0/0 1/1"), *rows])
     err = _refused(path, "record has no GT field", read=True)
+    assert err.line == 9
+
+
+def test_gt_not_first_in_format__is_refused_as_plink2_reads_no_calls_there(
+    tmp_path: Path,
+) -> None:
+    rows = [record("1", 5, "0/1 0/0 1/1"), "1\t10\t.\tA\tG\t.\t.\t.\tDP:GT\t3:0/1\t4:1/1\t5:0/0"]
+    err = _refused(
+        write(tmp_path / "order.vcf", rows), "GT is not the first FORMAT field", read=True
+    )
     assert err.line == 9
 
 
