@@ -150,7 +150,7 @@ def test_genotypes_variants_and_counts__equal_the_bed_of_the_same_calls(cohort, 
 def test_any_variant_order_repeats_and_sample_subsets__equal_the_bed(
     cohort, form, monkeypatch
 ) -> None:
-    monkeypatch.setattr(vcf_module, "JUMP_RECORDS", 3)  # seek by the index often
+    monkeypatch.setattr(vcf_module, "JUMP_RECORDS", {"vcf": 3, "bcf": 3})  # seek by the index often
     rng = np.random.default_rng(7)
     with BedFile(cohort["bed"]) as bed, VcfFile(cohort[form]) as reader:
         n = bed.n_variants
@@ -178,6 +178,21 @@ def test_the_index_is_used_for_a_sorted_bgzipped_file_only(cohort) -> None:
         reader = VcfFile(cohort[form])
         _ = reader.variants
         assert reader._index_path() is None
+
+
+@pytest.mark.parametrize(("form", "opens"), [("indexed.vcf.gz", 1), ("indexed.bcf", 1), ("bcf", 2)])
+def test_backward_jumps_seek_by_the_index_or_reopen_the_file(
+    cohort, form, opens, monkeypatch
+) -> None:
+    reader = VcfFile(cohort[form])
+    _ = reader.variants
+    calls = []
+    real_open = reader._open
+    monkeypatch.setattr(reader, "_open", lambda **kw: calls.append(kw) or real_open(**kw))
+    with BedFile(cohort["bed"]) as bed:
+        order = np.array([149, 0, 100, 3])
+        assert np.array_equal(collect(reader, order, chunk=2), collect(bed, order, chunk=2))
+    assert len(calls) == opens  # one reader moved by region queries, else reopened per chunk
 
 
 def test_close_refuses_further_reads_and_bad_arguments_are_refused(cohort) -> None:
