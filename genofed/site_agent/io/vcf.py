@@ -63,12 +63,13 @@ biallelic variants: ``plink2 --max-alleles 2``), a header without a ``GT``
 FORMAT field, a record without ``GT`` or with ``GT`` not first in FORMAT
 (plink2 makes all its calls missing), a call of more than two alleles
 (plink2 makes it missing), an allele index beyond the record's ALT,
-duplicate sample names, a file with no samples or no records, a malformed
-line (htslib's parse error, e.g. a bad POS or the wrong number of columns),
-and a truncated bgzip/BCF file (no BGZF end-of-file block, or a block cut
-short). Per-sample columns are checked when genotypes are read: a malformed
-sample column fails the first :meth:`VcfFile.iter_dosages` that reaches it,
-naming its line.
+duplicate sample names or names holding whitespace (plink2 keeps duplicates
+and cuts names at a space), a file with no samples or no records, a
+malformed line (htslib's parse error, e.g. a bad POS or the wrong number of
+columns), and a truncated bgzip/BCF file (no BGZF end-of-file block, or a
+block cut short). Per-sample columns are checked when genotypes are read: a
+malformed sample column fails the first :meth:`VcfFile.iter_dosages` that
+reaches it, naming its line.
 """
 
 from __future__ import annotations
@@ -199,17 +200,7 @@ def _read_text_header(path: Path) -> tuple[int, list[str], bool]:
             line=chrom_line_no,
             hint="give a VCF with genotype columns, one per sample",
         )
-    first: dict[str, int] = {}
-    for col, name in enumerate(samples, 10):
-        if name in first:
-            raise InputError(
-                f"duplicate sample name {name!r} (columns {first[name]} and {col} of the "
-                "#CHROM line); plink2 refuses it too",
-                path=path,
-                line=chrom_line_no,
-                hint="rename one of them, e.g. bcftools reheader -s new_names.txt",
-            )
-        first[name] = col
+    _check_sample_names(path, samples, chrom_line_no)
     if not has_gt:
         raise InputError(
             "declares no GT FORMAT field (no '##FORMAT=<ID=GT,' header line), so there are no "
@@ -219,6 +210,37 @@ def _read_text_header(path: Path) -> tuple[int, list[str], bool]:
             hint="give the VCF with genotype calls (GT); a dosage-only VCF (DS/GP) is not read yet",
         )
     return n_lines, samples, has_record
+
+
+_RENAME_HINT = (
+    "rename the samples in the header, e.g. bcftools reheader -s new_names.txt {path} "
+    "(new_names.txt: one name a line, in column order)"
+)
+
+
+def _check_sample_names(path: Path, names: list[str], line: int | None) -> None:
+    """Refuse duplicate names and names with whitespace (``line``: the #CHROM line, if text)."""
+    first: dict[str, int] = {}
+    for col, name in enumerate(names, 10):
+        if name in first:
+            raise InputError(
+                f"duplicate sample name {name!r} (columns {first[name]} and {col} of the "
+                "#CHROM line); plink2 --vcf keeps both, and a phenotype row could not tell "
+                "them apart",
+                path=path,
+                line=line,
+                hint=_RENAME_HINT.format(path=path),
+            )
+        first[name] = col
+        if not name or any(c.isspace() for c in name):
+            raise InputError(
+                f"sample name {name!r} (column {col} of the #CHROM line) is empty or holds "
+                "whitespace, so no row of a whitespace-separated phenotype table can name it "
+                "(plink2 --vcf cuts it at the first space)",
+                path=path,
+                line=line,
+                hint=_RENAME_HINT.format(path=path),
+            )
 
 
 def _no_gt_error(path: Path, where: dict[str, Any]) -> InputError:
@@ -292,13 +314,7 @@ class VcfFile:
             raise InputError(
                 "has no samples", path=self.path, hint="give a BCF with genotype columns"
             )
-        if len(set(names)) != len(names):
-            dup = next(n for n in names if names.count(n) > 1)
-            raise InputError(
-                f"duplicate sample name {dup!r}; plink2 refuses it too",
-                path=self.path,
-                hint="rename one of them, e.g. bcftools reheader -s new_names.txt",
-            )
+        _check_sample_names(self.path, names, None)
         return names, has_record
 
     def _open(self, *, no_samples: bool = False) -> cyvcf2.VCF:

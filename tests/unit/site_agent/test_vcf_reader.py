@@ -327,6 +327,11 @@ def test_duplicate_sample_names__are_refused_naming_the_columns(tmp_path: Path) 
     path = write(tmp_path / "dup.vcf", [record("1", 10, "0/1 0/0 1/1")], samples=("A", "B", "A"))
     err = _refused(path, r"duplicate sample name 'A' \(columns 10 and 12")
     assert err.line == 7
+    assert "bcftools reheader" in str(err.hint)
+    spaced = write(
+        tmp_path / "space.vcf", [record("1", 10, "0/1 0/0 1/1")], samples=("A", "N 1", "C")
+    )
+    assert _refused(spaced, "sample name 'N 1' .column 11 of the #CHROM line. is empty").line == 7
 
 
 def test_malformed_lines__are_refused_naming_their_line(tmp_path: Path) -> None:
@@ -335,6 +340,18 @@ def test_malformed_lines__are_refused_naming_their_line(tmp_path: Path) -> None:
     assert _refused(bad_pos, "htslib cannot parse this record").line == 9
     short = write(tmp_path / "short.vcf", [good, good, "1\t30\t.\tA\tG\t.\t.\t.\tGT\t0/1"])
     assert _refused(short, "htslib cannot parse this record", read=True).line == 10
+
+
+def test_chunks_are_streamed__a_bad_sample_column_fails_only_the_chunk_that_reaches_it(
+    tmp_path: Path,
+) -> None:
+    rows = [record("1", 10 * i, "0/1 0/0 1/1") for i in range(1, 10)]
+    rows.append("1\t100\t.\tA\tG\t.\t.\t.\tGT\t0/1")  # one sample column of three
+    chunks = VcfFile(write(tmp_path / "late.vcf", rows)).iter_dosages(chunk_variants=3)
+    assert [next(chunks)[0] for _ in range(3)] == [0, 3, 6]
+    with pytest.raises(InputError, match="htslib cannot parse this record") as info:
+        next(chunks)
+    assert info.value.line == 17
 
 
 def test_not_a_vcf_empty_file_and_directory__are_refused(tmp_path: Path) -> None:
