@@ -107,6 +107,21 @@ _SPLIT_HINT = (
 )
 
 
+def fileset(path: Path) -> tuple[Path, ...]:
+    """The VCF/BCF and the index files beside it (``.tbi``, ``.csi``) that exist.
+
+    What a snapshot must copy, side by side, for the copy to be read as the
+    original is (without its index the copy is read correctly, but a
+    ``variant_idx`` out of file order costs a pass per chunk).
+    """
+    path = Path(path)
+    found = (path.with_name(path.name + s) for s in _INDEX_SUFFIXES)
+    return (path, *(p for p in found if p.is_file()))
+
+
+_INDEX_SUFFIXES = (".tbi", ".csi")
+
+
 def _sniff(path: Path) -> tuple[str, bool]:
     """``(kind, bgzf)``: kind ``"vcf"`` or ``"bcf"``; ``bgzf`` when block-gzipped."""
     with path.open("rb") as fh:
@@ -532,10 +547,8 @@ class VcfFile:
         """The index htslib would load for this file, when it exists and can be used."""
         if not self.bgzf or not self._sorted:
             return None
-        suffixes = (".csi",) if self.kind == "bcf" else (".tbi", ".csi")
-        for suffix in suffixes:
-            candidate = self.path.with_name(self.path.name + suffix)
-            if candidate.is_file():
+        for candidate in fileset(self.path)[1:]:
+            if self.kind == "vcf" or candidate.suffix == ".csi":  # a BCF has no tabix index
                 return candidate
         return None
 
@@ -663,4 +676,4 @@ class _Cursor:
         self.next_k, self.limit = first, last
 
 
-__all__ = ["VCF_FID", "VcfFile"]
+__all__ = ["VCF_FID", "VcfFile", "fileset"]

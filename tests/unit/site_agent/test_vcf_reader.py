@@ -195,6 +195,13 @@ def test_backward_jumps_seek_by_the_index_or_reopen_the_file(
     assert len(calls) == opens  # one reader moved by region queries, else reopened per chunk
 
 
+def test_fileset__is_the_file_and_the_indexes_beside_it(cohort) -> None:
+    assert vcf_module.fileset(cohort["vcf.gz"]) == (cohort["vcf.gz"],)
+    for form, suffix in (("indexed.vcf.gz", ".tbi"), ("indexed.bcf", ".csi")):
+        path = cohort[form]
+        assert vcf_module.fileset(path) == (path, path.with_name(path.name + suffix))
+
+
 def test_close_refuses_further_reads_and_bad_arguments_are_refused(cohort) -> None:
     reader = VcfFile(cohort["vcf.gz"])
     with pytest.raises(ValueError, match="chunk_variants"):
