@@ -31,13 +31,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# plink2 is the reference implementation that tests compare against (Debian package).
+# plink2 is the reference implementation that tests compare against (Debian package);
+# python-pyvcf-examples ships the real 1000 Genomes VCF the VCF reader is checked on.
 plink2:
-	@if ! command -v plink2 >/dev/null 2>&1 || ! test -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0; then \
+	@if ! command -v plink2 >/dev/null 2>&1 || ! test -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0 || ! test -e /usr/share/doc/python3-vcf/test/1kg.vcf.gz; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq plink2 libopenblas0-pthread >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq plink2 libopenblas0-pthread python-pyvcf-examples >/dev/null; \
 	  else \
-	    echo "error: plink2 is missing; run: sudo apt-get install -y plink2 libopenblas0-pthread" >&2; exit 1; \
+	    echo "error: plink2 is missing; run: sudo apt-get install -y plink2 libopenblas0-pthread python-pyvcf-examples" >&2; exit 1; \
 	  fi; \
 	fi
 

@@ -150,7 +150,7 @@ def test_genotypes_variants_and_counts__equal_the_bed_of_the_same_calls(cohort, 
 def test_any_variant_order_repeats_and_sample_subsets__equal_the_bed(
     cohort, form, monkeypatch
 ) -> None:
-    monkeypatch.setattr(vcf_module, "JUMP_RECORDS", 3)  # seek by the index often
+    monkeypatch.setattr(vcf_module, "JUMP_RECORDS", {"vcf": 3, "bcf": 3})  # seek by the index often
     rng = np.random.default_rng(7)
     with BedFile(cohort["bed"]) as bed, VcfFile(cohort[form]) as reader:
         n = bed.n_variants
@@ -178,6 +178,28 @@ def test_the_index_is_used_for_a_sorted_bgzipped_file_only(cohort) -> None:
         reader = VcfFile(cohort[form])
         _ = reader.variants
         assert reader._index_path() is None
+
+
+@pytest.mark.parametrize(("form", "opens"), [("indexed.vcf.gz", 1), ("indexed.bcf", 1), ("bcf", 2)])
+def test_backward_jumps_seek_by_the_index_or_reopen_the_file(
+    cohort, form, opens, monkeypatch
+) -> None:
+    reader = VcfFile(cohort[form])
+    _ = reader.variants
+    calls = []
+    real_open = reader._open
+    monkeypatch.setattr(reader, "_open", lambda **kw: calls.append(kw) or real_open(**kw))
+    with BedFile(cohort["bed"]) as bed:
+        order = np.array([149, 0, 100, 3])
+        assert np.array_equal(collect(reader, order, chunk=2), collect(bed, order, chunk=2))
+    assert len(calls) == opens  # one reader moved by region queries, else reopened per chunk
+
+
+def test_fileset__is_the_file_and_the_indexes_beside_it(cohort) -> None:
+    assert vcf_module.fileset(cohort["vcf.gz"]) == (cohort["vcf.gz"],)
+    for form, suffix in (("indexed.vcf.gz", ".tbi"), ("indexed.bcf", ".csi")):
+        path = cohort[form]
+        assert vcf_module.fileset(path) == (path, path.with_name(path.name + suffix))
 
 
 def test_close_refuses_further_reads_and_bad_arguments_are_refused(cohort) -> None:
@@ -224,7 +246,7 @@ def test_gt_rules__phasing_haploid_missing_and_half_calls(tmp_path: Path) -> Non
 
 def test_other_format_fields_filter_and_ids__are_kept_as_plink2_keeps_them(tmp_path: Path) -> None:
     rows = [
-        "1\t5\t.\tC\tT\t.\tLowQual\t.\tDP:GT\t7:0/1\t.:1/1\t3:.",
+        "1\t5\t.\tC\tT\t.\tLowQual\t.\tGT:DP\t0/1:7\t1/1:.\t.:3",
         "1\t5\trs2;rs3\tC\tA\t10\tq10;s50\tAC=1\tGT:DP\t1|1:3\t0|0:.\t.:.",
         "1\t3\trs1\tG\tA\t.\t.\t.\tGT\t0/1\t0/0\t0/0",  # unsorted: read in file order
     ]
@@ -287,6 +309,16 @@ def test_no_gt_in_header_or_record__is_refused(tmp_path: Path) -> None:
     assert err.line == 9
 
 
+def test_gt_not_first_in_format__is_refused_as_plink2_reads_no_calls_there(
+    tmp_path: Path,
+) -> None:
+    rows = [record("1", 5, "0/1 0/0 1/1"), "1\t10\t.\tA\tG\t.\t.\t.\tDP:GT\t3:0/1\t4:1/1\t5:0/0"]
+    err = _refused(
+        write(tmp_path / "order.vcf", rows), "GT is not the first FORMAT field", read=True
+    )
+    assert err.line == 9
+
+
 def test_ploidy_above_two__is_refused_naming_the_sample_and_line(tmp_path: Path) -> None:
     path = write(tmp_path / "p3.vcf", [record("1", 10, "0/1 0/1/1 0/0")])
     err = _refused(path, "sample 'B' has a call of more than two alleles", read=True)
@@ -302,6 +334,11 @@ def test_duplicate_sample_names__are_refused_naming_the_columns(tmp_path: Path) 
     path = write(tmp_path / "dup.vcf", [record("1", 10, "0/1 0/0 1/1")], samples=("A", "B", "A"))
     err = _refused(path, r"duplicate sample name 'A' \(columns 10 and 12")
     assert err.line == 7
+    assert "bcftools reheader" in str(err.hint)
+    spaced = write(
+        tmp_path / "space.vcf", [record("1", 10, "0/1 0/0 1/1")], samples=("A", "N 1", "C")
+    )
+    assert _refused(spaced, "sample name 'N 1' .column 11 of the #CHROM line. is empty").line == 7
 
 
 def test_malformed_lines__are_refused_naming_their_line(tmp_path: Path) -> None:
@@ -310,6 +347,18 @@ def test_malformed_lines__are_refused_naming_their_line(tmp_path: Path) -> None:
     assert _refused(bad_pos, "htslib cannot parse this record").line == 9
     short = write(tmp_path / "short.vcf", [good, good, "1\t30\t.\tA\tG\t.\t.\t.\tGT\t0/1"])
     assert _refused(short, "htslib cannot parse this record", read=True).line == 10
+
+
+def test_chunks_are_streamed__a_bad_sample_column_fails_only_the_chunk_that_reaches_it(
+    tmp_path: Path,
+) -> None:
+    rows = [record("1", 10 * i, "0/1 0/0 1/1") for i in range(1, 10)]
+    rows.append("1\t100\t.\tA\tG\t.\t.\t.\tGT\t0/1")  # one sample column of three
+    chunks = VcfFile(write(tmp_path / "late.vcf", rows)).iter_dosages(chunk_variants=3)
+    assert [next(chunks)[0] for _ in range(3)] == [0, 3, 6]
+    with pytest.raises(InputError, match="htslib cannot parse this record") as info:
+        next(chunks)
+    assert info.value.line == 17
 
 
 def test_not_a_vcf_empty_file_and_directory__are_refused(tmp_path: Path) -> None:
