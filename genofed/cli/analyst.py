@@ -265,8 +265,8 @@ def synth(
         str,
         typer.Option(
             "--format",
-            help="genotype files: bed (PLINK 1 .bed/.bim/.fam) or pgen (PLINK 2 "
-            ".pgen/.pvar/.psam, the same hard calls)",
+            help="genotype files: bed (PLINK 1 .bed/.bim/.fam), pgen (PLINK 2 "
+            ".pgen/.pvar/.psam), vcf (bgzipped .vcf.gz) or bcf, the same hard calls",
         ),
     ] = "bed",
 ) -> None:

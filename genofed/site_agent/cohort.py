@@ -49,8 +49,9 @@ from genofed.common.cohort import (
 from genofed.common.errors import PolicyRefusal
 from genofed.common.reasons import COHORT_COLUMN_UNKNOWN
 from genofed.common.study import Study
+from genofed.site_agent.io.genotypes import GenotypeFile, genotype_files
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
-from genofed.site_agent.io.plink import BedFile, Samples, Variants, fileset_paths
+from genofed.site_agent.io.plink import Samples, Variants
 from genofed.site_agent.privacy.policy import SitePolicy, cohort_columns
 from genofed.site_agent.sitedir import SiteConfig
 from genofed.site_agent.stats.sample_qc import (
@@ -82,23 +83,26 @@ class CohortSelection:
         return len(self.rows)
 
 
-class CohortBed(BedFile):
-    """A :class:`BedFile` that shows only the cohort's samples (``.fam`` order kept).
+class CohortBed:
+    """A site's genotypes (any :class:`GenotypeFile`) showing only the cohort's samples.
 
     ``samples``, ``n_samples`` and the ``sample_idx`` of :meth:`iter_dosages`
-    are those of the cohort; genotypes are decoded from the whole fileset.
+    are those of the cohort (in the genotype file's order); genotypes are
+    decoded from the whole file. The view does not own the file: closing it
+    only stops it.
     """
 
-    def __init__(self, base: BedFile, rows: np.ndarray) -> None:  # no super().__init__: a view
+    def __init__(self, base: GenotypeFile, rows: np.ndarray) -> None:
         self.base = base
         self.rows = np.ascontiguousarray(rows, dtype=np.int64)
         self.path = base.path
-        self.bim_path = base.bim_path
         self.n_variants = base.n_variants
+        self.has_dosages = bool(getattr(base, "has_dosages", False))
         self.samples = Samples(
             fid=base.samples.fid[self.rows],
             iid=base.samples.iid[self.rows],
             sex=base.samples.sex[self.rows],
+            has_fid=base.samples.has_fid,
         )
         self.n_samples = len(self.rows)
         self._closed = False
@@ -116,17 +120,34 @@ class CohortBed(BedFile):
     ) -> Iterator[tuple[int, np.ndarray]]:
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        local = None if sample_idx is None else self._check_sample_idx(sample_idx)
-        rows = self.rows if local is None else self.rows[np.asarray(local, dtype=np.int64)]
+        rows = self.rows
+        if sample_idx is not None:
+            local = np.asarray(sample_idx)
+            if local.ndim != 1 or (local.size and not np.issubdtype(local.dtype, np.integer)):
+                raise ValueError("sample_idx must be a 1-D integer array")
+            if local.size and (local.min() < 0 or local.max() >= self.n_samples):
+                raise IndexError(f"sample_idx out of range [0, {self.n_samples})")
+            if local.size > 1 and not (np.diff(local) > 0).all():
+                raise ValueError("sample_idx must be sorted and unique")
+            rows = self.rows[local.astype(np.int64)]
         kwargs = {} if chunk_variants is None else {"chunk_variants": chunk_variants}
         return self.base.iter_dosages(variant_idx, sample_idx=rows, **kwargs)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> CohortBed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"CohortBed({self.base!r}, n_samples={self.n_samples})"
 
 
 def select(
-    config: SiteConfig, bed: BedFile, study: Study, policy: SitePolicy
+    config: SiteConfig, bed: GenotypeFile, study: Study, policy: SitePolicy
 ) -> CohortSelection | None:
     """The study's samples at this site; None when it has neither [cohort] nor [sample_qc]."""
     if study.cohort is None and study.sample_qc is None:
@@ -162,7 +183,9 @@ def facts(selection: CohortSelection, min_cell: int) -> dict[str, str]:
 # -- the cohort's conditions ---------------------------------------------------
 
 
-def _meets(config: SiteConfig, bed: BedFile, cohort: CohortSpec, policy: SitePolicy) -> np.ndarray:
+def _meets(
+    config: SiteConfig, bed: GenotypeFile, cohort: CohortSpec, policy: SitePolicy
+) -> np.ndarray:
     """Per ``.fam`` row: every condition holds (a missing value never does)."""
     tables = [read_pheno_table(p) for p in (config.phenotypes, config.covariates) if p is not None]
     keep = np.ones(bed.n_samples, dtype=np.bool_)
@@ -226,7 +249,7 @@ def _holds(condition: Condition, values: np.ndarray) -> np.ndarray:
 
 
 def _sample_qc(
-    bed: BedFile, rows: np.ndarray, spec: SampleQCSpec
+    bed: GenotypeFile, rows: np.ndarray, spec: SampleQCSpec
 ) -> tuple[np.ndarray, dict[str, int]]:
     removed: dict[str, int] = {}
     if spec.mind is not None:
@@ -252,9 +275,9 @@ def _sample_qc(
 
 def _cache_key(config: SiteConfig, study: Study) -> str:
     """What the selection depends on: the study's tables and the files' sizes and times."""
-    bed, bim, fam = fileset_paths(config.genotypes)
     files: list[list[object] | None] = []
-    for path in (bed, bim, fam, config.phenotypes, config.covariates):
+    genotypes = list(genotype_files(config.genotypes).values())
+    for path in (*genotypes, config.phenotypes, config.covariates):
         if path is None:
             files.append(None)
             continue

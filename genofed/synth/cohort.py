@@ -24,6 +24,11 @@ Layout of ``out``::
 
 With ``genotype_format="pgen"`` every ``.bed/.bim/.fam`` above is a
 ``.pgen/.pvar/.psam`` holding the same calls (:mod:`genofed.synth.pgen_format`).
+With ``"vcf"`` or ``"bcf"`` each site's is one ``genotypes.vcf.gz`` (bgzipped)
+or ``genotypes.bcf`` with the same calls (:mod:`genofed.synth.vcf_format`),
+and ``pooled/`` keeps its ``.bed/.bim/.fam`` beside ``pooled.vcf.gz`` /
+``pooled.bcf`` (``plink2 --vcf pooled/pooled.vcf.gz --double-id`` reads the
+same samples: the synthetic FIDs equal the IIDs).
 
 The pooled fileset is what a centralized analysis (``plink2 --bfile
 out/pooled/pooled``) sees; a federated run over the sites must reproduce it.
@@ -95,7 +100,7 @@ _KEY_PGX = 13
 #: PGS Catalog scoring file of the simulated trait (genofed.synth.pgs_file).
 SCORING_FILE = "pgs/GENOFED_SIM.txt"
 #: Genotype formats :func:`write_cohorts` writes.
-GENOTYPE_FORMATS = ("bed", "pgen")
+GENOTYPE_FORMATS = ("bed", "pgen", "vcf", "bcf")
 
 
 @dataclass(frozen=True)
@@ -498,6 +503,15 @@ def _build(
     return layout, causal_ids
 
 
+#: Each format's genotype file in a site's data/ folder.
+_GENOTYPE_FILES = {
+    "bed": "genotypes.bed",
+    "pgen": "genotypes.pgen",
+    "vcf": "genotypes.vcf.gz",
+    "bcf": "genotypes.bcf",
+}
+
+
 def _init_site_dirs(root: Path, layout: CohortLayout, genotype_format: str) -> None:
     from genofed.site_agent.sitedir import init_site
 
@@ -506,7 +520,7 @@ def _init_site_dirs(root: Path, layout: CohortLayout, genotype_format: str) -> N
         init_site(
             root / s.name,
             name=s.name,
-            genotypes=data / f"genotypes.{genotype_format}",
+            genotypes=data / _GENOTYPE_FILES[genotype_format],
             phenotypes=data / "pheno.tsv",
             covariates=data / "covar.tsv",
             demo_policy=True,
@@ -568,6 +582,14 @@ def write_cohorts(
             beds = [tmp / s.name / "data" / "genotypes.bed" for s in layout.sites]
             for bed in [*beds, tmp / "pooled" / "pooled.bed"]:
                 bed_to_pgen(bed, bed.with_suffix(""), remove=True)
+        if genotype_format in ("vcf", "bcf"):
+            from genofed.synth.vcf_format import bed_to_vcf
+
+            for s in layout.sites:
+                bed = tmp / s.name / "data" / "genotypes.bed"
+                bed_to_vcf(bed, bed.with_suffix(""), genotype_format, remove=True)
+            pooled = tmp / "pooled" / "pooled.bed"
+            bed_to_vcf(pooled, pooled.with_suffix(""), genotype_format)
         # site.toml stores data paths relative to the site directory, so the
         # site directories may be initialised here and then moved.
         _init_site_dirs(tmp, layout, genotype_format)

@@ -10,7 +10,7 @@ naming both), and returns that format's reader. Every reader has the
 The formats are the :data:`FORMATS` table: a format is one
 :class:`GenotypeFormat` entry (its files, its content test and its reader).
 An entry whose ``reader`` is None is recognised and refused with how to
-convert it (VCF and BCF, until their reader is added).
+convert it (none today: VCF and BCF are read by :class:`~.vcf.VcfFile`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import numpy as np
 from genofed.common.errors import InputError
 from genofed.site_agent.io.pgen import PGEN_MAGIC, PgenFile, pfile_paths
 from genofed.site_agent.io.plink import DEFAULT_CHUNK_VARIANTS, BedFile, Samples, Variants
+from genofed.site_agent.io.vcf import VcfFile
+from genofed.site_agent.io.vcf import fileset as vcf_fileset
 
 BED_MAGIC = b"\x6c\x1b\x01"
 _BGZF_OR_GZIP = b"\x1f\x8b"
@@ -119,11 +121,6 @@ def _gunzipped(head: bytes) -> bytes:
         return b""
 
 
-_VCF_REFUSAL = (
-    "convert it to a PLINK 2 fileset first: plink2 --vcf {path} --make-pgen --out {stem} "
-    "(add dosage=DS for imputed dosages), and give {stem}.pgen"
-)
-
 #: The formats, tried in this order on the main file's content.
 FORMATS: dict[str, GenotypeFormat] = {
     "bed": GenotypeFormat(
@@ -140,10 +137,8 @@ FORMATS: dict[str, GenotypeFormat] = {
         PgenFile,
         (".pgen", ".pvar", ".psam", ".pvar.zst"),
     ),
-    "vcf": GenotypeFormat(
-        "VCF", _single_file, _is_vcf, None, (".vcf", ".vcf.gz", ".vcf.bgz"), _VCF_REFUSAL
-    ),
-    "bcf": GenotypeFormat("BCF", _single_file, _is_bcf, None, (".bcf",), _VCF_REFUSAL),
+    "vcf": GenotypeFormat("VCF", _single_file, _is_vcf, VcfFile, (".vcf", ".vcf.gz", ".vcf.bgz")),
+    "bcf": GenotypeFormat("BCF", _single_file, _is_bcf, VcfFile, (".bcf",)),
 }
 
 
@@ -194,7 +189,8 @@ def detect_format(path: Path) -> tuple[str, Path]:
             + ")",
             path=path,
             hint="give a PLINK 1 fileset (X.bed/.bim/.fam) or a PLINK 2 fileset "
-            "(X.pgen/.pvar/.psam): the main file, any member file or the prefix X",
+            "(X.pgen/.pvar/.psam): the main file, any member file or the prefix X; "
+            "or a VCF/BCF file (X.vcf.gz, X.bcf)",
         )
     named, main = candidates[0]
     if not main.is_file():
@@ -235,8 +231,8 @@ def _prefix_formats() -> list[GenotypeFormat]:
 def genotype_files(path: Path) -> dict[str, Path]:
     """``{role: path}`` of every file the genotypes at ``path`` are read from, main first."""
     key, main = detect_format(path)
-    if FORMATS[key].files is _single_file:
-        return {key: main}
+    if FORMATS[key].files is _single_file:  # and its index, read beside it
+        return {key: main, **{p.name[len(main.name) + 1 :]: p for p in vcf_fileset(main)[1:]}}
     files = FORMATS[key].files(main)
     first = next(iter(files))
     return {first: main, **{k: v for k, v in files.items() if k != first}}

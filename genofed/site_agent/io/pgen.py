@@ -417,6 +417,7 @@ def read_psam(path: Path) -> Samples:
         fid=np.array(fid, dtype=str),
         iid=np.array(iid, dtype=str),
         sex=np.array(sex, dtype=np.int8),
+        has_fid=j_fid is not None,
     )
 
 

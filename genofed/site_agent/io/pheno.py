@@ -20,6 +20,7 @@ column, because the person reading it is editing the file in a text editor.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -238,7 +239,25 @@ class SampleMatch:
 
 
 def _table_rows(samples: Samples, table: PhenoTable) -> np.ndarray:
-    """Row of ``table`` for each ``.fam`` sample, -1 where absent."""
+    """Row of ``table`` for each ``.fam`` sample, -1 where absent.
+
+    By FID and IID when both the table and the genotypes have family IDs; by
+    IID alone otherwise (a VCF or an IID-only ``.psam`` has none, so a table's
+    FID column is not read), refusing IIDs that are not unique.
+    """
+    if table.has_fid and not samples.has_fid:
+        iids = table.iid.tolist()
+        if len(set(iids)) != len(iids):
+            twice = next(i for i, n in Counter(iids).items() if n > 1)
+            raise InputError(
+                f"IID {twice!r} appears on more than one line, and the genotype file has no "
+                "family IDs to tell them apart (a VCF, or a .psam without FID), so the table "
+                "is matched on IID alone",
+                path=table.path,
+                hint="give each sample one line (unique IIDs), or use genotypes with family IDs",
+            )
+        lookup = {k: r for r, k in enumerate(iids)}
+        return np.array([lookup.get(k, -1) for k in samples.iid.tolist()], dtype=np.int64)
     if table.has_fid:
         lookup = {
             k: r for r, k in enumerate(zip(table.fid.tolist(), table.iid.tolist(), strict=True))

@@ -71,11 +71,17 @@ class Variants:
 
 @dataclass(frozen=True)
 class Samples:
-    """One row per ``.fam`` line; ``sex`` is 1 male, 2 female, 0 unknown."""
+    """One row per ``.fam`` line; ``sex`` is 1 male, 2 female, 0 unknown.
+
+    ``has_fid`` is False for genotypes without family IDs (a VCF/BCF, a
+    ``.psam`` without an FID column): ``fid`` is then ``0`` throughout, as
+    plink2 writes it, and the phenotype tables are matched on IID alone.
+    """
 
     fid: np.ndarray
     iid: np.ndarray
     sex: np.ndarray
+    has_fid: bool = True
 
     def __len__(self) -> int:
         return len(self.iid)

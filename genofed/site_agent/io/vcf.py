@@ -301,6 +301,7 @@ class VcfFile:
             fid=np.full(len(names), VCF_FID, dtype=str),
             iid=np.array(names, dtype=str),
             sex=np.zeros(len(names), dtype=np.int8),
+            has_fid=False,
         )
         self.n_samples = len(self.samples)
         self._variants: Variants | None = None
