@@ -10,7 +10,7 @@ STAMP       := $(VENV)/.installed
 DEMO_DIR    ?= demo
 PYTEST_ARGS ?=
 # pyproject.toml's extras: synthetic cohorts, plots, Flower's simulation engine, dev tools.
-ALL_EXTRAS  := synth,plot,simulation,dev
+ALL_EXTRAS  := synth,plot,simulation,dev,train
 
 .PHONY: demo test lint format protos check-protos bench plink2 chromium docker-compose docker-e2e clean help
 

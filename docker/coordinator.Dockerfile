@@ -51,17 +51,9 @@ RUN set -eu; \
       || { echo "error: BASE_IMAGE must provide Python 3.11 as python3" >&2; exit 1; }; \
     python3 -m venv /opt/genofed
 COPY pyproject.toml docker/requirements.py /tmp/genofed-build/
-COPY ${WHEELS}/ /tmp/genofed-build/wheels/
 RUN set -eu; cd /tmp/genofed-build; \
     python3 requirements.py pyproject.toml .; \
-    if ls wheels/torch-*+cpu-cp311-*.whl >/dev/null 2>&1; then \
-      echo "torch: CPU wheel from ${WHEELS}: $(ls wheels/torch-*+cpu-cp311-*.whl)"; index=""; \
-    else \
-      echo "torch: no CPU wheel in ${WHEELS}; using the CPU index ${TORCH_INDEX_URL}"; \
-      index="--extra-index-url ${TORCH_INDEX_URL}"; \
-    fi; \
-    pip install --quiet --find-links wheels $index -r requirements.txt -c constraints.txt; \
-    if pip list 2>/dev/null | grep -i '^nvidia-'; then echo "error: CUDA libraries installed" >&2; exit 1; fi; \
+    pip install --quiet -r requirements.txt -c constraints.txt; \
     rm -rf /tmp/genofed-build
 COPY README.md pyproject.toml /tmp/genofed-src/
 COPY genofed /tmp/genofed-src/genofed
@@ -70,13 +62,24 @@ RUN set -eu; pip install --quiet --no-deps /tmp/genofed-src; pip check; rm -rf /
 # --- end of the shared part ---
 
 LABEL org.genofed.image="coordinator"
-# The result plots need the plot extra (matplotlib); the site image goes without it. A layer
-# of its own after the shared part, so that both images keep sharing the layers above.
+# The result plots need the plot extra (matplotlib), and a study's train analysis the train
+# extra (the coordinator writes model.pt); the site image goes without both. Layers of their
+# own after the shared part, so that both images keep sharing the layers above.
+# PyTorch and Opacus (genofed[train]) from the CPU build only: the local wheel in WHEELS, or
+# PyTorch's CPU index; the build fails if a CUDA library got in.
 COPY pyproject.toml docker/requirements.py /tmp/genofed-build/
+COPY ${WHEELS}/ /tmp/genofed-build/wheels/
 RUN set -eu; cd /tmp/genofed-build; \
-    python3 requirements.py pyproject.toml . plot; \
-    pip install --quiet -r requirements.txt -c constraints.txt; pip check; \
-    rm -rf /tmp/genofed-build; python3 -c 'import matplotlib'
+    python3 requirements.py pyproject.toml . plot train; \
+    if ls wheels/torch-*+cpu-cp311-*.whl >/dev/null 2>&1; then \
+      echo "torch: CPU wheel from ${WHEELS}: $(ls wheels/torch-*+cpu-cp311-*.whl)"; index=""; \
+    else \
+      echo "torch: no CPU wheel in ${WHEELS}; using the CPU index ${TORCH_INDEX_URL}"; \
+      index="--extra-index-url ${TORCH_INDEX_URL}"; \
+    fi; \
+    pip install --quiet --find-links wheels $index -r requirements.txt -c constraints.txt; \
+    if pip list 2>/dev/null | grep -i '^nvidia-'; then echo "error: CUDA libraries installed" >&2; exit 1; fi; \
+    pip check; rm -rf /tmp/genofed-build; python3 -c 'import torch, opacus'; python3 -c 'import matplotlib'
 COPY docker/coordinator_health.py docker/register_sites.sh /usr/local/lib/genofed/
 RUN mkdir -p /var/lib/genofed /etc/genofed \
     && chown "${GENOFED_UID}:${GENOFED_UID}" /var/lib/genofed

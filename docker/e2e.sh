@@ -184,7 +184,7 @@ fi
 ca_dir="${GENOFED_CA_DIR:-/usr/local/share/ca-certificates}"
 find docker/ca-certificates -name '*.crt' -delete
 if compgen -G "$ca_dir/*.crt" >/dev/null; then cp "$ca_dir"/*.crt docker/ca-certificates/; fi
-torch="$("$BIN/python" docker/requirements.py pyproject.toml "$work" >/dev/null && sed -n 's/^torch==//p' "$work/constraints.txt")"
+torch="$("$BIN/python" docker/requirements.py pyproject.toml "$work" train >/dev/null && sed -n 's/^torch==//p' "$work/constraints.txt")"
 wheel=""
 for d in $("$BIN/python" -m pip config list 2>/dev/null | sed -n "s/.*find-links='\(.*\)'/\1/p") ${PIP_FIND_LINKS:-}; do
   for w in "$d"/torch-"$torch"-cp311-*.whl; do [ -f "$w" ] && wheel="$w" && break 2; done
@@ -201,10 +201,19 @@ export GENOFED_BASE_IMAGE="$base" GENOFED_DEPLOY="$DEPLOY"
 # 3. images (the build cache makes a rebuild after a code change take seconds)
 say "building images on $base"
 t=$(date +%s)
+# the site image (no PyTorch), then the compose file's: the site-train image on top of it
+docker build -q -f docker/site.Dockerfile -t genofed/site:dev --build-arg BASE_IMAGE="$base" \
+  --build-arg EXTRA_CA_CERTS=docker/ca-certificates . >/dev/null
 "${COMPOSE[@]}" build -q coordinator site-a
+docker run --rm --entrypoint python genofed/site-train:dev -c 'import torch, opacus' \
+  || die "the site-train image cannot import torch and opacus"
+docker run --rm --entrypoint python genofed/site:dev \
+  -c 'import importlib.util as u, sys; sys.exit(u.find_spec("torch") is not None)' \
+  || die "the site image has torch in it"
 # the images these builds replaced (untagged now; only GenoFed's, by their label)
 docker image prune -f --filter label=org.genofed.image >/dev/null
-say "images built in $(( $(date +%s) - t )) s: $(docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' genofed/coordinator:dev) / $(docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' genofed/site:dev)"
+size() { docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$1"; }
+say "images built in $(( $(date +%s) - t )) s: $(size genofed/coordinator:dev) / $(size genofed/site:dev) / $(size genofed/site-train:dev)"
 
 # 4. the federation
 prepare "$DEPLOY"

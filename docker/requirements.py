@@ -5,11 +5,11 @@ Used inside the image builds (stdlib only, Python 3.11)::
     python3 requirements.py pyproject.toml OUTDIR [EXTRA ...]
 
 writes ``OUTDIR/requirements.txt`` (``[project] dependencies``, the pins
-``make test`` installs, and those of each ``EXTRA`` named, e.g. ``plot`` for
-the coordinator image) and ``OUTDIR/constraints.txt`` (``torch==X+cpu`` for
-the project's ``torch==X`` pin), so that pip can only install PyTorch's CPU
-build: from the local wheel directory, or PyTorch's CPU index, never a CUDA
-build from PyPI. Exits 2 with a message when the pin is not an exact version or an extra is unknown.
+``make test`` installs, and those of each ``EXTRA`` named, e.g. ``plot`` and
+``train`` for the coordinator image) and ``OUTDIR/constraints.txt``
+(``torch==X+cpu`` for the ``train`` extra's ``torch==X`` pin; empty without
+``train``), so that pip can only install PyTorch's CPU build: from the local
+wheel directory, or PyTorch's CPU index, never a CUDA build from PyPI. Exits 2 with a message when the pin is not an exact version or an extra is unknown.
 """
 
 from __future__ import annotations
@@ -33,11 +33,13 @@ def pip_inputs(pyproject: Path, extras: Sequence[str] = ()) -> tuple[list[str], 
             raise ValueError(f"{pyproject}: no extra {extra!r} (it has: {', '.join(optional)})")
         deps.extend(optional[extra])
     torch = [d for d in deps if re.match(r"^torch\b", d)]
+    if not torch:  # an image without genofed[train]: no PyTorch at all
+        return deps, []
     pins = [m[1] for d in torch if (m := _TORCH_PIN.match(d))]
     if len(torch) != 1 or len(pins) != 1:
         raise ValueError(
-            f"{pyproject}: expected one exact torch pin (torch==X.Y.Z) in [project] "
-            f"dependencies, found {torch or 'none'}"
+            f"{pyproject}: expected one exact torch pin (torch==X.Y.Z) in the dependencies "
+            f"of {', '.join(extras) or '[project]'}, found {torch}"
         )
     return deps, [f"torch=={pins[0]}+cpu"]
 
@@ -54,7 +56,7 @@ def main(argv: list[str]) -> int:
     out = Path(argv[1])
     (out / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
     (out / "constraints.txt").write_text("\n".join(constraints) + "\n", encoding="utf-8")
-    print(f"{len(requirements)} requirements; constraints: {', '.join(constraints)}")
+    print(f"{len(requirements)} requirements; constraints: {', '.join(constraints) or 'none'}")
     return 0
 
 

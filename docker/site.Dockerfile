@@ -9,8 +9,10 @@
 #                   builds one from Debian packages where no image registry is reachable)
 #   EXTRA_CA_CERTS  a directory in the build context whose *.crt files the image trusts
 #                   (TLS-inspecting proxies); default docker/ca-certificates (may be empty)
-#   WHEELS          a directory in the build context searched first for wheels; it should
-#                   hold the torch CPU wheel (torch-X+cpu-cp311-...whl); default docker/wheels
+#   WHEELS          a directory in the build context holding the torch CPU wheel
+#                   (torch-X+cpu-cp311-...whl); default docker/wheels. Read only by the images
+#                   with PyTorch (coordinator.Dockerfile, site-train.Dockerfile): this image
+#                   has no genofed[train], and refuses train requests (NOT_INSTALLED)
 #   TORCH_INDEX_URL where pip looks for the torch CPU build when WHEELS has none
 #   GENOFED_UID     the unprivileged user's uid and gid (default 10001)
 #
@@ -53,17 +55,9 @@ RUN set -eu; \
       || { echo "error: BASE_IMAGE must provide Python 3.11 as python3" >&2; exit 1; }; \
     python3 -m venv /opt/genofed
 COPY pyproject.toml docker/requirements.py /tmp/genofed-build/
-COPY ${WHEELS}/ /tmp/genofed-build/wheels/
 RUN set -eu; cd /tmp/genofed-build; \
     python3 requirements.py pyproject.toml .; \
-    if ls wheels/torch-*+cpu-cp311-*.whl >/dev/null 2>&1; then \
-      echo "torch: CPU wheel from ${WHEELS}: $(ls wheels/torch-*+cpu-cp311-*.whl)"; index=""; \
-    else \
-      echo "torch: no CPU wheel in ${WHEELS}; using the CPU index ${TORCH_INDEX_URL}"; \
-      index="--extra-index-url ${TORCH_INDEX_URL}"; \
-    fi; \
-    pip install --quiet --find-links wheels $index -r requirements.txt -c constraints.txt; \
-    if pip list 2>/dev/null | grep -i '^nvidia-'; then echo "error: CUDA libraries installed" >&2; exit 1; fi; \
+    pip install --quiet -r requirements.txt -c constraints.txt; \
     rm -rf /tmp/genofed-build
 COPY README.md pyproject.toml /tmp/genofed-src/
 COPY genofed /tmp/genofed-src/genofed

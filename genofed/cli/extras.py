@@ -20,6 +20,7 @@ EXTRA_MODULES: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
         "synth": ("msprime", "tskit", "bed_reader"),
         "plot": ("matplotlib",),
         "simulation": ("ray",),
+        "train": ("torch", "opacus"),
         # the reference libraries: ``genofed study conform`` checks km and cox with lifelines
         "dev": ("lifelines",),
     }

@@ -64,6 +64,8 @@ UNKNOWN_REQUEST: Final = "UNKNOWN_REQUEST"
 NOT_IN_STUDY: Final = "NOT_IN_STUDY"
 #: The analysis does not run in the study's release mode.
 UNSUPPORTED: Final = "UNSUPPORTED"
+#: The site's install lacks the packages the analysis needs (``train``: ``genofed[train]``).
+NOT_INSTALLED: Final = "NOT_INSTALLED"
 #: The request's inputs are malformed or do not fit the analysis or the site's state.
 BAD_REQUEST: Final = "BAD_REQUEST"
 
@@ -113,6 +115,7 @@ __all__ = [
     "DISCLOSURE_RISK",
     "FAILED",
     "INTEGRITY",
+    "NOT_INSTALLED",
     "NOT_IN_STUDY",
     "NO_AUDIT_KEY",
     "NO_BUDGET",

@@ -40,6 +40,7 @@ detail at DEBUG.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import re
@@ -880,6 +881,13 @@ def _check_plotting(study: Study) -> None:
     kinds = sorted({a.kind for a in study.analyses if PROTOCOLS[a.kind].plots})
     if kinds:
         require_matplotlib(f"the study's {', '.join(kinds)} analyses")
+    training = any(a.kind == TRAIN_KIND for a in study.analyses)  # model.pt: a torch state_dict
+    if training and any(importlib.util.find_spec(m) is None for m in ("torch", "opacus")):
+        raise GenoFedError(
+            "the study's train analyses need PyTorch and Opacus on the coordinator (it "
+            "writes the model as model.pt), and they are not installed\n"
+            "  fix: pip install 'genofed[train]' on this machine, then run the study again"
+        )
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

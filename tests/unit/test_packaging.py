@@ -14,6 +14,7 @@ import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -28,9 +29,13 @@ from genofed.coordinator.transport import Incoming, Outgoing
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 #: Modules that come only with an extra (or with development tools).
-EXTRA_ONLY = ("matplotlib", "msprime", "tskit", "bed_reader", "ray", "pytest", "hypothesis")
+EXTRA_ONLY = (
+    "matplotlib", "msprime", "tskit", "bed_reader", "ray", "pytest", "hypothesis", "torch", "opacus"
+)  # fmt: skip
 #: Distributions a site agent's install must not pull in.
 NOT_FOR_SITES = (
+    "torch",  # genofed[train]: only a site that trains (the site-train image)
+    "opacus",
     "msprime",
     "tskit",
     "bed-reader",
@@ -118,6 +123,7 @@ def test_extras__each_modules_distribution_is_in_its_extra() -> None:
     distributions = {"msprime": "msprime", "tskit": "tskit", "bed_reader": "bed-reader"}
     distributions |= {"matplotlib": "matplotlib", "ray": "flwr"}  # flwr[simulation] brings Ray
     distributions |= {"lifelines": "lifelines"}  # dev: conform's km and cox reference
+    distributions |= {"torch": "torch", "opacus": "opacus"}  # train
     for extra, modules in EXTRA_MODULES.items():
         names = set(_pins(PROJECT["optional-dependencies"][extra]))
         for module in modules:
@@ -179,3 +185,25 @@ def test_run_study__a_study_without_plots_needs_no_matplotlib(
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(AssertionError, match="a round was sent"):  # got past the check
         run_study(study, _NoRounds(), tmp_path / "out", engine="test")
+
+
+def test_train_request__a_site_without_genofed_train_refuses_not_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default site image has no PyTorch: a train request is refused by name, not a crash."""
+    import importlib.util
+
+    from genofed.common.errors import PolicyRefusal
+    from genofed.site_agent.requests import train
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    ctx = SimpleNamespace(
+        analysis=SimpleNamespace(params={}), bed=None, request=None, policy=None, site=None,
+        variant_plan=(None, None), inputs={}, mode="plain",
+    )  # fmt: skip
+    with pytest.raises(PolicyRefusal) as got:
+        train.serve_train(ctx)  # type: ignore[arg-type]
+    assert got.value.reason_code == "NOT_INSTALLED" and "genofed[train]" in str(got.value)

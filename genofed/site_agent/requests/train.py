@@ -22,18 +22,19 @@ mode (its cells are exact counts; use a noisy ``train`` where that matters).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from genofed.common.errors import InputError, PolicyRefusal
 from genofed.common.messages import Request
 from genofed.common.reasons import (
     BAD_REQUEST,
+    NOT_INSTALLED,
     RELEASE_MODE_NOT_ALLOWED,
     SECURE_AGGREGATION_REQUIRED,
 )
@@ -67,7 +68,9 @@ from genofed.site_agent.privacy.policy import (
 )
 from genofed.site_agent.requests.glm import aligned_samples, glm_samples
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
-from genofed.site_agent.stats.dpsgd import expected_steps, local_update
+
+if TYPE_CHECKING:
+    import torch
 from genofed.site_agent.stats.glm import oriented
 
 #: What provenance says about the DP-SGD noise's randomness (see stats/dpsgd.py).
@@ -84,6 +87,12 @@ def serve_train(ctx: RequestContext) -> Answer:
     index, flip = ctx.variant_plan
     inputs = {**ctx.inputs, "variant_index": index, "flip": flip}
     params = spec.params
+    if any(importlib.util.find_spec(m) is None for m in ("torch", "opacus")):
+        raise PolicyRefusal(
+            NOT_INSTALLED,
+            "this site's install has no genofed[train] (PyTorch and Opacus), which train "
+            "needs; its IT can run the site-train image or pip install 'genofed[train]'",
+        )
     dp = noisy(params)
     if ctx.mode == "dp" and not dp:
         raise PolicyRefusal(
@@ -189,6 +198,8 @@ def _weights(inputs: NamedArrays, params: Any, n_features: int) -> dict[str, np.
 
 
 def _secure_generator() -> torch.Generator:
+    import torch
+
     return torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
 
 
@@ -200,6 +211,10 @@ def _round(
     y: np.ndarray,
     weights: dict[str, np.ndarray],
 ) -> tuple[NamedArrays, Charge | None]:
+    import torch  # genofed[train]: only a site that trains needs it
+
+    from genofed.site_agent.stats.dpsgd import expected_steps, local_update
+
     common = {
         "model": params["model"],
         "hidden": params["hidden_units"],

@@ -200,3 +200,82 @@ def test_e2e_prepare__writes_every_file_the_compose_file_mounts(tmp_path: Path) 
         assert key.stat().st_mode & 0o077 == 0
         assert (deploy / "coordinator" / "nodes" / f"{site}.pub").is_file()
     assert not (deploy / "coordinator" / "tls" / "ca.key").exists()
+
+
+# -- one hospital's site agent, and the coordinator's own host ------------------------------
+
+SITE_COMPOSE = ROOT / "docker" / "site" / "compose.yml"
+COORDINATOR_COMPOSE = ROOT / "docker" / "coordinator" / "compose.yml"
+
+
+def _config_with(compose_file: Path, env: dict[str, str]) -> dict[str, Any]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GENOFED_", "COMPOSE_")) and k != "PYTHONPATH"
+    }
+    assert DOCKER_COMPOSE is not None
+    res = subprocess.run(
+        [DOCKER_COMPOSE, "-f", str(compose_file), "config"],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    return yaml.safe_load(res.stdout)  # type: ignore[no-any-return]
+
+
+def _hardened(service: dict[str, Any]) -> None:
+    assert service["user"] == "10001:10001" and service["init"] is True
+    assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in service["security_opt"]
+
+
+def test_site_compose__joins_a_remote_coordinator_with_data_read_only(tmp_path: Path) -> None:
+    env = {
+        "GENOFED_SITE_DIR": str(tmp_path / "site"),
+        "GENOFED_DATA_DIR": str(tmp_path / "data"),
+        "GENOFED_CA_CERT": str(tmp_path / "ca.pem"),
+        "GENOFED_SUPERLINK": "genofed.example.org:9092",
+    }
+    site = _config_with(SITE_COMPOSE, env)["services"]["site"]
+    _hardened(site)
+    assert "ports" not in site  # it connects out only
+    assert site["command"][site["command"].index("--superlink") + 1] == env["GENOFED_SUPERLINK"]
+    assert site["image"] == "genofed/site:dev"  # no PyTorch unless the site asks for it
+    source, read_only = _target(site, "/srv/genofed/site/data")
+    assert source == env["GENOFED_DATA_DIR"] and read_only
+    for target in ("/srv/genofed/site/site.toml", "/srv/genofed/site/policy.toml"):
+        assert _target(site, target)[1], target
+    assert _target(site, "/etc/genofed/ca.pem")[1]
+    state, read_only = _target(site, "/srv/genofed/site")
+    assert state == env["GENOFED_SITE_DIR"] and not read_only  # its state
+    assert site["restart"] == "unless-stopped"
+
+
+def test_site_compose__without_the_coordinator_address_says_which_variable(
+    tmp_path: Path,
+) -> None:
+    assert DOCKER_COMPOSE is not None
+    res = subprocess.run(
+        [DOCKER_COMPOSE, "-f", str(SITE_COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "GENOFED_SITE_DIR": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode != 0 and "GENOFED_" in res.stderr
+
+
+def test_coordinator_compose__publishes_the_fleet_api_only(tmp_path: Path) -> None:
+    doc = _config_with(COORDINATOR_COMPOSE, {"GENOFED_CONFIG_DIR": str(tmp_path)})
+    coordinator = doc["services"]["coordinator"]
+    _hardened(coordinator)
+    assert [(int(p["target"]), int(p["published"])) for p in coordinator["ports"]] == [(9092, 9092)]
+    assert _target(coordinator, "/etc/genofed")[1]
+    state, read_only = _target(coordinator, "/var/lib/genofed")
+    assert state == "coordinator-state" and not read_only
+    assert "coordinator-state" in doc["volumes"]

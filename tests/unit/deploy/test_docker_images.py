@@ -13,6 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 DOCKER = ROOT / "docker"
 DOCKERFILES = {"site": DOCKER / "site.Dockerfile", "coordinator": DOCKER / "coordinator.Dockerfile"}
+#: The images with PyTorch (genofed[train]): the coordinator and the site-train image.
+TORCH_DOCKERFILES = {
+    "coordinator": DOCKER / "coordinator.Dockerfile",
+    "site-train": DOCKER / "site-train.Dockerfile",
+}
 SHARED = re.compile(r"# --- shared with .*?# --- end of the shared part ---", re.S)
 
 
@@ -67,13 +72,35 @@ def test_dockerfile__has_a_health_check_and_an_entrypoint(image: str) -> None:
 
 
 @pytest.mark.parametrize("image", sorted(DOCKERFILES))
-def test_dockerfile__extra_ca_certs_and_local_wheels_are_build_inputs(image: str) -> None:
+def test_dockerfile__extra_ca_certs_are_a_build_input(image: str) -> None:
     steps = _instructions(DOCKERFILES[image])
     assert ("COPY", "${EXTRA_CA_CERTS}/ /usr/local/share/ca-certificates/genofed-extra/") in steps
-    assert ("COPY", "${WHEELS}/ /tmp/genofed-build/wheels/") in steps
     install = next(args for kw, args in steps if kw == "RUN" and "pip install" in args)
     assert "-c constraints.txt" in install and "update-ca-certificates" not in install
+
+
+@pytest.mark.parametrize("image", sorted(TORCH_DOCKERFILES))
+def test_torch_images__take_the_cpu_wheel_from_wheels_and_refuse_cuda(image: str) -> None:
+    steps = _instructions(TORCH_DOCKERFILES[image])
+    assert ("COPY", "${WHEELS}/ /tmp/genofed-build/wheels/") in steps
+    install = next(args for kw, args in steps if kw == "RUN" and "--find-links" in args)
+    assert "requirements.py pyproject.toml . " in install and " train;" in install
+    assert "-c constraints.txt" in install and "--find-links wheels" in install
     assert "nvidia-" in install  # the build fails if CUDA libraries got in
+    assert "import torch, opacus" in install
+
+
+def test_site_image__has_no_torch_and_no_wheels_layer() -> None:
+    """The default site image leaves out genofed[train]: no wheel directory is copied in
+    (a COPY is a layer even when a later RUN deletes it) and no extra is installed."""
+    steps = _instructions(DOCKERFILES["site"])
+    assert not [a for kw, a in steps if kw == "COPY" and "WHEELS" in a]
+    assert not [a for kw, a in steps if kw == "RUN" and "requirements.py pyproject.toml . " in a]
+    train = _instructions(TORCH_DOCKERFILES["site-train"])
+    assert ("FROM", "${SITE_IMAGE}") in train and train[-1] == (
+        "USER",
+        "${GENOFED_UID}:${GENOFED_UID}",
+    )
 
 
 def test_dockerfiles__share_one_cacheable_prefix() -> None:
@@ -91,12 +118,14 @@ def test_site_dockerfile__publishes_no_port_and_keeps_state_on_a_volume() -> Non
     assert ("EXPOSE", "9092") in _instructions(DOCKERFILES["coordinator"])
 
 
-def test_requirements__pins_torch_to_its_cpu_build() -> None:
+def test_requirements__pins_torch_to_its_cpu_build_only_with_train() -> None:
     requirements = _load("requirements")
-    deps, constraints = requirements.pip_inputs(ROOT / "pyproject.toml")
+    deps, constraints = requirements.pip_inputs(ROOT / "pyproject.toml", ["train"])
     torch = [d for d in deps if d.startswith("torch==")]
     assert len(torch) == 1
     assert constraints == [f"{torch[0]}+cpu"]
+    base, none = requirements.pip_inputs(ROOT / "pyproject.toml")
+    assert none == [] and not [d for d in base if d.startswith(("torch", "opacus"))]
 
 
 def test_requirements__refuses_a_torch_range(tmp_path: Path) -> None:
