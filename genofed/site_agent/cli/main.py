@@ -177,8 +177,9 @@ def init(
     genotypes: Annotated[
         Path,
         typer.Option(
-            help="PLINK 1 (X.bed/.bim/.fam) or PLINK 2 (X.pgen/.pvar/.psam) fileset: "
-            "any of its files or the prefix X; the format is read from the content."
+            help="PLINK 1 (X.bed/.bim/.fam) or PLINK 2 (X.pgen/.pvar/.psam) fileset "
+            "(any of its files or the prefix X), or a VCF/BCF file (X.vcf.gz, X.bcf); "
+            "the format is read from the content."
         ),
     ],
     out: Annotated[Path, typer.Option(help="Site directory to create or fill.")],
