@@ -79,7 +79,7 @@ RUN set -eu; cd /tmp/genofed-build; \
     fi; \
     pip install --quiet --find-links wheels $index -r requirements.txt -c constraints.txt; \
     if pip list 2>/dev/null | grep -i '^nvidia-'; then echo "error: CUDA libraries installed" >&2; exit 1; fi; \
-    pip check; rm -rf /tmp/genofed-build; python3 -c 'import torch, opacus'; python3 -c 'import matplotlib'
+    pip check; cd /; rm -rf /tmp/genofed-build; python3 -c 'import torch, opacus'; python3 -c 'import matplotlib'
 COPY docker/coordinator_health.py docker/register_sites.sh /usr/local/lib/genofed/
 RUN mkdir -p /var/lib/genofed /etc/genofed \
     && chown "${GENOFED_UID}:${GENOFED_UID}" /var/lib/genofed

@@ -29,5 +29,5 @@ RUN set -eu; cd /tmp/genofed-build; \
     fi; \
     pip install --quiet --find-links wheels $index -r requirements.txt -c constraints.txt; \
     if pip list 2>/dev/null | grep -i '^nvidia-'; then echo "error: CUDA libraries installed" >&2; exit 1; fi; \
-    pip check; rm -rf /tmp/genofed-build; python3 -c 'import torch, opacus'
+    pip check; cd /; rm -rf /tmp/genofed-build; python3 -c 'import torch, opacus'
 USER ${GENOFED_UID}:${GENOFED_UID}
