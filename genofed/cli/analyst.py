@@ -730,7 +730,7 @@ def demo(
     Example: genofed demo --out demo
     """
     with _errors():
-        require_extras("genofed demo", "synth", "simulation", "plot")
+        require_extras("genofed demo", "synth", "simulation", "plot", "train")
     from genofed.simulation import run_simulated_study
     from genofed.synth import write_cohorts
 
