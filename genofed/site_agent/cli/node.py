@@ -29,8 +29,12 @@ def up(
         Path | None, typer.Option(help="This site's node private key (node.key).")
     ] = None,
     runtime_port: Annotated[
-        int, typer.Option(help="Local port of the SuperNode's runtime API (one per node).")
-    ] = 9094,
+        int,
+        typer.Option(
+            help="Local port (127.0.0.1) of the SuperNode's runtime API, for the app gate; "
+            "each site agent on a host needs its own. 0: any free port."
+        ),
+    ] = 0,
     insecure: Annotated[
         bool, typer.Option("--insecure", help="PLAINTEXT, no node auth: test setups only.")
     ] = False,
