@@ -979,9 +979,10 @@ def _reply_record(kind: str, reply: Reply) -> dict[str, object]:
         ],
         "receipt": _receipt_record(reply.receipt),
         **({"noise": json.loads(reply.facts["noise"])} if "noise" in reply.facts else {}),
+        # charged by this reply: a replay carries its original's receipt, charged back then
         **(
             {"epsilon_charged": reply.receipt.epsilon_charged}
-            if reply.receipt.epsilon_charged
+            if reply.receipt.epsilon_charged and REPLAY_FACT not in reply.facts
             else {}
         ),
         # the site answered from a stored charged release (same values, no new charge)
