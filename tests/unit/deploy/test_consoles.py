@@ -116,3 +116,21 @@ def test_node_watch__connect_disconnect_reconnect_from_the_superlink_node_table(
 
 def test_node_watch__no_database_yet_is_no_node(tmp_path: Path) -> None:
     assert read_nodes(tmp_path / "superlink.db") == []
+
+
+def test_runtime_port__a_taken_port_is_refused_naming_the_flag_and_0_picks_a_free_one() -> None:
+    import socket
+
+    import pytest
+
+    from genofed.common.errors import InputError
+    from genofed.site_agent.node.supernode import pick_runtime_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InputError, match="--runtime-port") as err:
+            pick_runtime_port(port)
+        assert "leave it out" in (err.value.hint or "")
+        assert pick_runtime_port(0) not in (0, port)
