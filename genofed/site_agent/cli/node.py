@@ -50,7 +50,10 @@ def up(
 
     Connects out to the coordinator (no inbound port), with TLS and this site's
     node key, and runs only app bundles listed in policy.toml
-    (allowed_app_hashes). Prints one line per request and reply. Serves the
+    (allowed_app_hashes). Prints one line per request and reply ("reply sent",
+    or "refused (CODE): why"), and when it connected, lost the coordinator and
+    reconnected, with UTC times. Several site agents on one host each take a
+    free runtime port unless --runtime-port names one. Serves the
     read-only SiteAdmin service on a local address (--admin-address) for
     `genofed-site status`, `budget`, `studies` and `audit show`.
 

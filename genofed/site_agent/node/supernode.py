@@ -13,8 +13,12 @@ SuperNode cannot authenticate (Flower ties node keys to TLS).
 Flower's own log goes to ``STATE/supernode.log`` and ``STATE/appgate.log`` (each line
 prefixed with its UTC time)
 (``STATE`` defaults to ``DIR/.genofed-node``, also Flower's ``FLWR_HOME``
-for this node); the console gets one line per event (connected, request
-received, reply sent, bundle refused).
+for this node and the working directory of both: never the folder the
+command was run from, where Flower would read a ``pyproject.toml`` as an
+app); the console gets one line per event (:class:`SiteConsole`: connected,
+lost, reconnected, with UTC times; request received; reply sent or refused
+with its code; bundle refused). The Runtime API port is a free one on
+127.0.0.1 unless ``runtime_port`` names one (then it must be free).
 
 While it runs, this process also serves the read-only SiteAdmin gRPC service
 (:mod:`genofed.site_agent.admin`) on a local address only (``admin_address``,
