@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from flwr.simulation import run_simulation
 from genofed.common.errors import GenoFedError, InputError
 from genofed.common.signing import StudySignature
 from genofed.common.study import Study
+from genofed.common.supervise import absolute_pythonpath
 from genofed.coordinator.app import DEFAULT_SITE_TIMEOUT_S, StudyJob, make_server_app
 from genofed.coordinator.receipt_check import WARN, ReceiptCheck, load_audit_key
 from genofed.coordinator.runner import ProgressFn, StudyOutcome, check_enough_sites
@@ -120,6 +122,15 @@ def run_simulated_study(
     if not verbose:
         flwr_logger.setLevel(logging.ERROR)
     saved_env = dict(os.environ)
+    saved_cwd = Path.cwd()
+    private = None
+    if study_files.roots is not None:  # every path is absolute now (ANYWHERE: relative names)
+        # Ray puts the driver's working directory on its workers' sys.path: a GenoFed
+        # checkout there would be imported in place of the installed GenoFed
+        if "PYTHONPATH" in os.environ:  # relative entries keep their meaning
+            os.environ["PYTHONPATH"] = absolute_pythonpath(dict(os.environ))["PYTHONPATH"]
+        private = tempfile.TemporaryDirectory(prefix="genofed-sim-")
+        os.chdir(private.name)
     try:
         run_simulation(
             server_app=make_server_app(job, outcomes),
@@ -138,6 +149,9 @@ def run_simulated_study(
     finally:
         flwr_logger.setLevel(level)
         _restore_environ(saved_env)
+        if private is not None:
+            os.chdir(saved_cwd)
+            private.cleanup()
     if not outcomes:
         raise GenoFedError("the simulation ended without a study result; rerun with --verbose")
     return outcomes[0]

@@ -80,14 +80,18 @@ def certs_init(
 
 @coordinator_app.command("up")
 def coordinator_up(
-    config: Annotated[Path, typer.Option(help="coordinator.toml")],
+    config: Annotated[
+        Path,
+        typer.Option(help="coordinator.toml (the paths in it are relative to its folder)"),
+    ],
     insecure: Annotated[
         bool, typer.Option("--insecure", help="PLAINTEXT, no node auth: test setups only")
     ] = False,
 ) -> None:
     """Start the SuperLink (gRPC Fleet API, TLS, SuperNode auth) until SIGTERM or Ctrl-C.
 
-    Prints one line per event (node connected, run started, reply received).
+    Prints one line per event: a site connected, disconnected or reconnected
+    (with UTC times, by its registered name), run started, reply received.
 
     Example: genofed coordinator up --config coordinator.toml
     """

@@ -13,6 +13,13 @@ coordinator can then check that
    analysis and step, the same array manifest (names, dtypes, shapes,
    SHA-256 of the bytes that arrived) and the same epsilon and delta charged.
 
+A replay (the same request of the same study again, answered from the
+site's stored charged release with the same bytes: :data:`REPLAY_FACT`
+names the original entry) carries the original release's receipt: its
+entry is of the run that was charged, an earlier run of the same study. It
+verifies when the entry is the one the reply says it repeats; everything but
+the run is checked as above.
+
 A site can therefore not hand the coordinator data that its own log does not
 record, without the signature giving it away when the privacy officer
 verifies the log.
@@ -62,13 +69,15 @@ def verify_receipt(public_key: Ed25519PublicKey, request: Request, reply: Reply)
         checkpoint.root_hash,
     )
     entry = audit_entry_from_bytes(receipt.entry)
+    # the original release's receipt, for a replay of it (the run charged was an earlier one)
+    replayed = reply.facts.get(REPLAY_FACT) == str(entry.index)
     if (
         entry.index != receipt.audit_index
         or entry.kind != AuditKind.RELEASE
         or entry.decision != RELEASE_DECISION
         or entry.study_sha256 != request.study.sha256
         or entry.study_sha256 != reply.study_sha256
-        or entry.run_id != request.run_id
+        or (entry.run_id != request.run_id and not replayed)
         or entry.request_kind != request.kind
         or entry.analysis_id != request.analysis_id
         or entry.step != request.step

@@ -73,15 +73,22 @@ def start_child(
     translate: Translate | None = None,
     emit: Callable[[str], None] = print,
     keep_lines: int = 200,
+    cwd: Path | None = None,
 ) -> Child:
     """Start ``argv`` in its own process group and relay its output in a thread.
 
     Every output line goes to ``log_path`` (when given); lines for which
     ``translate`` returns text are passed to ``emit``. The last
     ``keep_lines`` lines are kept on :attr:`Child.lines` for error messages.
+    ``cwd`` is the child's working directory: give Flower servers GenoFed's
+    state directory, never the caller's folder (Flower reads a
+    ``pyproject.toml`` it finds there as an app).
     """
     if sys.platform == "linux":  # the child must not outlive this process
         argv = [sys.executable, "-m", "genofed.common.diewithparent", str(os.getpid()), "--", *argv]
+    child_env = dict(env) if env is not None else None
+    if cwd is not None:  # relative PYTHONPATH entries keep meaning what they meant here
+        child_env = absolute_pythonpath(dict(os.environ) if child_env is None else child_env)
     process = subprocess.Popen(
         list(argv),
         stdin=subprocess.DEVNULL,
@@ -89,8 +96,9 @@ def start_child(
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
-        env=dict(env) if env is not None else None,
+        env=child_env,
         start_new_session=True,
+        cwd=cwd,
     )
     child = Child(name, process, log_path)
     log_fh: IO[str] | None = None
@@ -116,6 +124,18 @@ def start_child(
     child.relay = threading.Thread(target=_relay, name=f"relay-{name}", daemon=True)
     child.relay.start()
     return child
+
+
+def absolute_pythonpath(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with each relative ``PYTHONPATH`` entry made absolute against this process's cwd.
+
+    For a child started in another working directory (an empty entry, which
+    means the working directory, is dropped: the child's is not the caller's).
+    """
+    if env.get("PYTHONPATH"):
+        entries = [str(Path(p).resolve()) for p in env["PYTHONPATH"].split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join(entries)
+    return env
 
 
 def _stamp() -> str:
@@ -239,6 +259,7 @@ def _signal_group(pid: int, sig: int) -> None:
 __all__ = [
     "DEFAULT_GRACE_S",
     "Child",
+    "absolute_pythonpath",
     "adopt_orphans",
     "descendants",
     "start_child",

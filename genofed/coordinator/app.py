@@ -31,6 +31,7 @@ from genofed.common.errors import ConfigError, GenoFedError, IntegrityError, Too
 from genofed.common.signing import StudySignature, is_signed_study_file, load_signed_study
 from genofed.common.study import Study, load_study
 from genofed.common.wire.records import reply_from_recorddict, request_to_recorddict
+from genofed.coordinator.deploy.nodes import DATABASE, registered_names
 from genofed.coordinator.deploy.results_transfer import MAX_ARCHIVE_BYTES, archive_lines, pack
 from genofed.coordinator.deploy.superlink import (
     CONFIG_ENV,
@@ -170,6 +171,8 @@ class StudyJob:
     receipts: ReceiptCheck | None = None  # checks each reply's receipt (receipt_check.py)
     study_files: StudyFiles = ANYWHERE  # where the study's files may be read (study_files.py)
     cancel: threading.Event | None = None  # set: stop waiting for sites (GridTransport)
+    #: node ID -> registered site name, read once the sites connected (deployment)
+    node_names: Callable[[], Mapping[int, str]] | None = None
 
 
 def run_job(job: StudyJob, grid: Grid) -> StudyOutcome:
@@ -196,6 +199,7 @@ def run_job(job: StudyJob, grid: Grid) -> StudyOutcome:
         timeout=job.site_timeout,
         receipts=job.receipts,
         study_files=job.study_files,
+        node_names=job.node_names() if job.node_names is not None else None,
     )
 
 
@@ -282,6 +286,7 @@ def job_from_run_config(cfg: Mapping[str, object]) -> StudyJob:
         site_timeout=float(str(cfg.get("site-timeout", DEFAULT_SITE_TIMEOUT_S))),
         receipts=deployment_receipts(),
         study_files=deployment_study_files(),
+        node_names=deployment_node_names,
     )
 
 
@@ -322,6 +327,12 @@ def deployment_study_files() -> StudyFiles:
     return StudyFiles.configured(config.study_file_dirs, config.path)
 
 
+def deployment_node_names() -> dict[int, str]:
+    """Node ID -> the name each site was registered under, from the SuperLink's database."""
+    config = _coordinator_config("the registered site names")
+    return registered_names(config.state_dir / DATABASE)
+
+
 def _load_study_file(path: Path) -> tuple[Study, StudySignature | None]:
     if is_signed_study_file(path):
         return load_signed_study(path)
@@ -348,6 +359,7 @@ __all__ = [
     "StudyCancelled",
     "StudyJob",
     "app",
+    "deployment_node_names",
     "deployment_receipts",
     "job_from_run_config",
     "make_server_app",

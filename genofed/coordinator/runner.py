@@ -164,8 +164,13 @@ def run_study(
     signature: StudySignature | None = None,
     receipts: ReceiptCheck | None = None,
     study_files: StudyFiles = ANYWHERE,
+    node_names: Mapping[int, str] | None = None,
 ) -> StudyOutcome:
     """Run ``study`` over ``transport`` and write its results to ``out``.
+
+    ``node_names`` names each node before its site has said its name (the
+    names sites were registered under, in deployment): a site that refuses
+    before it answers (an app bundle it does not allow) is named, not numbered.
 
     ``study_files`` says where the files the study names may be read
     (:mod:`.study_files`); they are read and checked before any site is asked.
@@ -195,6 +200,7 @@ def run_study(
             signature=signature,
             receipts=receipts,
             study_files=study_files,
+            node_names=node_names or {},
         )
     except BaseException as exc:
         message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
@@ -218,6 +224,7 @@ def _run(
     signature: StudySignature | None,
     receipts: ReceiptCheck | None,
     study_files: StudyFiles,
+    node_names: Mapping[int, str],
 ) -> StudyOutcome:
     signed = signed_study(study, signature)
     started = clock()
@@ -237,12 +244,13 @@ def _run(
         transport = receipts.wrap(transport)
     check_enough_sites(study, len(nodes))
     members = _Members(transport, nodes, study.min_sites, timeout, events)
+    members.names = {n: node_names[n] for n in nodes if node_names.get(n)}
     count_ids = [a.id for a in study.analyses if a.kind in COUNT_KINDS]
     # the ids the counts round serves: the count analyses, and [qc]
     counts_ids = count_ids + ([QC_COUNTS_ID] if study.qc is not None else [])
     # exact / distributed-dp: the counts round is a SecAgg+ sum (secure_counts.py)
     secure = (
-        SecureCounts(study, transport, len(nodes), lambda n: members.names.get(n, f"node {n}"))
+        SecureCounts(study, transport, len(nodes), members.name)
         if study.privacy.mode in SECURE_MODES
         else None
     )
@@ -485,7 +493,7 @@ class _Members:
         self._timeout = timeout
         self._events = events
         self.active = list(nodes)
-        #: node -> site name, once the site has said it (round 1)
+        #: node -> site name: registered (deployment), then what the site said (round 1)
         self.names: dict[int, str] = {}
         #: node -> what happened: round, step, site, reason code, message
         self.lost: dict[int, dict[str, object]] = {}
@@ -500,7 +508,7 @@ class _Members:
         """``nodes`` without the ones that dropped out."""
         return [n for n in nodes if n not in self.lost]
 
-    def _name(self, node: int) -> str:
+    def name(self, node: int) -> str:
         return self.names.get(node) or f"node {node}"
 
     def begin(
@@ -514,7 +522,7 @@ class _Members:
             analyses=list(analyses),
             kind=kind,
             attempt=attempt,
-            sites=[self._name(n) for n in part],
+            sites=[self.name(n) for n in part],
         )
 
     def done(self, analyses: tuple[str, ...], kind: str, outputs: Sequence[str]) -> None:
@@ -548,7 +556,7 @@ class _Members:
         self._events.emit(
             ROUND_STARTED,
             **where,
-            sites=[self._name(n) for n in outgoing],
+            sites=[self.name(n) for n in outgoing],
             secure=send is not None,
         )
         started = time.monotonic()
@@ -584,7 +592,7 @@ class _Members:
         failed: list[tuple[int, SiteFailure]] = []
         for node in outgoing:
             got = incoming.get(node, Incoming(None, error="no reply"))
-            name = self._name(node)
+            name = self.name(node)
             if got.reply is None:
                 error = got.error or "no reply"
                 code = m[1] if (m := _SITE_APP_CODE.match(error)) else NO_REPLY
@@ -612,13 +620,13 @@ class _Members:
             self._events.emit(
                 SITE_FAILED,
                 **where,
-                site=self._name(node),
+                site=self.name(node),
                 status="error" if m else "no_reply",
                 reason_code=m[1] if m else NO_REPLY,
                 message=error,
             )
             return
-        site = got.reply.site or self._name(node)
+        site = got.reply.site or self.name(node)
         if got.reply.status == Status.OK:
             self._events.emit(SITE_ANSWERED, **where, site=site)
             return
@@ -991,9 +999,10 @@ def _reply_record(kind: str, reply: Reply) -> dict[str, object]:
         ],
         "receipt": _receipt_record(reply.receipt),
         **({"noise": json.loads(reply.facts["noise"])} if "noise" in reply.facts else {}),
+        # charged by this reply: a replay carries its original's receipt, charged back then
         **(
             {"epsilon_charged": reply.receipt.epsilon_charged}
-            if reply.receipt.epsilon_charged
+            if reply.receipt.epsilon_charged and REPLAY_FACT not in reply.facts
             else {}
         ),
         # the site answered from a stored charged release (same values, no new charge)

@@ -41,19 +41,38 @@ def site_dir_from_context(context: Context) -> Path:
 
 def answer(msg: Message, site_dir: Path) -> Message:
     """Answer one GenoFed request message for the site in ``site_dir``."""
+    return _answer(msg, site_dir)[0]
+
+
+def _answer(msg: Message, site_dir: Path) -> tuple[Message, Reply]:
     try:
         request, inputs = request_from_recorddict(msg.content)
     except IntegrityError:
         reply = Reply(status=Status.REFUSED, reason_code=INTEGRITY, message="malformed request")
-        return Message(reply_to_recorddict(reply, {}), reply_to=msg)
+        return Message(reply_to_recorddict(reply, {}), reply_to=msg), reply
     reply, arrays = handle_request(site_dir, request, inputs)
-    return Message(reply_to_recorddict(reply, arrays), reply_to=msg)
+    return Message(reply_to_recorddict(reply, arrays), reply_to=msg), reply
+
+
+def outcome_line(reply: Reply) -> str:
+    """The one line the ClientApp prints about its reply; ``genofed-site up`` shows it.
+
+    ``genofed-reply: ok``, or ``genofed-reply: refused CODE message`` (``error``
+    for a reply the site could not compute).
+    """
+    if reply.status == Status.OK:
+        return "genofed-reply: ok"
+    status = "refused" if reply.status == Status.REFUSED else "error"
+    message = " ".join(reply.message.split())[:300]
+    return f"genofed-reply: {status} {reply.reason_code or 'FAILED'} {message}".rstrip()
 
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     """Answer one GenoFed request (deployment: one SuperNode per site)."""
-    return answer(msg, site_dir_from_context(context))
+    out, reply = _answer(msg, site_dir_from_context(context))
+    print(outcome_line(reply), flush=True)  # the site console's "refused (CODE)" line
+    return out
 
 
 @app.train()

@@ -111,6 +111,7 @@ from genofed.common.reasons import (
 from genofed.common.receipts import DOSAGES_FACT, REPLAY_FACT
 from genofed.common.secure_sum import MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import AnalysisSpec, Study
+from genofed.common.wire.proto import receipt_from_bytes, receipt_to_bytes
 from genofed.common.wire.records import NamedArrays, array_manifest, study_of, study_signature
 from genofed.common.wire.summable import SUMMABLE_FORMS
 from genofed.site_agent import cohort
@@ -218,18 +219,22 @@ def handle_request(
                 return reply, {}  # a refusal releases nothing: it still goes back
             reply = _reply_to(request, site=name)
             return _failed(reply, Status.ERROR, AUDIT_UNAVAILABLE, str(exc)), {}
+        receipt = Receipt(
+            audited=True,
+            audit_index=index,
+            checkpoint=checkpoint,
+            epsilon_charged=epsilon,
+            delta_charged=delta,
+            entry=leaf,
+            inclusion_proof=tuple(proof),
+        )
         charged = charge is not None and (charge.epsilon > 0 or charge.delta > 0)
         if reply.ok and answer is not None and charged and answer.replay_of is None:
-            _store_charged(site_dir, request, answer, index, clock)
-    receipt = Receipt(
-        audited=True,
-        audit_index=index,
-        checkpoint=checkpoint,
-        epsilon_charged=epsilon,
-        delta_charged=delta,
-        entry=leaf,
-        inclusion_proof=tuple(proof),
-    )
+            _store_charged(site_dir, request, answer, index, clock, receipt)
+        if reply.ok and answer is not None and answer.replay_of is not None and sealer is None:
+            # the same bytes leave again (unmasked: SecAgg+ masks differ per run): the
+            # original's receipt; the entry just appended records the replay in the log
+            receipt = _original_receipt(site_dir, answer) or receipt
     # the encoder refuses to send any arrays other than the ones the manifest lists
     return replace(reply, arrays=manifest, receipt=receipt), arrays
 
@@ -434,8 +439,26 @@ def _replay_noise(noise: str, original: int) -> str:
     )
 
 
+def _original_receipt(site_dir: Path, answer: Answer) -> Receipt | None:
+    """The receipt kept with the release ``answer`` repeats; None: send the replay's own."""
+    try:
+        stored = Replays(site_dir).get(answer.replay_key)
+        if stored is None or stored.receipt is None:  # stored before receipts were kept
+            return None
+        receipt = receipt_from_bytes(stored.receipt)
+    except (OSError, sqlite3.Error, IntegrityError) as exc:
+        log.error("cannot read a stored receipt; sending the replay's own: %s", exc)
+        return None
+    return receipt if receipt.audit_index == answer.replay_of else None
+
+
 def _store_charged(
-    site_dir: Path, request: Request, answer: Answer, index: int, clock: Clock | None
+    site_dir: Path,
+    request: Request,
+    answer: Answer,
+    index: int,
+    clock: Clock | None,
+    receipt: Receipt,
 ) -> None:
     """Keep a charged release so that the same request again is answered from it."""
     if answer.served is None or not answer.replay_key:
@@ -451,6 +474,7 @@ def _store_charged(
             audit_index=index,
             facts=facts,
             arrays=arrays,
+            receipt=receipt_to_bytes(receipt),
         )
     except (OSError, sqlite3.Error) as exc:  # the release still goes back; a repeat recharges
         log.error("cannot store the charged %s release for replays: %s", request.kind, exc)

@@ -68,7 +68,13 @@ class Proc:
             self.popen.wait(timeout=STOP_GRACE_S)
 
 
-def start(name: str, argv: Sequence[str], out: Path, env: dict[str, str] | None = None) -> Proc:
+def start(
+    name: str,
+    argv: Sequence[str],
+    out: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Proc:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("wb") as fh:
         popen = subprocess.Popen(
@@ -78,6 +84,7 @@ def start(name: str, argv: Sequence[str], out: Path, env: dict[str, str] | None 
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            cwd=cwd,
         )
     return Proc(name, popen, out)
 
@@ -103,6 +110,8 @@ class Federation:
     coordinator: Proc | None = None
     sites: dict[str, Proc] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
+    #: the working directory of every command started (None: the test's own)
+    cwd: Path | None = None
 
     def genofed(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -112,6 +121,7 @@ class Federation:
             timeout=timeout,
             env=self.env,
             check=False,
+            cwd=self.cwd,
         )
 
     def start_coordinator(self, timeout: float = 60) -> Proc:
@@ -120,6 +130,7 @@ class Federation:
             [str(BIN / "genofed"), "coordinator", "up", "--config", str(self.config)],
             self.root / "logs" / "coordinator.out",
             self.env,
+            self.cwd,
         )
         self.procs.append(proc)
         self.coordinator = proc
@@ -134,24 +145,37 @@ class Federation:
         if res.returncode != 0:
             raise RuntimeError(f"register-site {name} failed:\n{res.stdout}\n{res.stderr}")
 
-    def start_site(self, name: str, site_dir: Path, node_key: Path | None, *extra: str) -> Proc:
+    def start_site(
+        self,
+        name: str,
+        site_dir: Path,
+        node_key: Path | None,
+        *extra: str,
+        runtime_port: bool = True,
+    ) -> Proc:
+        """``genofed-site up``; ``runtime_port`` False leaves the port to it (a free one)."""
         argv = [str(BIN / "genofed-site"), "up", str(site_dir), "--superlink", self.fleet]
-        argv += ["--runtime-port", str(free_port())]
+        if runtime_port:
+            argv += ["--runtime-port", str(free_port())]
         if node_key is not None:
             argv += ["--ca-cert", str(self.pki.ca_cert), "--node-key", str(node_key)]
         argv += list(extra)
-        proc = start(f"site-{name}", argv, self.root / "logs" / f"site-{name}.out", self.env)
+        out = self.root / "logs" / f"site-{name}.out"
+        proc = start(f"site-{name}", argv, out, self.env, self.cwd)
         self.procs.append(proc)
         self.sites[name] = proc
         return proc
 
-    def start_all(self, names: Sequence[str], site_dirs: Sequence[Path]) -> None:
+    def start_all(
+        self, names: Sequence[str], site_dirs: Sequence[Path], *, runtime_port: bool = True
+    ) -> None:
         """The coordinator, then every site registered and connected (its SuperNode says so)."""
         self.start_coordinator()
         for name in names:
             self.register(f"site-{name}", self.pki.node_keys[name][1])
         for name, site_dir in zip(names, site_dirs, strict=True):
-            self.start_site(name, site_dir, self.pki.node_keys[name][0])
+            key = self.pki.node_keys[name][0]
+            self.start_site(name, site_dir, key, runtime_port=runtime_port)
         for proc in self.sites.values():
             assert proc.wait_for("connected to the coordinator", 60), proc.text()
 

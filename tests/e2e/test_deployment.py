@@ -220,10 +220,13 @@ def test_site_policy__refuses_a_bundle_it_does_not_allow(
         policy.write_text(saved)
     assert res.returncode == 3, res.stdout + res.stderr  # a site refused
     assert "APP_NOT_ALLOWED" in res.stderr.replace("\n", " ")
+    # named by its registered name, not its node ID: it refused before it could say its name
+    assert "site-c" in res.stderr and "node " not in res.stderr, res.stderr
     assert not (tmp_path / "refused").exists()
     refusals = [json.loads(x) for x in (site_c / "app-refusals.jsonl").read_text().splitlines()]
     assert refusals[-1]["reason_code"] == "APP_NOT_ALLOWED"
     assert "REFUSED app bundle" in federation.sites["c"].text()
+    assert federation.sites["c"].wait_for("refused (APP_NOT_ALLOWED)", 10)
 
 
 def test_unregistered_node_key__is_refused_by_the_coordinator(

@@ -152,6 +152,21 @@ def receipt_from_proto(message: pb.Receipt) -> Receipt:
     )
 
 
+def receipt_to_bytes(receipt: Receipt) -> bytes:
+    """A receipt as ``genofed.v1.Receipt`` bytes (a site keeps it with a charged release)."""
+    return bytes(receipt_to_proto(receipt).SerializeToString(deterministic=True))
+
+
+def receipt_from_bytes(data: bytes) -> Receipt:
+    """:func:`receipt_to_bytes` reversed; :class:`IntegrityError` if they do not parse."""
+    message = pb.Receipt()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise IntegrityError() from exc
+    return receipt_from_proto(message)
+
+
 def reply_to_proto(reply: Reply) -> pb.SiteReply:
     message = pb.SiteReply(
         site=reply.site,
@@ -292,7 +307,9 @@ __all__ = [
     "audit_entry_to_proto",
     "checkpoint_from_proto",
     "checkpoint_to_proto",
+    "receipt_from_bytes",
     "receipt_from_proto",
+    "receipt_to_bytes",
     "receipt_to_proto",
     "reply_from_bytes",
     "reply_from_proto",

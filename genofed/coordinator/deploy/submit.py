@@ -248,6 +248,7 @@ def submit_study(
             log_path=log_path,
             translate=_translate,
             emit=emit,
+            cwd=home,  # never the caller's folder: Flower reads a pyproject.toml there
         )
         try:
             child.process.wait(timeout=timeout_s)

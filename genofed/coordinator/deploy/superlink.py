@@ -48,8 +48,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genofed.common.errors import ConfigError, GenoFedError, InputError, UnreachableError
-from genofed.common.supervise import adopt_orphans, start_child, stop_descendants, supervise
+from genofed.common.supervise import (
+    absolute_pythonpath,
+    adopt_orphans,
+    start_child,
+    stop_descendants,
+    supervise,
+)
 from genofed.common.tomlconfig import bare_message, check_keys, get_typed, load_toml
+from genofed.coordinator.deploy.nodes import DATABASE, NodeWatch
 from genofed.coordinator.receipt_check import REQUIRE, ReceiptCheck, receipts_from_toml
 
 DEFAULT_FLEET_ADDRESS = "0.0.0.0:9092"
@@ -214,7 +221,7 @@ def superlink_argv(config: CoordinatorConfig, *, insecure: bool) -> list[str]:
         "--port",
         str(port),
         "--database",
-        str(config.state_dir / "superlink.db"),
+        str(config.state_dir / DATABASE),
         # the GenoFed app bundle carries no code and no dependencies: never `uv sync`
         "--disable-runtime-dependency-installation",
     ]
@@ -243,28 +250,33 @@ def flower_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
-    (re.compile(r"Starting Fleet API \(gRPC-rere\) on (\S+)"), lambda m: f"fleet API on {m[1]}"),
-    (re.compile(r"Uvicorn running on (\S+)"), lambda m: f"control API on {m[1]}"),
-    (re.compile(r"RegisterNode\] Created node_id=(\d+)"), lambda m: f"registered node {m[1]}"),
-    (re.compile(r"Activated node_id=(\d+)"), lambda m: f"site node {m[1]} connected"),
+NodeName = Callable[[str], str]
+_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str], NodeName], str | None]]] = [
+    (re.compile(r"Starting Fleet API \(gRPC-rere\) on (\S+)"), lambda m, _: f"fleet API on {m[1]}"),
+    (re.compile(r"Uvicorn running on (\S+)"), lambda m, _: f"control API on {m[1]}"),
+    (re.compile(r"RegisterNode\] Created node_id=(\d+)"), lambda m, _: f"registered node {m[1]}"),
+    # connected / disconnected / reconnected: NodeWatch, from the SuperLink's node table
+    (re.compile(r"Activated node_id=(\d+)"), lambda m, _: None),
     (
         re.compile(r"ApiError:2004\].*No SuperNode found"),
-        lambda m: "refused a node whose key is not registered",
+        lambda m, _: "refused a node whose key is not registered",
     ),
-    (re.compile(r"Created run (\d+)"), lambda m: f"run {m[1]} started"),
-    (re.compile(r"Push replies from node_id=(\d+)"), lambda m: f"reply from node {m[1]}"),
-    (re.compile(r"Finished task \d+ of run (\d+)"), lambda m: f"run {m[1]} finished"),
-    (re.compile(r"(ERROR|Exit Code).*"), lambda m: m[0][:300]),
+    (re.compile(r"Created run (\d+)"), lambda m, _: f"run {m[1]} started"),
+    (re.compile(r"Push replies from node_id=(\d+)"), lambda m, name: f"reply from {name(m[1])}"),
+    (re.compile(r"Finished task \d+ of run (\d+)"), lambda m, _: f"run {m[1]} finished"),
+    (re.compile(r"(ERROR|Exit Code).*"), lambda m, _: m[0][:300]),
 ]
 
 
-def translate_superlink(line: str) -> str | None:
-    """One console line for a SuperLink log line that a person cares about, else None."""
+def translate_superlink(line: str, name: NodeName = lambda node: f"node {node}") -> str | None:
+    """One console line for a SuperLink log line that a person cares about, else None.
+
+    ``name`` turns a node ID into what the console calls it (its registered site name).
+    """
     text = _ANSI.sub("", line)
     for pattern, render in _PATTERNS:
         if m := pattern.search(text):
-            return render(m)
+            return render(m, name)
     return None
 
 
@@ -295,20 +307,27 @@ def run_coordinator(
             "[coordinator] WARNING: no site audit keys in [receipts.audit_keys]: every site "
             "reply will be refused until they are listed"
         )
+    watch = NodeWatch(config.state_dir / DATABASE, lambda s: emit(f"[coordinator] {s}"))
+    watch.poll()  # what the database says before this SuperLink runs: nothing to announce
     child = start_child(
         "superlink",
         superlink_argv(config, insecure=insecure),
         env=env,
         log_path=config.state_dir / "superlink.log",
-        translate=translate_superlink,
+        translate=lambda line: translate_superlink(line, watch.name_of),
         emit=lambda s: emit(f"[coordinator] {s}"),
+        cwd=config.state_dir,
     )
+    stop_watch = watch.start()
     emit(
         f"[coordinator] superlink pid {child.pid}: fleet {config.fleet_address}, control "
         f"{config.control_address}, TLS {'OFF' if insecure else 'on'}, node auth "
         f"{'OFF' if insecure else 'on'}; log {config.state_dir / 'superlink.log'}"
     )
-    code = supervise([child])
+    try:
+        code = supervise([child])
+    finally:
+        stop_watch()
     orphans = stop_descendants()
     if orphans:
         emit(
@@ -397,8 +416,14 @@ def register_site(
             "json",
         ]
         try:
-            proc = subprocess.run(
-                argv, env=flower_env(home), capture_output=True, text=True, timeout=60, check=False
+            proc = subprocess.run(  # cwd: never the caller's folder (its pyproject.toml)
+                argv,
+                env=absolute_pythonpath(flower_env(home)),
+                cwd=home,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
             )
         except subprocess.TimeoutExpired:
             raise UnreachableError(

@@ -29,8 +29,12 @@ def up(
         Path | None, typer.Option(help="This site's node private key (node.key).")
     ] = None,
     runtime_port: Annotated[
-        int, typer.Option(help="Local port of the SuperNode's runtime API (one per node).")
-    ] = 9094,
+        int,
+        typer.Option(
+            help="Local port (127.0.0.1) of the SuperNode's runtime API, for the app gate; "
+            "each site agent on a host needs its own. 0: any free port."
+        ),
+    ] = 0,
     insecure: Annotated[
         bool, typer.Option("--insecure", help="PLAINTEXT, no node auth: test setups only.")
     ] = False,
@@ -46,7 +50,10 @@ def up(
 
     Connects out to the coordinator (no inbound port), with TLS and this site's
     node key, and runs only app bundles listed in policy.toml
-    (allowed_app_hashes). Prints one line per request and reply. Serves the
+    (allowed_app_hashes). Prints one line per request and reply ("reply sent",
+    or "refused (CODE): why"), and when it connected, lost the coordinator and
+    reconnected, with UTC times. Several site agents on one host each take a
+    free runtime port unless --runtime-port names one. Serves the
     read-only SiteAdmin service on a local address (--admin-address) for
     `genofed-site status`, `budget`, `studies` and `audit show`.
 

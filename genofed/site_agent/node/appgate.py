@@ -172,8 +172,8 @@ class AppGate:
             self.site_dir, fab_hash=fab_hash, run_id=res.task.run_id, refusal=refusal
         )
         print(
-            f"REFUSED app bundle {fab_hash[:12]} (run {entry['run_id']}): {refusal}; "
-            f"recorded in {self.site_dir / REFUSALS_FILE}",
+            f"REFUSED app bundle {fab_hash[:12]} (run {entry['run_id']}): "
+            f"{refusal.reason_code}: {refusal}; recorded in {self.site_dir / REFUSALS_FILE}",
             flush=True,
         )
         self._reply_refusal(res.token, f"{refusal.reason_code}: {refusal}")

@@ -13,8 +13,12 @@ SuperNode cannot authenticate (Flower ties node keys to TLS).
 Flower's own log goes to ``STATE/supernode.log`` and ``STATE/appgate.log`` (each line
 prefixed with its UTC time)
 (``STATE`` defaults to ``DIR/.genofed-node``, also Flower's ``FLWR_HOME``
-for this node); the console gets one line per event (connected, request
-received, reply sent, bundle refused).
+for this node and the working directory of both: never the folder the
+command was run from, where Flower would read a ``pyproject.toml`` as an
+app); the console gets one line per event (:class:`SiteConsole`: connected,
+lost, reconnected, with UTC times; request received; reply sent or refused
+with its code; bundle refused). The Runtime API port is a free one on
+127.0.0.1 unless ``runtime_port`` names one (then it must be free).
 
 While it runs, this process also serves the read-only SiteAdmin gRPC service
 (:mod:`genofed.site_agent.admin`) on a local address only (``admin_address``,
@@ -26,10 +30,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import stat
 import sys
+import threading
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from genofed.common.errors import InputError
@@ -41,8 +49,8 @@ from genofed.site_agent.node.probe import plaintext_problem
 from genofed.site_agent.privacy.policy import POLICY_FILE, load_policy
 from genofed.site_agent.sitedir import load_site
 
-#: Port of the SuperNode's local Runtime API (Flower's default); one per node on a host.
-DEFAULT_RUNTIME_PORT = 9094
+#: Port of the SuperNode's local Runtime API; 0: a free one (each node on a host needs its own).
+DEFAULT_RUNTIME_PORT = 0
 STATE_DIRNAME = ".genofed-node"
 
 INSECURE_WARNING = (
@@ -111,6 +119,26 @@ def check_options(opts: NodeOptions) -> list[str]:
     return warnings
 
 
+def pick_runtime_port(port: int) -> int:
+    """``port`` if it is free on 127.0.0.1 (0: any free port); else an error naming the flag.
+
+    The SuperNode serves its Runtime API (for the app gate) on this loopback
+    port; every site agent on one host needs its own.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the SuperNode binds
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise InputError(
+                f"--runtime-port {port}: 127.0.0.1:{port} is in use ({exc.strerror}); "
+                "another site agent or program on this host listens there",
+                hint="pass another --runtime-port, or leave it out (0, the default, picks a "
+                "free port)",
+            ) from None
+        return int(sock.getsockname()[1])
+
+
 def supernode_argv(opts: NodeOptions) -> list[str]:
     """The ``flower-supernode`` command line for ``opts``."""
     site_dir = str(opts.site_dir.resolve()).replace('"', '\\"')
@@ -163,11 +191,12 @@ def node_env(opts: NodeOptions) -> dict[str, str]:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_NODE_ID = re.compile(r"SuperNode ID: (\d+)")
+_RETRYING = re.compile(r"Connection attempt failed, retrying in ([0-9.]+) seconds")
+_RECONNECTED = re.compile(r"Connection successful after ([0-9.]+) seconds and (\d+) tries")
 _PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
-    (re.compile(r"SuperNode ID: (\d+)"), lambda m: f"connected to the coordinator as node {m[1]}"),
     (re.compile(r"\[RUN (\d+)(?:, ROUND ([^\]]+))?\]"), lambda m: ""),
     (re.compile(r"Receiving: (\w+) message"), lambda m: f"request received ({m[1]})"),
-    (re.compile(r"Sent successfully"), lambda m: "reply sent"),
     (
         re.compile(r"Failed to activate SuperNode|Exit Code: 305"),
         lambda m: (
@@ -177,20 +206,92 @@ _PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     ),
     (re.compile(r"(ERROR|Exit Code).*"), lambda m: m[0]),
 ]
+#: What the ClientApp prints for each reply it made (:func:`genofed.site_agent.app.answer`).
+_OUTCOME = re.compile(r"^genofed-reply: (\w+)(?: (\w+))?(?: (.*))?$")
+#: What the app gate prints when it refuses a bundle (:mod:`.appgate`).
+_GATE_REFUSED = re.compile(r"^REFUSED app bundle \S+ \(run \d+\): ([A-Z][A-Z_]+):")
+
+
+def stamp() -> str:
+    """The UTC time to the second, as the console prints it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SiteConsole:
+    """Turns the SuperNode's and the app gate's log lines into the site's console lines.
+
+    It keeps what one log line alone does not say: whether the node is
+    connected (Flower logs every failed attempt, and a success only after a
+    failure; its heartbeat thread and its message loop each log their own), and
+    what the reply about to be sent is (the ClientApp or the gate says whether
+    it refused, the SuperNode only that it sent something). Connection lines
+    carry the UTC time.
+    """
+
+    def __init__(self, clock: Callable[[], str] = stamp) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._connected = False
+        self._ever = False
+        self._waiting = False
+        self._lost_at: str | None = None
+        self._outcomes: deque[str] = deque(maxlen=64)
+
+    def supernode(self, line: str) -> str | None:
+        """One console line for a SuperNode log line that a person cares about, else None."""
+        text = _ANSI.sub("", line)
+        with self._lock:
+            if m := _NODE_ID.search(text):
+                self._connected = self._ever = True
+                return f"{self._clock()} connected to the coordinator as node {m[1]}"
+            if _RETRYING.search(text):
+                if not self._connected:
+                    if self._ever or self._waiting:
+                        return None  # still down: one line when it went, one when it is back
+                    self._waiting = True
+                    return f"{self._clock()} cannot reach the coordinator yet; retrying"
+                self._connected = False
+                self._lost_at = self._clock()
+                return (
+                    f"{self._lost_at} lost the connection to the coordinator; retrying "
+                    "(up to 20 s between tries)"
+                )
+            if m := _RECONNECTED.search(text):
+                if self._connected or not self._ever:
+                    return None  # the first connection: "SuperNode ID" follows
+                self._connected = True
+                since = f", down since {self._lost_at}" if self._lost_at else ""
+                return (
+                    f"{self._clock()} reconnected to the coordinator "
+                    f"(after {float(m[1]):.0f} s and {m[2]} tries{since})"
+                )
+            if "Sent successfully" in text:
+                return self._outcomes.popleft() if self._outcomes else "reply sent"
+        for pattern, render in _PATTERNS:
+            if m := pattern.search(text):
+                return render(m) or None
+        return None
+
+    def gate(self, line: str) -> str | None:
+        """One console line for an app gate (or ClientApp) line, else None."""
+        text = _ANSI.sub("", line).strip()
+        if m := _OUTCOME.match(text):
+            status, code, what = m[1], m[2], m[3]
+            with self._lock:
+                self._outcomes.append(
+                    "reply sent" if status == "ok" else f"{status} ({code}): {what or 'no reason'}"
+                )
+            return None
+        if m := _GATE_REFUSED.match(text):
+            with self._lock:
+                self._outcomes.append(f"refused ({m[1]}): app bundle not allowed")
+            return text
+        return text if text.startswith(("REFUSED", "app bundle", "app gate")) else None
 
 
 def translate_supernode(line: str) -> str | None:
-    """One console line for a SuperNode log line that a person cares about, else None."""
-    text = _ANSI.sub("", line)
-    for pattern, render in _PATTERNS:
-        if m := pattern.search(text):
-            return render(m) or None
-    return None
-
-
-def translate_gate(line: str) -> str | None:
-    text = line.strip()
-    return text if text.startswith(("REFUSED", "app bundle", "app gate")) else None
+    """:meth:`SiteConsole.supernode` of a fresh console (one line, no state before it)."""
+    return SiteConsole().supernode(line)
 
 
 def run_site_node(opts: NodeOptions, *, emit: Callable[[str], None] = print) -> int:
@@ -204,6 +305,7 @@ def run_site_node(opts: NodeOptions, *, emit: Callable[[str], None] = print) -> 
             "certificate and this site's node key), or point --superlink at a plaintext test "
             "coordinator",
         )
+    opts = replace(opts, runtime_port=pick_runtime_port(opts.runtime_port))
     opts.state.mkdir(parents=True, exist_ok=True)
     admin = serve_admin(opts.site_dir, opts.state, opts.admin_address, superlink=opts.superlink)
     emit(f"[site] site admin service (local only) on {admin.address}")
@@ -215,13 +317,15 @@ def run_site_node(opts: NodeOptions, *, emit: Callable[[str], None] = print) -> 
 
 def _run_children(opts: NodeOptions, emit: Callable[[str], None]) -> int:
     env = node_env(opts)
+    console = SiteConsole()
     node = start_child(
         "supernode",
         supernode_argv(opts),
         env=env,
         log_path=opts.state / "supernode.log",
-        translate=translate_supernode,
+        translate=console.supernode,
         emit=lambda s: emit(f"[site] {s}"),
+        cwd=opts.state,
     )
     children: list[Child] = [node]
     try:
@@ -231,8 +335,9 @@ def _run_children(opts: NodeOptions, emit: Callable[[str], None]) -> int:
                 gate_argv(opts),
                 env=env,
                 log_path=opts.state / "appgate.log",
-                translate=translate_gate,
+                translate=console.gate,
                 emit=lambda s: emit(f"[site] {s}"),
+                cwd=opts.state,
             )
         )
     except BaseException:
@@ -251,9 +356,11 @@ __all__ = [
     "DEFAULT_RUNTIME_PORT",
     "INSECURE_WARNING",
     "NodeOptions",
+    "SiteConsole",
     "check_options",
     "gate_argv",
     "node_env",
+    "pick_runtime_port",
     "run_site_node",
     "supernode_argv",
     "translate_supernode",

@@ -21,6 +21,14 @@ not part of it: a rerun is a new run. Anything else is a new release.
 Releases without noise are not stored: computing them again gives the same
 bytes and costs nothing.
 
+The reply's receipt is kept with the release: a repeat whose arrays leave
+unchanged (no SecAgg+ masking, whose masks are new every run) carries the
+original receipt, which cites the original release entry, signed then; the
+coordinator accepts it for a reply that says it is a replay of that entry
+(:func:`genofed.common.receipts.verify_receipt`). The repeat itself is still
+an entry of the audit log (a release naming the entry it repeats, charged
+nothing), so the log records every time the values left.
+
 Stored arrays stay on the site (``state/`` holds the site's own data, as
 ``state/pca/`` does); the file is removed with the site's state.
 """
@@ -50,7 +58,8 @@ CREATE TABLE IF NOT EXISTS releases (
     request_kind TEXT NOT NULL,
     audit_index INTEGER NOT NULL,
     facts TEXT NOT NULL,
-    arrays BLOB NOT NULL
+    arrays BLOB NOT NULL,
+    receipt BLOB
 );
 """
 
@@ -63,6 +72,8 @@ class StoredRelease:
     facts: dict[str, str]
     #: the audit entry of the original release
     audit_index: int
+    #: the original reply's receipt (``genofed.v1.Receipt`` bytes), if it was stored
+    receipt: bytes | None = None
 
 
 def _hash_array(h: hashlib._Hash, name: str, array: np.ndarray) -> None:
@@ -144,6 +155,9 @@ class Replays:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(releases)")}
+            if "receipt" not in columns:  # a store written before receipts were kept
+                db.execute("ALTER TABLE releases ADD COLUMN receipt BLOB")
 
     def _connect(self) -> closing[sqlite3.Connection]:
         db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
@@ -154,11 +168,12 @@ class Replays:
         """The release stored under ``key``, if any."""
         with self._connect() as db:
             row = db.execute(
-                "SELECT audit_index, facts, arrays FROM releases WHERE key = ?", (key,)
+                "SELECT audit_index, facts, arrays, receipt FROM releases WHERE key = ?", (key,)
             ).fetchone()
         if row is None:
             return None
-        return StoredRelease(_unpack(row[2]), dict(json.loads(row[1])), int(row[0]))
+        receipt = bytes(row[3]) if row[3] is not None else None
+        return StoredRelease(_unpack(row[2]), dict(json.loads(row[1])), int(row[0]), receipt)
 
     def put(
         self,
@@ -171,12 +186,14 @@ class Replays:
         audit_index: int,
         facts: Mapping[str, str],
         arrays: Mapping[str, np.ndarray],
+        receipt: bytes | None = None,
     ) -> None:
         """Store a charged release durably (the first one under ``key`` stays)."""
         with self._connect() as db:
             db.execute(
                 "INSERT OR IGNORE INTO releases (key, time, study_sha256, analysis_id, "
-                "request_kind, audit_index, facts, arrays) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "request_kind, audit_index, facts, arrays, receipt) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     time,
@@ -186,6 +203,7 @@ class Replays:
                     audit_index,
                     json.dumps(dict(facts), sort_keys=True),
                     _pack(arrays),
+                    receipt,
                 ),
             )
 

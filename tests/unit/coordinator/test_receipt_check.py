@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from genofed.common.errors import ConfigError, IntegrityError, SiteFailure
 from genofed.common.messages import Receipt, Reply, Request, Status
-from genofed.common.receipts import verify_receipt
+from genofed.common.receipts import REPLAY_FACT, verify_receipt
 from genofed.common.study import study_from_mapping
 from genofed.common.wire.records import signed_study
 from genofed.coordinator.app import deployment_receipts
@@ -222,6 +222,18 @@ def test_verify_receipt__binds_the_reply_to_its_request(sites: list[Path]) -> No
     other = replace(request, run_id="run-2")  # a replayed receipt from another run
     with pytest.raises(IntegrityError):
         verify_receipt(key, other, reply)
+    # a replay carries its original's receipt: accepted only as the replay of that very entry
+    index = str(reply.receipt.audit_index)
+    replayed = replace(reply, facts={**reply.facts, REPLAY_FACT: index})
+    assert verify_receipt(key, other, replayed).run_id == "run-1"
+    elsewhere = replace(reply, facts={**reply.facts, REPLAY_FACT: str(int(index) + 1)})
+    with pytest.raises(IntegrityError):
+        verify_receipt(key, other, elsewhere)
+    with pytest.raises(IntegrityError):  # the study still binds
+        other_study = study_from_mapping(
+            {"study": {"name": "qc2"}, "analysis": [{"kind": "freq"}]}, path=Path("<test>")
+        )
+        verify_receipt(key, replace(other, study=signed_study(other_study, None)), replayed)
     refused = replace(reply, receipt=replace(reply.receipt, audited=False))
     with pytest.raises(IntegrityError):
         verify_receipt(key, request, refused)

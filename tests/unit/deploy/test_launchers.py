@@ -88,10 +88,9 @@ def test_supernode_argv__tls_key_and_site_dir_as_node_config(
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        (
-            "\x1b[92mINFO \x1b[0m:      [Fleet.ActivateNode] Activated node_id=42",
-            "site node 42 connected",
-        ),
+        # connected / disconnected / reconnected come from NodeWatch, not the log
+        ("\x1b[92mINFO \x1b[0m:      [Fleet.ActivateNode] Activated node_id=42", None),
+        ("INFO :      [Fleet.PushMessages] Push replies from node_id=42", "reply from node 42"),
         ("INFO :      Created run 7 in federation @none/default", "run 7 started"),
         ("INFO :      [Fleet.PullMessages] something", None),
     ],
@@ -100,10 +99,16 @@ def test_translate_superlink__one_line_per_event(line: str, expected: str | None
     assert translate_superlink(line) == expected
 
 
+def test_translate_superlink__names_the_node_by_its_registered_name() -> None:
+    line = "INFO :      [Fleet.PushMessages] Push replies from node_id=42"
+    assert translate_superlink(line, lambda n: f"site-a (node {n})") == (
+        "reply from site-a (node 42)"
+    )
+
+
 def test_translate_supernode__connection_and_refusal() -> None:
-    assert (
-        translate_supernode("INFO :      SuperNode ID: 5")
-        == "connected to the coordinator as node 5"
+    assert (translate_supernode("INFO :      SuperNode ID: 5") or "").endswith(
+        "Z connected to the coordinator as node 5"
     )
     assert "refused this node" in (translate_supernode("ERROR : Exit Code: 305") or "")
     assert translate_supernode("INFO :      [RUN 3]") is None

@@ -20,10 +20,12 @@ import pytest
 
 from genofed.common.study import Study, study_from_mapping
 from genofed.common.wire.proto import audit_entry_from_bytes
+from genofed.coordinator.receipt_check import REQUIRE, ReceiptCheck, load_audit_key
 from genofed.coordinator.runner import run_study
-from genofed.site_agent.audit.log import entry_to_json, read_site_log
+from genofed.site_agent.audit.log import AuditPaths, entry_to_json, read_site_log
 from genofed.site_agent.privacy.ledger import LEDGER_FILE, Budget, Ledger
 from genofed.site_agent.privacy.replays import REPLAYS_FILE, Replays, data_id, replay_key
+from genofed.site_agent.sitedir import load_site
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
 
@@ -52,6 +54,10 @@ def _sites(cohort: SynthSummary, root: Path) -> list[Path]:
     return out
 
 
+def _keys(sites: list[Path]) -> dict[str, Any]:
+    return {load_site(s).name: load_audit_key(AuditPaths.of(s).pub) for s in sites}
+
+
 def _charges(site: Path) -> int:
     return len(Ledger(site / "state" / LEDGER_FILE, Budget(100.0, 1e-5)).entries())
 
@@ -65,15 +71,28 @@ def test_rerun__same_noise_no_second_charge_and_the_replay_is_audited(
 ) -> None:
     sites = _sites(cohort, tmp_path / "sites")
     first = run_study(_study(5.0), InProcessTransport(sites), tmp_path / "r1", engine="t")
-    again = run_study(_study(5.0), InProcessTransport(sites), tmp_path / "r2", engine="t")
+    # each request opens the site's stores afresh, as a restarted site agent does; the
+    # coordinator requires every receipt to verify
+    again = run_study(
+        _study(5.0),
+        InProcessTransport(sites),
+        tmp_path / "r2",
+        engine="t",
+        receipts=ReceiptCheck(_keys(sites), REQUIRE),
+    )
     assert first.run_id != again.run_id
     assert (first.out / "freq.afreq").read_bytes() == (again.out / "freq.afreq").read_bytes()
     assert [_charges(s) for s in sites] == [1, 1, 1]
     doc = json.loads((again.out / "provenance.json").read_text())
-    for record in doc["sites"]:
+    before = json.loads((first.out / "provenance.json").read_text())
+    for record, earlier in zip(doc["sites"], before["sites"], strict=True):
         (counts,) = [r for r in record["releases"] if r["request"] == "genotype_counts"]
-        assert counts.get("epsilon_charged", 0.0) == 0.0
-        assert counts["replay_of_audit_index"] < counts["receipt"]["audit_index"]
+        (original,) = [r for r in earlier["releases"] if r["request"] == "genotype_counts"]
+        assert "epsilon_charged" not in counts  # nothing charged by the rerun
+        # the same receipt as the first run's: the original entry and its signed checkpoint
+        assert counts["receipt"].pop("receipt_check") == "verified"
+        assert counts["receipt"] == original["receipt"], record["name"]
+        assert counts["replay_of_audit_index"] == original["receipt"]["audit_index"]
     for site in sites:
         releases = [e for e in _audit_entries(site) if e["kind"] == "AUDIT_KIND_RELEASE"]
         replays = [e for e in releases if "replay" in str(e.get("noise", ""))]
@@ -160,3 +179,26 @@ def test_replay_key__names_inputs_and_data_not_the_run() -> None:
     ):
         assert replay_key(**{**base, **change}) != key  # type: ignore[arg-type]
     assert REPLAYS_FILE.parts[0] == "state"
+
+
+def test_a_store_written_before_receipts_were_kept__gains_the_column_and_replays(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    path = tmp_path / REPLAYS_FILE
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE releases (key TEXT PRIMARY KEY, time TEXT NOT NULL, study_sha256 TEXT"
+            " NOT NULL, analysis_id TEXT NOT NULL, request_kind TEXT NOT NULL, audit_index"
+            " INTEGER NOT NULL, facts TEXT NOT NULL, arrays BLOB NOT NULL)"
+        )
+    store = Replays(tmp_path)
+    store.put("k", time="t", study_sha256="s", analysis_id="a", request_kind="r",
+              audit_index=3, facts={}, arrays={"x": np.arange(3)})  # fmt: skip
+    stored = store.get("k")
+    assert stored is not None and stored.audit_index == 3 and stored.receipt is None
+    store.put("k2", time="t", study_sha256="s", analysis_id="a", request_kind="r",
+              audit_index=4, facts={}, arrays={}, receipt=b"\x08\x01")  # fmt: skip
+    assert Replays(tmp_path).get("k2").receipt == b"\x08\x01"  # type: ignore[union-attr]
