@@ -107,7 +107,7 @@ from genofed.common.reasons import (
     UNSUPPORTED,
     VALUE_OUT_OF_RANGE,
 )
-from genofed.common.receipts import DOSAGES_FACT, REPLAY_FACT
+from genofed.common.receipts import DOSAGES_FACT, GENOME_BUILD_FACT, REPLAY_FACT
 from genofed.common.secure_sum import MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, array_manifest, study_of, study_signature
@@ -145,7 +145,7 @@ from genofed.site_agent.privacy.policy import (
 from genofed.site_agent.privacy.replays import Replays, data_id, replay_key
 from genofed.site_agent.privacy.sample_sets import ReleaseKey
 from genofed.site_agent.requests import server_for
-from genofed.site_agent.sitedir import SiteConfig, load_site
+from genofed.site_agent.sitedir import SiteConfig, genome_build, load_site
 from genofed.site_agent.snapshot import serving_config
 
 log = logging.getLogger("genofed.site")
@@ -291,6 +291,7 @@ def _answer(
             facts["n_variants"] = str(bed.n_variants)
             if getattr(bed, "has_dosages", False):
                 facts[DOSAGES_FACT] = DOSAGES_HARD_CALLS
+            facts[GENOME_BUILD_FACT] = genome_build(config)
             facts["policy"] = "demo (synthetic data only)" if policy.demo else "site policy"
             facts["min_cell_count"] = str(policy.min_cell_count)
             if snapshot:

@@ -102,7 +102,7 @@ def _check_build(build: str, *, path: Path | None = None) -> None:
         )
 
 
-def _genome_build(config: SiteConfig) -> str:
+def genome_build(config: SiteConfig) -> str:
     """The declared build checked against the genotype file's header; "unknown" if neither says."""
     files = genotype_files(config.genotypes)
     header = files.get("vcf", files.get("pvar"))
@@ -149,7 +149,7 @@ def inspect_site(config: SiteConfig) -> SiteSummary:
     with open_genotypes(config.genotypes) as bed:
         samples, variants = bed.samples, bed.variants  # parses and checks the .bim/.pvar
         has_dosages = bool(getattr(bed, "has_dosages", False))
-    genome_build = _genome_build(config)
+    build = genome_build(config)
     pheno = read_pheno_table(config.phenotypes) if config.phenotypes else None
     covar = read_pheno_table(config.covariates) if config.covariates else None
     tables = [t for t in (pheno, covar) if t is not None]
@@ -177,7 +177,7 @@ def inspect_site(config: SiteConfig) -> SiteSummary:
         chromosomes=_chromosomes(variants.chrom),
         n_long_alleles=_long_alleles(variants),
         has_dosages=has_dosages,
-        genome_build=genome_build,
+        genome_build=build,
         n_with_phenotypes=n_with_pheno,
         n_matched=n_matched,
         phenotype_columns=names(pheno),
@@ -341,6 +341,7 @@ __all__ = [
     "SITE_CONFIG",
     "SiteConfig",
     "SiteSummary",
+    "genome_build",
     "init_site",
     "inspect_site",
     "load_site",

@@ -88,13 +88,13 @@ def test_site_toml_bad_build_names_file_and_allowed_values(tmp_path: Path) -> No
 
 
 def test_init_refuses_a_build_the_header_contradicts(tmp_path: Path) -> None:
-    from genofed.site_agent.sitedir import SiteConfig, _genome_build
+    from genofed.site_agent.sitedir import SiteConfig, genome_build
 
     vcf = tmp_path / "a.vcf"
     vcf.write_text(f"{V}\n##contig=<ID=1,length=249250621>\n#CHROM\tPOS\n")
     config = SiteConfig(name="a", directory=tmp_path, genotypes=vcf, build="GRCh38")
     with pytest.raises(InputError) as exc:
-        _genome_build(config)
+        genome_build(config)
     assert "GRCh37" in str(exc.value) and "GRCh38" in str(exc.value)
     ok = SiteConfig(name="a", directory=tmp_path, genotypes=vcf)
-    assert _genome_build(ok) == "GRCh37"
+    assert genome_build(ok) == "GRCh37"
