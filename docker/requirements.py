@@ -9,7 +9,8 @@ writes ``OUTDIR/requirements.txt`` (``[project] dependencies``, the pins
 ``train`` for the coordinator image) and ``OUTDIR/constraints.txt``
 (``torch==X+cpu`` for the ``train`` extra's ``torch==X`` pin; empty without
 ``train``), so that pip can only install PyTorch's CPU build: from the local
-wheel directory, or PyTorch's CPU index, never a CUDA build from PyPI. Exits 2 with a message when the pin is not an exact version or an extra is unknown.
+wheel directory, or PyTorch's CPU index, never a CUDA build from PyPI. Exits 2
+with a message when the pin is not an exact version or an extra is unknown.
 """
 
 from __future__ import annotations

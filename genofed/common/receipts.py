@@ -101,9 +101,13 @@ GUARD_LEFT_OUT_FACT = "guard_left_out"
 #: Site fact of a site whose genotype files also hold dosages, which it does not read
 #: yet: its value says that hard calls were used (provenance.json lists it per site).
 DOSAGES_FACT = "genotype_dosages"
+#: Site fact: the genome build of its files ("GRCh37", "GRCh38" or "unknown"), from site.toml
+#: or the VCF/.pvar header; the coordinator refuses a study whose sites' builds differ.
+GENOME_BUILD_FACT = "genome_build"
 
 __all__ = [
     "DOSAGES_FACT",
+    "GENOME_BUILD_FACT",
     "GUARD_LEFT_OUT_FACT",
     "RELEASE_DECISION",
     "REPLAY_FACT",

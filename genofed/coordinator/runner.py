@@ -76,6 +76,7 @@ from genofed.coordinator.combine.harmonize import (
     Harmonization,
     SitePlan,
     VariantTable,
+    check_builds,
     harmonize,
 )
 from genofed.coordinator.combine.qc import QCResult, variant_qc
@@ -265,6 +266,12 @@ def _run(
     members.names = {n: r.name for n, r in sites.items()}
     order = sorted(replies, key=lambda n: sites[n].name)
     tables = [_variant_table(sites[n].name, replies[n][1]) for n in order]
+    genome_build, build_warning = check_builds(
+        [sites[n].name for n in order],
+        [sites[n].facts.get("genome_build", "unknown") for n in order],
+    )
+    if build_warning is not None:
+        log.warning("%s", build_warning)
     harmonization = harmonize(
         [sites[n].name for n in order],
         tables,
@@ -278,7 +285,10 @@ def _run(
     staging.mkdir(parents=True)
     try:
         outputs: list[str] = [write_harmonization(staging, harmonization)]
-        summary: dict[str, object] = {"n_variants": len(harmonization.variants)}
+        summary: dict[str, object] = {
+            "n_variants": len(harmonization.variants),
+            "genome_build": genome_build,
+        }
         samples = cohort_summary(study, (sites[n] for n in order))
         if samples is not None:  # [cohort] and [sample_qc]: the sites' sample funnel
             summary["cohort"] = samples

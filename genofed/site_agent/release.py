@@ -108,7 +108,7 @@ from genofed.common.reasons import (
     UNSUPPORTED,
     VALUE_OUT_OF_RANGE,
 )
-from genofed.common.receipts import DOSAGES_FACT, REPLAY_FACT
+from genofed.common.receipts import DOSAGES_FACT, GENOME_BUILD_FACT, REPLAY_FACT
 from genofed.common.secure_sum import MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.proto import receipt_from_bytes, receipt_to_bytes
@@ -148,7 +148,7 @@ from genofed.site_agent.privacy.policy import (
 from genofed.site_agent.privacy.replays import Replays, data_id, replay_key
 from genofed.site_agent.privacy.sample_sets import ReleaseKey
 from genofed.site_agent.requests import server_for
-from genofed.site_agent.sitedir import SiteConfig, load_site
+from genofed.site_agent.sitedir import SiteConfig, genome_build, load_site
 from genofed.site_agent.snapshot import serving_config
 
 log = logging.getLogger("genofed.site")
@@ -309,6 +309,7 @@ def _answer(
                 facts[DOSAGES_FACT] = DOSAGES_HARD_CALLS
             if selection is not None:
                 facts.update(cohort.facts(selection, policy.min_cell_count))
+            facts[GENOME_BUILD_FACT] = genome_build(config)
             facts["policy"] = "demo (synthetic data only)" if policy.demo else "site policy"
             facts["min_cell_count"] = str(policy.min_cell_count)
             if snapshot:

@@ -9,6 +9,8 @@
                                  # relative paths are relative to this directory
     phenotypes = "pheno.tsv"     # optional
     covariates = "covar.tsv"     # optional
+    build = "GRCh38"             # optional: "GRCh37" or "GRCh38"; checked against a
+                                 # VCF/.pvar header's ##contig lengths when it has them
 
 ``state/`` holds the site's Ed25519 audit key and its audit log (see
 :mod:`genofed.site_agent.audit.log`); ``init`` creates them with a new key.
@@ -36,6 +38,7 @@ import tomli_w
 from genofed.common.errors import ConfigError, InputError
 from genofed.common.tomlconfig import check_keys, get_typed, load_toml
 from genofed.site_agent.audit.log import AuditPaths, init_audit, remove_created
+from genofed.site_agent.io.build import BUILDS, file_build
 from genofed.site_agent.io.genotypes import (
     FORMATS,
     detect_format,
@@ -62,6 +65,8 @@ class SiteConfig:
     genotypes: Path
     phenotypes: Path | None = None
     covariates: Path | None = None
+    #: the genome build site.toml declares ("GRCh37" / "GRCh38"), None when it declares none
+    build: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,37 @@ class SiteSummary:
     n_long_alleles: int = 0
     #: the files also hold dosages (GenoFed reads the hard calls; plink2 would use the dosages)
     has_dosages: bool = False
+    #: the declared build, else the one the file's header says, else "unknown"
+    genome_build: str = "unknown"
+
+
+def _check_build(build: str, *, path: Path | None = None) -> None:
+    if build not in BUILDS:
+        error = ConfigError if path is not None else InputError
+        raise error(
+            f"genome build {build!r} is not one GenoFed knows",
+            path=path,
+            hint=f"set build to one of {', '.join(map(repr, BUILDS))} (or leave it out)",
+        )
+
+
+def genome_build(config: SiteConfig) -> str:
+    """The declared build checked against the genotype file's header; "unknown" if neither says."""
+    files = genotype_files(config.genotypes)
+    header = files.get("vcf", files.get("pvar"))
+    try:
+        found = file_build(header) if header is not None else None
+    except OSError:
+        found = None  # the reader reports unreadable files with the fix
+    if config.build is not None and found is not None and found != config.build:
+        raise InputError(
+            f"the header's ##contig/##reference lines say genome build {found}, but the site "
+            f"declares {config.build}",
+            path=header,
+            hint=f"set build = {found!r} in site.toml (genofed-site init --build {found}), or "
+            "give the files on the declared build (lift them over with CrossMap or liftOver)",
+        )
+    return config.build or found or "unknown"
 
 
 def _check_name(name: str, *, path: Path | None = None) -> None:
@@ -113,6 +149,7 @@ def inspect_site(config: SiteConfig) -> SiteSummary:
     with open_genotypes(config.genotypes) as bed:
         samples, variants = bed.samples, bed.variants  # parses and checks the .bim/.pvar
         has_dosages = bool(getattr(bed, "has_dosages", False))
+    build = genome_build(config)
     pheno = read_pheno_table(config.phenotypes) if config.phenotypes else None
     covar = read_pheno_table(config.covariates) if config.covariates else None
     tables = [t for t in (pheno, covar) if t is not None]
@@ -140,6 +177,7 @@ def inspect_site(config: SiteConfig) -> SiteSummary:
         chromosomes=_chromosomes(variants.chrom),
         n_long_alleles=_long_alleles(variants),
         has_dosages=has_dosages,
+        genome_build=build,
         n_with_phenotypes=n_with_pheno,
         n_matched=n_matched,
         phenotype_columns=names(pheno),
@@ -169,7 +207,9 @@ def load_site(directory: Path) -> SiteConfig:
                 "(genofed-site init writes a complete site.toml)",
             )
     check_keys(doc["site"], ("name",), path=path, where="[site]", required=("name",))
-    check_keys(doc["data"], _DATA_KEYS, path=path, where="[data]", required=("genotypes",))
+    check_keys(
+        doc["data"], (*_DATA_KEYS, "build"), path=path, where="[data]", required=("genotypes",)
+    )
     name = get_typed(doc["site"], "name", str, None, path=path, where="site")
     _check_name(name, path=path)
     paths: dict[str, Path | None] = {}
@@ -178,7 +218,10 @@ def load_site(directory: Path) -> SiteConfig:
         paths[key] = None if value is None else directory / value
     genotypes = paths.pop("genotypes")
     assert genotypes is not None  # required above
-    return SiteConfig(name=name, directory=directory, genotypes=genotypes, **paths)
+    build = get_typed(doc["data"], "build", str, None, path=path, where="data")
+    if build is not None:
+        _check_build(build, path=path)
+    return SiteConfig(name=name, directory=directory, genotypes=genotypes, build=build, **paths)
 
 
 def _stored(path: Path, directory: Path) -> str:
@@ -232,6 +275,7 @@ def init_site(
     genotypes: Path,
     phenotypes: Path | None = None,
     covariates: Path | None = None,
+    build: str | None = None,
     demo_policy: bool = False,
 ) -> SiteSummary:
     """Validate the inputs, then write ``site.toml``, ``policy.toml`` and ``state/`` into ``out``.
@@ -242,6 +286,8 @@ def init_site(
     ``site.toml``, ``policy.toml``, audit key or audit log.
     """
     _check_name(name)
+    if build is not None:
+        _check_build(build)
     directory = Path(os.path.abspath(out))
     if directory.exists() and not directory.is_dir():
         raise InputError(
@@ -263,6 +309,7 @@ def init_site(
         genotypes=Path(os.path.abspath(genotypes_path(genotypes))),
         phenotypes=Path(os.path.abspath(phenotypes)) if phenotypes else None,
         covariates=Path(os.path.abspath(covariates)) if covariates else None,
+        build=build,
     )
     summary = inspect_site(config)
 
@@ -271,6 +318,8 @@ def init_site(
         value = getattr(config, key)
         if value is not None:
             data[key] = _stored(value, directory)
+    if build is not None:
+        data["build"] = build
     site_text = _SITE_HEADER + tomli_w.dumps({"site": {"name": name}, "data": data})
     policy_text = DEMO_POLICY_TOML if demo_policy else DEFAULT_POLICY_TOML
 
@@ -292,6 +341,7 @@ __all__ = [
     "SITE_CONFIG",
     "SiteConfig",
     "SiteSummary",
+    "genome_build",
     "init_site",
     "inspect_site",
     "load_site",

@@ -84,6 +84,33 @@ class Harmonization:
     reports: tuple[SiteMatchReport, ...]
 
 
+def check_builds(sites: Sequence[str], builds: Sequence[str]) -> tuple[str, str | None]:
+    """The study's genome build and a warning, from each site's build ("unknown" if not known).
+
+    Raises HarmonizationError naming each site and its build when two known builds differ.
+    The warning (else None) names the sites whose build is unknown when another's is known.
+    """
+    known = {b for b in builds if b != "unknown"}
+    listed = ", ".join(f"{s}: {b}" for s, b in zip(sites, builds, strict=True))
+    if len(known) > 1:
+        raise HarmonizationError(
+            f"the sites' genotypes are on different genome builds ({listed}); positions on "
+            "different builds do not match\n  fix: lift the sites not on the study's build over "
+            "to it (e.g. CrossMap vcf or UCSC liftOver with a chain file), then set build in "
+            "each site.toml's [data] (genofed-site init --build)"
+        )
+    if not known:
+        return "unknown", None
+    build = known.pop()
+    unknown = [s for s, b in zip(sites, builds, strict=True) if b == "unknown"]
+    if not unknown:
+        return build, None
+    return build, (
+        f"genome build {build} is declared by some sites but unknown at {', '.join(unknown)}: "
+        'their site IT should set build = "GRCh37" or "GRCh38" under [data] in site.toml'
+    )
+
+
 def _keys(table: VariantTable) -> tuple[list[tuple[str, int, str, str]], list[tuple[str, int]]]:
     """Each variant's key ``(chrom, pos, lo, hi)`` (sorted alleles) and its ``(chrom, pos)``."""
     raw = np.asarray(table.chrom).astype(str).tolist()
@@ -265,5 +292,6 @@ __all__ = [
     "SiteMatchReport",
     "SitePlan",
     "VariantTable",
+    "check_builds",
     "harmonize",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from genofed.common.receipts import DOSAGES_FACT
+from genofed.common.receipts import DOSAGES_FACT, GENOME_BUILD_FACT
 from genofed.common.study import Study
 from genofed.coordinator.combine.harmonize import Harmonization
 from genofed.coordinator.site_record import SiteRecord
@@ -110,6 +110,7 @@ def provenance_doc(
                 "releases": s.replies,
                 **({"missing": s.missing} if s.missing else {}),
                 **({DOSAGES_FACT: s.facts[DOSAGES_FACT]} if DOSAGES_FACT in s.facts else {}),
+                GENOME_BUILD_FACT: s.facts.get(GENOME_BUILD_FACT, "unknown"),
             }
             for s in sites
         ],

@@ -94,6 +94,7 @@ def _summary_json(summary: SiteSummary, policy: SitePolicy) -> str:
             "n_multiallelic": 0,
             "n_long_alleles": summary.n_long_alleles,
             "has_dosages": summary.has_dosages,
+            "genome_build": summary.genome_build,
             "n_with_phenotypes": summary.n_with_phenotypes,
             "n_matched": summary.n_matched,
             "phenotype_columns": list(summary.phenotype_columns),
@@ -146,6 +147,7 @@ def _print_summary(summary: SiteSummary, policy: SitePolicy, *, as_json: bool) -
         ("multi-allelic variants", "0 (files with any are refused until they can be split)"),
         ("indels and longer alleles", f"{summary.n_long_alleles:,}"),
         ("dosages", _dosage_text(summary)),
+        ("genome build", summary.genome_build),
     ]
     if c.phenotypes is not None:
         rows.append(("phenotype columns", ", ".join(summary.phenotype_columns) or "(none)"))
@@ -189,6 +191,13 @@ def init(
     covariates: Annotated[
         Path | None, typer.Option(help="Covariate table (#FID IID cols...).")
     ] = None,
+    build: Annotated[
+        str | None,
+        typer.Option(
+            help="Genome build of the files: GRCh37 or GRCh38 (checked against a VCF/.pvar "
+            "header's ##contig lengths; studies refuse sites on different builds)."
+        ),
+    ] = None,
     demo_policy: Annotated[
         bool, typer.Option("--demo-policy", help="Write the demo policy: FOR SYNTHETIC DATA ONLY.")
     ] = False,
@@ -212,6 +221,7 @@ def init(
             genotypes=genotypes,
             phenotypes=phenotypes,
             covariates=covariates,
+            build=build,
             demo_policy=demo_policy,
         )
     )
