@@ -315,9 +315,11 @@ def test_superlink_killed_mid_dp_training__every_release_is_charged_once(
         releases = record["releases"]
         replayed = [r for r in releases if "replay_of_audit_index" in r]
         fresh = [r for r in releases if float(r.get("epsilon_charged", 0.0)) > 0]
-        # what the killed run charged is replayed, not charged again; the rest is charged once
-        assert len(replayed) == charged[site], releases
-        assert len(_charges(site)) - before[site] == charged[site] + len(fresh)
+        # what the killed run charged is replayed, not charged again; the rest is charged once.
+        # (The round in flight at the kill may be charged after `charged` was counted, when the
+        # site finishes it: then it is one more replay. Every charge is a replay or fresh.)
+        assert len(replayed) >= charged[site], releases
+        assert len(_charges(site)) - before[site] == len(replayed) + len(fresh), releases
         audit = [e for e in _audit_entries(site) if "replay" in str(e.get("noise", ""))]
         assert len(audit) == len(replayed), audit
     total = {s: len(_charges(s)) for s in sites}
