@@ -74,9 +74,12 @@ the reply's receipt cites the entry and the signed checkpoint covering it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -179,7 +182,7 @@ def handle_request(
     except GenoFedError as exc:
         log.error("cannot open the audit log; refusing %s: %s", request.kind, exc)
         return _failed(_reply_to(request), Status.ERROR, AUDIT_UNAVAILABLE, str(exc)), {}
-    with audit:
+    with audit, _one_at_a_time(site_dir):
         try:
             audit.append(request_entry(request))
         except GenoFedError as exc:
@@ -237,6 +240,30 @@ def handle_request(
             receipt = _original_receipt(site_dir, answer) or receipt
     # the encoder refuses to send any arrays other than the ones the manifest lists
     return replace(reply, arrays=manifest, receipt=receipt), arrays
+
+
+#: The lock file that lets one request at a time through the release path of a site.
+RELEASE_LOCK = Path("state") / "release.lock"
+
+
+@contextmanager
+def _one_at_a_time(site_dir: Path) -> Iterator[None]:
+    """Hold the site's release lock (``fcntl.flock``; freed when the process dies).
+
+    Two answers to the same charged request must not both miss the replay
+    store and both be charged: after a coordinator restart the rerun's request
+    can arrive while the killed run's ClientApp is still computing it. So the
+    look-up, the computation, the charge and the store happen under one lock;
+    the second answer then finds the first one's stored release and replays it.
+    """
+    path = Path(site_dir) / RELEASE_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _reply_to(request: Request, site: str = "") -> Reply:

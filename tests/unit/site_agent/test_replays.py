@@ -202,3 +202,63 @@ def test_a_store_written_before_receipts_were_kept__gains_the_column_and_replays
     store.put("k2", time="t", study_sha256="s", analysis_id="a", request_kind="r",
               audit_index=4, facts={}, arrays={}, receipt=b"\x08\x01")  # fmt: skip
     assert Replays(tmp_path).get("k2").receipt == b"\x08\x01"  # type: ignore[union-attr]
+
+
+def test_two_answers_to_one_charged_request_at_once__one_charge_and_one_replay(
+    cohort: SynthSummary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a coordinator restart the rerun's request can reach a site while the killed
+    run's answer to it is still being computed. The site lets one answer at a time through
+    its release path, so the second finds the first one's stored release: one charge."""
+    import dataclasses
+    import threading
+    import time
+
+    from genofed.common.receipts import REPLAY_FACT
+    from genofed.site_agent import release
+    from genofed.site_agent.requests import counts
+
+    sites = _sites(cohort, tmp_path / "sites")
+
+    class Capture(InProcessTransport):
+        first: tuple[Any, Any] | None = None
+
+        def exchange(self, outgoing: Any, *, timeout: float) -> Any:
+            for node, o in outgoing.items():
+                if node == 1 and o.request.kind == "genotype_counts" and self.first is None:
+                    self.first = (o.request, o.inputs)
+            return super().exchange(outgoing, timeout=timeout)
+
+    transport = Capture(sites)
+    run_study(_study(5.0), transport, tmp_path / "r", engine="t")
+    assert transport.first is not None
+    request, inputs = transport.first  # node 1's: the first site's
+    site = tmp_path / "fresh" / sites[0].name  # the same site before it answered anything
+    shutil.copytree(cohort.sites[0], site)
+    slow = counts.SERVER.serve
+
+    def serve(ctx: Any) -> Any:
+        time.sleep(0.5)  # long enough that the other thread arrives meanwhile
+        return slow(ctx)
+
+    slowed = dataclasses.replace(counts.SERVER, serve=serve)
+    monkeypatch.setattr(release, "server_for", lambda kind: slowed)
+    before = _charges(site)
+    replies: list[Any] = []
+    threads = [
+        threading.Thread(
+            target=lambda: replies.append(release.handle_request(site, request, inputs))
+        )
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(replies) == 2 and all(r.ok for r, _ in replies)
+    assert _charges(site) - before == 1
+    assert sorted(REPLAY_FACT in r.facts for r, _ in replies) == [False, True]
+    (a, first_arrays), (b, second_arrays) = replies
+    assert first_arrays.keys() == second_arrays.keys()
+    for name in first_arrays:
+        assert np.array_equal(first_arrays[name], second_arrays[name]), name
