@@ -32,6 +32,7 @@ CLASSES = {
     "bim": ".bim variants",
     "fam": ".fam samples",
     "pgen": ".pgen/.pvar/.psam genotypes",
+    "vcf": "VCF/BCF genotypes",
     "pheno": "phenotype table",
     "covar": "covariate table",
     "study": "study.toml",
@@ -329,13 +330,45 @@ def pgen_prefix_of_two_filesets(base: Base, d: Path) -> Run:
     return init_pgen(d, prefix, (str(prefix), "several genotype filesets", "X.pgen or X.bed"))
 
 
-@case("pgen")
-def pgen_vcf_not_read_yet(base: Base, d: Path) -> Run:
+# ---------------------------------------------------------------- VCF / BCF
+
+_VCF_HEADER = (
+    "##fileformat=VCFv4.2\n##contig=<ID=1>\n"
+    '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+)
+
+
+@case("vcf")
+def vcf_without_samples(base: Base, d: Path) -> Run:
     d.mkdir(parents=True, exist_ok=True)
     vcf = d / "calls.vcf.gz"
     with gzip.open(vcf, "wt") as fh:
         fh.write("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
-    return init_pgen(d, vcf, (str(vcf), "is VCF", "plink2 --vcf"))
+    return init_pgen(d, vcf, (str(vcf), "has no samples", "fix:"))
+
+
+@case("vcf")
+def vcf_multiallelic_record(base: Base, d: Path) -> Run:
+    d.mkdir(parents=True, exist_ok=True)
+    vcf = d / "calls.vcf"
+    vcf.write_text(
+        _VCF_HEADER + "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tA\tB\n"
+        "1\t10\trs1\tA\tG\t.\t.\t.\tGT\t0/1\t1/1\n"
+        "1\t20\trs2\tA\tG,T\t.\t.\t.\tGT\t0/2\t1/1\n"
+    )
+    return init_pgen(d, vcf, (f"{vcf}:6", "multi-allelic", "bcftools norm"))
+
+
+@case("vcf")
+def vcf_no_gt_field(base: Base, d: Path) -> Run:
+    d.mkdir(parents=True, exist_ok=True)
+    vcf = d / "calls.vcf"
+    vcf.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=1>\n"
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tA\tB\n"
+        "1\t10\trs1\tA\tG\t.\t.\t.\tDP\t3\t4\n"
+    )
+    return init_pgen(d, vcf, (str(vcf), "GT"))
 
 
 # ---------------------------------------------------------------- .bed
