@@ -18,7 +18,7 @@ from flwr.clientapp import ClientApp
 
 from genofed.common.errors import IntegrityError
 from genofed.common.messages import Reply, Status
-from genofed.common.reasons import INTEGRITY
+from genofed.common.reasons import FAILED, INTEGRITY
 from genofed.common.wire.records import reply_to_recorddict, request_from_recorddict
 from genofed.site_agent.release import handle_request
 from genofed.site_agent.secure_release import answer_secure
@@ -64,7 +64,7 @@ def outcome_line(reply: Reply) -> str:
         return "genofed-reply: ok"
     status = "refused" if reply.status == Status.REFUSED else "error"
     message = " ".join(reply.message.split())[:300]
-    return f"genofed-reply: {status} {reply.reason_code or 'FAILED'} {message}".rstrip()
+    return f"genofed-reply: {status} {reply.reason_code or FAILED} {message}".rstrip()
 
 
 @app.query()
