@@ -258,7 +258,7 @@ def test_two_answers_to_one_charged_request_at_once__one_charge_and_one_replay(
     assert len(replies) == 2 and all(r.ok for r, _ in replies)
     assert _charges(site) - before == 1
     assert sorted(REPLAY_FACT in r.facts for r, _ in replies) == [False, True]
-    (a, first_arrays), (b, second_arrays) = replies
+    (_, first_arrays), (_, second_arrays) = replies
     assert first_arrays.keys() == second_arrays.keys()
     for name in first_arrays:
         assert np.array_equal(first_arrays[name], second_arrays[name]), name
