@@ -51,7 +51,7 @@ from genofed.common.reasons import COHORT_COLUMN_UNKNOWN
 from genofed.common.study import Study
 from genofed.site_agent.io.genotypes import GenotypeFile, genotype_files
 from genofed.site_agent.io.pheno import PhenoTable, match_samples, read_pheno_table
-from genofed.site_agent.io.plink import Samples, Variants
+from genofed.site_agent.io.plink import Samples, Variants, checked_sample_idx
 from genofed.site_agent.privacy.policy import SitePolicy, cohort_columns
 from genofed.site_agent.sitedir import SiteConfig
 from genofed.site_agent.stats.sample_qc import (
@@ -120,16 +120,10 @@ class CohortBed:
     ) -> Iterator[tuple[int, np.ndarray]]:
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        rows = self.rows
-        if sample_idx is not None:
-            local = np.asarray(sample_idx)
-            if local.ndim != 1 or (local.size and not np.issubdtype(local.dtype, np.integer)):
-                raise ValueError("sample_idx must be a 1-D integer array")
-            if local.size and (local.min() < 0 or local.max() >= self.n_samples):
-                raise IndexError(f"sample_idx out of range [0, {self.n_samples})")
-            if local.size > 1 and not (np.diff(local) > 0).all():
-                raise ValueError("sample_idx must be sorted and unique")
-            rows = self.rows[local.astype(np.int64)]
+        local = (
+            None if sample_idx is None else checked_sample_idx(sample_idx, self.n_samples, np.int64)
+        )
+        rows = self.rows if local is None else self.rows[local]
         kwargs = {} if chunk_variants is None else {"chunk_variants": chunk_variants}
         return self.base.iter_dosages(variant_idx, sample_idx=rows, **kwargs)
 

@@ -53,17 +53,12 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
     )
 
 
-@pytest.fixture(scope="module")
-def plink2_pooled(
-    cohort: SynthSummary, plink2: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    out = tmp_path_factory.mktemp("p2") / "pooled"
-    pooled = cohort.pooled
+def run_plink2_on_pooled(plink2: Path, inputs: list[str], pooled: Path, out: Path) -> Path:
+    """plink2 ``inputs`` (e.g. ``--pfile X``) with the count tables and glm of :func:`_study`."""
     subprocess.run(
         [
             str(plink2),
-            "--pfile",
-            str(cohort.pooled_prefix),
+            *inputs,
             "--freq",
             "--missing",
             "--geno-counts",
@@ -84,6 +79,14 @@ def plink2_pooled(
         capture_output=True,
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def plink2_pooled(
+    cohort: SynthSummary, plink2: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    out = tmp_path_factory.mktemp("p2") / "pooled"
+    return run_plink2_on_pooled(plink2, ["--pfile", str(cohort.pooled_prefix)], cohort.pooled, out)
 
 
 def _assert_equal_to_plink2(outcome: StudyOutcome, plink2_pooled: Path) -> None:

@@ -12,7 +12,6 @@ floats to plink2's printed precision).
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,11 @@ from genofed.site_agent.io.genotypes import detect_format
 from genofed.site_agent.sitedir import load_site
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
-from tests.reference.test_pgen_vs_plink2 import _assert_equal_to_plink2, _study
+from tests.reference.test_pgen_vs_plink2 import (
+    _assert_equal_to_plink2,
+    _study,
+    run_plink2_on_pooled,
+)
 
 FLAG = {"vcf": "--vcf", "bcf": "--bcf"}
 SUFFIX = {"vcf": ".vcf.gz", "bcf": ".bcf"}
@@ -51,30 +54,7 @@ def test_vcf_sites__counts_and_glm_equal_plink2_on_the_pooled_file(
     pooled = cohort.pooled
     out = tmp_path / "p2" / "pooled"
     out.parent.mkdir()
-    subprocess.run(
-        [
-            str(plink2),
-            FLAG[fmt],
-            str(pooled / f"pooled{SUFFIX[fmt]}"),
-            "--double-id",
-            "--freq",
-            "--missing",
-            "--geno-counts",
-            "--hardy",
-            "--pheno",
-            str(pooled / "pheno.tsv"),
-            "--pheno-name",
-            "QPHENO,DISEASE",
-            "--covar",
-            str(pooled / "covar.tsv"),
-            "--glm",
-            "--threads",
-            "1",
-            "--out",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    inputs = [FLAG[fmt], str(pooled / f"pooled{SUFFIX[fmt]}"), "--double-id"]
+    run_plink2_on_pooled(plink2, inputs, pooled, out)
     outcome = run_study(_study(), InProcessTransport(cohort.sites), tmp_path / "r", engine="t")
     _assert_equal_to_plink2(outcome, out)

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import pgenlib
@@ -550,24 +550,38 @@ class PgenlibGenotypes:
             ) from exc
 
     def _check_variant_idx(self, variant_idx: np.ndarray) -> np.ndarray:
-        idx = np.asarray(variant_idx)
-        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-            raise ValueError("variant_idx must be a 1-D integer array")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n_variants):
-            raise IndexError(f"variant_idx out of range [0, {self.n_variants})")
-        return np.ascontiguousarray(idx, dtype=np.uint32)
+        return checked_variant_idx(variant_idx, self.n_variants, np.uint32)
 
     def _check_sample_idx(self, sample_idx: np.ndarray) -> np.ndarray | None:
-        idx = np.asarray(sample_idx)
-        if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError("sample_idx must be a non-empty 1-D integer array")
-        if np.any(np.diff(idx) <= 0):
-            raise ValueError("sample_idx must be sorted and unique")
-        if idx[0] < 0 or idx[-1] >= self.n_samples:
-            raise IndexError(f"sample_idx out of range [0, {self.n_samples})")
-        if idx.size == self.n_samples:
-            return None
-        return np.ascontiguousarray(idx, dtype=np.uint32)
+        return checked_sample_idx(sample_idx, self.n_samples, np.uint32)
+
+
+def checked_variant_idx(
+    variant_idx: np.ndarray, n_variants: int, dtype: type[np.integer[Any]]
+) -> np.ndarray:
+    """``variant_idx`` as a contiguous ``dtype`` array; ValueError/IndexError when malformed."""
+    idx = np.asarray(variant_idx)
+    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+        raise ValueError("variant_idx must be a 1-D integer array")
+    if idx.size and (idx.min() < 0 or idx.max() >= n_variants):
+        raise IndexError(f"variant_idx out of range [0, {n_variants})")
+    return np.ascontiguousarray(idx, dtype=dtype)
+
+
+def checked_sample_idx(
+    sample_idx: np.ndarray, n_samples: int, dtype: type[np.integer[Any]]
+) -> np.ndarray | None:
+    """``sample_idx`` (sorted, unique, non-empty) as ``dtype``; None when it is every sample."""
+    idx = np.asarray(sample_idx)
+    if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError("sample_idx must be a non-empty 1-D integer array")
+    if np.any(np.diff(idx) <= 0):
+        raise ValueError("sample_idx must be sorted and unique")
+    if idx[0] < 0 or idx[-1] >= n_samples:
+        raise IndexError(f"sample_idx out of range [0, {n_samples})")
+    if idx.size == n_samples:
+        return None
+    return np.ascontiguousarray(idx, dtype=dtype)
 
 
 class BedFile(PgenlibGenotypes):

@@ -85,7 +85,14 @@ import cyvcf2
 import numpy as np
 
 from genofed.common.errors import InputError
-from genofed.site_agent.io.plink import DEFAULT_CHUNK_VARIANTS, MISSING, Samples, Variants
+from genofed.site_agent.io.plink import (
+    DEFAULT_CHUNK_VARIANTS,
+    MISSING,
+    Samples,
+    Variants,
+    checked_sample_idx,
+    checked_variant_idx,
+)
 
 #: FID given to every VCF sample: what ``plink2 --vcf`` writes to a ``.fam``.
 VCF_FID = "0"
@@ -525,24 +532,10 @@ class VcfFile:
         return dosage.astype(np.int8)
 
     def _check_variant_idx(self, variant_idx: np.ndarray) -> np.ndarray:
-        idx = np.asarray(variant_idx)
-        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-            raise ValueError("variant_idx must be a 1-D integer array")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n_variants):
-            raise IndexError(f"variant_idx out of range [0, {self.n_variants})")
-        return np.ascontiguousarray(idx, dtype=np.int64)
+        return checked_variant_idx(variant_idx, self.n_variants, np.int64)
 
     def _check_sample_idx(self, sample_idx: np.ndarray) -> np.ndarray | None:
-        idx = np.asarray(sample_idx)
-        if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError("sample_idx must be a non-empty 1-D integer array")
-        if np.any(np.diff(idx) <= 0):
-            raise ValueError("sample_idx must be sorted and unique")
-        if idx[0] < 0 or idx[-1] >= self.n_samples:
-            raise IndexError(f"sample_idx out of range [0, {self.n_samples})")
-        if idx.size == self.n_samples:
-            return None
-        return np.ascontiguousarray(idx, dtype=np.int64)
+        return checked_sample_idx(sample_idx, self.n_samples, np.int64)
 
     def _index_path(self) -> Path | None:
         """The index htslib would load for this file, when it exists and can be used."""
