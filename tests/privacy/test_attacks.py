@@ -348,6 +348,38 @@ def test_survival_after_the_gwas__a_cohort_a_few_people_larger_is_served_over_th
     assert left_out[("site-a", "k")] == left_out[("site-a", "c")] == genotyped - with_phenotype
 
 
+def test_crossing_cohorts__a_second_gwas_is_served_over_its_intersection_with_the_first(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """A logistic GWAS whose cohort crosses a linear one's: 3 newcomers, 20 people fewer.
+
+    Over its own cohort the second GWAS's genotype sums would isolate the 3
+    patients who have DISEASE but not QPHENO (an atom of 3 that the two
+    releases' per-variant missing calls could pick out). The site serves it
+    over its intersection with the first GWAS's samples instead: a new set,
+    checked like any other, 20 people from the first (the attacker's
+    difference of the two releases sums 20 people, not 3).
+    """
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    pheno = sites[0] / "data" / "pheno.tsv"
+    header, rows = table(pheno)
+    q, d = header.index("QPHENO"), header.index("DISEASE")
+    for i, r in enumerate(rows):
+        r[q] = "NA" if i in (2, 3, 4) else (r[q] if r[q] not in ("NA", "-9") else "0.5")
+        r[d] = "NA" if 10 <= i < 30 else (r[d] if r[d] not in ("NA", "-9") else "1")
+    write_table(pheno, header, rows)
+    transport = Recording(sites)
+    run(study("linear", GLM_AGE), transport, tmp_path / "lin")
+    logistic = {"kind": "glm", "id": "d", "phenotype": "DISEASE", "covariates": ["AGE"]}
+    run(study("logistic", logistic), transport, tmp_path / "log")
+    assert not refusals(sites[0])
+    summary = json.loads((tmp_path / "log" / "provenance.json").read_text())["summary"]
+    left_out = {(m["site"], m["analysis"]): m["samples"] for m in summary["guard_left_out"]}
+    assert left_out[("site-a", "d")] == 3
+    first, second = transport.arrays("site-a", "glm_stats")
+    assert first["zz"][0] - second["zz"][0] == 20  # they differ by 20 people, none of the 3
+
+
 @pytest.fixture(scope="module")
 def larger(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
     """Sites of 500: enough carriers that a PCA keeps variants under min_cell_count = 10."""

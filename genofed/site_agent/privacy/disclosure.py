@@ -453,6 +453,44 @@ class SetFamily:
         found: BoolArray = ((self._packed[:, byte] >> np.uint8(bit)) & np.uint8(1)).astype(np.bool_)
         return found
 
+    def intersections_within(
+        self, members: BoolArray, most_missing: int, limit: int = 8
+    ) -> list[BoolArray]:
+        """``members`` cut down to a released set that lacks 1 to ``most_missing`` of them.
+
+        For a cohort that *crosses* an earlier set (each holds people the other
+        lacks, ``members`` only a few): its intersection with that set drops the
+        few newcomers, so it no longer differs from the earlier set by them.
+        Unlike :meth:`largest_subset_within` the result is a new set (unless
+        the released set lies inside ``members``), which the caller must check
+        like any other. At most ``limit`` distinct candidates, largest first.
+        Reads membership only.
+        """
+        arr = np.asarray(members)
+        if arr.dtype != np.bool_ or arr.shape != (self.n_persons,):
+            raise ValueError(
+                f"a sample set must be a bool array of shape ({self.n_persons},), "
+                f"not {arr.dtype} {arr.shape}"
+            )
+        if not self.n_sets or most_missing <= 0:
+            return []
+        inside = _scatter(self._packed[arr], None)[: self.n_sets]
+        lacking = int(arr.sum()) - inside
+        fits = np.flatnonzero((lacking > 0) & (lacking <= most_missing))
+        out: list[BoolArray] = []
+        seen: set[str] = set()
+        for j in fits[np.argsort(-inside[fits], kind="stable")]:
+            byte, bit = divmod(int(j), 8)
+            held = ((self._packed[:, byte] >> np.uint8(bit)) & np.uint8(1)).astype(np.bool_)
+            cut: BoolArray = held & arr
+            key = fingerprint(cut)
+            if key not in seen:
+                seen.add(key)
+                out.append(cut)
+            if len(out) >= limit:
+                break
+        return out
+
     # -- internals ----------------------------------------------------------
 
     def _fresh(self, candidates: Sequence[BoolArray]) -> list[BoolArray]:

@@ -155,11 +155,17 @@ class ReleaseGuard:
         released set lies inside ``members`` and lacks only 1 to
         ``min_cell_count - 1`` of them, the request is served over the largest
         such set instead: it adds no new set, so it passes, and the answer
-        describes nearly the cohort asked for. The choice reads membership
-        only (never a value), like every guard decision; the caller says how
-        many samples it left out (a reply fact). Returns ``.fam`` indexes,
-        sorted; ``members`` unchanged when it passes, when no released set
-        qualifies, or when the guard is off.
+        describes nearly the cohort asked for. A cohort that *crosses* an
+        earlier set (it holds 1 to ``min_cell_count - 1`` people that set
+        lacks, and lacks people the set holds: a logistic GWAS beside a linear
+        one whose phenotypes are missing for different people) may instead be
+        served over its intersection with that set, a new set that must pass
+        every rule itself. The largest passing candidate wins (a repeated set
+        before a new one of the same size). The choice reads membership only
+        (never a value), like every guard decision; the caller says how many
+        samples it left out (a reply fact). Returns ``.fam`` indexes, sorted;
+        ``members`` unchanged when it passes, when no candidate passes, or
+        when the guard is off.
 
         ``column`` may name several column groups (a glm sums clinical columns
         and genotypes over one set): the set must then pass in each, and an
@@ -170,15 +176,28 @@ class ReleaseGuard:
             return np.flatnonzero(mask)
         columns = (column,) if isinstance(column, str) else tuple(column)
         families = [self._store_family(c) for c in columns]
+
+        def passes(s: BoolArray) -> bool:
+            for c, f in zip(columns, families, strict=True):
+                if not f.check([s]).ok:
+                    return False
+                if c == GENOTYPES and not _small_atoms(f, [s], self.min_cell).ok:
+                    return False
+            return True
+
         lifted = self._lift(mask)
-        if all(f.check([lifted]).ok for f in families):
+        if passes(lifted):
             return np.flatnonzero(mask)
-        found = [f.largest_subset_within(lifted, self.min_cell - 1) for f in families]
-        passing = [s for s in found if s is not None and all(f.check([s]).ok for f in families)]
-        if not passing:
-            return np.flatnonzero(mask)
-        best = max(passing, key=lambda s: int(s.sum()))
-        return np.flatnonzero(best[self._registry])
+        most = self.min_cell - 1
+        repeats = [f.largest_subset_within(lifted, most) for f in families]
+        cuts = [s for f in families for s in f.intersections_within(lifted, most)]
+        # Largest first; at equal size a released set (nothing new) before a new cut.
+        candidates = [s for s in repeats if s is not None] + cuts
+        candidates.sort(key=lambda s: -int(s.sum()))
+        for s in candidates:
+            if passes(s):
+                return np.flatnonzero(s[self._registry])
+        return np.flatnonzero(mask)
 
     def declare_if_safe(self, column: str, members: BoolArray | NDArray[np.integer]) -> bool:
         """Declare ``members`` as one more base set if the release still passes with it.

@@ -380,6 +380,29 @@ def test_largest_subset_within__serving_it_adds_nothing_the_attacker_can_use() -
     assert not (np.abs(np.diag(proj) - 1.0) < 1e-6).any()  # nobody's value is determined
 
 
+def test_intersections_within__a_crossing_cohort_cut_to_each_released_set_near_it() -> None:
+    n = 200
+    first = members(n, range(3, n))  # the first GWAS: all but 0..2
+    crossing = members(n, range(0, n - 20))  # holds 0..2, lacks the last 20
+    far = members(n, range(100, n))
+    family = SetFamily(n, min_cell=10, sets=[first, far])
+    cuts = family.intersections_within(crossing, 9)
+    assert len(cuts) == 1 and np.array_equal(cuts[0], first & crossing)  # far lacks 100 of them
+    assert int(cuts[0].sum()) == int(crossing.sum()) - 3
+    assert family.check([cuts[0]]).ok
+    # a released set inside the cohort is returned as itself; nothing qualifies with no margin
+    inside = members(n, range(5, n - 20))
+    assert any(
+        np.array_equal(c, inside)
+        for c in SetFamily(n, 10, [inside]).intersections_within(crossing, 9)
+    )
+    assert family.intersections_within(crossing, 0) == []
+    assert SetFamily(n, min_cell=10).intersections_within(crossing, 9) == []
+    # the attacker's system after serving the cut determines nobody
+    proj = attacker_projection([first, far, cuts[0]], n)
+    assert not (np.abs(np.diag(proj) - 1.0) < 1e-6).any()
+
+
 def test_largest_subset_within__refuses_sets_of_the_wrong_shape() -> None:
     with pytest.raises(ValueError):
         SetFamily(10, min_cell=2).largest_subset_within(np.ones(9, dtype=bool), 1)
