@@ -60,7 +60,7 @@ GLM_MODELS = ("auto", "linear", "logistic")
 GLM_FIRTH_MODES = ("fallback", "always", "never")
 #: What a site does with a variant that 1..min_cell_count-1 analysis samples miss: its
 #: missing-call sums would describe those few people.
-GLM_FEW_MISSING = ("withhold", "impute")
+GLM_FEW_MISSING = ("withhold", "impute", "impute-unreleasable")
 
 
 def _check_glm(params: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +93,9 @@ def _check_glm(params: dict[str, Any]) -> dict[str, Any]:
         raise ParamError(
             f"few_missing must be one of {GLM_FEW_MISSING}, not {params['few_missing']!r}",
             '"impute" keeps variants a few samples miss at a site (their calls imputed '
-            'there); "withhold" (the default) keeps results equal to plink2',
+            'there); "impute-unreleasable" also those whose missing calls the site\'s '
+            'disclosure guard cannot release; "withhold" (the default) keeps results '
+            "equal to plink2",
         )
     if params["model"] == "linear" and params["firth"] != "fallback":
         raise ParamError(
@@ -152,8 +154,9 @@ ANALYSIS_KINDS: MappingProxyType[str, AnalysisKind] = MappingProxyType(
                         "few_missing": ParamSpec(
                             str,
                             "withhold",
-                            "a site's variant with 1..min_cell_count-1 missing calls: "
-                            "withhold or impute",
+                            "a site's variant with 1..min_cell_count-1 missing calls "
+                            "(or, impute-unreleasable, missing calls the guard cannot "
+                            "release): withhold, impute or impute-unreleasable",
                         ),
                     }
                 ),

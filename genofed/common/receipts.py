@@ -98,6 +98,9 @@ REPLAY_FACT = "replay_of_audit_index"
 #: (:meth:`genofed.site_agent.privacy.guard.ReleaseGuard.align`): how many of the samples the
 #: request asked for it left out.
 GUARD_LEFT_OUT_FACT = "guard_left_out"
+#: Reply fact of a ``glm_stats`` release with ``few_missing = "impute"`` or
+#: ``"impute-unreleasable"``: how many variants the site imputed missing calls at.
+GLM_IMPUTED_FACT = "glm_imputed_variants"
 #: Site fact of a site whose genotype files also hold dosages, which it does not read
 #: yet: its value says that hard calls were used (provenance.json lists it per site).
 DOSAGES_FACT = "genotype_dosages"
@@ -108,6 +111,7 @@ GENOME_BUILD_FACT = "genome_build"
 __all__ = [
     "DOSAGES_FACT",
     "GENOME_BUILD_FACT",
+    "GLM_IMPUTED_FACT",
     "GUARD_LEFT_OUT_FACT",
     "RELEASE_DECISION",
     "REPLAY_FACT",

@@ -66,7 +66,7 @@ from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError, SiteFailure, TooFewSites
 from genofed.common.messages import Receipt, Reply, Request, SignedStudy, Status
 from genofed.common.reasons import BAD_REPLY, FAILED, NO_REPLY
-from genofed.common.receipts import GUARD_LEFT_OUT_FACT, REPLAY_FACT
+from genofed.common.receipts import GLM_IMPUTED_FACT, GUARD_LEFT_OUT_FACT, REPLAY_FACT
 from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, signed_study
@@ -1027,26 +1027,32 @@ def _reply_record(kind: str, reply: Reply) -> dict[str, object]:
             if reply.facts.get(GUARD_LEFT_OUT_FACT, "").isdigit()
             else {}
         ),
+        # variants whose missing calls the site imputed (glm few_missing)
+        **(
+            {GLM_IMPUTED_FACT: int(reply.facts[GLM_IMPUTED_FACT])}
+            if reply.facts.get(GLM_IMPUTED_FACT, "").isdigit()
+            else {}
+        ),
     }
 
 
 def _left_out_summary(sites: Iterable[SiteRecord]) -> dict[str, object]:
-    """Summary key naming the analyses a site's guard served over fewer samples (else none)."""
-    left: dict[tuple[str, str], int] = {}
-    for s in sites:
-        for r in s.replies:
-            n = r.get(GUARD_LEFT_OUT_FACT)
-            if isinstance(n, int):
-                key = (s.name, str(r.get("analysis_id") or r.get("request")))
-                left[key] = max(left.get(key, 0), n)
-    if not left:
-        return {}
-    return {
-        GUARD_LEFT_OUT_FACT: [
-            {"site": site, "analysis": analysis, "samples": n}
-            for (site, analysis), n in sorted(left.items())
-        ]
-    }
+    """Summary keys: analyses a site's guard served over fewer samples, variants a site imputed."""
+    out: dict[str, object] = {}
+    for fact, unit in ((GUARD_LEFT_OUT_FACT, "samples"), (GLM_IMPUTED_FACT, "variants")):
+        most: dict[tuple[str, str], int] = {}
+        for s in sites:
+            for r in s.replies:
+                n = r.get(fact)
+                if isinstance(n, int) and (n or fact == GUARD_LEFT_OUT_FACT):
+                    key = (s.name, str(r.get("analysis_id") or r.get("request")))
+                    most[key] = max(most.get(key, 0), n)
+        if most:
+            out[fact] = [
+                {"site": site, "analysis": analysis, unit: n}
+                for (site, analysis), n in sorted(most.items())
+            ]
+    return out
 
 
 def _receipt_record(receipt: Receipt) -> dict[str, object]:

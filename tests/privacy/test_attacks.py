@@ -1101,3 +1101,99 @@ def test_cohort_threshold__the_wider_cohort_second_is_served_over_the_narrower(
     summary = json.loads((tmp_path / "b" / "provenance.json").read_text())["summary"]
     assert summary["guard_left_out"] == [{"site": "site-a", "analysis": "g", "samples": 1}]
     assert summary["cohort"]["definition"] == "AGE >= 40"
+
+
+def _common_everywhere(sites: Sequence[Path]) -> list[int]:
+    """Variants whose three genotype classes hold 15 or more samples at every site."""
+    ok = None
+    for site in sites:
+        bed = open_bed(next((site / "data").glob("*.bed")))
+        codes = bed.read(dtype="float32")
+        here = np.all([(codes == g).sum(axis=0) >= 15 for g in (0.0, 1.0, 2.0)], axis=0)
+        ok = here if ok is None else ok & here
+    assert ok is not None
+    return [int(j) for j in np.flatnonzero(ok)]
+
+
+def _two_nested_missing_sets(site: Path, common: Sequence[int]) -> tuple[str, str]:
+    """Variant A misses samples 0..11 and variant B samples 0..12 at ``site``; their IDs.
+
+    B's missing-call set differs from A's by one person: releasing both
+    missing-call corrections would give that person's phenotype and
+    covariates (B's minus A's), so the guard refuses B's set.
+    """
+    bed_path = next((site / "data").glob("*.bed"))
+    bed = open_bed(bed_path)
+    codes = bed.read(dtype="float32")
+    ids = list(bed.sid)
+    iids = list(bed.iid)
+    bed.__del__()
+    header, rows = table(site / "data" / "pheno.tsv")
+    c_header, c_rows = table(site / "data" / "covar.tsv")
+    has = {
+        r[1]
+        for r in rows
+        if all(r[header.index(c)] not in ("NA", "-9") for c in ("QPHENO", "DISEASE"))
+    }
+    has &= {r[1] for r in c_rows if r[c_header.index("AGE")] not in ("NA", "-9")}
+    chosen = [i for i, iid in enumerate(iids) if iid in has][:13]
+    rest = np.ones(len(iids), dtype=bool)
+    rest[chosen] = False
+    usable = [
+        j for j in common if all(int((codes[rest, j] == g).sum()) >= 15 for g in (0.0, 1.0, 2.0))
+    ]
+    a, b = usable[0], usable[1]
+    codes[chosen[:12], a] = np.nan
+    codes[chosen, b] = np.nan
+    to_bed(
+        bed_path,
+        codes,
+        properties={
+            k: getattr(open_bed(bed_path), k)
+            for k in ("fid", "iid", "father", "mother", "sex", "pheno", "chromosome", "sid")
+        }
+        | {
+            k: getattr(open_bed(bed_path), k)
+            for k in ("cm_position", "bp_position", "allele_1", "allele_2")
+        },
+    )
+    return ids[a], ids[b]
+
+
+@pytest.mark.parametrize("mode", ["withhold", "impute-unreleasable"])
+def test_missing_call_sets_one_person_apart__withheld_or_imputed_never_released(
+    larger: SynthSummary, tmp_path: Path, mode: str
+) -> None:
+    """The guard refuses B's missing-call set; B is then withheld, or (opt-in) imputed at site-a.
+
+    Either way site-a's reply carries no missing-call sums for B, and a
+    logistic GWAS with the same option runs its Newton rounds on the same
+    (imputed) codes instead of refusing them.
+    """
+    sites = federation(larger, tmp_path / "sites", guard=True)
+    a, b = _two_nested_missing_sets(sites[0], _common_everywhere(sites))
+    transport = Recording(sites)
+    linear = {**GLM_AGE, "few_missing": mode}
+    run(study("linear", linear), transport, tmp_path / "lin")
+    header, rows = table(tmp_path / "lin" / "gwas.QPHENO.glm.linear")
+    rows = [r for r in rows if r[header.index("TEST")] == "ADD"]
+    beta = {r[header.index("ID")]: r[header.index("BETA")] for r in rows}
+    (stats,) = transport.arrays("site-a", "glm_stats")
+    variants = [r[header.index("ID")] for r in rows]
+    missing_rows = np.unpackbits(stats["miss_rows"], count=len(variants)).astype(bool)
+    assert missing_rows[variants.index(a)] and not missing_rows[variants.index(b)]
+    assert beta[a] != "NA"
+    if mode == "withhold":
+        assert beta[b] == "NA"
+        return
+    assert beta[b] != "NA"
+    summary = json.loads((tmp_path / "lin" / "provenance.json").read_text())["summary"]
+    assert {"site": "site-a", "analysis": "g", "variants": 1} in summary["glm_imputed_variants"]
+    # a logistic GWAS (on a federation of its own: its cohort crosses the linear one's)
+    sites = federation(larger, tmp_path / "sites-2", guard=True)
+    assert _two_nested_missing_sets(sites[0], _common_everywhere(sites)) == (a, b)
+    logistic = {"kind": "glm", "id": "d", "phenotype": "DISEASE", "covariates": ["AGE"]}
+    run(study("logistic", {**logistic, "few_missing": mode}), Recording(sites), tmp_path / "log")
+    assert not refusals(sites[0])
+    header, rows = table(tmp_path / "log" / "gwas.DISEASE.glm.logistic.hybrid")
+    assert {r[header.index("ID")]: r for r in rows}[b][header.index("OR")] != "NA"

@@ -34,7 +34,7 @@ import numpy as np
 from genofed.common.analyses import GLM_KIND
 from genofed.common.errors import InputError, PolicyRefusal
 from genofed.common.reasons import BAD_REQUEST, DISCLOSURE_RISK
-from genofed.common.receipts import GUARD_LEFT_OUT_FACT
+from genofed.common.receipts import GLM_IMPUTED_FACT, GUARD_LEFT_OUT_FACT
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.glm import (
     BINARY,
@@ -353,8 +353,20 @@ def answer_glm(
             if samples.binary and study_sha256
             else None
         )
-        impute = spec.params.get("few_missing", "withhold") == "impute"
-        return _stats(bed, samples, index, flip, writer, min_cell, guard, impute, facts, send_other)
+        mode = spec.params.get("few_missing", "withhold")
+        return _stats(
+            bed,
+            samples,
+            index,
+            flip,
+            writer,
+            min_cell,
+            guard,
+            mode != "withhold",
+            facts,
+            send_other,
+            unreleasable=mode == "impute-unreleasable",
+        )
     beta = inputs.get("beta")
     firth = inputs.get("firth")
     p = samples.covariates.shape[1] + 2
@@ -371,8 +383,9 @@ def answer_glm(
     if not samples.binary:
         raise PolicyRefusal(BAD_REQUEST, "logistic statistics need a binary phenotype")
     if min_cell > 0:
-        impute = spec.params.get("few_missing", "withhold") == "impute"
-        _refuse_isolating(bed, samples, index, min_cell, guard, impute)
+        impute = spec.params.get("few_missing", "withhold") != "withhold"
+        imputed = read_unreleasable(directory) if impute else None
+        _refuse_isolating(bed, samples, index, min_cell, guard, impute, imputed)
     cache = GenotypeCache.open(directory, samples.index) if study_sha256 else None
     return _logistic(bed, samples, index, flip, beta, firth, cache)
 
@@ -409,12 +422,18 @@ def _stats(
     impute: bool = False,
     facts: Any = None,
     send_other: bool = True,
+    *,
+    unreleasable: bool = False,
 ) -> NamedArrays:
     """``glm_stats`` arrays; with ``cache``, also writes the analysis's genotype cache.
 
     Decodes only the analysis samples (and, in a second pass in lockstep, the
     genotyped samples outside the analysis for ``other_counts``), a chunk of
     :data:`CHUNK_GENOTYPES` at a time, and sums with :class:`LinearKernel`.
+    With ``unreleasable`` (``few_missing = "impute-unreleasable"``) a variant
+    whose missing-call set the guard refuses is imputed (:func:`impute_calls`)
+    instead of withheld; which ones is kept beside the genotype cache so that
+    the Newton rounds see the same codes.
     """
     n = len(samples.index)
     z = np.column_stack([np.ones(n), samples.covariates, samples.y])
@@ -436,11 +455,19 @@ def _stats(
     rows = max(1, CHUNK_GENOTYPES // max(n, other.size, 1))
     try:
         imputed = 0
+        fixed: list[np.ndarray] = []
         for start, analysed, others in _chunks(bed, index, samples.index, other, rows):
             stop = start + len(analysed)
             if impute and min_cell > 0:
                 analysed, n = impute_few_missing(analysed, min_cell)
                 imputed += n
+            if unreleasable and min_cell > 0 and guard is not None and guard.enabled:
+                refused = _isolating(analysed, others, samples.index, other, min_cell, guard)
+                refused &= (analysed == MISSING_DOSAGE).any(axis=1)
+                if refused.any():
+                    analysed = impute_calls(analysed, refused)
+                    fixed.append(index[start:stop][refused])
+                    imputed += int(refused.sum())
             if others is not None:
                 other_counts[start:stop] = allele_counts(others, flip[start:stop])
             out = kernel.evaluate(analysed, flip[start:stop], calls=cache is not None)
@@ -461,8 +488,10 @@ def _stats(
                 cache.add(codes, out.call_rows, out.call_cols)
         if cache is not None:
             cache.close()
+            if unreleasable and cache.final.is_dir():  # no cache: the rounds refuse those
+                write_unreleasable(cache.final, np.concatenate([index[:0], *fixed]))
         if impute and facts is not None:
-            facts["glm_imputed_variants"] = str(imputed)
+            facts[GLM_IMPUTED_FACT] = str(imputed)
     except BaseException:
         if cache is not None:
             cache.abort()
@@ -518,6 +547,41 @@ def _isolating(
     return out
 
 
+def impute_calls(codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``codes`` with every missing call of the ``rows`` (bool per variant) imputed.
+
+    Each becomes the site's rounded mean genotype over that variant's called
+    samples, as :func:`impute_few_missing` does for variants a few miss.
+    """
+    out = codes.copy()
+    for row in np.flatnonzero(rows):
+        missing = out[row] == MISSING_DOSAGE
+        called = out[row][~missing].astype(np.int64)
+        out[row, missing] = np.int8(np.rint(called.mean())) if called.size else np.int8(0)
+    return out
+
+
+#: Beside a study's genotype cache: the variants (``.bim`` indexes) whose missing
+#: calls ``glm_stats`` imputed because the guard refused their missing-call sets.
+UNRELEASABLE_FILE: Final = "unreleasable-imputed.npy"
+
+
+def write_unreleasable(directory: Path, variants: np.ndarray) -> None:
+    """Record (atomically) which variants ``glm_stats`` imputed for the guard."""
+    tmp = directory / (UNRELEASABLE_FILE + ".tmp")
+    with tmp.open("wb") as fh:
+        np.save(fh, np.asarray(variants, dtype=np.int64))
+    tmp.replace(directory / UNRELEASABLE_FILE)
+
+
+def read_unreleasable(directory: Path) -> np.ndarray | None:
+    """The variants :func:`write_unreleasable` recorded, None when there is no record."""
+    path = directory / UNRELEASABLE_FILE
+    if not path.exists():
+        return None
+    return np.asarray(np.load(path), dtype=np.int64)
+
+
 def impute_few_missing(codes: np.ndarray, min_cell: int) -> tuple[np.ndarray, int]:
     """Impute the calls of variants that 1 to ``min_cell - 1`` samples miss; how many variants.
 
@@ -548,6 +612,7 @@ def _refuse_isolating(
     min_cell: int,
     guard: ReleaseGuard,
     impute: bool = False,
+    imputed: np.ndarray | None = None,
 ) -> None:
     """Refuse a Newton round over a variant that ``glm_stats`` would withhold.
 
@@ -556,9 +621,13 @@ def _refuse_isolating(
     changed) would sum over the sets the first round kept back.
     """
     other = np.zeros(0, dtype=np.int64)
-    for _, analysed in bed.iter_dosages(index, sample_idx=samples.index):
+    for start, analysed in bed.iter_dosages(index, sample_idx=samples.index):
         if impute:
             analysed, _ = impute_few_missing(analysed, min_cell)
+        if imputed is not None and imputed.size:
+            rows = np.isin(index[start : start + len(analysed)], imputed)
+            if rows.any():
+                analysed = impute_calls(analysed, rows)
         if _isolating(analysed, None, samples.index, other, min_cell, guard).any():
             raise PolicyRefusal(
                 DISCLOSURE_RISK,
