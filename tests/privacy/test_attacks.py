@@ -44,7 +44,7 @@ def policy(guard: bool) -> str:
     return f"""
 [policy]
 version = 1
-allowed_analyses = ["variants", "freq", "glm", "km", "cox", "prs", "pca", "train"]
+allowed_analyses = ["variants", "freq", "glm", "km", "cox", "prs", "pca", "train", "pgx"]
 allowed_release_modes = ["plain"]
 min_cohort_size = 50
 min_cell_count = {MIN_CELL}
@@ -1197,3 +1197,43 @@ def test_missing_call_sets_one_person_apart__withheld_or_imputed_never_released(
     assert not refusals(sites[0])
     header, rows = table(tmp_path / "log" / "gwas.DISEASE.glm.logistic.hybrid")
     assert {r[header.index("ID")]: r for r in rows}[b][header.index("OR")] != "NA"
+
+
+@pytest.fixture(scope="module")
+def with_pgx(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
+    root = tmp_path_factory.mktemp("pgx")
+    return write_cohorts(root / "c", sites=3, samples=600, variants=120, seed=13, pgx=True)
+
+
+def test_pgx_after_the_gwas__its_count_tables_are_served_over_the_gwas_samples(
+    with_pgx: SynthSummary, tmp_path: Path
+) -> None:
+    """pgx counts every genotyped sample; after a GWAS lacking three, over the GWAS's samples.
+
+    Over everyone its diplotype tables would differ from the GWAS's genotype
+    sums by those three people (refused before); served over the GWAS set,
+    the tables count exactly the GWAS's samples.
+    """
+    sites = federation(with_pgx, tmp_path / "sites", guard=True)
+    pheno = sites[0] / "data" / "pheno.tsv"
+    header, rows = table(pheno)
+    for i, r in enumerate(rows):  # exactly three genotyped patients lack the phenotype
+        r[header.index("QPHENO")] = "NA" if i in (2, 3, 4) else "0.5"
+    write_table(pheno, header, rows)
+    transport = Recording(sites)
+    run(study("age", GLM_AGE), transport, tmp_path / "gwas")
+    run(study("pgx", {"kind": "pgx", "id": "x", "genes": ["CYP2C19"]}), transport, tmp_path / "p")
+    assert not refusals(sites[0])
+    summary = json.loads((tmp_path / "p" / "provenance.json").read_text())["summary"]
+    left_out = {(m["site"], m["analysis"]): m["samples"] for m in summary["guard_left_out"]}
+    genotyped = len(next((sites[0] / "data").glob("*.fam")).read_text().splitlines())
+    assert left_out[("site-a", "x")] == 3
+    (counts,) = transport.arrays("site-a", "pgx_counts")
+    (gwas,) = transport.arrays("site-a", "glm_stats")
+    counted = int(counts["CYP2C19.phenotype_counts"].sum() + counts["CYP2C19.not_called"].sum())
+    withheld = bool(
+        counts["CYP2C19.phenotype_withheld"].any() or counts["CYP2C19.not_called_withheld"].any()
+    )
+    assert int(gwas["zz"][0]) == genotyped - 3
+    if not withheld:
+        assert counted == genotyped - 3

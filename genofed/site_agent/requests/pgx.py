@@ -152,10 +152,15 @@ def serve_pgx(ctx: RequestContext) -> Answer:
     facts: dict[str, str] = {}
     build = spec.params["build"]
     if request.kind == PGX_COUNTS_KIND:
-        everyone = np.ones(bed.n_samples, dtype=np.bool_)
-        ctx.declare(GENOTYPES, everyone)
-        if spec.params["outcome"]:
-            ctx.declare(CLINICAL, everyone)
+        columns = (GENOTYPES, CLINICAL) if spec.params["outcome"] else (GENOTYPES,)
+        # every genotyped sample, or an earlier release's samples inside them (the guard)
+        served = ctx.guard.align(columns, np.arange(bed.n_samples, dtype=np.int64))
+        if len(served) < bed.n_samples:
+            facts[GUARD_LEFT_OUT_FACT] = str(bed.n_samples - len(served))
+        in_set = np.zeros(bed.n_samples, dtype=np.bool_)
+        in_set[served] = True
+        for column in columns:
+            ctx.declare(column, in_set)
         outcome = _outcome(config, bed, spec.params["outcome"])
         out: NamedArrays = {}
         for gene in spec.params["genes"]:
@@ -164,7 +169,7 @@ def serve_pgx(ctx: RequestContext) -> Answer:
             facts[f"pgx_{gene}_unsupported"] = ",".join(calls.definition.unsupported)
             # the labels of the tables' rows, the same at every site (not statistics)
             facts[f"pgx_{gene}_alleles"] = json.dumps(list(calls.definition.alleles))
-            called = calls.reason == CALLED
+            called = (calls.reason == CALLED) & in_set
             diplotypes = sorted(set(calls.diplotype[called].tolist()))
             phenotypes = list(calls.definition.phenotypes())
             tables = {
@@ -190,9 +195,10 @@ def serve_pgx(ctx: RequestContext) -> Answer:
             out[f"{gene}.phenotype"] = np.array(labels, dtype=str)
             out[f"{gene}.phenotype_counts"] = np.where(hidden[:, None], 0, counts)
             out[f"{gene}.phenotype_withheld"] = hidden
-            reasons = calls.reason[~called].astype(np.int64) - 1
+            uncalled = in_set & ~called
+            reasons = calls.reason[uncalled].astype(np.int64) - 1
             nc = np.zeros((3, 3), dtype=np.int64)
-            np.add.at(nc, (reasons, np.where(outcome[~called] < 0, 2, outcome[~called])), 1)
+            np.add.at(nc, (reasons, np.where(outcome[uncalled] < 0, 2, outcome[uncalled])), 1)
             hidden = small_cell_rows(nc, policy.min_cell_count)
             out[f"{gene}.not_called"] = np.where(hidden[:, None], 0, nc)
             out[f"{gene}.not_called_withheld"] = hidden
