@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -57,14 +58,19 @@ def policy(guard: bool) -> str:
 [policy]
 version = 1
 allowed_analyses = ["variants", "freq", "hardy", "missing", "gcount", "glm", "pca", "prs",
-                    "km", "cox"]
-allowed_release_modes = ["plain"]
+                    "km", "cox", "pgx", "train"]
+allowed_release_modes = ["plain", "dp"]
 min_cohort_size = 50
 min_cell_count = 10
 audit_sample_sets = {"true" if guard else "false"}
 # 0: every study's own verdict is measured (the default, 3, would stop auto-approving
 # alice after her third refused study: a realistic officer then looks at them)
 guard_refusals_before_review = 0
+
+[policy.budget]
+epsilon = 100.0
+delta = 1e-5
+period = "year"
 
 [[policy.trusted_analysts]]
 name = "alice"
@@ -212,7 +218,7 @@ def year(args: argparse.Namespace, timer: Timer) -> list[dict[str, Any]]:
                 if exc.reason_code == "DISCLOSURE_RISK":
                     outcome += " [" + str(exc).split("[")[-1].split("]")[0] + "]"
             except GenoFedError as exc:  # e.g. every scoring row withheld somewhere
-                outcome, na = f"stopped: {str(exc).splitlines()[0][:60]}", None
+                outcome, na = f"stopped: {str(exc).splitlines()[0][:200]}", None
             rows.append(
                 {
                     "guard": guard,
@@ -224,6 +230,112 @@ def year(args: argparse.Namespace, timer: Timer) -> list[dict[str, Any]]:
                 }
             )
             print(rows[-1], flush=True)
+    return rows
+
+
+#: The table columns the demo study's analyses use: ``--demo``'s second pass requires them.
+DEMO_COLUMNS = ["QPHENO", "DISEASE", "AGE", "SEX", "RFS_DAYS", "RFS_EVENT", "RSCORE", "CLOP_EVENT"]
+
+
+def refusal(exc: SiteFailure) -> str:
+    """``refused by SITE: CODE [RULE] at KIND``: the guard's rule, or the policy's key."""
+    text = str(exc)
+    rule = re.search(r"\[(SMALL_SET|SMALL_DIFFERENCE|DETERMINED|SMALL_ATOM)\]", text)
+    key = re.search(r"\((min_score_rows|max_weight_ratio)\)", text)
+    kind = re.search(r"failed at round \d+ \(([a-z_]+)\)", text)
+    out = f"refused by {exc.site}: {exc.reason_code}"
+    if rule or key:
+        out += f" [{(rule or key).group(1)}]"  # type: ignore[union-attr]
+    return out + (f" at {kind.group(1)}" if kind else "")
+
+
+def demo(args: argparse.Namespace, timer: Timer) -> list[dict[str, Any]]:
+    """The demo study (``genofed demo``'s cohort and study) under the realistic policy.
+
+    Once whole (a refusal stops it: its outcome names the first), then each
+    analysis as a study of its own in the demo's order with the demo's
+    [qc]/[cohort]/[sample_qc] (the PCA and the GWAS on its PCs together), on
+    the same sites, so that each verdict is measured against the history
+    before it. Twice: as the demo writes it, and with ``[cohort] require``
+    listing every table column its analyses use (one set for all of them).
+    """
+    import tomllib
+
+    from genofed.cli.analyst import (
+        DEMO_SAMPLES,
+        DEMO_SCORING_FILE,
+        DEMO_STUDY,
+        DEMO_TRAIN_VARIANTS,
+        DEMO_VARIANTS,
+    )
+
+    root = OUT / "guard_studies" / "demo"
+    shutil.rmtree(root, ignore_errors=True)
+    cohort = write_cohorts(
+        root / "cohort", sites=3, samples=DEMO_SAMPLES, variants=DEMO_VARIANTS, seed=1, pgx=True
+    )
+    causal = ", ".join(f'"{v}"' for v in cohort.causal_variants)
+    text = DEMO_STUDY.replace(DEMO_SCORING_FILE, str(cohort.scoring_file)).replace(
+        DEMO_TRAIN_VARIANTS, f"variants = [{causal}]"
+    )
+    doc = tomllib.loads(text)
+    analyses = list(doc["analysis"])
+    groups: list[list[dict[str, Any]]] = []
+    for a in analyses:
+        if groups and a.get("id") == "gwas_qpheno_pcs":
+            groups[-1].append(a)
+        else:
+            groups.append([a])
+    plan = [("whole-demo", analyses)] + [
+        ("-".join(str(a.get("id") or a["kind"]) for a in g), g) for g in groups
+    ]
+    rows = []
+    for variant in ("as written", "require"):
+        head = {k: v for k, v in doc.items() if k != "analysis"}
+        if variant == "require":
+            head["cohort"] = {**head["cohort"], "require": DEMO_COLUMNS}
+        for guard in (False, True):
+            tag = f"{guard}-{variant.replace(' ', '_')}"
+            sites = federation(list(cohort.sites), root / f"sites-{tag}", guard)
+            for number, (name, group) in enumerate(plan):
+                if number == 0:  # the whole study on fresh sites of its own
+                    target = federation(list(cohort.sites), root / f"whole-{tag}", guard)
+                else:
+                    target = sites
+                s = study_from_mapping(
+                    {**head, "study": {**head["study"], "name": name}, "analysis": group},
+                    path=Path(name),
+                )
+                out = root / f"r-{tag}-{number}"
+                timer.seconds = 0.0
+                started = time.perf_counter()
+                na: int | None = None
+                try:
+                    run_study(
+                        s, InProcessTransport(target), out, engine="t", signature=sign_study(s, KEY)
+                    )
+                    outcome, na = "ran", na_variants(out)
+                    left = json.loads((out / "provenance.json").read_text())["summary"].get(
+                        "guard_left_out"
+                    )
+                    if left:
+                        outcome += f" ({sum(e['samples'] for e in left)} left out)"
+                except SiteFailure as exc:
+                    outcome = refusal(exc)
+                except GenoFedError as exc:
+                    outcome = f"stopped: {str(exc).splitlines()[0][:200]}"
+                rows.append(
+                    {
+                        "variant": variant,
+                        "guard": guard,
+                        "study": name,
+                        "outcome": outcome,
+                        "glm_na_variants": na,
+                        "seconds": round(time.perf_counter() - started, 3),
+                        "guard_seconds": round(timer.seconds, 3),
+                    }
+                )
+                print(rows[-1], flush=True)
     return rows
 
 
@@ -270,6 +382,7 @@ def main() -> None:
     parser.add_argument("--big", default="10000x100000")
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--skip-year", action="store_true")
+    parser.add_argument("--demo", action="store_true", help="also the demo study (issue 17)")
     parser.add_argument(
         "--few-missing", default="impute", choices=["impute", "withhold", "impute-unreleasable"]
     )
@@ -281,6 +394,8 @@ def main() -> None:
     doc: dict[str, Any] = {"load_before": load}
     if not args.skip_year:
         doc["year"] = year(args, timer)
+    if args.demo:
+        doc["demo"] = demo(args, timer)
     if not args.skip_big:
         doc["big"] = big(args, timer)
     doc["load_after"] = os.getloadavg()
@@ -296,6 +411,17 @@ def main() -> None:
             f"| {a['study']} | {a['outcome']} | {a['glm_na_variants']} | {b['outcome']} "
             f"| {b['glm_na_variants']} | {b['guard_seconds']} |"
         )
+    if "demo" in doc:
+        print("\n| demo | guard off | glm NA | guard on | glm NA | guard time (s) |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for variant in ("as written", "require"):
+            off = [r for r in doc["demo"] if not r["guard"] and r["variant"] == variant]
+            on = [r for r in doc["demo"] if r["guard"] and r["variant"] == variant]
+            for a, b in zip(off, on, strict=True):
+                print(
+                    f"| {a['study']} ({variant}) | {a['outcome']} | {a['glm_na_variants']} "
+                    f"| {b['outcome']} | {b['glm_na_variants']} | {b['guard_seconds']} |"
+                )
     if "big" in doc:
         print("\n", doc["big"])
 

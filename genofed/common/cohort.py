@@ -6,6 +6,18 @@ phenotype or covariate values meet every condition of its ``where`` list::
     [cohort]
     where = ["AGE >= 40", "SEX == 2", "DIAG in [1, 3]"]
 
+``require`` (plink2's ``--require-pheno`` / ``--require-covar``) keeps only the
+samples with a value (not missing) in each named column, so that every
+analysis of the study runs on the same people::
+
+    [cohort]
+    require = ["QPHENO", "DISEASE", "AGE", "SEX"]
+
+A study whose analyses use columns missing for different few people would
+otherwise release sums over sets a few people apart, which a site's
+disclosure guard refuses (ADR 0005). A cohort needs ``where``, ``require`` or
+both.
+
 One condition is ``COLUMN OP VALUE``: ``COLUMN`` a column of the site's
 phenotype or covariate table (or ``SEX`` of the ``.fam`` when no table has a
 ``SEX`` column), ``OP`` one of ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``
@@ -52,6 +64,7 @@ _CONDITION = re.compile(
     r"(?P<op>==|!=|<=|>=|<|>|\bnot\s+in\b|\bin\b)\s*"
     r"(?P<value>.+?)\s*$"
 )
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _SYNTAX_HINT = (
     'write each condition as COLUMN OP VALUE, e.g. "AGE >= 40", "SEX == 2" or '
@@ -84,9 +97,11 @@ class Condition:
 
 @dataclass(frozen=True)
 class CohortSpec:
-    """The study's ``[cohort]``: every condition must hold (AND)."""
+    """The study's ``[cohort]``: every condition must hold (AND), every required column a value."""
 
     conditions: tuple[Condition, ...]
+    #: columns a sample must have a value in (plink2 --require-pheno / --require-covar)
+    require: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -94,11 +109,17 @@ class CohortSpec:
         return tuple(dict.fromkeys(c.column for c in self.conditions))
 
     def text(self) -> str:
-        """The definition for people: ``AGE >= 40 and SEX == 2``."""
-        return " and ".join(c.text() for c in self.conditions)
+        """The definition for people: ``AGE >= 40 and SEX == 2 and QPHENO present``."""
+        parts = [c.text() for c in self.conditions] + [f"{c} present" for c in self.require]
+        return " and ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
-        return {"where": [c.text() for c in self.conditions]}
+        doc: dict[str, Any] = {}
+        if self.conditions:
+            doc["where"] = [c.text() for c in self.conditions]
+        if self.require:
+            doc["require"] = list(self.require)
+        return doc
 
 
 @dataclass(frozen=True)
@@ -183,7 +204,17 @@ def parse_cohort(table: Any, path: Path) -> CohortSpec:
             path=path,
             hint='write it as a table: [cohort] then where = ["AGE >= 40"] on the next line',
         )
-    check_keys(table, ("where",), path=path, where="[cohort]", required=("where",))
+    check_keys(table, ("where", "require"), path=path, where="[cohort]")
+    if "where" not in table and "require" not in table:
+        raise ConfigError(
+            "[cohort] names neither where nor require",
+            path=path,
+            hint='add where = ["AGE >= 40"] (conditions) and/or require = ["QPHENO"] '
+            "(columns every sample must have a value in), or remove [cohort]",
+        )
+    require = _require(table, path)
+    if "where" not in table:
+        return CohortSpec((), require)
     where = get_typed(table, "where", list, None, path=path, where="cohort")
     if not where or not all(isinstance(c, str) for c in where):
         raise ConfigError(
@@ -204,7 +235,31 @@ def parse_cohort(table: Any, path: Path) -> CohortSpec:
             path=path,
             hint="list each condition once",
         )
-    return CohortSpec(conditions)
+    return CohortSpec(conditions, require)
+
+
+def _require(table: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """``cohort.require``: column names, each once (order kept: it is the study's text)."""
+    if "require" not in table:
+        return ()
+    names = get_typed(table, "require", list, None, path=path, where="cohort")
+    hint = 'e.g. require = ["QPHENO", "AGE", "SEX"] (columns of the phenotype/covariate tables)'
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError(
+            "cohort.require must be a non-empty list of column names", path=path, hint=hint
+        )
+    bad = [n for n in names if not _COLUMN.match(n)]
+    if bad:
+        raise ConfigError(f"cohort.require: {bad[0]!r} is not a column name", path=path, hint=hint)
+    if len(set(names)) != len(names):
+        raise ConfigError("cohort.require lists a column twice", path=path, hint=hint)
+    if len(names) > MAX_CONDITIONS:
+        raise ConfigError(
+            f"cohort.require lists {len(names)} columns; at most {MAX_CONDITIONS}",
+            path=path,
+            hint=hint,
+        )
+    return tuple(names)
 
 
 def parse_sample_qc(table: Any, path: Path) -> SampleQCSpec:

@@ -29,6 +29,7 @@ Study file format (documented for analysts in docs/analyst.md)::
 
     [cohort]                         # optional: every analysis runs on these samples only
     where = ["AGE >= 40", "SEX == 2"]  # (genofed.common.cohort: syntax)
+    require = ["QPHENO", "AGE"]      # and a value in each (plink2 --require-pheno/-covar)
 
     [sample_qc]                      # optional: local sample QC at each site, before any
     mind = 0.1                       # release (plink2 --mind; het_sd: --het F outliers)

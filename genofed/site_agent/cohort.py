@@ -185,6 +185,8 @@ def _meets(
     keep = np.ones(bed.n_samples, dtype=np.bool_)
     for condition in cohort.conditions:
         keep &= _holds(condition, _column(condition.column, tables, bed.samples, policy))
+    for name in cohort.require:
+        keep &= ~np.isnan(_column(name, tables, bed.samples, policy))
     return keep
 
 

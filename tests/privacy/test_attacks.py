@@ -1237,3 +1237,83 @@ def test_pgx_after_the_gwas__its_count_tables_are_served_over_the_gwas_samples(
     assert int(gwas["zz"][0]) == genotyped - 3
     if not withheld:
         assert counted == genotyped - 3
+
+
+def _with_values(site: Path, *columns: str) -> int:
+    """How many of the site's samples have a value in every named column of its tables."""
+    present: dict[str, set[str]] = {}
+    for name in ("pheno.tsv", "covar.tsv"):
+        header, rows = table(site / "data" / name)
+        for c in columns:
+            if c in header:
+                at = header.index(c)
+                present[c] = {r[1] for r in rows if r[at] not in ("NA", "-9", ".", "nan")}
+    return len(set.intersection(*(present[c] for c in columns)))
+
+
+def test_require__a_study_whose_gwas_lacks_a_few_runs_every_analysis_on_its_people(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    """freq then a glm on AGE + BMI, one person at site-a without BMI, in one study.
+
+    The glm's genotype sums would differ from the freq counts by that person,
+    so the site refuses the study; with ``[cohort] require = ["BMI"]`` every
+    analysis runs on the people with BMI (freq included), and nothing is left
+    to subtract. The attacker's use of ``require`` to cut one person out (a
+    later freq over everyone but the one without BMI) meets the guard as any
+    cohort does.
+    """
+    sites = federation(cohort, tmp_path / "sites", guard=True)
+    add_covariate_missing_for(sites[0], person=3)
+    for other in sites[1:]:
+        add_covariate_missing_for(other, person=None)
+    transport = Recording(sites)
+    freq_then_glm = [{"kind": "freq"}, GLM_AGE_BMI]
+    with pytest.raises(SiteFailure) as info:
+        run(study("qc-gwas", *freq_then_glm), transport, tmp_path / "a")
+    assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
+    assert "require = [" in str(info.value)  # the refusal says how to fix the study
+    assert not (tmp_path / "a").exists()
+
+    fresh = federation(cohort, tmp_path / "fresh", guard=True)
+    add_covariate_missing_for(fresh[0], person=3)
+    for other in fresh[1:]:
+        add_covariate_missing_for(other, person=None)
+    transport = Recording(fresh)
+    required = study_from_mapping(
+        {
+            "study": {"name": "qc-gwas-required"},
+            "cohort": {"require": ["BMI", "AGE", "QPHENO"]},
+            "analysis": freq_then_glm,
+        },
+        path=Path("<attack>"),
+    )
+    assert required.cohort is not None
+    assert required.cohort.text() == "BMI present and AGE present and QPHENO present"
+    run(required, transport, tmp_path / "b")
+    assert not refusals(fresh[0])
+    (glm,) = transport.arrays("site-a", "glm_stats")
+    (counts,) = transport.arrays("site-a", "genotype_counts")
+    n_glm = int(glm["zz"][0])
+    assert n_glm == _with_values(fresh[0], "BMI", "AGE", "QPHENO")  # fewer than genotyped
+    assert n_glm < len((next((fresh[0] / "data").glob("*.fam"))).read_text().splitlines())
+    released = counts["genotype_counts"][counts["genotype_counts"].sum(axis=1) > 0]
+    assert len(released) and (released.sum(axis=1) == n_glm).all()  # the glm's people, no more
+    summary = json.loads((tmp_path / "b" / "provenance.json").read_text())["summary"]
+    assert "guard_left_out" not in summary
+
+    # require as a cutting tool: everyone, then everyone with BMI (one person less)
+    attacker = federation(cohort, tmp_path / "attacker", guard=True)
+    add_covariate_missing_for(attacker[0], person=3)
+    for other in attacker[1:]:
+        add_covariate_missing_for(other, person=None)
+    transport = Recording(attacker)
+    run(study("everyone", {"kind": "freq"}), transport, tmp_path / "c")
+    cut = study_from_mapping(
+        {"study": {"name": "cut"}, "cohort": {"require": ["BMI"]}, "analysis": [{"kind": "freq"}]},
+        path=Path("<attack>"),
+    )
+    with pytest.raises(SiteFailure) as info:
+        run(cut, transport, tmp_path / "d")
+    assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
+    assert len(transport.arrays("site-a", "genotype_counts")) == 1  # the second never left

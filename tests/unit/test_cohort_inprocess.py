@@ -156,3 +156,23 @@ def test_cohort_columns__default_to_the_policy_s_allowed_column_lists(tmp_path: 
     assert cohort_columns(load_policy(path)) is None
     path.write_text(site_policy(extra="cohort_columns = []"))
     assert cohort_columns(load_policy(path)) == frozenset()
+
+
+def test_require__columns_the_analyses_use_need_no_cohort_columns_entry(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    sites = _sites(cohort, tmp_path / "s", site_policy(extra='cohort_columns = ["SEX"]'))
+    glm = {"kind": "glm", "phenotype": "QPHENO", "covariates": ["AGE"]}
+    used = study_from_mapping(
+        {
+            "study": {"name": "c"},
+            "analysis": [{"kind": "freq"}, glm],
+            "cohort": {"require": ["QPHENO", "AGE"]},
+        },
+        path=Path("<t>"),
+    )
+    _run(used, sites, tmp_path / "ok")
+    with pytest.raises(SiteFailure) as info:  # AGE: not allowed, and freq alone uses no column
+        _run(_study(cohort={"require": ["AGE"]}), sites, tmp_path / "r")
+    assert info.value.reason_code == "COHORT_COLUMN_NOT_ALLOWED"
+    assert "'AGE'" in str(info.value)

@@ -137,7 +137,9 @@ def _feature_variants(spec: AnalysisSpec, harmonization: Harmonization) -> np.nd
             f"train analysis {spec.id!r}: variant {missing[0]!r} "
             f"({len(missing)} in all) is not among the study's variants",
             hint="use IDs from the sites' .bim files that every site has "
-            "(see harmonization.tsv), or drop them from variants = [...]",
+            "(see harmonization.tsv) and that the study's [qc] keeps (qc.removed.tsv names "
+            "the filter that removed one; a variant withheld for small cells cannot be "
+            "checked, so [qc] removes it), or drop them from variants = [...]",
         )
     return np.array([where[v] for v in spec.params["variants"]], dtype=np.int64)
 

@@ -452,8 +452,10 @@ def disclosure_message(verdict: Verdict) -> str:
         f"this release would let its sums, with earlier releases of this site, describe "
         f"fewer than min_cell_count people: {verdict.detail} [{verdict.rule}]; change the "
         "cohort (phenotype, covariates, groups) so that it differs from earlier analyses by "
-        "at least min_cell_count people or not at all (e.g. count analyses with samples_with "
-        "= a GWAS's phenotype and covariates), or ask this site's privacy officer"
+        "at least min_cell_count people or not at all (e.g. [cohort] require = [the "
+        "phenotypes and covariates the study's analyses use], so that they all run on the "
+        "same people; or count analyses with samples_with = a GWAS's phenotype and "
+        "covariates), or ask this site's privacy officer"
     )
 
 

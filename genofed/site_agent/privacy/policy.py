@@ -691,7 +691,15 @@ def check_study(policy: SitePolicy, study: Study) -> None:
     check_bounds(policy.analysis_bounds, study)
     if study.cohort is not None:
         allowed = cohort_columns(policy)
+        used = _analysis_columns(study)
         refused = [c for c in study.cohort.columns if allowed is not None and c not in allowed]
+        # Requiring a value in a column an analysis of the study uses anyway keeps the
+        # people that analysis keeps: it needs no cohort_columns entry.
+        refused += [
+            c
+            for c in study.cohort.require
+            if allowed is not None and c not in allowed and c not in used
+        ]
         if refused:
             listed = ", ".join(sorted(allowed or ())) or "(none)"
             raise PolicyRefusal(
@@ -699,6 +707,19 @@ def check_study(policy: SitePolicy, study: Study) -> None:
                 f"the study's [cohort] filters on {refused[0]!r}, which this site's policy "
                 f"does not allow a cohort to use; the columns it allows: {listed}",
             )
+
+
+def _analysis_columns(study: Study) -> frozenset[str]:
+    """The table columns the study's analyses name (phenotype, covariates, time, ...)."""
+    names: set[str] = set()
+    for spec in study.analyses:
+        for param in COLUMN_PARAMS:
+            value = spec.params.get(param)
+            if isinstance(value, str):
+                names.add(value)
+            elif isinstance(value, (list, tuple)):
+                names.update(v for v in value if isinstance(v, str))
+    return frozenset(names)
 
 
 def auto_approval_rule(policy: SitePolicy, study: Study, analyst: str | None) -> str | None:

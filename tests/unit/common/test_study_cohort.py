@@ -97,3 +97,34 @@ def test_bad_tables__are_config_errors(tables: dict[str, object], message: str) 
     with pytest.raises(ConfigError) as info:
         _study(**tables)
     assert message in str(info.value)
+
+
+def test_require__round_trips_and_keeps_earlier_studies_hashes() -> None:
+    both = _study(cohort={"where": ["AGE >= 40"], "require": ["QPHENO", "BMI"]})
+    assert both.to_json()["cohort"] == {"where": ["AGE >= 40"], "require": ["QPHENO", "BMI"]}
+    assert both.cohort is not None
+    assert both.cohort.text() == "AGE >= 40 and QPHENO present and BMI present"
+    assert study_from_canonical(both.canonical_json(), both.sha256) == both
+    alone = _study(cohort={"require": ["QPHENO"]})
+    assert alone.to_json()["cohort"] == {"require": ["QPHENO"]}
+    assert study_from_canonical(alone.canonical_json(), alone.sha256) == alone
+    assert alone.cohort is not None and alone.cohort.columns == ()  # no condition to allow
+    # a cohort without require is written as before (the hash of an earlier study holds)
+    assert _study(cohort={"where": ["AGE >= 40"]}).to_json()["cohort"] == {"where": ["AGE >= 40"]}
+
+
+@pytest.mark.parametrize(
+    ("cohort", "message"),
+    [
+        ({}, "names neither where nor require"),
+        ({"require": []}, "non-empty list of column names"),
+        ({"require": "QPHENO"}, "require"),
+        ({"require": ["QPHENO", "QPHENO"]}, "lists a column twice"),
+        ({"require": ["AGE >= 40"]}, "is not a column name"),
+        ({"require": ["Q"], "keep": 1}, "keep"),
+    ],
+)
+def test_require__malformed_is_a_config_error(cohort: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _study(cohort=cohort)
+    assert message in str(info.value)
