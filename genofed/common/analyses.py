@@ -288,6 +288,13 @@ GENOTYPE_COUNTS_KIND = "genotype_counts"
 
 #: Analysis kinds whose local half is per-variant genotype counts.
 COUNT_KINDS = frozenset({"freq", "hardy", "missing", "gcount"})
+#: Count analyses plink2 computes on founders only (without --nonfounders): ``--freq``,
+#: ``--hardy``; ``--missing`` and ``--geno-counts`` count every sample.
+FOUNDER_KINDS = frozenset({"freq", "hardy"})
+#: ``[qc]`` filters plink2 computes on founders only: ``--maf``, ``--mac``, ``--hwe``.
+FOUNDER_QC_KEYS = ("maf", "mac", "hwe")
+#: The reply array of founders' genotype counts (sent only where a counted sample is not one).
+FOUNDER_COUNTS_ARRAY = "founder_genotype_counts"
 
 #: What a ``genotype_counts`` request's ``analysis_id`` list names when the counts also
 #: serve the study's ``[qc]`` (not a valid analysis id, so it never names an analysis).
@@ -311,6 +318,9 @@ PGX_KIND = "pgx"
 __all__ = [
     "ANALYSIS_KINDS",
     "COUNT_KINDS",
+    "FOUNDER_COUNTS_ARRAY",
+    "FOUNDER_KINDS",
+    "FOUNDER_QC_KEYS",
     "GENOTYPE_COUNTS_KIND",
     "GLM_FIRTH_MODES",
     "GLM_KIND",

@@ -12,6 +12,7 @@ Study file format (documented for analysts in docs/analyst.md)::
     description = "..."              # optional
     min_sites = 3                    # optional; default: every site must answer
     on_variant_mismatch = "stop"     # or "intersect"
+    nonfounders = false              # true: freq/hardy/maf/hwe count nonfounders too
 
     [privacy]                        # optional; default mode = "plain"
     mode = "dp"                      # "plain": exact sums; "dp": each site adds noise;
@@ -65,7 +66,7 @@ MISMATCH_POLICIES = ("stop", "intersect")
 DEFAULT_ON_MISMATCH = "stop"
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_STUDY_KEYS = ("name", "description", "min_sites", "on_variant_mismatch")
+_STUDY_KEYS = ("name", "description", "min_sites", "on_variant_mismatch", "nonfounders")
 _PRIVACY_KEYS = ("mode", "epsilon", "delta", "noise_shares")
 #: Release modes a study may ask for (a site's policy says which it allows).
 RELEASE_MODES = ("plain", "dp", "exact", "distributed-dp")
@@ -157,6 +158,9 @@ class Study:
     description: str = ""
     min_sites: int | None = None
     on_variant_mismatch: str = DEFAULT_ON_MISMATCH
+    #: plink2 --nonfounders: freq, hardy and [qc]'s maf/mac/hwe count every sample, not
+    #: only the founders (samples whose .fam/.psam lists no parent)
+    nonfounders: bool = False
     privacy: PrivacySpec = PrivacySpec()
     #: pooled variant QC (``[qc]``), or None
     qc: QCSpec | None = None
@@ -179,6 +183,8 @@ class Study:
                 "description": self.description,
                 "min_sites": self.min_sites,
                 "on_variant_mismatch": self.on_variant_mismatch,
+                # absent when false, so that earlier studies keep their hash
+                **({"nonfounders": True} if self.nonfounders else {}),
             },
             "analyses": [a.to_json() for a in self.analyses],
         }
@@ -243,6 +249,7 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
             hint='use "stop" (refuse sites that hold different variants) or "intersect" '
             "(run on the variants every site holds)",
         )
+    nonfounders = get_typed(head, "nonfounders", bool, False, path=path, where="study")
     tables = raw.get("analysis", [])
     if not isinstance(tables, list) or not tables:
         raise ConfigError(
@@ -286,6 +293,7 @@ def study_from_mapping(raw: Mapping[str, Any], *, path: Path) -> Study:
         description=get_typed(head, "description", str, "", path=path, where="study"),
         min_sites=min_sites,
         on_variant_mismatch=mismatch,
+        nonfounders=nonfounders,
         analyses=analyses,
         privacy=privacy,
         qc=qc,

@@ -55,6 +55,8 @@ import numpy as np
 
 from genofed.common.analyses import (
     COUNT_KINDS,
+    FOUNDER_COUNTS_ARRAY,
+    FOUNDER_KINDS,
     GENOTYPE_COUNTS_KIND,
     PRS_KIND,
     QC_COUNTS_ID,
@@ -308,6 +310,8 @@ def _run(
             order = [n for n in order if n in replies]
             n_variants = len(harmonization.variants)
             per_site = []
+            per_site_founders = []  # plink2's founders-only tables (--freq, --hardy, ...)
+            founders_only = []  # sites whose sample files list parents
             withheld = []  # per site: variants withheld by small-cell suppression
             dp = study.privacy.mode in ("dp", "distributed-dp")
             for n in order:
@@ -315,6 +319,15 @@ def _run(
                 sites[n].replies.append(_reply_record(GENOTYPE_COUNTS_KIND, reply))
                 if secure is None:  # a secure round's arrays are masked vectors
                     per_site.append(_checked_counts(sites[n].name, arrays, n_variants, noisy=dp))
+                    if FOUNDER_COUNTS_ARRAY in arrays and not dp:
+                        founders_only.append(sites[n].name)
+                        per_site_founders.append(
+                            _checked_counts(
+                                sites[n].name, arrays, n_variants, name=FOUNDER_COUNTS_ARRAY
+                            )
+                        )
+                    else:
+                        per_site_founders.append(per_site[-1])
                 withheld.append(site_withheld(sites[n].name, arrays, n_variants))
             names = [sites[n].name for n in order]
             if secure is None:
@@ -337,6 +350,15 @@ def _run(
                 pooled = secure.total(n_variants, expected)
             if dp:  # post-processing of noisy sums: a count cannot be negative
                 pooled = np.maximum(pooled, 0)
+            # founders' counts where a site sent them (plink2 --freq/--hardy/--maf/--hwe)
+            founders = sum_site_counts(per_site_founders) if founders_only else pooled
+            if founders_only:
+                summary["founders_only"] = {
+                    "sites": founders_only,
+                    "analyses": sorted(a.id for a in study.analyses if a.kind in FOUNDER_KINDS),
+                    "note": "freq, hardy and [qc]'s maf, mac and hwe count founders only, "
+                    "as plink2 without --nonfounders (these sites' sample files list parents)",
+                }
             small = _small_pooled(pooled, sites, order) if secure is not None and not dp else None
             outputs.extend(
                 write_suppressed(staging, harmonization.variants, names, withheld, small)
@@ -348,7 +370,7 @@ def _run(
             any_withheld = np.any(withheld, axis=0)
             qc: QCResult | None = None
             if study.qc is not None:
-                qc = _pooled_qc(study, harmonization, pooled, any_withheld)
+                qc = _pooled_qc(study, harmonization, pooled, any_withheld, founders)
                 outputs.extend(write_qc(staging, harmonization.variants, qc))
                 summary["qc"] = qc_summary(study.qc, qc)
                 analysed = _qc_only(harmonization, qc.keep)
@@ -362,11 +384,12 @@ def _run(
                 if spec.kind in COUNT_KINDS:
                     log.debug("combining %s (%s)", spec.id, spec.kind)
                     rows = _count_rows(spec.kind, qc, len(harmonization.variants))
+                    table = founders if spec.kind in FOUNDER_KINDS else pooled
                     files, stats = write_count_outputs(
                         staging,
                         spec,
                         harmonization.variants.take(rows),
-                        pooled[rows],
+                        table[rows],
                         any_withheld[rows],
                     )
                     outputs.extend(files)
@@ -810,14 +833,22 @@ def _pooled_samples(records: Iterable[SiteRecord]) -> int | None:
 
 
 def _pooled_qc(
-    study: Study, harmonization: Harmonization, pooled: np.ndarray, withheld: np.ndarray
+    study: Study,
+    harmonization: Harmonization,
+    pooled: np.ndarray,
+    withheld: np.ndarray,
+    founders: np.ndarray,
 ) -> QCResult:
-    """The study's ``[qc]`` on the pooled counts (withheld variants cannot be checked)."""
+    """The study's ``[qc]`` on the pooled counts (withheld variants cannot be checked).
+
+    ``founders``: the founders' pooled counts, for maf, mac and hwe (plink2's rule).
+    """
     spec = study.qc
     assert spec is not None
     return variant_qc(
         pooled,
         harmonization.variants.id.astype(str).tolist(),
+        founder_counts=founders,
         maf=spec.maf,
         mac=spec.mac,
         geno=spec.geno,
@@ -983,10 +1014,15 @@ def _small_pooled(
 
 
 def _checked_counts(
-    site: str, arrays: NamedArrays, n_variants: int, *, noisy: bool = False
+    site: str,
+    arrays: NamedArrays,
+    n_variants: int,
+    *,
+    noisy: bool = False,
+    name: str = "genotype_counts",
 ) -> np.ndarray:
-    """A site's counts, checked; noisy (``dp``) counts may be negative."""
-    counts = arrays.get("genotype_counts")
+    """A site's counts (or its founders' counts), checked; noisy (``dp``) ones may be < 0."""
+    counts = arrays.get(name)
     if (
         counts is None
         or counts.shape != (n_variants, 4)

@@ -98,12 +98,7 @@ class CohortBed:
         self.path = base.path
         self.n_variants = base.n_variants
         self.has_dosages = bool(getattr(base, "has_dosages", False))
-        self.samples = Samples(
-            fid=base.samples.fid[self.rows],
-            iid=base.samples.iid[self.rows],
-            sex=base.samples.sex[self.rows],
-            has_fid=base.samples.has_fid,
-        )
+        self.samples = base.samples.take(self.rows)
         self.n_samples = len(self.rows)
         self._closed = False
 

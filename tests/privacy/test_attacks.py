@@ -1317,3 +1317,49 @@ def test_require__a_study_whose_gwas_lacks_a_few_runs_every_analysis_on_its_peop
         run(cut, transport, tmp_path / "d")
     assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
     assert len(transport.arrays("site-a", "genotype_counts")) == 1  # the second never left
+
+
+def _one_nonfounder(site: Path, person: int) -> np.ndarray:
+    """Name a father for one sample of the site's .fam; return that sample's genotypes."""
+    fam = next((site / "data").glob("*.fam"))
+    lines = [line.split() for line in fam.read_text().splitlines()]
+    lines[person][2] = lines[person + 1][1]
+    fam.write_text("\n".join("\t".join(f) for f in lines) + "\n")
+    return open_bed(fam.with_suffix(".bed")).read(np.s_[person, :], dtype="int8")[0]
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
+def test_founders_table__beside_every_sample_s_it_would_give_one_nonfounder_away(
+    cohort: SynthSummary, tmp_path: Path, guard: bool
+) -> None:
+    """plink2 counts founders only for --freq: the two tables differ by the nonfounders."""
+    sites = federation(cohort, tmp_path / "sites", guard=guard)
+    genotypes = _one_nonfounder(sites[0], person=4)
+    transport = Recording(sites)
+    counts = study("qc", {"kind": "freq"})
+    if not guard:
+        run(counts, transport, tmp_path / "a")
+        (got,) = transport.arrays("site-a", "genotype_counts")
+        both = ~got["suppressed"]
+        diff = got["genotype_counts"][both] - got["founder_genotype_counts"][both]
+        a1_copies = diff[:, :3].argmax(axis=1)  # the one person's class per variant
+        # bed-reader counts allele 1 of the .bim; the study's ALT is allele 1 too
+        assert both.sum() > 10 and (diff.sum(axis=1) == 1).all()  # the attack works
+        assert (a1_copies == genotypes[both]).all()
+        return
+    with pytest.raises(SiteFailure) as info:
+        run(counts, transport, tmp_path / "a")
+    assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
+    assert "nonfounders = true" in str(info.value)
+    assert not transport.arrays("site-a", "genotype_counts")  # nothing left
+    every = study_from_mapping(
+        {
+            "study": {"name": "qc-all", "nonfounders": True},
+            "analysis": [{"kind": "freq"}],
+        },
+        path=Path("<attack>"),
+    )
+    approve(sites[0], every.sha256, by="officer")  # alice's refusal suspended auto-approval
+    run(every, transport, tmp_path / "b")
+    (got,) = transport.arrays("site-a", "genotype_counts")
+    assert "founder_genotype_counts" not in got

@@ -22,9 +22,11 @@ The filters, their thresholds and their order are plink2's (v2.00a3.5,
 
 Every rule is a property of one variant, so the kept set does not depend on
 the order; the order decides which rule a variant that fails several is
-counted against (the funnel), as in plink2's log. plink2 computes
-``--hwe`` and ``--maf`` on founders only; GenoFed's sites count every
-sample (their ``.fam`` files are expected to list founders).
+counted against (the funnel), as in plink2's log. ``--geno`` counts every
+sample; ``--hwe``, ``--maf`` and ``--mac`` the founders only (samples whose
+``.fam``/``.psam`` lists no parent), as plink2 does without
+``--nonfounders``: sites whose files list parents send their founders'
+counts too.
 
 Pure core: arrays in, a frozen dataclass out.
 """
@@ -94,11 +96,14 @@ def variant_qc(
     extract: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
     withheld: npt.ArrayLike | None = None,
+    founder_counts: npt.ArrayLike | None = None,
 ) -> QCResult:
     """plink2's ``--extract --exclude --geno --hwe --maf --mac`` on pooled counts.
 
     ``counts``: ``(n_variants, 4)`` pooled ``[HOM_REF, HET, HOM_ALT, MISSING]``;
-    ``ids``: the variant IDs; ``withheld``: variants whose counts are incomplete.
+    ``ids``: the variant IDs; ``withheld``: variants whose counts are incomplete;
+    ``founder_counts``: the founders' counts, which plink2 tests ``--hwe``,
+    ``--maf`` and ``--mac`` on (default: ``counts``, every sample a founder).
     """
     c = np.asarray(counts)
     if c.ndim != 2 or c.shape[1] != 4 or not np.issubdtype(c.dtype, np.integer):
@@ -109,7 +114,11 @@ def variant_qc(
         raise ValueError(f"{len(ids)} variant IDs for {m} variants")
     id_arr = np.asarray(ids, dtype=str)
     hold = np.zeros(m, dtype=np.bool_) if withheld is None else np.asarray(withheld, dtype=bool)
-    hom_ref, het, hom_alt, missing = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
+    missing = c[:, 3]
+    f = c if founder_counts is None else np.asarray(founder_counts).astype(np.int64, copy=False)
+    if f.shape != c.shape:
+        raise ValueError(f"founder counts of shape {f.shape} beside counts of shape {c.shape}")
+    hom_ref, het, hom_alt = f[:, 0], f[:, 1], f[:, 2]
     fails: dict[str, npt.NDArray[np.bool_]] = {}
     off = np.zeros(m, dtype=np.bool_)
     fails["extract"] = off if extract is None else ~np.isin(id_arr, np.asarray(extract, dtype=str))

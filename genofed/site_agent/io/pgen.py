@@ -382,6 +382,8 @@ def read_psam(path: Path) -> Samples:
     j_fid = names.index("FID") if "FID" in names else None
     j_iid = names.index("IID")
     j_sex = names.index("SEX") if "SEX" in names else None
+    j_parents = [names.index(c) for c in ("PAT", "MAT") if c in names]
+    founder: list[bool] = []
     fid: list[str] = []
     iid: list[str] = []
     sex: list[int] = []
@@ -413,11 +415,14 @@ def read_psam(path: Path) -> Samples:
         iid.append(key[1])
         code = fields[j_sex] if j_sex is not None else "0"
         sex.append(1 if code in _MALE else 2 if code in _FEMALE else 0)
+        founder.append(all(fields[j] == "0" for j in j_parents))
+    founders = np.array(founder, dtype=np.bool_)
     return Samples(
         fid=np.array(fid, dtype=str),
         iid=np.array(iid, dtype=str),
         sex=np.array(sex, dtype=np.int8),
         has_fid=j_fid is not None,
+        founder=None if founders.all() else founders,
     )
 
 

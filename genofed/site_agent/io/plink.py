@@ -82,9 +82,29 @@ class Samples:
     iid: np.ndarray
     sex: np.ndarray
     has_fid: bool = True
+    #: per sample, whether it is a founder (its file lists no father and no mother: both
+    #: ``0``, as plink2 decides it, whether or not the parent is in the file); None when
+    #: the file has no parent columns (a VCF/BCF, a ``.psam`` without PAT/MAT): all founders
+    founder: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.iid)
+
+    def founders(self) -> np.ndarray:
+        """Per sample, founder or not (every sample when the file names no parents)."""
+        if self.founder is None:
+            return np.ones(len(self.iid), dtype=np.bool_)
+        return np.asarray(self.founder, dtype=np.bool_)
+
+    def take(self, rows: np.ndarray) -> Samples:
+        """The samples at ``rows`` (file order kept as given)."""
+        return Samples(
+            fid=self.fid[rows],
+            iid=self.iid[rows],
+            sex=self.sex[rows],
+            has_fid=self.has_fid,
+            founder=None if self.founder is None else self.founder[rows],
+        )
 
 
 def fileset_paths(path: Path) -> tuple[Path, Path, Path]:
@@ -393,10 +413,12 @@ def read_fam(path: Path) -> Samples:
             )
         first_line[key] = line_no
     sex_codes = {"1": 1, "2": 2}
+    founder = np.array([f[2] == "0" and f[3] == "0" for _, f in rows], dtype=np.bool_)
     return Samples(
         fid=np.array([f[0] for _, f in rows], dtype=str),
         iid=np.array([f[1] for _, f in rows], dtype=str),
         sex=np.array([sex_codes.get(f[4], 0) for _, f in rows], dtype=np.int8),
+        founder=None if founder.all() else founder,
     )
 
 

@@ -18,8 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from genofed.common.analyses import COUNT_KINDS, GENOTYPE_COUNTS_KIND
-from genofed.common.errors import InputError
+from genofed.common.analyses import (
+    COUNT_KINDS,
+    FOUNDER_COUNTS_ARRAY,
+    FOUNDER_KINDS,
+    FOUNDER_QC_KEYS,
+    GENOTYPE_COUNTS_KIND,
+)
+from genofed.common.errors import InputError, PolicyRefusal
 from genofed.common.receipts import GUARD_LEFT_OUT_FACT
 from genofed.common.study import RELEASE_MODES, SECURE_MODES
 from genofed.site_agent.context import Answer, RequestContext, Server
@@ -55,8 +61,29 @@ def serve_counts(ctx: RequestContext) -> Answer:
     )
     aligned = ctx.guard.align(GENOTYPES, asked)
     counted = None if len(aligned) == ctx.bed.n_samples and not columns else aligned
-    ctx.declare(GENOTYPES, aligned)
     left_out = len(asked) - len(aligned)
+    founders = founder_rows(ctx, aligned)
+    if founders is None:
+        ctx.declare(GENOTYPES, aligned)
+    else:
+        if ctx.mode != "plain":
+            raise InputError(
+                "this site's sample file lists parents, so plink2 computes --freq, --hardy "
+                "and --maf/--mac/--hwe on its founders only; GenoFed releases founders' "
+                f"counts beside every sample's in plain mode only, not in {ctx.mode!r} mode",
+                path=ctx.bed.path,
+                hint="set nonfounders = true under [study] (plink2 --nonfounders: count "
+                'every sample), or run the study with [privacy] mode = "plain"',
+            )
+        try:
+            ctx.declare(GENOTYPES, aligned, founders)
+        except PolicyRefusal as exc:
+            raise PolicyRefusal(
+                exc.reason_code,
+                f"{exc}; the founders' counts (plink2 counts founders only for --freq, "
+                "--hardy, --maf, --mac and --hwe) are one of this release's sets: with "
+                "nonfounders = true under [study] every table counts every sample",
+            ) from exc
     if ctx.sealer is not None or ctx.mode in SECURE_MODES:
         answer = serve_secure_counts(ctx, counted)
         if left_out:
@@ -77,6 +104,10 @@ def serve_counts(ctx: RequestContext) -> Answer:
                 GENOTYPES, rows, (dosages == MISSING_DOSAGE).T
             )
     counts = flip_counts(counts, flip)
+    founder_counts = None
+    if founders is not None:
+        founder_counts, unsafe = _counts(ctx, founders)
+        isolating |= unsafe
     if ctx.mode == "dp":
         facts: dict[str, str] = {}
         if left_out:
@@ -84,6 +115,11 @@ def serve_counts(ctx: RequestContext) -> Answer:
         noisy, charge = release_counts(ledger, dp_plan, counts, ctx.request, facts)
         return Answer({"genotype_counts": noisy}, facts, charge)
     released = suppress_small_cells(counts, ctx.policy.min_cell_count, GENOTYPE_CELLS)
+    if founder_counts is not None:  # a variant withheld in one table is withheld in both
+        of_founders = suppress_small_cells(
+            founder_counts, ctx.policy.min_cell_count, GENOTYPE_CELLS
+        )
+        isolating |= of_founders.withheld
     if isolating.any():
         released.counts[isolating] = 0
         released = Suppressed(released.counts, released.withheld | isolating)
@@ -93,7 +129,49 @@ def serve_counts(ctx: RequestContext) -> Answer:
         "suppressed_variants": str(released.n_withheld),
         **({GUARD_LEFT_OUT_FACT: str(left_out)} if left_out else {}),
     }
-    return Answer({"genotype_counts": released.counts, SUPPRESSED_ARRAY: released.withheld}, facts)
+    arrays = {"genotype_counts": released.counts, SUPPRESSED_ARRAY: released.withheld}
+    if founder_counts is not None:
+        founder_counts[released.withheld] = 0
+        arrays[FOUNDER_COUNTS_ARRAY] = founder_counts
+    return Answer(arrays, facts)
+
+
+def founder_rows(ctx: RequestContext, counted: np.ndarray) -> np.ndarray | None:
+    """The counted samples that are founders, when a table the study asks for needs them.
+
+    plink2 computes ``--freq``, ``--hardy``, ``--maf``, ``--mac`` and ``--hwe``
+    on founders only (samples whose sample file lists no parent); None when
+    the study counts every sample (``nonfounders = true``), asks for none of
+    them, or every counted sample is a founder (one table then serves all).
+    """
+    study = ctx.study
+    if study.nonfounders:
+        return None
+    kinds = {s.kind for s in ctx.specs}
+    qc = study.qc
+    wants = bool(kinds & FOUNDER_KINDS) or (
+        qc is not None and any(getattr(qc, k) is not None for k in FOUNDER_QC_KEYS)
+    )
+    if not wants:
+        return None
+    founder = ctx.bed.samples.founders()
+    if founder[counted].all():
+        return None
+    return counted[founder[counted]]
+
+
+def _counts(ctx: RequestContext, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Genotype counts over ``rows`` in the study's orientation, and the guard's unsafe variants."""
+    index, flip = ctx.variant_plan
+    counts = np.zeros((len(index), 4), dtype=np.int64)
+    unsafe = np.zeros(len(index), dtype=np.bool_)
+    for start, dosages in ctx.bed.iter_dosages(index, sample_idx=rows):
+        counts[start : start + len(dosages)] = genotype_counts(dosages)
+        if ctx.guard.enabled:
+            unsafe[start : start + len(dosages)] = ctx.guard.unsafe_variants(
+                GENOTYPES, rows, (dosages == MISSING_DOSAGE).T
+            )
+    return flip_counts(counts, flip), unsafe
 
 
 def samples_with(config: SiteConfig, bed: GenotypeFile, columns: tuple[str, ...]) -> np.ndarray:
