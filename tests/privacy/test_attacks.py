@@ -1363,3 +1363,24 @@ def test_founders_table__beside_every_sample_s_it_would_give_one_nonfounder_away
     run(every, transport, tmp_path / "b")
     (got,) = transport.arrays("site-a", "genotype_counts")
     assert "founder_genotype_counts" not in got
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
+def test_founders_table__glm_s_founder_counts_beside_its_other_counts_are_withheld(
+    cohort: SynthSummary, tmp_path: Path, guard: bool
+) -> None:
+    """glm's A1 counts over the founders, beside its counts over everyone, would differ by one."""
+    sites = federation(cohort, tmp_path / "sites", guard=guard)
+    genotypes = _one_nonfounder(sites[2], person=4)  # site-c: every genotyped sample analysed
+    transport = Recording(sites)
+    run(study("gwas", GLM_AGE), transport, tmp_path / "a")
+    (got,) = transport.arrays("site-c", "glm_stats")
+    if guard:
+        assert "founder_counts" not in got  # withheld: A1 from every sample's counts
+        return
+    everyone = got["gz"][:, 0]  # ALT dosage over the analysis samples: every genotyped one
+    assert not got["other_counts"].size
+    diff = everyone - got["founder_counts"][:, 1]
+    kept = ~np.unpackbits(got["withheld"])[: len(diff)].astype(bool)
+    assert kept.sum() > 10 and (diff[kept] == genotypes[kept]).all()  # the attack works
+    assert not got["founder_counts"][~kept].any()  # withheld rows send no counts

@@ -23,6 +23,7 @@ from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import StudyOutcome, run_study
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
+from tests.reference.test_glm_vs_plink2 import assert_linear_matches
 from tests.reference.test_study_vs_plink2 import TABLES, assert_tables_match
 
 QC = {"maf": 0.05, "mac": 30, "geno": 0.04, "hwe": 1e-3}
@@ -128,3 +129,27 @@ def test_secure_and_dp_modes__say_that_founders_tables_are_plain_only(
         run_study(study, InProcessTransport(cohort.sites), tmp_path / "r", engine="t")
     assert "lists parents" in str(info.value) and "nonfounders = true" in str(info.value)
     assert not (tmp_path / "r").exists()
+
+
+def test_glm__regresses_every_sample_and_picks_a1_from_the_founders_as_plink2(
+    cohort: SynthSummary, plink2: Path, tmp_path: Path
+) -> None:
+    glm = {"kind": "glm", "id": "gwas", "phenotype": "QPHENO", "covariates": ["AGE", "SEX"]}
+    study = study_from_mapping({"study": {"name": "g"}, "analysis": [glm]}, path=Path("<f>"))
+    ours = run_study(study, InProcessTransport(cohort.sites), tmp_path / "r", engine="t")
+    pooled = cohort.pooled
+    _plink2(
+        plink2,
+        cohort,
+        tmp_path / "p2",
+        "--pheno",
+        str(pooled / "pheno.tsv"),
+        "--pheno-name",
+        "QPHENO",
+        "--covar",
+        str(pooled / "covar.tsv"),
+        "--covar-name",
+        "AGE,SEX",
+        "--glm",
+    )
+    assert_linear_matches(ours.out / "gwas.QPHENO.glm.linear", tmp_path / "p2.QPHENO.glm.linear")

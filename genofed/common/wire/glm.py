@@ -19,6 +19,10 @@ starting point of logistic regression, whose first Newton step is at beta=0)::
                                    analysis sample; the rows of miss_zz, in order
     miss_zz       float64 (m, T)   sum of (z - c)(z - c)^T over the analysis samples missing that
                                    call, c = miss_center(zz) (the site's own means of C and y)
+    founder_counts uint   (V, 2)   optional: called samples and ALT dosage over the genotyped
+                                   founders (a site whose sample file lists parents; plink2
+                                   chooses A1 from the founders' frequencies); replaces the
+                                   analysis and other counts in ``called`` and ``alt``
     other_counts  uint    (V, 2)   called samples and ALT dosage over the genotyped samples
                                    outside the analysis, in the smallest of uint8, uint16, uint32
                                    that holds twice their number; (0, 2) when there are none or
@@ -270,6 +274,9 @@ def stats_form(
     other = arrays.get("other_counts")
     if other is None or other.shape not in {(n, 2), (0, 2)} or other.dtype.kind not in "iu":
         raise ValueError(f"other_counts must have shape ({n}, 2) or (0, 2)")
+    founders = arrays.get("founder_counts")
+    if founders is not None and (founders.shape != (n, 2) or founders.dtype.kind not in "iu"):
+        raise ValueError(f"founder_counts must have shape ({n}, 2)")
     zz = np.asarray(arrays["zz"], dtype=np.float64)
     corr = uncentered(np.asarray(corr, dtype=np.float64), miss_center(zz), q)
     missing = np.zeros((n, t))
@@ -280,6 +287,9 @@ def stats_form(
     if other.size:
         called += other[:, 0].astype(np.int64)
         alt += other[:, 1]
+    if founders is not None:  # plink2 chooses A1 from the founders' counts
+        called = founders[:, 0].astype(np.int64)
+        alt = founders[:, 1].astype(np.float64)
     return {
         "gz": np.asarray(gz, dtype=np.float64),
         "gg": np.asarray(arrays["gg"], dtype=np.float64),

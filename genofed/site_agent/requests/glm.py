@@ -263,6 +263,7 @@ def serve_glm(ctx: RequestContext) -> Answer:
         study_sha256=ctx.study.sha256,
         min_cell=ctx.policy.min_cell_count,
         guard=ctx.guard,
+        founder=None if ctx.study.nonfounders or ctx.mode != "plain" else bed.samples.founder,
     )
     return Answer(arrays, facts)
 
@@ -289,8 +290,14 @@ def answer_glm(
     study_sha256: str = "",
     min_cell: int = 0,
     guard: ReleaseGuard | None = None,
+    founder: np.ndarray | None = None,
 ) -> NamedArrays:
     """Compute the arrays for a ``glm_stats`` or ``glm_logistic`` request.
+
+    ``founder`` (per sample; None: all founders or ``nonfounders = true``):
+    plink2 chooses A1 from the founders' allele frequencies, so a site whose
+    sample file lists parents sends its founders' allele counts
+    (``founder_counts``) where the guard passes that set.
 
     With ``study_sha256``, a binary phenotype's genotypes are cached for the
     later Newton rounds (:mod:`genofed.site_agent.requests.glm_cache`); without it
@@ -336,6 +343,15 @@ def answer_glm(
     )
     if kind == GLM_STATS_KIND and other.size >= min_cell and not send_other:
         facts["glm_other_counts_withheld"] = str(other.size)
+    founders: np.ndarray | None = None
+    if kind == GLM_STATS_KIND and founder is not None and not founder.all():
+        rows = np.flatnonzero(founder)
+        # over every genotyped founder: with the analysis set and the rest, as safe as both
+        outside = other.size == 0 or send_other  # the founders outside the analysis count too
+        if outside and rows.size >= min_cell and guard.declare_if_safe(GENOTYPES, rows):
+            founders = np.asarray(founder, dtype=np.bool_)
+        else:  # then A1 is chosen from every genotyped sample's counts, not plink2's
+            facts["glm_founder_counts_withheld"] = "true"
     facts[PHENOTYPE_TYPE_FACT] = BINARY if samples.binary else QUANTITATIVE
     facts["glm_samples"] = str(len(samples.index))
     if kind == GLM_COVARIATES_KIND:
@@ -366,6 +382,7 @@ def answer_glm(
             facts,
             send_other,
             unreleasable=mode == "impute-unreleasable",
+            founders=founders,
         )
     beta = inputs.get("beta")
     firth = inputs.get("firth")
@@ -424,8 +441,13 @@ def _stats(
     send_other: bool = True,
     *,
     unreleasable: bool = False,
+    founders: np.ndarray | None = None,
 ) -> NamedArrays:
     """``glm_stats`` arrays; with ``cache``, also writes the analysis's genotype cache.
+
+    With ``founders`` (per genotyped sample), also ``founder_counts``: called
+    samples and ALT dosage over the genotyped founders, from the calls as read
+    (before any imputation), for plink2's A1 choice.
 
     Decodes only the analysis samples (and, in a second pass in lockstep, the
     genotyped samples outside the analysis for ``other_counts``), a chunk of
@@ -447,6 +469,9 @@ def _stats(
         # analysis samples only
         other = other[:0]
     other_counts = np.zeros((v if other.size else 0, 2), dtype=count_dtype(other.size))
+    founder_counts = (
+        None if founders is None else np.zeros((v, 2), dtype=count_dtype(int(founders.sum())))
+    )
     gz = np.zeros((v, z.shape[1]))
     gg = np.zeros(v)
     miss_rows: list[np.ndarray] = []
@@ -458,6 +483,11 @@ def _stats(
         fixed: list[np.ndarray] = []
         for start, analysed, others in _chunks(bed, index, samples.index, other, rows):
             stop = start + len(analysed)
+            if founder_counts is not None and founders is not None:
+                counted = allele_counts(analysed[:, founders[samples.index]], flip[start:stop])
+                if others is not None:
+                    counted += allele_counts(others[:, founders[other]], flip[start:stop])
+                founder_counts[start:stop] = counted
             if impute and min_cell > 0:
                 analysed, n = impute_few_missing(analysed, min_cell)
                 imputed += n
@@ -483,6 +513,12 @@ def _stats(
             miss_rows.append(chunk.miss_rows[keep] + start)
             miss_zz.append(chunk.miss_zz[keep])
             withheld[start:stop] = small
+            # a withheld row sends no counts at all (a rare allele among the others or the
+            # founders would be a small cell of its own)
+            if other_counts.size:
+                other_counts[start:stop][small] = 0
+            if founder_counts is not None:
+                founder_counts[start:stop][small] = 0
             if cache is not None:
                 codes = oriented_codes_at(analysed, flip[start:stop], out.call_rows, out.call_cols)
                 cache.add(codes, out.call_rows, out.call_cols)
@@ -508,6 +544,7 @@ def _stats(
         "miss_zz": np.concatenate(miss_zz) if miss_zz else np.zeros((0, t)),
         "other_counts": other_counts,
         "withheld": np.packbits(withheld),
+        **({"founder_counts": founder_counts} if founder_counts is not None else {}),
     }
 
 
