@@ -547,6 +547,9 @@ class VcfFile:
         total = self.n_variants if variants is None else len(variants)
         record_of, allele_of = self._record, self._allele
         cursor = _Cursor(self)
+        # the last record decoded, for its other ALTs (in this chunk or the next: a record's
+        # ALTs can straddle two chunks, and the reader stands past it by then)
+        calls_of, calls = -1, None
         try:
             for start in range(0, total, chunk):
                 if self._closed:
@@ -555,7 +558,6 @@ class VcfFile:
                 idx = np.arange(start, stop) if variants is None else variants[start:stop]
                 out = np.empty((stop - start, n_out), dtype=np.int8)
                 prev_k, prev_row = -1, -1
-                calls_of, calls = -1, None  # the last record decoded, for its other ALTs
                 for row in np.argsort(idx, kind="stable").tolist():
                     k = int(idx[row])
                     if k == prev_k:

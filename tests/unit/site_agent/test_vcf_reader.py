@@ -341,6 +341,19 @@ def test_multi_allelic_records__split_per_alt_equal_the_file_bcftools_norm_split
     assert expected[6:8].tolist() == [[1, 0, -9, 0, -9, 1], [0, 2, -9, 1, -9, 1]]
 
 
+def test_a_records_alts_straddling_two_chunks__are_read_in_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = VcfFile(write(tmp_path / "multi.vcf", MULTI_ROWS, samples=MULTI_SAMPLES))
+    _ = reader.variants
+    opens = []
+    real_open = reader._open
+    monkeypatch.setattr(reader, "_open", lambda **kw: opens.append(kw) or real_open(**kw))
+    whole = collect(reader, chunk=1024)
+    assert np.array_equal(collect(reader, chunk=2), whole)  # records of 2 and 3 ALTs cut
+    assert len(opens) == 2  # one pass each, not a reopen at each cut record
+
+
 def test_a_multi_allelic_allele_index_beyond_its_alts__is_refused(tmp_path: Path) -> None:
     path = write(
         tmp_path / "bad.vcf",
