@@ -272,11 +272,12 @@ def pgen_pvar_missing_column(base: Base, d: Path) -> Run:
 
 
 @case("pgen")
-def pgen_pvar_multiallelic(base: Base, d: Path) -> Run:
+def pgen_pvar_multiallelic_alt_listed_twice(base: Base, d: Path) -> Run:
+    """A multi-allelic .pvar line is split per ALT; one listing an ALT twice cannot be."""
     prefix = pfileset(base, d)
     pvar = prefix.with_suffix(".pvar")
-    edit_line(pvar, 30, lambda fields: [*fields[:4], fields[4] + ",T"])
-    return init_pgen(d, prefix, (f"{pvar}:30:", "multi-allelic", "--max-alleles 2"))
+    edit_line(pvar, 30, lambda fields: [*fields[:4], f"{fields[4]},{fields[4]}"])
+    return init_pgen(d, prefix, (f"{pvar}:30:", "is listed twice", "cannot tell apart"))
 
 
 @case("pgen")

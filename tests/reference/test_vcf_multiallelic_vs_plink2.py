@@ -196,3 +196,43 @@ def test_multi_allelic_freq__equals_plink2s_per_alt_freqs_on_the_unsplit_file(
     np.testing.assert_allclose(got, np.array([float(e[4]) for e in expanded]), rtol=1e-5, atol=0)
     never_called = [e for e in expanded if e[4] == "0"]
     assert len(never_called) >= N_RECORDS // 9  # the third ALT of every ninth record, at least
+
+
+def test_multi_allelic_pgen_sites__plink2s_conversion_of_the_vcfs_equals_plink2(
+    federation: tuple[tuple[Path, ...], Path, Path], plink2: Path, tmp_path: Path
+) -> None:
+    """Sites 0 and 2 on the multi-allelic .pgen plink2 makes of their VCF, site 1 on its BCF."""
+    sites = list(federation[0])
+    for k in (0, 2):
+        config = load_site(sites[k])
+        data = tmp_path / f"pgen{k}"
+        data.mkdir()
+        subprocess.run(
+            [
+                str(plink2),
+                "--vcf",
+                str(config.directory.parent / "calls.vcf"),
+                "--vcf-half-call",
+                "m",
+                "--make-pgen",
+                "--threads",
+                "1",
+                "--out",
+                str(data / "calls"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        summary = init_site(
+            data / "site",
+            name=config.name,
+            genotypes=data / "calls.pgen",
+            phenotypes=config.phenotypes,
+            covariates=config.covariates,
+            demo_policy=True,
+        )
+        assert summary.genotype_format == "PLINK 2 .pgen"
+        assert (summary.n_split_records, summary.n_split_variants, summary.max_alts) == (80, 200, 3)
+        sites[k] = summary.config.directory
+    outcome = run_study(_study(), InProcessTransport(sites), tmp_path / "r", engine="t")
+    _assert_equal_to_plink2(outcome, federation[1])

@@ -62,7 +62,7 @@ Multi-allelic records
 * Refused at the first pass: a multi-allelic record that lists an ALT twice
   or an ALT equal to REF (plink2 keeps it; its split variants could not be
   told apart by harmonization).
-* PLINK 2 ``.pgen`` files with multi-allelic variants are still refused
+* A PLINK 2 ``.pvar`` line with several ALTs is split the same way
   (:mod:`genofed.site_agent.io.pgen`).
 
 Rules, as ``plink2 --vcf`` (v2.00a3.5) applies them
