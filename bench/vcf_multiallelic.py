@@ -10,7 +10,9 @@ whole process tree (:func:`measure.measure`):
   variant (first pass, then ``iter_dosages`` in file order) of the unsplit
   file and of the split file (the same variants: the counts are checked
   equal);
-* ``plink2 --vcf X --freq`` on the unsplit and on the split file.
+* ``plink2 --vcf X --freq`` on the unsplit and on the split file;
+* GenoFed reading the multi-allelic ``.pgen`` plink2 makes of the unsplit
+  file (``--make-pgen``), and ``plink2 --pfile --freq`` on it.
 
     .venv/bin/python bench/vcf_multiallelic.py                    # 1,000 x 30,000 records
     .venv/bin/python bench/vcf_multiallelic.py --samples 200 --records 3000
@@ -37,8 +39,8 @@ from measure import measure
 HERE = Path(__file__).resolve().parent
 READ = """
 import sys, numpy as np
-from genofed.site_agent.io.vcf import VcfFile
-with VcfFile(sys.argv[1]) as r:
+from genofed.site_agent.io.genotypes import open_genotypes
+with open_genotypes(sys.argv[1]) as r:
     total = np.zeros(3, dtype=np.int64)
     for _, block in r.iter_dosages(chunk_variants=4096):
         total += [(block == g).sum() for g in (0, 1, 2)]
@@ -106,9 +108,23 @@ def main() -> None:
                 str(args.work / f"p2-{name}"),
             ]
         )
+    pfile = args.work / "multi"
+    subprocess.run(
+        [plink2, "--vcf", str(multi), "--make-pgen", "--threads", "1", "--out", str(pfile)],
+        check=True,
+        capture_output=True,
+    )
+    pgen = pfile.with_suffix(".pgen")
+    out = subprocess.run([*env_python, str(pgen)], capture_output=True, text=True, check=True)
+    counts["pgen"] = out.stdout.split()
+    results["genofed pgen"] = measure([*env_python, str(pgen)])
+    results["plink2 pgen"] = measure(
+        [plink2, "--pfile", str(pfile), "--freq", "--threads", "1", "--out", str(pfile) + "-p2"]
+    )
     n_variants, n_split = int(counts["unsplit"][0]), int(counts["unsplit"][1])
-    if counts["unsplit"][2:] != counts["split"][2:] or n_variants != int(counts["split"][0]):
-        raise SystemExit(f"the unsplit and split readings differ: {counts}")
+    same = counts["unsplit"][2:] == counts["split"][2:] == counts["pgen"][2:]
+    if not same or not n_variants == int(counts["split"][0]) == int(counts["pgen"][0]):
+        raise SystemExit(f"the unsplit, split and pgen readings differ: {counts}")
     report.update(
         variants=n_variants,
         split_records=n_split,
@@ -120,6 +136,8 @@ def main() -> None:
             / results["plink2 unsplit"]["wall_s"],
             "genofed unsplit / plink2 unsplit (peak)": results["genofed unsplit"]["peak_mib"]
             / results["plink2 unsplit"]["peak_mib"],
+            "genofed pgen / plink2 pgen (wall)": results["genofed pgen"]["wall_s"]
+            / results["plink2 pgen"]["wall_s"],
         },
         load_before=load_before,
         load_after=os.getloadavg(),
