@@ -86,7 +86,7 @@ class SiteSummary:
     chromosomes: tuple[tuple[str, int], ...] = ()
     #: variants with an allele longer than one base (indels, MNPs, symbolic alleles)
     n_long_alleles: int = 0
-    #: VCF/BCF records with several ALTs, and the biallelic variants they were split into
+    #: VCF/BCF records (.pvar lines) with several ALTs, and the variants they were split into
     n_split_records: int = 0
     n_split_variants: int = 0
     #: the most ALTs one record holds (1 when every record is biallelic)
@@ -154,7 +154,7 @@ def inspect_site(config: SiteConfig) -> SiteSummary:
     with open_genotypes(config.genotypes) as bed:
         samples, variants = bed.samples, bed.variants  # parses and checks the .bim/.pvar
         has_dosages = bool(getattr(bed, "has_dosages", False))
-        # a VCF/BCF reader splits multi-allelic records; the PLINK readers hold none
+        # the VCF/BCF and .pgen readers split multi-allelic records; a .bed holds none
         split = [int(getattr(bed, a, 0)) for a in ("split_records", "split_variants", "max_alts")]
     build = genome_build(config)
     pheno = read_pheno_table(config.phenotypes) if config.phenotypes else None
