@@ -86,6 +86,11 @@ class SiteSummary:
     chromosomes: tuple[tuple[str, int], ...] = ()
     #: variants with an allele longer than one base (indels, MNPs, symbolic alleles)
     n_long_alleles: int = 0
+    #: VCF/BCF records (.pvar lines) with several ALTs, and the variants they were split into
+    n_split_records: int = 0
+    n_split_variants: int = 0
+    #: the most ALTs one record holds (1 when every record is biallelic)
+    max_alts: int = 1
     #: the files also hold dosages (GenoFed reads the hard calls; plink2 would use the dosages)
     has_dosages: bool = False
     #: the declared build, else the one the file's header says, else "unknown"
@@ -149,6 +154,8 @@ def inspect_site(config: SiteConfig) -> SiteSummary:
     with open_genotypes(config.genotypes) as bed:
         samples, variants = bed.samples, bed.variants  # parses and checks the .bim/.pvar
         has_dosages = bool(getattr(bed, "has_dosages", False))
+        # the VCF/BCF and .pgen readers split multi-allelic records; a .bed holds none
+        split = [int(getattr(bed, a, 0)) for a in ("split_records", "split_variants", "max_alts")]
     build = genome_build(config)
     pheno = read_pheno_table(config.phenotypes) if config.phenotypes else None
     covar = read_pheno_table(config.covariates) if config.covariates else None
@@ -176,6 +183,9 @@ def inspect_site(config: SiteConfig) -> SiteSummary:
         genotype_format=FORMATS[detect_format(config.genotypes)[0]].name,
         chromosomes=_chromosomes(variants.chrom),
         n_long_alleles=_long_alleles(variants),
+        n_split_records=split[0],
+        n_split_variants=split[1],
+        max_alts=max(split[2], 1),
         has_dosages=has_dosages,
         genome_build=build,
         n_with_phenotypes=n_with_pheno,

@@ -272,11 +272,12 @@ def pgen_pvar_missing_column(base: Base, d: Path) -> Run:
 
 
 @case("pgen")
-def pgen_pvar_multiallelic(base: Base, d: Path) -> Run:
+def pgen_pvar_multiallelic_alt_listed_twice(base: Base, d: Path) -> Run:
+    """A multi-allelic .pvar line is split per ALT; one listing an ALT twice cannot be."""
     prefix = pfileset(base, d)
     pvar = prefix.with_suffix(".pvar")
-    edit_line(pvar, 30, lambda fields: [*fields[:4], fields[4] + ",T"])
-    return init_pgen(d, prefix, (f"{pvar}:30:", "multi-allelic", "--max-alleles 2"))
+    edit_line(pvar, 30, lambda fields: [*fields[:4], f"{fields[4]},{fields[4]}"])
+    return init_pgen(d, prefix, (f"{pvar}:30:", "is listed twice", "cannot tell apart"))
 
 
 @case("pgen")
@@ -348,15 +349,17 @@ def vcf_without_samples(base: Base, d: Path) -> Run:
 
 
 @case("vcf")
-def vcf_multiallelic_record(base: Base, d: Path) -> Run:
+def vcf_multiallelic_record_alt_listed_twice(base: Base, d: Path) -> Run:
+    """A multi-allelic record is split per ALT; one listing an ALT twice cannot be."""
     d.mkdir(parents=True, exist_ok=True)
     vcf = d / "calls.vcf"
     vcf.write_text(
         _VCF_HEADER + "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tA\tB\n"
         "1\t10\trs1\tA\tG\t.\t.\t.\tGT\t0/1\t1/1\n"
-        "1\t20\trs2\tA\tG,T\t.\t.\t.\tGT\t0/2\t1/1\n"
+        "1\t15\trs2\tA\tG,T\t.\t.\t.\tGT\t0/2\t1/1\n"
+        "1\t20\trs3\tA\tG,T,G\t.\t.\t.\tGT\t0/2\t1/1\n"
     )
-    return init_pgen(d, vcf, (f"{vcf}:6", "multi-allelic", "bcftools norm"))
+    return init_pgen(d, vcf, (f"{vcf}:7", "ALT G is listed twice", "cannot tell apart"))
 
 
 @case("vcf")

@@ -10,8 +10,10 @@
 * a real VCF: ``/usr/share/doc/python3-vcf/test/1kg.vcf.gz`` (629 samples x 381
   variants of 1000 Genomes chr2, plain gzip, from the Debian package
   ``python-pyvcf-examples``), equal to plink2's conversion of it;
-* the multi-allelic refusal's fix (``plink2 --max-alleles 2``) gives a file read as
-  plink2 reads it.
+* multi-allelic records (2 and 3 ALTs, ``*``, an ALT never called, missing,
+  haploid and half calls) read unsplit from VCF, bgzipped VCF and BCF: equal to
+  plink2's conversion of the file ``bcftools norm -m-`` splits (the analyses on
+  such files: ``test_vcf_multiallelic_vs_plink2.py``).
 """
 
 from __future__ import annotations
@@ -23,11 +25,19 @@ import numpy as np
 import pytest
 
 from genofed.common.chromosomes import bare_chrom
-from genofed.common.errors import InputError
 from genofed.site_agent.io.plink import BedFile
 from genofed.site_agent.io.vcf import VcfFile
 from genofed.synth.cohort import write_cohorts
-from tests.unit.site_agent.test_vcf_reader import collect, record, vcf_text
+from tests.unit.site_agent.test_vcf_reader import (
+    MULTI_ROWS,
+    MULTI_SAMPLES,
+    collect,
+    record,
+    split_by_bcftools,
+    vcf_forms,
+    vcf_text,
+    write,
+)
 
 REAL_VCF = Path("/usr/share/doc/python3-vcf/test/1kg.vcf.gz")
 REAL_VCF_PACKAGE = "python-pyvcf-examples"
@@ -156,24 +166,18 @@ def test_half_calls__are_missing_as_plink2_vcf_half_call_missing(
         _assert_same(reader, _converted(plink2, vcf, tmp_path / "conv", "--vcf-half-call", "m"))
 
 
-def test_multi_allelic_refusal__its_plink2_fix_gives_a_file_read_as_plink2_reads_it(
-    plink2: Path, tmp_path: Path
+@pytest.mark.parametrize("form", ["vcf", "vcf.gz", "bcf"])
+def test_multi_allelic_records__equal_plink2s_conversion_of_the_bcftools_split_file(
+    plink2: Path, tmp_path: Path, form: str
 ) -> None:
-    vcf = tmp_path / "multi.vcf"
-    rows = [
-        record("1", 100, "0/1 1/1 0/0 0/1 ./. 1|1"),
-        record("1", 150, "0/1 1/2 2/2 0/0 0/2 1|1", alt="G,T"),
-        record("1", 200, "0/0 0|0 . 1/1 0/1 1|0"),
-    ]
-    vcf.write_text(vcf_text(rows, samples=SAMPLES, header=ODD_HEADER))
-    with pytest.raises(InputError, match="multi-allelic") as info:
-        _ = VcfFile(vcf).variants
-    assert info.value.line == 7
-    fixed = tmp_path / "biallelic"
-    _plink2(plink2, "--vcf", vcf, "--max-alleles", "2", "--export", "vcf", "bgz", "--out", fixed)
-    with VcfFile(fixed.with_suffix(".vcf.gz")) as reader:
-        assert reader.variants.pos.tolist() == [100, 200]
-        _assert_same(reader, _converted(plink2, vcf, tmp_path / "conv", "--max-alleles", "2"))
+    """Read unsplit (VCF, bgzipped VCF, BCF), equal to plink2 on ``bcftools norm -m-``'s output."""
+    multi = vcf_forms(write(tmp_path / "multi.vcf", MULTI_ROWS, samples=MULTI_SAMPLES))[form]
+    (tmp_path / "split").mkdir()
+    split = split_by_bcftools(tmp_path / "multi.vcf", tmp_path / "split" / "split.vcf")
+    with VcfFile(multi) as reader:
+        assert reader.split_records == 3
+        conv = _converted(plink2, split, tmp_path / "conv", "--vcf-half-call", "m")
+        _assert_same(reader, conv)
 
 
 def test_real_1000_genomes_vcf__equals_plink2s_conversion(plink2: Path, tmp_path: Path) -> None:

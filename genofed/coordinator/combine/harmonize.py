@@ -8,6 +8,11 @@ variant answers each study variant (``index``) and whether its alleles are
 swapped relative to the reference (``flip``: the site then counts the other
 allele, turning genotype ``g`` into ``2 - g``).
 
+The two ALTs of a multi-allelic VCF record, split at the site
+(:mod:`genofed.site_agent.io.vcf`), are two variants like any (their shared
+ID does not matter). A swap is refused at a position where that site holds
+another ALT with the same REF, since ``2 - g`` would count it too.
+
 Anything else that differs — a variant missing at a site, an extra one, the
 same position with other alleles, a duplicated variant — is counted per site.
 The study stops on any such difference unless it allows running on the
@@ -196,9 +201,42 @@ def harmonize(
     for table, lookup, report in zip(tables, lookups, reports, strict=True):
         index = np.fromiter(map(lookup.__getitem__, common_keys), dtype=np.int64, count=len(common))
         flip = np.asarray(table.ref[index] != study_variants.ref)
+        if flip.any():
+            _check_flips(report.site, table, index[flip], study_variants.ref[flip])
         plans.append(SitePlan(index=index, flip=flip))
         final_reports.append(SiteMatchReport(**{**report.__dict__, "n_swapped": int(flip.sum())}))
     return Harmonization(study_variants, tuple(plans), tuple(final_reports))
+
+
+def _check_flips(
+    site: str, table: VariantTable, flipped: np.ndarray, study_ref: np.ndarray
+) -> None:
+    """Refuse a swap at a position where the site holds more than two alleles.
+
+    A swapped variant is counted as ``2 - g``: the copies of every allele but
+    the site's ALT. At a position where the site holds another variant with
+    the same REF (a multi-allelic record split per ALT, or the records
+    ``bcftools norm -m-`` wrote), that also counts the other ALT's copies, not
+    the study's ALT only, so the counts would be silently wrong.
+    """
+    at = np.isin(table.pos, table.pos[flipped])
+    chrom, pos = np.asarray(table.chrom).astype(str), np.asarray(table.pos)
+    ref = np.asarray(table.ref).astype(str)
+    seen: dict[tuple[str, int, str], int] = {}
+    for i in np.flatnonzero(at).tolist():
+        key = (bare_chrom(chrom[i]), int(pos[i]), ref[i])
+        seen[key] = seen.get(key, 0) + 1
+    for j, i in enumerate(flipped.tolist()):
+        if seen[(bare_chrom(chrom[i]), int(pos[i]), ref[i])] > 1:
+            raise HarmonizationError(
+                f"{site} holds {table.id[i]} ({chrom[i]}:{pos[i]} {ref[i]}/{table.alt[i]}) with "
+                f"REF {ref[i]} where the first site's REF is {study_ref[j]}, and another ALT at "
+                "that position (a multi-allelic record): its alleles cannot be swapped to the "
+                "first site's, since the other ALT would be counted with them\n  fix: give "
+                "every site its genotypes with REF from the same reference genome (bcftools "
+                "norm -f reference.fa -c s fixes a swapped REF), or remove that position "
+                "at the site"
+            )
 
 
 def _example(

@@ -91,7 +91,9 @@ def _summary_json(summary: SiteSummary, policy: SitePolicy) -> str:
             "n_variants": summary.n_variants,
             "genotype_format": summary.genotype_format,
             "chromosomes": dict(summary.chromosomes),
-            "n_multiallelic": 0,
+            "n_multiallelic": summary.n_split_records,
+            "n_split_variants": summary.n_split_variants,
+            "max_alts": summary.max_alts,
             "n_long_alleles": summary.n_long_alleles,
             "has_dosages": summary.has_dosages,
             "genome_build": summary.genome_build,
@@ -128,6 +130,16 @@ def _dosage_text(summary: SiteSummary) -> str:
     )
 
 
+def _split_text(summary: SiteSummary) -> str:
+    if not summary.n_split_records:
+        return "none (every record biallelic)"
+    return (
+        f"{summary.n_split_records:,} split into {summary.n_split_variants:,} biallelic "
+        f"variants, one per ALT, as bcftools norm -m- (at most {summary.max_alts} ALTs "
+        "in one record)"
+    )
+
+
 def _print_summary(summary: SiteSummary, policy: SitePolicy, *, as_json: bool) -> None:
     out = console()
     if as_json:
@@ -144,7 +156,7 @@ def _print_summary(summary: SiteSummary, policy: SitePolicy, *, as_json: bool) -
         ("samples", f"{summary.n_samples:,}"),
         ("variants", f"{summary.n_variants:,}"),
         ("chromosomes", _chromosome_text(summary.chromosomes)),
-        ("multi-allelic variants", "0 (files with any are refused until they can be split)"),
+        ("multi-allelic records", _split_text(summary)),
         ("indels and longer alleles", f"{summary.n_long_alleles:,}"),
         ("dosages", _dosage_text(summary)),
         ("genome build", summary.genome_build),

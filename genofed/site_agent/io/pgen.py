@@ -14,8 +14,20 @@ What is read, as plink2 (v2.00a3.5) reads it:
   ``QUAL``, ``FILTER``, ``INFO``, ``CM`` and any other column may be present,
   in any order after ``#CHROM``, and are not used. Without a ``#CHROM`` line
   the file is in ``.bim`` column order (CHROM, ID, CM, POS, ALT, REF, or
-  without CM). A multi-allelic ALT (``A,T``) is refused for now, with the
-  number of such variants and how to drop them.
+  without CM).
+* **Multi-allelic lines** (``ALT`` ``A,T``) are split into one biallelic
+  variant per ALT, in ALT order, each keeping the line's ID, as the VCF
+  reader splits a record (:mod:`genofed.site_agent.io.vcf`: the rule, IDs,
+  no limit on ALTs); pgenlib counts each ALT's copies (``allele_idx``),
+  every other allele counting as not-that-ALT, which is what plink2 reads
+  from the file ``bcftools norm -m-`` splits
+  (``tests/reference/test_vcf_multiallelic_vs_plink2.py``). An ALT plink2
+  stored as never called counts 0. A line listing an ALT twice or an ALT
+  equal to REF is refused with its line. The variant count is known
+  without parsing the ``.pvar`` when no data line holds a comma; otherwise
+  the ``.pvar`` is parsed when the fileset is opened. A ``.pgen`` whose
+  index stores allele counts (bits 4-5 of its control byte; plink2
+  v2.00a3.5 writes them in the ``.pvar`` only) is refused.
 * ``.psam``: a ``#FID IID ...`` or ``#IID ...`` header line, columns by
   name (``FID``, ``IID``, ``SID``, ``PAT``, ``MAT``, ``SEX``, then
   phenotypes); without FID every sample's FID is ``0``, as plink2 writes it
@@ -34,7 +46,7 @@ from __future__ import annotations
 import functools
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,8 +312,6 @@ def read_pvar(path: Path, block_lines: int | None = None) -> Variants:
     n = len(columns)
     where = {name: columns.index(name) for name in ("CHROM", "ID", "REF", "ALT")}
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("chrom", "pos", "id", "ref", "alt")}
-    multi_first: int | None = None
-    multi_count = 0
     for b_start, b_end in _block_spans(data, block_lines or BIM_BLOCK_LINES):
         block = data[b_start:b_end]
 
@@ -311,12 +321,24 @@ def read_pvar(path: Path, block_lines: int | None = None) -> Variants:
         tokens, pos = _pvar_block(path, block, first_line, columns)
         alts = tokens[where["ALT"] :: n]
         multi = [i for i, a in enumerate(alts) if "," in a]
-        if multi:
-            if multi_first is None:
+        refs = tokens[where["REF"] :: n]
+        for i in multi:  # rare: checked one by one
+            listed = alts[i].split(",")
+            if len(set(listed)) < len(listed) or refs[i] in listed:
                 numbered = enumerate(block.splitlines(), first_line())
                 rows = [ln for ln, line in numbered if line.strip()]
-                multi_first = rows[multi[0]]
-            multi_count += len(multi)
+                twice = next(a for a in listed if a == refs[i] or listed.count(a) > 1)
+                what = "is also the REF" if twice == refs[i] else "is listed twice"
+                raise InputError(
+                    f"multi-allelic variant REF {refs[i]} ALT {alts[i]}: ALT {twice} {what}, so "
+                    "splitting it gives two variants that harmonization (chromosome, position, "
+                    "REF, ALT) cannot tell apart",
+                    path=path,
+                    line=rows[i],
+                    hint="correct that variant's ALT where the fileset was made (each allele "
+                    "once, none equal to REF), or remove it: plink2 --pfile "
+                    f"{path.with_suffix('')} --exclude ids.txt --make-pgen --out fixed",
+                )
         parts["pos"].append(pos)
         for key, name in (("chrom", "CHROM"), ("id", "ID"), ("ref", "REF"), ("alt", "ALT")):
             column = tokens[where[name] :: n]
@@ -324,29 +346,64 @@ def read_pvar(path: Path, block_lines: int | None = None) -> Variants:
                 parts[key].append(np.array(column, dtype=bytes))
             except UnicodeEncodeError:
                 parts[key].append(np.array(column, dtype=str))
-        del tokens, block, alts
-    if multi_first is not None:
-        prefix = path.with_suffix("")
-        raise InputError(
-            f"ALT lists several alleles (a multi-allelic variant; {multi_count} in this file), "
-            "which GenoFed does not read yet",
-            path=path,
-            line=multi_first,
-            hint="split them into biallelic records before making the pgen (bcftools norm "
-            "-m -any on the VCF, then plink2 --vcf), or drop them: plink2 --pfile "
-            f"{prefix} --max-alleles 2 --make-pgen --out {prefix}-biallelic",
-        )
+        del tokens, block, alts, refs
     return _joined(parts)
 
 
 def count_pvar_variants(path: Path) -> int:
     """Data lines of a ``.pvar`` (not ``#`` lines, not blank), without parsing them."""
+    return _pvar_counts(path)[0]
+
+
+def _pvar_counts(path: Path) -> tuple[int, bool]:
+    """``(data lines, some data line holds a comma)``: without a comma no ALT lists several."""
     data = Path(path).read_bytes()
     count = 0
+    comma = False
     for line in data.splitlines():
         if line.strip() and not line.startswith(b"#"):
             count += 1
-    return count
+            comma = comma or b"," in line
+    return count, comma
+
+
+@dataclass(frozen=True)
+class SplitVariants:
+    """A ``.pvar``'s variants with each multi-allelic line split into one variant per ALT."""
+
+    variants: Variants
+    record: np.ndarray  # int64: the .pvar data line (0-based) of each variant
+    allele: np.ndarray  # int16: its ALT (1-based) in that line's ALT list
+    n_alts: np.ndarray  # int64: ALTs of each line
+
+
+def split_alts(variants: Variants) -> SplitVariants:
+    """Split each ``ALT1,...,ALTk`` line into ``k`` variants ``REF/ALTj``, in ALT order.
+
+    As ``plink2 --pfile X --make-pgen multiallelics=-`` or ``bcftools norm
+    -m-`` on the VCF: each keeps the line's ID; ``pgenlib`` then counts the
+    copies of ALT ``j`` (every other allele counts as not-``ALTj``).
+    """
+    alt = variants.alt
+    n = len(alt)
+    n_alts = (np.char.count(alt, ",") + 1).astype(np.int64)
+    if n == 0 or int(n_alts.max()) == 1:
+        return SplitVariants(variants, np.arange(n), np.ones(n, dtype=np.int16), n_alts)
+    record = np.repeat(np.arange(n), n_alts)
+    starts = np.cumsum(n_alts) - n_alts
+    allele = (np.arange(len(record)) - np.repeat(starts, n_alts) + 1).astype(np.int16)
+    split_alt = np.repeat(alt, n_alts)
+    for r in np.flatnonzero(n_alts > 1).tolist():
+        split_alt[starts[r] : starts[r] + n_alts[r]] = str(alt[r]).split(",")
+    width = int(np.char.str_len(split_alt).max())
+    split = Variants(
+        chrom=variants.chrom[record],
+        pos=variants.pos[record],
+        id=variants.id[record],
+        ref=variants.ref[record],
+        alt=split_alt.astype(f"U{max(width, 1)}"),
+    )
+    return SplitVariants(split, record, allele, n_alts)
 
 
 def read_psam(path: Path) -> Samples:
@@ -460,14 +517,15 @@ class PgenFile(PgenlibGenotypes):
         self.header = read_pgen_header(pgen)
         self.samples = read_psam(psam)
         self.n_samples = len(self.samples)
-        self.n_variants = count_pvar_variants(pvar)
-        self._variants: Variants | None = None
+        self.n_records, has_comma = _pvar_counts(pvar)
+        self.n_variants = self.n_records  # until a multi-allelic line is split (below)
+        self._split: SplitVariants | None = None
         self._closed = False
         if self.n_samples == 0:
             raise InputError(
                 "no samples", path=psam, hint="the .psam must list at least one sample"
             )
-        if self.n_variants == 0:
+        if self.n_records == 0:
             raise InputError(
                 "no variants", path=pvar, hint="the .pvar must list at least one variant"
             )
@@ -475,7 +533,7 @@ class PgenFile(PgenlibGenotypes):
             (self.header.n_samples, "samples", psam),
             (self.header.n_variants, "variants", pvar),
         ):
-            actual = self.n_samples if name == "samples" else self.n_variants
+            actual = self.n_samples if name == "samples" else self.n_records
             if count != actual:
                 raise InputError(
                     f"its header says {count} {name}, but {text_path.name} lists {actual}",
@@ -484,15 +542,19 @@ class PgenFile(PgenlibGenotypes):
                     "three files again from the same plink2 --make-pgen run",
                 )
         if self.header.multiallelic:
-            self.variants  # noqa: B018 -- names the .pvar's first multi-allelic line
             raise InputError(
-                "stores multi-allelic records, which GenoFed does not read yet",
+                "stores its multi-allelic variants' allele counts in its index, a layout "
+                "GenoFed does not read yet (plink2 --make-pgen writes them in the .pvar only)",
                 path=pgen,
-                hint=f"drop them: plink2 --pfile {pgen.with_suffix('')} --max-alleles 2 "
+                hint="give the VCF/BCF it was made from (GenoFed splits multi-allelic records), "
+                f"or drop them: plink2 --pfile {pgen.with_suffix('')} --max-alleles 2 "
                 f"--make-pgen --out {pgen.with_suffix('')}-biallelic",
             )
+        if has_comma:  # perhaps a multi-allelic ALT: the variant count is known once split
+            self._split = self._read_split()
+            self.n_variants = len(self._split.variants)
         try:
-            with pgenlib.PgenReader(bytes(pgen)):
+            with pgenlib.PgenReader(bytes(pgen), allele_idx_offsets=self._allele_offsets()):
                 pass  # reads the index: a corrupt file fails here, not in a request
         except RuntimeError as exc:
             raise InputError(
@@ -508,19 +570,104 @@ class PgenFile(PgenlibGenotypes):
 
     @property
     def variants(self) -> Variants:
-        """The ``.pvar``, parsed (and its lines checked) on first use."""
-        if self._variants is None:
-            variants = read_pvar(self.pvar_path)
-            if len(variants) != self.n_variants:
+        """The ``.pvar``, parsed (and its lines checked) and split per ALT on first use."""
+        return self._split_variants().variants
+
+    def _split_variants(self) -> SplitVariants:
+        if self._split is None:
+            split = self._read_split()
+            if len(split.variants) != self.n_variants:
                 raise InputError(
-                    f"has {len(variants)} variant lines, but {self.n_variants} were counted "
-                    "when the fileset was opened",
+                    f"lists {len(split.variants)} variants once its multi-allelic ALTs are "
+                    f"split, but {self.n_variants} when the fileset was opened",
                     path=self.pvar_path,
-                    hint="end every line with a newline, and do not change the .pvar while "
-                    "the site is running",
+                    hint="do not change the .pvar while the site is running",
                 )
-            self._variants = variants
-        return self._variants
+            self._split = split
+        return self._split
+
+    def _allele_offsets(self) -> np.ndarray | None:
+        """pgenlib's ``allele_idx_offsets`` (alleles before each line), None if all biallelic."""
+        if self.n_variants == self.n_records:
+            return None
+        n_alts = self._split_variants().n_alts
+        return np.r_[0, np.cumsum(n_alts + 1)].astype(np.uintp)
+
+    def _read_split(self) -> SplitVariants:
+        variants = read_pvar(self.pvar_path)
+        if len(variants) != self.n_records:
+            raise InputError(
+                f"has {len(variants)} variant lines, but {self.n_records} were counted "
+                "when the fileset was opened",
+                path=self.pvar_path,
+                hint="end every line with a newline, and do not change the .pvar while "
+                "the site is running",
+            )
+        return split_alts(variants)
+
+    @property
+    def split_records(self) -> int:
+        """Multi-allelic ``.pvar`` lines, each split into one variant per ALT."""
+        return int((self._split_variants().n_alts > 1).sum())
+
+    @property
+    def split_variants(self) -> int:
+        """The variants those multi-allelic lines were split into."""
+        n_alts = self._split_variants().n_alts
+        return int(n_alts[n_alts > 1].sum())
+
+    @property
+    def max_alts(self) -> int:
+        """The most ALTs one ``.pvar`` line lists (1 when every variant is biallelic)."""
+        return int(self._split_variants().n_alts.max())
+
+    def _iter(
+        self, variants: np.ndarray | None, subset: np.ndarray | None, chunk: int
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """As the PLINK 1 reader, but a split variant is its line counted for its ALT."""
+        if self.n_variants == self.n_records:
+            return super()._iter(variants, subset, chunk)
+        return self._iter_split(self._split_variants(), variants, subset, chunk)
+
+    def _iter_split(
+        self,
+        split: SplitVariants,
+        variants: np.ndarray | None,
+        subset: np.ndarray | None,
+        chunk: int,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        if self._closed:
+            raise ValueError(f"{self!r} is closed")
+        n_out = self.n_samples if subset is None else len(subset)
+        total = self.n_variants if variants is None else len(variants)
+        offsets = self._allele_offsets()
+        try:
+            with pgenlib.PgenReader(
+                bytes(self.path),
+                raw_sample_ct=self.n_samples,
+                variant_ct=self.n_records,
+                sample_subset=subset,
+                allele_idx_offsets=offsets,
+            ) as reader:
+                for start in range(0, total, chunk):
+                    if self._closed:
+                        raise ValueError(f"{self!r} was closed during iteration")
+                    stop = min(start + chunk, total)
+                    idx = np.arange(start, stop) if variants is None else variants[start:stop]
+                    rows, alleles = split.record[idx], split.allele[idx]
+                    out = np.empty((stop - start, n_out), dtype=np.int8)
+                    for allele in np.unique(alleles).tolist():
+                        at = np.flatnonzero(alleles == allele)
+                        part = np.empty((len(at), n_out), dtype=np.int8)
+                        reader.read_list(rows[at].astype(np.uint32), part, allele_idx=allele)
+                        out[at] = part
+                    yield start, out
+        except RuntimeError as exc:
+            raise InputError(
+                f"could not decode genotypes ({exc})",
+                path=self.path,
+                hint="the file may have changed since it was opened; check it with plink",
+            ) from exc
 
     def __repr__(self) -> str:
         return (
@@ -533,9 +680,11 @@ __all__ = [
     "PGEN_MAGIC",
     "PgenFile",
     "PgenHeader",
+    "SplitVariants",
     "count_pvar_variants",
     "pfile_paths",
     "read_pgen_header",
     "read_psam",
     "read_pvar",
+    "split_alts",
 ]

@@ -14,9 +14,11 @@ How a variant index reaches its record
   line follows. The **first pass** runs when :attr:`VcfFile.variants` or
   :attr:`VcfFile.n_variants` is first read: it reads every record's fixed
   columns (not the per-sample columns; for a text VCF htslib is told to
-  skip them) and records the variant table. Variant ``k`` is the ``k``-th
-  data record of the file (0-based), in file order, as ``plink2 --vcf``
-  numbers them.
+  skip them) and records the variant table and, per variant, its record
+  and ALT index. A record with ``k`` ALTs gives ``k`` variants (see
+  *Multi-allelic records* below); variant ``k`` is the ``k``-th of these
+  in file order, as ``plink2 --vcf`` numbers the variants of the file that
+  ``bcftools norm -m-`` splits.
 * Each output chunk of ``variant_idx`` (any order, repeats allowed) is read
   in ascending file order through one open reader, skipping the records in
   between. When the next index is behind the reader (or far ahead of it),
@@ -26,8 +28,42 @@ How a variant index reaches its record
   without one, by reopening the file at its start. So a ``variant_idx`` in
   file order (the usual case) costs one pass; any other order costs at most
   one pass per chunk without an index, and one seek per jump with one.
-  Every record reached is checked against the variant table (position and
-  REF), so a file changed after opening is refused rather than misread.
+  Every record reached is checked against the variant table (position,
+  REF and ALT count), so a file changed after opening is refused rather
+  than misread. The ALTs of one record that a chunk asks for are counted
+  from one decoding of its calls.
+
+Multi-allelic records
+---------------------
+* A record ``REF ALT1,...,ALTk`` is read as ``k`` biallelic variants
+  ``REF/ALTj``, in ALT order, each counting a call's copies of ``ALTj``;
+  REF and every other ALT count as not-``ALTj`` (``1/2`` is 1 copy of ALT1
+  and 1 of ALT2). That is what ``bcftools norm -m-`` writes (it sets the
+  other ALTs to REF in each split record) and ``plink2 --vcf`` then reads,
+  and what ``plink2 --vcf X --freq`` reports per ALT on the unsplit file
+  (``tests/reference/test_vcf_multiallelic_vs_plink2.py``). A missing or
+  half call (``./2``) is missing in every split variant, haploid calls count
+  double in each, as above.
+* **IDs**: each split variant keeps the record's ID, as ``bcftools norm
+  -m-`` does and plink2 keeps them (``rs2`` twice; ``.`` stays ``.``).
+  Harmonization matches variants by chromosome, position, REF and ALT, so
+  duplicate IDs do not confuse it; the output tables list the ID on each
+  split variant's row, as plink2's do.
+* ``*`` (a spanning deletion) and symbolic ALTs (``<DEL>``) are kept as
+  alleles, as bcftools and plink2 keep them.
+* **No limit on ALTs per record**: a record with many (a short tandem
+  repeat) gives as many variants, as ``bcftools norm -m-`` then plink2
+  would; refusing it (``--max-alleles``-style) would refuse a whole
+  sequencing file for one such record. Each split variant is a variant
+  like any other for the disclosure guard: a rarely seen ALT is withheld
+  by the per-variant small-cell rule, whatever its record's other ALTs
+  are. ``genofed-site init`` prints how many records were split into how
+  many variants and the most ALTs in one record.
+* Refused at the first pass: a multi-allelic record that lists an ALT twice
+  or an ALT equal to REF (plink2 keeps it; its split variants could not be
+  told apart by harmonization).
+* A PLINK 2 ``.pvar`` line with several ALTs is split the same way
+  (:mod:`genofed.site_agent.io.pgen`).
 
 Rules, as ``plink2 --vcf`` (v2.00a3.5) applies them
 --------------------------------------------------
@@ -58,11 +94,10 @@ Rules, as ``plink2 --vcf`` (v2.00a3.5) applies them
 
 Refused, with the file, the line (text VCF; a BCF's record number) and the fix
 ------------------------------------------------------------------------------
-A multi-allelic record (split it: ``bcftools norm -m-`` or keep only
-biallelic variants: ``plink2 --max-alleles 2``), a header without a ``GT``
-FORMAT field, a record without ``GT`` or with ``GT`` not first in FORMAT
+A multi-allelic record listing an allele twice (above), a header without
+a ``GT`` FORMAT field, a record without ``GT`` or with ``GT`` not first in FORMAT
 (plink2 makes all its calls missing), a call of more than two alleles
-(plink2 makes it missing), an allele index beyond the record's ALT,
+(plink2 makes it missing), an allele index beyond the record's ALTs,
 duplicate sample names or names holding whitespace (plink2 keeps duplicates
 and cuts names at a space), a file with no samples or no records, a
 malformed line (htslib's parse error, e.g. a bad POS or the wrong number of
@@ -77,6 +112,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -107,11 +143,6 @@ PASS_BLOCK_RECORDS = 65536
 _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 _GZIP_MAGIC = b"\x1f\x8b"
 _VECTOR_END = -2  # htslib: this sample has fewer alleles than the record's widest call
-_SPLIT_HINT = (
-    "split multi-allelic records into biallelic ones: bcftools norm -m- {path} -Oz -o split.vcf.gz"
-    " (then give split.vcf.gz), or keep only biallelic variants: plink2 --vcf {path} "
-    "--max-alleles 2 --export vcf bgz --out biallelic"
-)
 
 
 def fileset(path: Path) -> tuple[Path, ...]:
@@ -312,6 +343,11 @@ class VcfFile:
         )
         self.n_samples = len(self.samples)
         self._variants: Variants | None = None
+        # set by the first pass: per variant its record (0-based) and ALT (1-based), per record
+        # its position, REF and ALT count
+        self._record = np.empty(0, dtype=np.int64)
+        self._allele = np.empty(0, dtype=np.int16)
+        self._records = _Records(*(np.empty(0) for _ in range(4)))
         self._sorted = False
         self._closed = False
 
@@ -384,9 +420,35 @@ class VcfFile:
             self._variants = self._first_pass()
         return self._variants
 
+    @property
+    def n_records(self) -> int:
+        """Data records in the file (fewer than :attr:`n_variants` when some are split)."""
+        _ = self.variants
+        return len(self._records.pos)
+
+    @property
+    def split_records(self) -> int:
+        """Multi-allelic records (two ALTs or more), each split into one variant per ALT."""
+        _ = self.variants
+        return int((self._records.n_alts > 1).sum())
+
+    @property
+    def split_variants(self) -> int:
+        """The variants those multi-allelic records were split into."""
+        _ = self.variants
+        n_alts = self._records.n_alts
+        return int(n_alts[n_alts > 1].sum())
+
+    @property
+    def max_alts(self) -> int:
+        """The most ALT alleles one record holds (1 when every record is biallelic)."""
+        _ = self.variants
+        return int(self._records.n_alts.max())
+
     def _first_pass(self) -> Variants:
-        parts: dict[str, list[np.ndarray]] = {n: [] for n in ("chrom", "pos", "id", "ref", "alt")}
-        block: dict[str, list[Any]] = {n: [] for n in parts}
+        names = ("chrom", "pos", "id", "ref", "alt", "record", "allele")
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        block: dict[str, list[Any]] = {n: [] for n in names}
         k = 0
         vcf = self._open(no_samples=True)
         try:
@@ -398,28 +460,44 @@ class VcfFile:
                     break
                 except Exception as exc:  # cyvcf2 raises a bare Exception on htslib errors
                     raise self._parse_error(k, exc) from exc
-                alts = rec.ALT
-                if len(alts) > 1:
-                    raise InputError(
-                        f"multi-allelic record ({rec.CHROM}:{rec.POS} REF {rec.REF} ALT "
-                        f"{','.join(alts)}); GenoFed reads biallelic variants only",
-                        **self._where(k),
-                        hint=_SPLIT_HINT.format(path=self.path),
-                    )
-                block["chrom"].append(rec.CHROM)
-                block["pos"].append(rec.POS)
-                block["id"].append(rec.ID or ".")
-                block["ref"].append(rec.REF)
-                block["alt"].append(alts[0] if alts else ".")
+                chrom, pos, vid, ref, alts = rec.CHROM, rec.POS, rec.ID or ".", rec.REF, rec.ALT
+                if len(alts) > 1 and (len(set(alts)) < len(alts) or ref in alts):
+                    raise self._repeated_allele_error(k, chrom, pos, ref, alts)
+                # one variant per ALT, in ALT order (a record without ALT gives one, ALT ".")
+                for allele, alt in enumerate(alts or ["."], 1):
+                    block["chrom"].append(chrom)
+                    block["pos"].append(pos)
+                    block["id"].append(vid)
+                    block["ref"].append(ref)
+                    block["alt"].append(alt)
+                    block["record"].append(k)
+                    block["allele"].append(allele)
                 k += 1
-                if k % PASS_BLOCK_RECORDS == 0:
+                if len(block["pos"]) >= PASS_BLOCK_RECORDS:
                     _flush(block, parts)
         finally:
             vcf.close()
         _flush(block, parts)
-        variants = Variants(**{n: np.concatenate(parts[n]) for n in parts})
-        self._sorted = _is_sorted(variants)
+        cat = {n: np.concatenate(parts[n]) for n in parts}
+        self._record, self._allele = cat.pop("record"), cat.pop("allele")
+        variants = Variants(**cat)
+        self._records = _record_table(variants, self._record)
+        self._sorted = _is_sorted(self._records.chrom, self._records.pos)
         return variants
+
+    def _repeated_allele_error(
+        self, k: int, chrom: str, pos: int, ref: str, alts: list[str]
+    ) -> InputError:
+        twice = next(a for a in alts if a == ref or alts.count(a) > 1)
+        what = "is also the REF" if twice == ref else "is listed twice"
+        return InputError(
+            f"multi-allelic record {chrom}:{pos} REF {ref} ALT {','.join(alts)}: ALT {twice} "
+            f"{what}, so splitting it gives two variants that harmonization (chromosome, "
+            "position, REF, ALT) cannot tell apart",
+            **self._where(k),
+            hint="correct that record's ALT where the file was made (each allele once, none "
+            "equal to REF), or remove the record",
+        )
 
     def __enter__(self) -> VcfFile:
         return self
@@ -467,7 +545,11 @@ class VcfFile:
             raise ValueError(f"{self!r} is closed")
         n_out = self.n_samples if subset is None else len(subset)
         total = self.n_variants if variants is None else len(variants)
+        record_of, allele_of = self._record, self._allele
         cursor = _Cursor(self)
+        # the last record decoded, for its other ALTs (in this chunk or the next: a record's
+        # ALTs can straddle two chunks, and the reader stands past it by then)
+        calls_of, calls = -1, None
         try:
             for start in range(0, total, chunk):
                 if self._closed:
@@ -481,26 +563,30 @@ class VcfFile:
                     if k == prev_k:
                         out[row] = out[prev_row]
                         continue
-                    out[row] = self._decode(cursor.record(k), k, subset)
+                    r = int(record_of[k])
+                    if r != calls_of:
+                        calls, calls_of = self._decode(cursor.record(r), r, subset), r
+                    assert calls is not None
+                    out[row] = calls.copies(int(allele_of[k]))
                     prev_k, prev_row = k, row
                 yield start, out
         finally:
             cursor.close()
 
-    def _decode(self, rec: Any, k: int, subset: np.ndarray | None) -> np.ndarray:
-        """One record's GT as ALT counts, with plink2's rules (module docstring)."""
+    def _decode(self, rec: Any, r: int, subset: np.ndarray | None) -> _Calls:
+        """Record ``r``'s GT, checked, with plink2's rules (module docstring)."""
         try:
             genotype = rec.genotype
         except Exception as exc:  # cyvcf2: "couldn't get genotypes for variant"
-            raise _no_gt_error(self.path, self._where(k)) from exc
+            raise _no_gt_error(self.path, self._where(r)) from exc
         if genotype is None:
-            raise _no_gt_error(self.path, self._where(k))
+            raise _no_gt_error(self.path, self._where(r))
         fields = rec.FORMAT
         if fields[0] != "GT":
             raise InputError(
                 f"GT is not the first FORMAT field ({':'.join(fields)}); the VCF standard puts "
                 "it first, and plink2 then reads no calls from the record (all missing)",
-                **self._where(k),
+                **self._where(r),
                 hint="write that record with GT first in FORMAT and in every sample column",
             )
         calls: np.ndarray = genotype.array()  # (n_samples, max ploidy + 1 phase column), int16
@@ -513,23 +599,23 @@ class VcfFile:
             raise InputError(
                 f"sample {name!r} has a call of more than two alleles (ploidy {width}); "
                 "GenoFed reads haploid and diploid calls only (plink2 would make it missing)",
-                **self._where(k),
+                **self._where(r),
                 hint="write that call with at most two alleles (e.g. 0/1, or ./. for missing), "
                 "or remove the record",
             )
         first = calls[:, 0]
         second = calls[:, 1] if width >= 2 else np.full_like(first, _VECTOR_END)
-        if max(int(first.max(initial=0)), int(second.max(initial=0))) > 1:
+        n_alts = int(self._records.n_alts[r])
+        if max(int(first.max(initial=0)), int(second.max(initial=0))) > n_alts:
             raise InputError(
-                "a GT allele index is above 1 but the record has one ALT allele",
-                **self._where(k),
-                hint="fix the record's ALT or GT (bcftools norm -c x checks records); "
-                + _SPLIT_HINT.format(path=self.path),
+                f"a GT allele index is above {n_alts}, but the record has {n_alts} ALT "
+                f"allele{'s' if n_alts > 1 else ''}",
+                **self._where(r),
+                hint="fix the record's ALT or GT (bcftools norm -c x checks records)",
             )
         haploid = second == _VECTOR_END
-        dosage = first + np.where(haploid, first, second)
-        dosage[(first < 0) | (second == -1)] = MISSING
-        return dosage.astype(np.int8)
+        missing = (first < 0) | (second == -1)
+        return _Calls(first, np.where(haploid, first, second), missing)
 
     def _check_variant_idx(self, variant_idx: np.ndarray) -> np.ndarray:
         return checked_variant_idx(variant_idx, self.n_variants, np.int64)
@@ -550,16 +636,51 @@ class VcfFile:
 def _flush(block: dict[str, list[Any]], parts: dict[str, list[np.ndarray]]) -> None:
     if not block["pos"]:
         return
-    parts["pos"].append(np.array(block.pop("pos"), dtype=np.int64))
-    block["pos"] = []
+    for name, dtype in (("pos", np.int64), ("record", np.int64), ("allele", np.int16)):
+        parts[name].append(np.array(block[name], dtype=dtype))
+        block[name] = []
     for name in ("chrom", "id", "ref", "alt"):
         parts[name].append(np.array(block[name], dtype=str))
         block[name] = []
 
 
-def _is_sorted(variants: Variants) -> bool:
+@dataclass(frozen=True)
+class _Records:
+    """One row per data record: what a record reached by the reader is checked against."""
+
+    chrom: np.ndarray
+    pos: np.ndarray
+    ref: np.ndarray
+    n_alts: np.ndarray  # ALT alleles of the record (1 for a record without ALT)
+
+
+def _record_table(variants: Variants, record: np.ndarray) -> _Records:
+    """The records the variants were split from (the variants' own arrays when none was)."""
+    n = len(record)
+    starts = np.flatnonzero(np.r_[True, record[1:] != record[:-1]]) if n else record
+    n_alts = np.diff(np.r_[starts, n])
+    if len(starts) == n:
+        return _Records(variants.chrom, variants.pos, variants.ref, n_alts)
+    return _Records(variants.chrom[starts], variants.pos[starts], variants.ref[starts], n_alts)
+
+
+@dataclass(frozen=True)
+class _Calls:
+    """One record's decoded GT: allele indices per sample (haploid: both the same)."""
+
+    first: np.ndarray
+    second: np.ndarray
+    missing: np.ndarray  # ``.``, ``./.`` and half-calls
+
+    def copies(self, allele: int) -> np.ndarray:
+        """Copies of ALT ``allele`` (1-based) per sample; REF and every other ALT count 0."""
+        dosage = (self.first == allele).astype(np.int8) + (self.second == allele)
+        dosage[self.missing] = MISSING
+        return dosage.astype(np.int8)
+
+
+def _is_sorted(chrom: np.ndarray, pos: np.ndarray) -> bool:
     """Each chromosome in one run and positions non-decreasing within it (an index works)."""
-    chrom, pos = variants.chrom, variants.pos
     if len(pos) < 2:
         return True
     change = np.flatnonzero(chrom[1:] != chrom[:-1]) + 1
@@ -574,7 +695,8 @@ class _Cursor:
 
     def __init__(self, file: VcfFile) -> None:
         self.file = file
-        self.variants = file.variants
+        _ = file.variants  # the first pass, which builds the record table
+        self.table: _Records = file._records
         self.index = file._index_path()
         self.vcf: cyvcf2.VCF | None = None
         self.records: Iterator[Any] | None = None
@@ -596,11 +718,12 @@ class _Cursor:
         while self.next_k < k:
             self._next()
         rec = self._next()
-        pos, ref = rec.POS, rec.REF
-        if pos != self.variants.pos[k] or ref != self.variants.ref[k]:
+        pos, ref, n_alts = rec.POS, rec.REF, max(len(rec.ALT), 1)
+        t = self.table
+        if pos != t.pos[k] or ref != t.ref[k] or n_alts != t.n_alts[k]:
             raise InputError(
-                f"record is {rec.CHROM}:{rec.POS} {rec.REF}, but the file held "
-                f"{self.variants.chrom[k]}:{self.variants.pos[k]} {self.variants.ref[k]} there "
+                f"record is {rec.CHROM}:{rec.POS} {rec.REF} with {n_alts} ALT, but the file "
+                f"held {t.chrom[k]}:{t.pos[k]} {t.ref[k]} with {t.n_alts[k]} ALT there "
                 "when it was opened (or its index belongs to another file)",
                 **self.file._where(k),
                 hint="do not change the file while the site runs; re-index it "
@@ -622,7 +745,7 @@ class _Cursor:
                 raise self.file._parse_error(k, exc) from exc
             if rec is None:
                 raise InputError(
-                    f"ends after {k} records, but it held {len(self.variants)} when it was opened",
+                    f"ends after {k} records, but it held {len(self.table.pos)} when it was opened",
                     path=self.file.path,
                     hint="do not change the file while the site runs",
                 )
@@ -636,11 +759,11 @@ class _Cursor:
             self.close()
             self.vcf = self.file._open()
             self.records = iter(self.vcf)
-            self.next_k, self.limit = 0, len(self.variants) - 1
+            self.next_k, self.limit = 0, len(self.table.pos) - 1
             return
         if self.vcf is None:
             self.vcf = self.file._open()
-        chrom, pos = self.variants.chrom, self.variants.pos
+        chrom, pos = self.table.chrom, self.table.pos
         name, at = str(chrom[k]), int(pos[k])
         first = k  # the first record of this chromosome at this position
         while first > 0 and chrom[first - 1] == name and pos[first - 1] == at:

@@ -72,3 +72,25 @@ def test_harmonize__non_autosomal_variant_stops_with_fix() -> None:
 def test_harmonize__nothing_in_common_stops() -> None:
     with pytest.raises(HarmonizationError, match="no variant in common"):
         harmonize(["a", "b"], [_table(REF[:1]), _table(REF[1:])], allow_intersection=True)
+
+
+def test_harmonize__split_multi_allelic_variants_with_repeated_ids_match_by_alleles() -> None:
+    """Two ALTs of one VCF record (the record's ID on each) are two variants, like any."""
+    first = [("1", 100, "rs1", "A", "G"), ("1", 100, "rs1", "A", "T"), ("1", 200, "v2", "C", "T")]
+    other = [("1", 100, "rs1", "A", "T"), ("chr1", 100, "rs1", "A", "G"), ("1", 200, "x", "C", "T")]
+    h = harmonize(["a", "b"], [_table(first), _table(other)], allow_intersection=False)
+    assert h.plans[1].index.tolist() == [1, 0, 2]
+    assert not h.plans[1].flip.any() and all(r.clean for r in h.reports)
+
+
+def test_harmonize__a_swap_at_a_site_holding_another_alt_there_stops_with_fix() -> None:
+    """Swapped, ``2 - g`` would count the site's other ALT with the first site's REF."""
+    first = [("1", 100, "rs1", "A", "G"), ("1", 200, "v2", "C", "T")]
+    other = [("1", 100, "rs1", "G", "A"), ("1", 100, "rs1", "G", "T"), ("1", 200, "v2", "C", "T")]
+    with pytest.raises(HarmonizationError, match="its alleles cannot be swapped") as info:
+        harmonize(["a", "b"], [_table(first), _table(other)], allow_intersection=True)
+    assert "b holds rs1 (1:100 G/A) with REF G where the first site's REF is A" in str(info.value)
+    assert "bcftools norm -f reference.fa -c s" in str(info.value)
+    swapped_alone = [("1", 100, "rs1", "G", "A"), ("1", 100, "rs9", "GT", "G"), first[1]]
+    h = harmonize(["a", "b"], [_table(first), _table(swapped_alone)], allow_intersection=True)
+    assert h.plans[1].flip.tolist() == [True, False]  # an indel at that position is no other ALT

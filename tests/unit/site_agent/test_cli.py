@@ -155,3 +155,23 @@ def test_exit_codes__each_is_documented_in_module_docstring() -> None:
     for name in ("EXIT_OK", "EXIT_UNEXPECTED", "EXIT_INPUT"):
         code = getattr(cli, name)
         assert f"``{code}`` ({name})" in doc
+
+
+def test_init__a_vcf_prints_its_multi_allelic_records_and_their_split(tmp_path: Path) -> None:
+    from tests.unit.site_agent.test_vcf_reader import MULTI_ROWS, MULTI_SAMPLES, write
+
+    vcf = write(tmp_path / "calls.vcf", MULTI_ROWS, samples=MULTI_SAMPLES)
+    args = ["init", "--name", "h", "--genotypes", str(vcf), "--out", str(tmp_path / "site")]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == EXIT_OK, result.output
+    assert re.search(r"variants\s+│\s+9\b", result.stdout)
+    assert re.search(
+        r"multi-allelic records\s+│\s+3 split into 7 biallelic variants, one per ALT, as "
+        r"bcftools norm -m- \(at most 3 ALTs in one record\)",
+        result.stdout,
+    )
+    result = runner.invoke(app, [*args[:-1], str(tmp_path / "site2"), "--json"])
+    assert result.exit_code == EXIT_OK, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["n_variants"], summary["n_multiallelic"]) == (9, 3)
+    assert (summary["n_split_variants"], summary["max_alts"]) == (7, 3)

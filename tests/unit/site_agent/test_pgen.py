@@ -117,11 +117,11 @@ def test_pvar_errors__name_file_line_and_fix(tmp_path: Path) -> None:
     short = "".join([*lines[:8], "1\trs5\t.\t105\tA\tG\n", *lines[9:]])
     err = _error(tmp_path, pvar=short)
     assert err.line == 9 and "expected 7 columns" in str(err) and "found 6" in str(err)
-    multi = "".join([*lines[:4], lines[4].replace("\tA\t", "\tA,C\t"), *lines[5:]])
-    multi = multi.replace("\t107\tA\t", "\t107\tA,T\t")
+    multi = PVAR.replace("\t107\tA\t", "\t107\tA,T,A\t")
     err = _error(tmp_path, pvar=multi)
-    assert err.line == 5 and "2 in this file" in str(err)
-    assert err.hint is not None and "--max-alleles 2" in err.hint
+    assert err.line == 11 and "ALT A is listed twice" in str(err) and "cannot tell" in str(err)
+    err = _error(tmp_path, pvar=PVAR.replace("\t107\tA\t", "\t107\tA,G\t"))
+    assert err.line == 11 and "ALT G is also the REF" in str(err)
     no_ref = PVAR.replace("\tREF\t", "\tXREF\t")
     err = _error(tmp_path, pvar=no_ref)
     assert err.line == 3 and "lacks column(s) REF" in str(err)
@@ -269,3 +269,29 @@ def test_site_with_dosages__says_so_in_its_facts_and_provenance(tmp_path: Path) 
     assert DOSAGES_FACT not in facts["site-1"]
     provenance = (tmp_path / "r" / "provenance.json").read_text()
     assert DOSAGES_HARD_CALLS in provenance
+
+
+def test_multi_allelic_pvar_line__split_per_alt_an_alt_never_stored_counts_zero(
+    tmp_path: Path,
+) -> None:
+    """A .pvar line ``REF G, ALT A,C`` over a record pgenlib stores as biallelic (nobody
+    carries C), as plink2 writes it: two variants, the second all 0 but where missing.
+
+    A plink2-written multi-allelic .pgen is compared with plink2 and the VCF reader in
+    ``tests/reference/test_vcf_multiallelic_vs_plink2.py``.
+    """
+    pvar = PVAR.replace("\t103\tA\tG", "\t103\tA,C\tG").replace("\t105\tA\t", "\t105\tA,T\t")
+    pgen, calls = write_pgen(tmp_path, pvar=pvar)
+    with PgenFile(pgen) as f:
+        assert (f.n_records, f.n_variants) == (N_VARIANTS, N_VARIANTS + 2)
+        assert (f.split_records, f.split_variants, f.max_alts) == (2, 4, 2)
+        assert f.variants.alt.tolist()[3:7] == ["A", "C", "A", "A"]
+        assert f.variants.id.tolist()[3:5] == ["rs3", "rs3"]
+        got = np.concatenate([b for _, b in f.iter_dosages(chunk_variants=4)])
+        line = np.array([0, 1, 2, 3, 3, 4, 5, 5, 6, 7, 8, 9, 10])
+        alt1 = np.array([True] * 4 + [False, True, True, False] + [True] * 5)
+        assert np.array_equal(got[alt1], calls[line[alt1]])
+        assert np.array_equal(got[~alt1], np.where(calls[[3, 5]] < 0, -9, 0))
+        order = np.array([12, 4, 3, 0, 7, 7])
+        ((_, some),) = f.iter_dosages(order, sample_idx=np.array([1, 4]), chunk_variants=8)
+        assert np.array_equal(some, got[order][:, [1, 4]])

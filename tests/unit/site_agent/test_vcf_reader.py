@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pysam
+import pysam.bcftools
 import pytest
 
 from genofed.common.errors import InputError
@@ -269,6 +270,122 @@ def test_crlf_line_ends__are_read_as_lf(tmp_path: Path) -> None:
         assert b.variants.alt.tolist() == ["G", "G"]
 
 
+# --- multi-allelic records, split as bcftools norm -m- splits them --------------------
+
+MULTI_SAMPLES = ("A", "B", "C", "D", "E", "F")
+MULTI_ROWS = [
+    record("1", 100, "0/1 1/1 0/0 0/1 ./. 1|1", vid="rs1"),
+    record("1", 150, "0/1 1/2 2/2 0/0 0/2 ./1", vid="rs2", alt="G,T"),  # a half-call
+    record("1", 160, "0/3 1|3 3/3 0|0 3 1", alt="G,T,C"),  # T never called; haploid calls
+    record("1", 170, "0/1 2/2 ./. 0/2 . 1/2", vid="rs4", ref="AT", alt="A,*"),  # spanning del
+    record("1", 210, "0/0 0|0 . 1/1 0/1 1|0", vid="rs5", ref="C", alt="T"),
+]
+
+
+def split_by_bcftools(src: Path, out: Path) -> Path:
+    """``bcftools norm -m- src`` (the bcftools that pysam bundles), as a plain VCF."""
+    pysam.bcftools.norm("-m-", "-o", str(out), str(src), catch_stdout=False)
+    return out
+
+
+def vcf_forms(plain: Path) -> dict[str, Path]:
+    """``plain`` as bgzipped + tabix-indexed VCF and as csi-indexed BCF, beside it."""
+    gz = plain.with_name(plain.stem + ".vcf.gz")
+    pysam.tabix_compress(str(plain), str(gz))
+    pysam.tabix_index(str(gz), preset="vcf")
+    bcf = plain.with_name(plain.stem + ".bcf")
+    with (
+        pysam.VariantFile(str(plain)) as src,
+        pysam.VariantFile(str(bcf), "wb", header=src.header) as dst,
+    ):
+        for rec in src:
+            dst.write(rec)
+    pysam.tabix_index(str(bcf), preset="vcf", csi=True)
+    return {"vcf": plain, "vcf.gz": gz, "bcf": bcf}
+
+
+@pytest.mark.parametrize("form", ["vcf", "vcf.gz", "bcf"])
+def test_multi_allelic_records__split_per_alt_equal_the_file_bcftools_norm_splits(
+    tmp_path: Path, form: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vcf_module, "JUMP_RECORDS", {"vcf": 1, "bcf": 1})  # seek by the index
+    multi = vcf_forms(write(tmp_path / "multi.vcf", MULTI_ROWS, samples=MULTI_SAMPLES))[form]
+    split_dir = tmp_path / "split"
+    split_dir.mkdir()
+    split = split_by_bcftools(tmp_path / "multi.vcf", split_dir / "split.vcf")
+    with VcfFile(multi) as reader, VcfFile(split) as by_bcftools:
+        assert by_bcftools.split_records == 0 and by_bcftools.n_variants == 9
+        for name in ("chrom", "pos", "id", "ref", "alt"):
+            got = getattr(reader.variants, name).tolist()
+            assert got == getattr(by_bcftools.variants, name).tolist(), name
+        assert reader.variants.alt.tolist() == ["G", "G", "T", "G", "T", "C", "A", "*", "T"]
+        assert reader.variants.id.tolist()[1:3] == ["rs2", "rs2"]  # the record's ID, each ALT
+        assert (reader.n_records, reader.n_variants) == (5, 9)
+        assert (reader.split_records, reader.split_variants, reader.max_alts) == (3, 7, 3)
+        expected = collect(by_bcftools)
+        for chunk in (1, 2, 1024):
+            assert np.array_equal(collect(reader, chunk=chunk), expected)
+        rng = np.random.default_rng(3)
+        for order in (
+            rng.permutation(9),
+            np.array([8, 2, 2, 1, 0, 7, 6, 3]),
+            rng.integers(0, 9, 20),
+        ):
+            for subset in (None, np.array([1, 4, 5])):
+                got = collect(reader, order, subset, 3)
+                want = expected[order] if subset is None else expected[order][:, subset]
+                assert np.array_equal(got, want)
+    # each ALT counts its own copies; REF and every other ALT count as not-ALT
+    assert expected[1:3].tolist() == [[1, 1, 0, 0, 0, -9], [0, 1, 2, 0, 1, -9]]
+    assert expected[3:6].tolist() == [[0, 1, 0, 0, 0, 2], [0] * 6, [1, 1, 2, 0, 2, 0]]
+    assert expected[6:8].tolist() == [[1, 0, -9, 0, -9, 1], [0, 2, -9, 1, -9, 1]]
+
+
+def test_a_records_alts_straddling_two_chunks__are_read_in_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = VcfFile(write(tmp_path / "multi.vcf", MULTI_ROWS, samples=MULTI_SAMPLES))
+    _ = reader.variants
+    opens = []
+    real_open = reader._open
+    monkeypatch.setattr(reader, "_open", lambda **kw: opens.append(kw) or real_open(**kw))
+    whole = collect(reader, chunk=1024)
+    assert np.array_equal(collect(reader, chunk=2), whole)  # records of 2 and 3 ALTs cut
+    assert len(opens) == 2  # one pass each, not a reopen at each cut record
+
+
+def test_a_multi_allelic_allele_index_beyond_its_alts__is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "bad.vcf",
+        [record("1", 10, "0/1 0/0 1/1"), record("1", 20, "0/3 1/2 0/0", alt="G,T")],
+    )
+    err = _refused(path, "allele index is above 2, but the record has 2 ALT alleles", read=True)
+    assert err.line == 9
+
+
+@pytest.mark.parametrize(
+    ("alt", "what"), [("G,T,G", "ALT G is listed twice"), ("G,A", "ALT A is also the REF")]
+)
+def test_a_multi_allelic_record_repeating_an_allele__is_refused_at_the_first_pass(
+    tmp_path: Path, alt: str, what: str
+) -> None:
+    path = write(
+        tmp_path / "rep.vcf",
+        [record("1", 10, "0/1 0/0 1/1"), record("1", 20, "0/1 0/0 1/1", alt=alt)],
+    )
+    err = _refused(path, what)
+    assert err.line == 9 and "cannot tell apart" in str(err)
+
+
+def test_a_record_whose_alts_changed_after_opening__is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.vcf", [record("1", 10, "0/1 0/2 1/1", alt="G,T")])
+    reader = VcfFile(path)
+    assert reader.n_variants == 2
+    write(path, [record("1", 10, "0/1 0/2 1/1", alt="G,T,C")])
+    with pytest.raises(InputError, match="with 3 ALT, but the file held 1:10 A with 2 ALT"):
+        collect(reader)
+
+
 # --- refusals ---------------------------------------------------------------------------
 
 
@@ -279,17 +396,6 @@ def _refused(path: Path, match: str, *, read: bool = False) -> InputError:
         if read:
             collect(reader)
     return info.value
-
-
-def test_multi_allelic_record__is_refused_naming_the_line_and_both_fixes(tmp_path: Path) -> None:
-    path = write(
-        tmp_path / "multi.vcf",
-        [record("1", 10, "0/1 0/0 1/1"), record("1", 20, "0/1 1/2 2/2", alt="G,T")],
-    )
-    err = _refused(path, "multi-allelic record")
-    assert str(err).startswith(f"{path}:9: ")
-    assert "bcftools norm -m-" in str(err.hint) and "plink2 --vcf" in str(err.hint)
-    assert "--max-alleles 2" in str(err.hint)
 
 
 def test_header_only_vcf__is_refused(tmp_path: Path) -> None:
