@@ -295,6 +295,8 @@ FOUNDER_KINDS = frozenset({"freq", "hardy"})
 FOUNDER_QC_KEYS = ("maf", "mac", "hwe")
 #: The reply array of founders' genotype counts (sent only where a counted sample is not one).
 FOUNDER_COUNTS_ARRAY = "founder_genotype_counts"
+#: The reply array of the controls' genotype counts (``[qc] hwe_controls``).
+CONTROL_COUNTS_ARRAY = "control_genotype_counts"
 
 #: What a ``genotype_counts`` request's ``analysis_id`` list names when the counts also
 #: serve the study's ``[qc]`` (not a valid analysis id, so it never names an analysis).
@@ -317,6 +319,7 @@ PGX_KIND = "pgx"
 
 __all__ = [
     "ANALYSIS_KINDS",
+    "CONTROL_COUNTS_ARRAY",
     "COUNT_KINDS",
     "FOUNDER_COUNTS_ARRAY",
     "FOUNDER_KINDS",

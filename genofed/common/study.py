@@ -25,7 +25,8 @@ Study file format (documented for analysts in docs/analyst.md)::
 
     [qc]                             # optional: pooled variant QC (plink2 filters), applied
     maf = 0.01                       # to every later analysis; any of maf, mac, geno, hwe,
-    geno = 0.1                       # hwe_midp, hwe_keep_fewhet, extract, exclude
+    geno = 0.1                       # hwe_midp, hwe_keep_fewhet, hwe_controls, extract,
+                                     # exclude
     hwe = 1e-6
 
     [cohort]                         # optional: every analysis runs on these samples only
@@ -98,7 +99,17 @@ class PrivacySpec:
 
 #: The ``[qc]`` keys (plink2's --maf, --mac, --geno, --hwe [midp] [keep-fewhet],
 #: --extract, --exclude).
-QC_KEYS = ("maf", "mac", "geno", "hwe", "hwe_midp", "hwe_keep_fewhet", "extract", "exclude")
+QC_KEYS = (
+    "maf",
+    "mac",
+    "geno",
+    "hwe",
+    "hwe_midp",
+    "hwe_keep_fewhet",
+    "hwe_controls",
+    "extract",
+    "exclude",
+)
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,9 @@ class QCSpec:
     hwe: float | None = None
     hwe_midp: bool = False
     hwe_keep_fewhet: bool = False
+    #: a case/control phenotype: test HWE in its controls only (PLINK 1.9's --hwe rule on
+    #: case/control data); None: every (founder) sample, as plink2 2.0
+    hwe_controls: str | None = None
     #: variant IDs to keep (plink2 --extract); None: every variant
     extract: tuple[str, ...] | None = None
     #: variant IDs to drop (plink2 --exclude)
@@ -130,6 +144,8 @@ class QCSpec:
         if self.hwe is not None:
             doc["hwe_midp"] = self.hwe_midp
             doc["hwe_keep_fewhet"] = self.hwe_keep_fewhet
+            if self.hwe_controls is not None:  # absent otherwise: earlier studies keep their hash
+                doc["hwe_controls"] = self.hwe_controls
         if self.extract is not None:
             doc["extract"] = list(self.extract)
         if self.exclude:
@@ -312,10 +328,10 @@ def _qc(table: Any, path: Path, analyses: tuple[AnalysisSpec, ...], privacy: Pri
         )
     if "hwe_controls_only" in table:
         raise ConfigError(
-            "[qc] hwe_controls_only is not available yet: the HWE test runs on every "
-            "genotyped sample, as plink2 2.0's --hwe does",
+            "[qc] has no hwe_controls_only: name the case/control phenotype whose controls "
+            "the HWE test runs on",
             path=path,
-            hint="remove hwe_controls_only",
+            hint='e.g. hwe_controls = "DISEASE" (or remove it: plink2 2.0 tests every founder)',
         )
     check_keys(table, QC_KEYS, path=path, where="[qc]")
     if not set(table) & {"maf", "mac", "geno", "hwe", "extract", "exclude"}:
@@ -373,6 +389,20 @@ def _qc(table: Any, path: Path, analyses: tuple[AnalysisSpec, ...], privacy: Pri
             path=path,
             hint="add hwe = 1e-6 (the p-value threshold), or remove them",
         )
+    controls = get_typed(table, "hwe_controls", str, None, path=path, where="qc")
+    if controls is not None and hwe is None:
+        raise ConfigError(
+            "qc.hwe_controls names the phenotype whose controls the HWE filter tests, but "
+            "qc.hwe is not set",
+            path=path,
+            hint="add hwe = 1e-6 (the p-value threshold), or remove hwe_controls",
+        )
+    if controls is not None and not controls:
+        raise ConfigError(
+            "qc.hwe_controls must name a case/control phenotype",
+            path=path,
+            hint='e.g. hwe_controls = "DISEASE"',
+        )
     if midp and hwe is not None and hwe >= 0.5:
         raise ConfigError(
             f"qc.hwe must be below 0.5 with hwe_midp = true, not {hwe}",
@@ -402,6 +432,7 @@ def _qc(table: Any, path: Path, analyses: tuple[AnalysisSpec, ...], privacy: Pri
         hwe=hwe,
         hwe_midp=midp,
         hwe_keep_fewhet=fewhet,
+        hwe_controls=controls,
         extract=lists["extract"],
         exclude=lists["exclude"] or (),
     )

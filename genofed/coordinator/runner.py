@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from genofed.common.analyses import (
+    CONTROL_COUNTS_ARRAY,
     COUNT_KINDS,
     FOUNDER_COUNTS_ARRAY,
     FOUNDER_KINDS,
@@ -312,6 +313,7 @@ def _run(
             per_site = []
             per_site_founders = []  # plink2's founders-only tables (--freq, --hardy, ...)
             founders_only = []  # sites whose sample files list parents
+            per_site_controls = []  # [qc] hwe_controls: the controls' tables
             withheld = []  # per site: variants withheld by small-cell suppression
             dp = study.privacy.mode in ("dp", "distributed-dp")
             for n in order:
@@ -328,6 +330,12 @@ def _run(
                         )
                     else:
                         per_site_founders.append(per_site[-1])
+                    if study.qc is not None and study.qc.hwe_controls is not None and not dp:
+                        per_site_controls.append(
+                            _checked_counts(
+                                sites[n].name, arrays, n_variants, name=CONTROL_COUNTS_ARRAY
+                            )
+                        )
                 withheld.append(site_withheld(sites[n].name, arrays, n_variants))
             names = [sites[n].name for n in order]
             if secure is None:
@@ -370,7 +378,8 @@ def _run(
             any_withheld = np.any(withheld, axis=0)
             qc: QCResult | None = None
             if study.qc is not None:
-                qc = _pooled_qc(study, harmonization, pooled, any_withheld, founders)
+                controls = sum_site_counts(per_site_controls) if per_site_controls else None
+                qc = _pooled_qc(study, harmonization, pooled, any_withheld, founders, controls)
                 outputs.extend(write_qc(staging, harmonization.variants, qc))
                 summary["qc"] = qc_summary(study.qc, qc)
                 analysed = _qc_only(harmonization, qc.keep)
@@ -838,10 +847,12 @@ def _pooled_qc(
     pooled: np.ndarray,
     withheld: np.ndarray,
     founders: np.ndarray,
+    controls: np.ndarray | None = None,
 ) -> QCResult:
     """The study's ``[qc]`` on the pooled counts (withheld variants cannot be checked).
 
-    ``founders``: the founders' pooled counts, for maf, mac and hwe (plink2's rule).
+    ``founders``: the founders' pooled counts, for maf, mac and hwe (plink2's rule);
+    ``controls``: the (founder) controls' counts, for hwe with ``hwe_controls``.
     """
     spec = study.qc
     assert spec is not None
@@ -849,6 +860,7 @@ def _pooled_qc(
         pooled,
         harmonization.variants.id.astype(str).tolist(),
         founder_counts=founders,
+        hwe_counts=controls,
         maf=spec.maf,
         mac=spec.mac,
         geno=spec.geno,

@@ -1384,3 +1384,45 @@ def test_founders_table__glm_s_founder_counts_beside_its_other_counts_are_withhe
     kept = ~np.unpackbits(got["withheld"])[: len(diff)].astype(bool)
     assert kept.sum() > 10 and (diff[kept] == genotypes[kept]).all()  # the attack works
     assert not got["founder_counts"][~kept].any()  # withheld rows send no counts
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
+def test_hwe_controls__a_site_with_one_case_does_not_give_its_genotypes_away(
+    cohort: SynthSummary, tmp_path: Path, guard: bool
+) -> None:
+    """[qc] hwe_controls: every sample's counts minus the controls' are the cases' genotypes."""
+    sites = federation(cohort, tmp_path / "sites", guard=guard)
+    for site in sites:  # a [qc] is computed from the counts gcount releases
+        text = (site / POLICY_FILE).read_text().replace('"freq",', '"freq", "gcount",')
+        (site / POLICY_FILE).write_text(text)
+    header, rows = table(sites[0] / "data" / "pheno.tsv")
+    at = header.index("DISEASE")
+    for i, r in enumerate(rows):
+        r[at] = "2" if i == 4 else "1"  # one case at site-a
+    write_table(sites[0] / "data" / "pheno.tsv", header, rows)
+    fam = next((sites[0] / "data").glob("*.fam"))
+    person = next(
+        i for i, line in enumerate(fam.read_text().splitlines()) if line.split()[1] == rows[4][1]
+    )
+    genotypes = open_bed(fam.with_suffix(".bed")).read(np.s_[person, :], dtype="int8")[0]
+    transport = Recording(sites)
+    qc = study_from_mapping(
+        {
+            "study": {"name": "qc"},
+            "qc": {"hwe": 1e-6, "hwe_controls": "DISEASE"},
+            "analysis": [{"kind": "freq"}],
+        },
+        path=Path("<attack>"),
+    )
+    if not guard:
+        run(qc, transport, tmp_path / "a")
+        (got,) = transport.arrays("site-a", "genotype_counts")
+        kept = ~got["suppressed"]
+        diff = got["genotype_counts"][kept] - got["control_genotype_counts"][kept]
+        assert kept.sum() > 10 and (diff[:, :3].argmax(axis=1) == genotypes[kept]).all()
+        return
+    with pytest.raises(SiteFailure) as info:
+        run(qc, transport, tmp_path / "a")
+    assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
+    assert "hwe_controls" in str(info.value)
+    assert not transport.arrays("site-a", "genotype_counts")

@@ -166,3 +166,39 @@ def test_extract_exclude__equal_plink2(cohort: SynthSummary, plink2: Path, tmp_p
     funnel = outcome.summary["qc"]["funnel"]  # type: ignore[index]
     assert [r["rule"] for r in funnel] == ["extract", "exclude", "maf"]
     assert [r["removed"] for r in funnel][:2] == [len(ids) - 400, 20]
+
+
+def test_hwe_controls__tests_hwe_on_the_controls_as_plink2_keep_controls(
+    cohort: SynthSummary, plink2: Path, tmp_path: Path
+) -> None:
+    """hwe_controls = "DISEASE": HWE on DISEASE == 1, geno and maf on every sample."""
+    qc = {"geno": 0.04, "maf": 0.02, "hwe": 1e-2, "hwe_controls": "DISEASE"}
+    study = study_from_mapping(
+        {"study": {"name": "qc-controls"}, "qc": qc, "analysis": [{"kind": "freq"}]},
+        path=Path("<t>"),
+    )
+    outcome = run_study(study, InProcessTransport(cohort.sites), tmp_path / "r", engine="t")
+    ours = (outcome.out / "qc.snplist").read_text().split()
+    header, *rows = (cohort.pooled / "pheno.tsv").read_text().splitlines()
+    at = header.split("\t").index("DISEASE")
+    controls = [r.split("\t")[:2] for r in rows if r.split("\t")[at] == "1"]
+    (tmp_path / "controls.txt").write_text("\n".join("\t".join(c) for c in controls) + "\n")
+    _plink2(plink2, cohort, tmp_path / "all", "--geno", "0.04", "--maf", "0.02", "--write-snplist")
+    _plink2(
+        plink2,
+        cohort,
+        tmp_path / "ctl",
+        "--keep",
+        str(tmp_path / "controls.txt"),
+        "--hwe",
+        "1e-2",
+        "--write-snplist",
+    )
+    _plink2(plink2, cohort, tmp_path / "every", "--hwe", "1e-2", "--write-snplist")
+    kept_all = set((tmp_path / "all.snplist").read_text().split())
+    hwe_controls = set((tmp_path / "ctl.snplist").read_text().split())
+    hwe_every = set((tmp_path / "every.snplist").read_text().split())
+    assert set(ours) == kept_all & hwe_controls
+    assert kept_all & hwe_controls != kept_all & hwe_every  # the controls' test differs
+    removed = {r["rule"]: r["removed"] for r in outcome.summary["qc"]["funnel"]}  # type: ignore[index]
+    assert removed["hwe"] > 0

@@ -97,13 +97,15 @@ def variant_qc(
     exclude: Sequence[str] = (),
     withheld: npt.ArrayLike | None = None,
     founder_counts: npt.ArrayLike | None = None,
+    hwe_counts: npt.ArrayLike | None = None,
 ) -> QCResult:
     """plink2's ``--extract --exclude --geno --hwe --maf --mac`` on pooled counts.
 
     ``counts``: ``(n_variants, 4)`` pooled ``[HOM_REF, HET, HOM_ALT, MISSING]``;
     ``ids``: the variant IDs; ``withheld``: variants whose counts are incomplete;
     ``founder_counts``: the founders' counts, which plink2 tests ``--hwe``,
-    ``--maf`` and ``--mac`` on (default: ``counts``, every sample a founder).
+    ``--maf`` and ``--mac`` on (default: ``counts``, every sample a founder);
+    ``hwe_counts``: the counts ``--hwe`` tests instead (the controls', ``hwe_controls``).
     """
     c = np.asarray(counts)
     if c.ndim != 2 or c.shape[1] != 4 or not np.issubdtype(c.dtype, np.integer):
@@ -129,10 +131,14 @@ def variant_qc(
         most = (geno * (1 + SMALL_EPSILON) * n_samples.astype(np.float64)).astype(np.int64)
         fails["geno"] = missing > most
     if hwe is not None:
-        p = hwe_exact_p(het, hom_ref, hom_alt, midp=hwe_midp)
+        h = f if hwe_counts is None else np.asarray(hwe_counts).astype(np.int64, copy=False)
+        if h.shape != c.shape:
+            raise ValueError(f"HWE counts of shape {h.shape} beside counts of shape {c.shape}")
+        h_ref, h_het, h_alt = h[:, 0], h[:, 1], h[:, 2]
+        p = hwe_exact_p(h_het, h_ref, h_alt, midp=hwe_midp)
         failed = p < hwe * (1 - SMALL_EPSILON)
         if hwe_keep_fewhet:
-            failed &= het * het > 4 * hom_ref * hom_alt
+            failed &= h_het * h_het > 4 * h_ref * h_alt
         fails["hwe"] = failed
     if maf is not None or mac is not None:
         ref_ct = 2 * hom_ref + het

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from genofed.common.analyses import (
+    CONTROL_COUNTS_ARRAY,
     COUNT_KINDS,
     FOUNDER_COUNTS_ARRAY,
     FOUNDER_KINDS,
@@ -63,27 +64,35 @@ def serve_counts(ctx: RequestContext) -> Answer:
     counted = None if len(aligned) == ctx.bed.n_samples and not columns else aligned
     left_out = len(asked) - len(aligned)
     founders = founder_rows(ctx, aligned)
-    if founders is None:
-        ctx.declare(GENOTYPES, aligned)
-    else:
-        if ctx.mode != "plain":
-            raise InputError(
-                "this site's sample file lists parents, so plink2 computes --freq, --hardy "
-                "and --maf/--mac/--hwe on its founders only; GenoFed releases founders' "
-                f"counts beside every sample's in plain mode only, not in {ctx.mode!r} mode",
-                path=ctx.bed.path,
-                hint="set nonfounders = true under [study] (plink2 --nonfounders: count "
-                'every sample), or run the study with [privacy] mode = "plain"',
-            )
-        try:
-            ctx.declare(GENOTYPES, aligned, founders)
-        except PolicyRefusal as exc:
-            raise PolicyRefusal(
-                exc.reason_code,
-                f"{exc}; the founders' counts (plink2 counts founders only for --freq, "
-                "--hardy, --maf, --mac and --hwe) are one of this release's sets: with "
-                "nonfounders = true under [study] every table counts every sample",
-            ) from exc
+    controls = control_rows(ctx, aligned)
+    extra = [r for r in (founders, controls) if r is not None]
+    if extra and ctx.mode != "plain":
+        why = (
+            "the study's [qc] tests HWE in controls only"
+            if founders is None
+            else "this site's sample file lists parents, so plink2 computes --freq, --hardy "
+            "and --maf/--mac/--hwe on its founders only"
+        )
+        raise InputError(
+            f"{why}; GenoFed releases those counts beside every sample's in plain mode "
+            f"only, not in {ctx.mode!r} mode",
+            path=ctx.bed.path,
+            hint="set nonfounders = true under [study] (plink2 --nonfounders: count every "
+            "sample) and leave out hwe_controls, or run the study with [privacy] mode = "
+            '"plain"',
+        )
+    try:
+        ctx.declare(GENOTYPES, aligned, *extra)
+    except PolicyRefusal as exc:
+        if not extra:
+            raise
+        raise PolicyRefusal(
+            exc.reason_code,
+            f"{exc}; the founders' counts (plink2 counts founders only for --freq, --hardy, "
+            "--maf, --mac and --hwe) or the controls' (hwe_controls) are sets of this "
+            "release too: with nonfounders = true under [study] and no hwe_controls every "
+            "table counts every sample",
+        ) from exc
     if ctx.sealer is not None or ctx.mode in SECURE_MODES:
         answer = serve_secure_counts(ctx, counted)
         if left_out:
@@ -104,9 +113,12 @@ def serve_counts(ctx: RequestContext) -> Answer:
                 GENOTYPES, rows, (dosages == MISSING_DOSAGE).T
             )
     counts = flip_counts(counts, flip)
-    founder_counts = None
+    founder_counts = control_counts = None
     if founders is not None:
         founder_counts, unsafe = _counts(ctx, founders)
+        isolating |= unsafe
+    if controls is not None:
+        control_counts, unsafe = _counts(ctx, controls)
         isolating |= unsafe
     if ctx.mode == "dp":
         facts: dict[str, str] = {}
@@ -115,11 +127,11 @@ def serve_counts(ctx: RequestContext) -> Answer:
         noisy, charge = release_counts(ledger, dp_plan, counts, ctx.request, facts)
         return Answer({"genotype_counts": noisy}, facts, charge)
     released = suppress_small_cells(counts, ctx.policy.min_cell_count, GENOTYPE_CELLS)
-    if founder_counts is not None:  # a variant withheld in one table is withheld in both
-        of_founders = suppress_small_cells(
-            founder_counts, ctx.policy.min_cell_count, GENOTYPE_CELLS
-        )
-        isolating |= of_founders.withheld
+    for table in (founder_counts, control_counts):  # withheld in one table: in every one
+        if table is not None:
+            isolating |= suppress_small_cells(
+                table, ctx.policy.min_cell_count, GENOTYPE_CELLS
+            ).withheld
     if isolating.any():
         released.counts[isolating] = 0
         released = Suppressed(released.counts, released.withheld | isolating)
@@ -130,10 +142,59 @@ def serve_counts(ctx: RequestContext) -> Answer:
         **({GUARD_LEFT_OUT_FACT: str(left_out)} if left_out else {}),
     }
     arrays = {"genotype_counts": released.counts, SUPPRESSED_ARRAY: released.withheld}
-    if founder_counts is not None:
-        founder_counts[released.withheld] = 0
-        arrays[FOUNDER_COUNTS_ARRAY] = founder_counts
+    for name, table in (
+        (FOUNDER_COUNTS_ARRAY, founder_counts),
+        (CONTROL_COUNTS_ARRAY, control_counts),
+    ):
+        if table is not None:
+            table[released.withheld] = 0
+            arrays[name] = table
     return Answer(arrays, facts)
+
+
+def control_rows(ctx: RequestContext, counted: np.ndarray) -> np.ndarray | None:
+    """The counted (founder) samples that are controls of ``[qc] hwe_controls``, or None.
+
+    Controls are coded 1 (cases 2) or 0 (cases 1), as glm reads a case/control
+    phenotype; a sample without a value is not a control.
+    """
+    qc = ctx.study.qc
+    if qc is None or qc.hwe_controls is None:
+        return None
+    name = qc.hwe_controls
+    values = _column(ctx.site, ctx.bed, name)
+    present = values[~np.isnan(values)]
+    levels = set(np.unique(present).tolist())
+    if not levels or not (levels <= {1.0, 2.0} or levels <= {0.0, 1.0}):
+        raise InputError(
+            f"[qc] hwe_controls names {name!r}, which is not a case/control column here "
+            "(values other than 1/2 or 0/1, or none)",
+            path=ctx.site.directory / SITE_CONFIG,
+            hint="name a case/control phenotype (controls 1, cases 2), or remove hwe_controls",
+        )
+    # 1/2 coding (1 alone included: plink2's default) makes 1 a control; 0/1 coding, 0
+    control = values == (1.0 if levels <= {1.0, 2.0} else 0.0)
+    if not ctx.study.nonfounders:
+        control &= ctx.bed.samples.founders()
+    return counted[control[counted]]
+
+
+def _column(config: SiteConfig, bed: GenotypeFile, column: str) -> np.ndarray:
+    """The named phenotype or covariate column per genotyped sample (NaN: missing)."""
+    tables = [read_pheno_table(p) for p in (config.phenotypes, config.covariates) if p is not None]
+    owner = next((t for t in tables if column in t.columns), None)
+    if owner is None:
+        if tables:
+            tables[0].column(column)  # raises, naming the file and its columns
+        raise InputError(
+            f"[qc] hwe_controls names {column!r}, and this site has no phenotype or covariate file",
+            path=config.directory / SITE_CONFIG,
+            hint='add phenotypes = "FILE" under [data]',
+        )
+    match = match_samples(bed.samples, owner)
+    values = np.full(bed.n_samples, np.nan)
+    values[match.genotype_idx] = owner.column(column)[match.table_idx[0]]
+    return values
 
 
 def founder_rows(ctx: RequestContext, counted: np.ndarray) -> np.ndarray | None:

@@ -54,7 +54,10 @@ def test_study_without_qc__keeps_its_hash() -> None:
         ({"extract": []}, {}, "qc.extract is empty"),
         ({"exclude": ["rs1", 3]}, {}, "qc.exclude must be a list of variant IDs"),
         ({"hwe_midp": False}, {}, "[qc] names no filter"),
-        ({"hwe": 1e-6, "hwe_controls_only": True}, {}, "hwe_controls_only is not available"),
+        ({"hwe": 1e-6, "hwe_controls_only": True}, {}, "has no hwe_controls_only"),
+        ({"maf": 0.01, "hwe_controls": "DISEASE"}, {}, "qc.hwe is not set"),
+        ({"hwe": 1e-6, "hwe_controls": ""}, {}, "must name a case/control phenotype"),
+        ({"hwe": 1e-6, "hwe_controls": 1}, {}, "qc.hwe_controls must be str"),
         ("maf", {}, "[qc] must be a table"),
         ({"maf": 0.01}, {"privacy": {"mode": "dp", "epsilon": 1.0}}, "[qc] is not available"),
     ],
@@ -64,6 +67,13 @@ def test_qc_mistakes__name_the_key_and_the_fix(qc: Any, extra: Any, message: str
         _study(qc, **extra)
     assert message in str(info.value)
     assert info.value.hint
+
+
+def test_hwe_controls__in_the_canonical_form_only_when_set() -> None:
+    study = _study({"hwe": 1e-6, "hwe_controls": "DISEASE"})
+    assert study.to_json()["qc"]["hwe_controls"] == "DISEASE"
+    assert "hwe_controls" not in _study({"hwe": 1e-6}).to_json()["qc"]
+    assert study.sha256 != _study({"hwe": 1e-6}).sha256
 
 
 def test_qc_with_samples_with_counts__refused() -> None:
