@@ -14,7 +14,8 @@ Order, as plink2 applies its filters: the cohort's conditions
 then heterozygosity outliers among the samples ``--mind`` kept (plink2
 ``--het`` F on the autosomes with the kept samples' allele frequencies;
 outliers: ``|F - mean| > het_sd * SD`` over the site's kept samples, a
-site-local rule). A sex check (``--check-sex``) is not available: it needs
+site-local rule; allele frequencies from the founders, as plink2's, unless
+``nonfounders = true``). A sex check (``--check-sex``) is not available: it needs
 chrX heterozygosity, which GenoFed does not read.
 
 What leaves (reply facts, :func:`facts`): how many samples each QC rule
@@ -151,7 +152,7 @@ def select(
     filtered_out = bed.n_samples - len(rows)
     removed: dict[str, int] = {}
     if study.sample_qc is not None and len(rows):
-        rows, removed = _sample_qc(bed, rows, study.sample_qc)
+        rows, removed = _sample_qc(bed, rows, study.sample_qc, study.nonfounders)
     selection = CohortSelection(rows, bed.n_samples, filtered_out, removed)
     _store(config, key, selection)
     return selection
@@ -240,7 +241,7 @@ def _holds(condition: Condition, values: np.ndarray) -> np.ndarray:
 
 
 def _sample_qc(
-    bed: GenotypeFile, rows: np.ndarray, spec: SampleQCSpec
+    bed: GenotypeFile, rows: np.ndarray, spec: SampleQCSpec, nonfounders: bool = False
 ) -> tuple[np.ndarray, dict[str, int]]:
     removed: dict[str, int] = {}
     if spec.mind is not None:
@@ -253,7 +254,9 @@ def _sample_qc(
         autosomal = np.flatnonzero(np.isin(chrom, list(_AUTOSOMES)))
         if len(autosomal):
             chunks = (d for _, d in bed.iter_dosages(autosomal, sample_idx=rows))
-            outliers = het_outliers(het_sums(len(rows), chunks).f(), spec.het_sd)
+            # plink2 --het: the founders' allele frequencies (every sample's F)
+            founders = None if nonfounders else bed.samples.founders()[rows]
+            outliers = het_outliers(het_sums(len(rows), chunks, founders).f(), spec.het_sd)
         else:
             outliers = np.zeros(len(rows), dtype=np.bool_)
         removed["het"] = int(outliers.sum())
@@ -277,6 +280,7 @@ def _cache_key(config: SiteConfig, study: Study) -> str:
     doc = {
         "cohort": None if study.cohort is None else study.cohort.to_json(),
         "sample_qc": None if study.sample_qc is None else study.sample_qc.to_json(),
+        **({"nonfounders": True} if study.nonfounders else {}),
         "files": files,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode("utf-8")).hexdigest()

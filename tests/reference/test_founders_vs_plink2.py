@@ -16,6 +16,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genofed.common.errors import SiteFailure
@@ -153,3 +154,41 @@ def test_glm__regresses_every_sample_and_picks_a1_from_the_founders_as_plink2(
         "--glm",
     )
     assert_linear_matches(ours.out / "gwas.QPHENO.glm.linear", tmp_path / "p2.QPHENO.glm.linear")
+
+
+@pytest.mark.parametrize("nonfounders", [False, True], ids=["founders only", "--nonfounders"])
+def test_het_sd__uses_the_founders_frequencies_as_plink2_het(
+    cohort: SynthSummary, plink2: Path, tmp_path: Path, nonfounders: bool
+) -> None:
+    sd = 1.5  # low, so that every synthetic site has outliers
+    head = {"name": "het", **({"nonfounders": True} if nonfounders else {})}
+    study = study_from_mapping(
+        {"study": head, "sample_qc": {"het_sd": sd}, "analysis": [{"kind": "freq"}]},
+        path=Path("<founders>"),
+    )
+    outcome = run_study(study, InProcessTransport(cohort.sites), tmp_path / "r", engine="t")
+    by_site = {s["site"]: s for s in outcome.summary["cohort"]["sites"]}  # type: ignore[index]
+    for site in cohort.sites:
+        out = tmp_path / site.name
+        bfile = next((site / "data").glob("*.bed")).with_suffix("")
+        extra = ["--nonfounders"] if nonfounders else []
+        subprocess.run(
+            [
+                str(plink2),
+                "--bfile",
+                str(bfile),
+                "--het",
+                *extra,
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        rows = [line.split("\t") for line in out.with_suffix(".het").read_text().splitlines()[1:]]
+        f = np.array([float(r[-1]) for r in rows])
+        outliers = int((np.abs(f - f.mean()) > sd * f.std(ddof=1)).sum())
+        assert outliers > 0
+        assert by_site[site.name]["removed"] == {"het": outliers}

@@ -69,15 +69,23 @@ class HetSums:
         return f
 
 
-def het_sums(n_samples: int, chunks: Iterable[np.ndarray]) -> HetSums:
-    """``--het`` sums over autosomal (variants x samples) chunks of the kept samples."""
+def het_sums(
+    n_samples: int, chunks: Iterable[np.ndarray], founders: np.ndarray | None = None
+) -> HetSums:
+    """``--het`` sums over autosomal (variants x samples) chunks of the kept samples.
+
+    Allele frequencies are the ``founders``' (a mask over the kept samples; None:
+    every sample), as plink2 computes them without ``--nonfounders``.
+    """
     obs = np.zeros(n_samples, dtype=np.int64)
     exp = np.zeros(n_samples, dtype=np.float64)
     called = np.zeros(n_samples, dtype=np.int64)
     for d in chunks:
         ok = d != MISSING
-        n_ok = ok.sum(axis=1)
-        alt = np.where(ok, d, 0).sum(axis=1, dtype=np.int64)
+        base = d if founders is None else d[:, founders]
+        base_ok = ok if founders is None else ok[:, founders]
+        n_ok = base_ok.sum(axis=1)
+        alt = np.where(base_ok, base, 0).sum(axis=1, dtype=np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
             p = np.where(n_ok > 0, alt / (2.0 * np.maximum(n_ok, 1)), 0.0)
         used = (p > 0.0) & (p < 1.0)  # plink2 skips monomorphic variants
