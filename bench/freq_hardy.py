@@ -8,6 +8,12 @@ memory (summed RSS over each command's whole process tree, sampled every
 
     .venv/bin/python bench/freq_hardy.py                    # 10,000 x 100,000
     .venv/bin/python bench/freq_hardy.py --samples 2000 --variants 5000
+    .venv/bin/python bench/freq_hardy.py --qc    # with [qc] maf/geno/hwe (issue 27)
+
+With ``--qc`` the study carries a ``[qc]`` table (``maf = 0.01``, ``geno =
+0.05``, ``hwe = 1e-6``), plink2 runs with the same filters and
+``--write-snplist``, and the report says whether the kept variant sets are
+equal and how many bytes the counts round (the QC's only release) sent.
 
 Results go to ``bench/out/freq_hardy.json`` and are printed as a table.
 """
@@ -38,6 +44,14 @@ kind = "freq"
 [[analysis]]
 kind = "hardy"
 """
+
+QC = """
+[qc]
+maf = 0.01
+geno = 0.05
+hwe = 1e-6
+"""
+QC_FLAGS = ["--maf", "0.01", "--geno", "0.05", "--hwe", "1e-6", "--write-snplist"]
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
@@ -73,6 +87,7 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument("--qc", action="store_true", help="add [qc] maf/geno/hwe filters")
     args = parser.parse_args()
 
     out = args.out
@@ -98,8 +113,8 @@ def main() -> None:
             ]
         )
     study = out / "bench-study.toml"
-    study.write_text(STUDY)
-    results = out / "results-freq-hardy"
+    study.write_text(STUDY + (QC if args.qc else ""))
+    results = out / ("results-freq-hardy" + ("-qc" if args.qc else ""))
     sites = sorted(p for p in cohort.iterdir() if p.name.startswith("site-"))
     federated = measure(
         [
@@ -123,6 +138,7 @@ def main() -> None:
             str(cohort / "pooled" / "pooled"),
             "--freq",
             "--hardy",
+            *(QC_FLAGS if args.qc else []),
             "--threads",
             str(os.cpu_count() or 1),
             "--out",
@@ -137,7 +153,18 @@ def main() -> None:
             for a in release["arrays"]:
                 total += int(np.prod(a["shape"])) * np.dtype(a["dtype"]).itemsize
         sent[site["name"]] = total
+    qc_report = None
+    if args.qc:
+        ours = (results / "qc.snplist").read_text().split()
+        theirs = plink_out.with_suffix(".snplist").read_text().split()
+        qc_report = {
+            "variants_kept": len(ours),
+            "equal_to_plink2": ours == theirs,
+            "funnel": prov["summary"]["qc"]["funnel"],
+        }
     report = {
+        "load_average": os.getloadavg(),
+        "qc": qc_report,
         "samples": args.samples,
         "variants": args.variants,
         "sites": len(sites),
@@ -146,7 +173,11 @@ def main() -> None:
         "federated_simulation": federated,
         "plink2_pooled": plink,
         "ratio_wall": round(federated["wall_s"] / plink["wall_s"], 2),
-        "ratio_peak_rss": round(federated["peak_rss_mib"] / plink["peak_rss_mib"], 2),
+        "ratio_peak_rss": (
+            round(federated["peak_rss_mib"] / plink["peak_rss_mib"], 2)
+            if plink["peak_rss_mib"]
+            else None  # plink2 ended before the first 0.1 s sample
+        ),
         "bytes_released_per_site": sent,
     }
     (out / "freq_hardy.json").write_text(json.dumps(report, indent=2) + "\n")
