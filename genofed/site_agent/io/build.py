@@ -5,7 +5,8 @@ record; gzip/BGZF is read through :mod:`gzip`) or a ``.pvar``'s, which keep
 the VCF header lines. The build is told by a ``##contig`` line's length for
 chromosome 1 (249250621 on GRCh37/hg19, 248956422 on GRCh38/hg38), with or
 without a ``chr`` prefix, or else by a ``##reference=`` line or a contig's
-``assembly=`` naming the assembly. BCF headers are not read here.
+``assembly=`` naming the assembly. A BCF's header (binary, BGZF) is read
+through htslib (``cyvcf2``), which hands back the same ``##`` text lines.
 """
 
 from __future__ import annotations
@@ -85,12 +86,37 @@ def header_lines(path: Path) -> list[str]:
 
 
 def file_build(path: Path) -> str | None:
-    """The build ``path``'s header says (VCF or .pvar), None when it says none or is not text."""
+    """The build ``path``'s header says (VCF, BCF or .pvar), None when it says none."""
     with path.open("rb") as fh:
-        head = fh.read(4)
-    if head.startswith(b"BCF"):
-        return None
+        head = fh.read(2)
+    if head == b"\x1f\x8b":
+        with gzip.open(path, "rb") as fh:
+            head = fh.read(3)
+    else:
+        with path.open("rb") as fh:
+            head = fh.read(3)
+    if head == b"BCF":
+        return build_from_header_lines(bcf_header_lines(path))
     return build_from_header_lines(header_lines(path))
 
 
-__all__ = ["BUILDS", "GRCH37", "GRCH38", "build_from_header_lines", "file_build", "header_lines"]
+def bcf_header_lines(path: Path) -> list[str]:
+    """The ``##`` lines of a BCF's header, as htslib writes them back as text."""
+    import cyvcf2  # the VCF reader's library; only a BCF needs it here
+
+    reader = cyvcf2.VCF(str(path), lazy=True)
+    try:
+        return [line for line in reader.raw_header.splitlines() if line.startswith("##")]
+    finally:
+        reader.close()
+
+
+__all__ = [
+    "BUILDS",
+    "GRCH37",
+    "GRCH38",
+    "bcf_header_lines",
+    "build_from_header_lines",
+    "file_build",
+    "header_lines",
+]

@@ -69,6 +69,36 @@ def test_file_build_reads_gzipped_vcf_and_pvar(tmp_path: Path) -> None:
     assert file_build(pvar) == "GRCh37"
 
 
+def test_file_build_reads_a_bcf_header(tmp_path: Path) -> None:
+    pysam = pytest.importorskip("pysam")
+    text = (
+        f"{V}\n##contig=<ID=chr1,length=248956422>\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
+        "chr1\t1\t.\tA\tG\t.\t.\t.\tGT\t0/1\n"
+    )
+    vcf = tmp_path / "a.vcf"
+    vcf.write_text(text)
+    for name, mode in (("a.bcf", "wb"), ("u.bcf", "wb0")):
+        bcf = tmp_path / name
+        with (
+            pysam.VariantFile(str(vcf)) as src,
+            pysam.VariantFile(str(bcf), mode, header=src.header) as dst,
+        ):
+            for rec in src:
+                dst.write(rec)
+        assert file_build(bcf) == "GRCh38"
+    vcf.write_text(text.replace("chr1,length=248956422", "chr1"))  # a contig, no length
+    bare = tmp_path / "bare.bcf"
+    with (
+        pysam.VariantFile(str(vcf)) as src,
+        pysam.VariantFile(str(bare), "wb", header=src.header) as dst,
+    ):
+        for rec in src:
+            dst.write(rec)
+    assert file_build(bare) is None
+
+
 def _site(tmp_path: Path, build: str) -> Path:
     (tmp_path / "site.toml").write_text(
         f'[site]\nname = "a"\n[data]\ngenotypes = "x.bed"\nbuild = "{build}"\n'
