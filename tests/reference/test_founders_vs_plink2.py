@@ -66,12 +66,14 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
     return summary
 
 
-def _plink2(plink2: Path, cohort: SynthSummary, out: Path, *flags: str) -> None:
+def _plink2(plink2: Path, cohort: SynthSummary | Path, out: Path, *flags: str) -> None:
+    """plink2 on the pooled fileset (or on the fileset prefix given)."""
+    bfile = cohort if isinstance(cohort, Path) else cohort.pooled_prefix
     subprocess.run(
         [
             str(plink2),
             "--bfile",
-            str(cohort.pooled_prefix),
+            str(bfile),
             *flags,
             "--threads",
             "1",
@@ -172,21 +174,7 @@ def test_het_sd__uses_the_founders_frequencies_as_plink2_het(
         out = tmp_path / site.name
         bfile = next((site / "data").glob("*.bed")).with_suffix("")
         extra = ["--nonfounders"] if nonfounders else []
-        subprocess.run(
-            [
-                str(plink2),
-                "--bfile",
-                str(bfile),
-                "--het",
-                *extra,
-                "--threads",
-                "1",
-                "--out",
-                str(out),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        _plink2(plink2, bfile, out, "--het", *extra)
         rows = [line.split("\t") for line in out.with_suffix(".het").read_text().splitlines()[1:]]
         f = np.array([float(r[-1]) for r in rows])
         outliers = int((np.abs(f - f.mean()) > sd * f.std(ddof=1)).sum())
