@@ -132,7 +132,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -250,8 +250,9 @@ class _Basis:
         self.inv: IntArray = np.zeros((0, 0), dtype=np.int64)  # (reps x rows) = K^-1
 
     def copy(self) -> _Basis:
+        # ``inv`` is shared: it is read-only and every extension makes a new one
         other = _Basis(self.p)
-        other.reps, other.rows, other.inv = list(self.reps), list(self.rows), self.inv.copy()
+        other.reps, other.rows, other.inv = list(self.reps), list(self.rows), self.inv
         return other
 
     def _y(self, s: BoolArray, n_sets: int) -> IntArray:
@@ -297,6 +298,7 @@ class _Basis:
         inv[:rho, rho] = -a % p
         inv[rho, :rho] = -y_rows * sigma_inv % p
         inv[rho, rho] = sigma_inv
+        inv.setflags(write=False)
         self.inv = inv
         self.reps.append(q)
         self.rows.append(index)
@@ -339,6 +341,7 @@ class SetFamily:
         self._rng = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
         self._packed: NDArray[np.uint8] = np.zeros((n_persons, 1), dtype=np.uint8)
         self._sizes: list[int] = []
+        self._prints: list[str] = []  # fingerprint of each set, in family order
         self._seen: set[str] = set()
         self._atom_of: IntArray = np.zeros(n_persons, dtype=np.int64)  # 0: in no set
         self._n_internal = 1 if n_persons else 0
@@ -353,6 +356,10 @@ class SetFamily:
     def n_sets(self) -> int:
         """Distinct non-empty sets in the family."""
         return len(self._sizes)
+
+    def fingerprints(self) -> set[str]:
+        """The :func:`fingerprint` of every set held (over this family's registry size)."""
+        return set(self._seen)
 
     @property
     def n_atoms(self) -> int:
@@ -385,42 +392,57 @@ class SetFamily:
 
     def check(self, candidates: Sequence[BoolArray]) -> Verdict:
         """Would adding every candidate (together) be safe? Does not change the family."""
-        m = self.min_cell
+        return self._trial(self._fresh(candidates))[0]
+
+    def admit(self, candidates: Sequence[BoolArray]) -> Verdict:
+        """:meth:`check`, and add the candidates when they pass (one extension, not two)."""
         fresh = self._fresh(candidates)
+        verdict, trial = self._trial(fresh)
+        if verdict.ok:
+            if trial is None:
+                self._add_fresh(fresh)
+            else:
+                vars(self).update(vars(trial))
+        return verdict
+
+    def _trial(self, fresh: list[BoolArray]) -> tuple[Verdict, SetFamily | None]:
+        """The verdict on adding ``fresh`` and, past rules 1-2, the family with them added."""
+        m = self.min_cell
         if m == 0 or not fresh:
-            return PASS
+            return PASS, None
         sizes = [int(s.sum()) for s in fresh]
         for size in sizes:
             if 0 < size < m:
-                return Verdict(
-                    False, SMALL_SET, f"a set of {size} person(s) (minimum {m}) would be summed"
-                )
+                detail = f"a set of {size} person(s) (minimum {m}) would be summed"
+                return Verdict(False, SMALL_SET, detail), None
         released = np.asarray(self._sizes, dtype=np.int64)
         for i, s in enumerate(fresh):
             if self.n_sets:
                 inter = _scatter(self._packed[s], None)[: self.n_sets]
                 diff = sizes[i] + released - 2 * inter
-                small = diff[(diff > 0) & (diff < m)]
-                if len(small):
-                    return Verdict(
-                        False,
-                        SMALL_DIFFERENCE,
-                        f"a set of {sizes[i]} differs from a released set of "
-                        f"{released[(diff > 0) & (diff < m)][0]} by {small[0]} person(s) "
-                        f"(minimum {m})",
+                near = (diff > 0) & (diff < m)
+                if near.any():
+                    # the smallest difference, then the smallest such set: the same
+                    # message whatever order the family's sets were added in
+                    small, size = min(
+                        zip(diff[near].tolist(), released[near].tolist(), strict=True)
                     )
+                    detail = (
+                        f"a set of {sizes[i]} differs from a released set of {size} by "
+                        f"{small} person(s) (minimum {m})"
+                    )
+                    return Verdict(False, SMALL_DIFFERENCE, detail), None
             for j in range(i):
                 d = int(np.count_nonzero(s ^ fresh[j]))
                 if 0 < d < m:
-                    return Verdict(
-                        False,
-                        SMALL_DIFFERENCE,
+                    detail = (
                         f"two sets of this release ({sizes[j]} and {sizes[i]}) differ by "
-                        f"{d} person(s) (minimum {m})",
+                        f"{d} person(s) (minimum {m})"
                     )
+                    return Verdict(False, SMALL_DIFFERENCE, detail), None
         trial = self._copy()
         trial._add_fresh(fresh)
-        return trial._rule_determined()
+        return trial._rule_determined(), trial
 
     def add(self, candidates: Sequence[BoolArray]) -> None:
         """Add sets (check first: this does not)."""
@@ -448,7 +470,8 @@ class SetFamily:
         fits = np.flatnonzero((inside == sizes) & (lacking > 0) & (lacking <= most_missing))
         if not len(fits):
             return None
-        j = int(fits[np.argmax(sizes[fits])])  # the first of the largest: a stable choice
+        # the largest, then the smallest fingerprint: a choice independent of set order
+        j = min(fits.tolist(), key=lambda k: (-int(sizes[k]), self._prints[k]))
         byte, bit = divmod(j, 8)
         found: BoolArray = ((self._packed[:, byte] >> np.uint8(bit)) & np.uint8(1)).astype(np.bool_)
         return found
@@ -479,8 +502,8 @@ class SetFamily:
         fits = np.flatnonzero((lacking > 0) & (lacking <= most_missing))
         out: list[BoolArray] = []
         seen: set[str] = set()
-        for j in fits[np.argsort(-inside[fits], kind="stable")]:
-            byte, bit = divmod(int(j), 8)
+        for j in sorted(fits.tolist(), key=lambda k: (-int(inside[k]), self._prints[k])):
+            byte, bit = divmod(j, 8)
             held = ((self._packed[:, byte] >> np.uint8(bit)) & np.uint8(1)).astype(np.bool_)
             cut: BoolArray = held & arr
             key = fingerprint(cut)
@@ -490,6 +513,123 @@ class SetFamily:
             if len(out) >= limit:
                 break
         return out
+
+    # -- persistence ----------------------------------------------------------
+
+    def state(self) -> dict[str, NDArray[np.generic]]:
+        """Everything :meth:`from_state` needs to resume this family, as arrays.
+
+        Residues (below ``2^31``) and person indexes are stored as int32, the
+        set bits only for the sets held. The random generator is not kept: a
+        resumed family draws a new one, like a rebuilt one.
+        """
+        used = max(1, -(-self.n_sets // 8))
+        prints = b"".join(bytes.fromhex(fp) for fp in self._prints)
+        out: dict[str, NDArray[np.generic]] = {
+            "n_persons": np.array([self.n_persons, self._n_internal], dtype=np.int64),
+            "packed": np.ascontiguousarray(self._packed[:, :used]),
+            "sizes": np.asarray(self._sizes, dtype=np.int64),
+            "prints": np.frombuffer(prints, dtype=np.uint8).reshape(-1, 32),
+            "atom_of": self._atom_of.astype(np.int32),
+            "in_any": self._in_any,
+            "primes": np.array([b.p for b in self._bases], dtype=np.int64),
+        }
+        for i, basis in enumerate(self._bases):
+            out[f"reps{i}"] = np.asarray(basis.reps, dtype=np.int32)
+            out[f"rows{i}"] = np.asarray(basis.rows, dtype=np.int32)
+            out[f"inv{i}"] = basis.inv.astype(np.int32)
+        return out
+
+    @classmethod
+    def from_state(
+        cls,
+        state: Mapping[str, NDArray[np.generic]],
+        min_cell: int,
+        n_persons: int | None = None,
+        *,
+        rng: np.random.Generator | None = None,
+    ) -> SetFamily:
+        """The family :meth:`state` described, over ``n_persons`` (at least as many as then).
+
+        Persons registered since are in no set. Raises ValueError when the
+        arrays do not fit together (the caller then rebuilds the family).
+        """
+        try:
+            n, n_internal = (int(v) for v in state["n_persons"])
+            primes = [int(p) for p in state["primes"]]
+            family = cls(n, min_cell, primes=primes, rng=rng)
+            packed = np.asarray(state["packed"], dtype=np.uint8)
+            sizes = np.asarray(state["sizes"], dtype=np.int64)
+            prints = np.asarray(state["prints"], dtype=np.uint8)
+            atom_of = np.asarray(state["atom_of"]).astype(np.int64)
+            in_any = np.asarray(state["in_any"], dtype=np.bool_)
+            r = len(sizes)
+            if (
+                packed.shape != (n, max(1, -(-r // 8)))
+                or prints.shape != (r, 32)
+                or atom_of.shape != (n,)
+                or in_any.shape != (n,)
+                or (n and not 0 <= atom_of.min() <= atom_of.max() < n_internal)
+            ):
+                raise ValueError("the set arrays do not fit together")
+            family._packed = packed.copy()
+            family._sizes = sizes.tolist()
+            family._prints = [bytes(row).hex() for row in prints]
+            family._seen = set(family._prints)
+            family._atom_of, family._n_internal = atom_of, n_internal
+            family._in_any = in_any.copy()
+            for i, basis in enumerate(family._bases):
+                reps = np.asarray(state[f"reps{i}"]).astype(np.int64)
+                rows = np.asarray(state[f"rows{i}"]).astype(np.int64)
+                inv = np.asarray(state[f"inv{i}"]).astype(np.int64)
+                rho = len(reps)
+                if (
+                    rows.shape != (rho,)
+                    or inv.shape != (rho, rho)
+                    or (rho and not (reps.min() >= 0 and reps.max() < n))
+                    or (rho and not (rows.min() >= 0 and rows.max() < r))
+                    or (rho and not (inv.min() >= 0 and inv.max() < basis.p))
+                ):
+                    raise ValueError(f"basis {i} does not fit the sets")
+                inv.setflags(write=False)
+                basis.reps, basis.rows, basis.inv = reps.tolist(), rows.tolist(), inv
+        except KeyError as exc:
+            raise ValueError(f"the family state lacks {exc}") from exc
+        if n_persons is not None:
+            family._grow(n_persons)
+        return family
+
+    def widened(self, n_persons: int) -> SetFamily:
+        """This family over ``n_persons`` persons (at least as many), the new ones in no set."""
+        if n_persons == self.n_persons:
+            return self
+        other = self._copy()
+        other._grow(n_persons)
+        return other
+
+    def _grow(self, n_persons: int) -> None:
+        """Widen to ``n_persons`` persons in place; the new ones are in no set."""
+        extra = n_persons - self.n_persons
+        if extra < 0 or n_persons > MAX_PERSONS:
+            raise ValueError(
+                f"a family over {self.n_persons} persons cannot be resumed over {n_persons}"
+            )
+        if not extra:
+            return
+        if self._in_any.all():  # no "in no set" atom yet: make id 0 that atom
+            self._atom_of += 1
+            self._n_internal += 1
+        self._atom_of = np.concatenate([self._atom_of, np.zeros(extra, dtype=np.int64)])
+        self._in_any = np.concatenate([self._in_any, np.zeros(extra, dtype=np.bool_)])
+        self._packed = np.concatenate(
+            [self._packed, np.zeros((extra, self._packed.shape[1]), dtype=np.uint8)]
+        )
+        self.n_persons = n_persons
+        self._reps_cache = None
+        # a fingerprint covers the registry size: recompute them over the new one
+        bits = np.unpackbits(self._packed, axis=1, bitorder="little")[:, : self.n_sets]
+        self._prints = [fingerprint(column) for column in bits.T.astype(np.bool_)]
+        self._seen = set(self._prints)
 
     # -- internals ----------------------------------------------------------
 
@@ -513,7 +653,9 @@ class SetFamily:
 
     def _add_fresh(self, fresh: list[BoolArray]) -> None:
         for s in fresh:
-            self._seen.add(fingerprint(s))
+            print_ = fingerprint(s)
+            self._seen.add(print_)
+            self._prints.append(print_)
             index = self.n_sets
             byte, bit = divmod(index, 8)
             if byte >= self._packed.shape[1]:
@@ -543,6 +685,7 @@ class SetFamily:
         other.n_persons, other.min_cell, other._rng = self.n_persons, self.min_cell, self._rng
         other._packed = self._packed.copy()
         other._sizes, other._seen = list(self._sizes), set(self._seen)
+        other._prints = list(self._prints)
         other._atom_of, other._n_internal = self._atom_of.copy(), self._n_internal
         other._in_any, other._reps_cache = self._in_any.copy(), self._reps_cache
         other._bases = [b.copy() for b in self._bases]

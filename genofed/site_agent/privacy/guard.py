@@ -254,10 +254,8 @@ class ReleaseGuard:
         family = self._loaded(column)
         if self._offered >= self._offer_cap or family.n_sets >= self._family_cap:
             return False
-        lifted = self._lift(mask)
-        if not family.check([lifted]).ok:
+        if not family.admit([self._lift(mask)]).ok:
             return False
-        family.add([lifted])
         self._seen[column].add(fingerprint(mask))
         self._declared[column].append(mask)
         self._offered += 1
@@ -297,7 +295,9 @@ class ReleaseGuard:
                 if not verdict.ok:
                     return GuardOutcome(verdict, None, self._prints(uses))
             lifted = {c: [self._lift(s) for s in sets] for c, sets in uses.items()}
-            release_id = self._store.record_if_unchanged(release, lifted, self._since)
+            # the families with this release's sets in them: saved as the store's snapshots
+            families = {c: self._loaded(c) for c in uses}
+            release_id = self._store.record_if_unchanged(release, lifted, self._since, families)
             if release_id is not None:
                 return GuardOutcome(Verdict(True), release_id, self._prints(uses))
             verdict = self._recheck()
@@ -319,11 +319,9 @@ class ReleaseGuard:
         for column in COLUMNS:
             family = self._loaded(column)
             for mask in offered[column]:
-                lifted = self._lift(mask)
-                verdict = family.check([lifted])
+                verdict = family.admit([self._lift(mask)])
                 if not verdict.ok:
                     return _named(verdict, column)
-                family.add([lifted])
                 self._declared[column].append(mask)
         return Verdict(True)
 
