@@ -59,8 +59,10 @@ updated by the bordered-inverse formula in ``O(rho^2)``. Atoms are refined in
 ``O(n)`` per set. To find the coloops, draw random weights ``w`` on the atoms
 outside the basis and compute ``x = T (A_{R,N} w)``: row ``b`` of the
 coordinate matrix ``X = T A_{R,N}`` is zero for a coloop, so ``x_b = 0``;
-for a basis atom that is not a coloop, ``x_b = 0`` with probability ``1/p``.
-``x_b = 0`` is reported as determined, so that error only refuses.
+for a basis atom that is not a coloop, ``x_b = 0`` with probability about
+``1/p`` (the weights are drawn once per check below the smallest prime and
+shared by the primes). ``x_b = 0`` is reported as determined, so that error
+only refuses.
 
 Exactness of arithmetic modulo ``p``. Suppose ``e_alpha = y^T A`` over Q. By
 Cramer's rule ``y`` can be chosen with denominators dividing ``D = det K`` for
@@ -294,7 +296,10 @@ class _Basis:
         sigma_inv = pow(sigma, p - 2, p)
         a = tc * sigma_inv % p
         inv = np.empty((rho + 1, rho + 1), dtype=np.int64)
-        inv[:rho, :rho] = (self.inv + np.outer(a, y_rows)) % p
+        top = inv[:rho, :rho]  # (inv + a y^T) mod p, written in place: no rho^2 temporaries
+        np.multiply.outer(a, y_rows, out=top)
+        top += self.inv
+        np.remainder(top, p, out=top)
         inv[:rho, rho] = -a % p
         inv[rho, :rho] = -y_rows * sigma_inv % p
         inv[rho, rho] = sigma_inv
@@ -303,15 +308,17 @@ class _Basis:
         self.reps.append(q)
         self.rows.append(index)
 
-    def coloops(self, fam: SetFamily) -> IntArray:
-        """Internal atom ids reported determined (every true one, rare extra ones)."""
+    def coloops(self, fam: SetFamily, weights: NDArray[np.float64], total: IntArray) -> IntArray:
+        """Internal atom ids reported determined (every true one, rare extra ones).
+
+        ``weights`` are random per atom and ``total`` their sums per set (shared
+        by the primes); the basis atoms' share is taken out here.
+        """
         if not self.reps:
             return np.zeros(0, dtype=np.int64)
-        reps = fam._atom_reps()
         basis_atoms = fam._atom_of[self.reps]
-        weights = fam._rng.integers(1, self.p, size=len(reps)).astype(np.float64)
-        weights[basis_atoms] = 0.0
-        z = _scatter(fam._packed[reps], weights)[self.rows] % self.p
+        own = _scatter(fam._packed[self.reps], weights[basis_atoms])
+        z = (total - own)[self.rows] % self.p  # A_{R,N} w: weights on non-basis atoms only
         x = _matvec_mod(self.inv, z, self.p)
         found: IntArray = basis_atoms[x == 0]
         return found
@@ -377,8 +384,13 @@ class SetFamily:
     def determined_atoms(self) -> BoolArray:
         """Per atom: the released sums determine the sum over it."""
         out = np.zeros(self._n_internal, dtype=np.bool_)
-        for basis in self._bases:
-            out[basis.coloops(self)] = True
+        if any(basis.reps for basis in self._bases):
+            reps = self._atom_reps()
+            low = min(basis.p for basis in self._bases)
+            weights = self._rng.integers(1, low, size=len(reps)).astype(np.float64)
+            total = _scatter(self._packed[reps], weights)
+            for basis in self._bases:
+                out[basis.coloops(self, weights, total)] = True
         return out[1:] if not self._in_any.all() else out
 
     def determined(self) -> BoolArray:
