@@ -158,6 +158,8 @@ DEFAULT_PRIME_COUNT = 2
 PRIME_RANGE = (2**30, 2**31)
 
 _SAMPLE = 64
+# rank-one updates of K^-1 kept apart before they are folded in (see _Basis)
+_TERMS = 128
 # _BITS[v, j] is bit j of byte v: byte c of a person holds sets 8c .. 8c+7.
 _BITS: IntArray = ((np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1).astype(np.int64)
 
@@ -243,25 +245,102 @@ def _matvec_mod(a: IntArray, v: IntArray, p: int) -> IntArray:
 
 
 class _Basis:
-    """A column basis of the family over GF(p): representatives, rows and ``K^-1``."""
+    """A column basis of the family over GF(p): representatives, rows and ``K^-1``.
+
+    ``K^-1`` is kept as a materialised part ``inv`` (the first ``len(inv)``
+    representatives and rows) plus the rank-one terms ``u_i v_i^T`` of the
+    bordered updates since, each zero-padded to the current size. A product
+    with ``K^-1`` is one with ``inv`` plus ``O(rho k)`` for ``k`` terms, so an
+    extension costs ``O(rho k)`` rather than rewriting ``rho^2`` residues;
+    after :data:`_TERMS` terms they are folded into ``inv`` by float64 matrix
+    products on 16-bit limbs (exact: every partial sum stays below ``2^53``).
+    Arrays are never written after they are made, so copies share them.
+    """
 
     def __init__(self, p: int) -> None:
         self.p = p
         self.reps: list[int] = []  # one person per basis atom
         self.rows: list[int] = []  # indexes of the independent sets
-        self.inv: IntArray = np.zeros((0, 0), dtype=np.int64)  # (reps x rows) = K^-1
+        self.inv: IntArray = np.zeros((0, 0), dtype=np.int64)  # K^-1 of the first len(inv)
+        self.us: list[IntArray] = []  # rank-one terms u_i v_i^T of K^-1 since (unpadded)
+        self.vs: list[IntArray] = []
 
     def copy(self) -> _Basis:
-        # ``inv`` is shared: it is read-only and every extension makes a new one
         other = _Basis(self.p)
         other.reps, other.rows, other.inv = list(self.reps), list(self.rows), self.inv
+        other.us, other.vs = list(self.us), list(self.vs)
         return other
+
+    def _terms(self) -> tuple[IntArray, IntArray]:
+        """The rank-one terms as (rho x k) matrices ``U``, ``V``: ``K^-1 = inv + U V^T``."""
+        rho = len(self.reps)
+        u = np.zeros((rho, len(self.us)), dtype=np.int64)
+        v = np.zeros((rho, len(self.vs)), dtype=np.int64)
+        for i, (ui, vi) in enumerate(zip(self.us, self.vs, strict=True)):
+            u[: len(ui), i], v[: len(vi), i] = ui, vi
+        return u, v
+
+    def _combine(self, mask: BoolArray, transpose: bool) -> IntArray:
+        """``mask^T K^-1`` (rows, ``transpose`` False) or ``K^-1 mask`` (columns), mod ``p``."""
+        p, rho, done = self.p, len(self.reps), len(self.inv)
+        out = np.zeros(rho, dtype=np.int64)
+        head = mask[:done]
+        inv = self.inv.T if transpose else self.inv
+        if done and head.any():
+            if 8 * int(head.sum()) < done:  # a few rows (columns): gather them
+                out[:done] = inv[:, head].sum(axis=1) % p
+            else:  # sums of at most rho residues below 2^31: exact in int64
+                out[:done] = (inv @ head.astype(np.int64)) % p
+        if self.us:
+            u, v = self._terms()
+            if transpose:
+                u, v = v, u
+            coef = (mask.astype(np.int64) @ v) % p  # (V^T mask), k entries
+            out = (out + _matvec_mod(u, coef, p)) % p
+        return out
+
+    def _matvec(self, z: IntArray) -> IntArray:
+        """``K^-1 z mod p`` for residues ``z``."""
+        p, done = self.p, len(self.inv)
+        out = np.zeros(len(self.reps), dtype=np.int64)
+        if done:
+            out[:done] = _matvec_mod(self.inv, z[:done], p)
+        if self.us:
+            u, v = self._terms()
+            out = (out + _matvec_mod(u, _matvec_mod(v.T, z, p), p)) % p
+        return out
+
+    def _fold(self) -> None:
+        """Fold the rank-one terms into ``inv`` (exact float64 products on 16-bit limbs)."""
+        if not self.us:
+            return
+        p, rho, done = self.p, len(self.reps), len(self.inv)
+        u, v = self._terms()
+        u1, u0 = (u >> 16).astype(np.float64), (u & 0xFFFF).astype(np.float64)
+        v1, v0 = (v >> 16).astype(np.float64), (v & 0xFFFF).astype(np.float64)
+        # U V^T = hh 2^32 + mid 2^16 + ll; entries below k 2^33 < 2^53 for k < 2^20
+        out = (u1 @ v1.T).astype(np.int64) % p
+        out *= 65536
+        out += (u1 @ v0.T + u0 @ v1.T).astype(np.int64) % p
+        out %= p
+        out *= 65536
+        out += (u0 @ v0.T).astype(np.int64) % p
+        out[:done, :done] += self.inv
+        out %= p
+        out.setflags(write=False)
+        self.inv, self.us, self.vs = out, [], []
+        assert out.shape == (rho, rho)
+
+    def materialised(self) -> IntArray:
+        """``K^-1`` as one (rho x rho) array (folds the rank-one terms)."""
+        self._fold()
+        return self.inv
 
     def _y(self, s: BoolArray, n_sets: int) -> IntArray:
         """``s_B K^-1`` placed on the set indexes (zero on dependent sets)."""
         y = np.zeros(n_sets, dtype=np.int64)
         if self.rows:
-            y[self.rows] = self.inv[s[self.reps]].sum(axis=0) % self.p
+            y[self.rows] = self._combine(s[self.reps], transpose=True)
         return y
 
     def extend(self, fam: SetFamily, s: BoolArray, index: int) -> None:
@@ -292,21 +371,19 @@ class _Basis:
         rho = len(self.reps)
         y_rows = y[self.rows] if rho else np.zeros(0, dtype=np.int64)
         c = np.unpackbits(packed[q], bitorder="little")[self.rows].astype(np.bool_)
-        tc = self.inv[:, c].sum(axis=1) % p
+        tc = self._combine(c, transpose=False)
         sigma_inv = pow(sigma, p - 2, p)
-        a = tc * sigma_inv % p
-        inv = np.empty((rho + 1, rho + 1), dtype=np.int64)
-        top = inv[:rho, :rho]  # (inv + a y^T) mod p, written in place: no rho^2 temporaries
-        np.multiply.outer(a, y_rows, out=top)
-        top += self.inv
-        np.remainder(top, p, out=top)
-        inv[:rho, rho] = -a % p
-        inv[rho, :rho] = -y_rows * sigma_inv % p
-        inv[rho, rho] = sigma_inv
-        inv.setflags(write=False)
-        self.inv = inv
+        # bordered inverse: K'^-1 = pad(K^-1) + u v^T, u = (a, -1/sigma), v = (y, -1)
+        u = np.append(tc * sigma_inv % p, (p - sigma_inv) % p)
+        v = np.append(y_rows, p - 1)
+        u.setflags(write=False)
+        v.setflags(write=False)
+        self.us.append(u)
+        self.vs.append(v)
         self.reps.append(q)
         self.rows.append(index)
+        if len(self.us) >= _TERMS:
+            self._fold()
 
     def coloops(self, fam: SetFamily, weights: NDArray[np.float64], total: IntArray) -> IntArray:
         """Internal atom ids reported determined (every true one, rare extra ones).
@@ -319,7 +396,7 @@ class _Basis:
         basis_atoms = fam._atom_of[self.reps]
         own = _scatter(fam._packed[self.reps], weights[basis_atoms])
         z = (total - own)[self.rows] % self.p  # A_{R,N} w: weights on non-basis atoms only
-        x = _matvec_mod(self.inv, z, self.p)
+        x = self._matvec(z)
         found: IntArray = basis_atoms[x == 0]
         return found
 
@@ -549,7 +626,7 @@ class SetFamily:
         for i, basis in enumerate(self._bases):
             out[f"reps{i}"] = np.asarray(basis.reps, dtype=np.int32)
             out[f"rows{i}"] = np.asarray(basis.rows, dtype=np.int32)
-            out[f"inv{i}"] = basis.inv.astype(np.int32)
+            out[f"inv{i}"] = basis.materialised().astype(np.int32)
         return out
 
     @classmethod
