@@ -61,6 +61,8 @@ from genofed.site_agent.privacy.disclosure import PASS, SetFamily, Verdict, fing
 SAMPLE_SETS_FILE = "sample_sets.sqlite"
 
 log = logging.getLogger("genofed.site")
+#: :func:`_sets_digest` of a column with no recorded set (its family is empty).
+_NO_SETS = hashlib.sha256(b"").hexdigest()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -456,6 +458,8 @@ def _resume(
     db: sqlite3.Connection, column: str, min_cell: int, n: int, digest: str
 ) -> SetFamily | None:
     """The family resumed from ``column``'s snapshot, None when it is missing or stale."""
+    if digest == _NO_SETS:
+        return SetFamily(n, min_cell)
     row = db.execute(
         "SELECT sets_sha256, n_persons, state FROM family_snapshots WHERE column_name = ?",
         (column,),
