@@ -55,7 +55,7 @@ independent sets, and the inverse ``T`` of the ``rho x rho`` submatrix ``K``
 they span. Adding a set ``s`` computes its residual against the basis,
 ``s - (s_B T) M_R``; if it is non-zero somewhere, the set is independent, a
 person with a non-zero residual becomes a new representative, and ``T`` is
-updated by the bordered-inverse formula in ``O(rho^2)``. Atoms are refined in
+updated by the bordered-inverse formula (a rank-one term). Atoms are refined in
 ``O(n)`` per set. To find the coloops, draw random weights ``w`` on the atoms
 outside the basis and compute ``x = T (A_{R,N} w)``: row ``b`` of the
 coordinate matrix ``X = T A_{R,N}`` is zero for a coloop, so ``x_b = 0``;
@@ -80,7 +80,8 @@ the rational ``X``. The bad event needs ``p`` to divide a fixed non-zero minor
 ``rho log2(rho) / 60`` prime factors in ``[2^30, 2^31)``, a range holding
 about 5.07e7 primes. Each family draws :data:`DEFAULT_PRIME_COUNT` primes
 there uniformly at random (the analyst cannot know them, so cannot craft sets
-whose minors are multiples of them), and an atom is reported determined if
+whose minors are multiples of them; a family resumed with :meth:`SetFamily.from_state`
+keeps the primes of its state, which the site never sends), and an atom is reported determined if
 *any* prime reports it: a miss needs every prime to be bad. For ``rho = 500``
 that is below ``(75 / 5.07e7)^2 < 3e-12`` per check. With ``p < 2^31`` every
 product of two residues fits in int64; sums of 0/1-weighted residues are done
@@ -110,22 +111,18 @@ Cost
 ``n`` persons, ``r`` distinct sets, ``rho <= r`` their rank, ``k <= min(n, 2^r)``
 atoms, ``C = ceil(r / 8)`` bytes per person, ``q`` primes (default 2).
 Memory: ``n C`` bytes of set bits plus ``q rho^2`` int64. Adding a set costs
-``O(n)`` (refining atoms, packing bits) plus ``O(q rho^2)`` (the inverse) plus
-a residual on a sample of 64 persons; when the sample shows no residual
-(a set inside the span, or made independent by a few people only), the
-residual is computed on every atom, ``O(q k C)``. A check copies the state,
-``O(n C)``, compares each candidate with every set, ``O(|s| C)``, and runs the
-coloop test, ``O(n log n + q k C + q rho^2)``. Measured on one core with
-50,000 persons, independent random sets of 20,000 to 50,000 persons (every
-atom a single person, ``k = n``) and 2 primes:
-
-=================  ==============  ============================
-family             build (add all)  check of 3 candidate sets
-=================  ==============  ============================
-10 sets            0.02 s           0.03 s
-100 sets           0.23 s           0.04 s
-500 sets           1.9 s            0.09 s
-=================  ==============  ============================
+``O(n)`` (refining atoms, packing bits) plus ``O(q rho t)`` for the inverse's
+``t <= 128`` rank-one terms (see ``_Basis``; folding them in costs
+``O(q rho^2)`` per set amortised, in BLAS) plus a residual on a sample of 64
+persons; when the sample shows no residual (a set inside the span, or made
+independent by a few people only), the residual is computed on every atom,
+``O(q k C)``. A check copies the state but the inverse, ``O(n C)``, compares
+each candidate with every set, ``O(|s| C)``, and runs the coloop test,
+``O(n log n + k C + q rho^2)`` (one product with the inverse per prime).
+:meth:`SetFamily.admit` checks and keeps the trial, so a passing set is
+extended once. Measured figures at 10,000 persons, with the family resumed
+from the store rather than rebuilt, are in ``bench/disclosure.py`` and ADR
+0005 (Consequences).
 
 Structured families (nested cohorts, strata) have few atoms and cost less.
 """

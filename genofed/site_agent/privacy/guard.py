@@ -62,11 +62,16 @@ COLUMNS = (CLINICAL, GENOTYPES)
 #: Rule: genotype base sets that leave a small atom (see :func:`_small_atoms`).
 SMALL_ATOM = "SMALL_ATOM"
 #: Most distinct per-variant missing-call sets one request may add (then variants are withheld).
-DEFAULT_OFFER_CAP = 500
-#: Most distinct sets a column group's family may hold before offers are refused: checking
-#: and rebuilding a family costs O(sets^2) and O(sets^3) (bench/disclosure.py: 1 s to
-#: rebuild 500 sets over 10,000 persons, 50 s for 2,000), and it is rebuilt every request.
-DEFAULT_FAMILY_CAP = 500
+#: Each costs one check against the family, O(sets^2): about 10 ms at 1,000 sets, 120 ms at
+#: 2,500 and 175 ms at 3,500 over 10,000 persons (bench/disclosure.py), so a request that
+#: offers this many near the family cap spends about 3 minutes in the guard.
+DEFAULT_OFFER_CAP = 1000
+#: Most distinct sets a column group's family may hold before offers are refused. Families
+#: are resumed from the store's snapshot (1.2 s at 4,000 sets over 10,000 persons; rebuilding
+#: by replay takes 55 s), so the cap is set by memory and check time: 2 x 128 MB of inverses
+#: (int64) at 4,000 sets, a 127 MB snapshot written with each release that adds sets, and
+#: under 1 GB for the process.
+DEFAULT_FAMILY_CAP = 4000
 
 
 class ReleaseGuard:
