@@ -150,3 +150,28 @@ def test_resumed__many_requests_then_the_attacker_solves_everything_released(
         for b in accepted[:i]:
             differ = int(np.count_nonzero(a ^ b))
             assert differ == 0 or differ >= MIN_CELL
+
+
+def test_offer__sets_released_before_do_not_count_toward_the_cap(tmp_path: Path) -> None:
+    # A rerun of a GWAS offers its predecessor's missing-call sets again (free) and
+    # then new ones: the per-request cap counts only the new ones.
+    n = 300
+    ids = [f"p{i}" for i in range(n)]
+    cohort = mask(n, range(280))
+    sets = [mask(n, range(10 * i, 10 * i + 12)) for i in range(6)]
+
+    def offer_all(number: int) -> list[bool]:
+        guard = ReleaseGuard(
+            SampleSetStore.open(tmp_path / SAMPLE_SETS_FILE), ids, MIN_CELL, offer_cap=2
+        )
+        try:
+            guard.declare(CLINICAL, cohort)
+            offered = [guard.offer(CLINICAL, s) for s in sets]
+            assert guard.commit(key(number)).ok
+            return offered
+        finally:
+            guard.close()
+
+    assert offer_all(1) == [True, True, False, False, False, False]
+    assert offer_all(2) == [True, True, True, True, False, False]
+    assert offer_all(3) == [True] * 6

@@ -438,6 +438,10 @@ class SetFamily:
         """Distinct non-empty sets in the family."""
         return len(self._sizes)
 
+    def holds(self, members: BoolArray) -> bool:
+        """Is this set (over this family's registry) already in the family?"""
+        return fingerprint(members) in self._seen
+
     def fingerprints(self) -> set[str]:
         """The :func:`fingerprint` of every set held (over this family's registry size)."""
         return set(self._seen)

@@ -249,7 +249,9 @@ class ReleaseGuard:
 
         For sets that only some rows of a release sum over (a variant's missing
         calls): the caller withholds the rows when this returns False. At most
-        ``offer_cap`` new sets per request are accepted.
+        ``offer_cap`` sets new to the family are accepted per request; a set
+        released before passes without counting (it adds nothing), so a rerun
+        of a GWAS reaches the variants its predecessor had to withhold.
         """
         mask = self._mask(members)
         if not self.enabled or not mask.any():
@@ -257,13 +259,15 @@ class ReleaseGuard:
         if fingerprint(mask) in self._seen[column]:
             return True
         family = self._loaded(column)
-        if self._offered >= self._offer_cap or family.n_sets >= self._family_cap:
-            return False
-        if not family.admit([self._lift(mask)]).ok:
-            return False
+        lifted = self._lift(mask)
+        if not family.holds(lifted):
+            if self._offered >= self._offer_cap or family.n_sets >= self._family_cap:
+                return False
+            if not family.admit([lifted]).ok:
+                return False
+            self._offered += 1
         self._seen[column].add(fingerprint(mask))
         self._declared[column].append(mask)
-        self._offered += 1
         return True
 
     def unsafe_variants(self, column: str, rows: np.ndarray, missing: BoolArray) -> BoolArray:
