@@ -132,3 +132,27 @@ def test_crash__at_any_write_of_a_release_and_its_snapshots_leaves_families_that
         if crashed:
             assert store.record_if_unchanged(KEY, sets(60), 0, families(60)) == 1
         assert store.snapshot_release(CLINICAL) == store.snapshot_release(GENOTYPES) == 1
+
+
+def test_crash__while_saving_a_rebuilt_family_leaves_it_stale_not_wrong(tmp_path: Path) -> None:
+    # A release recorded without its snapshot (an older agent): the next load rebuilds
+    # the family by replay and saves it in a transaction of its own. A crash there
+    # leaves no snapshot for that state, and the load after rebuilds again.
+    path = tmp_path / "sample_sets.sqlite"
+    with SampleSetStore.open(path) as store:
+        store.person_indexes([f"p{i}" for i in range(60)])
+        assert store.record_if_unchanged(KEY, sets(60), since=0) == 1
+    store = SampleSetStore.open(path, factory=crashing_after(1))
+    try:
+        with pytest.raises(Crash):
+            store.family(CLINICAL, 10)
+    finally:
+        store.close()
+    with SampleSetStore.open(path) as store:
+        assert store.snapshot_release(CLINICAL) is None
+        loaded = store.family(CLINICAL, 10)
+        assert store.snapshot_release(CLINICAL) == 1
+        expected = families(60)[CLINICAL]
+        assert loaded.fingerprints() == expected.fingerprints()
+        for probe in probes(60):
+            assert loaded.check([probe]) == expected.check([probe])

@@ -231,9 +231,12 @@ class SampleSetStore:
         # build, and writers must not wait for it
         family = SetFamily(n, min_cell, sets)
         if family.n_sets:
-            with _transaction(self._db):
-                if _sets_digest(self._db, column) == digest:  # nothing recorded meanwhile
-                    _save(self._db, column, family, self.last_release_id())
+            try:
+                with _transaction(self._db):
+                    if _sets_digest(self._db, column) == digest:  # nothing recorded meanwhile
+                        _save(self._db, column, family, self.last_release_id())
+            except sqlite3.Error as exc:  # e.g. locked or full: only the next load is slower
+                log.warning("the rebuilt %s family was not saved (%s)", column, exc)
         return family
 
     def snapshot_release(self, column: str) -> int | None:
