@@ -18,8 +18,10 @@ for a column; this module keeps them:
   (its basis and inverses, :meth:`SetFamily.state` as one ``np.savez``
   BLOB), with the SHA-256 of the column's sorted set fingerprints it
   reflects and the newest release then. Rebuilding a family by replaying
-  its sets costs ``O(rho^3)`` (50 s for 2,000 sets at 10,000 persons);
-  resuming a snapshot costs reading it. A snapshot whose digest differs
+  its sets costs ``O(rho^3)`` (55 s for 4,000 sets at 10,000 persons);
+  resuming its snapshot costs reading it (1.2 s; ``bench/disclosure.py``).
+  The key is the digest rather than the release id alone: a rerun adds a
+  release but no set, and leaves the snapshot current. A snapshot whose digest differs
   from the column's recorded sets (missing, older, or from a writer that
   did not pass the families) is stale: the family is rebuilt by replay,
   which is always correct, and the snapshot replaced. Persons registered
