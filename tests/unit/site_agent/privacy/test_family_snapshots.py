@@ -17,14 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from genofed.site_agent.privacy import sample_sets
 from genofed.site_agent.privacy.disclosure import SetFamily
-from genofed.site_agent.privacy.sample_sets import ReleaseKey, SampleSetStore
+from genofed.site_agent.privacy.guard import CLINICAL, ReleaseGuard
+from genofed.site_agent.privacy.sample_sets import SAMPLE_SETS_FILE, ReleaseKey, SampleSetStore
 
-COLUMN = "clinical"
+COLUMN = CLINICAL
 
 
 def key(i: int) -> ReleaseKey:
@@ -224,3 +225,66 @@ def test_widened__everyone_in_a_set_then_new_persons_in_none() -> None:
     assert wide.check([members(n + 3, range(16))]) == SetFamily(
         n + 3, 2, [members(n + 3, range(15)), members(n + 3, range(15, 30))]
     ).check([members(n + 3, range(16))])
+
+
+def _request(
+    root: Path, ids: list[str], number: int, base: np.ndarray, offers: list[np.ndarray]
+) -> tuple[list[int], list[bool], bool, str]:
+    """One request through a fresh guard: align, offers, commit (as the release path does)."""
+    guard = ReleaseGuard.open(root, ids, 3, enabled=True)
+    try:
+        aligned = guard.align(CLINICAL, base).tolist()
+        guard.declare(CLINICAL, np.asarray(aligned, dtype=np.int64))
+        offered = [guard.offer(CLINICAL, s) for s in offers]
+        outcome = guard.commit(key(number))
+        return aligned, offered, outcome.ok, outcome.verdict.rule
+    finally:
+        guard.close()
+
+
+def _forget_snapshots(root: Path) -> None:
+    db = sqlite3.connect(root / "state" / SAMPLE_SETS_FILE)
+    db.execute("DELETE FROM family_snapshots")
+    db.commit()
+    db.close()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(
+            st.integers(0, 3),  # persons enrolled first
+            st.lists(st.booleans(), min_size=40, max_size=40),  # the cohort asked for
+            st.integers(-1, 39),  # or: the last cohort with this person flipped
+            st.lists(st.lists(st.booleans(), min_size=40, max_size=40), max_size=3),  # offers
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_guard__requests_decide_alike_on_resumed_and_on_replayed_families(
+    requests: list[tuple[int, list[bool], int, list[list[bool]]]],
+) -> None:
+    # Two copies of one site get the same requests; one resumes its families from
+    # snapshots, the other has them deleted before every request (so it replays).
+    with tempfile.TemporaryDirectory() as tmp:
+        kept, replayed_root = Path(tmp) / "kept", Path(tmp) / "replayed"
+        present = 30
+        last = np.zeros(0, dtype=bool)
+        for number, (new, cohort, flip, offers) in enumerate(requests):
+            present = min(40, present + new)
+            ids = [f"p{i}" for i in range(present)]
+            base = np.array(cohort[:present], dtype=bool)
+            if 0 <= flip < present and last.any():  # a near cohort: refused, or aligned
+                base = np.concatenate([last, np.zeros(present - len(last), dtype=bool)])
+                base[flip] = not base[flip]
+            last = base
+            sets = [base & np.array(o[:present], dtype=bool) for o in offers]
+            a = _request(kept, ids, number, base, sets)
+            if replayed_root.exists():
+                _forget_snapshots(replayed_root)
+            b = _request(replayed_root, ids, number, base, sets)
+            assert a == b
+            event(f"aligned to another set: {a[0] != np.flatnonzero(base).tolist()}")
+            event(f"an offer withheld: {not all(a[1])}")
+            event(f"commit: {a[3] or 'pass'}")
