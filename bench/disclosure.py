@@ -20,14 +20,18 @@ phenotype is drawn, only who is missing what. Three parts:
     at 10x: a few samples fail many calls). Each variant's missing set
     within the GWAS cohort ``A`` is offered to a :class:`SetFamily` of column
     ``phenotype`` holding ``A`` (:meth:`SetFamily.check`, then
-    :meth:`SetFamily.add` if it passes), as ``ReleaseGuard.offer`` does. With
+    :meth:`SetFamily.admit`: check, and add if it passes), as
+    ``ReleaseGuard.offer`` does. With
     ``A`` released, offering ``A & M`` or the called set ``A - M`` spans the
     same sums and meets the same rules. After ``--cap`` distinct sets have
     passed, the remaining variants with missing calls count as withheld.
 (c) **Reload cost.** The sets that passed in (b) are recorded in a store
-    (``record_if_unchanged``, as ``ReleaseGuard.commit`` does), then a rerun
-    of a GWAS (identical sets, so it passes) is timed through
-    ``guard_and_record``, which rebuilds each family it touches from SQLite.
+    with (b)'s family as the column's snapshot (``record_if_unchanged``, as
+    ``ReleaseGuard.commit`` does); then the family is resumed from that
+    snapshot (``store.family``, what every request does), rebuilt by
+    replaying its sets (what a stale snapshot costs, and what every request
+    cost before snapshots), and a rerun of a GWAS (identical sets, so it
+    passes) is timed through ``guard_and_record``.
 
     .venv/bin/python bench/disclosure.py                 # 10,000 persons, 100,000 variants
     .venv/bin/python bench/disclosure.py --variants 20000 --cap 500
@@ -41,6 +45,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import tempfile
 import time
 from collections import Counter
@@ -52,13 +57,23 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
+from genofed.site_agent.privacy import sample_sets
 from genofed.site_agent.privacy.disclosure import SetFamily, fingerprint
+from genofed.site_agent.privacy.guard import DEFAULT_FAMILY_CAP
 from genofed.site_agent.privacy.sample_sets import ReleaseKey, SampleSetStore
 
 HERE = Path(__file__).resolve().parent
 BoolArray = np.ndarray
 PCS = [f"PC{i}" for i in range(1, 11)]
-RELOAD_KEYS = ("recorded_sets", "record_s", "load_family_s", "family_sets", "rerun_guard_s")
+RELOAD_KEYS = (
+    "recorded_sets",
+    "record_s",
+    "snapshot_mb",
+    "load_family_s",
+    "replay_family_s",
+    "family_sets",
+    "rerun_guard_s",
+)
 
 
 @dataclass(frozen=True)
@@ -209,7 +224,7 @@ def missing_sets(
 
 def run_variants(
     c: Cohort, args: argparse.Namespace, rng: np.random.Generator
-) -> tuple[dict[str, object], list[BoolArray]]:
+) -> tuple[dict[str, object], SetFamily, list[BoolArray]]:
     cohort = c.pheno & c.age & c.sex_known
     t0 = time.perf_counter()
     variants, sets = missing_sets(c.n, args.variants, 0.2, args.bad_samples, rng)
@@ -217,7 +232,6 @@ def run_variants(
     family = SetFamily(c.n, args.min_cell, [cohort])
     outcome: Counter[str] = Counter()
     check_s: list[tuple[int, str, float]] = []  # (distinct sets in family, verdict, seconds)
-    add_s = 0.0
     passed: list[BoolArray] = []
     seen: set[str] = set()
     total0 = time.perf_counter()
@@ -234,24 +248,31 @@ def run_variants(
             outcome["withheld: cap reached, set already released"] += fp in seen
             continue
         t0 = time.perf_counter()
-        verdict = family.check([s])
-        check_s.append((family.n_sets, verdict.rule or "pass", time.perf_counter() - t0))
+        size = family.n_sets
+        verdict = family.admit([s])  # check, and add when it passes (ReleaseGuard.offer)
+        check_s.append((size, verdict.rule or "pass", time.perf_counter() - t0))
         if not verdict.ok:
             outcome[f"refused: {verdict.rule}"] += 1
             continue
         if fp in seen:
             outcome["passed: set already released"] += 1
             continue
-        t0 = time.perf_counter()
-        family.add([s])
-        add_s += time.perf_counter() - t0
         seen.add(fp)
         passed.append(s)
         outcome["passed: new set"] += 1
     total_s = time.perf_counter() - total0
     full = [t for _, rule, t in check_s if rule in ("pass", "DETERMINED")]
     buckets = []
-    for low, high in ((0, 250), (250, 500), (500, 1000), (1000, 1500), (1500, 10**9)):
+    for low, high in (
+        (0, 250),
+        (250, 500),
+        (500, 1000),
+        (1000, 1500),
+        (1500, 2000),
+        (2000, 3000),
+        (3000, 4000),
+        (4000, 10**9),
+    ):
         ts = [t for size, rule, t in check_s if low <= size < high and rule != "SMALL_SET"]
         if ts:
             buckets.append(
@@ -280,10 +301,10 @@ def run_variants(
         "check_s_total": sum(t for _, _, t in check_s),
         "check_ms_mean": 1000 * float(np.mean([t for _, _, t in check_s])) if check_s else 0.0,
         "full_check_ms_mean": 1000 * float(np.mean(full)) if full else 0.0,
-        "add_s_total": add_s,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "by_family_size": buckets,
     }
-    return report, passed
+    return report, family, passed
 
 
 def _mask(n: int, members: np.ndarray) -> BoolArray:
@@ -293,24 +314,37 @@ def _mask(n: int, members: np.ndarray) -> BoolArray:
 
 
 def run_reload(
-    c: Cohort, ids: list[str], passed: list[BoolArray], min_cell: int
+    c: Cohort, ids: list[str], family: SetFamily, passed: list[BoolArray], min_cell: int
 ) -> dict[str, float]:
-    """guard_and_record of a GWAS rerun once (b)'s sets are recorded for ``phenotype``."""
+    """Record (b)'s sets with ``family`` as snapshot; resume, replay, and a GWAS rerun."""
     label, uses = studies(c)[1]
     out: dict[str, float] = {"recorded_sets": float(len(passed))}
     with tempfile.TemporaryDirectory() as tmp:
-        store = SampleSetStore.open(Path(tmp) / "sample_sets.sqlite")
+        path = Path(tmp) / "sample_sets.sqlite"
+        store = SampleSetStore.open(path)
         store.person_indexes(ids)
         first = store.guard_and_record(key(label, 0), uses, min_cell)
         assert first.ok, first.verdict
+        # (b)'s family holds the GWAS cohort and the passed sets: what the store now records
         t0 = time.perf_counter()
         since = store.last_release_id()
-        store.record_if_unchanged(key("variants", 1), {"phenotype": passed}, since)
+        store.record_if_unchanged(
+            key("variants", 1), {"phenotype": passed}, since, {"phenotype": family}
+        )
         out["record_s"] = time.perf_counter() - t0
+        assert store.snapshot_release("phenotype") == since + 1, "snapshot not saved"
+        (blob,) = store._db.execute(
+            "SELECT length(state) FROM family_snapshots WHERE column_name = 'phenotype'"
+        ).fetchone()
+        out["snapshot_mb"] = blob / 2**20
         t0 = time.perf_counter()
-        family = store.family("phenotype", min_cell)
+        resumed = store.family("phenotype", min_cell)
         out["load_family_s"] = time.perf_counter() - t0
-        out["family_sets"] = float(family.n_sets)
+        out["family_sets"] = float(resumed.n_sets)
+        t0 = time.perf_counter()
+        n = store.n_persons()
+        SetFamily(n, min_cell, sample_sets._family_sets(store._db, "phenotype", n))
+        out["replay_family_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         rerun = store.guard_and_record(key(label, 2), uses, min_cell)
         out["rerun_guard_s"] = time.perf_counter() - t0
@@ -371,7 +405,7 @@ def markdown(report: dict[str, object]) -> str:
         "",
         f"Total {v['total_s']:.1f} s: {v['checks']:,} checks, {v['check_s_total']:.1f} s "
         f"(mean {v['check_ms_mean']:.2f} ms; {v['full_check_ms_mean']:.2f} ms for the checks "
-        f"that reach rule 3), adds {v['add_s_total']:.1f} s. Family at the end: "
+        f"that reach rule 3, which add the set when it passes). Family at the end: "
         f"{v['family_sets_at_end']:,} sets, {v['family_atoms_at_end']:,} atoms.",
         "",
         "| family size (sets) | checks past rule 1 | mean ms | p95 ms |",
@@ -389,10 +423,13 @@ def markdown(report: dict[str, object]) -> str:
         "",
         f"## (c) reload: `phenotype` holding the {int(r['recorded_sets']):,} sets of (b)",
         "",
-        f"Recording them: {r['record_s']:.2f} s; `store.family('phenotype')`: "
-        f"{r['load_family_s']:.2f} s ({int(r['family_sets']):,} sets); GWAS rerun through "
-        f"`guard_and_record`: {r['rerun_guard_s']:.2f} s "
-        f"({'pass' if r['rerun_ok'] else 'refused'}).",
+        f"Recording them with the family's snapshot: {r['record_s']:.2f} s "
+        f"(snapshot {r['snapshot_mb']:.1f} MB); resuming it (`store.family('phenotype')`, "
+        f"every request): {r['load_family_s']:.2f} s ({int(r['family_sets']):,} sets); "
+        f"rebuilding it by replay (a stale snapshot): {r['replay_family_s']:.2f} s; GWAS rerun "
+        f"through `guard_and_record`: {r['rerun_guard_s']:.2f} s "
+        f"({'pass' if r['rerun_ok'] else 'refused'}). Peak memory of the process: "
+        f"{v['max_rss_mb']:.0f} MB.",
         "",
     ]
     return "\n".join(lines)
@@ -402,7 +439,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=10_000)
     parser.add_argument("--variants", type=int, default=100_000)
-    parser.add_argument("--cap", type=int, default=2000, help="distinct missing-call sets to pass")
+    parser.add_argument(
+        "--cap", type=int, default=DEFAULT_FAMILY_CAP, help="distinct missing-call sets to pass"
+    )
     parser.add_argument("--min-cell", type=int, default=10)
     parser.add_argument("--sex-unknown", type=int, default=4)
     parser.add_argument("--bad-samples", type=int, default=10)
@@ -423,11 +462,11 @@ def main() -> None:
         "per_column": run_sequence(cohort, ids, args.min_cell, group=False),
         "grouped": run_sequence(cohort, ids, args.min_cell, group=True),
     }
-    variants, passed = run_variants(cohort, args, rng)
+    variants, family, passed = run_variants(cohort, args, rng)
     report["variants"] = variants
     skipped = dict.fromkeys(RELOAD_KEYS, 0.0) | {"rerun_ok": 1.0}
     report["reload"] = (
-        skipped if args.skip_reload else run_reload(cohort, ids, passed, args.min_cell)
+        skipped if args.skip_reload else run_reload(cohort, ids, family, passed, args.min_cell)
     )
     report["load_end"] = tuple(round(x, 2) for x in os.getloadavg())
     text = markdown(report)

@@ -350,27 +350,44 @@ def big(args: argparse.Namespace, timer: Timer) -> dict[str, Any]:
         seed=5,
     )
     result: dict[str, Any] = {"size": args.big}
-    s = study(
-        "gwas",
-        {
-            "kind": "glm",
-            "phenotype": "QPHENO",
-            "covariates": ["AGE", "SEX"],
-            "few_missing": args.few_missing,
-        },
-    )
+    gwas = {
+        "kind": "glm",
+        "phenotype": "QPHENO",
+        "covariates": ["AGE", "SEX"],
+        "few_missing": args.few_missing,
+    }
+    s = study("gwas", gwas)
     for guard in (False, True):
         sites = federation(list(cohort.sites), OUT / "guard_studies" / f"big-sites-{guard}", guard)
-        out = OUT / "guard_studies" / f"big-r-{guard}"
-        shutil.rmtree(out, ignore_errors=True)
-        timer.seconds = 0.0
-        started = time.perf_counter()
-        run_study(s, InProcessTransport(sites), out, engine="t", signature=sign_study(s, KEY))
-        result[f"study_seconds_guard_{'on' if guard else 'off'}"] = round(
-            time.perf_counter() - started, 2
-        )
-        result[f"guard_seconds_guard_{'on' if guard else 'off'}"] = round(timer.seconds, 2)
-        result[f"na_variants_guard_{'on' if guard else 'off'}"] = na_variants(out)
+        runs = []
+        for run in range(args.big_reruns if guard else 1):
+            out = OUT / "guard_studies" / f"big-r-{guard}-{run}"
+            shutil.rmtree(out, ignore_errors=True)
+            # a new study each time (an identical one would be answered from the site's
+            # replay record): the same cohort and variants, so the same sets are offered
+            again = s if run == 0 else study(f"gwas-again-{run}", gwas)
+            timer.seconds = 0.0
+            started = time.perf_counter()
+            run_study(
+                again, InProcessTransport(sites), out, engine="t", signature=sign_study(again, KEY)
+            )
+            runs.append(
+                {
+                    "study_seconds": round(time.perf_counter() - started, 2),
+                    "guard_seconds": round(timer.seconds, 2),
+                    "na_variants": na_variants(out),
+                    "load": os.getloadavg()[0],
+                }
+            )
+            print({"guard": guard, "run": run + 1, **runs[-1]}, flush=True)
+        on_off = "on" if guard else "off"
+        result[f"study_seconds_guard_{on_off}"] = runs[0]["study_seconds"]
+        result[f"guard_seconds_guard_{on_off}"] = runs[0]["guard_seconds"]
+        result[f"na_variants_guard_{on_off}"] = runs[0]["na_variants"]
+        if guard and len(runs) > 1:
+            # the same GWAS again: its released missing-call sets are free, and up to
+            # DEFAULT_OFFER_CAP more pass, over a family that grows toward its cap
+            result["reruns_guard_on"] = runs[1:]
     print(result, flush=True)
     return result
 
@@ -383,6 +400,12 @@ def main() -> None:
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--skip-year", action="store_true")
     parser.add_argument("--demo", action="store_true", help="also the demo study (issue 17)")
+    parser.add_argument(
+        "--big-reruns",
+        type=int,
+        default=1,
+        help="run the big GWAS this many times with the guard on (the family grows)",
+    )
     parser.add_argument(
         "--few-missing", default="impute", choices=["impute", "withhold", "impute-unreleasable"]
     )

@@ -55,12 +55,14 @@ independent sets, and the inverse ``T`` of the ``rho x rho`` submatrix ``K``
 they span. Adding a set ``s`` computes its residual against the basis,
 ``s - (s_B T) M_R``; if it is non-zero somewhere, the set is independent, a
 person with a non-zero residual becomes a new representative, and ``T`` is
-updated by the bordered-inverse formula in ``O(rho^2)``. Atoms are refined in
+updated by the bordered-inverse formula (a rank-one term). Atoms are refined in
 ``O(n)`` per set. To find the coloops, draw random weights ``w`` on the atoms
 outside the basis and compute ``x = T (A_{R,N} w)``: row ``b`` of the
 coordinate matrix ``X = T A_{R,N}`` is zero for a coloop, so ``x_b = 0``;
-for a basis atom that is not a coloop, ``x_b = 0`` with probability ``1/p``.
-``x_b = 0`` is reported as determined, so that error only refuses.
+for a basis atom that is not a coloop, ``x_b = 0`` with probability about
+``1/p`` (the weights are drawn once per check below the smallest prime and
+shared by the primes). ``x_b = 0`` is reported as determined, so that error
+only refuses.
 
 Exactness of arithmetic modulo ``p``. Suppose ``e_alpha = y^T A`` over Q. By
 Cramer's rule ``y`` can be chosen with denominators dividing ``D = det K`` for
@@ -78,7 +80,8 @@ the rational ``X``. The bad event needs ``p`` to divide a fixed non-zero minor
 ``rho log2(rho) / 60`` prime factors in ``[2^30, 2^31)``, a range holding
 about 5.07e7 primes. Each family draws :data:`DEFAULT_PRIME_COUNT` primes
 there uniformly at random (the analyst cannot know them, so cannot craft sets
-whose minors are multiples of them), and an atom is reported determined if
+whose minors are multiples of them; a family resumed with :meth:`SetFamily.from_state`
+keeps the primes of its state, which the site never sends), and an atom is reported determined if
 *any* prime reports it: a miss needs every prime to be bad. For ``rho = 500``
 that is below ``(75 / 5.07e7)^2 < 3e-12`` per check. With ``p < 2^31`` every
 product of two residues fits in int64; sums of 0/1-weighted residues are done
@@ -108,22 +111,18 @@ Cost
 ``n`` persons, ``r`` distinct sets, ``rho <= r`` their rank, ``k <= min(n, 2^r)``
 atoms, ``C = ceil(r / 8)`` bytes per person, ``q`` primes (default 2).
 Memory: ``n C`` bytes of set bits plus ``q rho^2`` int64. Adding a set costs
-``O(n)`` (refining atoms, packing bits) plus ``O(q rho^2)`` (the inverse) plus
-a residual on a sample of 64 persons; when the sample shows no residual
-(a set inside the span, or made independent by a few people only), the
-residual is computed on every atom, ``O(q k C)``. A check copies the state,
-``O(n C)``, compares each candidate with every set, ``O(|s| C)``, and runs the
-coloop test, ``O(n log n + q k C + q rho^2)``. Measured on one core with
-50,000 persons, independent random sets of 20,000 to 50,000 persons (every
-atom a single person, ``k = n``) and 2 primes:
-
-=================  ==============  ============================
-family             build (add all)  check of 3 candidate sets
-=================  ==============  ============================
-10 sets            0.02 s           0.03 s
-100 sets           0.23 s           0.04 s
-500 sets           1.9 s            0.09 s
-=================  ==============  ============================
+``O(n)`` (refining atoms, packing bits) plus ``O(q rho t)`` for the inverse's
+``t <= 128`` rank-one terms (see ``_Basis``; folding them in costs
+``O(q rho^2)`` per set amortised, in BLAS) plus a residual on a sample of 64
+persons; when the sample shows no residual (a set inside the span, or made
+independent by a few people only), the residual is computed on every atom,
+``O(q k C)``. A check copies the state but the inverse, ``O(n C)``, compares
+each candidate with every set, ``O(|s| C)``, and runs the coloop test,
+``O(n log n + k C + q rho^2)`` (one product with the inverse per prime).
+:meth:`SetFamily.admit` checks and keeps the trial, so a passing set is
+extended once. Measured figures at 10,000 persons, with the family resumed
+from the store rather than rebuilt, are in ``bench/disclosure.py`` and ADR
+0005 (Consequences).
 
 Structured families (nested cohorts, strata) have few atoms and cost less.
 """
@@ -132,7 +131,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,6 +155,8 @@ DEFAULT_PRIME_COUNT = 2
 PRIME_RANGE = (2**30, 2**31)
 
 _SAMPLE = 64
+# rank-one updates of K^-1 kept apart before they are folded in (see _Basis)
+_TERMS = 128
 # _BITS[v, j] is bit j of byte v: byte c of a person holds sets 8c .. 8c+7.
 _BITS: IntArray = ((np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1).astype(np.int64)
 
@@ -241,24 +242,102 @@ def _matvec_mod(a: IntArray, v: IntArray, p: int) -> IntArray:
 
 
 class _Basis:
-    """A column basis of the family over GF(p): representatives, rows and ``K^-1``."""
+    """A column basis of the family over GF(p): representatives, rows and ``K^-1``.
+
+    ``K^-1`` is kept as a materialised part ``inv`` (the first ``len(inv)``
+    representatives and rows) plus the rank-one terms ``u_i v_i^T`` of the
+    bordered updates since, each zero-padded to the current size. A product
+    with ``K^-1`` is one with ``inv`` plus ``O(rho k)`` for ``k`` terms, so an
+    extension costs ``O(rho k)`` rather than rewriting ``rho^2`` residues;
+    after :data:`_TERMS` terms they are folded into ``inv`` by float64 matrix
+    products on 16-bit limbs (exact: every partial sum stays below ``2^53``).
+    Arrays are never written after they are made, so copies share them.
+    """
 
     def __init__(self, p: int) -> None:
         self.p = p
         self.reps: list[int] = []  # one person per basis atom
         self.rows: list[int] = []  # indexes of the independent sets
-        self.inv: IntArray = np.zeros((0, 0), dtype=np.int64)  # (reps x rows) = K^-1
+        self.inv: IntArray = np.zeros((0, 0), dtype=np.int64)  # K^-1 of the first len(inv)
+        self.us: list[IntArray] = []  # rank-one terms u_i v_i^T of K^-1 since (unpadded)
+        self.vs: list[IntArray] = []
 
     def copy(self) -> _Basis:
         other = _Basis(self.p)
-        other.reps, other.rows, other.inv = list(self.reps), list(self.rows), self.inv.copy()
+        other.reps, other.rows, other.inv = list(self.reps), list(self.rows), self.inv
+        other.us, other.vs = list(self.us), list(self.vs)
         return other
+
+    def _terms(self) -> tuple[IntArray, IntArray]:
+        """The rank-one terms as (rho x k) matrices ``U``, ``V``: ``K^-1 = inv + U V^T``."""
+        rho = len(self.reps)
+        u = np.zeros((rho, len(self.us)), dtype=np.int64)
+        v = np.zeros((rho, len(self.vs)), dtype=np.int64)
+        for i, (ui, vi) in enumerate(zip(self.us, self.vs, strict=True)):
+            u[: len(ui), i], v[: len(vi), i] = ui, vi
+        return u, v
+
+    def _combine(self, mask: BoolArray, transpose: bool) -> IntArray:
+        """``mask^T K^-1`` (rows, ``transpose`` False) or ``K^-1 mask`` (columns), mod ``p``."""
+        p, rho, done = self.p, len(self.reps), len(self.inv)
+        out = np.zeros(rho, dtype=np.int64)
+        head = mask[:done]
+        inv = self.inv.T if transpose else self.inv
+        if done and head.any():
+            if 8 * int(head.sum()) < done:  # a few rows (columns): gather them
+                out[:done] = inv[:, head].sum(axis=1) % p
+            else:  # sums of at most rho residues below 2^31: exact in int64
+                out[:done] = (inv @ head.astype(np.int64)) % p
+        if self.us:
+            u, v = self._terms()
+            if transpose:
+                u, v = v, u
+            coef = (mask.astype(np.int64) @ v) % p  # (V^T mask), k entries
+            out = (out + _matvec_mod(u, coef, p)) % p
+        return out
+
+    def _matvec(self, z: IntArray) -> IntArray:
+        """``K^-1 z mod p`` for residues ``z``."""
+        p, done = self.p, len(self.inv)
+        out = np.zeros(len(self.reps), dtype=np.int64)
+        if done:
+            out[:done] = _matvec_mod(self.inv, z[:done], p)
+        if self.us:
+            u, v = self._terms()
+            out = (out + _matvec_mod(u, _matvec_mod(v.T, z, p), p)) % p
+        return out
+
+    def _fold(self) -> None:
+        """Fold the rank-one terms into ``inv`` (exact float64 products on 16-bit limbs)."""
+        if not self.us:
+            return
+        p, rho, done = self.p, len(self.reps), len(self.inv)
+        u, v = self._terms()
+        u1, u0 = (u >> 16).astype(np.float64), (u & 0xFFFF).astype(np.float64)
+        v1, v0 = (v >> 16).astype(np.float64), (v & 0xFFFF).astype(np.float64)
+        # U V^T = hh 2^32 + mid 2^16 + ll; entries below k 2^33 < 2^53 for k < 2^20
+        out = (u1 @ v1.T).astype(np.int64) % p
+        out *= 65536
+        out += (u1 @ v0.T + u0 @ v1.T).astype(np.int64) % p
+        out %= p
+        out *= 65536
+        out += (u0 @ v0.T).astype(np.int64) % p
+        out[:done, :done] += self.inv
+        out %= p
+        out.setflags(write=False)
+        self.inv, self.us, self.vs = out, [], []
+        assert out.shape == (rho, rho)
+
+    def materialised(self) -> IntArray:
+        """``K^-1`` as one (rho x rho) array (folds the rank-one terms)."""
+        self._fold()
+        return self.inv
 
     def _y(self, s: BoolArray, n_sets: int) -> IntArray:
         """``s_B K^-1`` placed on the set indexes (zero on dependent sets)."""
         y = np.zeros(n_sets, dtype=np.int64)
         if self.rows:
-            y[self.rows] = self.inv[s[self.reps]].sum(axis=0) % self.p
+            y[self.rows] = self._combine(s[self.reps], transpose=True)
         return y
 
     def extend(self, fam: SetFamily, s: BoolArray, index: int) -> None:
@@ -289,28 +368,32 @@ class _Basis:
         rho = len(self.reps)
         y_rows = y[self.rows] if rho else np.zeros(0, dtype=np.int64)
         c = np.unpackbits(packed[q], bitorder="little")[self.rows].astype(np.bool_)
-        tc = self.inv[:, c].sum(axis=1) % p
+        tc = self._combine(c, transpose=False)
         sigma_inv = pow(sigma, p - 2, p)
-        a = tc * sigma_inv % p
-        inv = np.empty((rho + 1, rho + 1), dtype=np.int64)
-        inv[:rho, :rho] = (self.inv + np.outer(a, y_rows)) % p
-        inv[:rho, rho] = -a % p
-        inv[rho, :rho] = -y_rows * sigma_inv % p
-        inv[rho, rho] = sigma_inv
-        self.inv = inv
+        # bordered inverse: K'^-1 = pad(K^-1) + u v^T, u = (a, -1/sigma), v = (y, -1)
+        u = np.append(tc * sigma_inv % p, (p - sigma_inv) % p)
+        v = np.append(y_rows, p - 1)
+        u.setflags(write=False)
+        v.setflags(write=False)
+        self.us.append(u)
+        self.vs.append(v)
         self.reps.append(q)
         self.rows.append(index)
+        if len(self.us) >= _TERMS:
+            self._fold()
 
-    def coloops(self, fam: SetFamily) -> IntArray:
-        """Internal atom ids reported determined (every true one, rare extra ones)."""
+    def coloops(self, fam: SetFamily, weights: NDArray[np.float64], total: IntArray) -> IntArray:
+        """Internal atom ids reported determined (every true one, rare extra ones).
+
+        ``weights`` are random per atom and ``total`` their sums per set (shared
+        by the primes); the basis atoms' share is taken out here.
+        """
         if not self.reps:
             return np.zeros(0, dtype=np.int64)
-        reps = fam._atom_reps()
         basis_atoms = fam._atom_of[self.reps]
-        weights = fam._rng.integers(1, self.p, size=len(reps)).astype(np.float64)
-        weights[basis_atoms] = 0.0
-        z = _scatter(fam._packed[reps], weights)[self.rows] % self.p
-        x = _matvec_mod(self.inv, z, self.p)
+        own = _scatter(fam._packed[self.reps], weights[basis_atoms])
+        z = (total - own)[self.rows] % self.p  # A_{R,N} w: weights on non-basis atoms only
+        x = self._matvec(z)
         found: IntArray = basis_atoms[x == 0]
         return found
 
@@ -339,6 +422,7 @@ class SetFamily:
         self._rng = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
         self._packed: NDArray[np.uint8] = np.zeros((n_persons, 1), dtype=np.uint8)
         self._sizes: list[int] = []
+        self._prints: list[str] = []  # fingerprint of each set, in family order
         self._seen: set[str] = set()
         self._atom_of: IntArray = np.zeros(n_persons, dtype=np.int64)  # 0: in no set
         self._n_internal = 1 if n_persons else 0
@@ -353,6 +437,14 @@ class SetFamily:
     def n_sets(self) -> int:
         """Distinct non-empty sets in the family."""
         return len(self._sizes)
+
+    def holds(self, members: BoolArray) -> bool:
+        """Is this set (over this family's registry) already in the family?"""
+        return fingerprint(members) in self._seen
+
+    def fingerprints(self) -> set[str]:
+        """The :func:`fingerprint` of every set held (over this family's registry size)."""
+        return set(self._seen)
 
     @property
     def n_atoms(self) -> int:
@@ -370,8 +462,13 @@ class SetFamily:
     def determined_atoms(self) -> BoolArray:
         """Per atom: the released sums determine the sum over it."""
         out = np.zeros(self._n_internal, dtype=np.bool_)
-        for basis in self._bases:
-            out[basis.coloops(self)] = True
+        if any(basis.reps for basis in self._bases):
+            reps = self._atom_reps()
+            low = min(basis.p for basis in self._bases)
+            weights = self._rng.integers(1, low, size=len(reps)).astype(np.float64)
+            total = _scatter(self._packed[reps], weights)
+            for basis in self._bases:
+                out[basis.coloops(self, weights, total)] = True
         return out[1:] if not self._in_any.all() else out
 
     def determined(self) -> BoolArray:
@@ -385,42 +482,57 @@ class SetFamily:
 
     def check(self, candidates: Sequence[BoolArray]) -> Verdict:
         """Would adding every candidate (together) be safe? Does not change the family."""
-        m = self.min_cell
+        return self._trial(self._fresh(candidates))[0]
+
+    def admit(self, candidates: Sequence[BoolArray]) -> Verdict:
+        """:meth:`check`, and add the candidates when they pass (one extension, not two)."""
         fresh = self._fresh(candidates)
+        verdict, trial = self._trial(fresh)
+        if verdict.ok:
+            if trial is None:
+                self._add_fresh(fresh)
+            else:
+                vars(self).update(vars(trial))
+        return verdict
+
+    def _trial(self, fresh: list[BoolArray]) -> tuple[Verdict, SetFamily | None]:
+        """The verdict on adding ``fresh`` and, past rules 1-2, the family with them added."""
+        m = self.min_cell
         if m == 0 or not fresh:
-            return PASS
+            return PASS, None
         sizes = [int(s.sum()) for s in fresh]
         for size in sizes:
             if 0 < size < m:
-                return Verdict(
-                    False, SMALL_SET, f"a set of {size} person(s) (minimum {m}) would be summed"
-                )
+                detail = f"a set of {size} person(s) (minimum {m}) would be summed"
+                return Verdict(False, SMALL_SET, detail), None
         released = np.asarray(self._sizes, dtype=np.int64)
         for i, s in enumerate(fresh):
             if self.n_sets:
                 inter = _scatter(self._packed[s], None)[: self.n_sets]
                 diff = sizes[i] + released - 2 * inter
-                small = diff[(diff > 0) & (diff < m)]
-                if len(small):
-                    return Verdict(
-                        False,
-                        SMALL_DIFFERENCE,
-                        f"a set of {sizes[i]} differs from a released set of "
-                        f"{released[(diff > 0) & (diff < m)][0]} by {small[0]} person(s) "
-                        f"(minimum {m})",
+                near = (diff > 0) & (diff < m)
+                if near.any():
+                    # the smallest difference, then the smallest such set: the same
+                    # message whatever order the family's sets were added in
+                    small, size = min(
+                        zip(diff[near].tolist(), released[near].tolist(), strict=True)
                     )
+                    detail = (
+                        f"a set of {sizes[i]} differs from a released set of {size} by "
+                        f"{small} person(s) (minimum {m})"
+                    )
+                    return Verdict(False, SMALL_DIFFERENCE, detail), None
             for j in range(i):
                 d = int(np.count_nonzero(s ^ fresh[j]))
                 if 0 < d < m:
-                    return Verdict(
-                        False,
-                        SMALL_DIFFERENCE,
+                    detail = (
                         f"two sets of this release ({sizes[j]} and {sizes[i]}) differ by "
-                        f"{d} person(s) (minimum {m})",
+                        f"{d} person(s) (minimum {m})"
                     )
+                    return Verdict(False, SMALL_DIFFERENCE, detail), None
         trial = self._copy()
         trial._add_fresh(fresh)
-        return trial._rule_determined()
+        return trial._rule_determined(), trial
 
     def add(self, candidates: Sequence[BoolArray]) -> None:
         """Add sets (check first: this does not)."""
@@ -448,7 +560,8 @@ class SetFamily:
         fits = np.flatnonzero((inside == sizes) & (lacking > 0) & (lacking <= most_missing))
         if not len(fits):
             return None
-        j = int(fits[np.argmax(sizes[fits])])  # the first of the largest: a stable choice
+        # the largest, then the smallest fingerprint: a choice independent of set order
+        j = min(fits.tolist(), key=lambda k: (-int(sizes[k]), self._prints[k]))
         byte, bit = divmod(j, 8)
         found: BoolArray = ((self._packed[:, byte] >> np.uint8(bit)) & np.uint8(1)).astype(np.bool_)
         return found
@@ -479,8 +592,8 @@ class SetFamily:
         fits = np.flatnonzero((lacking > 0) & (lacking <= most_missing))
         out: list[BoolArray] = []
         seen: set[str] = set()
-        for j in fits[np.argsort(-inside[fits], kind="stable")]:
-            byte, bit = divmod(int(j), 8)
+        for j in sorted(fits.tolist(), key=lambda k: (-int(inside[k]), self._prints[k])):
+            byte, bit = divmod(j, 8)
             held = ((self._packed[:, byte] >> np.uint8(bit)) & np.uint8(1)).astype(np.bool_)
             cut: BoolArray = held & arr
             key = fingerprint(cut)
@@ -490,6 +603,123 @@ class SetFamily:
             if len(out) >= limit:
                 break
         return out
+
+    # -- persistence ----------------------------------------------------------
+
+    def state(self) -> dict[str, NDArray[np.generic]]:
+        """Everything :meth:`from_state` needs to resume this family, as arrays.
+
+        Residues (below ``2^31``) and person indexes are stored as int32, the
+        set bits only for the sets held. The random generator is not kept: a
+        resumed family draws a new one, like a rebuilt one.
+        """
+        used = max(1, -(-self.n_sets // 8))
+        prints = b"".join(bytes.fromhex(fp) for fp in self._prints)
+        out: dict[str, NDArray[np.generic]] = {
+            "n_persons": np.array([self.n_persons, self._n_internal], dtype=np.int64),
+            "packed": np.ascontiguousarray(self._packed[:, :used]),
+            "sizes": np.asarray(self._sizes, dtype=np.int64),
+            "prints": np.frombuffer(prints, dtype=np.uint8).reshape(-1, 32),
+            "atom_of": self._atom_of.astype(np.int32),
+            "in_any": self._in_any,
+            "primes": np.array([b.p for b in self._bases], dtype=np.int64),
+        }
+        for i, basis in enumerate(self._bases):
+            out[f"reps{i}"] = np.asarray(basis.reps, dtype=np.int32)
+            out[f"rows{i}"] = np.asarray(basis.rows, dtype=np.int32)
+            out[f"inv{i}"] = basis.materialised().astype(np.int32)
+        return out
+
+    @classmethod
+    def from_state(
+        cls,
+        state: Mapping[str, NDArray[np.generic]],
+        min_cell: int,
+        n_persons: int | None = None,
+        *,
+        rng: np.random.Generator | None = None,
+    ) -> SetFamily:
+        """The family :meth:`state` described, over ``n_persons`` (at least as many as then).
+
+        Persons registered since are in no set. Raises ValueError when the
+        arrays do not fit together (the caller then rebuilds the family).
+        """
+        try:
+            n, n_internal = (int(v) for v in state["n_persons"])
+            primes = [int(p) for p in state["primes"]]
+            family = cls(n, min_cell, primes=primes, rng=rng)
+            packed = np.asarray(state["packed"], dtype=np.uint8)
+            sizes = np.asarray(state["sizes"], dtype=np.int64)
+            prints = np.asarray(state["prints"], dtype=np.uint8)
+            atom_of = np.asarray(state["atom_of"]).astype(np.int64)
+            in_any = np.asarray(state["in_any"], dtype=np.bool_)
+            r = len(sizes)
+            if (
+                packed.shape != (n, max(1, -(-r // 8)))
+                or prints.shape != (r, 32)
+                or atom_of.shape != (n,)
+                or in_any.shape != (n,)
+                or (n and not 0 <= atom_of.min() <= atom_of.max() < n_internal)
+            ):
+                raise ValueError("the set arrays do not fit together")
+            family._packed = packed.copy()
+            family._sizes = sizes.tolist()
+            family._prints = [bytes(row).hex() for row in prints]
+            family._seen = set(family._prints)
+            family._atom_of, family._n_internal = atom_of, n_internal
+            family._in_any = in_any.copy()
+            for i, basis in enumerate(family._bases):
+                reps = np.asarray(state[f"reps{i}"]).astype(np.int64)
+                rows = np.asarray(state[f"rows{i}"]).astype(np.int64)
+                inv = np.asarray(state[f"inv{i}"]).astype(np.int64)
+                rho = len(reps)
+                if (
+                    rows.shape != (rho,)
+                    or inv.shape != (rho, rho)
+                    or (rho and not (reps.min() >= 0 and reps.max() < n))
+                    or (rho and not (rows.min() >= 0 and rows.max() < r))
+                    or (rho and not (inv.min() >= 0 and inv.max() < basis.p))
+                ):
+                    raise ValueError(f"basis {i} does not fit the sets")
+                inv.setflags(write=False)
+                basis.reps, basis.rows, basis.inv = reps.tolist(), rows.tolist(), inv
+        except KeyError as exc:
+            raise ValueError(f"the family state lacks {exc}") from exc
+        if n_persons is not None:
+            family._grow(n_persons)
+        return family
+
+    def widened(self, n_persons: int) -> SetFamily:
+        """This family over ``n_persons`` persons (at least as many), the new ones in no set."""
+        if n_persons == self.n_persons:
+            return self
+        other = self._copy()
+        other._grow(n_persons)
+        return other
+
+    def _grow(self, n_persons: int) -> None:
+        """Widen to ``n_persons`` persons in place; the new ones are in no set."""
+        extra = n_persons - self.n_persons
+        if extra < 0 or n_persons > MAX_PERSONS:
+            raise ValueError(
+                f"a family over {self.n_persons} persons cannot be resumed over {n_persons}"
+            )
+        if not extra:
+            return
+        if self._in_any.all():  # no "in no set" atom yet: make id 0 that atom
+            self._atom_of += 1
+            self._n_internal += 1
+        self._atom_of = np.concatenate([self._atom_of, np.zeros(extra, dtype=np.int64)])
+        self._in_any = np.concatenate([self._in_any, np.zeros(extra, dtype=np.bool_)])
+        self._packed = np.concatenate(
+            [self._packed, np.zeros((extra, self._packed.shape[1]), dtype=np.uint8)]
+        )
+        self.n_persons = n_persons
+        self._reps_cache = None
+        # a fingerprint covers the registry size: recompute them over the new one
+        bits = np.unpackbits(self._packed, axis=1, bitorder="little")[:, : self.n_sets]
+        self._prints = [fingerprint(column) for column in bits.T.astype(np.bool_)]
+        self._seen = set(self._prints)
 
     # -- internals ----------------------------------------------------------
 
@@ -513,7 +743,9 @@ class SetFamily:
 
     def _add_fresh(self, fresh: list[BoolArray]) -> None:
         for s in fresh:
-            self._seen.add(fingerprint(s))
+            print_ = fingerprint(s)
+            self._seen.add(print_)
+            self._prints.append(print_)
             index = self.n_sets
             byte, bit = divmod(index, 8)
             if byte >= self._packed.shape[1]:
@@ -543,6 +775,7 @@ class SetFamily:
         other.n_persons, other.min_cell, other._rng = self.n_persons, self.min_cell, self._rng
         other._packed = self._packed.copy()
         other._sizes, other._seen = list(self._sizes), set(self._seen)
+        other._prints = list(self._prints)
         other._atom_of, other._n_internal = self._atom_of.copy(), self._n_internal
         other._in_any, other._reps_cache = self._in_any.copy(), self._reps_cache
         other._bases = [b.copy() for b in self._bases]

@@ -62,11 +62,16 @@ COLUMNS = (CLINICAL, GENOTYPES)
 #: Rule: genotype base sets that leave a small atom (see :func:`_small_atoms`).
 SMALL_ATOM = "SMALL_ATOM"
 #: Most distinct per-variant missing-call sets one request may add (then variants are withheld).
-DEFAULT_OFFER_CAP = 500
-#: Most distinct sets a column group's family may hold before offers are refused: checking
-#: and rebuilding a family costs O(sets^2) and O(sets^3) (bench/disclosure.py: 1 s to
-#: rebuild 500 sets over 10,000 persons, 50 s for 2,000), and it is rebuilt every request.
-DEFAULT_FAMILY_CAP = 500
+#: Each costs one check against the family, O(sets^2): about 10 ms at 1,000 sets, 120 ms at
+#: 2,500 and 175 ms at 3,500 over 10,000 persons (bench/disclosure.py), so a request that
+#: offers this many near the family cap spends about 3 minutes in the guard.
+DEFAULT_OFFER_CAP = 1000
+#: Most distinct sets a column group's family may hold before offers are refused. Families
+#: are resumed from the store's snapshot (1.2 s at 4,000 sets over 10,000 persons; rebuilding
+#: by replay takes 55 s), so the cap is set by memory and check time: 2 x 128 MB of inverses
+#: (int64) at 4,000 sets, a 127 MB snapshot written with each release that adds sets, and
+#: under 1 GB for the process.
+DEFAULT_FAMILY_CAP = 4000
 
 
 class ReleaseGuard:
@@ -244,7 +249,9 @@ class ReleaseGuard:
 
         For sets that only some rows of a release sum over (a variant's missing
         calls): the caller withholds the rows when this returns False. At most
-        ``offer_cap`` new sets per request are accepted.
+        ``offer_cap`` sets new to the family are accepted per request; a set
+        released before passes without counting (it adds nothing), so a rerun
+        of a GWAS reaches the variants its predecessor had to withhold.
         """
         mask = self._mask(members)
         if not self.enabled or not mask.any():
@@ -252,15 +259,15 @@ class ReleaseGuard:
         if fingerprint(mask) in self._seen[column]:
             return True
         family = self._loaded(column)
-        if self._offered >= self._offer_cap or family.n_sets >= self._family_cap:
-            return False
         lifted = self._lift(mask)
-        if not family.check([lifted]).ok:
-            return False
-        family.add([lifted])
+        if not family.holds(lifted):
+            if self._offered >= self._offer_cap or family.n_sets >= self._family_cap:
+                return False
+            if not family.admit([lifted]).ok:
+                return False
+            self._offered += 1
         self._seen[column].add(fingerprint(mask))
         self._declared[column].append(mask)
-        self._offered += 1
         return True
 
     def unsafe_variants(self, column: str, rows: np.ndarray, missing: BoolArray) -> BoolArray:
@@ -297,7 +304,9 @@ class ReleaseGuard:
                 if not verdict.ok:
                     return GuardOutcome(verdict, None, self._prints(uses))
             lifted = {c: [self._lift(s) for s in sets] for c, sets in uses.items()}
-            release_id = self._store.record_if_unchanged(release, lifted, self._since)
+            # the families with this release's sets in them: saved as the store's snapshots
+            families = {c: self._loaded(c) for c in uses}
+            release_id = self._store.record_if_unchanged(release, lifted, self._since, families)
             if release_id is not None:
                 return GuardOutcome(Verdict(True), release_id, self._prints(uses))
             verdict = self._recheck()
@@ -319,11 +328,9 @@ class ReleaseGuard:
         for column in COLUMNS:
             family = self._loaded(column)
             for mask in offered[column]:
-                lifted = self._lift(mask)
-                verdict = family.check([lifted])
+                verdict = family.admit([self._lift(mask)])
                 if not verdict.ok:
                     return _named(verdict, column)
-                family.add([lifted])
                 self._declared[column].append(mask)
         return Verdict(True)
 

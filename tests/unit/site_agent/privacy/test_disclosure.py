@@ -453,3 +453,28 @@ def test_primes__miller_rabin_agrees_with_a_sieve_and_draws_stay_in_range() -> N
     drawn = draw_primes(3)
     assert len(set(drawn)) == 3
     assert all(PRIME_RANGE[0] <= p < PRIME_RANGE[1] and is_prime(p) for p in drawn)
+
+
+@pytest.mark.parametrize("terms", [1, 3, 128])
+def test_family__inverse_kept_as_rank_one_terms_is_k_inverse_mod_each_prime(
+    monkeypatch: pytest.MonkeyPatch, terms: int
+) -> None:
+    # K^-1 is kept as a folded part plus rank-one terms; folded after `terms`
+    # of them. Whatever the split, it must invert K (basis sets x representatives).
+    from genofed.site_agent.privacy import disclosure
+
+    monkeypatch.setattr(disclosure, "_TERMS", terms)
+    rng = np.random.default_rng(terms)
+    n = 300
+    sets = [rng.random(n) < rng.uniform(0.05, 0.6) for _ in range(40)]
+    family = SetFamily(n, 1, sets, rng=np.random.default_rng(1))
+    for probe in (sets[0] & ~sets[1], rng.random(n) < 0.5):
+        trial = family._copy()
+        trial.add([probe])
+        m = np.array([*sets, probe], dtype=np.int64)
+        for basis in trial._bases:
+            k = m[basis.rows][:, basis.reps] % basis.p
+            inv = basis.materialised()
+            assert len(basis.rows) == np.linalg.matrix_rank(m.astype(float))
+            assert np.array_equal((inv @ k) % basis.p, np.eye(len(k), dtype=np.int64))
+        assert trial.determined().tolist() == attacker_determined([*sets, probe], n).tolist()
