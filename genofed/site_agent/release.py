@@ -358,6 +358,8 @@ def _answer(
                 [f"{f}\t{i}" for f, i in zip(bed.samples.fid, bed.samples.iid, strict=True)],
                 policy.min_cell_count,
                 enabled=policy.audit_sample_sets,
+                offer_cap=policy.guard_max_new_sets,
+                family_cap=policy.guard_max_sets,
             )
             context = RequestContext(
                 request=request,

@@ -61,17 +61,20 @@ GENOTYPES = "genotypes"
 COLUMNS = (CLINICAL, GENOTYPES)
 #: Rule: genotype base sets that leave a small atom (see :func:`_small_atoms`).
 SMALL_ATOM = "SMALL_ATOM"
-#: Most distinct per-variant missing-call sets one request may add (then variants are withheld).
-#: Each costs one check against the family, O(sets^2): about 10 ms at 1,000 sets, 120 ms at
-#: 2,500 and 175 ms at 3,500 over 10,000 persons (bench/disclosure.py), so a request that
-#: offers this many near the family cap spends about 3 minutes in the guard.
-DEFAULT_OFFER_CAP = 1000
-#: Most distinct sets a column group's family may hold before offers are refused. Families
-#: are resumed from the store's snapshot (1.2 s at 4,000 sets over 10,000 persons; rebuilding
-#: by replay takes 55 s), so the cap is set by memory and check time: 2 x 128 MB of inverses
-#: (int64) at 4,000 sets, a 127 MB snapshot written with each release that adds sets, and
-#: under 1 GB for the process.
-DEFAULT_FAMILY_CAP = 4000
+#: Most distinct per-variant missing-call sets one request may add (then variants are
+#: withheld); the policy's ``guard_max_new_sets``. Each costs one check against the family,
+#: O(sets^2): about 10 ms at 1,000 sets, 50 ms at 2,000, 175 ms at 3,500 over 10,000 persons
+#: (bench/disclosure.py), so this many near the default family cap add about 25 s.
+DEFAULT_OFFER_CAP = 500
+#: Most distinct sets a column group's family may hold before offers are refused; the
+#: policy's ``guard_max_sets``. Families are resumed from the store's snapshot (1.2 s at
+#: 4,000 sets over 10,000 persons; rebuilding by replay takes 55 s), so the cap is set by
+#: check time and memory: 2 x 32 MB of inverses (int64) at 2,000 sets, 2 x 128 MB and a
+#: 127 MB snapshot written with each release that adds sets at 4,000 (under 1 GB for the
+#: process). A site may raise it to 4,000 (bench/guard_studies.py --big-reruns: 96,010
+#: variants NA instead of 98,004 after four GWAS at 10,000 x 100,000, 170 s in the guard for
+#: the last instead of 37 s).
+DEFAULT_FAMILY_CAP = 2000
 
 
 class ReleaseGuard:
@@ -110,13 +113,25 @@ class ReleaseGuard:
 
     @classmethod
     def open(
-        cls, site_dir: Path, person_ids: Sequence[str], min_cell: int, enabled: bool
+        cls,
+        site_dir: Path,
+        person_ids: Sequence[str],
+        min_cell: int,
+        enabled: bool,
+        *,
+        offer_cap: int = DEFAULT_OFFER_CAP,
+        family_cap: int = DEFAULT_FAMILY_CAP,
     ) -> ReleaseGuard:
-        """The guard of a site directory (its store in ``state/``), or a disabled one."""
+        """The guard of a site directory (its store in ``state/``), or a disabled one.
+
+        ``offer_cap`` and ``family_cap``: the policy's ``guard_max_new_sets`` and
+        ``guard_max_sets`` (the time a request may spend in the guard against the
+        variants with missing calls it withholds).
+        """
         if not enabled or min_cell <= 0:
             return cls(None, person_ids, 0)
         store = SampleSetStore.open(Path(site_dir) / "state" / SAMPLE_SETS_FILE)
-        return cls(store, person_ids, min_cell)
+        return cls(store, person_ids, min_cell, offer_cap=offer_cap, family_cap=family_cap)
 
     @classmethod
     def disabled(cls, n_samples: int = 0) -> ReleaseGuard:

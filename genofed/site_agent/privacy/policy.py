@@ -18,6 +18,9 @@
     min_score_rows = 10          # fewest weighted rows a PRS scoring file may have
     max_weight_ratio = 100.0     # largest |weight| over smallest non-zero |weight| in one
     guard_refusals_before_review = 3  # then an analyst's studies wait for the officer
+    guard_max_sets = 2000        # most sets the guard keeps per column group (then
+                                 # variants with new missing-call sets are withheld)
+    guard_max_new_sets = 500     # most new missing-call sets one request may add
     km_min_grid_step = 0         # km: merge grid times closer than this (0: the study's grid)
     pca_max_directions = 10000   # pca: variant-space directions released per cohort snapshot
     cohort_columns = ["AGE", "SEX"]  # columns a study's [cohort] may filter on (default:
@@ -87,6 +90,7 @@ from genofed.common.reasons import (
 from genofed.common.signing import StudySignature, parse_public_key, verify_study_signature
 from genofed.common.study import RELEASE_MODES, Study
 from genofed.common.tomlconfig import Problems, check_keys, did_you_mean, get_typed, load_toml
+from genofed.site_agent.privacy.guard import DEFAULT_FAMILY_CAP, DEFAULT_OFFER_CAP
 from genofed.site_agent.privacy.ledger import PERIODS, Budget
 from genofed.site_agent.privacy.policy_rules import (
     AutoApproveRule,
@@ -131,6 +135,8 @@ _KEYS = (
     "min_score_rows",
     "max_weight_ratio",
     "guard_refusals_before_review",
+    "guard_max_sets",
+    "guard_max_new_sets",
     "km_min_grid_step",
     "pca_max_directions",
     "cohort_columns",
@@ -189,6 +195,11 @@ class SitePolicy:
     #: Studies of one analyst the guard may refuse before auto-approval of their
     #: studies is suspended (0: never suspended)
     guard_refusals_before_review: int = DEFAULT_GUARD_REFUSALS
+    #: Most sets the disclosure guard keeps per column group; then a variant whose
+    #: missing-call set is new is withheld (each check costs O(sets^2))
+    guard_max_sets: int = DEFAULT_FAMILY_CAP
+    #: Most new per-variant missing-call sets one request may add to the guard
+    guard_max_new_sets: int = DEFAULT_OFFER_CAP
     #: ``km``: this site counts on the study's grid with times closer than this to the
     #: previous kept time merged (0: the study's grid as it is)
     km_min_grid_step: float = 0.0
@@ -234,6 +245,13 @@ max_weight_ratio = {DEFAULT_MAX_WEIGHT_RATIO}
 # After this many of an analyst's studies were refused by the guard (DISCLOSURE_RISK),
 # auto-approval stops for that analyst: their studies wait for `genofed-site approve`.
 guard_refusals_before_review = {DEFAULT_GUARD_REFUSALS}
+# The guard checks each new per-variant missing-call set against those it keeps:
+# at most guard_max_new_sets new ones per request and guard_max_sets per column
+# group, then such variants are withheld. Each check costs O(sets^2): about 50 ms
+# per set at 2,000 sets over 10,000 persons, 175 ms near 4,000 (so 500 new sets
+# near 4,000 add about 90 s to a request).
+guard_max_sets = {DEFAULT_FAMILY_CAP}
+guard_max_new_sets = {DEFAULT_OFFER_CAP}
 # km: count on the study's grid with times closer than this to the previous kept
 # time merged into the next one (in the unit of the time column; 0: the study's grid).
 km_min_grid_step = 0
@@ -403,6 +421,14 @@ def load_policy(path: Path) -> SitePolicy:
                 table, "guard_refusals_before_review", DEFAULT_GUARD_REFUSALS, path
             ),
             DEFAULT_GUARD_REFUSALS,
+        ),
+        guard_max_sets=problems.check(
+            lambda: _positive(table, "guard_max_sets", DEFAULT_FAMILY_CAP, path),
+            DEFAULT_FAMILY_CAP,
+        ),
+        guard_max_new_sets=problems.check(
+            lambda: _positive(table, "guard_max_new_sets", DEFAULT_OFFER_CAP, path),
+            DEFAULT_OFFER_CAP,
         ),
         km_min_grid_step=problems.check(lambda: _grid_step(table, path), 0.0),
         pca_max_directions=problems.check(
