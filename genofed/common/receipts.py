@@ -98,6 +98,10 @@ REPLAY_FACT = "replay_of_audit_index"
 #: (:meth:`genofed.site_agent.privacy.guard.ReleaseGuard.align`): how many of the samples the
 #: request asked for it left out.
 GUARD_LEFT_OUT_FACT = "guard_left_out"
+#: Reply fact of a count release checked for membership inference
+#: (:mod:`genofed.site_agent.privacy.membership_release`): the estimated power of the
+#: likelihood-ratio membership test on what was released, after withholding.
+MEMBERSHIP_POWER_FACT = "membership_power"
 #: Reply fact of a ``glm_stats`` release with ``few_missing = "impute"`` or
 #: ``"impute-unreleasable"``: how many variants the site imputed missing calls at.
 GLM_IMPUTED_FACT = "glm_imputed_variants"
@@ -113,6 +117,7 @@ __all__ = [
     "GENOME_BUILD_FACT",
     "GLM_IMPUTED_FACT",
     "GUARD_LEFT_OUT_FACT",
+    "MEMBERSHIP_POWER_FACT",
     "RELEASE_DECISION",
     "REPLAY_FACT",
     "verify_receipt",

@@ -66,7 +66,12 @@ from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError, SiteFailure, TooFewSites
 from genofed.common.messages import Receipt, Reply, Request, SignedStudy, Status
 from genofed.common.reasons import BAD_REPLY, FAILED, NO_REPLY
-from genofed.common.receipts import GLM_IMPUTED_FACT, GUARD_LEFT_OUT_FACT, REPLAY_FACT
+from genofed.common.receipts import (
+    GLM_IMPUTED_FACT,
+    GUARD_LEFT_OUT_FACT,
+    MEMBERSHIP_POWER_FACT,
+    REPLAY_FACT,
+)
 from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, signed_study
@@ -1033,7 +1038,16 @@ def _reply_record(kind: str, reply: Reply) -> dict[str, object]:
             if reply.facts.get(GLM_IMPUTED_FACT, "").isdigit()
             else {}
         ),
+        # the site's estimate of the membership test's power on this release (after withholding)
+        **_membership_record(reply.facts.get(MEMBERSHIP_POWER_FACT)),
     }
+
+
+def _membership_record(text: str | None) -> dict[str, float]:
+    try:
+        return {} if text is None else {MEMBERSHIP_POWER_FACT: float(text)}
+    except ValueError:
+        return {}
 
 
 def _left_out_summary(sites: Iterable[SiteRecord]) -> dict[str, object]:
@@ -1052,6 +1066,17 @@ def _left_out_summary(sites: Iterable[SiteRecord]) -> dict[str, object]:
                 {"site": site, "analysis": analysis, unit: n}
                 for (site, analysis), n in sorted(most.items())
             ]
+    powers = {
+        (s.name, str(r.get("analysis_id") or r.get("request"))): r[MEMBERSHIP_POWER_FACT]
+        for s in sites
+        for r in s.replies
+        if isinstance(r.get(MEMBERSHIP_POWER_FACT), float)
+    }
+    if powers:  # each site's estimated power of the LR membership test on its release
+        out[MEMBERSHIP_POWER_FACT] = [
+            {"site": site, "analysis": analysis, "power": p}
+            for (site, analysis), p in sorted(powers.items())
+        ]
     return out
 
 

@@ -3,7 +3,9 @@
 A site whose policy sets ``min_cell_count`` sends, with its ``plain``
 genotype counts, a boolean ``suppressed`` array: ``True`` marks a variant
 whose counts it withheld (sent as zeros) because a nonzero cell was below
-its threshold (the rule is in ``site_agent/privacy/suppression.py``). Here:
+its threshold (the rule is in ``site_agent/privacy/suppression.py``), or to
+keep a membership test's power under its policy's limit
+(``site_agent/privacy/membership_release.py``; which of the two is not said). Here:
 
 * :func:`site_withheld` checks that array (withheld rows must be all zero,
   so a site cannot hide real counts behind the flag, nor the flag behind a
@@ -41,7 +43,10 @@ from genofed.coordinator.writers.atomic import atomic_write_text
 SUPPRESSED_ARRAY = "suppressed"
 SUPPRESSED_FILE = "suppressed.tsv"
 SUPPRESSED_HEADER = "#CHROM\tPOS\tID\tREF\tALT\tN_SITES\tREASON"
-REASON = "small cells: a nonzero genotype count below a site's min_cell_count"
+REASON = (
+    "withheld by a site: small cells (a nonzero genotype count below its min_cell_count), "
+    "or its limit on membership inference (max_membership_power)"
+)
 POOLED_REASON = (
     "small pooled cells: a nonzero pooled genotype count below the sites' min_cell_count"
 )

@@ -83,35 +83,57 @@ Floats = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class LRTerms:
-    """Per-variant terms of the LR statistic: separation, variance under H0 and under H1."""
+    """Per-variant terms: LR separation, variances under H0 and H1, and exclusion.
+
+    ``exclusion``: the variant's part of −log P(a non-member carries no allele
+    that the release shows absent from every member); see :func:`power`.
+    """
 
     shift: Floats
     var0: Floats
     var1: Floats
+    exclusion: Floats
 
     def __len__(self) -> int:
         return len(self.shift)
 
     def subset(self, keep: npt.NDArray[np.bool_]) -> LRTerms:
-        return LRTerms(self.shift[keep], self.var0[keep], self.var1[keep])
+        return LRTerms(self.shift[keep], self.var0[keep], self.var1[keep], self.exclusion[keep])
+
+    def sums(self) -> Floats:
+        """The four totals, in field order."""
+        return np.array([self.shift.sum(), self.var0.sum(), self.var1.sum(), self.exclusion.sum()])
+
+    def table(self) -> Floats:
+        """``(V, 4)``: one row of terms per variant, in field order."""
+        return np.stack([self.shift, self.var0, self.var1, self.exclusion], axis=1)
 
 
 def power(terms: LRTerms, alpha: float) -> float:
-    """The LR test's power at false-positive rate ``alpha`` on the variants of ``terms``."""
-    return float(_power(terms.shift.sum(), terms.var0.sum(), terms.var1.sum(), alpha))
+    """The LR test's power at false-positive rate ``alpha`` on the variants of ``terms``.
+
+    A variant every member has the same genotype at (monomorphic in the
+    release) tells nothing about a member, but it clears a non-member who
+    carries the other allele: the attacker calls "member" only for people who
+    carry no allele the release shows absent, and then needs a false-positive
+    rate of only alpha / (1 − c) from the LR test among the rest, where c is
+    the chance that a non-member carries such an allele (c = 1 − exp(−Σ
+    exclusion)). Those variants are kept out of the normal approximation (whose
+    mean shift there comes from the excluded non-members' very low scores,
+    which do not help call anyone a member).
+    """
+    return float(_power(terms.sums()[None, :], alpha)[0])
 
 
-def _power(
-    shift: Floats | float, var0: Floats | float, var1: Floats | float, alpha: float
-) -> Floats:
-    z = norm.isf(alpha)
-    shift_a = np.asarray(shift, dtype=np.float64)
-    v0 = np.asarray(var0, dtype=np.float64)
-    v1 = np.asarray(var1, dtype=np.float64)
+def _power(sums: Floats, alpha: float) -> Floats:
+    """Power for each row of ``(k, 4)`` totals (shift, var0, var1, exclusion)."""
+    shift, var0, var1, exclusion = (np.asarray(sums[:, i], dtype=np.float64) for i in range(4))
+    level = np.minimum(alpha * np.exp(np.maximum(exclusion, 0.0)), 1.0)  # alpha / (1 - c)
+    z = norm.isf(level)
     with np.errstate(divide="ignore", invalid="ignore"):
-        score = (shift_a - z * np.sqrt(v0)) / np.sqrt(v1)
-    # nothing released (or nothing that varies): the attacker can only guess, power = alpha
-    return np.where((v0 > 0) & (v1 > 0), norm.sf(-score), alpha)
+        score = (shift - z * np.sqrt(np.maximum(var0, 0))) / np.sqrt(np.maximum(var1, 0))
+    # nothing released that varies: the attacker can only guess among the not excluded
+    return np.where((var0 > 0) & (var1 > 0), norm.sf(-score), level)
 
 
 def _called(counts: npt.NDArray[np.integer]) -> tuple[Floats, Floats, Floats]:
@@ -145,12 +167,22 @@ def panel_terms(counts: npt.NDArray[np.integer], reference: Floats) -> LRTerms:
     q = np.clip(np.asarray(reference, dtype=np.float64), REFERENCE_FLOOR, 1 - REFERENCE_FLOOR)
     if q.shape != n.shape:
         raise ValueError(f"{len(q)} reference frequencies for {len(n)} variants")
-    a = np.where(n > 0, _logit(attacker_frequency(mean * n, n)) - _logit(q), 0.0)
+    fixed = _monomorphic(counts, n)
+    a = np.where((n > 0) & ~fixed, _logit(attacker_frequency(mean * n, n)) - _logit(q), 0.0)
+    # absent allele: ALT at an all hom-ref variant, REF at an all hom-alt one
+    absent = np.where(mean > 1, 1 - q, q)
     return LRTerms(
         shift=a * (mean - 2 * q),
         var0=a**2 * 2 * q * (1 - q),
         var1=a**2 * var,
+        exclusion=np.where(fixed, -2 * np.log1p(-absent), 0.0),
     )
+
+
+def _monomorphic(counts: npt.NDArray[np.integer], called: Floats) -> npt.NDArray[np.bool_]:
+    """Variants whose called samples all have the same homozygous genotype."""
+    c = np.asarray(counts)
+    return np.asarray((called > 0) & ((c[:, 0] == called) | (c[:, 2] == called)), dtype=np.bool_)
 
 
 def site_terms(counts: npt.NDArray[np.integer]) -> LRTerms:
@@ -161,9 +193,22 @@ def site_terms(counts: npt.NDArray[np.integer]) -> LRTerms:
     released ALT count K is Binomial(2 n, p); the terms are E_K of
     a(K) (K / n − 2 p), a(K)² 2 p (1 − p) and a(K)² 2 p̂ (1 − p̂), with p̂ = K / 2n.
     Computed once per distinct (n, ALT count) pair.
+
+    Monomorphic variants enter through ``exclusion`` instead (see :func:`power`).
+    The chance that a new person carries an allele absent from n people is the
+    Good–Turing missing mass: each of their 2 alleles is unseen with
+    probability about N1 / 2n summed over variants, N1 being the variants
+    whose allele is seen exactly once (either allele), so Σ exclusion = Σ over
+    those variants of 1 / n, shared equally among the monomorphic variants of
+    ``counts`` (pass every study variant, withheld ones too: their singletons
+    count).
     """
     n, mean, _ = _called(counts)
     alt = np.rint(mean * n)
+    fixed = _monomorphic(counts, n)
+    singletons = (n > 0) & ((alt == 1) | (alt == 2 * n - 1))
+    mass = float((1 / n[singletons]).sum())
+    exclusion = np.where(fixed, mass / max(int(fixed.sum()), 1), 0.0)
     pairs, inverse = np.unique(np.stack([n, alt], axis=1), axis=0, return_inverse=True)
     shift = np.zeros(len(pairs))
     var0 = np.zeros(len(pairs))
@@ -175,7 +220,13 @@ def site_terms(counts: npt.NDArray[np.integer]) -> LRTerms:
         var0[start : start + len(block)] = v0
         var1[start : start + len(block)] = v1
     inverse = inverse.reshape(-1)
-    return LRTerms(shift[inverse], var0[inverse], var1[inverse])
+    kept = ~fixed
+    return LRTerms(
+        np.where(kept, shift[inverse], 0.0),
+        np.where(kept, var0[inverse], 0.0),
+        np.where(kept, var1[inverse], 0.0),
+        exclusion,
+    )
 
 
 def _expected_terms(n: Floats, alt: Floats) -> tuple[Floats, Floats, Floats]:
@@ -221,33 +272,32 @@ def withhold_for_power(
 ) -> Withholding:
     """Withhold the fewest useful variants that bring the LR test's power to ``limit`` or below.
 
-    Greedy: variants are dropped in decreasing order of separation per unit of
-    usefulness (``shift / usefulness``; default usefulness 1 for every variant),
-    and the shortest prefix of that order after which the power is at most
-    ``limit`` is withheld (all prefixes are evaluated at once from cumulative
-    sums). ``released``: variants that would leave (default: all); the others
-    are already withheld and count for nothing. Since power is at least
-    ``alpha`` (the attacker can guess), a ``limit`` below ``alpha`` withholds all.
+    Greedy: each variant's marginal effect on the power (the power with every
+    variant minus the power without that one) per unit of usefulness (default
+    1 for every variant) orders the variants, and the shortest prefix of that
+    order after which the power is at most ``limit`` is withheld (every prefix
+    is evaluated at once from cumulative sums). ``released``: variants that
+    would leave (default: all); the others are already withheld and count for
+    nothing. Since power is at least ``alpha`` (the attacker can guess), a
+    ``limit`` below ``alpha`` withholds all.
     """
     keep = np.ones(len(terms), dtype=np.bool_) if released is None else released.copy()
     value = np.ones(len(terms)) if usefulness is None else np.asarray(usefulness, dtype=np.float64)
-    shift = np.where(keep, terms.shift, 0.0)
-    var0 = np.where(keep, terms.var0, 0.0)
-    var1 = np.where(keep, terms.var1, 0.0)
-    before = float(_power(shift.sum(), var0.sum(), var1.sum(), alpha))
+    rows = np.where(keep[:, None], terms.table(), 0.0)
+    total = rows.sum(axis=0)
+    before = float(_power(total[None, :], alpha)[0])
     withheld = np.zeros(len(terms), dtype=np.bool_)
     if before <= limit:
         return Withholding(withheld, before, before)
     candidates = np.flatnonzero(keep)
+    gain = before - _power(total[None, :] - rows[candidates], alpha)
     with np.errstate(divide="ignore", invalid="ignore"):
-        score = np.where(value[candidates] > 0, shift[candidates] / value[candidates], np.inf)
-    order = candidates[np.argsort(-score, kind="stable")]
+        score = np.where(value[candidates] > 0, gain / value[candidates], np.inf)
+    # ties (equal gains): the larger separation first
+    order = candidates[np.lexsort((-rows[candidates, 0], -score))]
     # power after dropping the first i variants of the order, i = 0 .. len(order)
-    left_shift = shift.sum() - np.concatenate([[0.0], np.cumsum(shift[order])])
-    left_var0 = var0.sum() - np.concatenate([[0.0], np.cumsum(var0[order])])
-    left_var1 = var1.sum() - np.concatenate([[0.0], np.cumsum(var1[order])])
-    # rounding can leave a tiny negative variance when everything is dropped
-    powers = _power(left_shift, np.maximum(left_var0, 0), np.maximum(left_var1, 0), alpha)
+    left = total[None, :] - np.concatenate([np.zeros((1, 4)), np.cumsum(rows[order], axis=0)])
+    powers = _power(left, alpha)
     powers[-1] = alpha  # nothing left to release
     ok = np.flatnonzero(powers <= limit)
     drop = int(ok[0]) if ok.size else len(order)

@@ -37,7 +37,7 @@ def test_power__more_variants_or_fewer_people_give_more_power() -> None:
 
 
 def test_power__nothing_released_or_no_calls_is_the_false_positive_rate() -> None:
-    empty = LRTerms(np.zeros(0), np.zeros(0), np.zeros(0))
+    empty = LRTerms(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
     assert power(empty, 0.05) == 0.05
     uncalled = np.array([[0, 0, 0, 50], [0, 0, 0, 50]])
     assert power(site_terms(uncalled), 0.05) == 0.05
@@ -62,20 +62,32 @@ def test_panel_terms__one_reference_frequency_per_variant() -> None:
 
 def test_withhold__brings_the_power_under_the_limit_and_keeps_the_rest() -> None:
     rng = np.random.default_rng(6)
-    counts = _counts(rng, 200, rng.uniform(0.02, 0.5, 3000))
+    n = 2000
+    counts = _counts(rng, n, rng.uniform(0.1, 0.5, 3000))
     terms = site_terms(counts)
     out = withhold_for_power(terms, 0.05, 0.1)
-    assert out.power_before > 0.9
+    assert out.power_before > 0.3
     assert out.power_after <= 0.1
     assert power(terms.subset(~out.withheld), 0.05) == pytest.approx(out.power_after)
-    assert 0 < out.n_withheld < len(terms)
-    # one variant fewer withheld (the last one the greedy order took) is over the limit
-    order = np.argsort(-terms.shift, kind="stable")
-    last = order[out.n_withheld - 1]
-    assert out.withheld[last]
-    again = out.withheld.copy()
-    again[last] = False
-    assert power(terms.subset(~again), 0.05) > 0.1
+    # common variants weigh alike: as many are kept as the closed form allows,
+    # sqrt(M / n) = z(0.95) + z(0.1), i.e. M = 0.132 n
+    allowed = n * (norm.isf(0.05) + norm.ppf(0.1)) ** 2
+    assert len(terms) - out.n_withheld == pytest.approx(allowed, rel=0.05)
+
+
+def test_exclusion__monomorphic_variants_count_through_the_unseen_allele_mass() -> None:
+    fixed = np.array([[100, 0, 0, 0]] * 50 + [[0, 0, 100, 0]] * 50)
+    assert power(site_terms(fixed), 0.05) == 0.05  # no singleton: no unseen mass
+    singletons = np.array([[99, 1, 0, 0]] * 60)
+    both = np.concatenate([fixed, singletons])
+    terms = site_terms(both)
+    # 60 singletons in 100 people: a newcomer carries an unseen allele with chance 1 - e^-0.6
+    assert terms.exclusion.sum() == pytest.approx(0.6)
+    only_fixed = terms.subset(np.arange(len(both)) < 100)
+    assert power(only_fixed, 0.05) == pytest.approx(0.05 / np.exp(-0.6))
+    # against a panel: the absent allele's panel frequency (ALT 0.01 at the hom-ref ones)
+    panel = panel_terms(fixed[:50], np.full(50, 0.01))
+    assert power(panel, 0.05) == pytest.approx(0.05 / 0.99**100)
 
 
 def test_withhold__under_the_limit_nothing_and_below_alpha_everything() -> None:
@@ -96,7 +108,7 @@ def test_withhold__variants_already_withheld_count_for_nothing() -> None:
 
 
 def test_withhold__usefulness_keeps_the_useful_variants() -> None:
-    terms = LRTerms(np.full(4, 0.01), np.full(4, 0.01), np.full(4, 0.01))
+    terms = LRTerms(np.full(4, 0.01), np.full(4, 0.01), np.full(4, 0.01), np.zeros(4))
     useful = np.array([1.0, 5.0, 1.0, 5.0])
     out = withhold_for_power(
         terms, 0.05, power(terms.subset(np.arange(4) < 2), 0.05), usefulness=useful

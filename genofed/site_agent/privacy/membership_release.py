@@ -1,0 +1,109 @@
+"""The membership check of a count release: estimate, withhold, and say so in the audit.
+
+Called by the count analyses (:mod:`genofed.site_agent.requests.counts`) in
+``plain`` mode, after small-cell suppression and the guard's rule, when the
+policy sets ``max_membership_power``. It estimates the power of the
+likelihood-ratio membership test on the variants about to leave
+(:mod:`genofed.site_agent.privacy.membership`), against the policy's
+``membership_reference`` panel where it has the variant and the site's own
+frequencies elsewhere, and withholds variants (greedy, most separation first)
+until the power is at most the limit. Withheld variants join the
+``suppressed`` array, so the coordinator prints them as ``NA`` and lists them
+in ``suppressed.tsv`` as it does small cells; nothing says why.
+
+The decision is recorded in the release's audit entry (its ``noise`` field,
+``{"mechanism": "none", "membership": {...}}``: the power before and after,
+the limit, the false-positive rate, the reference, the numbers of variants
+checked and withheld) and the reply fact :data:`MEMBERSHIP_POWER_FACT`
+carries the power after withholding.
+
+``dp`` releases are not checked (their noise bounds every inference, membership
+included); ``exact`` (SecAgg+) releases are not checked yet (ADR 0007).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from genofed.common.receipts import MEMBERSHIP_POWER_FACT
+from genofed.site_agent.privacy.membership import (
+    LRTerms,
+    panel_terms,
+    site_terms,
+    withhold_for_power,
+)
+from genofed.site_agent.privacy.policy import SitePolicy
+from genofed.site_agent.privacy.reference_panel import read_panel
+
+
+@dataclass(frozen=True)
+class MembershipDecision:
+    """Variants to withhold for the membership limit, and the facts that record it."""
+
+    withheld: npt.NDArray[np.bool_]
+    facts: dict[str, str]
+
+
+def release_terms(
+    policy: SitePolicy,
+    counts: npt.NDArray[np.integer],
+    ids: npt.ArrayLike,
+    ref: npt.ArrayLike,
+    alt: npt.ArrayLike,
+) -> tuple[LRTerms, int]:
+    """Per-variant LR terms of a count table (study orientation) and how many used the panel.
+
+    ``ids``, ``ref``, ``alt``: each row's variant ID and alleles, ALT being the
+    allele whose copies ``counts`` counts.
+    """
+    terms = site_terms(counts)
+    if policy.membership_reference is None:
+        return terms, 0
+    freq = read_panel(policy.membership_reference).alt_frequency(ids, ref, alt)
+    matched = ~np.isnan(freq)
+    if not matched.any():
+        return terms, 0
+    panel = panel_terms(np.asarray(counts)[matched], freq[matched])
+    for name in ("shift", "var0", "var1", "exclusion"):
+        getattr(terms, name)[matched] = getattr(panel, name)
+    return terms, int(matched.sum())
+
+
+def check_release(
+    policy: SitePolicy,
+    counts: npt.NDArray[np.integer],
+    withheld: npt.NDArray[np.bool_],
+    ids: npt.ArrayLike,
+    ref: npt.ArrayLike,
+    alt: npt.ArrayLike,
+) -> MembershipDecision:
+    """The variants to withhold (beyond ``withheld``) to keep the power under the limit."""
+    limit = policy.max_membership_power
+    if limit is None:
+        raise ValueError("the policy sets no max_membership_power")
+    terms, on_panel = release_terms(policy, counts, ids, ref, alt)
+    released = ~np.asarray(withheld, dtype=np.bool_)
+    outcome = withhold_for_power(terms, policy.membership_fpr, limit, released=released)
+    record = {
+        "test": "likelihood ratio (Sankararaman et al. 2009), normal approximation",
+        "power_before": round(outcome.power_before, 6),
+        "power": round(outcome.power_after, 6),
+        "max_power": limit,
+        "fpr": policy.membership_fpr,
+        "reference": "panel" if on_panel else "site frequencies",
+        "variants_on_panel": on_panel,
+        "variants_checked": int(released.sum()),
+        "variants_withheld": outcome.n_withheld,
+    }
+    facts = {
+        MEMBERSHIP_POWER_FACT: f"{outcome.power_after:.4g}",
+        "noise": json.dumps({"mechanism": "none", "membership": record}, sort_keys=True),
+    }
+    return MembershipDecision(outcome.withheld, facts)
+
+
+__all__ = ["MembershipDecision", "check_release", "release_terms"]
