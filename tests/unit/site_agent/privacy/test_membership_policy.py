@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genofed.common.errors import ConfigError, InputError
+from genofed.site_agent.privacy.membership_release import check_release
 from genofed.site_agent.privacy.policy import (
     DEFAULT_POLICY_TOML,
     DEMO_POLICY_TOML,
@@ -86,3 +89,25 @@ def test_reference__a_malformed_panel_names_the_file_and_line(
     (tmp_path / "panel.afreq").write_text(text)
     with pytest.raises(InputError, match=message):
         read_panel(tmp_path / "panel.afreq")
+
+
+def test_check_release__uses_the_panel_where_it_has_the_variant(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    p = rng.uniform(0.1, 0.5, 400)
+    g = rng.binomial(2, p, size=(300, 400))
+    counts = np.stack([(g == 0).sum(0), (g == 1).sum(0), (g == 2).sum(0), np.zeros(400)], 1)
+    ids = np.array([f"rs{i}" for i in range(400)])
+    # the panel has half the variants, with this cohort's own alleles swapped at one of them
+    lines = [f"1\trs{i}\tA\tG\t{p[i]:.6f}" for i in range(1, 200)] + [
+        f"1\trs0\tG\tA\t{1 - p[0]:.6f}"
+    ]
+    (tmp_path / "panel.afreq").write_text("#CHROM\tID\tREF\tALT\tALT_FREQS\n" + "\n".join(lines))
+    text = BASE + 'max_membership_power = 0.2\nmembership_reference = "panel.afreq"\n'
+    policy = _load(tmp_path, text)
+    withheld = np.zeros(400, dtype=np.bool_)
+    decision = check_release(policy, counts, withheld, ids, np.full(400, "A"), np.full(400, "G"))
+    record = json.loads(decision.facts["noise"])["membership"]
+    assert record["reference"] == "panel" and record["variants_on_panel"] == 200
+    assert record["power_before"] > 0.2 >= record["power"]
+    assert float(decision.facts["membership_power"]) == pytest.approx(record["power"], rel=1e-3)
+    assert record["variants_withheld"] == int(decision.withheld.sum()) > 0
