@@ -37,6 +37,7 @@ from genofed.common.study import study_from_mapping
 from genofed.common.wire.proto import audit_entry_from_bytes
 from genofed.coordinator.runner import run_study
 from genofed.site_agent.audit.log import read_site_log
+from genofed.site_agent.audit.report import render_report
 from genofed.site_agent.privacy.membership import (
     attacker_frequency,
     panel_terms,
@@ -284,3 +285,11 @@ def test_synth_release__the_limit_brings_the_attack_down_to_it(
     assert record["power"] <= 0.1 < record["power_before"]
     assert record["variants_withheld"] == record["variants_checked"] - m_checked
     assert record["reference"] == "site frequencies"
+    # both reports show it: the analyst's under Privacy, the officer's on the release's line
+    analyst = (tmp_path / "checked/out/report.html").read_text()
+    table = analyst[analyst.index('id="membership-power"') :]
+    assert "site-a" in table[: table.index("</table>")]
+    officer = render_report(site)
+    assert (
+        f"membership test power (estimated)</th><td>{record['power']} after withholding" in officer
+    )
