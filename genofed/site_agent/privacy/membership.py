@@ -27,7 +27,12 @@ variance 2 q_j (1 − q_j) per variant) and under H1 (g one of the n people
 counted: the released counts give its mean and variance exactly). With
 Δ = Σ a_j (m1_j − 2 q_j), σ0² = Σ a_j² 2 q_j (1 − q_j), σ1² = Σ a_j² v1_j,
 
-    power = Φ((Δ − z_{1−alpha} σ0) / σ1).
+    power = Φ((Δ − z_{1−alpha'} σ0) / σ1),
+
+where alpha' = alpha / (1 − c) ≥ alpha accounts for the variants every
+member shares one homozygous genotype at: they clear the non-members who
+carry the other allele (chance c), and are kept out of Δ and the variances
+(:func:`power`).
 
 Two references (the policy's choice):
 
@@ -49,9 +54,9 @@ independent, which is the conservative choice: in the normal model the pool's
 deviations from the population have the genotypes' own covariance Σ / 2n, so
 the LD-aware optimal test (weights Σ⁻¹ δ) has noncentrality rank(Σ) / n ≤ M / n,
 and the per-variant LR test above loses power under LD (its variance grows
-by the squared correlations). LD can therefore only lower the true power
-below the estimate; ``tests/privacy/test_membership_attack.py`` checks it
-on correlated genotypes as well.
+by the squared correlations). In this model LD therefore lowers the true
+power below the estimate, never above it; ``tests/privacy/test_membership_attack.py``
+measures it on correlated genotypes (blocks, and coalescent cohorts).
 
 What it does not cover: several releases combined (each release is checked
 alone), relatives of a member, and a reference panel from another ancestry
