@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,13 @@ import numpy.typing as npt
 import pytest
 from bed_reader import open_bed
 
+from genofed.common.errors import SiteFailure
 from genofed.common.messages import AuditKind
 from genofed.common.signing import public_key_text, sign_study
 from genofed.common.study import study_from_mapping
 from genofed.common.wire.proto import audit_entry_from_bytes
 from genofed.coordinator.runner import run_study
+from genofed.coordinator.transport import Incoming, Outgoing
 from genofed.site_agent.audit.log import read_site_log
 from genofed.site_agent.audit.report import render_report
 from genofed.site_agent.privacy.membership import (
@@ -293,3 +296,78 @@ def test_synth_release__the_limit_brings_the_attack_down_to_it(
     assert (
         f"membership test power (estimated)</th><td>{record['power']} after withholding" in officer
     )
+
+
+# -- glm_stats: the same check over the analysis samples, and its Newton rounds --------------
+
+
+class AsksForMembershipWithheld(Recording):
+    """A hostile coordinator: its first Newton round asks about ``target`` (a study variant)."""
+
+    def __init__(self, site_dirs: list[Path], target: int | None) -> None:
+        super().__init__(site_dirs)
+        self.target = target
+        self.plan: dict[str, np.ndarray] = {}
+
+    def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        changed = dict(outgoing)
+        for node, o in outgoing.items():
+            if o.request.kind == "glm_stats":
+                self.plan = {k: o.inputs[k] for k in ("variant_index", "flip")}
+            if o.request.kind == "glm_logistic" and self.target is not None:
+                beta = o.inputs["beta"]
+                changed[node] = Outgoing(
+                    o.request,
+                    {
+                        **o.inputs,
+                        "variant_index": self.plan["variant_index"][[self.target]],
+                        "flip": self.plan["flip"][[self.target]],
+                        "beta": np.zeros((1, beta.shape[1])),
+                        "firth": np.array([False]),
+                    },
+                )
+        return super().exchange(changed, timeout=timeout)
+
+
+def glm_run(
+    cohort: SynthSummary, root: Path, limit: float | None, target: int | None = None
+) -> tuple[Path, AsksForMembershipWithheld]:
+    site = root / "site"
+    shutil.copytree(cohort.sites[0], site)
+    (site / POLICY_FILE).write_text(policy(limit).replace('"freq"]', '"freq", "glm"]'))
+    study = study_from_mapping(
+        {
+            "study": {"name": "gwas-of-the-men"},
+            "cohort": {"where": ["SEX == 1", f"AGE >= {MEMBER_AGE}"]},
+            "analysis": [{"kind": "glm", "id": "g", "phenotype": "DISEASE", "covariates": ["AGE"]}],
+        },
+        path=Path("<membership>"),
+    )
+    transport = AsksForMembershipWithheld([site], target)
+    run_study(
+        study, transport, root / "out", engine="in-process", signature=sign_study(study, ANALYST)
+    )
+    return site, transport
+
+
+def test_glm__withholds_for_the_limit_and_refuses_a_newton_round_on_a_withheld_variant(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    _, open_run = glm_run(cohort, tmp_path / "open", None)
+    _, checked = glm_run(cohort, tmp_path / "checked", 0.1)
+    (before,) = open_run.arrays("site", "glm_stats")
+    (after,) = checked.arrays("site", "glm_stats")
+    n = len(open_run.plan["variant_index"])
+    was = np.unpackbits(before["withheld"])[:n].astype(bool)
+    now = np.unpackbits(after["withheld"])[:n].astype(bool)
+    assert (now >= was).all() and now.sum() > was.sum()
+    assert not after["gg"][now].any() and not after["gz"][now].any()
+    summary = json.loads((tmp_path / "checked/out/provenance.json").read_text())["summary"]
+    (entry,) = summary["membership_power"]
+    assert entry["analysis"] == "g" and entry["power"] <= 0.1
+    # a Newton round about a variant withheld only for the limit is refused
+    target = int(np.flatnonzero(now & ~was)[0])
+    with pytest.raises(SiteFailure) as info:
+        glm_run(cohort, tmp_path / "hostile", 0.1, target)
+    assert info.value.reason_code == "DISCLOSURE_RISK"
+    assert "withheld from glm_stats" in str(info.value)

@@ -17,18 +17,25 @@ the limit, the false-positive rate, the reference, the numbers of variants
 checked and withheld) and the reply fact :data:`MEMBERSHIP_POWER_FACT`
 carries the power after withholding.
 
-``dp`` releases are not checked (their noise bounds every inference, membership
-included); ``exact`` (SecAgg+) releases are not checked yet (ADR 0007).
+``glm_stats`` runs the same check over its analysis samples' genotype counts
+(:mod:`genofed.site_agent.requests.glm`); the variants it withheld are recorded
+beside the study's genotype cache (:func:`record_withheld`) and a Newton round
+naming one is refused (:func:`refuse_withheld`). ``dp`` releases are not
+checked (their noise bounds every inference, membership included); ``exact``
+(SecAgg+) releases, ``pca``, ``prs`` and ``pgx`` are not checked yet (ADR 0007).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from genofed.common.errors import PolicyRefusal
+from genofed.common.reasons import DISCLOSURE_RISK
 from genofed.common.receipts import MEMBERSHIP_POWER_FACT
 from genofed.site_agent.privacy.membership import (
     LRTerms,
@@ -106,4 +113,45 @@ def check_release(
     return MembershipDecision(outcome.withheld, facts)
 
 
-__all__ = ["MembershipDecision", "check_release", "release_terms"]
+#: File beside a multi-round analysis's genotype cache: the variants (site indexes) its
+#: first round withheld, small cells and the membership check together.
+WITHHELD_FILE = "withheld-variants.npy"
+
+
+def record_withheld(directory: Path, variants: npt.NDArray[np.int64]) -> None:
+    """Record (atomically) which variants the first round withheld."""
+    tmp = directory / (WITHHELD_FILE + ".tmp")
+    with tmp.open("wb") as fh:
+        np.save(fh, np.asarray(variants, dtype=np.int64))
+    tmp.replace(directory / WITHHELD_FILE)
+
+
+def refuse_withheld(directory: Path, index: npt.NDArray[np.int64]) -> None:
+    """Refuse a later round that names a variant the first round withheld (or has no record).
+
+    ``DISCLOSURE_RISK``: only a hostile coordinator (or changed data) asks for
+    one; without a record (the first round ran before the policy set the
+    limit), the study has to be run again.
+    """
+    path = Path(directory) / WITHHELD_FILE
+    if not path.exists():
+        raise PolicyRefusal(
+            DISCLOSURE_RISK,
+            "this site has no record of which variants its first round withheld under "
+            "its membership limit; run the study again",
+        )
+    if np.isin(index, np.load(path)).any():
+        raise PolicyRefusal(
+            DISCLOSURE_RISK,
+            "the request includes a variant this site withheld from glm_stats",
+        )
+
+
+__all__ = [
+    "WITHHELD_FILE",
+    "MembershipDecision",
+    "check_release",
+    "record_withheld",
+    "refuse_withheld",
+    "release_terms",
+]
