@@ -371,3 +371,67 @@ def test_glm__withholds_for_the_limit_and_refuses_a_newton_round_on_a_withheld_v
         glm_run(cohort, tmp_path / "hostile", 0.1, target)
     assert info.value.reason_code == "DISCLOSURE_RISK"
     assert "withheld from glm_stats" in str(info.value)
+
+
+class PcaAsksForWithheld(Recording):
+    """A hostile coordinator: the first pca round after the counts asks about ``target``."""
+
+    def __init__(self, site_dirs: list[Path], target: int | None) -> None:
+        super().__init__(site_dirs)
+        self.target = target
+        self.plan: dict[str, np.ndarray] = {}
+
+    def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        changed = dict(outgoing)
+        for node, o in outgoing.items():
+            if o.request.kind == "pca_counts":
+                self.plan = {k: o.inputs[k] for k in ("variant_index", "flip")}
+            elif o.request.kind.startswith("pca_") and self.target is not None:
+                changed[node] = Outgoing(
+                    o.request,
+                    {
+                        **o.inputs,
+                        "variant_index": self.plan["variant_index"][[self.target]],
+                        "flip": self.plan["flip"][[self.target]],
+                    },
+                )
+        return super().exchange(changed, timeout=timeout)
+
+
+def pca_run(
+    cohort: SynthSummary, root: Path, limit: float | None, target: int | None = None
+) -> PcaAsksForWithheld:
+    site = root / "site"
+    shutil.copytree(cohort.sites[0], site)
+    (site / POLICY_FILE).write_text(policy(limit).replace('"freq"]', '"freq", "pca"]'))
+    study = study_from_mapping(
+        {
+            "study": {"name": "pca-of-the-men"},
+            "cohort": {"where": ["SEX == 1", f"AGE >= {MEMBER_AGE}"]},
+            "analysis": [{"kind": "pca", "id": "pca", "n_pcs": 2}],
+        },
+        path=Path("<membership>"),
+    )
+    transport = PcaAsksForWithheld([site], target)
+    run_study(
+        study, transport, root / "out", engine="in-process", signature=sign_study(study, ANALYST)
+    )
+    return transport
+
+
+def test_pca__its_counts_round_withholds_for_the_limit_and_later_rounds_refuse_those(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    (before,) = pca_run(cohort, tmp_path / "open", None).arrays("site", "pca_counts")
+    (after,) = pca_run(cohort, tmp_path / "checked", 0.1).arrays("site", "pca_counts")
+    was, now = before["withheld"], after["withheld"]
+    assert (now >= was).all() and now.sum() > was.sum()
+    assert not after["genotype_counts"][now].any()
+    summary = json.loads((tmp_path / "checked/out/provenance.json").read_text())["summary"]
+    (entry,) = summary["membership_power"]
+    assert entry["analysis"] == "pca" and entry["power"] <= 0.1
+    target = int(np.flatnonzero(now & ~was)[0])
+    with pytest.raises(SiteFailure) as info:
+        pca_run(cohort, tmp_path / "hostile", 0.1, target)
+    assert info.value.reason_code == "DISCLOSURE_RISK"
+    assert "withheld from pca_counts" in str(info.value)

@@ -20,9 +20,11 @@ carries the power after withholding.
 ``glm_stats`` runs the same check over its analysis samples' genotype counts
 (:mod:`genofed.site_agent.requests.glm`); the variants it withheld are recorded
 beside the study's genotype cache (:func:`record_withheld`) and a Newton round
-naming one is refused (:func:`refuse_withheld`). ``dp`` releases are not
-checked (their noise bounds every inference, membership included); ``exact``
-(SecAgg+) releases, ``pca``, ``prs`` and ``pgx`` are not checked yet (ADR 0007).
+naming one is refused (:func:`refuse_withheld`); ``pca_counts`` likewise, for
+the LD and product rounds after it (:mod:`genofed.site_agent.requests.pca`).
+``dp`` releases are not checked (their noise bounds every inference,
+membership included); ``exact`` (SecAgg+) releases, ``prs`` and ``pgx`` are
+not checked yet (ADR 0007).
 """
 
 from __future__ import annotations
@@ -120,13 +122,16 @@ WITHHELD_FILE = "withheld-variants.npy"
 
 def record_withheld(directory: Path, variants: npt.NDArray[np.int64]) -> None:
     """Record (atomically) which variants the first round withheld."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = directory / (WITHHELD_FILE + ".tmp")
     with tmp.open("wb") as fh:
         np.save(fh, np.asarray(variants, dtype=np.int64))
     tmp.replace(directory / WITHHELD_FILE)
 
 
-def refuse_withheld(directory: Path, index: npt.NDArray[np.int64]) -> None:
+def refuse_withheld(
+    directory: Path, index: npt.NDArray[np.int64], first_round: str = "glm_stats"
+) -> None:
     """Refuse a later round that names a variant the first round withheld (or has no record).
 
     ``DISCLOSURE_RISK``: only a hostile coordinator (or changed data) asks for
@@ -143,7 +148,7 @@ def refuse_withheld(directory: Path, index: npt.NDArray[np.int64]) -> None:
     if np.isin(index, np.load(path)).any():
         raise PolicyRefusal(
             DISCLOSURE_RISK,
-            "the request includes a variant this site withheld from glm_stats",
+            f"the request includes a variant this site withheld from {first_round}",
         )
 
 
