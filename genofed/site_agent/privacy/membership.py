@@ -274,6 +274,7 @@ def withhold_for_power(
     *,
     usefulness: Floats | None = None,
     released: npt.NDArray[np.bool_] | None = None,
+    prior: Floats | None = None,
 ) -> Withholding:
     """Withhold the fewest useful variants that bring the LR test's power to ``limit`` or below.
 
@@ -283,13 +284,17 @@ def withhold_for_power(
     order after which the power is at most ``limit`` is withheld (every prefix
     is evaluated at once from cumulative sums). ``released``: variants that
     would leave (default: all); the others are already withheld and count for
-    nothing. Since power is at least ``alpha`` (the attacker can guess), a
-    ``limit`` below ``alpha`` withholds all.
+    nothing. ``prior``: the four summed terms (shift, var0, var1, exclusion) of
+    variants released before over the same people, which cannot be withheld
+    any more; when they alone exceed the limit, every variant is withheld.
+    Since power is at least ``alpha`` (the attacker can guess), a ``limit``
+    below ``alpha`` withholds all.
     """
     keep = np.ones(len(terms), dtype=np.bool_) if released is None else released.copy()
     value = np.ones(len(terms)) if usefulness is None else np.asarray(usefulness, dtype=np.float64)
     rows = np.where(keep[:, None], terms.table(), 0.0)
-    total = rows.sum(axis=0)
+    base = np.zeros(4) if prior is None else np.asarray(prior, dtype=np.float64)
+    total = rows.sum(axis=0) + base
     before = float(_power(total[None, :], alpha)[0])
     withheld = np.zeros(len(terms), dtype=np.bool_)
     if before <= limit:
@@ -303,12 +308,12 @@ def withhold_for_power(
     # power after dropping the first i variants of the order, i = 0 .. len(order)
     left = total[None, :] - np.concatenate([np.zeros((1, 4)), np.cumsum(rows[order], axis=0)])
     powers = _power(left, alpha)
-    powers[-1] = alpha  # nothing left to release
+    if prior is None:
+        powers[-1] = alpha  # nothing left to release
     ok = np.flatnonzero(powers <= limit)
     drop = int(ok[0]) if ok.size else len(order)
     withheld[order[:drop]] = True
-    after = float(powers[drop]) if drop < len(powers) else alpha
-    return Withholding(withheld, before, after)
+    return Withholding(withheld, before, float(powers[drop]))
 
 
 __all__ = [

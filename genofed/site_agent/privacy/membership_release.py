@@ -45,6 +45,7 @@ from genofed.site_agent.privacy.membership import (
     site_terms,
     withhold_for_power,
 )
+from genofed.site_agent.privacy.membership_history import History, variant_keys
 from genofed.site_agent.privacy.policy import SitePolicy
 from genofed.site_agent.privacy.reference_panel import read_panel
 
@@ -89,14 +90,27 @@ def check_release(
     ids: npt.ArrayLike,
     ref: npt.ArrayLike,
     alt: npt.ArrayLike,
+    history: History | None = None,
 ) -> MembershipDecision:
-    """The variants to withhold (beyond ``withheld``) to keep the power under the limit."""
+    """The variants to withhold (beyond ``withheld``) to keep the power under the limit.
+
+    ``history``: the account of the people this release sums over; the
+    variants released over them before (and not repeated here) count in the
+    power, and the variants this release lets out are added to it.
+    """
     limit = policy.max_membership_power
     if limit is None:
         raise ValueError("the policy sets no max_membership_power")
     terms, on_panel = release_terms(policy, counts, ids, ref, alt)
     released = ~np.asarray(withheld, dtype=np.bool_)
-    outcome = withhold_for_power(terms, policy.membership_fpr, limit, released=released)
+    keys = variant_keys(ids, ref, alt) if history is not None else []
+    prior, n_before = history.earlier(keys) if history is not None else (None, 0)
+    outcome = withhold_for_power(
+        terms, policy.membership_fpr, limit, released=released, prior=prior
+    )
+    if history is not None:
+        out = np.flatnonzero(released & ~outcome.withheld)
+        history.record([keys[i] for i in out], terms.table()[out])
     record = {
         "test": "likelihood ratio (Sankararaman et al. 2009), normal approximation",
         "power_before": round(outcome.power_before, 6),
@@ -107,6 +121,7 @@ def check_release(
         "variants_on_panel": on_panel,
         "variants_checked": int(released.sum()),
         "variants_withheld": outcome.n_withheld,
+        "variants_released_before": n_before,
     }
     facts = {
         MEMBERSHIP_POWER_FACT: f"{outcome.power_after:.4g}",
@@ -154,6 +169,7 @@ def refuse_withheld(
 
 __all__ = [
     "WITHHELD_FILE",
+    "History",
     "MembershipDecision",
     "check_release",
     "record_withheld",

@@ -60,6 +60,7 @@ from genofed.site_agent.privacy.guard import (
     disclosure_message,
 )
 from genofed.site_agent.privacy.membership_release import (
+    History,
     check_release,
     record_withheld,
     refuse_withheld,
@@ -379,6 +380,7 @@ def answer_glm(
             send_other,
             unreleasable=mode == "impute-unreleasable",
             policy=policy,
+            site_dir=config.directory,
         )
     beta = inputs.get("beta")
     firth = inputs.get("firth")
@@ -440,6 +442,7 @@ def _stats(
     *,
     unreleasable: bool = False,
     policy: SitePolicy | None = None,
+    site_dir: Path | None = None,
 ) -> NamedArrays:
     """``glm_stats`` arrays; with ``cache``, also writes the analysis's genotype cache.
 
@@ -511,7 +514,16 @@ def _stats(
             variants = bed.variants
             ref = np.where(flip, variants.alt[index], variants.ref[index])
             alt = np.where(flip, variants.ref[index], variants.alt[index])
-            decision = check_release(policy, counts, withheld, variants.id[index], ref, alt)
+            people = [
+                f"{f}\t{i}"
+                for f, i in zip(
+                    bed.samples.fid[samples.index], bed.samples.iid[samples.index], strict=True
+                )
+            ]
+            history = History.open(site_dir, people) if site_dir is not None else None
+            decision = check_release(
+                policy, counts, withheld, variants.id[index], ref, alt, history
+            )
             extra = decision.withheld
             gz[extra] = 0.0
             gg[extra] = 0.0

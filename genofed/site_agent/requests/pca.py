@@ -32,6 +32,7 @@ from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.privacy.guard import GENOTYPES
 from genofed.site_agent.privacy.membership_release import (
+    History,
     check_release,
     record_withheld,
     refuse_withheld,
@@ -71,7 +72,14 @@ def serve_pca(ctx: RequestContext) -> Answer:
             variants = bed.variants
             ref = np.where(flip, variants.alt[index], variants.ref[index])
             alt = np.where(flip, variants.ref[index], variants.alt[index])
-            decision = check_release(ctx.policy, counts, withheld, variants.id[index], ref, alt)
+            people = [
+                f"{f}\t{i}"
+                for f, i in zip(bed.samples.fid[rows], bed.samples.iid[rows], strict=True)
+            ]
+            history = History.open(ctx.directory, people)
+            decision = check_release(
+                ctx.policy, counts, withheld, variants.id[index], ref, alt, history
+            )
             withheld = withheld | decision.withheld
             facts.update(decision.facts)
             record_withheld(pca_dir(ctx.directory, ctx.study.sha256, spec.id), index[withheld])
