@@ -58,8 +58,10 @@ by the squared correlations). In this model LD therefore lowers the true
 power below the estimate, never above it; ``tests/privacy/test_membership_attack.py``
 measures it on correlated genotypes (blocks, and coalescent cohorts).
 
-What it does not cover: several releases combined (each release is checked
-alone), relatives of a member, and a reference panel from another ancestry
+What it does not cover: several releases combined (this core takes one
+release, plus the summed terms of earlier ones as ``prior``:
+:mod:`genofed.site_agent.privacy.membership_history` keeps those per sample
+set), relatives of a member, and a reference panel from another ancestry
 than the cohort's (the panel estimate then flags everyone of the cohort's
 ancestry, which only makes it higher).
 

@@ -11,11 +11,16 @@ until the power is at most the limit. Withheld variants join the
 ``suppressed`` array, so the coordinator prints them as ``NA`` and lists them
 in ``suppressed.tsv`` as it does small cells; nothing says why.
 
+With a :class:`~genofed.site_agent.privacy.membership_history.History`
+(the account of the people the release sums over), the variants released
+over them before and not repeated here count in the power, and the variants
+this release lets out are added to it.
+
 The decision is recorded in the release's audit entry (its ``noise`` field,
 ``{"mechanism": "none", "membership": {...}}``: the power before and after,
 the limit, the false-positive rate, the reference, the numbers of variants
-checked and withheld) and the reply fact :data:`MEMBERSHIP_POWER_FACT`
-carries the power after withholding.
+checked, withheld and released before over the same people) and the reply
+fact :data:`MEMBERSHIP_POWER_FACT` carries the power after withholding.
 
 ``glm_stats`` runs the same check over its analysis samples' genotype counts
 (:mod:`genofed.site_agent.requests.glm`); the variants it withheld are recorded
