@@ -435,3 +435,75 @@ def test_pca__its_counts_round_withholds_for_the_limit_and_later_rounds_refuse_t
         pca_run(cohort, tmp_path / "hostile", 0.1, target)
     assert info.value.reason_code == "DISCLOSURE_RISK"
     assert "withheld from pca_counts" in str(info.value)
+
+
+class PrsScoresWithheld(Recording):
+    """A hostile coordinator: its score rounds also use the rows the match round withheld."""
+
+    def __init__(self, site_dirs: list[Path], hostile: bool) -> None:
+        super().__init__(site_dirs)
+        self.hostile = hostile
+
+    def exchange(self, outgoing: Mapping[int, Outgoing], *, timeout: float) -> dict[int, Incoming]:
+        changed = dict(outgoing)
+        for node, o in outgoing.items():
+            if o.request.kind == "prs_moments" and self.hostile:
+                (match,) = self.arrays("site", "prs_match")
+                use = o.inputs["use_rows"] | match["effect_counts_withheld"]
+                freq = np.where(use, 0.5, o.inputs["impute_freq"])
+                changed[node] = Outgoing(
+                    o.request, {**o.inputs, "use_rows": use, "impute_freq": freq}
+                )
+        return super().exchange(changed, timeout=timeout)
+
+
+def prs_run(
+    cohort: SynthSummary, root: Path, limit: float | None, hostile: bool = False
+) -> PrsScoresWithheld:
+    """A prs of every variant of the site (a genome-wide score) over the men."""
+    site = root / "site"
+    shutil.copytree(cohort.sites[0], site)
+    (site / POLICY_FILE).write_text(policy(limit).replace('"freq"]', '"freq", "prs"]'))
+    bim = [line.split("\t") for line in (site / "data/genotypes.bim").read_text().splitlines()]
+    weights = np.random.default_rng(2).uniform(0.1, 1.0, len(bim))
+    scoring = root / "score.txt"
+    scoring.write_text(
+        "#format_version=2.0\n#pgs_id=WIDE\n#genome_build=NR\n"
+        "rsID\tchr_name\tchr_position\teffect_allele\tother_allele\teffect_weight\n"
+        + "".join(
+            f"{b[1]}\t{b[0]}\t{b[3]}\t{b[4]}\t{b[5]}\t{w:.4f}\n"
+            for b, w in zip(bim, weights, strict=True)
+        )
+    )
+    study = study_from_mapping(
+        {
+            "study": {"name": "prs-of-the-men"},
+            "cohort": {"where": ["SEX == 1", f"AGE >= {MEMBER_AGE}"]},
+            "analysis": [
+                {"kind": "prs", "id": "p", "scoring_file": str(scoring), "phenotype": "QPHENO"}
+            ],
+        },
+        path=Path("<membership>"),
+    )
+    transport = PrsScoresWithheld([site], hostile)
+    run_study(
+        study, transport, root / "out", engine="in-process", signature=sign_study(study, ANALYST)
+    )
+    return transport
+
+
+def test_prs__its_match_round_withholds_for_the_limit_and_scoring_those_is_refused(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    (before,) = prs_run(cohort, tmp_path / "open", None).arrays("site", "prs_match")
+    (after,) = prs_run(cohort, tmp_path / "checked", 0.1).arrays("site", "prs_match")
+    was, now = before["effect_counts_withheld"], after["effect_counts_withheld"]
+    assert (now >= was).all() and now.sum() > was.sum()
+    assert not after["effect_counts"][now].any()
+    summary = json.loads((tmp_path / "checked/out/provenance.json").read_text())["summary"]
+    (entry,) = summary["membership_power"]
+    assert entry["analysis"] == "p" and entry["power"] <= 0.1
+    with pytest.raises(SiteFailure) as info:
+        prs_run(cohort, tmp_path / "hostile", 0.1, hostile=True)
+    assert info.value.reason_code == "DISCLOSURE_RISK"
+    assert "withheld from prs_match" in str(info.value)

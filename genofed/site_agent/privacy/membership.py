@@ -148,7 +148,7 @@ def _called(counts: npt.NDArray[np.integer]) -> tuple[Floats, Floats, Floats]:
     c = np.asarray(counts, dtype=np.float64)
     if c.ndim != 2 or c.shape[1] < 3:
         raise ValueError(f"genotype counts must be a (V, 3) or (V, 4) table, not {c.shape}")
-    n = c[:, 0] + c[:, 1] + c[:, 2]
+    n = np.rint(c[:, 0] + c[:, 1] + c[:, 2])  # whole people (expected counts may be given)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(n > 0, (c[:, 1] + 2 * c[:, 2]) / n, 0.0)
         second = np.where(n > 0, (c[:, 1] + 4 * c[:, 2]) / n, 0.0)

@@ -26,10 +26,11 @@ fact :data:`MEMBERSHIP_POWER_FACT` carries the power after withholding.
 (:mod:`genofed.site_agent.requests.glm`); the variants it withheld are recorded
 beside the study's genotype cache (:func:`record_withheld`) and a Newton round
 naming one is refused (:func:`refuse_withheld`); ``pca_counts`` likewise, for
-the LD and product rounds after it (:mod:`genofed.site_agent.requests.pca`).
+the LD and product rounds after it (:mod:`genofed.site_agent.requests.pca`),
+and ``prs_match`` for the score rounds (:mod:`genofed.site_agent.requests.prs`).
 ``dp`` releases are not checked (their noise bounds every inference,
-membership included); ``exact`` (SecAgg+) releases, ``prs`` and ``pgx`` are
-not checked yet (ADR 0007).
+membership included); ``exact`` (SecAgg+) releases and ``pgx`` are not
+checked yet (ADR 0007).
 """
 
 from __future__ import annotations

@@ -217,7 +217,7 @@ def _privacy(doc: Mapping[str, Any]) -> str:
     if isinstance(membership, list) and membership:
         out += (
             "<h3>Membership inference: each site's estimated power of a likelihood-ratio "
-            "test on its releases (counts, glm, pca)</h3>"
+            "test on its releases (counts, glm, pca, prs)</h3>"
             '<p class="meta">Estimated by the site before the release left, after '
             "withholding variants to stay under its policy's limit (the withheld variants "
             "print NA, as suppressed ones do).</p>"
