@@ -45,6 +45,7 @@ import numpy.typing as npt
 from genofed.common.errors import PolicyRefusal
 from genofed.common.reasons import DISCLOSURE_RISK
 from genofed.common.receipts import MEMBERSHIP_POWER_FACT
+from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.privacy.membership import (
     LRTerms,
     panel_terms,
@@ -136,6 +137,32 @@ def check_release(
     return MembershipDecision(outcome.withheld, facts)
 
 
+def people_of(bed: GenotypeFile, rows: npt.NDArray[np.int64]) -> list[str]:
+    """``FID<tab>IID`` of the samples at ``rows`` of ``bed`` (a release's people)."""
+    fid, iid = bed.samples.fid[rows], bed.samples.iid[rows]
+    return [f"{f}\t{i}" for f, i in zip(fid, iid, strict=True)]
+
+
+def check_variants(
+    policy: SitePolicy,
+    site_dir: Path,
+    bed: GenotypeFile,
+    rows: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.integer],
+    withheld: npt.NDArray[np.bool_],
+    index: npt.NDArray[np.int64],
+    flip: npt.NDArray[np.bool_],
+) -> MembershipDecision:
+    """:func:`check_release` of ``counts`` (study orientation) of ``bed``'s variants
+    ``index`` (``flip``: the study's ALT is the site's REF) over the samples ``rows``,
+    with the history of those people in ``site_dir``."""
+    variants = bed.variants
+    ref = np.where(flip, variants.alt[index], variants.ref[index])
+    alt = np.where(flip, variants.ref[index], variants.alt[index])
+    history = History.open(site_dir, people_of(bed, rows))
+    return check_release(policy, counts, withheld, variants.id[index], ref, alt, history)
+
+
 #: File beside a multi-round analysis's genotype cache: the variants (site indexes) its
 #: first round withheld, small cells and the membership check together.
 WITHHELD_FILE = "withheld-variants.npy"
@@ -178,6 +205,8 @@ __all__ = [
     "History",
     "MembershipDecision",
     "check_release",
+    "check_variants",
+    "people_of",
     "record_withheld",
     "refuse_withheld",
     "release_terms",

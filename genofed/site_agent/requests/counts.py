@@ -30,7 +30,7 @@ from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.io.pheno import match_samples, read_pheno_table
 from genofed.site_agent.privacy.dp_release import plan_counts, release_counts
 from genofed.site_agent.privacy.guard import GENOTYPES
-from genofed.site_agent.privacy.membership_release import History, check_release
+from genofed.site_agent.privacy.membership_release import check_variants
 from genofed.site_agent.privacy.suppression import (
     GENOTYPE_CELLS,
     SUPPRESSED_ARRAY,
@@ -93,16 +93,8 @@ def serve_counts(ctx: RequestContext) -> Answer:
         released = Suppressed(released.counts, released.withheld | isolating)
     checked: dict[str, str] = {}
     if ctx.policy.max_membership_power is not None:
-        variants = ctx.bed.variants
-        ref = np.where(flip, variants.alt[index], variants.ref[index])
-        alt = np.where(flip, variants.ref[index], variants.alt[index])
-        people = [
-            f"{f}\t{i}"
-            for f, i in zip(ctx.bed.samples.fid[rows], ctx.bed.samples.iid[rows], strict=True)
-        ]
-        history = History.open(ctx.site.directory, people)
-        decision = check_release(
-            ctx.policy, counts, released.withheld, variants.id[index], ref, alt, history
+        decision = check_variants(
+            ctx.policy, ctx.directory, ctx.bed, rows, counts, released.withheld, index, flip
         )
         released.counts[decision.withheld] = 0
         released = Suppressed(released.counts, released.withheld | decision.withheld)

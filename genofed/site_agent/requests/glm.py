@@ -60,8 +60,7 @@ from genofed.site_agent.privacy.guard import (
     disclosure_message,
 )
 from genofed.site_agent.privacy.membership_release import (
-    History,
-    check_release,
+    check_variants,
     record_withheld,
     refuse_withheld,
 )
@@ -511,18 +510,9 @@ def _stats(
                 cache.add(codes, out.call_rows, out.call_cols)
         if checked:
             assert policy is not None
-            variants = bed.variants
-            ref = np.where(flip, variants.alt[index], variants.ref[index])
-            alt = np.where(flip, variants.ref[index], variants.alt[index])
-            people = [
-                f"{f}\t{i}"
-                for f, i in zip(
-                    bed.samples.fid[samples.index], bed.samples.iid[samples.index], strict=True
-                )
-            ]
-            history = History.open(site_dir, people) if site_dir is not None else None
-            decision = check_release(
-                policy, counts, withheld, variants.id[index], ref, alt, history
+            assert site_dir is not None
+            decision = check_variants(
+                policy, site_dir, bed, samples.index, counts, withheld, index, flip
             )
             extra = decision.withheld
             gz[extra] = 0.0

@@ -32,8 +32,7 @@ from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.privacy.guard import GENOTYPES
 from genofed.site_agent.privacy.membership_release import (
-    History,
-    check_release,
+    check_variants,
     record_withheld,
     refuse_withheld,
 )
@@ -69,16 +68,8 @@ def serve_pca(ctx: RequestContext) -> Answer:
         withheld = small_cell_rows(counts, ctx.policy.min_cell_count, GENOTYPE_CELLS)
         counts = flip_counts(counts, flip)
         if ctx.policy.max_membership_power is not None:
-            variants = bed.variants
-            ref = np.where(flip, variants.alt[index], variants.ref[index])
-            alt = np.where(flip, variants.ref[index], variants.alt[index])
-            people = [
-                f"{f}\t{i}"
-                for f, i in zip(bed.samples.fid[rows], bed.samples.iid[rows], strict=True)
-            ]
-            history = History.open(ctx.directory, people)
-            decision = check_release(
-                ctx.policy, counts, withheld, variants.id[index], ref, alt, history
+            decision = check_variants(
+                ctx.policy, ctx.directory, bed, rows, counts, withheld, index, flip
             )
             withheld = withheld | decision.withheld
             facts.update(decision.facts)

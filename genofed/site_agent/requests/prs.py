@@ -49,6 +49,7 @@ from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
 from genofed.site_agent.privacy.membership_release import (
     History,
     check_release,
+    people_of,
     record_withheld,
     refuse_withheld,
 )
@@ -320,11 +321,7 @@ def _membership_withheld(
     alt = np.where(match.effect_is_alt, v.alt[at], v.ref[at])
     ids = np.where(matched, v.id[at], "")
     samples = np.arange(ctx.bed.n_samples) if rows is None else rows
-    people = [
-        f"{f}\t{i}"
-        for f, i in zip(ctx.bed.samples.fid[samples], ctx.bed.samples.iid[samples], strict=True)
-    ]
-    history = History.open(ctx.directory, people)
+    history = History.open(ctx.directory, people_of(ctx.bed, samples))
     decision = check_release(ctx.policy, hwe, withheld | ~matched, ids, ref, alt, history)
     facts.update(decision.facts)
     record_withheld(_state_dir(ctx), np.flatnonzero(withheld | decision.withheld))
