@@ -1,6 +1,6 @@
 """Membership inference, run for real: the likelihood-ratio and Homer attacks against releases.
 
-The estimate (:mod:`genofed.site_agent.privacy.membership`) is validated
+The estimate (:mod:`genofed.common.membership`) is validated
 against the attacks it bounds: the likelihood-ratio (LR) test of Sankararaman
 et al. (2009) and Homer et al.'s (2008) distance test, each calibrated at a
 5 % false-positive rate on non-members, so "power" is the share of members
@@ -33,6 +33,12 @@ import pytest
 from bed_reader import open_bed
 
 from genofed.common.errors import SiteFailure
+from genofed.common.membership import (
+    attacker_frequency,
+    panel_terms,
+    power,
+    site_terms,
+)
 from genofed.common.messages import AuditKind
 from genofed.common.signing import public_key_text, sign_study
 from genofed.common.study import study_from_mapping
@@ -41,12 +47,6 @@ from genofed.coordinator.runner import run_study
 from genofed.coordinator.transport import Incoming, Outgoing
 from genofed.site_agent.audit.log import read_site_log
 from genofed.site_agent.audit.report import render_report
-from genofed.site_agent.privacy.membership import (
-    attacker_frequency,
-    panel_terms,
-    power,
-    site_terms,
-)
 from genofed.site_agent.privacy.policy import POLICY_FILE
 from genofed.synth import SynthSummary, write_cohorts
 from tests.privacy.test_attacks import Recording

@@ -4,7 +4,7 @@ Called by the count analyses (:mod:`genofed.site_agent.requests.counts`) in
 ``plain`` mode, after small-cell suppression and the guard's rule, when the
 policy sets ``max_membership_power``. It estimates the power of the
 likelihood-ratio membership test on the variants about to leave
-(:mod:`genofed.site_agent.privacy.membership`), against the policy's
+(:mod:`genofed.common.membership`), against the policy's
 ``membership_reference`` panel where it has the variant and the site's own
 frequencies elsewhere, and withholds variants (greedy, most separation first)
 until the power is at most the limit. Withheld variants join the
@@ -43,15 +43,15 @@ import numpy as np
 import numpy.typing as npt
 
 from genofed.common.errors import PolicyRefusal
-from genofed.common.reasons import DISCLOSURE_RISK
-from genofed.common.receipts import MEMBERSHIP_POWER_FACT
-from genofed.site_agent.io.genotypes import GenotypeFile
-from genofed.site_agent.privacy.membership import (
+from genofed.common.membership import (
     LRTerms,
     panel_terms,
     site_terms,
     withhold_for_power,
 )
+from genofed.common.reasons import DISCLOSURE_RISK
+from genofed.common.receipts import MEMBERSHIP_POWER_FACT
+from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.privacy.membership_history import History, variant_keys
 from genofed.site_agent.privacy.policy import SitePolicy
 from genofed.site_agent.privacy.reference_panel import read_panel

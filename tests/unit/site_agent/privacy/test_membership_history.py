@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genofed.site_agent.privacy.membership import power, site_terms
+from genofed.common.membership import power, site_terms
 from genofed.site_agent.privacy.membership_history import History
 from genofed.site_agent.privacy.membership_release import check_release
 from genofed.site_agent.privacy.policy import SitePolicy

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from genofed.site_agent.privacy.membership import (
+from genofed.common.membership import (
     LRTerms,
     panel_terms,
     power,
