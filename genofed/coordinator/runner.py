@@ -69,6 +69,7 @@ from genofed.common.reasons import BAD_REPLY, FAILED, NO_REPLY
 from genofed.common.receipts import (
     GLM_IMPUTED_FACT,
     GUARD_LEFT_OUT_FACT,
+    MEMBERSHIP_LIMIT_FACT,
     MEMBERSHIP_POWER_FACT,
     REPLAY_FACT,
 )
@@ -84,6 +85,7 @@ from genofed.coordinator.combine.harmonize import (
     check_builds,
     harmonize,
 )
+from genofed.coordinator.combine.membership import parse_limit, pooled_withheld
 from genofed.coordinator.combine.qc import QCResult, variant_qc
 from genofed.coordinator.events import (
     ANALYSIS_DONE,
@@ -343,13 +345,27 @@ def _run(
             if dp:  # post-processing of noisy sums: a count cannot be negative
                 pooled = np.maximum(pooled, 0)
             small = _small_pooled(pooled, sites, order) if secure is not None and not dp else None
+            limits = [
+                limit
+                for n in order
+                if (limit := parse_limit(sites[n].facts.get(MEMBERSHIP_LIMIT_FACT, "")))
+            ]
+            risky = None
+            if small is not None and limits:
+                risky, left = pooled_withheld(pooled, limits, small)
+                summary[MEMBERSHIP_POWER_FACT] = [
+                    {"site": "pooled (exact)", "analysis": ",".join(count_ids), "power": left}
+                ]
             outputs.extend(
-                write_suppressed(staging, harmonization.variants, names, withheld, small)
+                write_suppressed(staging, harmonization.variants, names, withheld, small, risky)
             )
             summary["suppressed"] = suppression_summary(names, withheld)
             if small is not None:
                 withheld.append(small)
                 summary["suppressed"]["small pooled cells"] = int(small.sum())
+            if risky is not None:
+                withheld.append(risky)
+                summary["suppressed"]["membership limit (pooled)"] = int(risky.sum())
             any_withheld = np.any(withheld, axis=0)
             qc: QCResult | None = None
             if study.qc is not None:
@@ -413,7 +429,14 @@ def _run(
                 members.done((spec.id,), spec.kind, files)
             analysis_files[spec.id] = outputs[written:]
         summary.update(_missing_summary(study, sites.values(), members.lost))
+        pooled_power = summary.pop(MEMBERSHIP_POWER_FACT, [])
         summary.update(_left_out_summary(sites.values()))
+        if isinstance(pooled_power, list) and pooled_power:  # exact mode, beside the sites'
+            earlier = summary.get(MEMBERSHIP_POWER_FACT)
+            summary[MEMBERSHIP_POWER_FACT] = [
+                *(earlier if isinstance(earlier, list) else []),
+                *pooled_power,
+            ]
         if receipts is not None:
             receipts.annotate(list(sites.values()))
         finished = clock()

@@ -50,6 +50,9 @@ REASON = (
 POOLED_REASON = (
     "small pooled cells: a nonzero pooled genotype count below the sites' min_cell_count"
 )
+MEMBERSHIP_POOLED_REASON = (
+    "membership limit on pooled counts: the sites' max_membership_power (exact mode)"
+)
 
 
 def site_withheld(site: str, arrays: NamedArrays, n_variants: int) -> npt.NDArray[np.bool_]:
@@ -71,19 +74,22 @@ def write_suppressed(
     site_names: Sequence[str],
     withheld: Sequence[npt.NDArray[np.bool_]],
     pooled: npt.NDArray[np.bool_] | None = None,
+    membership: npt.NDArray[np.bool_] | None = None,
 ) -> list[str]:
     """Write ``suppressed.tsv`` if any variant was withheld; return the file names written.
 
-    ``pooled`` marks variants withheld for small pooled cells (``exact`` mode).
+    ``pooled`` marks variants withheld for small pooled cells, ``membership``
+    those withheld under the sites' membership limits (both ``exact`` mode).
     """
     per_site = np.asarray(withheld, dtype=np.bool_).reshape(len(site_names), -1)
     n_sites = per_site.sum(axis=0)
     small = np.zeros(len(n_sites), dtype=np.bool_) if pooled is None else pooled
-    if not (n_sites.any() or small.any()):
+    risky = np.zeros(len(n_sites), dtype=np.bool_) if membership is None else membership
+    if not (n_sites.any() or small.any() or risky.any()):
         return []
     lines = [SUPPRESSED_HEADER]
-    for i in np.flatnonzero((n_sites > 0) | small).tolist():
-        reason = REASON if n_sites[i] else POOLED_REASON
+    for i in np.flatnonzero((n_sites > 0) | small | risky).tolist():
+        reason = REASON if n_sites[i] else POOLED_REASON if small[i] else MEMBERSHIP_POOLED_REASON
         lines.append(
             f"{variants.chrom[i]}\t{variants.pos[i]}\t{variants.id[i]}\t{variants.ref[i]}"
             f"\t{variants.alt[i]}\t{int(n_sites[i])}\t{reason}"
