@@ -98,6 +98,14 @@ REPLAY_FACT = "replay_of_audit_index"
 #: (:meth:`genofed.site_agent.privacy.guard.ReleaseGuard.align`): how many of the samples the
 #: request asked for it left out.
 GUARD_LEFT_OUT_FACT = "guard_left_out"
+#: Reply fact of a count release checked for membership inference
+#: (:mod:`genofed.site_agent.privacy.membership_release`): the estimated power of the
+#: likelihood-ratio membership test on what was released, after withholding.
+MEMBERSHIP_POWER_FACT = "membership_power"
+#: Site fact of a site whose policy sets ``max_membership_power``: the limit and the
+#: false-positive rate (``"0.1 0.05"``), which the coordinator applies to ``exact``-mode
+#: pooled counts, as it applies the sites' ``min_cell_count`` to them.
+MEMBERSHIP_LIMIT_FACT = "membership_limit"
 #: Reply fact of a ``glm_stats`` release with ``few_missing = "impute"`` or
 #: ``"impute-unreleasable"``: how many variants the site imputed missing calls at.
 GLM_IMPUTED_FACT = "glm_imputed_variants"
@@ -113,6 +121,8 @@ __all__ = [
     "GENOME_BUILD_FACT",
     "GLM_IMPUTED_FACT",
     "GUARD_LEFT_OUT_FACT",
+    "MEMBERSHIP_LIMIT_FACT",
+    "MEMBERSHIP_POWER_FACT",
     "RELEASE_DECISION",
     "REPLAY_FACT",
     "verify_receipt",

@@ -69,7 +69,13 @@ from genofed.common.clock import Clock, utc_now
 from genofed.common.errors import GenoFedError, InputError, SiteFailure, TooFewSites
 from genofed.common.messages import Receipt, Reply, Request, SignedStudy, Status
 from genofed.common.reasons import BAD_REPLY, FAILED, NO_REPLY
-from genofed.common.receipts import GLM_IMPUTED_FACT, GUARD_LEFT_OUT_FACT, REPLAY_FACT
+from genofed.common.receipts import (
+    GLM_IMPUTED_FACT,
+    GUARD_LEFT_OUT_FACT,
+    MEMBERSHIP_LIMIT_FACT,
+    MEMBERSHIP_POWER_FACT,
+    REPLAY_FACT,
+)
 from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, signed_study
@@ -82,6 +88,7 @@ from genofed.coordinator.combine.harmonize import (
     check_builds,
     harmonize,
 )
+from genofed.coordinator.combine.membership import parse_limit, pooled_withheld
 from genofed.coordinator.combine.qc import QCResult, variant_qc
 from genofed.coordinator.events import (
     ANALYSIS_DONE,
@@ -368,13 +375,27 @@ def _run(
                     "as plink2 without --nonfounders (these sites' sample files list parents)",
                 }
             small = _small_pooled(pooled, sites, order) if secure is not None and not dp else None
+            limits = [
+                limit
+                for n in order
+                if (limit := parse_limit(sites[n].facts.get(MEMBERSHIP_LIMIT_FACT, "")))
+            ]
+            risky = None
+            if small is not None and limits:
+                risky, left = pooled_withheld(pooled, limits, small)
+                summary[MEMBERSHIP_POWER_FACT] = [
+                    {"site": "pooled (exact)", "analysis": ",".join(count_ids), "power": left}
+                ]
             outputs.extend(
-                write_suppressed(staging, harmonization.variants, names, withheld, small)
+                write_suppressed(staging, harmonization.variants, names, withheld, small, risky)
             )
             summary["suppressed"] = suppression_summary(names, withheld)
             if small is not None:
                 withheld.append(small)
                 summary["suppressed"]["small pooled cells"] = int(small.sum())
+            if risky is not None:
+                withheld.append(risky)
+                summary["suppressed"]["membership limit (pooled)"] = int(risky.sum())
             any_withheld = np.any(withheld, axis=0)
             qc: QCResult | None = None
             if study.qc is not None:
@@ -440,7 +461,14 @@ def _run(
                 members.done((spec.id,), spec.kind, files)
             analysis_files[spec.id] = outputs[written:]
         summary.update(_missing_summary(study, sites.values(), members.lost))
+        pooled_power = summary.pop(MEMBERSHIP_POWER_FACT, [])
         summary.update(_left_out_summary(sites.values()))
+        if isinstance(pooled_power, list) and pooled_power:  # exact mode, beside the sites'
+            earlier = summary.get(MEMBERSHIP_POWER_FACT)
+            summary[MEMBERSHIP_POWER_FACT] = [
+                *(earlier if isinstance(earlier, list) else []),
+                *pooled_power,
+            ]
         if receipts is not None:
             receipts.annotate(list(sites.values()))
         finished = clock()
@@ -1081,7 +1109,16 @@ def _reply_record(kind: str, reply: Reply) -> dict[str, object]:
             if reply.facts.get(GLM_IMPUTED_FACT, "").isdigit()
             else {}
         ),
+        # the site's estimate of the membership test's power on this release (after withholding)
+        **_membership_record(reply.facts.get(MEMBERSHIP_POWER_FACT)),
     }
+
+
+def _membership_record(text: str | None) -> dict[str, float]:
+    try:
+        return {} if text is None else {MEMBERSHIP_POWER_FACT: float(text)}
+    except ValueError:
+        return {}
 
 
 def _left_out_summary(sites: Iterable[SiteRecord]) -> dict[str, object]:
@@ -1100,6 +1137,17 @@ def _left_out_summary(sites: Iterable[SiteRecord]) -> dict[str, object]:
                 {"site": site, "analysis": analysis, unit: n}
                 for (site, analysis), n in sorted(most.items())
             ]
+    powers = {
+        (s.name, str(r.get("analysis_id") or r.get("request"))): r[MEMBERSHIP_POWER_FACT]
+        for s in sites
+        for r in s.replies
+        if isinstance(r.get(MEMBERSHIP_POWER_FACT), float)
+    }
+    if powers:  # each site's estimated power of the LR membership test on its release
+        out[MEMBERSHIP_POWER_FACT] = [
+            {"site": site, "analysis": analysis, "power": p}
+            for (site, analysis), p in sorted(powers.items())
+        ]
     return out
 
 

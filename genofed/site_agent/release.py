@@ -111,7 +111,12 @@ from genofed.common.reasons import (
     UNSUPPORTED,
     VALUE_OUT_OF_RANGE,
 )
-from genofed.common.receipts import DOSAGES_FACT, GENOME_BUILD_FACT, REPLAY_FACT
+from genofed.common.receipts import (
+    DOSAGES_FACT,
+    GENOME_BUILD_FACT,
+    MEMBERSHIP_LIMIT_FACT,
+    REPLAY_FACT,
+)
 from genofed.common.secure_sum import MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.proto import receipt_from_bytes, receipt_to_bytes
@@ -339,6 +344,10 @@ def _answer(
             facts[GENOME_BUILD_FACT] = genome_build(config)
             facts["policy"] = "demo (synthetic data only)" if policy.demo else "site policy"
             facts["min_cell_count"] = str(policy.min_cell_count)
+            if policy.max_membership_power is not None:  # exact mode: the pooled check
+                facts[MEMBERSHIP_LIMIT_FACT] = (
+                    f"{policy.max_membership_power!r} {policy.membership_fpr!r}"
+                )
             if snapshot:
                 facts["cohort_snapshot"] = snapshot
             if server is None:

@@ -132,3 +132,32 @@ def test_exact_study__pooled_small_cells_are_withheld_by_the_coordinator(
     ]
     assert all(c == 0 or c >= 10 for row in counts for c in row)
     assert outcome.summary["suppressed"]["small pooled cells"] == len(rows)  # type: ignore[index]
+
+
+def test_exact_study__the_sites_membership_limit_is_applied_to_the_pooled_counts(
+    sites: list[Path], tmp_path: Path
+) -> None:
+    """No site checks what it sends masked; the coordinator checks the pooled table."""
+    copies = []
+    for site in sites:
+        shutil.copytree(site, tmp_path / site.name)
+        policy = tmp_path / site.name / "policy.toml"
+        policy.write_text(
+            policy.read_text().replace(
+                "min_cell_count = 0", "min_cell_count = 0\nmax_membership_power = 0.1"
+            )
+        )
+        copies.append(tmp_path / site.name)
+    outcome = run_simulated_study(_study("member", {"mode": "exact"}), copies, tmp_path / "e")
+    rows = [
+        line.split("\t") for line in (outcome.out / "suppressed.tsv").read_text().splitlines()[1:]
+    ]
+    assert rows and all(r[5] == "0" and r[6].startswith("membership limit") for r in rows)
+    assert outcome.summary["suppressed"]["membership limit (pooled)"] == len(rows)  # type: ignore[index]
+    (entry,) = outcome.summary["membership_power"]  # type: ignore[misc]
+    assert entry["site"] == "pooled (exact)" and entry["power"] <= 0.1
+    header, *table = [
+        line.split("\t") for line in (outcome.out / "freq.afreq").read_text().splitlines()
+    ]
+    shown = {r[header.index("ID")]: r for r in table}
+    assert all(shown[r[2]][header.index("ALT_FREQS")] == "NA" for r in rows)

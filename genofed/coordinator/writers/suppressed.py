@@ -3,7 +3,9 @@
 A site whose policy sets ``min_cell_count`` sends, with its ``plain``
 genotype counts, a boolean ``suppressed`` array: ``True`` marks a variant
 whose counts it withheld (sent as zeros) because a nonzero cell was below
-its threshold (the rule is in ``site_agent/privacy/suppression.py``). Here:
+its threshold (the rule is in ``site_agent/privacy/suppression.py``), or to
+keep a membership test's power under its policy's limit
+(``site_agent/privacy/membership_release.py``; which of the two is not said). Here:
 
 * :func:`site_withheld` checks that array (withheld rows must be all zero,
   so a site cannot hide real counts behind the flag, nor the flag behind a
@@ -41,9 +43,15 @@ from genofed.coordinator.writers.atomic import atomic_write_text
 SUPPRESSED_ARRAY = "suppressed"
 SUPPRESSED_FILE = "suppressed.tsv"
 SUPPRESSED_HEADER = "#CHROM\tPOS\tID\tREF\tALT\tN_SITES\tREASON"
-REASON = "small cells: a nonzero genotype count below a site's min_cell_count"
+REASON = (
+    "withheld by a site: small cells (a nonzero genotype count below its min_cell_count), "
+    "or its limit on membership inference (max_membership_power)"
+)
 POOLED_REASON = (
     "small pooled cells: a nonzero pooled genotype count below the sites' min_cell_count"
+)
+MEMBERSHIP_POOLED_REASON = (
+    "membership limit on pooled counts: the sites' max_membership_power (exact mode)"
 )
 
 
@@ -66,19 +74,22 @@ def write_suppressed(
     site_names: Sequence[str],
     withheld: Sequence[npt.NDArray[np.bool_]],
     pooled: npt.NDArray[np.bool_] | None = None,
+    membership: npt.NDArray[np.bool_] | None = None,
 ) -> list[str]:
     """Write ``suppressed.tsv`` if any variant was withheld; return the file names written.
 
-    ``pooled`` marks variants withheld for small pooled cells (``exact`` mode).
+    ``pooled`` marks variants withheld for small pooled cells, ``membership``
+    those withheld under the sites' membership limits (both ``exact`` mode).
     """
     per_site = np.asarray(withheld, dtype=np.bool_).reshape(len(site_names), -1)
     n_sites = per_site.sum(axis=0)
     small = np.zeros(len(n_sites), dtype=np.bool_) if pooled is None else pooled
-    if not (n_sites.any() or small.any()):
+    risky = np.zeros(len(n_sites), dtype=np.bool_) if membership is None else membership
+    if not (n_sites.any() or small.any() or risky.any()):
         return []
     lines = [SUPPRESSED_HEADER]
-    for i in np.flatnonzero((n_sites > 0) | small).tolist():
-        reason = REASON if n_sites[i] else POOLED_REASON
+    for i in np.flatnonzero((n_sites > 0) | small | risky).tolist():
+        reason = REASON if n_sites[i] else POOLED_REASON if small[i] else MEMBERSHIP_POOLED_REASON
         lines.append(
             f"{variants.chrom[i]}\t{variants.pos[i]}\t{variants.id[i]}\t{variants.ref[i]}"
             f"\t{variants.alt[i]}\t{int(n_sites[i])}\t{reason}"

@@ -305,6 +305,19 @@ def _release_details(entry: AuditEntry, analyst: str) -> str:
         ("ε of this release alone", f"{entry.epsilon:.6g} (δ {entry.delta:g})"),
         ("noise", f"<pre>{_e(noise)}</pre>"),
     ]
+    check = doc.get("membership") if isinstance(doc, dict) else None
+    if isinstance(check, dict):  # the membership check of a count release (membership_release.py)
+        facts.append(
+            (
+                "membership test power (estimated)",
+                _e(
+                    f"{check.get('power')} after withholding {check.get('variants_withheld')} "
+                    f"of {check.get('variants_checked')} variants (before: "
+                    f"{check.get('power_before')}; limit {check.get('max_power')} at "
+                    f"false-positive rate {check.get('fpr')}; reference: {check.get('reference')})"
+                ),
+            )
+        )
     if entry.sample_sets:
         sets = "<br>".join(f"<code>{_e(s)}</code>" for s in entry.sample_sets)
         facts.append((f"sample sets ({len(entry.sample_sets)})", sets))

@@ -106,6 +106,8 @@ def _summary_json(summary: SiteSummary, policy: SitePolicy) -> str:
                 "allowed_analyses": sorted(policy.allowed_analyses),
                 "min_cohort_size": policy.min_cohort_size,
                 "min_cell_count": policy.min_cell_count,
+                "max_membership_power": policy.max_membership_power,
+                "membership_fpr": policy.membership_fpr,
             },
         },
         indent=2,
@@ -140,6 +142,16 @@ def _split_text(summary: SiteSummary) -> str:
     )
 
 
+def _membership_text(policy: SitePolicy) -> str:
+    if policy.max_membership_power is None:
+        return "none (max_membership_power not set): count releases are not checked"
+    reference = policy.membership_reference.name if policy.membership_reference else "own"
+    return (
+        f"power of the membership test at most {policy.max_membership_power:g} at "
+        f"false-positive rate {policy.membership_fpr:g} ({reference} frequencies as reference)"
+    )
+
+
 def _print_summary(summary: SiteSummary, policy: SitePolicy, *, as_json: bool) -> None:
     out = console()
     if as_json:
@@ -170,6 +182,7 @@ def _print_summary(summary: SiteSummary, policy: SitePolicy, *, as_json: bool) -
         rows.append(("matched samples", f"{summary.n_matched:,}"))
     allowed = ", ".join(sorted(policy.allowed_analyses)) or "none: refuses every study"
     rows.append(("allowed analyses", allowed))
+    rows.append(("membership limit", _membership_text(policy)))
     for what, value in rows:
         table.add_row(what, escape(value))
     out.print(table)

@@ -41,8 +41,10 @@ class GenotypeFile(Protocol):
 
     path: Path
     n_samples: int
-    n_variants: int
     samples: Samples
+
+    @property
+    def n_variants(self) -> int: ...
 
     @property
     def variants(self) -> Variants: ...

@@ -591,7 +591,8 @@ class PgenFile(PgenlibGenotypes):
         if self.n_variants == self.n_records:
             return None
         n_alts = self._split_variants().n_alts
-        return np.r_[0, np.cumsum(n_alts + 1)].astype(np.uintp)
+        offsets: np.ndarray = np.r_[0, np.cumsum(n_alts + 1)].astype(np.uintp)
+        return offsets
 
     def _read_split(self) -> SplitVariants:
         variants = read_pvar(self.pvar_path)

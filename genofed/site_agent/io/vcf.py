@@ -676,7 +676,8 @@ class _Calls:
         """Copies of ALT ``allele`` (1-based) per sample; REF and every other ALT count 0."""
         dosage = (self.first == allele).astype(np.int8) + (self.second == allele)
         dosage[self.missing] = MISSING
-        return dosage.astype(np.int8)
+        out: np.ndarray = dosage.astype(np.int8)
+        return out
 
 
 def _is_sorted(chrom: np.ndarray, pos: np.ndarray) -> bool:

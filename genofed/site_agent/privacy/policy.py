@@ -25,6 +25,11 @@
     pca_max_directions = 10000   # pca: variant-space directions released per cohort snapshot
     cohort_columns = ["AGE", "SEX"]  # columns a study's [cohort] may filter on (default:
                                  # the allowed_<column> lists of [policy.analysis.*], else any)
+    max_membership_power = 0.1   # count releases: withhold variants until the power of a
+                                 # likelihood-ratio membership test is at most this (absent: off)
+    membership_fpr = 0.05        # ... at this false-positive rate (membership.py)
+    membership_reference = "panel.afreq"  # the attacker's reference: a plink2 .afreq of a
+                                 # public panel (default: the site's own frequencies)
 
     [policy.analysis.glm]        # parameter bounds per analysis kind (policy_rules.py)
     max_covariates = 10
@@ -140,6 +145,9 @@ _KEYS = (
     "km_min_grid_step",
     "pca_max_directions",
     "cohort_columns",
+    "max_membership_power",
+    "membership_fpr",
+    "membership_reference",
     "analysis",
     "auto_approve",
 )
@@ -161,6 +169,10 @@ DEFAULT_GUARD_REFUSALS = 3
 #: (10 components) uses about 600; a coordinator collecting more directions than
 #: the site has samples could rebuild the pooled variant Gram matrix of the cohort.
 DEFAULT_PCA_MAX_DIRECTIONS = 10_000
+#: ``genofed-site init``'s limit on the power of the LR membership test on one count release.
+DEFAULT_MAX_MEMBERSHIP_POWER = 0.1
+#: The false-positive rate at which that power is taken.
+DEFAULT_MEMBERSHIP_FPR = 0.05
 
 
 @dataclass(frozen=True)
@@ -207,10 +219,20 @@ class SitePolicy:
     pca_max_directions: int = DEFAULT_PCA_MAX_DIRECTIONS
     #: columns a study's ``[cohort]`` may filter on; None: see :func:`cohort_columns`
     cohort_columns: frozenset[str] | None = None
+    #: count releases (``plain``): most power of the LR membership test on one release,
+    #: at ``membership_fpr``; variants are withheld until it holds (None: no check)
+    max_membership_power: float | None = None
+    membership_fpr: float = DEFAULT_MEMBERSHIP_FPR
+    #: the attacker's reference frequencies, a plink2 ``.afreq`` file (None: the site's own)
+    membership_reference: Path | None = None
 
 
 #: The policy of a site without a policy file: refuses everything.
-REFUSE_ALL = SitePolicy(demo=False, allowed_analyses=frozenset())
+REFUSE_ALL = SitePolicy(
+    demo=False,
+    allowed_analyses=frozenset(),
+    max_membership_power=DEFAULT_MAX_MEMBERSHIP_POWER,  # as genofed-site init's file
+)
 
 DEFAULT_POLICY_TOML = f"""\
 # GenoFed site policy, owned by this site's privacy officer.
@@ -263,6 +285,16 @@ pca_max_directions = {DEFAULT_PCA_MAX_DIRECTIONS}
 # it: the columns the allowed_<column> bounds below list, or, without those, any
 # column of this site's phenotype and covariate tables.
 # cohort_columns = ["AGE", "SEX"]
+# Membership inference (docs/decisions/0007-membership-inference.md): before counts
+# (freq, hardy, missing, gcount) leave in "plain" mode, the site estimates the power of a
+# likelihood-ratio test telling whether a given person is in this release, at the
+# false-positive rate membership_fpr, and withholds variants (marked suppressed) until it
+# is at most max_membership_power. Remove max_membership_power to turn the check off.
+max_membership_power = {DEFAULT_MAX_MEMBERSHIP_POWER}
+membership_fpr = {DEFAULT_MEMBERSHIP_FPR}
+# The attacker's reference frequencies: a public panel's plink2 .afreq file (relative
+# to this file). Without it the site's own frequencies stand for the population.
+# membership_reference = "panel.afreq"
 # App bundles (Flower FAB SHA-256) this site runs when connected to a coordinator;
 # any other bundle is refused before it runs. `genofed-site app-hash` prints the
 # hash of the GenoFed version installed here.
@@ -393,6 +425,8 @@ def load_policy(path: Path) -> SitePolicy:
         DEFAULT_MIN_SCORE_ROWS,
     )
     ratio = problems.check(lambda: _weight_ratio(table, path), DEFAULT_MAX_WEIGHT_RATIO)
+    no_check: tuple[float | None, float, Path | None] = (None, DEFAULT_MEMBERSHIP_FPR, None)
+    membership = problems.check(lambda: _membership(table, path), no_check)
     policy = SitePolicy(
         demo=demo,
         allowed_analyses=analyses,
@@ -438,6 +472,9 @@ def load_policy(path: Path) -> SitePolicy:
         min_cohort_size=cohort,
         min_cell_count=cell,
         cohort_columns=problems.check(lambda: _cohort_columns(table, path), None),
+        max_membership_power=membership[0],
+        membership_fpr=membership[1],
+        membership_reference=membership[2],
     )
     problems.raise_any(hint=f"correct each problem above in {path}, then run genofed-site check")
     return policy
@@ -504,6 +541,41 @@ def cohort_columns(policy: SitePolicy) -> frozenset[str] | None:
     if not allowed:
         return None
     return frozenset(str(v) for values in allowed for v in values)
+
+
+def _membership(table: Mapping[str, object], path: Path) -> tuple[float | None, float, Path | None]:
+    """``max_membership_power``, ``membership_fpr`` and ``membership_reference``, checked."""
+    limit = get_typed(table, "max_membership_power", (int, float), None, path=path, where="policy")
+    fpr = get_typed(
+        table, "membership_fpr", (int, float), DEFAULT_MEMBERSHIP_FPR, path=path, where="policy"
+    )
+    if not 0 < fpr < 1:
+        raise ConfigError(
+            f"policy.membership_fpr must lie strictly between 0 and 1, not {fpr}",
+            path=path,
+            hint=f"e.g. membership_fpr = {DEFAULT_MEMBERSHIP_FPR} (the default)",
+        )
+    if limit is not None and not fpr < limit <= 1:
+        raise ConfigError(
+            f"policy.max_membership_power must lie in (membership_fpr, 1] = ({fpr:g}, 1], "
+            f"not {limit}: the test's power is never below its false-positive rate, so a "
+            "lower limit would withhold every variant",
+            path=path,
+            hint=f"e.g. max_membership_power = {DEFAULT_MAX_MEMBERSHIP_POWER} with "
+            f"membership_fpr = {DEFAULT_MEMBERSHIP_FPR}; remove the key to turn the check off",
+        )
+    name = get_typed(table, "membership_reference", str, None, path=path, where="policy")
+    reference = None
+    if name is not None:
+        reference = (path.parent / name) if not Path(name).is_absolute() else Path(name)
+        if not reference.is_file():
+            raise ConfigError(
+                f"policy.membership_reference names {name!r}, and there is no file {reference}",
+                path=path,
+                hint="give a plink2 --freq .afreq file of a public panel (relative to the "
+                "policy file), or remove the key to use the site's own frequencies",
+            )
+    return (None if limit is None else float(limit), float(fpr), reference)
 
 
 def _weight_ratio(table: Mapping[str, object], path: Path) -> float:
@@ -783,6 +855,8 @@ def check_cohort_size(policy: SitePolicy, n_samples: int) -> None:
 
 
 __all__ = [
+    "DEFAULT_MAX_MEMBERSHIP_POWER",
+    "DEFAULT_MEMBERSHIP_FPR",
     "DEFAULT_MIN_CELL_COUNT",
     "DEFAULT_MIN_COHORT_SIZE",
     "DEFAULT_POLICY_TOML",

@@ -7,7 +7,10 @@ of the study's ALT allele and with a missing call, by release mode:
 
 * ``plain``: variants with a nonzero genotype count below the policy's
   ``min_cell_count`` are withheld and marked in a ``suppressed`` array
-  (:mod:`genofed.site_agent.privacy.suppression`);
+  (:mod:`genofed.site_agent.privacy.suppression`), and, under the policy's
+  ``max_membership_power``, the variants that would let a likelihood-ratio
+  test tell members apart too well
+  (:mod:`genofed.site_agent.privacy.membership_release`);
 * ``dp``: discrete Gaussian noise (OpenDP), charged to the ledger first
   (:mod:`genofed.site_agent.privacy.dp_release`);
 * ``exact``, ``distributed-dp``: only masked by Flower's SecAgg+
@@ -34,6 +37,7 @@ from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.io.pheno import match_samples, read_pheno_table
 from genofed.site_agent.privacy.dp_release import plan_counts, release_counts
 from genofed.site_agent.privacy.guard import GENOTYPES
+from genofed.site_agent.privacy.membership_release import check_variants
 from genofed.site_agent.privacy.suppression import (
     GENOTYPE_CELLS,
     SUPPRESSED_ARRAY,
@@ -135,11 +139,20 @@ def serve_counts(ctx: RequestContext) -> Answer:
     if isolating.any():
         released.counts[isolating] = 0
         released = Suppressed(released.counts, released.withheld | isolating)
+    checked: dict[str, str] = {}
+    if ctx.policy.max_membership_power is not None:
+        decision = check_variants(
+            ctx.policy, ctx.directory, ctx.bed, rows, counts, released.withheld, index, flip
+        )
+        released.counts[decision.withheld] = 0
+        released = Suppressed(released.counts, released.withheld | decision.withheld)
+        checked = decision.facts
     facts = {
         "counted_samples": str(len(rows)),
         "min_cell_count": str(ctx.policy.min_cell_count),
         "suppressed_variants": str(released.n_withheld),
         **({GUARD_LEFT_OUT_FACT: str(left_out)} if left_out else {}),
+        **checked,
     }
     arrays = {"genotype_counts": released.counts, SUPPRESSED_ARRAY: released.withheld}
     for name, table in (

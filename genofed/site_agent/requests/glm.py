@@ -59,6 +59,12 @@ from genofed.site_agent.privacy.guard import (
     ReleaseGuard,
     disclosure_message,
 )
+from genofed.site_agent.privacy.membership_release import (
+    check_variants,
+    record_withheld,
+    refuse_withheld,
+)
+from genofed.site_agent.privacy.policy import SitePolicy
 from genofed.site_agent.requests.glm_cache import (
     CacheWriter,
     GenotypeCache,
@@ -68,7 +74,7 @@ from genofed.site_agent.requests.glm_cache import (
 )
 from genofed.site_agent.requests.pca_state import glm_pc_scores
 from genofed.site_agent.sitedir import SITE_CONFIG, SiteConfig
-from genofed.site_agent.stats.genotype_counts import MISSING_DOSAGE, genotype_counts
+from genofed.site_agent.stats.genotype_counts import MISSING_DOSAGE, flip_counts, genotype_counts
 from genofed.site_agent.stats.glm import (
     LinearKernel,
     LogisticKernel,
@@ -264,6 +270,7 @@ def serve_glm(ctx: RequestContext) -> Answer:
         min_cell=ctx.policy.min_cell_count,
         guard=ctx.guard,
         founder=None if ctx.study.nonfounders or ctx.mode != "plain" else bed.samples.founder,
+        policy=ctx.policy,
     )
     return Answer(arrays, facts)
 
@@ -291,6 +298,7 @@ def answer_glm(
     min_cell: int = 0,
     guard: ReleaseGuard | None = None,
     founder: np.ndarray | None = None,
+    policy: SitePolicy | None = None,
 ) -> NamedArrays:
     """Compute the arrays for a ``glm_stats`` or ``glm_logistic`` request.
 
@@ -307,6 +315,10 @@ def answer_glm(
     genotype class of 1 to ``min_cell - 1`` analysis samples (a single carrier's
     sums are her phenotype and covariates), and, with an enabled ``guard``, a
     variant whose missing-call set or called set the guard would not pass.
+    Under a ``policy`` with ``max_membership_power``, ``glm_stats`` also
+    withholds the variants the membership check chooses over the analysis
+    samples' genotype counts (:mod:`genofed.site_agent.privacy.membership_release`),
+    recorded beside the genotype cache so that a Newton round naming one is refused.
     """
     try:
         used = covariates_used(inputs, len(spec.params["covariates"]))
@@ -383,6 +395,8 @@ def answer_glm(
             send_other,
             unreleasable=mode == "impute-unreleasable",
             founders=founders,
+            policy=policy,
+            site_dir=config.directory,
         )
     beta = inputs.get("beta")
     firth = inputs.get("firth")
@@ -399,6 +413,8 @@ def answer_glm(
         raise PolicyRefusal(BAD_REQUEST, "the glm_logistic request's betas are malformed")
     if not samples.binary:
         raise PolicyRefusal(BAD_REQUEST, "logistic statistics need a binary phenotype")
+    if policy is not None and policy.max_membership_power is not None:
+        refuse_withheld(directory, index)
     if min_cell > 0:
         impute = spec.params.get("few_missing", "withhold") != "withhold"
         imputed = read_unreleasable(directory) if impute else None
@@ -442,6 +458,8 @@ def _stats(
     *,
     unreleasable: bool = False,
     founders: np.ndarray | None = None,
+    policy: SitePolicy | None = None,
+    site_dir: Path | None = None,
 ) -> NamedArrays:
     """``glm_stats`` arrays; with ``cache``, also writes the analysis's genotype cache.
 
@@ -477,6 +495,8 @@ def _stats(
     miss_rows: list[np.ndarray] = []
     miss_zz: list[np.ndarray] = []
     withheld = np.zeros(v, dtype=np.bool_)
+    checked = policy is not None and policy.max_membership_power is not None
+    counts = np.zeros((v if checked else 0, 4), dtype=np.int64)
     rows = max(1, CHUNK_GENOTYPES // max(n, other.size, 1))
     try:
         imputed = 0
@@ -519,13 +539,35 @@ def _stats(
                 other_counts[start:stop][small] = 0
             if founder_counts is not None:
                 founder_counts[start:stop][small] = 0
+            if checked:
+                counts[start:stop] = flip_counts(genotype_counts(analysed), flip[start:stop])
             if cache is not None:
                 codes = oriented_codes_at(analysed, flip[start:stop], out.call_rows, out.call_cols)
                 cache.add(codes, out.call_rows, out.call_cols)
+        if checked:
+            assert policy is not None
+            assert site_dir is not None
+            decision = check_variants(
+                policy, site_dir, bed, samples.index, counts, withheld, index, flip
+            )
+            extra = decision.withheld
+            gz[extra] = 0.0
+            gg[extra] = 0.0
+            if other_counts.size:
+                other_counts[extra] = 0
+            if founder_counts is not None:
+                founder_counts[extra] = 0
+            miss_zz = [z[~extra[r]] for r, z in zip(miss_rows, miss_zz, strict=True)]
+            miss_rows = [r[~extra[r]] for r in miss_rows]
+            withheld |= extra
+            if facts is not None:
+                facts.update(decision.facts)
         if cache is not None:
             cache.close()
             if unreleasable and cache.final.is_dir():  # no cache: the rounds refuse those
                 write_unreleasable(cache.final, np.concatenate([index[:0], *fixed]))
+            if checked and cache.final.is_dir():
+                record_withheld(cache.final, index[withheld])
         if impute and facts is not None:
             facts[GLM_IMPUTED_FACT] = str(imputed)
     except BaseException:

@@ -31,6 +31,11 @@ from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.privacy.guard import GENOTYPES
+from genofed.site_agent.privacy.membership_release import (
+    check_variants,
+    record_withheld,
+    refuse_withheld,
+)
 from genofed.site_agent.privacy.suppression import GENOTYPE_CELLS, small_cell_rows
 from genofed.site_agent.requests.pca_state import (
     IterateState,
@@ -61,9 +66,19 @@ def serve_pca(ctx: RequestContext) -> Answer:
         for start, d in bed.iter_dosages(index, sample_idx=only):
             counts[start : start + len(d)] = genotype_counts(d)
         withheld = small_cell_rows(counts, ctx.policy.min_cell_count, GENOTYPE_CELLS)
-        counts = np.where(withheld[:, None], 0, flip_counts(counts, flip))
+        counts = flip_counts(counts, flip)
+        if ctx.policy.max_membership_power is not None:
+            decision = check_variants(
+                ctx.policy, ctx.directory, bed, rows, counts, withheld, index, flip
+            )
+            withheld = withheld | decision.withheld
+            facts.update(decision.facts)
+            record_withheld(pca_dir(ctx.directory, ctx.study.sha256, spec.id), index[withheld])
+        counts = np.where(withheld[:, None], 0, counts)
         facts["pca_withheld_variants"] = str(int(withheld.sum()))
         return Answer({"genotype_counts": counts, "withheld": withheld}, facts)
+    if ctx.policy.max_membership_power is not None:
+        refuse_withheld(pca_dir(ctx.directory, ctx.study.sha256, spec.id), index, PCA_COUNTS_KIND)
     _refuse_small_cells(bed, index, ctx.policy.min_cell_count, only)
     if request.kind == PCA_LD_KIND:
         return Answer(_ld(bed, index, flip, inputs, only), facts)

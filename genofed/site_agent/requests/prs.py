@@ -14,6 +14,7 @@ and groups come from the signed study, never from the request.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -45,6 +46,13 @@ from genofed.common.wire.records import NamedArrays
 from genofed.site_agent.context import Answer, RequestContext, Server
 from genofed.site_agent.io.genotypes import GenotypeFile
 from genofed.site_agent.privacy.guard import CLINICAL, GENOTYPES
+from genofed.site_agent.privacy.membership_release import (
+    History,
+    check_release,
+    people_of,
+    record_withheld,
+    refuse_withheld,
+)
 from genofed.site_agent.privacy.policy import SitePolicy
 from genofed.site_agent.privacy.suppression import small_cell_rows
 from genofed.site_agent.requests.glm import GlmSamples, aligned_samples, glm_samples
@@ -100,6 +108,8 @@ def serve_prs(ctx: RequestContext) -> Answer:
         # miss_zz releases them), or a few percent missing calls would withhold every row
         cells = np.stack([counts[:, 1], 2 * counts[:, 0] - counts[:, 1]], axis=1)
         withheld = small_cell_rows(cells, policy.min_cell_count) | isolating
+        if policy.max_membership_power is not None:
+            withheld |= _membership_withheld(ctx, match, matched, counts, withheld, rows, facts)
         # rows per match code: the site's variant table (harmonization) decides them
         facts[MATCHING_FACT] = json.dumps(match_counts(match.status))
         return Answer(
@@ -126,6 +136,8 @@ def serve_prs(ctx: RequestContext) -> Answer:
     if np.any(use & ~matched):
         raise _bad("the prs request uses scoring rows this site did not match")
     _check_weights(scoring.weight[use], policy)
+    if policy.max_membership_power is not None:
+        refuse_withheld(_state_dir(ctx), np.flatnonzero(use), PRS_MATCH_KIND)
     samples = _samples(config, bed, spec, ctx, facts)
     ctx.declare(CLINICAL, samples.index)
     ctx.declare(GENOTYPES, samples.index)
@@ -273,6 +285,47 @@ def _samples(
             hint="check that the phenotype and covariate files use the .fam sample IDs",
         )
     return aligned_samples(samples, ctx.guard, (CLINICAL, GENOTYPES), facts)
+
+
+def _state_dir(ctx: RequestContext) -> Path:
+    """Where a prs analysis keeps what its match round withheld."""
+    return ctx.directory / "state" / "prs" / ctx.study.sha256 / ctx.analysis.id
+
+
+def _membership_withheld(
+    ctx: RequestContext,
+    match: RowMatch,
+    matched: np.ndarray,
+    counts: np.ndarray,
+    withheld: np.ndarray,
+    rows: np.ndarray | None,
+    facts: dict[str, str],
+) -> np.ndarray:
+    """Rows the membership check withholds from the match round's effect-allele counts.
+
+    The round releases allele counts only (called samples, effect dosage), so
+    the check sees genotype counts in Hardy–Weinberg proportions with those
+    allele counts (what an attacker would assume too). What the round
+    withholds is recorded, and a later round scoring such a row is refused.
+    """
+    called = counts[:, 0].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(called > 0, counts[:, 1] / (2 * called), 0.0)
+    hwe = np.stack(
+        [called * (1 - p) ** 2, 2 * called * p * (1 - p), called * p**2, np.zeros_like(p)],
+        axis=1,
+    )
+    v = ctx.bed.variants
+    at = np.where(matched, match.index, 0)
+    ref = np.where(match.effect_is_alt, v.ref[at], v.alt[at])
+    alt = np.where(match.effect_is_alt, v.alt[at], v.ref[at])
+    ids = np.where(matched, v.id[at], "")
+    samples = np.arange(ctx.bed.n_samples) if rows is None else rows
+    history = History.open(ctx.directory, people_of(ctx.bed, samples))
+    decision = check_release(ctx.policy, hwe, withheld | ~matched, ids, ref, alt, history)
+    facts.update(decision.facts)
+    record_withheld(_state_dir(ctx), np.flatnonzero(withheld | decision.withheld))
+    return decision.withheld
 
 
 def _effect_counts(

@@ -71,6 +71,7 @@ def test_init__demo_policy_is_announced_loudly(data: Path) -> None:
     assert result.exit_code == EXIT_OK, result.output
     assert "DEMO POLICY: FOR SYNTHETIC DATA ONLY." in result.stdout
     assert "demo = true" in (data / POLICY_FILE).read_text()
+    assert "max_membership_power not set" in " ".join(result.stdout.split())
 
 
 def test_init__json_summary(data: Path) -> None:
@@ -80,6 +81,9 @@ def test_init__json_summary(data: Path) -> None:
     assert summary["n_samples"] == 10 and summary["n_matched"] == 8
     assert summary["phenotype_columns"] == ["y", "bmi"]
     assert summary["policy"]["allowed_analyses"] == []
+    # the membership check is on in the written policy (docs/decisions/0007)
+    assert summary["policy"]["max_membership_power"] == 0.1
+    assert summary["policy"]["membership_fpr"] == 0.05
 
 
 def test_init__non_numeric_phenotype_exits_2_names_file_line_and_writes_nothing(

@@ -213,6 +213,24 @@ def _privacy(doc: Mapping[str, Any]) -> str:
     if isinstance(suppressed, dict):
         out += "<h3>Variants withheld by small-cell suppression (count analyses)</h3>"
         out += key_values(suppressed, table_id="suppressed")
+    membership = doc.get("summary", {}).get("membership_power")
+    if isinstance(membership, list) and membership:
+        out += (
+            "<h3>Membership inference: each site's estimated power of a likelihood-ratio "
+            "test on its releases (counts, glm, pca, prs)</h3>"
+            '<p class="meta">Estimated by the site before the release left, after '
+            "withholding variants to stay under its policy's limit (the withheld variants "
+            "print NA, as suppressed ones do).</p>"
+        )
+        out += table(
+            ("site", "analyses", "estimated power"),
+            (
+                (e(m.get("site")), e(m.get("analysis")), e(fmt(m.get("power"))))
+                for m in membership
+                if isinstance(m, dict)
+            ),
+            table_id="membership-power",
+        )
     train = privacy.get("train_epsilon_per_site")
     if isinstance(train, dict) and train:
         out += "<h3>ε per site of each train analysis (the sites' accountants)</h3>"
