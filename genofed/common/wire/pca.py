@@ -30,13 +30,16 @@ Each site holds its rows of ``A`` and ``delta``. Requests (in this order):
 
     genotype_counts  int64   (V, 4)   HOM_REF, HET, HOM_ALT, MISSING (study orientation)
 
-``pca_ld`` (inputs ``variant_index``, ``flip`` and ``window`` (1,) int64):
-plink2 ``--indep-pairwise`` pair statistics of variants fewer than
-``window`` apart (in the request's order) on one chromosome, over the
-samples called at both; row ``i``, column ``d - 1`` is the pair
-``(i, i + d)``, zero across chromosomes::
+``pca_ld`` (inputs ``variant_index``, ``flip``, ``window`` (1,) int64 and
+``freq`` (V,), the pooled ALT frequencies): plink2 ``--indep-pairwise``
+pair statistics of variants fewer than ``window`` apart (in the request's
+order) on one chromosome, over every sample of the release, a missing call
+counted as ``2 f`` (sums over the people called at both would differ by the
+few missing one call: see :mod:`genofed.site_agent.requests.pca`); row
+``i``, column ``d - 1`` is the pair ``(i, i + d)``, zero across
+chromosomes::
 
-    ld_n    int64   (V, window-1)      samples called at both
+    ld_n    int64   (V, window-1)      samples summed (the release's)
     ld_sum  float64 (V, window-1, 5)   sums of g_i, g_j, g_i^2, g_j^2, g_i g_j
 
 ``pca_iterate`` (inputs ``variant_index``, ``flip``, ``freq`` (V,),

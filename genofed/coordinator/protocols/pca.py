@@ -141,7 +141,11 @@ def run_pca(
     prune = tuple(spec.params["indep_pairwise"])
     if prune and len(selected) > 1:
         window, step, threshold = int(prune[0]), int(prune[1]), float(prune[2])
-        got_ld = ask_sum(PCA_LD_KIND, spec.id, plan(selected, window=np.array([window])))
+        got_ld = ask_sum(
+            PCA_LD_KIND,
+            spec.id,
+            plan(selected, window=np.array([window]), freq=freq[selected]),
+        )
         rounds += 1
         v = len(selected)
         ld = _pooled(got_ld, {"ld_n": (v, window - 1), "ld_sum": (v, window - 1, 5)})

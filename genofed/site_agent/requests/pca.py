@@ -80,12 +80,12 @@ def serve_pca(ctx: RequestContext) -> Answer:
     if ctx.policy.max_membership_power is not None:
         refuse_withheld(pca_dir(ctx.directory, ctx.study.sha256, spec.id), index, PCA_COUNTS_KIND)
     _refuse_small_cells(bed, index, ctx.policy.min_cell_count, only)
-    if request.kind == PCA_LD_KIND:
-        return Answer(_ld(bed, index, flip, inputs, only), facts)
-    directory = pca_dir(ctx.directory, ctx.study.sha256, spec.id)
     freq = _array(inputs, "freq", (len(index),))
     if freq.size and (freq.min() < 0.0 or freq.max() > 1.0):
         raise PolicyRefusal(BAD_REQUEST, "the pca request's allele frequencies are not in [0, 1]")
+    if request.kind == PCA_LD_KIND:
+        return Answer(_ld(bed, index, flip, inputs, only, freq), facts)
+    directory = pca_dir(ctx.directory, ctx.study.sha256, spec.id)
     step = int(_array(inputs, "step", (1,), kind="i")[0])
     last = MAX_ITERATIONS - 1 if request.kind == PCA_ITERATE_KIND else MAX_ITERATIONS
     if not 0 <= step <= last:
@@ -161,7 +161,20 @@ def _ld(
     flip: np.ndarray,
     inputs: NamedArrays,
     only: np.ndarray | None,
+    freq: np.ndarray,
 ) -> NamedArrays:
+    """LD pair sums over the base set, a missing call counted as ``2 f`` (pooled ``f``).
+
+    Summed over the people called at both variants (plink2's pair-wise rule),
+    a pair's sums would run over a set that differs from the counts round's,
+    and from the next pair's, by the few people missing one call: subtracted,
+    one person's genotypes at every variant of the window (the attack in
+    ``tests/privacy/test_pca_ld_attack.py``). Here every pair sums over the
+    release's base set, with the values the PCA's products standardize (a
+    missing call at the pooled mean), so the LD round adds no sample set and
+    no value the products do not already sum. r² equals plink2's where no
+    call is missing, and is slightly lower otherwise.
+    """
     window = int(_array(inputs, "window", (1,), kind="i")[0])
     if not 2 <= window <= MAX_LD_WINDOW:
         raise PolicyRefusal(BAD_REQUEST, f"the LD window must lie in 2..{MAX_LD_WINDOW}")
@@ -176,9 +189,10 @@ def _ld(
         g = np.empty((stop - start, bed.n_samples if only is None else len(only)))
         called = np.empty(g.shape, dtype=np.bool_)
         for offset, d in bed.iter_dosages(index[start:stop], sample_idx=only):
-            part, missing = oriented(d, flip[start + offset : start + offset + len(d)])
-            g[offset : offset + len(d)] = part
-            called[offset : offset + len(d)] = ~missing
+            at = slice(start + offset, start + offset + len(d))
+            part, missing = oriented(d, flip[at])
+            g[offset : offset + len(d)] = np.where(missing, 2.0 * freq[at, None], part)
+            called[offset : offset + len(d)] = True
         c = chrom[start:stop]
         same = np.zeros((rows, window - 1), dtype=np.bool_)
         for dist in range(1, window):
