@@ -184,22 +184,36 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
     return write_cohorts(root / "c", sites=1, samples=2000, variants=6000, seed=5, missing_rate=0)
 
 
-def release(cohort: SynthSummary, root: Path, limit: float | None) -> tuple[Path, Recording]:
+def _site(cohort: SynthSummary, root: Path, limit: float | None, kind: str = "") -> Path:
+    """The cohort's site under ``root`` with the membership policy (and ``kind`` allowed)."""
     site = root / "site"
     shutil.copytree(cohort.sites[0], site)
-    (site / POLICY_FILE).write_text(policy(limit))
+    text = policy(limit)
+    if kind:
+        text = text.replace('"freq"]', f'"freq", "{kind}"]')
+    (site / POLICY_FILE).write_text(text)
+    return site
+
+
+def _run_men(name: str, analysis: dict[str, object], transport: Recording, root: Path) -> None:
+    """One signed study of ``analysis`` over the site's older men."""
     study = study_from_mapping(
         {
-            "study": {"name": "freq-of-the-men"},
+            "study": {"name": name},
             "cohort": {"where": ["SEX == 1", f"AGE >= {MEMBER_AGE}"]},
-            "analysis": [{"kind": "freq", "id": "f"}],
+            "analysis": [analysis],
         },
         path=Path("<membership>"),
     )
-    transport = Recording([site])
     run_study(
         study, transport, root / "out", engine="in-process", signature=sign_study(study, ANALYST)
     )
+
+
+def release(cohort: SynthSummary, root: Path, limit: float | None) -> tuple[Path, Recording]:
+    site = _site(cohort, root, limit)
+    transport = Recording([site])
+    _run_men("freq-of-the-men", {"kind": "freq", "id": "f"}, transport, root)
     return site, transport
 
 
@@ -332,20 +346,13 @@ class AsksForMembershipWithheld(Recording):
 def glm_run(
     cohort: SynthSummary, root: Path, limit: float | None, target: int | None = None
 ) -> tuple[Path, AsksForMembershipWithheld]:
-    site = root / "site"
-    shutil.copytree(cohort.sites[0], site)
-    (site / POLICY_FILE).write_text(policy(limit).replace('"freq"]', '"freq", "glm"]'))
-    study = study_from_mapping(
-        {
-            "study": {"name": "gwas-of-the-men"},
-            "cohort": {"where": ["SEX == 1", f"AGE >= {MEMBER_AGE}"]},
-            "analysis": [{"kind": "glm", "id": "g", "phenotype": "DISEASE", "covariates": ["AGE"]}],
-        },
-        path=Path("<membership>"),
-    )
+    site = _site(cohort, root, limit, "glm")
     transport = AsksForMembershipWithheld([site], target)
-    run_study(
-        study, transport, root / "out", engine="in-process", signature=sign_study(study, ANALYST)
+    _run_men(
+        "gwas-of-the-men",
+        {"kind": "glm", "id": "g", "phenotype": "DISEASE", "covariates": ["AGE"]},
+        transport,
+        root,
     )
     return site, transport
 
@@ -401,21 +408,9 @@ class PcaAsksForWithheld(Recording):
 def pca_run(
     cohort: SynthSummary, root: Path, limit: float | None, target: int | None = None
 ) -> PcaAsksForWithheld:
-    site = root / "site"
-    shutil.copytree(cohort.sites[0], site)
-    (site / POLICY_FILE).write_text(policy(limit).replace('"freq"]', '"freq", "pca"]'))
-    study = study_from_mapping(
-        {
-            "study": {"name": "pca-of-the-men"},
-            "cohort": {"where": ["SEX == 1", f"AGE >= {MEMBER_AGE}"]},
-            "analysis": [{"kind": "pca", "id": "pca", "n_pcs": 2}],
-        },
-        path=Path("<membership>"),
-    )
+    site = _site(cohort, root, limit, "pca")
     transport = PcaAsksForWithheld([site], target)
-    run_study(
-        study, transport, root / "out", engine="in-process", signature=sign_study(study, ANALYST)
-    )
+    _run_men("pca-of-the-men", {"kind": "pca", "id": "pca", "n_pcs": 2}, transport, root)
     return transport
 
 
@@ -461,9 +456,7 @@ def prs_run(
     cohort: SynthSummary, root: Path, limit: float | None, hostile: bool = False
 ) -> PrsScoresWithheld:
     """A prs of every variant of the site (a genome-wide score) over the men."""
-    site = root / "site"
-    shutil.copytree(cohort.sites[0], site)
-    (site / POLICY_FILE).write_text(policy(limit).replace('"freq"]', '"freq", "prs"]'))
+    site = _site(cohort, root, limit, "prs")
     bim = [line.split("\t") for line in (site / "data/genotypes.bim").read_text().splitlines()]
     weights = np.random.default_rng(2).uniform(0.1, 1.0, len(bim))
     scoring = root / "score.txt"
@@ -475,19 +468,12 @@ def prs_run(
             for b, w in zip(bim, weights, strict=True)
         )
     )
-    study = study_from_mapping(
-        {
-            "study": {"name": "prs-of-the-men"},
-            "cohort": {"where": ["SEX == 1", f"AGE >= {MEMBER_AGE}"]},
-            "analysis": [
-                {"kind": "prs", "id": "p", "scoring_file": str(scoring), "phenotype": "QPHENO"}
-            ],
-        },
-        path=Path("<membership>"),
-    )
     transport = PrsScoresWithheld([site], hostile)
-    run_study(
-        study, transport, root / "out", engine="in-process", signature=sign_study(study, ANALYST)
+    _run_men(
+        "prs-of-the-men",
+        {"kind": "prs", "id": "p", "scoring_file": str(scoring), "phenotype": "QPHENO"},
+        transport,
+        root,
     )
     return transport
 
