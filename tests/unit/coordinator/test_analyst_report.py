@@ -364,3 +364,27 @@ def test_tsv_table__shows_the_first_rows_and_says_how_many_there_are(tmp_path: P
     assert shown.count("<tr>") == 3 and "<td>&lt;1&gt;</td>" in shown
     assert "first 2 of 5 rows; all in t.tsv" in shown
     assert "rows; all in" not in tsv_table(path, max_rows=5)
+
+
+def test_report__shows_the_guard_s_left_out_samples_imputed_variants_and_founders(
+    outcome: StudyOutcome, tmp_path: Path
+) -> None:
+    copy = tmp_path / "results"
+    shutil.copytree(outcome.out, copy)
+    doc = json.loads((copy / "provenance.json").read_text())
+    doc["summary"]["guard_left_out"] = [{"site": "site-a", "analysis": "g<1>", "samples": 6}]
+    doc["summary"]["glm_imputed_variants"] = [{"site": "site-b", "analysis": "g", "variants": 17}]
+    doc["summary"]["founders_only"] = {"sites": ["site-c"], "analyses": ["freq"], "note": "x & y"}
+    page = render_page(copy, doc, sections=REPORT_SECTIONS)
+    left = re.search(r'<table[^>]*id="guard-left-out".*?</table>', page, re.S)
+    assert left is not None and "site-a" in left[0] and "g&lt;1&gt;" in left[0] and ">6<" in left[0]
+    imputed = re.search(r'<table[^>]*id="glm-imputed".*?</table>', page, re.S)
+    assert imputed is not None and "site-b" in imputed[0] and ">17<" in imputed[0]
+    founders = re.search(r'<table[^>]*id="founders-only".*?</table>', page, re.S)
+    assert founders is not None and "site-c" in founders[0] and "x &amp; y" in founders[0]
+    plain = render_page(
+        outcome.out,
+        json.loads((outcome.out / "provenance.json").read_text()),
+        sections=REPORT_SECTIONS,
+    )
+    assert 'id="guard-left-out"' not in plain and 'id="founders-only"' not in plain

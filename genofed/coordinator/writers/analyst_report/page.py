@@ -231,6 +231,52 @@ def _privacy(doc: Mapping[str, Any]) -> str:
             ),
             table_id="membership-power",
         )
+    summary = doc.get("summary", {})
+    left = summary.get("guard_left_out")
+    if isinstance(left, list) and left:
+        out += (
+            "<h3>Samples the disclosure guard left out</h3>"
+            "<p class=\"meta\">Each row's analysis was served over an earlier release's "
+            "samples at that site (or its intersection with one) instead of refused, so its "
+            "results describe that many fewer people than plink2 on the asked cohort.</p>"
+        )
+        out += table(
+            ("site", "analysis", "samples left out"),
+            (
+                (e(m.get("site")), e(m.get("analysis")), e(fmt(m.get("samples"))))
+                for m in left
+                if isinstance(m, dict)
+            ),
+            table_id="guard-left-out",
+        )
+    imputed = summary.get("glm_imputed_variants")
+    if isinstance(imputed, list) and imputed:
+        out += (
+            "<h3>Variants whose missing calls a site imputed</h3>"
+            '<p class="meta">few_missing = "impute-unreleasable": these variants\' missing '
+            "calls were set to the site's rounded mean rather than withheld, so their glm rows "
+            "differ from plink2's.</p>"
+        )
+        out += table(
+            ("site", "analysis", "variants"),
+            (
+                (e(m.get("site")), e(m.get("analysis")), e(fmt(m.get("variants"))))
+                for m in imputed
+                if isinstance(m, dict)
+            ),
+            table_id="glm-imputed",
+        )
+    founders = summary.get("founders_only")
+    if isinstance(founders, dict):
+        out += "<h3>Founders only</h3>" + key_values(
+            {
+                "sites whose sample files list parents": ", ".join(
+                    str(x) for x in founders.get("sites", [])
+                ),
+                "note": founders.get("note"),
+            },
+            table_id="founders-only",
+        )
     train = privacy.get("train_epsilon_per_site")
     if isinstance(train, dict) and train:
         out += "<h3>ε per site of each train analysis (the sites' accountants)</h3>"
