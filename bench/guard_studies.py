@@ -214,9 +214,7 @@ def year(args: argparse.Namespace, timer: Timer) -> list[dict[str, Any]]:
                 )
                 outcome, na = "ran", na_variants(out)
             except SiteFailure as exc:
-                outcome, na = f"refused by {exc.site}: {exc.reason_code}", None
-                if exc.reason_code == "DISCLOSURE_RISK":
-                    outcome += " [" + str(exc).split("[")[-1].split("]")[0] + "]"
+                outcome, na = refusal(exc), None
             except GenoFedError as exc:  # e.g. every scoring row withheld somewhere
                 outcome, na = f"stopped: {str(exc).splitlines()[0][:200]}", None
             rows.append(
