@@ -1426,3 +1426,25 @@ def test_hwe_controls__a_site_with_one_case_does_not_give_its_genotypes_away(
     assert info.value.site == "site-a" and info.value.reason_code == "DISCLOSURE_RISK"
     assert "hwe_controls" in str(info.value)
     assert not transport.arrays("site-a", "genotype_counts")
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["guard off", "guard on"])
+def test_founders_table__pca_s_founders_counts_beside_every_sample_s_are_withheld(
+    larger: SynthSummary, tmp_path: Path, guard: bool
+) -> None:
+    """pca_counts' founders' table beside its every-sample table would differ by one."""
+    sites = federation(larger, tmp_path / "sites", guard=guard)
+    genotypes = _one_nonfounder(sites[0], person=4)
+    transport = Recording(sites)
+    run(
+        study("pca", {"kind": "pca", "id": "pca", "n_pcs": 2, "maf": 0.05}),
+        transport,
+        tmp_path / "a",
+    )
+    (got,) = transport.arrays("site-a", "pca_counts")
+    kept = ~got["withheld"].astype(bool)
+    diff = got["genotype_counts"][kept] - got["founder_genotype_counts"][kept]
+    if guard:
+        assert kept.sum() > 10 and not diff.any()  # every sample's counts sent twice
+        return
+    assert kept.sum() > 10 and (diff[:, :3].argmax(axis=1) == genotypes[kept]).all()  # attack works

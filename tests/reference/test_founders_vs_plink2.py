@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genofed.common.errors import SiteFailure
+from genofed.common.errors import InputError, SiteFailure
 from genofed.common.study import study_from_mapping
 from genofed.coordinator.runner import StudyOutcome, run_study
 from genofed.synth import SynthSummary, write_cohorts
 from tests.harness import InProcessTransport
 from tests.reference.test_glm_vs_plink2 import assert_linear_matches
+from tests.reference.test_pca_vs_plink2 import assert_pca_matches
 from tests.reference.test_study_vs_plink2 import TABLES, assert_tables_match
 
 QC = {"maf": 0.05, "mac": 30, "geno": 0.04, "hwe": 1e-3}
@@ -180,3 +181,39 @@ def test_het_sd__uses_the_founders_frequencies_as_plink2_het(
         outliers = int((np.abs(f - f.mean()) > sd * f.std(ddof=1)).sum())
         assert outliers > 0
         assert by_site[site.name]["removed"] == {"het": outliers}
+
+
+@pytest.mark.parametrize("nonfounders", [False, True], ids=["founders only", "--nonfounders"])
+def test_pca__standardizes_with_the_founders_frequencies_as_plink2(
+    cohort: SynthSummary, plink2: Path, tmp_path: Path, nonfounders: bool
+) -> None:
+    head = {"name": "pca", **({"nonfounders": True} if nonfounders else {})}
+    pca = {"kind": "pca", "n_pcs": 3, "maf": 0.01}
+    study = study_from_mapping({"study": head, "analysis": [pca]}, path=Path("<founders>"))
+    ours = run_study(study, InProcessTransport(cohort.sites), tmp_path / "r", engine="t")
+    extra = ["--nonfounders"] if nonfounders else []
+    _plink2(
+        plink2,
+        cohort,
+        tmp_path / "p2",
+        "--maf",
+        "0.01",
+        *extra,
+        "--pca",
+        "3",
+        "meanimpute",
+        "biallelic-var-wts",
+    )
+    assert_pca_matches(ours.out / "pca", tmp_path / "p2")
+
+
+def test_pca__a_variant_monomorphic_among_the_founders_only_stops_as_plink2(
+    cohort: SynthSummary, tmp_path: Path
+) -> None:
+    study = study_from_mapping(
+        {"study": {"name": "pca"}, "analysis": [{"kind": "pca", "n_pcs": 3}]},
+        path=Path("<founders>"),
+    )
+    with pytest.raises(InputError) as info:
+        run_study(study, InProcessTransport(cohort.sites), tmp_path / "r", engine="t")
+    assert "monomorphic among the founders" in str(info.value) and "maf" in str(info.value)

@@ -29,6 +29,10 @@ Each site holds its rows of ``A`` and ``delta``. Requests (in this order):
 ``pca_counts`` (inputs ``variant_index``, ``flip``)::
 
     genotype_counts  int64   (V, 4)   HOM_REF, HET, HOM_ALT, MISSING (study orientation)
+    founder_genotype_counts  int64 (V, 4)  the same over the founders (plink2 --pca takes
+                                      their frequencies; every sample's counts when all are
+                                      founders or the guard refuses that set; absent with
+                                      [study] nonfounders = true)
 
 ``pca_ld`` (inputs ``variant_index``, ``flip``, ``window`` (1,) int64 and
 ``freq`` (V,), the pooled ALT frequencies): plink2 ``--indep-pairwise``
@@ -91,6 +95,8 @@ from genofed.common.errors import ParamError
 PCA_KIND: Final = "pca"
 PCA_COUNTS_KIND: Final = "pca_counts"
 PCA_LD_KIND: Final = "pca_ld"
+#: ``pca_counts``' founders' table (the count round's name for it).
+FOUNDER_COUNTS: Final = "founder_genotype_counts"
 PCA_ITERATE_KIND: Final = "pca_iterate"
 PCA_FINISH_KIND: Final = "pca_finish"
 PCA_REQUEST_KINDS: Final = frozenset(
@@ -236,6 +242,8 @@ def _counts_form(
 ) -> dict[str, np.ndarray]:
     v = _rows(inputs)
     out = _take(arrays, {"genotype_counts": (v, 4)}, "iu")
+    if FOUNDER_COUNTS in arrays:  # every site sends it, or none (nonfounders = true)
+        out.update(_take(arrays, {FOUNDER_COUNTS: (v, 4)}, "iu"))
     held = arrays.get("withheld")
     if held is None:
         out["withheld"] = np.zeros(v, dtype=np.int64)
@@ -288,6 +296,7 @@ PCA_SAMPLES_FACT = "pca_samples"
 
 __all__ = [
     "DEFAULT_N_PCS",
+    "FOUNDER_COUNTS",
     "MAX_ITERATIONS",
     "MAX_LD_WINDOW",
     "PCA_COUNTS_KIND",

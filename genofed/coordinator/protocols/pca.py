@@ -36,6 +36,7 @@ import numpy as np
 from genofed.common.errors import GenoFedError, InputError
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.pca import (
+    FOUNDER_COUNTS,
     MAX_ITERATIONS,
     PCA_COUNTS_KIND,
     PCA_FINISH_KIND,
@@ -113,8 +114,11 @@ def run_pca(
     everything = np.arange(len(variants))
     first = ask_sum(PCA_COUNTS_KIND, spec.id, plan(everything))
     nv = len(variants)
-    sums = _pooled(first, {"genotype_counts": (nv, 4), "withheld": (nv,)})
-    counts = sums["genotype_counts"]
+    shapes = {"genotype_counts": (nv, 4), "withheld": (nv,)}
+    if FOUNDER_COUNTS in first.arrays:  # plink2 --pca: the founders' allele frequencies
+        shapes[FOUNDER_COUNTS] = (nv, 4)
+    sums = _pooled(first, shapes)
+    counts = sums.get(FOUNDER_COUNTS, sums["genotype_counts"])
     # a variant some site withheld for small genotype cells is left out of the PCA
     withheld = sums["withheld"] > 0
     n_samples = sum(
@@ -134,6 +138,16 @@ def run_pca(
             f"pca analysis {spec.id!r}: {len(absent)} listed variants are not among the "
             f"study's variants: {shown}",
             hint="list IDs as the sites' .bim files spell them (see harmonization.tsv)",
+        )
+    every = sums["genotype_counts"]
+    hidden = np.flatnonzero(keep & ~withheld & ~variable & ((every[:, :3] > 0).sum(axis=1) > 1))
+    if len(hidden):  # plink2 stops on such a variant too ("Zero-MAF variant is not ...")
+        raise InputError(
+            f"pca analysis {spec.id!r}: variant {variants.id[hidden[0]]} ({len(hidden)} in all) "
+            "is monomorphic among the founders but not among every sample, so the founders' "
+            "frequencies cannot standardize it (plink2 --pca stops there too)",
+            hint="add maf = 0.01 (or another floor) to the pca analysis, or set nonfounders "
+            "= true under [study] (plink2 --nonfounders)",
         )
     keep &= (called > 0) & ~withheld
     rounds = 1

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genofed.common.analyses import FOUNDER_COUNTS_ARRAY
 from genofed.common.errors import PolicyRefusal
 from genofed.common.reasons import BAD_REQUEST, DISCLOSURE_RISK
 from genofed.common.receipts import GUARD_LEFT_OUT_FACT
@@ -74,9 +75,16 @@ def serve_pca(ctx: RequestContext) -> Answer:
             withheld = withheld | decision.withheld
             facts.update(decision.facts)
             record_withheld(pca_dir(ctx.directory, ctx.study.sha256, spec.id), index[withheld])
+        arrays: dict[str, np.ndarray] = {}
+        if not ctx.study.nonfounders:  # plink2 --pca: the founders' allele frequencies
+            founders = _founder_counts(ctx, bed, index, flip, rows, counts, facts)
+            withheld = withheld | small_cell_rows(
+                founders, ctx.policy.min_cell_count, GENOTYPE_CELLS
+            )
+            arrays[FOUNDER_COUNTS_ARRAY] = np.where(withheld[:, None], 0, founders)
         counts = np.where(withheld[:, None], 0, counts)
         facts["pca_withheld_variants"] = str(int(withheld.sum()))
-        return Answer({"genotype_counts": counts, "withheld": withheld}, facts)
+        return Answer({"genotype_counts": counts, "withheld": withheld, **arrays}, facts)
     if ctx.policy.max_membership_power is not None:
         refuse_withheld(pca_dir(ctx.directory, ctx.study.sha256, spec.id), index, PCA_COUNTS_KIND)
     _refuse_small_cells(bed, index, ctx.policy.min_cell_count, only)
@@ -153,6 +161,36 @@ def _array(inputs: NamedArrays, name: str, shape: tuple[int, ...], kind: str = "
     ):
         raise PolicyRefusal(BAD_REQUEST, f"the pca request's {name!r} is malformed")
     return a.astype(np.float64) if kind == "f" else a.astype(np.int64)
+
+
+def _founder_counts(
+    ctx: RequestContext,
+    bed: GenotypeFile,
+    index: np.ndarray,
+    flip: np.ndarray,
+    rows: np.ndarray,
+    counts: np.ndarray,
+    facts: dict[str, str],
+) -> np.ndarray:
+    """The founders' genotype counts among ``rows`` (``counts`` itself when all are founders).
+
+    Every site sends this table, so that the sites' sums line up in ``exact``
+    mode. Where the guard refuses the founders' set (1 to ``min_cell_count -
+    1`` nonfounders: the two tables would differ by them), the site sends its
+    counts over every sample instead and says so (``pca_founder_counts_withheld``);
+    the PCA then standardizes that site's samples with every sample's frequencies.
+    """
+    founder = bed.samples.founders()[rows]
+    if founder.all():
+        return counts
+    kept = rows[founder]
+    if not ctx.guard.declare_if_safe(GENOTYPES, kept):
+        facts["pca_founder_counts_withheld"] = "true"
+        return counts
+    out = np.zeros_like(counts)
+    for start, d in bed.iter_dosages(index, sample_idx=kept):
+        out[start : start + len(d)] = genotype_counts(d)
+    return flip_counts(out, flip)
 
 
 def _ld(
