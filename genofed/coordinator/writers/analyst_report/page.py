@@ -198,6 +198,22 @@ def _sites(doc: Mapping[str, Any]) -> str:
     return out
 
 
+def _per_site(rows: object, title: str, meta: str, value: tuple[str, str], table_id: str) -> str:
+    """A ``site, analysis, value`` table of a summary list (empty when there is none)."""
+    if not isinstance(rows, list) or not rows:
+        return ""
+    header, key = value
+    return f'<h3>{e(title)}</h3><p class="meta">{e(meta)}</p>' + table(
+        ("site", "analysis", header),
+        (
+            (e(m.get("site")), e(m.get("analysis")), e(fmt(m.get(key))))
+            for m in rows
+            if isinstance(m, dict)
+        ),
+        table_id=table_id,
+    )
+
+
 def _privacy(doc: Mapping[str, Any]) -> str:
     privacy = doc.get("privacy", {})
     asked = doc.get("study", {}).get("canonical", {}).get("privacy", {})
@@ -213,59 +229,33 @@ def _privacy(doc: Mapping[str, Any]) -> str:
     if isinstance(suppressed, dict):
         out += "<h3>Variants withheld by small-cell suppression (count analyses)</h3>"
         out += key_values(suppressed, table_id="suppressed")
-    membership = doc.get("summary", {}).get("membership_power")
-    if isinstance(membership, list) and membership:
-        out += (
-            "<h3>Membership inference: each site's estimated power of a likelihood-ratio "
-            "test on its releases (counts, glm, pca, prs)</h3>"
-            '<p class="meta">Estimated by the site before the release left, after '
-            "withholding variants to stay under its policy's limit (the withheld variants "
-            "print NA, as suppressed ones do).</p>"
-        )
-        out += table(
-            ("site", "analyses", "estimated power"),
-            (
-                (e(m.get("site")), e(m.get("analysis")), e(fmt(m.get("power"))))
-                for m in membership
-                if isinstance(m, dict)
-            ),
-            table_id="membership-power",
-        )
     summary = doc.get("summary", {})
-    left = summary.get("guard_left_out")
-    if isinstance(left, list) and left:
-        out += (
-            "<h3>Samples the disclosure guard left out</h3>"
-            "<p class=\"meta\">Each row's analysis was served over an earlier release's "
-            "samples at that site (or its intersection with one) instead of refused, so its "
-            "results describe that many fewer people than plink2 on the asked cohort.</p>"
-        )
-        out += table(
-            ("site", "analysis", "samples left out"),
-            (
-                (e(m.get("site")), e(m.get("analysis")), e(fmt(m.get("samples"))))
-                for m in left
-                if isinstance(m, dict)
-            ),
-            table_id="guard-left-out",
-        )
-    imputed = summary.get("glm_imputed_variants")
-    if isinstance(imputed, list) and imputed:
-        out += (
-            "<h3>Variants whose missing calls a site imputed</h3>"
-            '<p class="meta">few_missing = "impute-unreleasable": these variants\' missing '
-            "calls were set to the site's rounded mean rather than withheld, so their glm rows "
-            "differ from plink2's.</p>"
-        )
-        out += table(
-            ("site", "analysis", "variants"),
-            (
-                (e(m.get("site")), e(m.get("analysis")), e(fmt(m.get("variants"))))
-                for m in imputed
-                if isinstance(m, dict)
-            ),
-            table_id="glm-imputed",
-        )
+    out += _per_site(
+        summary.get("membership_power"),
+        "Membership inference: each site's estimated power of a likelihood-ratio test on its "
+        "releases (counts, glm, pca, prs)",
+        "Estimated by the site before the release left, after withholding variants to stay "
+        "under its policy's limit (the withheld variants print NA, as suppressed ones do).",
+        ("estimated power", "power"),
+        "membership-power",
+    )
+    out += _per_site(
+        summary.get("guard_left_out"),
+        "Samples the disclosure guard left out",
+        "Each row's analysis was served over an earlier release's samples at that site (or "
+        "its intersection with one) instead of refused, so its results describe that many "
+        "fewer people than plink2 on the asked cohort.",
+        ("samples left out", "samples"),
+        "guard-left-out",
+    )
+    out += _per_site(
+        summary.get("glm_imputed_variants"),
+        "Variants whose missing calls a site imputed",
+        'few_missing = "impute-unreleasable": these variants\' missing calls were set to the '
+        "site's rounded mean rather than withheld, so their glm rows differ from plink2's.",
+        ("variants", "variants"),
+        "glm-imputed",
+    )
     founders = summary.get("founders_only")
     if isinstance(founders, dict):
         out += "<h3>Founders only</h3>" + key_values(
