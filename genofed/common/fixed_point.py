@@ -23,6 +23,16 @@ reaches :data:`MAX_FLOAT`; nothing is ever clipped or wrapped.
 Integer arrays (counts, flags) are carried exactly in :data:`INT_LIMBS`
 limbs of the same base, any int64 value.
 
+**Scaled reals.** A real array whose magnitude both sides know a bound for
+(``|x| < 2**e``, the bound from pooled public sums: PCA's products, see
+:mod:`genofed.common.wire.pca`) is carried in :data:`SCALED_LIMBS` limbs
+as ``round(x * 2**(79 - e))``: 80 bits spent on the range the values can
+take rather than on 2**-76 .. 2**60, a resolution of ``2**(e - 79)``
+(``e = 20``: 1.7e-18, finer than float64's own rounding of any value above
+1e-2). The exponent travels in the layout (``name:f@e:shape``); a site
+refuses a value at or beyond ``2**e`` (``VALUE_OUT_OF_RANGE``) as it
+refuses one beyond :data:`MAX_FLOAT`, so nothing is clipped either way.
+
 Why by hand: Flower's quantizer is built for model weights (stochastic
 rounding to a grid of ``quantization_range`` steps over the clipping range)
 and cannot carry 64 bits; neither Flower nor a well-kept library offers a
@@ -50,6 +60,15 @@ FRAC_BITS = 76
 MAX_FLOAT = float(2**60)
 #: Limbs of an integer value: 80 bits, any int64.
 INT_LIMBS = 4
+#: Limbs of a scaled real value (``|x| < 2**exponent``): 80 bits.
+SCALED_LIMBS = 4
+#: Exponents a scaled field may have (beyond them the generic encoding is as good).
+MIN_EXPONENT, MAX_EXPONENT = -60, 60
+
+
+def scaled_frac_bits(exponent: int) -> int:
+    """Fractional bits of a scaled real with ``|x| < 2**exponent``: the top limb stays in range."""
+    return SCALED_LIMBS * LIMB_BITS - 1 - exponent
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,8 @@ class Field:
     name: str
     kind: str
     shape: tuple[int, ...]
+    #: a scaled real's bound ``|x| < 2**exponent`` (None: the generic real encoding)
+    exponent: int | None = None
 
     @property
     def size(self) -> int:
@@ -66,24 +87,47 @@ class Field:
 
     @property
     def limbs(self) -> int:
-        return FLOAT_LIMBS if self.kind == "f" else INT_LIMBS
+        if self.kind != "f":
+            return INT_LIMBS
+        return FLOAT_LIMBS if self.exponent is None else SCALED_LIMBS
+
+    @property
+    def frac_bits(self) -> int:
+        return FRAC_BITS if self.exponent is None else scaled_frac_bits(self.exponent)
 
 
 #: The arrays of a vector, in order.
 Layout = tuple[Field, ...]
 
 
-def layout_of(arrays: Mapping[str, np.ndarray]) -> Layout:
-    """The layout of ``arrays`` (sorted by name; booleans and integers are ``"i"``)."""
-    return tuple(
-        Field(name, "i" if arrays[name].dtype.kind in "biu" else "f", tuple(arrays[name].shape))
-        for name in sorted(arrays)
-    )
+#: Array name -> the exponent of its scaled encoding (real arrays only).
+Exponents = Mapping[str, int]
+
+
+def layout_of(arrays: Mapping[str, np.ndarray], exponents: Exponents | None = None) -> Layout:
+    """The layout of ``arrays`` (sorted by name; booleans and integers are ``"i"``).
+
+    A real array named in ``exponents`` is a scaled field with that exponent.
+    """
+    fields = []
+    for name in sorted(arrays):
+        kind = "i" if arrays[name].dtype.kind in "biu" else "f"
+        exponent = (exponents or {}).get(name) if kind == "f" else None
+        if exponent is not None and not MIN_EXPONENT <= exponent <= MAX_EXPONENT:
+            raise ValueError(
+                f"{name}'s scale exponent {exponent} lies outside {MIN_EXPONENT}..{MAX_EXPONENT}"
+            )
+        fields.append(Field(name, kind, tuple(arrays[name].shape), exponent))
+    return tuple(fields)
 
 
 def layout_text(layout: Layout) -> str:
-    """``layout`` as one line (a reply fact): ``name:kind:d1xd2;...``."""
-    return ";".join(f"{f.name}:{f.kind}:{'x'.join(map(str, f.shape))}" for f in layout)
+    """``layout`` as one line (a reply fact): ``name:kind[@exponent]:d1xd2;...``."""
+    return ";".join(
+        f"{f.name}:{f.kind}{'' if f.exponent is None else f'@{f.exponent}'}:"
+        f"{'x'.join(map(str, f.shape))}"
+        for f in layout
+    )
 
 
 def layout_from_text(text: str) -> Layout:
@@ -91,12 +135,16 @@ def layout_from_text(text: str) -> Layout:
     fields = []
     for item in text.split(";") if text else []:
         name, kind, dims = item.split(":")
-        if kind not in ("f", "i") or not name:
+        kind, at, power = kind.partition("@")
+        if kind not in ("f", "i") or not name or (at and kind != "f"):
+            raise ValueError(f"bad layout field {item!r}")
+        exponent = int(power) if at else None
+        if exponent is not None and not MIN_EXPONENT <= exponent <= MAX_EXPONENT:
             raise ValueError(f"bad layout field {item!r}")
         shape = tuple(int(d) for d in dims.split("x")) if dims else ()
         if any(d < 0 for d in shape):
             raise ValueError(f"bad layout field {item!r}")
-        fields.append(Field(name, kind, shape))
+        fields.append(Field(name, kind, shape, exponent))
     return tuple(fields)
 
 
@@ -105,7 +153,9 @@ def vector_length(layout: Layout) -> int:
     return sum(f.size * f.limbs for f in layout)
 
 
-def range_problem(arrays: Mapping[str, np.ndarray]) -> str | None:
+def range_problem(
+    arrays: Mapping[str, np.ndarray], exponents: Exponents | None = None
+) -> str | None:
     """Why ``arrays`` cannot be encoded without clipping, or None."""
     for name in sorted(arrays):
         a = np.asarray(arrays[name])
@@ -118,6 +168,14 @@ def range_problem(arrays: Mapping[str, np.ndarray]) -> str | None:
         if not np.all(np.isfinite(a)):
             return f"{name} holds a value that is not finite (NaN or infinity)"
         biggest = float(np.abs(a).max())
+        exponent = (exponents or {}).get(name)
+        if exponent is not None and biggest >= 2.0**exponent:
+            return (
+                f"{name} holds a value of magnitude {biggest:.3g}, at or beyond the bound "
+                f"2**{exponent} its scaled encoding was given; nothing is sent rather than a "
+                "clipped value (the bound comes from the pooled counts: are the sites on the "
+                "same software version?)"
+            )
         if biggest >= MAX_FLOAT:
             return (
                 f"{name} holds a value of magnitude {biggest:.3g}, beyond the secure sum's "
@@ -126,17 +184,20 @@ def range_problem(arrays: Mapping[str, np.ndarray]) -> str | None:
     return None
 
 
-def encode(arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, Layout]:
+def encode(
+    arrays: Mapping[str, np.ndarray], exponents: Exponents | None = None
+) -> tuple[np.ndarray, Layout]:
     """``arrays`` as one vector of limbs (float64 holding integers) and its layout.
 
+    Real arrays named in ``exponents`` are scaled fields (module docstring).
     Raises ValueError with :func:`range_problem`'s reason when a value cannot be carried.
     """
-    problem = range_problem(arrays)
+    problem = range_problem(arrays, exponents)
     if problem is not None:
         raise ValueError(problem)
-    layout = layout_of(arrays)
+    layout = layout_of(arrays, exponents)
     parts = [
-        _float_limbs(np.asarray(arrays[f.name], dtype=np.float64).ravel())
+        _float_limbs(np.asarray(arrays[f.name], dtype=np.float64).ravel(), f.limbs, f.frac_bits)
         if f.kind == "f"
         else _int_limbs(np.asarray(arrays[f.name]).astype(np.int64).ravel())
         for f in layout
@@ -169,23 +230,22 @@ def decode(total: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
         n = f.size * f.limbs
         part = _carried(limbs[at : at + n].reshape(f.limbs, f.size))
         at += n
-        out[f.name] = (_float_value(part) if f.kind == "f" else _int_value(part, f.name)).reshape(
-            f.shape
-        )
+        value = _float_value(part, f.frac_bits) if f.kind == "f" else _int_value(part, f.name)
+        out[f.name] = value.reshape(f.shape)
     return out
 
 
-def _float_limbs(x: np.ndarray) -> np.ndarray:
-    """Limbs (FLOAT_LIMBS, n) of round(x * 2**FRAC_BITS): the digits of its magnitude, signed.
+def _float_limbs(x: np.ndarray, n_limbs: int = FLOAT_LIMBS, frac: int = FRAC_BITS) -> np.ndarray:
+    """Limbs (n_limbs, n) of round(x * 2**frac): the digits of its magnitude, signed.
 
     Digits are taken from the magnitude (for a negative value, the remainder
     below a power of two would need more bits than float64 has); each limb
     carries the value's sign, so it lies in ``(-2**LIMB_BITS, 2**LIMB_BITS)``.
     """
-    magnitude = np.rint(np.ldexp(np.abs(x), FRAC_BITS))
+    magnitude = np.rint(np.ldexp(np.abs(x), frac))
     sign = np.sign(x)
-    limbs = np.empty((FLOAT_LIMBS, x.size))
-    for level in range(FLOAT_LIMBS - 1, 0, -1):
+    limbs = np.empty((n_limbs, x.size))
+    for level in range(n_limbs - 1, 0, -1):
         scale = float(2 ** (LIMB_BITS * level))
         digit = np.floor(magnitude / scale)  # exact: division by a power of two
         limbs[level] = sign * digit
@@ -212,10 +272,10 @@ def _carried(limbs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _float_value(limbs: np.ndarray) -> np.ndarray:
+def _float_value(limbs: np.ndarray, frac: int = FRAC_BITS) -> np.ndarray:
     value = np.zeros(limbs.shape[1])
     for level in range(len(limbs) - 1, -1, -1):  # most significant first: a few ulps at most
-        value += np.ldexp(limbs[level].astype(np.float64), LIMB_BITS * level - FRAC_BITS)
+        value += np.ldexp(limbs[level].astype(np.float64), LIMB_BITS * level - frac)
     return value
 
 
@@ -235,7 +295,11 @@ __all__ = [
     "FRAC_BITS",
     "INT_LIMBS",
     "LIMB_BITS",
+    "MAX_EXPONENT",
     "MAX_FLOAT",
+    "MIN_EXPONENT",
+    "SCALED_LIMBS",
+    "Exponents",
     "Field",
     "Layout",
     "decode",
@@ -244,5 +308,6 @@ __all__ = [
     "layout_of",
     "layout_text",
     "range_problem",
+    "scaled_frac_bits",
     "vector_length",
 ]

@@ -79,7 +79,7 @@ from genofed.common.receipts import (
 from genofed.common.signing import StudySignature, public_key_text
 from genofed.common.study import SECURE_MODES, AnalysisSpec, Study
 from genofed.common.wire.records import NamedArrays, signed_study
-from genofed.common.wire.summable import summable_form, summed
+from genofed.common.wire.summable import fixed_point_exponents, summable_form, summed
 from genofed.coordinator.combine.freq import sum_site_counts
 from genofed.coordinator.combine.harmonize import (
     Harmonization,
@@ -818,7 +818,8 @@ class _Members:
                     except (KeyError, ValueError) as exc:
                         raise SiteFailure(name, BAD_REPLY, f"{kind} reply: {exc}") from exc
                 try:
-                    total = summed(forms, names)
+                    exponents = fixed_point_exponents(kind, inputs[0]) if inputs else {}
+                    total = summed(forms, names, exponents)
                 except ValueError as exc:
                     raise SiteFailure(names[0], BAD_REPLY, f"{kind} replies: {exc}") from exc
                 return Pooled([r for r, _ in got], total, names)

@@ -121,7 +121,7 @@ from genofed.common.secure_sum import MIN_SECURE_SITES, SECAGG_LAYOUT_FACT
 from genofed.common.study import AnalysisSpec, Study
 from genofed.common.wire.proto import receipt_from_bytes, receipt_to_bytes
 from genofed.common.wire.records import NamedArrays, array_manifest, study_of, study_signature
-from genofed.common.wire.summable import SUMMABLE_FORMS
+from genofed.common.wire.summable import SUMMABLE_FORMS, fixed_point_exponents
 from genofed.site_agent import cohort
 from genofed.site_agent.audit.log import (
     DECISION_ERROR,
@@ -523,14 +523,18 @@ def _summable_vector(request: Request, inputs: NamedArrays, answer: Answer) -> n
     """The answer's summable form as one fixed-point vector; facts say its layout and mode."""
     try:
         dense = SUMMABLE_FORMS[request.kind](answer.arrays, inputs)
+        exponents = fixed_point_exponents(request.kind, inputs)
     except (KeyError, ValueError) as exc:
         raise GenoFedError(
             f"cannot put the {request.kind} reply in its summable form: {exc}"
         ) from exc
-    problem = range_problem(dense)
+    problem = range_problem(dense, exponents)
     if problem is not None:
         raise PolicyRefusal(VALUE_OUT_OF_RANGE, problem)
-    vector, layout = encode(dense)
+    try:
+        vector, layout = encode(dense, exponents)
+    except ValueError as exc:  # an exponent outside the encoding's range
+        raise PolicyRefusal(BAD_REQUEST, f"the {request.kind} request: {exc}") from exc
     answer.facts[SECAGG_LAYOUT_FACT] = layout_text(layout)
     answer.facts["release_mode"] = "exact"
     noise: dict[str, object] = {

@@ -12,9 +12,12 @@ import filecmp
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from genofed.common.fixed_point import SCALED_LIMBS
 from genofed.common.study import Study, study_from_mapping
+from genofed.coordinator.protocols.pca import block_size
 from genofed.coordinator.runner import run_study
 from genofed.simulation import run_simulated_study
 from genofed.synth import write_cohorts
@@ -48,7 +51,15 @@ def test_exact_pca__every_round_masked_and_tables_equal_plain(
     p_doc = json.loads((tmp_path / "p" / "provenance.json").read_text())
     e_doc = json.loads((tmp_path / "e" / "provenance.json").read_text())
     assert p_doc["summary"]["pca"]["rounds"] == e_doc["summary"]["pca"]["rounds"]
+    v, n = e_doc["summary"]["pca"]["variants"], e_doc["summary"]["pca"]["samples"]
+    width = block_size(3, v, n)
     for record in e_doc["sites"]:
+        # the products travel as scaled fixed point: 4 limbs per value, not 7 (and
+        # SecAgg+'s one weight element)
+        iterate = [r for r in record["releases"] if r["request"] == "pca_iterate"]
+        for release in iterate:
+            limbs = sum(int(np.prod(a["shape"])) for a in release["arrays"])
+            assert limbs == SCALED_LIMBS * (v * width + 2 * width * width) + 1
         kinds = [r["request"] for r in record["releases"] if r["request"].startswith("pca")]
         assert kinds[:2] == ["pca_counts", "pca_ld"] and kinds[-1] == "pca_finish"
         assert kinds.count("pca_iterate") >= 2

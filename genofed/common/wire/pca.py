@@ -281,6 +281,35 @@ def _finish_form(
     return _take(arrays, {"x_t_e": (_rows(inputs), _columns(inputs, "transform"))}, "f")
 
 
+#: Input holding the scale exponents of a request's real arrays, in the order of
+#: :data:`SCALED_ARRAYS` (int64): ``|value| < 2**e`` at every site, from the pooled counts.
+EXPONENTS_INPUT: Final = "fixed_point_exponents"
+#: Request kind -> the reply arrays a coordinator may give scale exponents.
+SCALED_ARRAYS: Final[Mapping[str, tuple[str, ...]]] = {
+    PCA_ITERATE_KIND: ("a_t_u", "cross", "gram"),
+    PCA_FINISH_KIND: ("x_t_e",),
+}
+
+
+def _exponents(kind: str) -> Callable[[Mapping[str, np.ndarray]], dict[str, int]]:
+    names = SCALED_ARRAYS[kind]
+
+    def exponents(inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
+        got = inputs.get(EXPONENTS_INPUT)
+        if got is None:  # a coordinator that sends none: the generic encoding
+            return {}
+        if got.shape != (len(names),) or got.dtype.kind not in "iu":
+            raise ValueError(f"the request's {EXPONENTS_INPUT} must be {len(names)} integers")
+        return {name: int(e) for name, e in zip(names, got, strict=True)}
+
+    return exponents
+
+
+#: Request kind -> the scale exponents its inputs give (:func:`genofed.common.fixed_point.encode`).
+FIXED_POINT_EXPONENTS: Final[Mapping[str, Callable[..., dict[str, int]]]] = {
+    kind: _exponents(kind) for kind in SCALED_ARRAYS
+}
+
 #: Request kind -> its summable form (:mod:`genofed.common.wire.summable`).
 SUMMABLE_FORMS: Final[Mapping[str, Callable[..., dict[str, np.ndarray]]]] = {
     PCA_COUNTS_KIND: _counts_form,
@@ -296,6 +325,8 @@ PCA_SAMPLES_FACT = "pca_samples"
 
 __all__ = [
     "DEFAULT_N_PCS",
+    "EXPONENTS_INPUT",
+    "FIXED_POINT_EXPONENTS",
     "FOUNDER_COUNTS",
     "MAX_ITERATIONS",
     "MAX_LD_WINDOW",
@@ -307,6 +338,7 @@ __all__ = [
     "PCA_REQUEST_KINDS",
     "PCA_SAMPLES_FACT",
     "PC_COVARIATE",
+    "SCALED_ARRAYS",
     "SUMMABLE_FORMS",
     "block_width",
     "check_pca_params",

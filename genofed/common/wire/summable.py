@@ -30,7 +30,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from genofed.common.fixed_point import decode, encode, layout_of, range_problem
+from genofed.common.fixed_point import Exponents, decode, encode, layout_of, range_problem
 from genofed.common.wire import glm as glm_wire
 from genofed.common.wire import pca as pca_wire
 from genofed.common.wire import pgx as pgx_wire
@@ -53,6 +53,27 @@ def _gather() -> dict[str, SummableForm]:
 
 #: Request kind -> its summable form.
 SUMMABLE_FORMS: MappingProxyType[str, SummableForm] = MappingProxyType(_gather())
+
+
+def _gather_exponents() -> dict[str, Callable[[Mapping[str, np.ndarray]], dict[str, int]]]:
+    found: dict[str, Callable[[Mapping[str, np.ndarray]], dict[str, int]]] = {}
+    for module in (glm_wire, pca_wire, pgx_wire, prs_wire, survival_wire, train_wire):
+        found.update(getattr(module, "FIXED_POINT_EXPONENTS", {}))
+    return found
+
+
+_EXPONENTS = MappingProxyType(_gather_exponents())
+
+
+def fixed_point_exponents(request_kind: str, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """The scale exponents the request's inputs give its reply's real arrays (often none).
+
+    Both sides encode with them: the site its masked vector, the coordinator
+    the plain replies it adds up. ValueError on malformed exponents.
+    """
+    exponents = _EXPONENTS.get(request_kind)
+    return exponents(inputs) if exponents is not None else {}
+
 
 #: Request kinds of each multi-round analysis kind.
 ANALYSIS_REQUESTS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
@@ -85,10 +106,15 @@ def summable_form(request_kind: str) -> SummableForm:
         raise KeyError(f"request kind {request_kind!r} has no summable form") from None
 
 
-def summed(forms: Sequence[Mapping[str, np.ndarray]], sites: Sequence[str]) -> NamedArrays:
+def summed(
+    forms: Sequence[Mapping[str, np.ndarray]],
+    sites: Sequence[str],
+    exponents: Exponents | None = None,
+) -> NamedArrays:
     """The sites' summable forms added up (integers stay integers), as SecAgg+ would.
 
-    Each form is encoded in fixed point (:func:`genofed.common.fixed_point.encode`),
+    Each form is encoded in fixed point (:func:`genofed.common.fixed_point.encode`,
+    with the request's scale ``exponents``),
     the limbs are added as integers and the total decoded: exactly the sum
     an ``exact`` study decodes from the masked vectors. When a site's values
     leave the fixed-point range (which an ``exact`` site would refuse to
@@ -114,19 +140,20 @@ def summed(forms: Sequence[Mapping[str, np.ndarray]], sites: Sequence[str]) -> N
                     f"{site}: {name} has shape {value.shape}, the first site's {total[name].shape}"
                 )
             total[name] += value
-    if any(range_problem(form) is not None for form in forms):
+    if any(range_problem(form, exponents) is not None for form in forms):
         return total
     limbs = None
     for form in forms:
-        vector, _ = encode(form)
+        vector, _ = encode(form, exponents)
         limbs = vector if limbs is None else limbs + vector
-    return decode(limbs, layout_of(first)) if limbs is not None else total
+    return decode(limbs, layout_of(first, exponents)) if limbs is not None else total
 
 
 __all__ = [
     "ANALYSIS_REQUESTS",
     "SUMMABLE_FORMS",
     "SummableForm",
+    "fixed_point_exponents",
     "secure_analysis_kinds",
     "summable_form",
     "summed",

@@ -15,6 +15,18 @@ The model and the arrays sites send are in :mod:`genofed.common.wire.pca`.
   the Rayleigh quotient ``H = Q^T K Q`` and each Ritz vector's residual
   ``||K q - theta q||`` follow from the pooled ``l x l`` sums alone. scipy's
   and scikit-learn's randomized SVDs need the whole matrix in one process.
+* :class:`ProductBounds`: bounds on every site's products from the pooled
+  genotype counts, for their scaled fixed-point encoding (4 limbs instead of
+  7: :mod:`genofed.common.fixed_point`). With ``g_j = sum_i x_ij^2`` over
+  the pooled samples (computable from the counts: a missing call is 0),
+  ``trace K = sum_j g_j / M`` bounds ``lambda_max(K)``, and for any subset
+  ``s`` of the samples (one site) Cauchy-Schwarz gives, for a block ``Q``
+  orthonormal over all samples and ``U = K Q``: ``|(A_s^T U_s)_jk| <=
+  sqrt(g_j / M) ||U_k|| <= sqrt(max g / M) trace K``, ``|(U_s^T U_s)| <=
+  (trace K)^2``, ``|(Q_s^T U_s)| <= trace K``; at the start (``U = A
+  Omega``) ``||U_k|| <= sqrt(trace K) ||Omega_k||``; the finish's ``X_s^T E``
+  is below ``sqrt(max g)`` for unit-norm ``E``. Each bound is doubled
+  (``Q`` is orthonormal up to rounding) and rounded up to a power of two.
 
 Pure core: arrays in, arrays out.
 """
@@ -27,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "ProductBounds",
     "RitzPairs",
     "major_is_alt",
     "minor_allele_frequency",
@@ -207,3 +220,45 @@ def variant_weights(x_t_e: F64, eigenvalues: F64, alt_freq: F64) -> F64:
         w = x_t_e / np.sqrt(eigenvalues)[None, :]
     sign = np.where(major_is_alt(alt_freq), -1.0, 1.0)
     return np.asarray(w * sign[:, None], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ProductBounds:
+    """What bounds every site's PCA products: ``max_j g_j``, ``sum_j g_j`` over ``M`` variants."""
+
+    max_g: float
+    sum_g: float
+    n_variants: int
+
+    @classmethod
+    def from_counts(cls, counts: npt.NDArray[np.int64] | F64, alt_freq: F64) -> ProductBounds:
+        """From pooled (V, 4) genotype counts (study ALT) and the standardizing frequencies."""
+        c = np.asarray(counts, dtype=np.float64)
+        f = np.asarray(alt_freq, dtype=np.float64)
+        var = 2.0 * f * (1.0 - f)
+        g = np.zeros(len(f))
+        live = var > 0  # a variant with f 0 or 1 is 0 in every sample
+        for dose in range(3):
+            g[live] += c[live, dose] * (dose - 2.0 * f[live]) ** 2 / var[live]
+        return cls(float(g.max(initial=0.0)), float(g.sum()), len(f))
+
+    def _exponent(self, bound: float) -> int:
+        return max(-60, min(60, int(np.ceil(np.log2(max(2.0 * bound, 2.0**-60))))))
+
+    def iterate(self, step: int, wts: F64) -> npt.NDArray[np.int64]:
+        """Exponents of ``a_t_u``, ``cross``, ``gram`` (wire order) for a ``pca_iterate`` step."""
+        m = max(self.n_variants, 1)
+        trace = self.sum_g / m
+        column = np.sqrt(self.max_g / m)
+        if step == 0:  # U = A Omega
+            u_norm = np.sqrt(trace) * float(np.sqrt((wts * wts).sum(axis=0)).max(initial=0.0))
+            cross = 1.0  # zeros at the start
+        else:
+            u_norm = trace
+            cross = trace
+        bounds = (column * u_norm, cross, u_norm * u_norm)
+        return np.array([self._exponent(b) for b in bounds], dtype=np.int64)
+
+    def finish(self) -> npt.NDArray[np.int64]:
+        """Exponent of ``x_t_e`` for ``pca_finish`` (unit-norm sample eigenvectors)."""
+        return np.array([self._exponent(float(np.sqrt(self.max_g)))], dtype=np.int64)

@@ -36,6 +36,7 @@ import numpy as np
 from genofed.common.errors import GenoFedError, InputError
 from genofed.common.study import AnalysisSpec
 from genofed.common.wire.pca import (
+    EXPONENTS_INPUT,
     FOUNDER_COUNTS,
     MAX_ITERATIONS,
     PCA_COUNTS_KIND,
@@ -49,6 +50,7 @@ from genofed.common.wire.pca import (
 from genofed.common.wire.records import NamedArrays
 from genofed.coordinator.combine.harmonize import Harmonization
 from genofed.coordinator.combine.pca import (
+    ProductBounds,
     minor_allele_frequency,
     prune_pairwise,
     r_squared,
@@ -183,10 +185,14 @@ def run_pca(
     f_sel = freq[selected]
     width = block_size(k, v, n_samples)
     rng = np.random.default_rng(_seed(study_sha256, spec.id))
+    # each site's products lie below bounds from the pooled counts: 4 limbs each, not 7
+    bounds = ProductBounds.from_counts(every[selected], f_sel)
+    start = rng.standard_normal((v, width))
     inputs: dict[str, np.ndarray] = {
         "freq": f_sel,
         "step": np.array([0]),
-        "wts": rng.standard_normal((v, width)),
+        "wts": start,
+        EXPONENTS_INPUT: bounds.iterate(0, start),
     }
     shapes = {"a_t_u": (v, width), "gram": (width, width), "cross": (width, width)}
     pairs = None
@@ -211,6 +217,7 @@ def run_pca(
             "step": np.array([iteration + 1]),
             "wts": got["a_t_u"] @ transform,
             "transform": transform,
+            EXPONENTS_INPUT: bounds.iterate(iteration + 1, start),
         }
     if pairs is None:
         raise GenoFedError(f"pca analysis {spec.id!r}: MAX_ITERATIONS must be at least 2")
@@ -224,7 +231,12 @@ def run_pca(
         )
     w = pairs.vectors[:, :k]
     w = w * np.where(w[np.abs(w).argmax(axis=0), np.arange(k)] < 0, -1.0, 1.0)
-    finish = {"freq": f_sel, "step": np.array([iteration + 1]), "transform": w}
+    finish = {
+        "freq": f_sel,
+        "step": np.array([iteration + 1]),
+        "transform": w,
+        EXPONENTS_INPUT: bounds.finish(),
+    }
     done = ask_sum(PCA_FINISH_KIND, spec.id, plan(selected, **finish))
     rounds += 1
     x_t_e = _pooled(done, {"x_t_e": (v, k)})["x_t_e"]

@@ -13,6 +13,7 @@ from genofed.common.fixed_point import (
     FRAC_BITS,
     LIMB_BITS,
     MAX_FLOAT,
+    SCALED_LIMBS,
     decode,
     encode,
     layout_from_text,
@@ -94,3 +95,50 @@ def test_empty_and_scalar_arrays_round_trip() -> None:
     back = decode(vector, layout_from_text(layout_text(layout)))
     assert back["e"].shape == (0, 3) and back["s"].shape == () and float(back["s"]) == 2.5
     assert back["b"].tolist() == [1, 0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=-20, max_value=40),
+    st.lists(st.lists(st.floats(-1.0, 1.0), min_size=5, max_size=5), min_size=1, max_size=7),
+)
+def test_scaled_field__four_limbs_decode_to_the_exact_fixed_point_sum(
+    exponent: int, sites: list[list[float]]
+) -> None:
+    frac = SCALED_LIMBS * LIMB_BITS - 1 - exponent
+    bound = 2.0**exponent
+    vectors = []
+    layout = None
+    for site in sites:
+        x = np.nextafter(np.array(site) * bound, 0.0)  # strictly inside the bound
+        vector, layout = encode({"p": x}, {"p": exponent})
+        assert vector.size == SCALED_LIMBS * x.size
+        assert np.all(vector == np.rint(vector)) and np.abs(vector).max() < 2**LIMB_BITS
+        vectors.append((x, vector))
+    assert layout is not None and layout_text(layout) == f"p:f@{exponent}:5"
+    got = decode(np.sum([v for _, v in vectors], axis=0), layout_from_text(layout_text(layout)))
+    for i, value in enumerate(got["p"]):
+        want = sum(Fraction(round(Fraction(float(x[i])) * 2**frac), 2**frac) for x, _ in vectors)
+        assert abs(Fraction(float(value)) - want) <= 4 * abs(want) * Fraction(2) ** -53
+        # and the fixed-point sum is within the resolution of the true sum, per site
+        true = sum(Fraction(float(x[i])) for x, _ in vectors)
+        assert abs(want - true) <= len(vectors) * Fraction(1, 2 ** (frac + 1))
+
+
+def test_scaled_field__a_value_at_the_bound_is_refused_not_clipped() -> None:
+    x = np.array([0.5, -8.0, 3.0])
+    assert range_problem({"p": x}, {"p": 4}) is None
+    assert range_problem({"p": x}, {"p": 3}) is not None and "2**3" in str(
+        range_problem({"p": x}, {"p": 3})
+    )
+    with pytest.raises(ValueError, match="bound 2\\*\\*3"):
+        encode({"p": x}, {"p": 3})
+    with pytest.raises(ValueError, match="outside"):
+        encode({"p": x}, {"p": 99})
+    # integer arrays and unnamed real arrays keep their encodings
+    vector, layout = encode({"p": x, "n": np.array([3]), "q": x}, {"p": 4})
+    assert layout_text(layout) == "n:i:1;p:f@4:3;q:f:3"
+    assert vector.size == 4 + 4 * 3 + 7 * 3
+    for bad in ("p:i@4:3", "p:f@x:3", "p:f@99:3"):
+        with pytest.raises(ValueError):
+            layout_from_text(bad)

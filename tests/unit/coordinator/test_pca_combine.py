@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from genofed.coordinator.combine.pca import (
+    ProductBounds,
     prune_pairwise,
     r_squared,
     ritz,
@@ -137,3 +138,41 @@ def test_variant_weights__refer_to_the_non_major_allele() -> None:
     x_t_e = np.array([[2.0], [2.0]])
     w = variant_weights(x_t_e, np.array([4.0]), np.array([0.2, 0.7]))
     np.testing.assert_allclose(w[:, 0], [1.0, -1.0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_product_bounds__every_sites_products_lie_below_their_exponents(seed: int) -> None:
+    """The scaled bounds hold for each site's products at every step, skewed sites too."""
+    rng = np.random.default_rng(seed)
+    v, n, width = 300, 240, 12
+    g = _genotypes(rng, v, n, missing=0.05)
+    g[:5, :200] = 0  # rare variants: big standardized values in a few samples
+    g[:5, 200:] = rng.integers(1, 3, size=(5, 40))
+    freq = _pooled_freq(g)
+    counts = np.stack([(g == d).sum(axis=1) for d in (0, 1, 2, -9)], axis=1)
+    bounds = ProductBounds.from_counts(counts, freq)
+    x, _ = standardized(g, np.zeros(v, dtype=np.bool_), freq)
+    a = x.T / np.sqrt(v)  # samples x variants
+    sites = [np.arange(0, 40), np.arange(40, 200), np.arange(200, n)]  # a site of outliers
+    wts = rng.standard_normal((v, width)) * 3.0
+    q = None
+    for step in range(4):
+        exps = bounds.iterate(step, wts)
+        us = [a[s] @ wts for s in sites]
+        for s, u in zip(sites, us, strict=True):
+            products = {
+                "a_t_u": a[s].T @ u,
+                "cross": np.zeros((width, width)) if q is None else q[s].T @ u,
+                "gram": u.T @ u,
+            }
+            for e, (name, p) in zip(exps, products.items(), strict=True):
+                assert np.abs(p).max() < 2.0 ** int(e), (step, name)
+        u = np.concatenate(us)
+        transform = whiten(u.T @ u)
+        q = u @ transform
+        wts = a.T @ q
+    e = bounds.finish()[0]
+    _, vectors = np.linalg.eigh(a @ a.T)
+    top = vectors[:, -3:]
+    for s in sites:
+        assert np.abs(x[:, s] @ top[s]).max() < 2.0 ** int(e)
